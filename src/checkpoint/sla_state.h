@@ -1,0 +1,89 @@
+// A typed view of sla_attention.pt (see ../shared/docs/sla-format.md):
+//   {"settings": {topk, feature_map, blkq, blkk, tie_feature_map_qk},
+//    "state": {"<head_dim>:<dtype token>": {"proj_l.weight": f32 [D, D], "proj_l.bias": f32 [D]}, ...},
+//    "version": 1,
+//    "sla_toolkit": {...}}            // our extension key; SimpleTuner ignores it
+// The extension is a flat JSON object of str/int/float/bool values (variant, writer, regenerated, ...).
+// This header is LibTorch-free; conversion to torch::Tensor lives in src/sla.
+#pragma once
+
+#include "errors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace slackpt {
+
+inline constexpr const char* kSlaFileName = "sla_attention.pt";
+inline constexpr const char* kSlaTwinName = "sla_attention.safetensors";
+inline constexpr const char* kExtensionKey = "sla_toolkit";
+inline constexpr int64_t kSlaFormatVersion = 1;
+
+struct SlaSettings {
+  double topk = 0.2;
+  std::string feature_map = "softmax";  // softmax | elu | relu
+  int64_t blkq = 64;                    // 32 | 64 | 128
+  int64_t blkk = 64;                    // 32 | 64 | 128
+  bool tie_feature_map_qk = true;
+};
+
+// A contiguous row-major float32 tensor.
+struct Float32Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+struct SlaEntry {
+  std::string key;          // "<head_dim>:<dtype token>", e.g. "128:bf16"
+  int64_t head_dim = 0;     // parsed from key
+  std::string dtype_token;  // bf16 | fp16 | fp32 | another torch dtype name
+  Float32Tensor weight;     // proj_l.weight [D, D]
+  Float32Tensor bias;       // proj_l.bias   [D]
+};
+
+struct SlaFile {
+  SlaSettings settings;
+  int64_t version = kSlaFormatVersion;
+  std::vector<SlaEntry> entries;                      // file order; keys unique
+  nlohmann::json extension = nlohmann::json::object();  // our top-level key; empty when absent
+  bool has_extension = false;                          // the file carried the key
+
+  // Variant recorded in the extension, or "all" when absent (reports then say it was assumed).
+  std::string variant() const;
+  const SlaEntry* find(const std::string& key) const;
+};
+
+// One schema problem: a code (E_SCHEMA, E_VALUES, ...), a message, and where (key path).
+struct Problem {
+  std::string code;
+  std::string message;
+  std::string where;
+};
+
+struct SlaLoadResult {
+  SlaFile file;                   // best effort when problems exist
+  std::vector<Problem> problems;  // schema and value problems; empty = valid
+};
+
+// Reads and schema-checks a .pt file. Throws CheckpointError when the container or pickle cannot
+// be read at all; schema problems are listed instead.
+SlaLoadResult load_sla_file(const std::string& path);
+
+// Reads a .pt file and throws CheckpointError on the first problem of any kind.
+SlaFile read_sla_file(const std::string& path);
+
+// Schema and value checks of an in-memory file (what load_sla_file reports).
+std::vector<Problem> check_sla_file(const SlaFile& file);
+
+// Writes the file atomically and durably (temp in the same folder, fsync, re-read and validate,
+// rename, fsync folder). On any failure the target is untouched and the temp is gone.
+// Python torch.load(weights_only=True) loads the result.
+void write_sla_file(const std::string& path, const SlaFile& file);
+
+// "bf16" for torch.bfloat16 etc.: the token SimpleTuner uses in state keys.
+std::string dtype_token_for(const std::string& torch_dtype_name);
+
+}  // namespace slackpt

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the build, the demo and the tests need. Idempotent: a second run
+# only checks. Debian packages through apt, Python packages into the project-local
+# virtualenv .venv (LibTorch comes from the torch wheel there).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+apt_packages=(build-essential cmake ninja-build pkg-config python3 python3-venv python3-pip
+  libcurl4-openssl-dev nlohmann-json3-dev zlib1g-dev libfmt-dev catch2 libcli11-dev libssl-dev
+  libcpp-httplib-dev)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+py_requirements=(torch==2.11.0 huggingface_hub==1.29.0 safetensors==0.7.0 numpy pytest)
+stamp=.venv/.requirements
+want="${py_requirements[*]}"
+if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: creating .venv with ${want}" >&2
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip >&2
+  .venv/bin/python -m pip install -q "${py_requirements[@]}" >&2
+  echo "$want" > "$stamp"
+fi

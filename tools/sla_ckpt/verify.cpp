@@ -1,0 +1,11 @@
+// Placeholder: replaced by the real subcommand.
+#include "cli.h"
+#include <fmt/core.h>
+namespace slackpt::cli {
+Subcommand register_verify(CLI::App& parent) {
+  Subcommand sub;
+  sub.app = parent.add_subcommand("verify", "(not implemented yet)");
+  sub.run = [] { fmt::print(stderr, "sla-ckpt verify: not implemented yet\n"); return int(kUnusable); };
+  return sub;
+}
+}  // namespace slackpt::cli
