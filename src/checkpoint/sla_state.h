@@ -72,6 +72,9 @@ struct SlaLoadResult {
 // be read at all; schema problems are listed instead.
 SlaLoadResult load_sla_file(const std::string& path);
 
+// The same from bytes in memory (the fuzz target's entry point). name is used in messages.
+SlaLoadResult load_sla_buffer(const uint8_t* data, size_t size, const std::string& name);
+
 // Reads a .pt file and throws CheckpointError on the first problem of any kind.
 SlaFile read_sla_file(const std::string& path);
 
