@@ -1,17 +1,33 @@
 # LibTorch from the torch wheel in the project's virtualenv: CMake finds it through
-# torch.utils.cmake_prefix_path. The wheel's TorchConfig looks for CUDA itself; without nvcc we
-# tell it not to.
+# torch.utils.cmake_prefix_path.
+#
+# The wheel is a CUDA build. Its TorchConfig insists on finding the CUDA toolkit, so a CPU-only
+# build (no nvcc) imports the CPU libraries of the same wheel directly instead: torch_cpu and c10
+# are all that SLA's CPU path (the reference, the module, the hooks) links against.
 execute_process(
-  COMMAND ${SLA_PYTHON} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
-  OUTPUT_VARIABLE SLA_TORCH_PREFIX OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
+  COMMAND ${SLA_PYTHON} -c "import torch, torch.utils; print(torch.utils.cmake_prefix_path); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); print(torch.__version__)"
+  OUTPUT_VARIABLE torch_info OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "SLA: ${SLA_PYTHON} cannot import torch; run tools/setup.sh first (or -DSLA_WITH_TORCH=OFF)")
 endif()
-list(APPEND CMAKE_PREFIX_PATH ${SLA_TORCH_PREFIX})
-if(NOT SLA_CUDA_ENABLED)
-  set(CAFFE2_USE_CUDA OFF)
-  set(USE_CUDA OFF)
+string(REPLACE "\n" ";" torch_info "${torch_info}")
+list(GET torch_info 0 SLA_TORCH_PREFIX)
+list(GET torch_info 1 SLA_TORCH_CXX11_ABI)
+list(GET torch_info 2 SLA_TORCH_VERSION)
+get_filename_component(SLA_TORCH_ROOT "${SLA_TORCH_PREFIX}/../.." ABSOLUTE)
+
+if(SLA_CUDA_ENABLED)
+  list(APPEND CMAKE_PREFIX_PATH ${SLA_TORCH_PREFIX})
+  find_package(Torch REQUIRED)
+else()
+  set(torch_includes ${SLA_TORCH_ROOT}/include ${SLA_TORCH_ROOT}/include/torch/csrc/api/include)
+  foreach(lib c10 torch_cpu)
+    add_library(sla_torch_${lib} SHARED IMPORTED)
+    set_target_properties(sla_torch_${lib} PROPERTIES
+      IMPORTED_LOCATION ${SLA_TORCH_ROOT}/lib/lib${lib}.so
+      INTERFACE_INCLUDE_DIRECTORIES "${torch_includes}"
+      INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=${SLA_TORCH_CXX11_ABI}")
+  endforeach()
+  set(TORCH_LIBRARIES sla_torch_torch_cpu sla_torch_c10)
 endif()
-find_package(Torch REQUIRED)
-# TorchConfig appends its flags to CMAKE_CXX_FLAGS (the ABI macro among them); keep that.
-message(STATUS "SLA: LibTorch ${Torch_VERSION} from ${SLA_TORCH_PREFIX}")
+message(STATUS "SLA: LibTorch ${SLA_TORCH_VERSION} from ${SLA_TORCH_ROOT} (${TORCH_LIBRARIES})")
