@@ -178,13 +178,6 @@ std::vector<int64_t> head_dims_from_config(const json& config) {
   return {dims.begin(), dims.end()};
 }
 
-struct ModelShape {
-  std::string config_path;  // empty = none found
-  std::vector<int64_t> head_dims;
-  std::string dtype_token;  // empty = no weights found
-  std::string dtype_source;
-};
-
 std::optional<json> read_json(const fs::path& p) {
   auto text = read_small_text(p);
   if (!text) return std::nullopt;
@@ -221,18 +214,21 @@ void find_weights_dtype(const fs::path& folder, ModelShape& shape) {
   }
 }
 
-ModelShape find_model_shape(const fs::path& folder, const VerifyOptions& options) {
+}  // namespace
+
+ModelShape find_model_shape(const std::string& folder_text, const std::string& model_config) {
+  const fs::path folder(folder_text);
   ModelShape shape;
-  if (!options.model_config.empty()) {
-    auto config = read_json(options.model_config);
+  if (!model_config.empty()) {
+    auto config = read_json(model_config);
     if (!config || !config->is_object())
-      throw CheckpointError("E_CONFIG", "cannot read the model config as a JSON object", options.model_config);
-    shape.config_path = options.model_config;
+      throw CheckpointError("E_CONFIG", "cannot read the model config as a JSON object", model_config);
+    shape.config_path = model_config;
     shape.head_dims = head_dims_from_config(*config);
     if (shape.head_dims.empty())
       throw CheckpointError("E_CONFIG",
                             "model config has no attention_head_dim, head_dim or hidden_size / num_attention_heads",
-                            options.model_config);
+                            model_config);
   } else {
     for (const fs::path& p : {folder / "transformer" / "config.json", folder / "config.json"}) {
       auto config = read_json(p);
@@ -247,6 +243,8 @@ ModelShape find_model_shape(const fs::path& folder, const VerifyOptions& options
   find_weights_dtype(folder, shape);
   return shape;
 }
+
+namespace {
 
 // ---- reading the SLA file -------------------------------------------------------------------------
 
@@ -506,7 +504,7 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
   const fs::path pt_path = folder / kSlaFileName, twin_path = folder / kSlaTwinName;
   fs::path target = path_is_file ? path : (is_file(pt_path) ? pt_path : (is_file(twin_path) ? twin_path : fs::path()));
 
-  const ModelShape model = find_model_shape(folder, options);
+  const ModelShape model = find_model_shape(folder.string(), options.model_config);
   const Evidence evidence = gather_evidence(folder, !target.empty(), options);
   report.sla_expected = !evidence.reasons.empty();
 

@@ -43,6 +43,19 @@ struct VerifyReport {
 // E_CONFIG when --model-config cannot be read; every other problem is a check in the report.
 VerifyReport verify_path(const std::string& path, const VerifyOptions& options);
 
+// The attention shape of the model in a folder: head dims from `model_config` when given (E_CONFIG
+// when it cannot be read or has none), else transformer/config.json or config.json
+// (attention_head_dim, head_dim, or hidden_size / num_attention_heads); the dtype token (bf16,
+// fp16, fp32, ...) of the float dtype holding most weight elements in the safetensors headers of
+// transformer/*.safetensors, else *.safetensors (data never read). Shared with regenerate.
+struct ModelShape {
+  std::string config_path;  // empty = none found
+  std::vector<int64_t> head_dims;
+  std::string dtype_token;   // empty = no weights found
+  std::string dtype_source;  // the weights file(s) it came from
+};
+ModelShape find_model_shape(const std::string& folder, const std::string& model_config = {});
+
 // The reference implementation (thu-ml/SLA) asserts these block sizes; SimpleTuner catches the
 // assert and silently runs dense attention. Exposed for regenerate and inspect.
 bool reference_kernel_accepts(int64_t blkq, int64_t blkk);
