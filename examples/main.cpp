@@ -3,6 +3,8 @@
 // logs to stderr.
 #include "dit.h"
 
+#include <ATen/Parallel.h>
+
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -40,6 +42,7 @@ int run(int argc, char** argv) {
   int64_t checkpoint_every = 0;
   std::string output_dir = "sla-dit-output";
   std::string resume_from;
+  int threads = 1;
 
   CLI::App app{
       "Trains a small DiT with Sparse-Linear Attention on synthetic images (CPU or CUDA).\n"
@@ -60,12 +63,15 @@ int run(int argc, char** argv) {
   app.add_option("--device", options.device, "cpu or cuda[:N]");
   app.add_option("--batch-size", options.batch_size, "images per step")->check(CLI::PositiveNumber);
   app.add_option("--learning-rate", options.learning_rate, "AdamW learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "CPU threads (the model is tiny: one is fastest and deterministic)")
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
 
+  at::set_num_threads(threads);
   if (resume_from == "latest") {
     resume_from = latest_checkpoint(output_dir);
     if (resume_from.empty()) std::cerr << "no checkpoint in " << output_dir << "; starting from scratch\n";
