@@ -30,6 +30,7 @@ std::string type_of(const Value& v) {
 struct Payload {
   SlaFile file;
   bool has_version = false;
+  bool has_settings = false;
   std::vector<std::vector<std::pair<std::string, std::shared_ptr<const pt::Tensor>>>> tensors;  // per entry
   std::vector<Problem> problems;
 
@@ -49,6 +50,7 @@ void parse_key(SlaEntry& entry) {
 
 void read_settings(const Value& v, Payload& p) {
   if (v.kind != Kind::Dict) return p.problem("E_SCHEMA", "settings is a " + type_of(v) + ", expected a dict", "settings");
+  p.has_settings = true;
   SlaSettings& s = p.file.settings;
   for (const char* key : kSettingKeys)
     if (!v.get(key)) p.problem("E_SCHEMA", std::string("missing setting ") + key, std::string("settings/") + key);
@@ -375,6 +377,7 @@ SlaInspection inspect_sla_file(const std::string& path) {
   out.prefix = pt.prefix;
   out.container_version = pt.version;
   out.has_payload_version = p.has_version;
+  out.has_settings = p.has_settings;
   out.warnings = pt.warnings;
   out.problems = std::move(p.problems);
   for (Problem& problem : check_sla_file(p.file)) out.problems.push_back(std::move(problem));
