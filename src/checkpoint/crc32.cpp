@@ -119,8 +119,12 @@ uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size) {
     lengths[i] = end - begin;
   });
   uint32_t out = parts[0];
-  for (size_t i = 1; i < chunks; ++i) out = static_cast<uint32_t>(::crc32_combine(out, parts[i], static_cast<z_off_t>(lengths[i])));
+  for (size_t i = 1; i < chunks; ++i) out = crc32_concat(out, parts[i], lengths[i]);
   return out;
+}
+
+uint32_t crc32_concat(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
+  return static_cast<uint32_t>(::crc32_combine(crc_a, crc_b, static_cast<z_off_t>(length_b)));
 }
 
 }  // namespace slackpt
