@@ -2,6 +2,7 @@
 """Writes the corrupt/hostile sla_attention.pt corpus (checkpoint-safety.md section 7) and a few
 valid files into OUT_DIR, plus OUT_DIR/corpus.json:
   [{"file", "row", "expected_codes", "expected_exit", "description", "expect"?}]
+and OUT_DIR/pickles/<case>.pkl, the data.pkl of each file (seeds for fuzz_pickle.cpp).
 "expect" (valid files and files a reader may accept) holds the tensor statistics torch computes.
 
 Usage: make_corpus.py OUT_DIR
@@ -1002,7 +1003,7 @@ def main():
     out = sys.argv[1]
     self_check()
     register_all()
-    os.makedirs(out, exist_ok=True)
+    os.makedirs(os.path.join(out, "pickles"), exist_ok=True)
     manifest = []
     for c in CASES:
         blob = c["make"]()
@@ -1015,6 +1016,7 @@ def main():
                 f.write(blob)
         if c["expected_exit"] == [0]:
             check_valid(blob, c)
+        write_pickle_seed(blob, os.path.join(out, "pickles", c["file"][:-3] + ".pkl"))
         entry = {k: c[k] for k in ("file", "row", "expected_codes", "expected_exit", "description")}
         if c["expect"] is not None:
             entry["expect"] = c["expect"]
@@ -1023,6 +1025,20 @@ def main():
         json.dump(manifest, f, indent=1)
     rows = sorted({c["row"] for c in CASES})
     print(f"make_corpus: {len(CASES)} files, rows {rows} -> {out}", file=sys.stderr)
+
+
+def write_pickle_seed(blob, path):
+    """data.pkl of a generated file, for the pickle fuzz entry point (fuzz_pickle.cpp)."""
+    if isinstance(blob, Sparse):
+        return
+    try:
+        records = read_zip_records(blob)
+    except Exception:  # the container itself is the defect: no pickle to extract
+        return
+    pickles = [data for name, data in records if name.endswith(b"data.pkl")]
+    if pickles and len(pickles[0]) <= 1 << 20:
+        with open(path, "wb") as f:
+            f.write(pickles[0])
 
 
 def self_check():
