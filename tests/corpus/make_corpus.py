@@ -432,13 +432,14 @@ def register_all():
 
     # -- row 8: overlap --
     def quoted_overlap():
-        blob, lay = base_layout()
+        # Fifield's quoted overlap: data/0 (sizes in its local header, no data descriptor) declares a
+        # span that runs over data/1's local header and data; CRC and sizes agree with that span.
         recs = records_for(base_tree())
-        # data/0's declared data runs over data/1's local header and data (Fifield's quoted overlap)
-        start, end = lay.data_starts[4], lay.local_headers[6]
         r = named(recs, b"data/0")
-        r.size = end - start
-        r.crc = zlib.crc32(blob[start:end])
+        r.descriptor, r.flags = False, 0x0800
+        blob, lay = build_zip(recs)
+        start, end = lay.data_starts[4], lay.local_headers[6]
+        r.size, r.crc = end - start, zlib.crc32(blob[start:end])
         return build_zip(recs)[0]
     corrupt("r08_quoted_overlap.pt", 8, ["E_OVERLAP"], "data/0's span covers data/1's header and data")(quoted_overlap)
 

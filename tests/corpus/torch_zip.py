@@ -28,6 +28,7 @@ class Record:
     local_method: int | None = None
     local_extra: bytes | None = None  # replaces the FB padding field
     central_extra: bytes = b""
+    descriptor: bool = True           # False: CRC and sizes in the local header, flag bit 3 clear
     offset: int | None = None         # central directory's local header offset (default: real)
     align: bool = True
 
@@ -68,14 +69,16 @@ def build_zip(records, *, comment=b"", zip64_end=True, prefix=b""):
             extra = padding_extra(len(out), len(lname)) if r.align else b""
         offset = len(out)
         layout.local_headers.append(offset)
+        local_sizes = (0, 0, 0) if r.descriptor else (crc, size & 0xFFFFFFFF, usize & 0xFFFFFFFF)
         out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 0,
                            r.flags if r.local_flags is None else r.local_flags,
                            r.method if r.local_method is None else r.local_method,
-                           0, 0, 0, 0, 0, len(lname), len(extra))
+                           0, 0, *local_sizes, len(lname), len(extra))
         out += lname + extra
         layout.data_starts.append(len(out))
         out += r.data
-        out += struct.pack("<IIII", 0x08074B50, crc, size & 0xFFFFFFFF, usize & 0xFFFFFFFF)
+        if r.descriptor:
+            out += struct.pack("<IIII", 0x08074B50, crc, size & 0xFFFFFFFF, usize & 0xFFFFFFFF)
         layout.central_entries.append(len(central))  # made absolute below
         central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0, 0, r.flags, r.method, 0, 0,
                                crc, size & 0xFFFFFFFF, usize & 0xFFFFFFFF, len(r.name),
