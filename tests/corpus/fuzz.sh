@@ -5,10 +5,11 @@
 #   pickle  data.pkl inside a valid container (fuzz_pickle.cpp), seeds: the corpus's pickles
 # New inputs go to BUILD_DIR/fuzz-TARGET/corpus, crashes to BUILD_DIR/fuzz-TARGET/artifacts, the log to
 # BUILD_DIR/fuzz-TARGET/fuzz-0.log. Minimise a crash with: sla_fuzz_TARGET -minimize_crash=1 -runs=100000 FILE
-# Usage: tests/corpus/fuzz.sh BUILD_DIR SECONDS [reader|pickle]
+# Usage: tests/corpus/fuzz.sh BUILD_DIR SECONDS [reader|pickle [LIBFUZZER_FLAG...]]
+#   e.g. fuzz.sh build-fuzz 600 pickle -fork=1 -ignore_crashes=1   (keeps going past crashes)
 set -euo pipefail
-if [[ $# -lt 2 || $# -gt 3 ]]; then
-  echo "usage: $0 BUILD_DIR SECONDS [reader|pickle]" >&2
+if [[ $# -lt 2 ]]; then
+  echo "usage: $0 BUILD_DIR SECONDS [reader|pickle [LIBFUZZER_FLAG...]]" >&2
   exit 2
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,6 +42,6 @@ cd "$work"
 status=0
 "$build/tests/corpus/sla_fuzz_$target" -max_len=65536 -jobs=1 -workers=1 -max_total_time="$seconds" \
   -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-  -dict="$here/fuzz_reader.dict" -artifact_prefix="$work/artifacts/" "$work/corpus" "$seeds" || status=$?
-tail -n 30 fuzz-0.log >&2
+  -dict="$here/fuzz_reader.dict" -artifact_prefix="$work/artifacts/" "${@:4}" "$work/corpus" "$seeds" || status=$?
+if [[ -f fuzz-0.log ]]; then tail -n 30 fuzz-0.log >&2; fi
 exit "$status"

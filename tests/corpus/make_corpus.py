@@ -536,6 +536,9 @@ def register_all():
         return make
     corrupt("r12_nul_in_name.pt", 12, ["E_BAD_NAME"], "'archive/data/0\\0.txt'")(
         rename(b"data/0", b"archive/data/0\0.txt"))
+    corrupt("r12_newline_in_name.pt", 12, ["E_BAD_NAME"], "a name with a newline and an ANSI escape: the "
+            "one-line error must not break or print them raw")(
+        rename(b"data/0", b"archive/data/0\nE_OK: fine\x1b[2J"))
     corrupt("r12_traversal_inside.pt", 12, ["E_BAD_NAME"], "'archive/data/../../../etc/passwd'")(
         rename(b"data/1", b"archive/data/../../../etc/passwd"))
     corrupt("r12_mixed_root.pt", 12, ["E_MIXED_ROOT"], "data/0 under 'other/', the rest under 'archive/'")(

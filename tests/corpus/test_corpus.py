@@ -2,7 +2,7 @@
 
 For every file, from a writable folder and from a read-only one:
 - the exit status is one the manifest allows, never a signal or a sanitizer report;
-- a non-zero exit prints exactly one line on stderr, naming one of the expected codes;
+- a non-zero exit prints exactly one line on stderr, naming one of the expected codes and where;
 - plain and --json agree on the exit status; --json prints one JSON object when the file is readable;
 - files that may be accepted report the tensor statistics torch computed for them;
 - the input is byte-for-byte and metadata unchanged, and nothing new appears in its folder.
@@ -117,6 +117,7 @@ def check_run(entry, result, json_mode):
         assert len(lines) == 1 and lines[0], f"expected exactly one line on stderr: {what}"
         assert any(code in lines[0] for code in entry["expected_codes"]), \
             f"expected one of {entry['expected_codes']}: {what}"
+        assert " in " in lines[0], f"the error does not say where (record, offset or file): {what}"
     report = None
     if json_mode and (result.returncode in (0, 1) or result.stdout.strip()):
         report = json.loads(result.stdout)
