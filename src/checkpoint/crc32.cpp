@@ -3,6 +3,9 @@
 #include <zlib.h>
 
 #include <climits>
+#include <vector>
+
+#include "parallel_chunks.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -95,13 +98,29 @@ bool has_pclmul() {
 }
 #endif
 
-}  // namespace
-
-uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size) {
+uint32_t serial_crc(uint32_t crc, const uint8_t* data, size_t size) {
 #if defined(__x86_64__)
   if (size >= 256 && has_pclmul()) return pclmul_crc(crc, data, size);
 #endif
   return zlib_crc(crc, data, size);
+}
+
+}  // namespace
+
+uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size) {
+  constexpr uint64_t kMinChunk = uint64_t(8) << 20;
+  size_t chunks = chunk_count(size, kMinChunk);
+  if (chunks == 1) return serial_crc(crc, data, size);
+  // CRCs of the pieces, joined with crc32_combine (which needs only each piece's length).
+  std::vector<uint32_t> parts(chunks);
+  std::vector<uint64_t> lengths(chunks);
+  parallel_chunks(size, kMinChunk, [&](uint64_t begin, uint64_t end, size_t i) {
+    parts[i] = serial_crc(i == 0 ? crc : 0, data + begin, static_cast<size_t>(end - begin));
+    lengths[i] = end - begin;
+  });
+  uint32_t out = parts[0];
+  for (size_t i = 1; i < chunks; ++i) out = static_cast<uint32_t>(::crc32_combine(out, parts[i], static_cast<z_off_t>(lengths[i])));
+  return out;
 }
 
 }  // namespace slackpt

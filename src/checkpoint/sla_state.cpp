@@ -30,6 +30,7 @@ std::string type_of(const Value& v) {
 struct Payload {
   SlaFile file;
   bool has_version = false;
+  bool has_settings = false;
   std::vector<std::vector<std::pair<std::string, std::shared_ptr<const pt::Tensor>>>> tensors;  // per entry
   std::vector<Problem> problems;
 
@@ -49,6 +50,7 @@ void parse_key(SlaEntry& entry) {
 
 void read_settings(const Value& v, Payload& p) {
   if (v.kind != Kind::Dict) return p.problem("E_SCHEMA", "settings is a " + type_of(v) + ", expected a dict", "settings");
+  p.has_settings = true;
   SlaSettings& s = p.file.settings;
   for (const char* key : kSettingKeys)
     if (!v.get(key)) p.problem("E_SCHEMA", std::string("missing setting ") + key, std::string("settings/") + key);
@@ -103,8 +105,6 @@ void read_entry(const std::string& key, const Value& v, Payload& p) {
       if (name == kBias) entry.bias.shape = t.shape;
       tensors.emplace_back(name, value->tensor);
     }
-    for (const char* required : {kWeight, kBias})
-      if (!v.get(required)) p.problem("E_SCHEMA", std::string("missing ") + required, where + "/" + required);
   }
   p.file.entries.push_back(std::move(entry));
   p.tensors.push_back(std::move(tensors));
@@ -316,16 +316,18 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
     std::string where = "state/" + e.key;
     for (size_t j = 0; j < i; ++j)
       if (file.entries[j].key == e.key) problem("E_SCHEMA", "duplicate state key", where);
+    // "<head_dim>:<token>": decimal head_dim > 0, token [a-z0-9_]+ (SimpleTuner skips other keys).
     size_t colon = e.key.find(':');
     std::string digits = e.key.substr(0, colon);
     bool grammar = colon != std::string::npos && !digits.empty() && digits.size() <= 6 &&
                    digits.find_first_not_of("0123456789") == std::string::npos && colon + 1 < e.key.size() &&
                    e.key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_", colon + 1) == std::string::npos;
-    if (!grammar || e.head_dim <= 0) {
+    int64_t d = grammar ? std::stoll(digits) : 0;
+    if (d <= 0) {
       problem("E_SCHEMA", "state key \"" + e.key.substr(0, 60) + "\" does not match <head_dim>:<dtype> (SimpleTuner skips it)", where);
       continue;
     }
-    int64_t d = e.head_dim;
+    if (e.head_dim != d) problem("E_SCHEMA", "head_dim " + std::to_string(e.head_dim) + " disagrees with the key", where);
     struct Expected {
       const char* name;
       const Float32Tensor& tensor;
@@ -333,6 +335,10 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
     };
     for (const Expected& x : {Expected{kWeight, e.weight, {d, d}}, Expected{kBias, e.bias, {d}}}) {
       std::string at = where + "/" + x.name;
+      if (x.tensor.shape.empty() && x.tensor.values.empty()) {
+        problem("E_SCHEMA", std::string("missing ") + x.name, at);
+        continue;
+      }
       if (x.tensor.shape != x.shape) {
         problem("E_SCHEMA", std::string(x.name) + " has shape " + shape_text(x.tensor.shape) + ", expected " + shape_text(x.shape) + " for head_dim " + std::to_string(d), at);
         continue;
@@ -375,6 +381,7 @@ SlaInspection inspect_sla_file(const std::string& path) {
   out.prefix = pt.prefix;
   out.container_version = pt.version;
   out.has_payload_version = p.has_version;
+  out.has_settings = p.has_settings;
   out.warnings = pt.warnings;
   out.problems = std::move(p.problems);
   for (Problem& problem : check_sla_file(p.file)) out.problems.push_back(std::move(problem));
