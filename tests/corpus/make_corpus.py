@@ -950,6 +950,11 @@ def register_all():
         ("missing_bias", state_entry(lambda e: e.pop("proj_l.bias")), "no proj_l.bias", (1,)),
         ("extra_tensor", state_entry(lambda e: e.__setitem__("proj_l.extra", e["proj_l.bias"])),
          "extra proj_l.extra", (1,)),
+        ("extra_tensor_first", state_entry(lambda e: e.update({"proj_l.extra": e["proj_l.weight"]}) or
+                                           e.update({"proj_l.bias": e.pop("proj_l.bias")})),
+         "extra proj_l.extra (16x16) between weight and bias", (1,)),
+        ("extra_tensor_last", state_entry(lambda e: e.__setitem__("proj_l.extra", e["proj_l.weight"])),
+         "extra proj_l.extra (16x16) after bias: must not replace the bias values (fuzz finding)", (1,)),
         ("bias_shape", state_entry(lambda e: setattr(e["proj_l.bias"], "size", (15,))), "bias [15] for D=16", (1,)),
         ("weight_shape", state_entry(lambda e: (setattr(e["proj_l.weight"], "size", (16, 15)),
                                                 setattr(e["proj_l.weight"], "stride", (15, 1)))),

@@ -2,7 +2,8 @@
 
 For every file, from a writable folder and from a read-only one:
 - the exit status is one the manifest allows, never a signal or a sanitizer report;
-- a non-zero exit prints exactly one line on stderr, naming one of the expected codes and where;
+- exit 2 (unreadable) prints exactly one line on stderr, naming one of the expected codes and where;
+  exit 1 (readable, with problems) lists one of the expected codes in its report, at most one line on stderr;
 - plain and --json agree on the exit status; --json prints one JSON object when the file is readable;
 - files that may be accepted report the tensor statistics torch computed for them;
 - the input is byte-for-byte and metadata unchanged, and nothing new appears in its folder.
@@ -112,12 +113,19 @@ def check_run(entry, result, json_mode):
     assert result.returncode >= 0, f"killed by signal {-result.returncode}: {what}"
     assert not any(m in stderr for m in SANITIZER_MARKS), f"sanitizer report: {what}"
     assert result.returncode in entry["expected_exit"], f"expected exit {entry['expected_exit']}: {what}"
-    if result.returncode != 0:
-        lines = stderr.strip("\n").split("\n")
-        assert len(lines) == 1 and lines[0], f"expected exactly one line on stderr: {what}"
+    lines = stderr.strip("\n").split("\n") if stderr.strip() else []
+    if result.returncode == 2:
+        # unreadable: exactly one line, with the code and where
+        assert len(lines) == 1, f"expected exactly one line on stderr: {what}"
         assert any(code in lines[0] for code in entry["expected_codes"]), \
             f"expected one of {entry['expected_codes']}: {what}"
         assert " in " in lines[0], f"the error does not say where (record, offset or file): {what}"
+    elif result.returncode == 1:
+        # readable with problems: the problems are the report (stdout), at most a one-line summary on stderr
+        assert len(lines) <= 1, f"expected at most one line on stderr: {what}"
+        stdout = result.stdout.decode(errors="replace")
+        assert any(code in stdout or code in stderr for code in entry["expected_codes"]), \
+            f"expected one of {entry['expected_codes']} in the report: {what}, stdout: {stdout[-2000:]!r}"
     report = None
     if json_mode and (result.returncode in (0, 1) or result.stdout.strip()):
         report = json.loads(result.stdout)
