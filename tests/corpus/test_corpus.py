@@ -48,13 +48,24 @@ def limit_memory():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def run_inspect(path, json_mode, as_nobody):
-    cmd = [SLA_CKPT, "inspect", path] + (["--json"] if json_mode else [])
+def run_inspect_both(path, as_nobody):
+    """Runs `inspect FILE` and `inspect FILE --json` side by side (halves the corpus's wall time)."""
+    base = [SLA_CKPT, "inspect", path]
     if as_nobody:
         # root ignores folder permissions: drop to nobody so the read-only folder really is one
-        cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] + cmd
-    return subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S, cwd=os.path.dirname(path),
-                          preexec_fn=limit_memory)
+        base = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] + base
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=os.path.dirname(path),
+                              preexec_fn=limit_memory) for cmd in (base, base + ["--json"])]
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results
 
 
 def copy_sparse_aware(src, dst):
@@ -78,11 +89,10 @@ def copy_sparse_aware(src, dst):
 def fingerprint(path):
     st = os.stat(path)
     digest = hashlib.sha256()
+    # the sparse giant holds its bytes in the first MiB; size, mtime and mode guard the rest
+    budget = st.st_size if st.st_size <= 1 << 30 else 1 << 20
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-            if f.tell() > 256 << 20:  # the sparse giant: size, mtime and mode still guard it
-                break
+        digest.update(f.read(budget))
     return digest.hexdigest(), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)
 
 
@@ -152,8 +162,7 @@ def test_inspect(entry, placement):
             os.chmod(folder, 0o555)
             as_nobody = os.geteuid() == 0
         before = fingerprint(path)
-        plain = run_inspect(path, False, as_nobody)
-        as_json = run_inspect(path, True, as_nobody)
+        plain, as_json = run_inspect_both(path, as_nobody)
         check_run(entry, plain, False)
         check_run(entry, as_json, True)
         assert plain.returncode == as_json.returncode, f"{entry['file']}: plain and --json exit codes differ"
