@@ -1,0 +1,19 @@
+// One pass over a stored tensor: sum, min, max, max |x| over its finite elements, and how many
+// elements are NaN or Inf. Contiguous float32 (the SLA case) takes a vectorisable path so that a
+// large file costs about one read of its bytes.
+#pragma once
+
+#include "pt_value.h"
+
+#include <cstdint>
+
+namespace slackpt::pt {
+
+struct TensorStats {
+  double sum = 0, min = 0, max = 0, abs_max = 0;  // 0 when there is no finite element
+  uint64_t finite = 0, nonfinite = 0;
+};
+
+TensorStats tensor_stats(const Tensor& tensor);
+
+}  // namespace slackpt::pt
