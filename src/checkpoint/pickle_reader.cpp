@@ -33,6 +33,7 @@ struct Node {
   uint64_t nodes = 1;                // values in its expanded tree
   std::unordered_set<std::string> keys;  // dict keys seen, to refuse duplicates
   bool built = false;                // an OrderedDict that already had its BUILD
+  bool shared = false;               // fetched again from the memo: frozen from then on
 };
 using NodePtr = std::shared_ptr<Node>;
 
@@ -164,6 +165,7 @@ class Machine {
   Node& container(Item& item, Value::Kind kind, const char* op) {
     if (!item.holds(kind))
       fail("E_CONTAINER_OP", std::string(op) + " onto a " + describe(item) + " (needs a " + std::string(kind_name(kind)) + ")");
+    if (item.node->shared) fail("E_CONTAINER_OP", std::string(op) + " onto a " + describe(item) + " that is referenced more than once");
     return *item.node;
   }
 
@@ -204,8 +206,9 @@ class Machine {
     auto it = memo_.find(index);
     if (it == memo_.end()) fail("E_MEMO", "memo index " + std::to_string(index) + " was never set");
     const Item& item = it->second;
-    if (item.holds(Value::Kind::List) || item.holds(Value::Kind::Dict))
-      fail("E_MEMO", "a " + std::string(kind_name(item.value()->kind)) + " referenced twice (shared or recursive containers are not supported)");
+    // A list or dict referenced again is frozen: nothing can be added to it any more, so no
+    // container can end up inside itself and the tree stays acyclic.
+    if (item.holds(Value::Kind::List) || item.holds(Value::Kind::Dict)) item.node->shared = true;
     push(item);
   }
 
@@ -345,7 +348,7 @@ class Machine {
   void build() {
     Item state = pop();
     Item& target = top();
-    bool target_ok = target.holds(Value::Kind::Dict) && target.value()->ordered_dict && !target.node->built;
+    bool target_ok = target.holds(Value::Kind::Dict) && target.value()->ordered_dict && !target.node->built && !target.node->shared;
     bool state_ok = state.holds(Value::Kind::Dict) && state.value()->entries.size() == 1 &&
                     state.value()->entries[0].first->kind == Value::Kind::String &&
                     state.value()->entries[0].first->text == "_metadata" &&

@@ -1,5 +1,6 @@
 #include "sla_state.h"
 
+#include "crc32.h"
 #include "durable_file.h"
 #include "pt_reader.h"
 #include "pt_writer.h"
@@ -7,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <memory>
 
 namespace slackpt {
@@ -375,7 +377,13 @@ SlaFile read_sla_file(const std::string& path) {
 }
 
 SlaInspection inspect_sla_file(const std::string& path) {
-  pt::PtFile pt = pt::read_pt_file(path);
+  // Large storage records get their CRC checked in the same pass as their statistics.
+  pt::ReadOptions options;
+  options.zip.defer_crc_at_least = uint64_t(1) << 20;
+  pt::PtFile pt = pt::read_pt_file(path, options);
+  std::map<std::string, const pt::DeferredCrc*> unchecked;  // storage key -> record
+  for (const pt::DeferredCrc& d : pt.deferred_crcs) unchecked[d.storage_key] = &d;
+
   Payload p = read_payload(*pt.root);
   SlaInspection out;
   out.prefix = pt.prefix;
@@ -389,7 +397,16 @@ SlaInspection inspect_sla_file(const std::string& path) {
     const SlaEntry& e = p.file.entries[i];
     EntrySummary summary{e.key, e.head_dim, e.dtype_token, {}};
     for (const auto& [name, tensor] : p.tensors[i]) {
-      pt::TensorStats stats = pt::tensor_stats(*tensor);
+      pt::TensorStats stats;
+      auto deferred = unchecked.find(tensor->storage->key);
+      if (deferred != unchecked.end()) {
+        uint32_t crc = 0;
+        stats = pt::tensor_stats_with_storage_crc(*tensor, &crc);
+        pt::check_deferred_crc(*deferred->second, crc);
+        unchecked.erase(deferred);
+      } else {
+        stats = pt::tensor_stats(*tensor);
+      }
       TensorSummary t;
       t.name = name;
       t.dtype = std::string(pt::dtype_info(tensor->dtype).name);
@@ -407,6 +424,9 @@ SlaInspection inspect_sla_file(const std::string& path) {
     }
     out.entries.push_back(std::move(summary));
   }
+  // Storages no summarised tensor used: checked on their own before anything is reported.
+  for (const auto& [key, deferred] : unchecked)
+    pt::check_deferred_crc(*deferred, crc32_update(0, deferred->entry.data, static_cast<size_t>(deferred->entry.size)));
   out.file = std::move(p.file);
   return out;
 }

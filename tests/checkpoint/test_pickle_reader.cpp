@@ -158,6 +158,12 @@ TEST_CASE("pickle: framing") {
   CHECK(code(Pickle().proto(2).op('J').u8(1)) == "E_PICKLE_FRAMING");
 }
 
+TEST_CASE("pickle: empty MARK groups") {
+  CHECK(run(Pickle().proto(2).op('(').op('t').stop())->items.empty());
+  CHECK(run(Pickle().proto(2).op(']').op('(').op('e').stop())->items.empty());
+  CHECK(run(Pickle().proto(2).op('}').op('(').op('u').stop())->entries.empty());
+}
+
 TEST_CASE("pickle: stack, marks and memo") {
   CHECK(code(Pickle().proto(2).op(0x85).stop()) == "E_PICKLE_STACK");
   CHECK(code(Pickle().proto(2).op('}').op('u').stop()) == "E_PICKLE_STACK");            // SETITEMS without MARK
@@ -167,7 +173,12 @@ TEST_CASE("pickle: stack, marks and memo") {
   CHECK(code(Pickle().proto(2).op('}').op('(').str("k").op('u').stop()) == "E_PICKLE_STACK");
   CHECK(code(Pickle().proto(2).get(3).stop()) == "E_MEMO");
   CHECK(code(Pickle().proto(2).op('N').op('r').u32(0xFFFFFFFFu).stop()) == "E_MEMO");
-  CHECK(code(Pickle().proto(2).op(']').put(0).get(0).op('a').stop()) == "E_MEMO");   // a list containing itself
+  CHECK(code(Pickle().proto(2).op(']').put(0).get(0).op('a').stop()) == "E_CONTAINER_OP");  // a list containing itself
+  CHECK(code(Pickle().proto(2).op('}').put(0).str("self").get(0).op('s').stop()) == "E_CONTAINER_OP");
+  // CPython's [d, d]: the same complete dict twice is fine, and stays one object.
+  pt::ValuePtr twice = run(Pickle().proto(2).op(']').put(0).op('(').op('}').put(1).get(1).op('e').stop());
+  CHECK(twice->items.size() == 2);
+  CHECK(twice->items[0] == twice->items[1]);
   CHECK(code(Pickle().proto(2).op('}').put(0).op('N').stop()) == "E_PICKLE_STACK");
 }
 

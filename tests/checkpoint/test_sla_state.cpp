@@ -1,5 +1,7 @@
+#include "crc32.h"
 #include "pt_reader.h"
 #include "sla_state.h"
+#include "tensor_stats.h"
 
 #include "pt_builder.h"
 
@@ -218,4 +220,67 @@ TEST_CASE("dtype tokens are SimpleTuner's") {
   CHECK(dtype_token_for("torch.float32") == "fp32");
   CHECK(dtype_token_for("torch.float64") == "float64");
   CHECK(dtype_token_for("torch.float8_e4m3fn") == "float8_e4m3fn");
+}
+
+TEST_CASE("inspect checks large records' CRCs in the statistics pass") {
+  TempDir dir;
+  std::string path = dir.path + "/sla_attention.pt";
+  SlaFile f;
+  f.entries = {entry("600:bf16", 600, -40.0f)};  // a 1.4 MB weight: its CRC is deferred to the stats pass
+  for (size_t i = 0; i < f.entries[0].weight.values.size(); i += 7919) f.entries[0].weight.values[i] *= -1.0f;
+  write_sla_file(path, f);
+
+  SlaInspection seen = inspect_sla_file(path);
+  CHECK(seen.problems.empty());
+  const TensorSummary& w = seen.entries[0].tensors[0];
+  double sum = 0, lo = INFINITY, hi = -INFINITY;
+  for (float v : f.entries[0].weight.values) sum += v, lo = std::min(lo, double(v)), hi = std::max(hi, double(v));
+  CHECK(w.sum == Approx(sum).epsilon(1e-6));
+  CHECK(w.min == lo);
+  CHECK(w.max == hi);
+
+  // One flipped bit inside the weight's record: found by the fused pass.
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  std::vector<char> all((std::istreambuf_iterator<char>(file)), {});
+  std::string needle(reinterpret_cast<const char*>(f.entries[0].weight.values.data()), 64);
+  size_t offset = std::string(all.begin(), all.end()).find(needle);
+  REQUIRE(offset != std::string::npos);
+  file.seekp(std::streamoff(offset + 1000 * 4 + 1));
+  file.put(char(all[offset + 1000 * 4 + 1] ^ 0x10));
+  file.close();
+  std::string e = error_of([&] { inspect_sla_file(path); });
+  CHECK(e.rfind("E_CRC: crc mismatch", 0) == 0);
+  CHECK(e.find("in sla_attention/data/0") != std::string::npos);
+  CHECK(code_of([&] { load_sla_file(path); }) == "E_CRC");
+}
+
+TEST_CASE("statistics skip NaN and Inf and count them, in every block") {
+  std::vector<float> values(5000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = float(i % 97) - 48.0f;
+  values[10] = NAN;
+  values[2047] = INFINITY;
+  values[4999] = -INFINITY;  // in the scalar tail
+  auto storage = std::make_shared<pt::Storage>();
+  storage->numel = values.size();
+  storage->bytes = reinterpret_cast<const uint8_t*>(values.data());
+  pt::Tensor t;
+  t.storage = storage;
+  t.shape = {int64_t(values.size())};
+  t.strides = {1};
+  double sum = 0, lo = INFINITY, hi = -INFINITY;
+  for (float v : values)
+    if (std::isfinite(v)) sum += v, lo = std::min(lo, double(v)), hi = std::max(hi, double(v));
+  uint32_t crc = 0;
+  for (const pt::TensorStats& s : {pt::tensor_stats(t), pt::tensor_stats_with_storage_crc(t, &crc)}) {
+    CHECK(s.nonfinite == 3);
+    CHECK(s.finite == values.size() - 3);
+    CHECK(s.sum == Approx(sum));
+    CHECK(s.min == lo);
+    CHECK(s.max == hi);
+  }
+  CHECK(crc == crc32_update(0, storage->bytes, values.size() * 4));
+  t.shape = {50, 40};  // a strided view takes the element-wise path
+  t.strides = {1, 50};
+  pt::TensorStats strided = pt::tensor_stats(t);
+  CHECK(strided.nonfinite == 1);  // reaches elements 0..1999: the NaN at 10, not the Inf at 2047
 }
