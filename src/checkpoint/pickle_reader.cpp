@@ -119,8 +119,7 @@ class Machine {
     std::vector<Item> items(std::make_move_iterator(stack_.begin() + static_cast<std::ptrdiff_t>(mark)),
                             std::make_move_iterator(stack_.end()));
     stack_.resize(mark);
-    for (Item& item : items)
-      return items;
+    return items;
   }
 
   // ---- values -------------------------------------------------------------------------------------

@@ -158,6 +158,12 @@ TEST_CASE("pickle: framing") {
   CHECK(code(Pickle().proto(2).op('J').u8(1)) == "E_PICKLE_FRAMING");
 }
 
+TEST_CASE("pickle: empty MARK groups") {
+  CHECK(run(Pickle().proto(2).op('(').op('t').stop())->items.empty());
+  CHECK(run(Pickle().proto(2).op(']').op('(').op('e').stop())->items.empty());
+  CHECK(run(Pickle().proto(2).op('}').op('(').op('u').stop())->entries.empty());
+}
+
 TEST_CASE("pickle: stack, marks and memo") {
   CHECK(code(Pickle().proto(2).op(0x85).stop()) == "E_PICKLE_STACK");
   CHECK(code(Pickle().proto(2).op('}').op('u').stop()) == "E_PICKLE_STACK");            // SETITEMS without MARK
