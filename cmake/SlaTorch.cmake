@@ -13,5 +13,12 @@ if(NOT SLA_CUDA_ENABLED)
   set(USE_CUDA OFF)
 endif()
 find_package(Torch REQUIRED)
+# TorchConfig also appends -gencode flags for every architecture of the wheel to CMAKE_CUDA_FLAGS
+# and hides CMAKE_CUDA_ARCHITECTURES behind a normal variable set to OFF; undo both so the cache
+# variable of cmake/SlaCuda.cmake alone decides what our kernels target.
+if(CMAKE_CUDA_FLAGS)
+  string(REGEX REPLACE "-gencode[ =]arch=compute_[0-9a-z]+,code=[a-z_0-9]+" "" CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
+endif()
+unset(CMAKE_CUDA_ARCHITECTURES)
 # TorchConfig appends its flags to CMAKE_CXX_FLAGS (the ABI macro among them); keep that.
 message(STATUS "SLA: LibTorch ${Torch_VERSION} from ${SLA_TORCH_PREFIX}")
