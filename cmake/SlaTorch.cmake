@@ -1,24 +1,38 @@
 # LibTorch from the torch wheel in the project's virtualenv: CMake finds it through
-# torch.utils.cmake_prefix_path. The wheel's TorchConfig looks for CUDA itself; without nvcc we
-# tell it not to.
+# torch.utils.cmake_prefix_path.
+#
+# The wheel is a CUDA build. Its TorchConfig insists on finding the CUDA toolkit, so a CPU-only
+# build (no nvcc) imports the CPU libraries of the same wheel directly instead: torch_cpu and c10
+# are all that SLA's CPU path (the reference, the module, the hooks) links against.
 execute_process(
-  COMMAND ${SLA_PYTHON} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
-  OUTPUT_VARIABLE SLA_TORCH_PREFIX OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
+  COMMAND ${SLA_PYTHON} -c "import torch, torch.utils; print(torch.utils.cmake_prefix_path); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); print(torch.__version__)"
+  OUTPUT_VARIABLE torch_info OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "SLA: ${SLA_PYTHON} cannot import torch; run tools/setup.sh first (or -DSLA_WITH_TORCH=OFF)")
 endif()
-list(APPEND CMAKE_PREFIX_PATH ${SLA_TORCH_PREFIX})
-if(NOT SLA_CUDA_ENABLED)
-  set(CAFFE2_USE_CUDA OFF)
-  set(USE_CUDA OFF)
-endif()
-find_package(Torch REQUIRED)
-# TorchConfig also appends -gencode flags for every architecture of the wheel to CMAKE_CUDA_FLAGS
-# and hides CMAKE_CUDA_ARCHITECTURES behind a normal variable set to OFF; undo both so the cache
-# variable of cmake/SlaCuda.cmake alone decides what our kernels target.
-if(CMAKE_CUDA_FLAGS)
+string(REPLACE "\n" ";" torch_info "${torch_info}")
+list(GET torch_info 0 SLA_TORCH_PREFIX)
+list(GET torch_info 1 SLA_TORCH_CXX11_ABI)
+list(GET torch_info 2 SLA_TORCH_VERSION)
+get_filename_component(SLA_TORCH_ROOT "${SLA_TORCH_PREFIX}/../.." ABSOLUTE)
+
+if(SLA_CUDA_ENABLED)
+  list(APPEND CMAKE_PREFIX_PATH ${SLA_TORCH_PREFIX})
+  find_package(Torch REQUIRED)
+  # TorchConfig also appends -gencode flags for every architecture of the wheel to
+  # CMAKE_CUDA_FLAGS and hides CMAKE_CUDA_ARCHITECTURES behind a normal variable set to OFF; undo
+  # both so the cache variable of cmake/SlaCuda.cmake alone decides what our kernels target.
   string(REGEX REPLACE "-gencode[ =]arch=compute_[0-9a-z]+,code=[a-z_0-9]+" "" CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
+  unset(CMAKE_CUDA_ARCHITECTURES)
+else()
+  set(torch_includes ${SLA_TORCH_ROOT}/include ${SLA_TORCH_ROOT}/include/torch/csrc/api/include)
+  foreach(lib c10 torch_cpu)
+    add_library(sla_torch_${lib} SHARED IMPORTED)
+    set_target_properties(sla_torch_${lib} PROPERTIES
+      IMPORTED_LOCATION ${SLA_TORCH_ROOT}/lib/lib${lib}.so
+      INTERFACE_INCLUDE_DIRECTORIES "${torch_includes}"
+      INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=${SLA_TORCH_CXX11_ABI}")
+  endforeach()
+  set(TORCH_LIBRARIES sla_torch_torch_cpu sla_torch_c10)
 endif()
-unset(CMAKE_CUDA_ARCHITECTURES)
-# TorchConfig appends its flags to CMAKE_CXX_FLAGS (the ABI macro among them); keep that.
-message(STATUS "SLA: LibTorch ${Torch_VERSION} from ${SLA_TORCH_PREFIX}")
+message(STATUS "SLA: LibTorch ${SLA_TORCH_VERSION} from ${SLA_TORCH_ROOT} (${TORCH_LIBRARIES})")
