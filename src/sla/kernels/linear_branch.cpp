@@ -76,6 +76,26 @@ at::Tensor chunk_of(const at::Tensor& x, int64_t b, int64_t h0, int64_t h1) {
 
 }  // namespace
 
+FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
+                                    const SlaConfig& cfg) {
+  at::NoGradGuard no_grad;
+  const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
+  const auto f32 = k.options().dtype(at::kFloat);
+  at::Tensor state = at::empty({B, H, D, D}, f32);  // S = φ(K)ᵀ V
+  at::Tensor z = at::empty({B, H, D}, f32);         // Σ_rows φ(K)
+  for_each_chunk(k, [&](int64_t b, int64_t h0, int64_t h1) {
+    const at::Tensor phi_k = feature_map(chunk_of(k, b, h0, h1).to(at::kFloat), cfg.feature_map);  // (c, L, D)
+    at::bmm_out(chunk_of(state, b, h0, h1), phi_k.transpose(1, 2), chunk_of(v, b, h0, h1).to(at::kFloat));
+    at::sum_out(chunk_of(z, b, h0, h1), phi_k, {1});
+  });
+  const double c = double(L);
+  FusedLinearState out;
+  out.state = (at::matmul(state, proj_w.to(at::kFloat).t()) / c).to(k.scalar_type()).view({B * H, D, D}).contiguous();
+  out.z = (z / c).view({B * H, D}).contiguous();
+  out.eps = float(1e-5 / c);
+  return out;
+}
+
 at::Tensor linear_branch_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& mask,
                                  const SlaConfig& cfg) {

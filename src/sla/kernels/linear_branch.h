@@ -17,6 +17,16 @@ struct LinearGrads {
   at::Tensor dw, db;      // float32 (D, D), (D)
 };
 
+// What the fused forward epilogue needs for variant all, per (b, h), divided by c = L so that it
+// stays O(1) in 16 bits (the quotient φ(q) M / (φ(q)·z + ε) does not change):
+struct FusedLinearState {
+  at::Tensor state;  // M / c = (S W_projᵀ) / c: (B*H, D, D) in q's dtype, contiguous
+  at::Tensor z;      // z / c: (B*H, D) float32
+  float eps = 0.f;   // 1e-5 / c
+};
+FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
+                                    const SlaConfig& cfg);
+
 // proj_l(o_l) as float32 (B, H, L, D), contiguous. mask: bool (B, H, Nq, Nk) selected blocks
 // (used by variant complement only; may be undefined for variant all).
 at::Tensor linear_branch_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -22,11 +22,6 @@ using kernels::LinearGrads;
 using kernels::linear_branch_backward;
 using kernels::linear_branch_forward;
 
-// Blocks per row as the reference computes it (at least one; see sla-algorithm.md §2).
-int64_t blocks_per_row(double topk, int64_t nk) {
-  return std::max<int64_t>(1, std::min<int64_t>(nk, static_cast<int64_t>(std::floor(topk * nk))));
-}
-
 std::string shape_str(const at::Tensor& t) {
   std::ostringstream s;
   s << t.sizes();
@@ -65,7 +60,7 @@ SlaParams base_params(const at::Tensor& q, const SlaConfig& cfg, double scale) {
   p.seqlen = int(q.size(2));
   p.num_q_blocks = int((q.size(2) + cfg.blkq - 1) / cfg.blkq);
   p.num_k_blocks = int((q.size(2) + cfg.blkk - 1) / cfg.blkk);
-  p.blocks_per_row = int(blocks_per_row(cfg.topk, p.num_k_blocks));
+  p.blocks_per_row = int(reference::blocks_per_row(cfg.topk, p.num_k_blocks));
   p.scale = effective_scale(scale, q.size(3));
   p.scale_log2 = p.scale * 1.4426950408889634f;
   return p;
@@ -126,8 +121,21 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
   ForwardState st;
   st.map = device_block_map(q, k, cfg);
   SlaParams p = base_params(q, cfg, scale);
-  if (cfg.variant == Variant::kComplement) st.mask = selection_mask(st.map, q, p.num_k_blocks);
-  const at::Tensor o_add = linear_branch_forward(q, k, v, proj_w, proj_b, st.mask, cfg);
+  // Variant all: the linear branch is fused into the kernel's epilogue; complement: float32 addend.
+  kernels::FusedLinearState fused;
+  at::Tensor o_add, bias;
+  if (cfg.variant == Variant::kAll) {
+    fused = kernels::fused_linear_state(k, v, proj_w, cfg);
+    bias = proj_b.to(at::kFloat).contiguous();
+    p.feature_map = int(cfg.feature_map);
+    p.lin_state = fused.state.data_ptr();
+    p.lin_z = fused.z.data_ptr<float>();
+    p.lin_bias = bias.data_ptr<float>();
+    p.lin_eps = fused.eps;
+  } else {
+    st.mask = selection_mask(st.map, q, p.num_k_blocks);
+    o_add = linear_branch_forward(q, k, v, proj_w, proj_b, st.mask, cfg);
+  }
   st.o = at::empty_like(q);
   if (keep_o_s) st.o_s = at::empty_like(q);
   st.lse = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));

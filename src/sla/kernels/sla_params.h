@@ -39,6 +39,16 @@ struct SlaParams {
   TensorRef o, o_s, o_add;
   float* lse = nullptr;
 
+  // Linear branch of variant all fused into the forward epilogue (lin_state == nullptr: off):
+  //   o += φ(q) M / (φ(q)·z + eps) + bias,  M = S W_projᵀ.
+  // lin_state: (B*H, D, D) q dtype, row-major, M / c; lin_z: (B*H, D) float32, z / c; lin_eps = 1e-5 / c,
+  // with c = L so that M and z stay O(1) in 16-bit (the quotient does not depend on c).
+  int feature_map = 0;              // 0 softmax, 1 elu + 1, 2 relu (sla::FeatureMap order)
+  const void* lin_state = nullptr;
+  const float* lin_z = nullptr;
+  const float* lin_bias = nullptr;  // (D) float32
+  float lin_eps = 0.f;
+
   // Backward: d_o input; delta float32 (B*H, L) = rowsum(dO o_s); dq/dk/dv outputs (q dtype) with
   // optional float32 addends (the linear-branch gradients) folded in before the single write.
   TensorRef d_o, dq, dk, dv, dq_add, dk_add, dv_add;
