@@ -85,8 +85,9 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   at::Tensor z = at::empty({B, H, D}, f32);         // Σ_rows φ(K)
   for_each_chunk(k, [&](int64_t b, int64_t h0, int64_t h1) {
     const at::Tensor phi_k = feature_map(chunk_of(k, b, h0, h1).to(at::kFloat), cfg.feature_map);  // (c, L, D)
-    at::bmm_out(chunk_of(state, b, h0, h1), phi_k.transpose(1, 2), chunk_of(v, b, h0, h1).to(at::kFloat));
-    at::sum_out(chunk_of(z, b, h0, h1), phi_k, {1});
+    at::Tensor state_c = chunk_of(state, b, h0, h1), z_c = chunk_of(z, b, h0, h1);
+    at::bmm_out(state_c, phi_k.transpose(1, 2), chunk_of(v, b, h0, h1).to(at::kFloat));
+    at::sum_out(z_c, phi_k, {1});
   });
   const double c = double(L);
   FusedLinearState out;
