@@ -15,9 +15,10 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <CLI/CLI.hpp>
-#include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -25,6 +26,19 @@
 #include <vector>
 
 namespace {
+
+// printf-style formatting into a std::string (torch's bundled fmt headers may not match the
+// system libfmt, so the benchmark does without fmt).
+std::string sformat(const char* f, ...) {
+  va_list args, copy;
+  va_start(args, f);
+  va_copy(copy, args);
+  std::string out(std::vsnprintf(nullptr, 0, f, copy), '\0');
+  va_end(copy);
+  std::vsnprintf(out.data(), out.size() + 1, f, args);
+  va_end(args);
+  return out;
+}
 
 struct Shape {
   int64_t B, H, L, D;
@@ -97,7 +111,9 @@ Timing time_attention(const AttnFn& attn, const Shape& s, at::ScalarType dtype, 
   return t;
 }
 
-std::string shape_name(const Shape& s) { return fmt::format("{},{},{},{}", s.B, s.H, s.L, s.D); }
+std::string shape_name(const Shape& s) {
+  return sformat("%lld,%lld,%lld,%lld", (long long)s.B, (long long)s.H, (long long)s.L, (long long)s.D);
+}
 
 }  // namespace
 
@@ -114,7 +130,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (!at::hasCUDA()) {
-    fmt::print(stderr, "sla-bench: no CUDA device\n");
+    std::fprintf(stderr, "sla-bench: no CUDA device\n");
     return 2;
   }
   cudaDeviceProp prop{};
@@ -154,9 +170,9 @@ int main(int argc, char** argv) {
         };
         const Timing t = time_attention(sla_fn, s, at::kBFloat16, warmup, reps);
         Row r{s, topk, blkq, blkk, d.fwd_ms, d.bwd_ms, t.fwd_ms, t.bwd_ms, d.peak_gib, t.peak_gib};
-        fmt::print("{:<18} topk {:.2f} {:>3}/{:<3} dense fwd {:8.3f} ms bwd {:8.3f} ms | sla fwd {:8.3f} ms ({:5.2f}x) "
-                   "bwd {:8.3f} ms ({:5.2f}x) | peak fwd+bwd dense {:.3f} GiB sla {:.3f} GiB\n",
-                   shape_name(s), topk, blkq, blkk, d.fwd_ms, d.bwd_ms, t.fwd_ms, d.fwd_ms / t.fwd_ms, t.bwd_ms,
+        std::printf("%-18s topk %.2f %3lld/%-3lld dense fwd %8.3f ms bwd %8.3f ms | sla fwd %8.3f ms (%5.2fx) "
+                   "bwd %8.3f ms (%5.2fx) | peak fwd+bwd dense %.3f GiB sla %.3f GiB\n",
+                   shape_name(s).c_str(), topk, (long long)blkq, (long long)blkk, d.fwd_ms, d.bwd_ms, t.fwd_ms, d.fwd_ms / t.fwd_ms, t.bwd_ms,
                    d.bwd_ms / t.bwd_ms, d.peak_gib, t.peak_gib);
         std::fflush(stdout);
         rows.push_back(r);
@@ -167,21 +183,21 @@ int main(int argc, char** argv) {
   char date[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-  std::string md = fmt::format(
-      "Date: {}  \nCard: {}  \nCommit: {}  \nbf16, (B, L, H, D) memory viewed as (B, H, L, D), median of {} CUDA-event "
-      "timings after {} warm-up calls; dense = at::scaled_dot_product_attention, cuDNN backend only; SLA = "
+  std::string md = sformat(
+      "Date: %s  \nCard: %s  \nCommit: %s  \nbf16, (B, L, H, D) memory viewed as (B, H, L, D), median of %d CUDA-event "
+      "timings after %d warm-up calls; dense = at::scaled_dot_product_attention, cuDNN backend only; SLA = "
       "sla::cuda_sla_attention (block map + sparse + linear branch + proj_l), variant all, softmax feature map, "
       "random nonzero proj_l. Peak = fwd + bwd, inputs and dO included.\n\n"
       "| shape (B,H,L,D) | topk | blkq/blkk | dense fwd ms | dense bwd ms | SLA fwd ms | SLA bwd ms | fwd speed-up | "
       "bwd speed-up | peak dense GiB | peak SLA GiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
-      date, card, commit, reps, warmup);
+      date, card.c_str(), commit.c_str(), reps, warmup);
   for (const Row& r : rows) {
-    md += fmt::format("| {} | {:.2f} | {}/{} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.2f}x | {:.2f}x | {:.3f} | {:.3f} |\n",
-                      shape_name(r.shape), r.topk, r.blkq, r.blkk, r.dense_fwd_ms, r.dense_bwd_ms, r.sla_fwd_ms,
+    md += sformat("| %s | %.2f | %lld/%lld | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.3f | %.3f |\n",
+                      shape_name(r.shape).c_str(), r.topk, (long long)r.blkq, (long long)r.blkk, r.dense_fwd_ms, r.dense_bwd_ms, r.sla_fwd_ms,
                       r.sla_bwd_ms, r.dense_fwd_ms / r.sla_fwd_ms, r.dense_bwd_ms / r.sla_bwd_ms, r.dense_peak_gib,
                       r.sla_peak_gib);
   }
-  fmt::print("\n{}", md);
+  std::printf("\n%s", md.c_str());
   if (!markdown.empty()) std::ofstream(markdown) << md;
   return 0;
 }
