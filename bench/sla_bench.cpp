@@ -50,6 +50,7 @@ struct Row {
   int64_t blkq, blkk;
   double dense_fwd_ms, dense_bwd_ms, sla_fwd_ms, sla_bwd_ms;
   double dense_peak_gib, sla_peak_gib;
+  double block_map_ms;  // the block map alone, part of the SLA forward
 };
 
 // Median of `reps` CUDA-event timings of fn, after `warmup` untimed calls.
@@ -169,11 +170,18 @@ int main(int argc, char** argv) {
           return sla::cuda_sla_attention(q, k, v, w, b, cfg, 0.0);
         };
         const Timing t = time_attention(sla_fn, s, at::kBFloat16, warmup, reps);
-        Row r{s, topk, blkq, blkk, d.fwd_ms, d.bwd_ms, t.fwd_ms, t.bwd_ms, d.peak_gib, t.peak_gib};
+        double block_map_ms = 0;
+        {
+          const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+          const at::Tensor q = at::randn({s.B, s.L, s.H, s.D}, opts).transpose(1, 2);
+          const at::Tensor k = at::randn({s.B, s.L, s.H, s.D}, opts).transpose(1, 2);
+          block_map_ms = median_ms([&] { sla::cuda_block_map(q, k, cfg); }, warmup, reps);
+        }
+        Row r{s, topk, blkq, blkk, d.fwd_ms, d.bwd_ms, t.fwd_ms, t.bwd_ms, d.peak_gib, t.peak_gib, block_map_ms};
         std::printf("%-18s topk %.2f %3lld/%-3lld dense fwd %8.3f ms bwd %8.3f ms | sla fwd %8.3f ms (%5.2fx) "
-                   "bwd %8.3f ms (%5.2fx) | peak fwd+bwd dense %.3f GiB sla %.3f GiB\n",
+                   "bwd %8.3f ms (%5.2fx) | peak fwd+bwd dense %.3f GiB sla %.3f GiB | block map %.3f ms\n",
                    shape_name(s).c_str(), topk, (long long)blkq, (long long)blkk, d.fwd_ms, d.bwd_ms, t.fwd_ms, d.fwd_ms / t.fwd_ms, t.bwd_ms,
-                   d.bwd_ms / t.bwd_ms, d.peak_gib, t.peak_gib);
+                   d.bwd_ms / t.bwd_ms, d.peak_gib, t.peak_gib, block_map_ms);
         std::fflush(stdout);
         rows.push_back(r);
       }
@@ -189,13 +197,13 @@ int main(int argc, char** argv) {
       "sla::cuda_sla_attention (block map + sparse + linear branch + proj_l), variant all, softmax feature map, "
       "random nonzero proj_l. Peak = fwd + bwd, inputs and dO included.\n\n"
       "| shape (B,H,L,D) | topk | blkq/blkk | dense fwd ms | dense bwd ms | SLA fwd ms | SLA bwd ms | fwd speed-up | "
-      "bwd speed-up | peak dense GiB | peak SLA GiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+      "bwd speed-up | peak dense GiB | peak SLA GiB | block map ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
       date, card.c_str(), commit.c_str(), reps, warmup);
   for (const Row& r : rows) {
-    md += sformat("| %s | %.2f | %lld/%lld | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.3f | %.3f |\n",
+    md += sformat("| %s | %.2f | %lld/%lld | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.3f | %.3f | %.3f |\n",
                       shape_name(r.shape).c_str(), r.topk, (long long)r.blkq, (long long)r.blkk, r.dense_fwd_ms, r.dense_bwd_ms, r.sla_fwd_ms,
                       r.sla_bwd_ms, r.dense_fwd_ms / r.sla_fwd_ms, r.dense_bwd_ms / r.sla_bwd_ms, r.dense_peak_gib,
-                      r.sla_peak_gib);
+                      r.sla_peak_gib, r.block_map_ms);
   }
   std::printf("\n%s", md.c_str());
   if (!markdown.empty()) std::ofstream(markdown) << md;

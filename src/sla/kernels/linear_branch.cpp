@@ -10,9 +10,10 @@ namespace sla::kernels {
 
 namespace {
 
-// Elements per float32 temporary of one chunk: 4M (16 MB) keeps the chunk's ~15 live temporaries
-// around 250 MB at L = 32k, D = 128, while small problems run in one chunk.
-constexpr int64_t kChunkElements = int64_t(1) << 22;
+// Elements per float32 temporary of one chunk: 8M (32 MB) keeps the chunk's ~15 live temporaries
+// around 500 MB at L = 32k, D = 128 (2 heads; peak fwd+bwd stays under 1.95 GiB at (1,12,32760,128)),
+// while short sequences need few chunks (each chunk costs ~20 host-side ATen launches).
+constexpr int64_t kChunkElements = int64_t(1) << 23;
 
 at::Tensor feature_map(const at::Tensor& x, FeatureMap f) {
   switch (f) {
