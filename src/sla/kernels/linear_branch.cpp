@@ -11,8 +11,7 @@ namespace sla::kernels {
 namespace {
 
 // Elements per float32 temporary of one chunk: 4M (16 MB) keeps the chunk's ~15 live temporaries
-// around 250 MB at L = 32k, D = 128 (one head; measured peak fwd+bwd 1.48 GiB at (1,12,32760,128),
-// 1.70 GiB with 8M), while short sequences run in few chunks.
+// around 250 MB at L = 32k, D = 128, while small problems run in one chunk.
 constexpr int64_t kChunkElements = int64_t(1) << 22;
 
 at::Tensor feature_map(const at::Tensor& x, FeatureMap f) {
@@ -30,40 +29,16 @@ at::Tensor to_blocks(const at::Tensor& x, int64_t blk) {
   return at::constant_pad_nd(x, {0, 0, 0, n * blk - L}).reshape({x.size(0), n, blk, x.size(2)});
 }
 
-// Rows (c, L, D) -> pieces (c * s, kPieceRows, D), zero rows appended. Products that reduce over L
-// to a D x D result (φ(K)ᵀV and, in autograd's backward, φ(Q)ᵀ g) then run as many short batched
-// GEMMs summed afterwards: one long reduction per head leaves cuBLAS a handful of CTAs (measured:
-// 3x slower forward and backward at (1,12,32760,128) with two heads per batched call).
-constexpr int64_t kPieceRows = 1024;
-at::Tensor to_pieces(const at::Tensor& x) {
-  const int64_t L = x.size(1), s = (L + kPieceRows - 1) / kPieceRows;
-  return at::constant_pad_nd(x, {0, 0, 0, s * kPieceRows - L}).reshape({x.size(0) * s, kPieceRows, x.size(2)});
-}
-
-// S = φ(K)ᵀ V (c, D, D), reduced piece by piece.
-at::Tensor state_of(const at::Tensor& phi_k, const at::Tensor& v) {
-  const int64_t c = phi_k.size(0), D = phi_k.size(2);
-  return at::bmm(to_pieces(phi_k).transpose(1, 2), to_pieces(v)).view({c, -1, D, D}).sum(1);
-}
-
-// φ(Q) S for S (c, D, D), with S broadcast over the pieces so that its gradient is a sum of short GEMMs.
-at::Tensor apply_state(const at::Tensor& phi_q, const at::Tensor& state) {
-  const int64_t c = phi_q.size(0), L = phi_q.size(1), D = phi_q.size(2);
-  const int64_t s = (L + kPieceRows - 1) / kPieceRows;
-  const at::Tensor state_pieces = state.unsqueeze(1).expand({c, s, D, D}).reshape({c * s, D, D});
-  return at::bmm(to_pieces(phi_q), state_pieces).view({c, s * kPieceRows, D}).slice(1, 0, L);
-}
-
 // o_l for one chunk: qc, kc, vc (c, L, D) float32; mask_c (c, Nq, Nk) bool for complement.
 at::Tensor linear_branch_chunk(const at::Tensor& qc, const at::Tensor& kc, const at::Tensor& vc,
                                const at::Tensor& mask_c, const SlaConfig& cfg) {
   const at::Tensor phi_q = feature_map(qc, cfg.feature_map);  // (c, L, D)
   const at::Tensor phi_k = feature_map(kc, cfg.feature_map);  // (c, L, D)
   if (cfg.variant == Variant::kAll) {
-    const at::Tensor state = state_of(phi_k, vc);                          // S: (c, D, D)
-    const at::Tensor z = phi_k.sum(1);                                     // (c, D)
-    const at::Tensor den = (phi_q * z.unsqueeze(1)).sum(-1, true) + 1e-5;  // (c, L, 1)
-    return apply_state(phi_q, state) / den;
+    const at::Tensor state = at::bmm(phi_k.transpose(1, 2), vc);  // S: (c, D, D)
+    const at::Tensor z = phi_k.sum(1);                             // (c, D)
+    const at::Tensor den = at::bmm(phi_q, z.unsqueeze(2)) + 1e-5;   // (c, L, 1)
+    return at::bmm(phi_q, state) / den;
   }
   const int64_t c = qc.size(0), L = qc.size(1), D = qc.size(2);
   // Per key block states; the padding rows are zeroed after φ (φ(0) is not 0 for softmax, elu).
@@ -110,8 +85,9 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   at::Tensor z = at::empty({B, H, D}, f32);         // Σ_rows φ(K)
   for_each_chunk(k, [&](int64_t b, int64_t h0, int64_t h1) {
     const at::Tensor phi_k = feature_map(chunk_of(k, b, h0, h1).to(at::kFloat), cfg.feature_map);  // (c, L, D)
-    chunk_of(state, b, h0, h1).copy_(state_of(phi_k, chunk_of(v, b, h0, h1).to(at::kFloat)));
-    chunk_of(z, b, h0, h1).copy_(phi_k.sum(1));
+    at::Tensor state_c = chunk_of(state, b, h0, h1), z_c = chunk_of(z, b, h0, h1);
+    at::bmm_out(state_c, phi_k.transpose(1, 2), chunk_of(v, b, h0, h1).to(at::kFloat));
+    at::sum_out(z_c, phi_k, {1});
   });
   const double c = double(L);
   FusedLinearState out;
