@@ -1,1 +1,459 @@
-// placeholder: replaced by the implementation
+#include "sla_state.h"
+
+#include "crc32.h"
+#include "durable_file.h"
+#include "pt_reader.h"
+#include "pt_writer.h"
+#include "tensor_stats.h"
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+
+namespace slackpt {
+
+namespace {
+
+using pt::Value;
+using Kind = pt::Value::Kind;
+
+constexpr const char* kWeight = "proj_l.weight";
+constexpr const char* kBias = "proj_l.bias";
+constexpr const char* kSettingKeys[] = {"topk", "feature_map", "blkq", "blkk", "tie_feature_map_qk"};
+
+std::string type_of(const Value& v) {
+  if (v.kind == Kind::Tensor) return "tensor";
+  return std::string(pt::kind_name(v.kind));
+}
+
+// What walking the value tree of a payload finds: the typed file without tensor values, the
+// tensors it would read them from, and the structural problems.
+struct Payload {
+  SlaFile file;
+  bool has_version = false;
+  bool has_settings = false;
+  std::vector<std::vector<std::pair<std::string, std::shared_ptr<const pt::Tensor>>>> tensors;  // per entry
+  std::vector<Problem> problems;
+
+  void problem(const char* code, std::string message, std::string where) {
+    problems.push_back({code, std::move(message), std::move(where)});
+  }
+};
+
+// "<digits>:<token>" -> head_dim and token; head_dim 0 when it does not parse.
+void parse_key(SlaEntry& entry) {
+  size_t colon = entry.key.find(':');
+  entry.dtype_token = colon == std::string::npos ? std::string() : entry.key.substr(colon + 1);
+  std::string digits = entry.key.substr(0, colon);
+  bool ok = !digits.empty() && digits.size() <= 6 && digits.find_first_not_of("0123456789") == std::string::npos;
+  entry.head_dim = ok ? std::stoll(digits) : 0;
+}
+
+void read_settings(const Value& v, Payload& p) {
+  if (v.kind != Kind::Dict) return p.problem("E_SCHEMA", "settings is a " + type_of(v) + ", expected a dict", "settings");
+  p.has_settings = true;
+  SlaSettings& s = p.file.settings;
+  for (const char* key : kSettingKeys)
+    if (!v.get(key)) p.problem("E_SCHEMA", std::string("missing setting ") + key, std::string("settings/") + key);
+  for (const auto& [k, value] : v.entries) {
+    std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
+    std::string where = "settings/" + name;
+    auto wrong = [&](const char* expected) { p.problem("E_SCHEMA", name + " is a " + type_of(*value) + ", expected " + expected, where); };
+    if (name == "topk") {
+      if (value->kind == Kind::Float) s.topk = value->real;
+      else if (value->kind == Kind::Int) s.topk = double(value->integer);
+      else wrong("a float");
+    } else if (name == "feature_map") {
+      if (value->kind == Kind::String) s.feature_map = value->text;
+      else wrong("a str");
+    } else if (name == "blkq" || name == "blkk") {
+      if (value->kind == Kind::Int) (name == "blkq" ? s.blkq : s.blkk) = value->integer;
+      else wrong("an int");
+    } else if (name == "tie_feature_map_qk") {
+      if (value->kind == Kind::Bool) s.tie_feature_map_qk = value->boolean;
+      else wrong("a bool");
+    } else {
+      p.problem("E_SCHEMA", "unexpected setting " + name + " (SimpleTuner compares settings for equality)", where);
+    }
+  }
+}
+
+void read_entry(const std::string& key, const Value& v, Payload& p) {
+  SlaEntry entry;
+  entry.key = key;
+  parse_key(entry);
+  std::vector<std::pair<std::string, std::shared_ptr<const pt::Tensor>>> tensors;
+  std::string where = "state/" + key;
+  if (v.kind != Kind::Dict) {
+    p.problem("E_SCHEMA", "entry is a " + type_of(v) + ", expected a dict of tensors", where);
+  } else {
+    for (const auto& [k, value] : v.entries) {
+      std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
+      std::string at = where + "/" + name;
+      if (name != kWeight && name != kBias) {
+        p.problem("E_SCHEMA", "unexpected tensor " + name + " (expected proj_l.weight and proj_l.bias)", at);
+        if (value->kind != Kind::Tensor) continue;
+      }
+      if (value->kind != Kind::Tensor) {
+        p.problem("E_SCHEMA", name + " is a " + type_of(*value) + ", expected a tensor", at);
+        continue;
+      }
+      const pt::Tensor& t = *value->tensor;
+      if (t.dtype != pt::DType::Float32)
+        p.problem("E_SCHEMA", name + " is " + std::string(pt::dtype_info(t.dtype).name) + ", expected float32", at);
+      if (t.requires_grad) p.problem("E_VALUES", name + " has requires_grad=True (save .detach() tensors)", at);
+      if (name == kWeight) entry.weight.shape = t.shape;
+      if (name == kBias) entry.bias.shape = t.shape;
+      tensors.emplace_back(name, value->tensor);
+    }
+  }
+  p.file.entries.push_back(std::move(entry));
+  p.tensors.push_back(std::move(tensors));
+}
+
+void read_extension(const Value& v, Payload& p) {
+  p.file.has_extension = true;
+  if (v.kind != Kind::Dict) return p.problem("E_SCHEMA", std::string(kExtensionKey) + " is a " + type_of(v) + ", expected a dict", kExtensionKey);
+  for (const auto& [k, value] : v.entries) {
+    if (k->kind != Kind::String) {
+      p.problem("E_SCHEMA", "non-string key", kExtensionKey);
+      continue;
+    }
+    std::string where = std::string(kExtensionKey) + "/" + k->text;
+    switch (value->kind) {
+      case Kind::String: p.file.extension[k->text] = value->text; break;
+      case Kind::Int: p.file.extension[k->text] = value->integer; break;
+      case Kind::Float: p.file.extension[k->text] = value->real; break;
+      case Kind::Bool: p.file.extension[k->text] = value->boolean; break;
+      case Kind::None: p.file.extension[k->text] = nullptr; break;
+      default: p.problem("E_SCHEMA", "value is a " + type_of(*value) + " (the extension is flat: str, int, float, bool)", where);
+    }
+  }
+}
+
+Payload read_payload(const Value& root) {
+  Payload p;
+  if (root.kind != Kind::Dict) {
+    p.problem("E_SCHEMA", "top level is a " + type_of(root) + ", expected a dict {settings, state, version}", "/");
+    return p;
+  }
+  for (const char* key : {"settings", "state", "version"})
+    if (!root.get(key)) p.problem("E_SCHEMA", std::string("missing top-level key ") + key, key);
+  for (const auto& [k, value] : root.entries) {
+    std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
+    if (name == "settings") {
+      read_settings(*value, p);
+    } else if (name == "version") {
+      if (value->kind == Kind::Int) {
+        p.file.version = value->integer;
+        p.has_version = true;
+      } else {
+        p.problem("E_SCHEMA", "version is a " + type_of(*value) + ", expected an int", "version");
+      }
+    } else if (name == "state") {
+      if (value->kind != Kind::Dict) {
+        p.problem("E_SCHEMA", "state is a " + type_of(*value) + ", expected a dict", "state");
+        continue;
+      }
+      for (const auto& [key, entry] : value->entries) {
+        if (key->kind != Kind::String) p.problem("E_SCHEMA", "state key is a " + type_of(*key) + ", expected a str", "state");
+        else read_entry(key->text, *entry, p);
+      }
+    } else if (name == kExtensionKey) {
+      read_extension(*value, p);
+    } else {
+      p.problem("E_SCHEMA", "unexpected top-level key " + name, name);
+    }
+  }
+  return p;
+}
+
+// Row-major float32 copy of a tensor (any strides).
+std::vector<float> float32_values(const pt::Tensor& t) {
+  std::vector<float> out(t.numel());
+  if (t.is_contiguous()) {
+    std::memcpy(out.data(), t.storage->bytes + uint64_t(t.storage_offset) * sizeof(float), out.size() * sizeof(float));
+  } else {
+    for (uint64_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(t.element(i));
+  }
+  return out;
+}
+
+Problem nonfinite_problem(const std::string& where, uint64_t count, uint64_t numel) {
+  return {"E_VALUES", std::to_string(count) + " of " + std::to_string(numel) + " values are NaN or Inf", where};
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+uint64_t product(const std::vector<int64_t>& shape) {
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= d < 0 ? 0 : uint64_t(d);
+  return n;
+}
+
+pt::ValuePtr tensor_value(const Float32Tensor& t) {
+  auto storage = std::make_shared<pt::Storage>();
+  storage->dtype = pt::DType::Float32;
+  storage->numel = t.values.size();
+  storage->bytes = reinterpret_cast<const uint8_t*>(t.values.data());
+  auto tensor = std::make_shared<pt::Tensor>();
+  tensor->shape = t.shape;
+  tensor->strides.assign(t.shape.size(), 1);
+  for (size_t i = t.shape.size(); i-- > 1;) tensor->strides[i - 1] = tensor->strides[i] * t.shape[i];
+  tensor->storage = std::move(storage);
+  return Value::from_tensor(std::move(tensor));
+}
+
+// The payload exactly as SimpleTuner builds it, plus our extension key when it has content.
+pt::ValuePtr to_value(const SlaFile& file) {
+  auto settings = Value::dict();
+  settings->set("topk", Value::from_double(file.settings.topk));
+  settings->set("feature_map", Value::from_string(file.settings.feature_map));
+  settings->set("blkq", Value::from_int(file.settings.blkq));
+  settings->set("blkk", Value::from_int(file.settings.blkk));
+  settings->set("tie_feature_map_qk", Value::from_bool(file.settings.tie_feature_map_qk));
+  auto state = Value::dict();
+  for (const SlaEntry& e : file.entries) {
+    auto tensors = Value::dict();
+    tensors->set(kWeight, tensor_value(e.weight));
+    tensors->set(kBias, tensor_value(e.bias));
+    state->set(e.key, tensors);
+  }
+  auto root = Value::dict();
+  root->set("settings", settings);
+  root->set("state", state);
+  root->set("version", Value::from_int(file.version));
+  if (!file.extension.empty()) {
+    auto extension = Value::dict();
+    for (const auto& [key, v] : file.extension.items()) {
+      if (v.is_string()) extension->set(key, Value::from_string(v.get<std::string>()));
+      else if (v.is_boolean()) extension->set(key, Value::from_bool(v.get<bool>()));
+      else if (v.is_number_integer()) extension->set(key, Value::from_int(v.get<int64_t>()));
+      else if (v.is_number_float()) extension->set(key, Value::from_double(v.get<double>()));
+      else if (v.is_null()) extension->set(key, Value::none());
+      else throw CheckpointError("E_SCHEMA", "extension value is not a str, int, float or bool", std::string(kExtensionKey) + "/" + key);
+    }
+    root->set(kExtensionKey, extension);
+  }
+  return root;
+}
+
+// The archive prefix torch.save would use: the file's stem, or "archive" when the stem does not
+// fit the name grammar.
+std::string archive_prefix_for(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  size_t dot = base.find_last_of('.');
+  std::string stem = dot == std::string::npos || dot == 0 ? base : base.substr(0, dot);
+  bool ok = !stem.empty() && stem != "." && stem != ".." && stem.size() <= 200;
+  for (unsigned char c : stem) ok &= c >= 0x20 && c < 0x7f && c != '\\' && c != ':';
+  return ok ? stem : "archive";
+}
+
+void throw_first(const std::vector<Problem>& problems) {
+  const Problem& p = problems.front();
+  std::string more = problems.size() > 1 ? " (and " + std::to_string(problems.size() - 1) + " more problems)" : "";
+  throw CheckpointError(p.code, p.message + more, p.where);
+}
+
+SlaLoadResult load_from(const pt::PtFile& pt) {
+  Payload p = read_payload(*pt.root);
+  for (size_t i = 0; i < p.file.entries.size(); ++i) {
+    SlaEntry& entry = p.file.entries[i];
+    for (const auto& [name, tensor] : p.tensors[i]) {
+      if (tensor->dtype != pt::DType::Float32) continue;
+      (name == kWeight ? entry.weight : entry.bias).values = float32_values(*tensor);
+    }
+  }
+  SlaLoadResult result;
+  result.problems = std::move(p.problems);
+  for (Problem& problem : check_sla_file(p.file)) result.problems.push_back(std::move(problem));
+  result.file = std::move(p.file);
+  return result;
+}
+
+}  // namespace
+
+std::string SlaFile::variant() const {
+  auto it = extension.find("variant");
+  return it != extension.end() && it->is_string() ? it->get<std::string>() : "all";
+}
+
+const SlaEntry* SlaFile::find(const std::string& key) const {
+  for (const SlaEntry& e : entries)
+    if (e.key == key) return &e;
+  return nullptr;
+}
+
+std::string dtype_token_for(const std::string& torch_dtype_name) {
+  std::string name = torch_dtype_name.compare(0, 6, "torch.") == 0 ? torch_dtype_name.substr(6) : torch_dtype_name;
+  if (name == "bfloat16") return "bf16";
+  if (name == "float16" || name == "half") return "fp16";
+  if (name == "float32" || name == "float") return "fp32";
+  return name;
+}
+
+std::vector<Problem> check_sla_file(const SlaFile& file) {
+  std::vector<Problem> problems;
+  auto problem = [&](const char* code, std::string message, std::string where) {
+    problems.push_back({code, std::move(message), std::move(where)});
+  };
+  const SlaSettings& s = file.settings;
+  if (!(s.topk > 0 && s.topk <= 1)) problem("E_SCHEMA", "topk " + std::to_string(s.topk) + " outside (0, 1]", "settings/topk");
+  if (s.feature_map != "softmax" && s.feature_map != "elu" && s.feature_map != "relu")
+    problem("E_SCHEMA", "feature_map \"" + s.feature_map.substr(0, 40) + "\" is not softmax, elu or relu", "settings/feature_map");
+  for (auto [name, block] : {std::pair<const char*, int64_t>{"blkq", s.blkq}, {"blkk", s.blkk}})
+    if (block != 32 && block != 64 && block != 128)
+      problem("E_SCHEMA", std::string(name) + " " + std::to_string(block) + " is not 32, 64 or 128", std::string("settings/") + name);
+  if (file.version != kSlaFormatVersion)
+    problem("E_SCHEMA", "unknown payload version " + std::to_string(file.version) + " (this toolkit reads version 1)", "version");
+
+  for (size_t i = 0; i < file.entries.size(); ++i) {
+    const SlaEntry& e = file.entries[i];
+    std::string where = "state/" + e.key;
+    for (size_t j = 0; j < i; ++j)
+      if (file.entries[j].key == e.key) problem("E_SCHEMA", "duplicate state key", where);
+    // "<head_dim>:<token>": decimal head_dim > 0, token [a-z0-9_]+ (SimpleTuner skips other keys).
+    size_t colon = e.key.find(':');
+    std::string digits = e.key.substr(0, colon);
+    bool grammar = colon != std::string::npos && !digits.empty() && digits.size() <= 6 &&
+                   digits.find_first_not_of("0123456789") == std::string::npos && colon + 1 < e.key.size() &&
+                   e.key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_", colon + 1) == std::string::npos;
+    int64_t d = grammar ? std::stoll(digits) : 0;
+    if (d <= 0) {
+      problem("E_SCHEMA", "state key \"" + e.key.substr(0, 60) + "\" does not match <head_dim>:<dtype> (SimpleTuner skips it)", where);
+      continue;
+    }
+    if (e.head_dim != d) problem("E_SCHEMA", "head_dim " + std::to_string(e.head_dim) + " disagrees with the key", where);
+    struct Expected {
+      const char* name;
+      const Float32Tensor& tensor;
+      std::vector<int64_t> shape;
+    };
+    for (const Expected& x : {Expected{kWeight, e.weight, {d, d}}, Expected{kBias, e.bias, {d}}}) {
+      std::string at = where + "/" + x.name;
+      if (x.tensor.shape.empty() && x.tensor.values.empty()) {
+        problem("E_SCHEMA", std::string("missing ") + x.name, at);
+        continue;
+      }
+      if (x.tensor.shape != x.shape) {
+        problem("E_SCHEMA", std::string(x.name) + " has shape " + shape_text(x.tensor.shape) + ", expected " + shape_text(x.shape) + " for head_dim " + std::to_string(d), at);
+        continue;
+      }
+      uint64_t numel = x.name == std::string(kWeight) ? uint64_t(d) * uint64_t(d) : uint64_t(d);
+      if (x.tensor.values.empty()) continue;  // not loaded (a wrong dtype was reported already)
+      if (x.tensor.values.size() != numel) {
+        problem("E_SCHEMA", std::string(x.name) + " holds " + std::to_string(x.tensor.values.size()) + " values for shape " + shape_text(x.shape), at);
+        continue;
+      }
+      uint64_t bad = 0;
+      for (float v : x.tensor.values) bad += !std::isfinite(v);
+      if (bad) problems.push_back(nonfinite_problem(at, bad, numel));
+    }
+  }
+  for (const auto& [key, v] : file.extension.items()) {
+    if (v.is_object() || v.is_array()) problem("E_SCHEMA", "extension values are flat (str, int, float, bool)", std::string(kExtensionKey) + "/" + key);
+    if (key == "variant" && (!v.is_string() || (v != "all" && v != "complement")))
+      problem("E_SCHEMA", "variant is not \"all\" or \"complement\"", std::string(kExtensionKey) + "/variant");
+  }
+  return problems;
+}
+
+SlaLoadResult load_sla_file(const std::string& path) { return load_from(pt::read_pt_file(path)); }
+
+SlaLoadResult load_sla_buffer(const uint8_t* data, size_t size, const std::string& name) {
+  return load_from(pt::read_pt_buffer(data, size, name));
+}
+
+SlaFile read_sla_file(const std::string& path) {
+  SlaLoadResult result = load_sla_file(path);
+  if (!result.problems.empty()) throw_first(result.problems);
+  return std::move(result.file);
+}
+
+SlaInspection inspect_sla_file(const std::string& path) {
+  // Large storage records get their CRC checked in the same pass as their statistics.
+  pt::ReadOptions options;
+  options.zip.defer_crc_at_least = uint64_t(1) << 20;
+  pt::PtFile pt = pt::read_pt_file(path, options);
+  std::map<std::string, const pt::DeferredCrc*> unchecked;  // storage key -> record
+  for (const pt::DeferredCrc& d : pt.deferred_crcs) unchecked[d.storage_key] = &d;
+
+  Payload p = read_payload(*pt.root);
+  SlaInspection out;
+  out.prefix = pt.prefix;
+  out.container_version = pt.version;
+  out.has_payload_version = p.has_version;
+  out.has_settings = p.has_settings;
+  out.warnings = pt.warnings;
+  out.problems = std::move(p.problems);
+  for (Problem& problem : check_sla_file(p.file)) out.problems.push_back(std::move(problem));
+  for (size_t i = 0; i < p.file.entries.size(); ++i) {
+    const SlaEntry& e = p.file.entries[i];
+    EntrySummary summary{e.key, e.head_dim, e.dtype_token, {}};
+    for (const auto& [name, tensor] : p.tensors[i]) {
+      pt::TensorStats stats;
+      auto deferred = unchecked.find(tensor->storage->key);
+      if (deferred != unchecked.end()) {
+        uint32_t crc = 0;
+        stats = pt::tensor_stats_with_storage_crc(*tensor, &crc);
+        pt::check_deferred_crc(*deferred->second, crc);
+        unchecked.erase(deferred);
+      } else {
+        stats = pt::tensor_stats(*tensor);
+      }
+      TensorSummary t;
+      t.name = name;
+      t.dtype = std::string(pt::dtype_info(tensor->dtype).name);
+      t.shape = tensor->shape;
+      t.numel = tensor->numel();
+      t.sum = stats.sum;
+      t.min = stats.min;
+      t.max = stats.max;
+      t.abs_max = stats.abs_max;
+      t.nonfinite = stats.nonfinite;
+      t.finite = stats.nonfinite == 0;
+      if (stats.nonfinite && tensor->dtype == pt::DType::Float32)
+        out.problems.push_back(nonfinite_problem("state/" + e.key + "/" + name, stats.nonfinite, t.numel));
+      summary.tensors.push_back(std::move(t));
+    }
+    out.entries.push_back(std::move(summary));
+  }
+  // Storages no summarised tensor used: checked on their own before anything is reported.
+  for (const auto& [key, deferred] : unchecked)
+    pt::check_deferred_crc(*deferred, crc32_update(0, deferred->entry.data, static_cast<size_t>(deferred->entry.size)));
+  out.file = std::move(p.file);
+  return out;
+}
+
+void write_sla_file(const std::string& path, const SlaFile& file) {
+  std::vector<Problem> problems = check_sla_file(file);
+  for (const SlaEntry& e : file.entries)
+    for (const Float32Tensor* t : {&e.weight, &e.bias})
+      if (t->values.size() != product(t->shape))
+        problems.push_back({"E_SCHEMA", "tensor of shape " + shape_text(t->shape) + " holds " + std::to_string(t->values.size()) + " values", "state/" + e.key});
+  if (!problems.empty()) throw_first(problems);
+
+  std::vector<uint8_t> bytes = pt::encode_pt(*to_value(file), archive_prefix_for(path));
+  write_file_durably(path, bytes.data(), bytes.size(), [&](const std::string& temp) {
+    SlaLoadResult back = load_sla_file(temp);
+    if (!back.problems.empty()) throw_first(back.problems);
+    bool same = back.file.entries.size() == file.entries.size() && back.file.version == file.version &&
+                back.file.extension == file.extension;
+    for (size_t i = 0; same && i < file.entries.size(); ++i) {
+      const SlaEntry& a = file.entries[i];
+      const SlaEntry& b = back.file.entries[i];
+      same = a.key == b.key && a.weight.values.size() == b.weight.values.size() && a.bias.values.size() == b.bias.values.size() &&
+             std::memcmp(a.weight.values.data(), b.weight.values.data(), a.weight.values.size() * sizeof(float)) == 0 &&
+             std::memcmp(a.bias.values.data(), b.bias.values.data(), a.bias.values.size() * sizeof(float)) == 0;
+    }
+    if (!same) throw CheckpointError("E_WRITE", "the file read back differs from what was written", temp);
+  });
+}
+
+}  // namespace slackpt

@@ -89,4 +89,40 @@ void write_sla_file(const std::string& path, const SlaFile& file);
 // "bf16" for torch.bfloat16 etc.: the token SimpleTuner uses in state keys.
 std::string dtype_token_for(const std::string& torch_dtype_name);
 
+// ---- inspection: what `sla-ckpt inspect` reports, computed on the file's bytes without copies ----
+
+// Statistics of one stored tensor over its finite elements; finite = no NaN or Inf at all.
+struct TensorSummary {
+  std::string name;   // "proj_l.weight"
+  std::string dtype;  // as torch prints it without "torch.": float32, bfloat16, ...
+  std::vector<int64_t> shape;
+  uint64_t numel = 0;
+  double sum = 0, min = 0, max = 0, abs_max = 0;  // 0 when there is no finite element
+  bool finite = true;
+  uint64_t nonfinite = 0;
+};
+
+struct EntrySummary {
+  std::string key;
+  int64_t head_dim = 0;     // 0 when the key does not parse
+  std::string dtype_token;  // the part after ':'
+  std::vector<TensorSummary> tensors;
+};
+
+struct SlaInspection {
+  std::string format = "torch.save";
+  std::string prefix;                 // the archive's top folder
+  int64_t container_version = 0;      // the zip's "version" record
+  bool has_payload_version = false;   // "version" key present and an int
+  bool has_settings = false;          // "settings" present and a dict
+  SlaFile file;                       // settings, version, extension; entries without values
+  std::vector<EntrySummary> entries;  // file order
+  std::vector<Problem> problems;      // schema and value problems; empty = valid
+  std::vector<std::string> warnings;  // container warnings (e.g. misaligned records)
+};
+
+// Reads path like load_sla_file but summarises tensors instead of copying them. Throws
+// CheckpointError when the container or pickle cannot be read at all.
+SlaInspection inspect_sla_file(const std::string& path);
+
 }  // namespace slackpt

@@ -6,6 +6,7 @@
 #include "reference.h"
 
 #include <ATen/core/grad_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <cmath>
 #include <stdexcept>
@@ -145,6 +146,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                              ? linear_all(phi_q, phi_k, v)
                              : linear_complement(phi_q, phi_k, v, map.mask, cfg.blkq, cfg.blkk);
 
+  // The projection runs in (at least) float32 even under autocast.
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto proj_dtype = at::promote_types(at::promote_types(q.scalar_type(), proj_w.scalar_type()), at::kFloat);
   const at::Tensor projected =
       at::linear(o_l.to(proj_dtype), proj_w.to(o_l.device(), proj_dtype), proj_b.to(o_l.device(), proj_dtype));

@@ -1,11 +1,96 @@
-// Placeholder: replaced by the real subcommand.
+// sla-ckpt convert IN OUT [--force] [--json]
+// sla_attention.pt <-> sla_attention.safetensors, bit-exact both ways: the same tensors, settings,
+// version and extension key. The direction follows the extensions. IN is only read; OUT is written
+// atomically and an existing OUT is replaced only with --force.
 #include "cli.h"
+
+#include "errors.h"
+#include "safetensors.h"
+#include "sla_state.h"
+
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
 namespace slackpt::cli {
-Subcommand register_convert(CLI::App& parent) {
-  Subcommand sub;
-  sub.app = parent.add_subcommand("convert", "(not implemented yet)");
-  sub.run = [] { fmt::print(stderr, "sla-ckpt convert: not implemented yet\n"); return int(kUnusable); };
-  return sub;
+namespace {
+
+struct ConvertArgs {
+  std::string in;
+  std::string out;
+  bool force = false;
+  bool json = false;
+};
+
+bool is_twin_path(const std::string& path) { return std::filesystem::path(path).extension() == ".safetensors"; }
+bool is_pt_path(const std::string& path) { return std::filesystem::path(path).extension() == ".pt"; }
+
+SlaLoadResult load_input(const std::string& path) {
+  if (!is_twin_path(path)) return load_sla_file(path);
+  SlaLoadResult result;
+  result.file = safetensors::from_sla_twin(safetensors::read_file(path), path);
+  result.problems = check_sla_file(result.file);
+  return result;
 }
+
+int run_convert(const ConvertArgs& args) {
+  if (!(is_pt_path(args.in) && is_twin_path(args.out)) && !(is_twin_path(args.in) && is_pt_path(args.out))) {
+    fmt::print(stderr, "sla-ckpt convert: IN and OUT must be one .pt and one .safetensors, got {} and {}\n", args.in,
+               args.out);
+    return kUnusable;
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(args.out, ec) && !args.force) {
+    fmt::print(stderr, "sla-ckpt convert: {} exists; pass --force to replace it\n", args.out);
+    return kUnusable;
+  }
+  SlaLoadResult input;
+  try {
+    input = load_input(args.in);
+  } catch (const CheckpointError& e) {
+    fmt::print(stderr, "sla-ckpt convert: {}\n", e.what());
+    return kUnusable;
+  }
+  if (!input.problems.empty()) {
+    for (const auto& p : input.problems)
+      fmt::print(stderr, "sla-ckpt convert: {}: {} in {}{}\n", p.code, p.message, args.in, p.where.empty() ? "" : ": " + p.where);
+    fmt::print(stderr, "sla-ckpt convert: refusing to convert a file with problems (see sla-ckpt verify)\n");
+    return kFailed;
+  }
+  if (is_twin_path(args.out))
+    safetensors::write_file(args.out, safetensors::to_sla_twin(input.file));
+  else
+    write_sla_file(args.out, input.file);
+
+  nlohmann::json keys = nlohmann::json::array();
+  for (const auto& e : input.file.entries) keys.push_back(e.key);
+  if (args.json) {
+    fmt::print("{}\n", nlohmann::json{{"in", args.in},
+                                      {"out", args.out},
+                                      {"format", is_twin_path(args.out) ? "safetensors" : "pt"},
+                                      {"entries", keys},
+                                      {"version", input.file.version},
+                                      {"has_extension", input.file.has_extension}}
+                           .dump(2));
+  } else {
+    fmt::print("converted {} -> {} ({} state entries: {})\n", args.in, args.out, input.file.entries.size(),
+               keys.dump());
+  }
+  return kOk;
+}
+
+}  // namespace
+
+Subcommand register_convert(CLI::App& parent) {
+  auto args = std::make_shared<ConvertArgs>();
+  CLI::App* app = parent.add_subcommand("convert", "Convert sla_attention.pt <-> sla_attention.safetensors exactly");
+  app->add_option("in", args->in, "sla_attention.pt or sla_attention.safetensors to read")->required()->check(CLI::ExistingFile);
+  app->add_option("out", args->out, "the file to write, of the other format")->required();
+  app->add_flag("--force", args->force, "Replace OUT when it exists");
+  app->add_flag("--json", args->json, "Print a JSON summary");
+  app->footer("Example: sla-ckpt convert checkpoint-500/sla_attention.pt checkpoint-500/sla_attention.safetensors");
+  return {app, [args] { return run_convert(*args); }};
+}
+
 }  // namespace slackpt::cli

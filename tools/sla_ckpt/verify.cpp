@@ -1,11 +1,62 @@
-// Placeholder: replaced by the real subcommand.
+// sla-ckpt verify PATH [--expect-sla] [--model-config FILE] [--strict] [--json]
+// Runs the checkpoint validator (src/checkpoint/verify.h) and prints one line per check, or the
+// report as JSON. Exit 0: nothing failed (warnings too with --strict); 1: a check failed; 2: PATH
+// cannot be read or the arguments are wrong.
 #include "cli.h"
+
+#include "errors.h"
+#include "verify.h"
+
 #include <fmt/core.h>
+
 namespace slackpt::cli {
-Subcommand register_verify(CLI::App& parent) {
-  Subcommand sub;
-  sub.app = parent.add_subcommand("verify", "(not implemented yet)");
-  sub.run = [] { fmt::print(stderr, "sla-ckpt verify: not implemented yet\n"); return int(kUnusable); };
-  return sub;
+namespace {
+
+struct VerifyArgs {
+  std::string path;
+  VerifyOptions options;
+  bool json = false;
+};
+
+void print_human(const VerifyReport& report) {
+  fmt::print("{} ({}{})\n", report.path, report.kind, report.sla_expected ? ", SLA expected" : "");
+  for (const auto& c : report.checks)
+    fmt::print("{:<4}  {:<10}  {}  [{}]\n", to_string(c.status), c.id, c.message, c.where);
+  fmt::print("{}\n", report.ok ? "verify: ok" : "verify: FAILED");
 }
+
+int run_verify(const VerifyArgs& args) {
+  VerifyReport report;
+  try {
+    report = verify_path(args.path, args.options);
+  } catch (const CheckpointError& e) {
+    fmt::print(stderr, "sla-ckpt verify: {}\n", e.what());
+    return kUnusable;
+  }
+  if (args.json)
+    fmt::print("{}\n", report.to_json().dump(2));
+  else
+    print_human(report);
+  return report.ok ? kOk : kFailed;
+}
+
+}  // namespace
+
+Subcommand register_verify(CLI::App& parent) {
+  auto args = std::make_shared<VerifyArgs>();
+  CLI::App* app = parent.add_subcommand("verify", "Check that an SLA model carries a sound sla_attention.pt");
+  app->add_option("path", args->path,
+                  "sla_attention.pt, its .safetensors twin, a checkpoint-<step>/ folder, a training output folder "
+                  "or a downloaded snapshot")
+      ->required();
+  app->add_flag("--expect-sla", args->options.expect_sla, "The model was trained with SLA: a missing file is a failure");
+  app->add_option("--model-config", args->options.model_config,
+                  "config.json with attention_head_dim (or hidden_size / num_attention_heads)")
+      ->check(CLI::ExistingFile);
+  app->add_flag("--strict", args->options.strict, "Warnings fail too");
+  app->add_flag("--json", args->json, "Print {path, kind, sla_expected, checks: [{id, status, message, where}], ok}");
+  app->footer("Example: sla-ckpt verify output/checkpoint-500 --expect-sla --json");
+  return {app, [args] { return run_verify(*args); }};
+}
+
 }  // namespace slackpt::cli

@@ -1,0 +1,250 @@
+#include "hooks.h"
+
+#include "sla_state.h"
+#include "sla_state_torch.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <filesystem>
+#include <sstream>
+#include <iostream>
+#include <stdexcept>
+#include <unordered_set>
+
+#ifndef SLA_TOOLKIT_VERSION
+#error "SLA_TOOLKIT_VERSION must be defined by the build"
+#endif
+
+namespace sla {
+namespace fs = std::filesystem;
+
+const char* describe(Fallback reason) {
+  switch (reason) {
+    case Fallback::kNot4d: return "inputs are not 4-D (B, H, L, D)";
+    case Fallback::kAttentionMask: return "an attention mask is given";
+    case Fallback::kDropout: return "dropout_p > 0";
+    case Fallback::kCausal: return "causal attention";
+    case Fallback::kGroupedQueryAttention: return "grouped-query attention (query heads != key/value heads)";
+    case Fallback::kLengthMismatch: return "query length != key length";
+    case Fallback::kValueHeadDim: return "value head_dim != query head_dim";
+    case Fallback::kNotFloatingPoint: return "inputs are not floating point";
+    case Fallback::kFloat32OnCuda: return "float32 inputs on CUDA (SLA runs in bf16/fp16 there)";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+std::string show_settings(const slackpt::SlaSettings& s, const std::string& variant) {
+  std::ostringstream out;
+  out << "topk=" << s.topk << " feature_map=" << s.feature_map << " blkq=" << s.blkq << " blkk=" << s.blkk
+      << " tie_feature_map_qk=" << (s.tie_feature_map_qk ? "true" : "false") << " variant=" << variant;
+  return out.str();
+}
+
+}  // namespace
+
+AttentionBackend::AttentionBackend(BackendOptions options)
+    : log([](const std::string& line) { std::cerr << "sla: " << line << std::endl; }),
+      options_(std::move(options)),
+      cfg_(SlaConfig::parse(options_.sla_config)) {
+  if (options_.attention_mechanism == "sla") {
+    use_sla_ = true;
+  } else if (options_.attention_mechanism == "sdpa") {
+    use_sla_ = false;
+  } else {
+    throw std::invalid_argument("attention_mechanism must be one of sla, sdpa, got '" +
+                                options_.attention_mechanism + "'");
+  }
+}
+
+std::optional<Fallback> AttentionBackend::fallback_reason(const at::Tensor& q, const at::Tensor& k,
+                                                          const at::Tensor& v,
+                                                          const std::optional<at::Tensor>& attn_mask,
+                                                          double dropout_p, bool is_causal, bool enable_gqa) const {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) return Fallback::kNot4d;
+  if (!at::isFloatingType(q.scalar_type())) return Fallback::kNotFloatingPoint;
+  if (attn_mask.has_value() && attn_mask->defined()) return Fallback::kAttentionMask;
+  if (dropout_p > 0.0) return Fallback::kDropout;
+  if (is_causal) return Fallback::kCausal;
+  if (q.size(1) != k.size(1) || q.size(1) != v.size(1)) return Fallback::kGroupedQueryAttention;
+  if (q.size(2) != k.size(2)) return Fallback::kLengthMismatch;
+  if (v.size(3) != q.size(3)) return Fallback::kValueHeadDim;
+  if (q.is_cuda() && q.scalar_type() == at::kFloat) return Fallback::kFloat32OnCuda;
+  return std::nullopt;
+}
+
+void AttentionBackend::log_once(Fallback reason) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (logged_.insert(reason).second) {
+    log(std::string("falling back to scaled_dot_product_attention: ") + describe(reason) +
+        " (said once; later calls for this reason fall back silently)");
+  }
+}
+
+at::Tensor AttentionBackend::operator()(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                                        const std::optional<at::Tensor>& attn_mask, double dropout_p,
+                                        bool is_causal, std::optional<double> scale, bool enable_gqa) {
+  auto sdpa = [&] {
+    return at::scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa);
+  };
+  if (!use_sla_) return sdpa();
+  if (const auto reason = fallback_reason(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa)) {
+    log_once(*reason);
+    return sdpa();
+  }
+  SparseLinearAttention module = materialize(query.size(3), query.device(), query.scalar_type());
+  return module->forward(query, key, value, scale.value_or(0.0));
+}
+
+SparseLinearAttention AttentionBackend::materialize(int64_t head_dim, at::Device device, at::ScalarType dtype) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const ModuleKey key{head_dim, dtype_token(dtype), device.str()};
+  if (auto found = modules_.find(key); found != modules_.end()) return found->second;
+  SparseLinearAttention module(head_dim, cfg_);
+  module->to(device);
+  module->train(is_training());
+  restore(key, module);
+  modules_.emplace(key, module);
+  return module;
+}
+
+void AttentionBackend::materialize_loaded(at::Device device) {
+  std::vector<std::pair<int64_t, at::ScalarType>> wanted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& state_key_name : loaded_order_) {
+      const auto colon = state_key_name.find(':');
+      const auto dtype = dtype_from_token(state_key_name.substr(colon + 1));
+      if (dtype) wanted.emplace_back(std::stoll(state_key_name.substr(0, colon)), *dtype);
+    }
+  }
+  for (const auto& [head_dim, dtype] : wanted) materialize(head_dim, device, dtype);
+}
+
+void AttentionBackend::restore(const ModuleKey& key, SparseLinearAttention& module) {
+  const auto& [head_dim, token, device] = key;
+  const std::string exact = std::to_string(head_dim) + ":" + token;
+  std::string source;
+  if (loaded_.count(exact)) {
+    source = exact;
+  } else {
+    for (const auto& candidate : loaded_order_) {
+      if (candidate.rfind(std::to_string(head_dim) + ":", 0) == 0) {
+        source = candidate;
+        break;
+      }
+    }
+    if (source.empty()) return;
+    log("notice: no state for " + exact + " in " + slackpt::kSlaFileName + "; applying the " + source +
+        " projection instead (proj_l is float32, so it carries over between attention dtypes)");
+  }
+  at::NoGradGuard no_grad;
+  const LoadedState& state = loaded_.at(source);
+  module->proj_l->weight.copy_(state.weight);
+  module->proj_l->bias.copy_(state.bias);
+}
+
+void AttentionBackend::register_with(torch::optim::Optimizer& optimizer) {
+  std::unordered_set<const void*> held;
+  for (const auto& group : optimizer.param_groups()) {
+    for (const auto& p : group.params()) held.insert(p.unsafeGetTensorImpl());
+  }
+  for (const SparseLinearAttention& module : modules()) {
+    std::vector<at::Tensor> params = module->parameters();
+    if (held.count(params.front().unsafeGetTensorImpl())) continue;
+    // A group with no options of its own takes the optimizer's defaults.
+    optimizer.add_param_group(torch::optim::OptimizerParamGroup(params));
+  }
+}
+
+void AttentionBackend::train(bool on) {
+  torch::nn::Module::train(on);
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& [key, module] : modules_) module->train(on);
+}
+
+std::vector<SparseLinearAttention> AttentionBackend::modules() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<SparseLinearAttention> out;
+  for (const auto& [key, module] : modules_) out.push_back(module);
+  return out;
+}
+
+void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
+  if (!options_.is_main_process) return;
+  slackpt::SlaFile file;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (modules_.empty()) return;
+    file.settings = to_settings(cfg_);
+    file.version = slackpt::kSlaFormatVersion;
+    std::set<std::string> seen;
+    for (const auto& [key, module] : modules_) {
+      // One state per (head_dim, dtype): SimpleTuner's key has no device; the first device wins.
+      const auto dtype = dtype_from_token(std::get<1>(key));
+      const std::string name = std::to_string(std::get<0>(key)) + ":" + std::get<1>(key);
+      if (!seen.insert(name).second) continue;
+      slackpt::SlaEntry entry = make_entry(std::get<0>(key), dtype.value_or(at::kFloat), module->proj_l->weight,
+                                           module->proj_l->bias);
+      entry.key = name;
+      entry.dtype_token = std::get<1>(key);
+      file.entries.push_back(std::move(entry));
+    }
+  }
+  file.extension = {{"variant", to_string(cfg_.variant)}, {"writer", std::string("sla-toolkit ") + SLA_TOOLKIT_VERSION}};
+  file.has_extension = true;
+  fs::create_directories(dir);
+  const std::string path = (fs::path(dir) / slackpt::kSlaFileName).string();
+  slackpt::write_sla_file(path, file);
+  log("wrote " + path + " (" + std::to_string(file.entries.size()) + " state" +
+      (file.entries.size() == 1 ? "" : "s") + ")");
+}
+
+LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
+  LoadReport report;
+  const fs::path path = fs::path(dir) / slackpt::kSlaFileName;
+  if (!fs::exists(path)) {
+    log("no " + path.string() + "; SLA projections start from zero");
+    return report;
+  }
+  report.found = true;
+  const slackpt::SlaLoadResult result = slackpt::load_sla_file(path.string());
+  for (const auto& problem : result.problems) {
+    log("warning: " + path.string() + ": " + problem.code + ": " + problem.message +
+        (problem.where.empty() ? "" : " at " + problem.where));
+  }
+  const slackpt::SlaFile& file = result.file;
+
+  report.differing_keys = differing_settings(file, cfg_);
+  if (!report.differing_keys.empty()) {
+    log("warning: the settings in " + path.string() + " differ from the runtime ones in " +
+        join(report.differing_keys) + " (file: " + show_settings(file.settings, file.variant()) +
+        (file.has_extension ? "" : " (assumed)") + "; runtime: " + show_settings(to_settings(cfg_), to_string(cfg_.variant)) +
+        "); the runtime settings are used and the trained projection is kept");
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const slackpt::SlaEntry& entry : file.entries) {
+    const std::string problem = entry_shape_problem(entry);
+    if (!problem.empty()) {
+      report.skipped_entries.push_back(entry.key + ": " + problem);
+      log("warning: skipping state " + entry.key + " of " + path.string() + ": " + problem);
+      continue;
+    }
+    if (!loaded_.count(entry.key)) loaded_order_.push_back(entry.key);
+    loaded_[entry.key] = LoadedState{to_tensor(entry.weight), to_tensor(entry.bias)};
+    report.loaded_keys.push_back(entry.key);
+  }
+  for (auto& [key, module] : modules_) restore(key, module);
+  log("loaded " + path.string() + " (" + join(report.loaded_keys) + ")");
+  return report;
+}
+
+}  // namespace sla

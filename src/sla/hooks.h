@@ -1,0 +1,123 @@
+// The trainer hooks: an attention backend any LibTorch model can call in place of
+// at::scaled_dot_product_attention, and the checkpoint hooks that carry the learned SLA state
+// (sla_attention.pt, ../shared/docs/sla-format.md) through save and resume.
+//
+// Usage in a trainer:
+//   auto backend = std::make_shared<sla::AttentionBackend>(sla::BackendOptions{"sla", "{'topk': 0.2}"});
+//   model->register_module("attention_backend", backend);  // train()/eval() of the model reach it
+//   ... in the model: o = (*backend)(q, k, v);             // same arguments as SDPA
+//   each step: loss.backward(); backend->register_with(optimizer); optimizer.step();
+//   checkpoint: backend->on_save_checkpoint(dir);
+//   resume:     backend->on_load_checkpoint(dir); backend->materialize_loaded(device);
+//               backend->register_with(optimizer); then load the optimizer state.
+//
+// Parameter groups: one group per SLA module, added by register_with in ascending key order
+// ("<head_dim>:<dtype>", then device) and each module at most once per optimizer. A resumed run
+// rebuilds the same groups because materialize_loaded creates every module the checkpoint holds
+// before register_with. Models that create several modules at different steps should call
+// materialize() for each (head_dim, dtype) up front so both runs register them in one batch.
+#pragma once
+
+#include "sla_config.h"
+#include "sparse_linear_attention.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace sla {
+
+struct BackendOptions {
+  std::string attention_mechanism = "sla";  // "sla" or "sdpa" (plain scaled_dot_product_attention)
+  std::string sla_config;                   // JSON or Python-dict literal; empty = defaults
+  bool is_main_process = true;              // only the main process writes sla_attention.pt
+};
+
+// Why a call went to plain SDPA instead of SLA.
+enum class Fallback {
+  kNot4d,
+  kAttentionMask,
+  kDropout,
+  kCausal,
+  kGroupedQueryAttention,
+  kLengthMismatch,
+  kValueHeadDim,
+  kNotFloatingPoint,
+  kFloat32OnCuda,
+};
+const char* describe(Fallback reason);
+
+// What on_load_checkpoint found (also logged).
+struct LoadReport {
+  bool found = false;                        // sla_attention.pt existed
+  std::vector<std::string> differing_keys;   // settings that differ from the runtime ones
+  std::vector<std::string> skipped_entries;  // state keys that could not be used, with the reason
+  std::vector<std::string> loaded_keys;      // state keys kept for restoring, file order
+};
+
+class AttentionBackend : public torch::nn::Module {
+ public:
+  explicit AttentionBackend(BackendOptions options);
+
+  // Drop-in for at::scaled_dot_product_attention. q, k, v: (B, H, L, D).
+  at::Tensor operator()(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                        const std::optional<at::Tensor>& attn_mask = std::nullopt, double dropout_p = 0.0,
+                        bool is_causal = false, std::optional<double> scale = std::nullopt,
+                        bool enable_gqa = false);
+
+  // The SLA module for (head_dim, device, dtype), created (and restored from a loaded state) on
+  // first use.
+  SparseLinearAttention materialize(int64_t head_dim, at::Device device, at::ScalarType dtype);
+  // Creates a module for every state key of the loaded checkpoint with a known dtype.
+  void materialize_loaded(at::Device device);
+
+  // Adds one parameter group per module whose parameters this optimizer does not hold yet, in key
+  // order; calling it again adds nothing.
+  void register_with(torch::optim::Optimizer& optimizer);
+
+  // Follows the trainer: also sets the mode of every SLA module, present and future.
+  void train(bool on = true) override;
+
+  void on_save_checkpoint(const std::string& dir) const;
+  LoadReport on_load_checkpoint(const std::string& dir);
+
+  const SlaConfig& config() const { return cfg_; }
+  bool uses_sla() const { return use_sla_; }
+  std::vector<SparseLinearAttention> modules() const;  // key order
+
+  // Where log lines go (default: stderr with a "sla: " prefix). Tests capture them.
+  std::function<void(const std::string&)> log;
+
+ private:
+  using ModuleKey = std::tuple<int64_t, std::string, std::string>;  // head_dim, dtype token, device
+  struct LoadedState {
+    at::Tensor weight, bias;  // CPU float32
+  };
+
+  std::optional<Fallback> fallback_reason(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                          const std::optional<at::Tensor>& attn_mask, double dropout_p,
+                                          bool is_causal, bool enable_gqa) const;
+  void log_once(Fallback reason);
+  void restore(const ModuleKey& key, SparseLinearAttention& module);
+
+  BackendOptions options_;
+  SlaConfig cfg_;
+  bool use_sla_;
+
+  mutable std::mutex mutex_;
+  std::map<ModuleKey, SparseLinearAttention> modules_;
+  std::set<Fallback> logged_;
+  std::map<std::string, LoadedState> loaded_;  // state key -> tensors
+  std::vector<std::string> loaded_order_;      // file order, for the other-dtype choice
+};
+
+}  // namespace sla

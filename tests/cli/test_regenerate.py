@@ -1,0 +1,179 @@
+"""sla-ckpt regenerate: plan, --dry-run, refusal without --force, and (when the LibTorch executable
+is built) the one-step rebuild of sla_attention.pt whose result passes verify and loads in Python
+torch.load(weights_only=True); with --calibration the error after the step is lower than before,
+and the written projection lowers the MSE against dense attention when recomputed in Python."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import run_ckpt, simpletuner_checkpoint, statuses, verify_json, write_sla_pt, write_transformer
+
+REGEN = os.environ.get("SLA_CKPT_REGENERATE", "")
+needs_torch_exe = pytest.mark.skipif(not REGEN, reason="sla-ckpt-regenerate not built (SLA_WITH_TORCH=OFF)")
+
+
+def foreign_model(tmp_path, head_dim=32):
+    out = tmp_path / "foreign"
+    write_transformer(out, head_dim=head_dim, heads=2, dtype=torch.float16)
+    return out
+
+
+def plan(folder, *flags):
+    r = run_ckpt("regenerate", folder, "--dry-run", "--json", *flags)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_plan_from_model_config_and_weights(tmp_path):
+    out = foreign_model(tmp_path)
+    p = plan(out)
+    assert [e["key"] for e in p["entries"]] == ["32:fp16"]
+    assert p["settings"]["blkq"] == 64 and p["settings_source"] == "defaults"
+    assert p["inputs"] == "random normal"
+    assert not (out / "sla_attention.pt").exists()  # dry run writes nothing
+    assert sorted(x.name for x in out.iterdir()) == ["transformer"]
+
+
+def test_plan_flags_and_training_config(tmp_path):
+    out = foreign_model(tmp_path)
+    p = plan(out, "--head-dim", "64", "--head-dim", "128", "--dtype", "bf16", "--sla-config",
+             "{'topk': 0.1, 'blkq': 128, 'tie_feature_map_qk': False}")
+    assert [e["key"] for e in p["entries"]] == ["64:bf16", "128:bf16"]
+    assert p["settings"]["topk"] == 0.1 and p["settings"]["tie_feature_map_qk"] is False
+    (tmp_path / "config.json").write_text(json.dumps({"--attention_mechanism": "sla",
+                                                      "--sla_config": "{'topk': 0.3, 'blkk': 32}"}))
+    p = plan(out)
+    assert p["settings"]["topk"] == 0.3 and p["settings"]["blkk"] == 32
+    assert p["settings_source"] == str(tmp_path / "config.json")
+
+
+def test_plan_errors_exit_2(tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    r = run_ckpt("regenerate", bare, "--dry-run")
+    assert r.returncode == 2 and "--head-dim" in r.stderr
+    out = foreign_model(tmp_path)
+    assert run_ckpt("regenerate", out, "--dry-run", "--sla-config", "{'topk': 2}").returncode == 2
+    assert run_ckpt("regenerate", out, "--dry-run", "--sla-config", "{'bogus': 1}").returncode == 2
+    assert run_ckpt("regenerate", out, "--dtype", "fp8").returncode == 2
+    assert run_ckpt("regenerate", tmp_path / "missing").returncode == 2
+
+
+def test_refuses_to_replace_a_valid_file_without_force(tmp_path):
+    ck = simpletuner_checkpoint(tmp_path, 7)
+    before = (ck / "sla_attention.pt").read_bytes()
+    r = run_ckpt("regenerate", ck)
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert (ck / "sla_attention.pt").read_bytes() == before
+
+
+def calibration_file(path, head_dim=32):
+    g = torch.Generator().manual_seed(3)
+    qkv = {n: torch.randn(1, 2, 200, head_dim, generator=g).to(torch.bfloat16) for n in "qkv"}
+    save_file(qkv, str(path))
+    return qkv
+
+
+@needs_torch_exe
+def test_regenerate_foreign_model_passes_verify_and_loads_in_python(tmp_path):
+    out = foreign_model(tmp_path)
+    weights_before = (out / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+    r = run_ckpt("regenerate", out, "--json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    [entry] = result["entries"]
+    assert entry["key"] == "32:fp16" and entry["error_after"] < entry["error_before"]
+    assert "before" in r.stderr and "after" in r.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["sla_attention.pt", "transformer"]
+    assert (out / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == weights_before
+
+    payload = torch.load(out / "sla_attention.pt", weights_only=True)
+    assert set(payload["state"]) == {"32:fp16"}
+    assert payload["state"]["32:fp16"]["proj_l.weight"].shape == (32, 32)
+    assert payload["sla_toolkit"]["regenerated"] is True
+    assert payload["sla_toolkit"]["regenerated_from"] == "random normal"
+
+    code, report = verify_json(out, "--expect-sla")
+    assert code == 0, report
+    assert statuses(report, "provenance") == ["warn"] and statuses(report, "coverage") == ["ok"]
+    assert statuses(report, "values") == ["ok"]
+
+    r = run_ckpt("regenerate", out)
+    assert r.returncode == 2  # now valid: needs --force
+    r = run_ckpt("regenerate", out, "--force", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+
+
+@needs_torch_exe
+def test_calibration_lowers_the_error_checked_in_python(tmp_path):
+    out = foreign_model(tmp_path)
+    qkv = calibration_file(tmp_path / "calib.safetensors")
+    r = run_ckpt("regenerate", out, "--calibration", tmp_path / "calib.safetensors", "--json", "--device", "cpu",
+                 "--sla-config", '{"topk": 0.5, "blkq": 64, "blkk": 64}')
+    assert r.returncode == 0, r.stderr
+    [entry] = json.loads(r.stdout)["entries"]
+    assert entry["error_after"] < entry["error_before"]
+    payload = torch.load(out / "sla_attention.pt", weights_only=True)
+    assert payload["sla_toolkit"]["regenerated_from"] == "calibration " + str(tmp_path / "calib.safetensors")
+
+    # Independent check of the effect: with o = o_s + W o_l + b, the zero projection gives
+    # o_s; the written one must bring o closer to dense attention. o_s and o_l are recomputed here in
+    # float64 from the definition (block map by mean-pooled scores, smooth-k, softmax over selected blocks,
+    # softmax-feature-map linear attention over all keys).
+    q, k, v = (qkv[n].double() for n in "qkv")
+    dense = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    o_s, o_l = sla_branches(q, k, v, topk=0.5, blk=64)
+    w = payload["state"]["32:fp16"]["proj_l.weight"].double()
+    b = payload["state"]["32:fp16"]["proj_l.bias"].double()
+    before = ((o_s - dense) ** 2).mean()
+    after = ((o_s + o_l @ w.T + b - dense) ** 2).mean()
+    assert after < before
+    assert abs(before.item() - entry["error_before"]) < 0.05 * before.item()
+
+
+def sla_branches(q, k, v, topk, blk):
+    """The SLA sparse and linear branches (variant all, softmax feature map), from the definition."""
+    B, H, L, D = q.shape
+    nb = -(-L // blk)
+    pad = nb * blk - L
+
+    def pooled(x):
+        xp = torch.nn.functional.pad(x, (0, 0, 0, pad))
+        counts = torch.full((nb,), blk, dtype=x.dtype)
+        counts[-1] = blk - pad
+        return xp.reshape(B, H, nb, blk, D).sum(3) / counts[:, None]
+
+    scores = pooled(q) @ pooled(k - k.mean(2, keepdim=True)).transpose(-1, -2)  # smooth-k
+    n = max(1, min(nb, int(topk * nb)))
+    sel = torch.zeros(B, H, nb, nb, dtype=torch.bool)
+    sel.scatter_(-1, scores.topk(n, dim=-1).indices, True)
+    token_block = torch.arange(L) // blk
+    mask = sel[:, :, token_block][:, :, :, token_block]
+    s = (q @ k.transpose(-1, -2)) / D ** 0.5
+    o_s = torch.softmax(s.masked_fill(~mask, float("-inf")), -1) @ v
+    fq, fk = torch.softmax(q, -1), torch.softmax(k, -1)
+    o_l = (fq @ (fk.transpose(-1, -2) @ v)) / (1e-5 + (fq * fk.sum(-2, keepdim=True)).sum(-1, keepdim=True))
+    return o_s, o_l
+
+
+def test_help_has_an_example():
+    r = run_ckpt("regenerate", "--help")
+    assert r.returncode == 0 and "Example:" in r.stdout
+
+
+def test_lora_output_plan_takes_shape_and_settings_from_its_newest_checkpoint(tmp_path):
+    out = tmp_path / "output"
+    settings = {"topk": 0.25, "feature_map": "elu", "blkq": 128, "blkk": 64, "tie_feature_map_qk": True}
+    simpletuner_checkpoint(out, 50)
+    simpletuner_checkpoint(out, 300, settings=settings)
+    save_file({"lora_A": torch.zeros(2, 2)}, str(out / "pytorch_lora_weights.safetensors"))
+    p = plan(out)
+    assert [e["key"] for e in p["entries"]] == ["64:bf16"]
+    assert "checkpoint-300" in p["entries_source"]
+    assert p["settings_source"] == str(out / "checkpoint-300" / "sla_attention.pt")
+    assert {k: p["settings"][k] for k in settings} == settings

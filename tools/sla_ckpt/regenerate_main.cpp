@@ -1,0 +1,201 @@
+// sla-ckpt-regenerate --plan JSON [--json]: the LibTorch half of `sla-ckpt regenerate`, which
+// works out the plan (regenerate.cpp) and execs this program.
+//
+// For every (head_dim, dtype) entry it distils the SLA projection from dense attention: on q/k/v
+// (the calibration file's, else standard-normal samples of the head dim) it takes one SGD step on
+// proj_l of a freshly initialised (zero) projection against the mean squared error between the
+// SLA output and dense softmax attention. With W, b the only parameters and o = o_s + W o_l + b
+// linear in them, the error along the negative gradient g is a parabola
+//   e(t) = e0 - t |g|^2 + c t^2,   c = e(1) - e0 + |g|^2,
+// so the learning rate t* = |g|^2 / (2c) lowers it whenever g != 0; rounding of half-precision
+// inputs is absorbed by halving t until the error is lower. The error before and after is
+// printed. The file is written through write_sla_file (atomic) and records in its extension key
+// that it was regenerated and from what.
+#include "errors.h"
+#include "safetensors.h"
+#include "sla_config.h"
+#include "sla_state.h"
+#include "reference.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/autograd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#ifndef SLA_TOOLKIT_VERSION
+#define SLA_TOOLKIT_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kSampleBatch = 2;
+constexpr int64_t kSampleHeads = 4;
+constexpr int kMaxHalvings = 30;
+
+struct EntryResult {
+  std::string key;
+  double error_before = 0;
+  double error_after = 0;
+  double learning_rate = 0;
+  slackpt::SlaEntry entry;
+};
+
+at::ScalarType scalar_type_of(slackpt::safetensors::Dtype dtype) {
+  using slackpt::safetensors::Dtype;
+  switch (dtype) {
+    case Dtype::kF64: return at::kDouble;
+    case Dtype::kF32: return at::kFloat;
+    case Dtype::kF16: return at::kHalf;
+    case Dtype::kBF16: return at::kBFloat16;
+    default: throw slackpt::CheckpointError("E_CONFIG", std::string("calibration dtype ") + dtype_name(dtype) + " unsupported");
+  }
+}
+
+// q, k, v as float32 CPU tensors: from the calibration file or N(0, 1) samples with L covering 8 key blocks.
+std::array<at::Tensor, 3> calibration_inputs(const json& plan, int64_t head_dim, const sla::SlaConfig& cfg) {
+  if (plan.contains("calibration")) {
+    const std::string path = plan["calibration"];
+    const auto file = slackpt::safetensors::read_file(path);
+    std::array<at::Tensor, 3> out;
+    const char* names[] = {"q", "k", "v"};
+    for (int i = 0; i < 3; ++i) {
+      const auto* t = file.find(names[i]);
+      if (!t) throw slackpt::CheckpointError("E_CONFIG", std::string("calibration lacks ") + names[i], path);
+      out[i] = at::from_blob(const_cast<uint8_t*>(t->bytes.data()), t->shape,
+                             at::TensorOptions().dtype(scalar_type_of(t->dtype)))
+                   .to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    }
+    return out;
+  }
+  at::manual_seed(0);
+  const int64_t len = 8 * std::max(cfg.blkq, cfg.blkk);
+  auto sample = [&] { return at::randn({kSampleBatch, kSampleHeads, len, head_dim}, at::kFloat); };
+  return {sample(), sample(), sample()};
+}
+
+EntryResult regenerate_entry(const json& pair, const json& plan, const sla::SlaConfig& cfg, const at::Device& device) {
+  const int64_t head_dim = pair["head_dim"];
+  const std::string token = pair["dtype"];
+  // On a GPU the step runs in the entry's dtype, as training would; on the CPU in float32 (the
+  // reference's half-precision matmuls are slow there and the projection itself is float32 anyway).
+  const at::ScalarType dtype = device.is_cuda() ? (token == "fp16" ? at::kHalf : at::kBFloat16) : at::kFloat;
+  auto [q32, k32, v32] = calibration_inputs(plan, head_dim, cfg);
+  if (q32.size(3) != head_dim)
+    throw slackpt::CheckpointError("E_CONFIG", "calibration head_dim differs from entry " + pair["key"].get<std::string>());
+  const at::Tensor q = q32.to(device, dtype), k = k32.to(device, dtype), v = v32.to(device, dtype);
+  const at::Tensor dense = at::scaled_dot_product_attention(q32.to(device), k32.to(device), v32.to(device));
+
+  auto error_of = [&](const at::Tensor& w, const at::Tensor& b) {
+    return (sla::reference::attention(q, k, v, w, b, cfg).to(at::kFloat) - dense).pow(2).mean();
+  };
+  at::Tensor w = at::zeros({head_dim, head_dim}, at::TensorOptions().dtype(at::kFloat).device(device)).requires_grad_(true);
+  at::Tensor b = at::zeros({head_dim}, at::TensorOptions().dtype(at::kFloat).device(device)).requires_grad_(true);
+  at::Tensor e0 = error_of(w, b);
+  const auto grads = torch::autograd::grad({e0}, {w, b});
+  at::NoGradGuard no_grad;
+  const double before = e0.item<double>();
+  const double gnorm2 = (grads[0].pow(2).sum() + grads[1].pow(2).sum()).item<double>();
+  const double e1 = error_of(w - grads[0], b - grads[1]).item<double>();
+  const double curvature = e1 - before + gnorm2;
+  double lr = curvature > 0 ? gnorm2 / (2 * curvature) : 1.0;
+  double after = before;
+  at::Tensor w1, b1;
+  for (int i = 0; i < kMaxHalvings; ++i, lr /= 2) {
+    w1 = w - lr * grads[0];
+    b1 = b - lr * grads[1];
+    after = error_of(w1, b1).item<double>();
+    if (after < before) break;
+  }
+  if (!(after < before))
+    throw slackpt::CheckpointError("E_REGENERATE", "the SLA step did not lower the error (gradient vanished?)",
+                                   pair["key"].get<std::string>());
+
+  EntryResult result;
+  result.key = pair["key"];
+  result.error_before = before;
+  result.error_after = after;
+  result.learning_rate = lr;
+  result.entry.key = result.key;
+  result.entry.head_dim = head_dim;
+  result.entry.dtype_token = token;
+  const at::Tensor wc = w1.to(at::kCPU).contiguous(), bc = b1.to(at::kCPU).contiguous();
+  result.entry.weight = {{head_dim, head_dim}, std::vector<float>(wc.data_ptr<float>(), wc.data_ptr<float>() + wc.numel())};
+  result.entry.bias = {{head_dim}, std::vector<float>(bc.data_ptr<float>(), bc.data_ptr<float>() + bc.numel())};
+  return result;
+}
+
+int run(const json& plan, bool as_json) {
+  const sla::SlaConfig cfg = sla::SlaConfig::parse(plan["settings"].dump());
+  const std::string device_name = plan.value("device", "auto");
+  if (device_name == "cuda" && !at::hasCUDA()) {
+    std::fprintf(stderr, "sla-ckpt regenerate: --device cuda but no CUDA device is available\n");
+    return 2;
+  }
+  const at::Device device = (device_name == "cuda" || (device_name == "auto" && at::hasCUDA())) ? at::Device(at::kCUDA)
+                                                                                              : at::Device(at::kCPU);
+  slackpt::SlaFile file;
+  const json& s = plan["settings"];
+  file.settings.topk = s["topk"];
+  file.settings.feature_map = s["feature_map"];
+  file.settings.blkq = s["blkq"];
+  file.settings.blkk = s["blkk"];
+  file.settings.tie_feature_map_qk = s["tie_feature_map_qk"];
+  const std::string from = plan["inputs"];
+  file.extension = {{"regenerated", true},
+                    {"regenerated_from", from},
+                    {"variant", sla::to_string(cfg.variant)},
+                    {"writer", "sla-ckpt-regenerate " SLA_TOOLKIT_VERSION},
+                    {"regenerated_device", device.is_cuda() ? "cuda" : "cpu"}};
+  file.has_extension = true;
+
+  json report = {{"output", plan["output"]}, {"device", device.str()}, {"regenerated_from", from}, {"entries", json::array()}};
+  for (const auto& pair : plan["entries"]) {
+    EntryResult r = regenerate_entry(pair, plan, cfg, device);
+    std::fprintf(stderr, "%s: mse vs dense attention before %.6g, after %.6g (one SGD step, lr %.4g, %s)\n",
+                 r.key.c_str(), r.error_before, r.error_after, r.learning_rate, device.str().c_str());
+    report["entries"].push_back(
+        {{"key", r.key}, {"error_before", r.error_before}, {"error_after", r.error_after}, {"learning_rate", r.learning_rate}});
+    file.entries.push_back(std::move(r.entry));
+  }
+  slackpt::write_sla_file(plan["output"], file);
+  if (as_json)
+    std::printf("%s\n", report.dump(2).c_str());
+  else
+    std::printf("wrote %s (%zu entries, regenerated from %s, not trained with the model)\n",
+                plan["output"].get<std::string>().c_str(), file.entries.size(), from.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string plan_text;
+  bool as_json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--plan" && i + 1 < argc) plan_text = argv[++i];
+    else if (arg == "--json") as_json = true;
+    else {
+      std::fprintf(stderr, "usage: sla-ckpt-regenerate --plan JSON [--json] (run through `sla-ckpt regenerate`)\n");
+      return 2;
+    }
+  }
+  try {
+    return run(json::parse(plan_text), as_json);
+  } catch (const slackpt::CheckpointError& e) {
+    std::fprintf(stderr, "sla-ckpt regenerate: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sla-ckpt regenerate: error: %s\n", e.what());
+    return 2;
+  }
+}
