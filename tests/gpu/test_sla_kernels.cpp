@@ -7,6 +7,7 @@
 #include "gpu_skip.h"
 #include "reference.h"
 #include "sla_kernels.h"
+#include "sparse_linear_attention.h"
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -191,4 +192,30 @@ TEST_CASE("unsupported inputs are refused with the reason") {
   const at::Tensor f = at::randn({1, 2, 100, 64}, at::TensorOptions().device(at::kCUDA));
   CHECK_FALSE(sla::cuda_kernels_support(f, f, f, SlaConfig{}, &why));
   CHECK(why == "expected bfloat16 or float16, got Float");
+}
+
+TEST_CASE("the module dispatches to the fused kernels on CUDA") {
+  at::manual_seed(7);
+  SlaConfig cfg;
+  cfg.topk = 0.2;
+  cfg.blkq = 128;
+  cfg.blkk = 64;
+  sla::SparseLinearAttention module(128, cfg);
+  module->to(torch::Device(torch::kCUDA));
+  {
+    at::NoGradGuard no_grad;
+    module->proj_l->weight.normal_(0.0, 0.05);  // nonzero, so the linear branch shows
+    module->proj_l->bias.normal_(0.0, 0.05);
+  }
+  const at::Tensor q = random_input(1, 2, 777, 128, at::kBFloat16, true);
+  const at::Tensor k = random_input(1, 2, 777, 128, at::kBFloat16, true);
+  const at::Tensor v = random_input(1, 2, 777, 128, at::kBFloat16, true);
+  const at::Tensor o_module = module->forward(q, k, v);
+  const at::Tensor o_kernels =
+      sla::cuda_sla_attention(q, k, v, module->proj_l->weight, module->proj_l->bias, cfg, 0.0);
+  // The kernels are deterministic: the same bits, and a grad_fn of the fused autograd Function.
+  CHECK(o_module.is_cuda());
+  CHECK(o_module.equal(o_kernels));
+  REQUIRE(o_module.grad_fn() != nullptr);
+  CHECK(o_module.grad_fn()->name().find("SlaFunction") != std::string::npos);
 }
