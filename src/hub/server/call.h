@@ -52,6 +52,7 @@ void handle_validate_yaml(ServerContext& ctx, Call& call);
 void handle_repo_info(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 void handle_tree(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision,
                  const std::string& path);
+void handle_paths_info(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 
