@@ -367,3 +367,26 @@ def test_python_client_resumes_after_drops_and_429(faulty, tmp_path):
         hf_hub_download("alice/f", "fail.bin", endpoint=srv.url, token=TOKEN, cache_dir=tmp_path / "fresh")
     assert failed.value.response.status_code == 403
     assert "fault status on fail.bin" in srv.log_path.read_text()
+
+
+def test_keep_alive_survives_unread_and_broken_bodies(server):
+    srv = server()
+    api_for(srv).create_repo("alice/ka")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    # Refused before the body is read: the body is drained and the connection stays usable.
+    conn.request("POST", "/api/models/alice/ka/commit/main", body=b"x" * 200000)
+    resp = conn.getresponse()
+    assert resp.status == 401 and resp.getheader("X-Error-Code") == "Unauthorized"
+    resp.read()
+    conn.request("GET", "/api/whoami-v2", headers={"authorization": "Bearer " + TOKEN})
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read())["name"] == "user"
+    # Refused in the middle of the body: the answer says so and the connection is closed.
+    data = b"y" * 1000
+    batch = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": sha256(data), "size": len(data)}]}
+    _, _, body = srv.request("POST", "/alice/ka.git/info/lfs/objects/batch", body=json.dumps(batch))
+    href = json.loads(body)["objects"][0]["actions"]["upload"]["href"].replace(srv.url, "")
+    conn.request("PUT", href, body=data * 300)
+    resp = conn.getresponse()
+    assert resp.status == 400 and resp.getheader("Connection") == "close" and b"longer" in resp.read()
+    conn.close()

@@ -26,6 +26,9 @@ struct Call {
   const httplib::ContentReader* body_reader;  // null when the request has no body
   std::vector<std::string> segments;          // the path, split at '/' and decoded per segment
   std::string base_url;                       // "http://<Host>", for absolute URLs in answers
+  // Whether the body was read to its end: a keep-alive connection is only reusable when it was.
+  enum class BodyState { kUnread, kRead, kBroken };
+  mutable BodyState body_state = BodyState::kUnread;
 
   bool is_head() const { return req.method == "HEAD"; }
   bool flag(const std::string& name) const;  // query "name=1" or "name=true"

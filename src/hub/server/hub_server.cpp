@@ -132,8 +132,9 @@ struct HubServer::Impl {
     // body (error JSON included) without bounds checks. The Request is httplib's non-const local,
     // handed to handlers as const, so clearing it here is well defined.
     const_cast<httplib::Request&>(req).ranges.clear();
+    Call call{req, res, reader, {}, base_url_for(req, ctx.options, port)};
     try {
-      Call call{req, res, reader, decode_path_segments(raw_path), base_url_for(req, ctx.options, port)};
+      call.segments = decode_path_segments(raw_path);
       route(ctx, call);
     } catch (const HttpError& e) {
       reply_error(res, e.status(), e.code(), e.what());
@@ -141,6 +142,32 @@ struct HubServer::Impl {
       fmt::print(stderr, "hub serve: {} {}: internal error: {}\n", req.method, raw_path, e.what());
       reply_error(res, 500, "", std::string("internal server error: ") + e.what());
     }
+    finish_body(call);
+  }
+
+  // Bytes of a body left unread would be parsed as the next request on this connection: drain a
+  // body the handler never read, and close the connection after a body that broke off midway.
+  static void finish_body(Call& call) {
+    if (call.body_state == Call::BodyState::kUnread && call.body_reader) {
+      try {
+        call.stream_body([](const char*, size_t) {});
+      } catch (const std::exception&) {
+      }
+    }
+    if (call.body_state != Call::BodyState::kBroken) return;
+    auto& res = call.res;
+    std::string body = std::move(res.body);
+    std::string content_type = res.get_header_value("Content-Type");
+    res.body.clear();
+    res.headers.erase("Content-Type");
+    res.set_header("Content-Length", std::to_string(body.size()));
+    res.set_header("Connection", "close");
+    // A provider that fails after writing makes httplib close the socket once the answer is out.
+    res.set_content_provider(content_type.empty() ? "application/json" : content_type,
+                             [body](size_t, httplib::DataSink& sink) {
+                               sink.write(body.data(), body.size());
+                               return false;
+                             });
   }
 
   ServerContext ctx;
