@@ -390,3 +390,22 @@ def test_keep_alive_survives_unread_and_broken_bodies(server):
     resp = conn.getresponse()
     assert resp.status == 400 and resp.getheader("Connection") == "close" and b"longer" in resp.read()
     conn.close()
+
+
+def test_fault_file_and_bad_fault_specs(server, tmp_path):
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps([{"kind": "status", "path": "sub/*.txt", "code": 503, "retry_after": 2, "times": 2}]))
+    srv = server("--fault-file", str(faults))
+    api_for(srv).create_repo("alice/ff")
+    api_for(srv).upload_file(path_or_fileobj=b"abc", path_in_repo="sub/a.txt", repo_id="alice/ff")
+    for _ in range(2):
+        status, headers, _, _ = raw_get(srv, "/alice/ff/resolve/main/sub/a.txt")
+        assert status == 503 and headers["retry-after"] == "2"
+    assert raw_get(srv, "/alice/ff/resolve/main/sub/a.txt")[2] == b"abc"
+
+    from hubserver_fixture import SLA_CKPT
+    for spec, message in [("bogus", "unknown kind 'bogus'"), ("drop:after=lots", "bad byte count 'lots'"),
+                          ("status:code=200", "code must be 400..599"), ("drop:color=red", "unknown key 'color'")]:
+        out = subprocess.run([SLA_CKPT, "hub", "serve", "--root", str(tmp_path / "r2"), "--fault", spec],
+                             capture_output=True, text=True, timeout=10)
+        assert out.returncode == 2 and message in out.stderr, (spec, out.stderr)
