@@ -143,6 +143,12 @@ def test_pull_request_revision_by_commit_and_parent_check(server, tmp_path):
     with pytest.raises(EntryNotFoundError):
         api.create_commit("alice/pr", repo_type="dataset", commit_message="bad delete",
                           operations=[CommitOperationDelete("nope.txt")], parent_commit=second.oid)
+    api.create_branch("alice/pr", repo_type="dataset", branch="dev/x", revision=first.oid)
+    api.create_branch("alice/pr", repo_type="dataset", branch="dev/x", exist_ok=True)
+    dev = api.upload_file(path_or_fileobj=b"dev", path_in_repo="dev.txt", repo_id="alice/pr", repo_type="dataset",
+                          revision="dev/x")
+    assert api.list_repo_files("alice/pr", repo_type="dataset", revision="dev/x") == [".gitattributes", "data.txt", "dev.txt"]
+    assert api.repo_info("alice/pr", repo_type="dataset", revision=dev.oid).sha == dev.oid
     # refs/pr/1 travels percent-encoded as one segment in tree and revision URLs.
     status, _, body = srv.request("GET", "/api/datasets/alice/pr/tree/refs%2Fpr%2F1?recursive=true")
     assert status == 200 and {e["path"] for e in json.loads(body)} == {".gitattributes", "data.txt"}

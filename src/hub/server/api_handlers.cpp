@@ -222,6 +222,19 @@ void handle_paths_info(ServerContext& ctx, Call& call, const RepoRef& repo, cons
   call.reply_json(200, entries);
 }
 
+void handle_create_branch(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch) {
+  ctx.store.require_repo(repo);
+  json body = json::parse(call.read_body(kJsonBodyLimit), nullptr, false);
+  std::string start = "main";
+  if (body.is_object() && body.contains("startingPoint") && body["startingPoint"].is_string()) {
+    start = body["startingPoint"].get<std::string>();
+  }
+  if (!ctx.store.create_branch(repo, branch, start)) {
+    throw HttpError(409, "", "Reference already exists: refs/heads/" + branch);
+  }
+  call.reply_json(200, json::object());
+}
+
 void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
   auto commit = ctx.store.resolve(repo, revision);
   json body = call.read_json_object(kJsonBodyLimit);

@@ -56,6 +56,7 @@ void handle_repo_info(ServerContext& ctx, Call& call, const RepoRef& repo, const
 void handle_tree(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision,
                  const std::string& path);
 void handle_paths_info(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
+void handle_create_branch(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch);
 void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 

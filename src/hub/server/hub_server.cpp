@@ -75,6 +75,7 @@ void route_api(ServerContext& ctx, Call& call) {
   if (s.size() >= 6) {
     if (action == "revision" && get) return handle_repo_info(ctx, call, repo, join_segments(s, 5));
     if (action == "tree" && get) return handle_tree(ctx, call, repo, s[5], join_segments(s, 6));
+    if (action == "branch" && m == "POST") return handle_create_branch(ctx, call, repo, join_segments(s, 5));
     if (action == "paths-info" && m == "POST") return handle_paths_info(ctx, call, repo, join_segments(s, 5));
     if (action == "preupload" && m == "POST") return handle_preupload(ctx, call, repo, join_segments(s, 5));
     if (action == "commit" && m == "POST") return handle_commit(ctx, call, repo, join_segments(s, 5));
