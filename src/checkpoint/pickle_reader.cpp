@@ -40,7 +40,8 @@ using NodePtr = std::shared_ptr<Node>;
 struct Item;
 struct TupleData {
   std::vector<Item> items;
-  NodePtr as_node;  // converted once, on first use as a value
+  NodePtr as_node;     // converted once, on first use as a value
+  uint32_t depth = 0;  // nesting below this tuple, capped like containers' (tuples nest too)
 };
 
 // What the machine's stack and memo hold: a value, or one of the internal things that only
@@ -155,10 +156,17 @@ class Machine {
   }
 
   Item make_tuple(std::vector<Item> items) {
+    uint32_t depth = 0;
+    for (const Item& element : items) {
+      if (element.kind == Item::Kind::Value) depth = std::max(depth, element.node->depth + 1);
+      if (element.kind == Item::Kind::Tuple) depth = std::max(depth, element.tuple->depth + 1);
+    }
+    if (depth > limits_.max_depth) fail("E_DEPTH", "tuples nested deeper than " + std::to_string(limits_.max_depth));
     Item item;
     item.kind = Item::Kind::Tuple;
     item.tuple = std::make_shared<TupleData>();
     item.tuple->items = std::move(items);
+    item.tuple->depth = depth;
     return item;
   }
 

@@ -56,7 +56,9 @@ void read_settings(const Value& v, Payload& p) {
   SlaSettings& s = p.file.settings;
   for (const char* key : kSettingKeys)
     if (!v.get(key)) p.problem("E_SCHEMA", std::string("missing setting ") + key, std::string("settings/") + key);
-  for (const auto& [k, value] : v.entries) {
+  for (const auto& entry : v.entries) {
+    const auto& k = entry.first;
+    const auto& value = entry.second;  // not a structured binding: lambdas capture it (C++17)
     std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
     std::string where = "settings/" + name;
     auto wrong = [&](const char* expected) { p.problem("E_SCHEMA", name + " is a " + type_of(*value) + ", expected " + expected, where); };
@@ -266,7 +268,8 @@ SlaLoadResult load_from(const pt::PtFile& pt) {
   for (size_t i = 0; i < p.file.entries.size(); ++i) {
     SlaEntry& entry = p.file.entries[i];
     for (const auto& [name, tensor] : p.tensors[i]) {
-      if (tensor->dtype != pt::DType::Float32) continue;
+      // Only the two known tensors carry values; any other name is already a reported problem.
+      if (tensor->dtype != pt::DType::Float32 || (name != kWeight && name != kBias)) continue;
       (name == kWeight ? entry.weight : entry.bias).values = float32_values(*tensor);
     }
   }
