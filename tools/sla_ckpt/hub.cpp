@@ -1,11 +1,117 @@
-// Placeholder: replaced by the real subcommand.
+// sla-ckpt hub serve: run the local Hub-compatible server (src/hub/server) until SIGINT/SIGTERM.
 #include "cli.h"
+
+#include "file_util.h"
+#include "hub_server.h"
+
 #include <fmt/core.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
 namespace slackpt::cli {
+namespace {
+
+struct ServeOptions {
+  slahub::server::ServerOptions server;
+  std::vector<std::string> fault_specs;
+  std::string fault_file;
+  std::string port_file;
+};
+
+// Stops the server on SIGINT/SIGTERM. The signals are blocked in every thread (they inherit the
+// mask) and taken by one sigwait thread, so stop() runs in ordinary thread context.
+class SignalStopper {
+ public:
+  explicit SignalStopper(slahub::server::HubServer& server) {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+    watcher_ = std::thread([this, &server] {
+      int signal = 0;
+      sigwait(&signals_, &signal);
+      if (!done_) fmt::print(stderr, "hub serve: stopping on {}\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+      server.stop();
+    });
+  }
+  ~SignalStopper() {
+    done_ = true;
+    pthread_kill(watcher_.native_handle(), SIGTERM);  // wakes the watcher when the server ended by itself
+    watcher_.join();
+  }
+
+ private:
+  sigset_t signals_;
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
+};
+
+int run_serve(ServeOptions& opts) {
+  for (const auto& spec : opts.fault_specs) opts.server.faults.push_back(slahub::server::parse_fault_spec(spec));
+  if (!opts.fault_file.empty()) {
+    for (auto& f : slahub::server::parse_fault_file(opts.fault_file)) opts.server.faults.push_back(f);
+  }
+  if (opts.server.multipart_chunk == 0) throw std::invalid_argument("--multipart-chunk must be positive");
+  signal(SIGPIPE, SIG_IGN);  // a client that hangs up mid-body must not kill the server
+  slahub::server::HubServer server(opts.server);
+  SignalStopper stopper(server);
+  int port = server.bind();
+  if (!opts.port_file.empty()) slahub::server::write_file_atomic(opts.port_file, std::to_string(port) + "\n");
+  fmt::print(stderr, "hub serve: root {}{}{}\n", opts.server.root, opts.server.token.empty() ? "" : ", token required",
+             opts.server.faults.empty() ? "" : fmt::format(", {} fault(s) armed", opts.server.faults.size()));
+  fmt::print(stderr, "listening on http://{}:{}\n", opts.server.host, port);
+  server.listen();
+  return kOk;
+}
+
+}  // namespace
+
 Subcommand register_hub(CLI::App& parent) {
+  auto opts = std::make_shared<ServeOptions>();
   Subcommand sub;
-  sub.app = parent.add_subcommand("hub", "(not implemented yet)");
-  sub.run = [] { fmt::print(stderr, "sla-ckpt hub: not implemented yet\n"); return int(kUnusable); };
+  sub.app = parent.add_subcommand("hub", "Local Hugging Face Hub-compatible server");
+  sub.app->require_subcommand(1);
+  CLI::App* serve = sub.app->add_subcommand("serve", "Serve repos stored under --root over HTTP (loopback by default)");
+  serve->footer(
+      "Example:\n"
+      "  sla-ckpt hub serve --root ./hub-data --port 8080 &\n"
+      "  HF_ENDPOINT=http://127.0.0.1:8080 HF_HUB_DISABLE_XET=1 HF_TOKEN=x sla-ckpt push ./model me/model\n"
+      "Fault injection (tests): --fault 'drop:path=big.bin,after=1M,times=1', kinds drop, truncate,\n"
+      "status (code=500|429|...), corrupt, ignore-range; times=N or always; see src/hub/server/faults.h.");
+  serve->add_option("--root", opts->server.root, "Folder that holds repos, objects and refs (created if missing)")
+      ->required();
+  serve->add_option("--host", opts->server.host, "Address to listen on")->capture_default_str();
+  serve->add_option("--port", opts->server.port, "Port; 0 picks a free one")->capture_default_str()->check(CLI::Range(0, 65535));
+  serve->add_option("--port-file", opts->port_file, "Write the port here once listening (for scripts and tests)");
+  serve->add_option("--token", opts->server.token, "Require 'authorization: Bearer TOKEN' on API calls");
+  serve->add_option("--user", opts->server.user, "Name whoami reports; namespace of repos created without one")
+      ->capture_default_str();
+  serve->add_option("--fault", opts->fault_specs, "Inject a fault on content GETs: KIND[:key=value,...] (repeatable)");
+  serve->add_option("--fault-file", opts->fault_file, "JSON array of faults ({\"kind\": ..., \"path\": ..., ...})")
+      ->check(CLI::ExistingFile);
+  serve->add_option("--multipart-threshold", opts->server.multipart_threshold,
+                    "LFS objects larger than this many bytes are uploaded in parts")
+      ->capture_default_str();
+  serve->add_option("--multipart-chunk", opts->server.multipart_chunk, "Part size of multipart LFS uploads")
+      ->capture_default_str();
+  serve->add_flag("--log-requests", opts->server.log_requests, "Log every request on stderr");
+  sub.run = [opts, serve] {
+    if (!serve->parsed()) return int(kUnusable);
+    try {
+      return run_serve(*opts);
+    } catch (const std::invalid_argument& e) {
+      fmt::print(stderr, "sla-ckpt hub serve: {}\n", e.what());
+      return int(kUnusable);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "sla-ckpt hub serve: {}\n", e.what());
+      return int(kFailed);
+    }
+  };
   return sub;
 }
+
 }  // namespace slackpt::cli

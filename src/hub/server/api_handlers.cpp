@@ -1,0 +1,258 @@
+// /api/... handlers: whoami, repo creation, YAML validation, repo info, tree, preupload, commit.
+#include "call.h"
+#include "file_util.h"
+#include "hashing.h"
+#include "http_error.h"
+#include "upload_mode.h"
+#include "url_codec.h"
+
+#include <ctime>
+#include <set>
+#include <sstream>
+
+namespace slahub::server {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kJsonBodyLimit = 64ull << 20;
+constexpr size_t kCommitBodyLimit = 1ull << 30;  // inline files are base64 in the NDJSON
+
+std::string iso_time(int64_t ns) {
+  std::time_t seconds = static_cast<std::time_t>(ns / 1000000000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char ms[8];
+  std::snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>((ns / 1000000) % 1000));
+  return std::string(buf) + ms;
+}
+
+std::string repo_url(const Call& call, const RepoRef& repo) { return call.base_url + "/" + repo.web_prefix() + repo.id(); }
+
+const json& require_field(const json& object, const char* key, json::value_t type, const std::string& where) {
+  auto it = object.find(key);
+  bool ok = it != object.end() && (it->type() == type || (type == json::value_t::number_unsigned &&
+                                                           it->is_number_integer() && it->get<int64_t>() >= 0));
+  if (!ok) throw bad_request(std::string("missing or invalid \"") + key + "\" in " + where);
+  return *it;
+}
+
+std::string gitattributes_at(ServerContext& ctx, const Commit& commit) {
+  auto it = commit.tree.find(".gitattributes");
+  return it == commit.tree.end() ? std::string() : read_file(ctx.store.object_path(it->second.sha256));
+}
+
+// Folder ids are not git tree hashes: a sha1 over the sorted entries below, stable per content.
+std::string folder_oid(const Tree& tree, const std::string& folder) {
+  std::string listing;
+  std::string prefix = folder + "/";
+  for (auto it = tree.lower_bound(prefix); it != tree.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    listing += it->first + ' ' + it->second.git_sha1 + '\n';
+  }
+  return git_blob_sha1_hex(listing);
+}
+
+json file_entry_json(const std::string& path, const FileEntry& e) {
+  json j = {{"type", "file"}, {"path", path}, {"size", e.size}, {"oid", e.git_sha1}};
+  if (e.lfs) {
+    j["lfs"] = {{"oid", e.sha256}, {"size", e.size}, {"pointerSize", lfs_pointer_text(e.sha256, e.size).size()}};
+  }
+  return j;
+}
+
+CommitOperation parse_operation(ServerContext& ctx, const std::string& key, const json& value) {
+  CommitOperation op;
+  const std::string where = "commit line \"" + key + "\"";
+  op.path = require_field(value, "path", json::value_t::string, where).get<std::string>();
+  bool folder_slash = key == "deletedFolder" && !op.path.empty() && op.path.back() == '/';
+  check_repo_path(folder_slash ? op.path.substr(0, op.path.size() - 1) : op.path);
+  if (key == "file") {
+    if (value.value("encoding", "base64") != "base64") throw bad_request("only base64 encoding is supported: " + op.path);
+    std::string content = require_field(value, "content", json::value_t::string, where).get<std::string>();
+    op.entry = ctx.store.store_regular_content(base64_decode(content, "the content of " + op.path));
+  } else if (key == "lfsFile") {
+    if (value.value("algo", "sha256") != "sha256") throw bad_request("only sha256 LFS objects are supported: " + op.path);
+    std::string oid = require_field(value, "oid", json::value_t::string, where).get<std::string>();
+    int64_t stored = ctx.store.object_size(oid);
+    if (stored < 0) throw bad_request("LFS object " + oid + " for " + op.path + " was never uploaded");
+    if (value.contains("size") && !(value["size"].is_number_integer() && value["size"].get<int64_t>() == stored)) {
+      throw bad_request("LFS object " + oid + " for " + op.path + " has size " + std::to_string(stored) +
+                        ", not " + value["size"].dump());
+    }
+    op.entry = FileEntry{oid, git_blob_sha1_hex(lfs_pointer_text(oid, stored)), static_cast<uint64_t>(stored), true};
+  } else if (key == "deletedFile") {
+    op.kind = CommitOperation::kDeleteFile;
+  } else if (key == "deletedFolder") {
+    op.kind = CommitOperation::kDeleteFolder;
+  } else {
+    throw bad_request("unknown commit line key \"" + key + "\"");
+  }
+  return op;
+}
+
+}  // namespace
+
+void handle_whoami(ServerContext& ctx, Call& call) {
+  const std::string& user = ctx.options.user;
+  call.reply_json(200, {{"type", "user"},
+                        {"id", user},
+                        {"name", user},
+                        {"fullname", user},
+                        {"orgs", json::array()},
+                        {"auth", {{"type", "access_token"}, {"accessToken", {{"displayName", "hub-serve"}, {"role", "write"}}}}}});
+}
+
+void handle_create_repo(ServerContext& ctx, Call& call) {
+  json body = call.read_json_object(kJsonBodyLimit);
+  std::string type = body.value("type", "model");
+  if (body.contains("type") && body["type"].is_null()) type = "model";
+  if (type != "model" && type != "dataset") throw bad_request("repo type '" + type + "' is not supported by this server");
+  if (!body.contains("name") || !body["name"].is_string()) throw bad_request("missing \"name\"");
+  std::string ns = body.contains("organization") && body["organization"].is_string()
+                       ? body["organization"].get<std::string>()
+                       : ctx.options.user;
+  std::string name = body["name"].get<std::string>();
+  if (!is_valid_repo_part(ns) || !is_valid_repo_part(name)) {
+    throw bad_request("invalid repo id '" + ns + "/" + name + "': use [A-Za-z0-9._-], at most 96 characters");
+  }
+  bool is_private = body.value("private", false) || body.value("visibility", "public") == "private";
+  RepoRef repo{type + "s", ns, name};
+  std::string url = repo_url(call, repo);
+  if (!ctx.store.create_repo(repo, is_private)) {
+    call.reply_json(409, {{"error", "You already created this " + type + " repo"}, {"url", url}});
+    return;
+  }
+  call.reply_json(200, {{"url", url}, {"name", repo.id()}, {"id", repo.id()}});
+}
+
+void handle_validate_yaml(ServerContext& ctx, Call& call) {
+  // The client parses this body as JSON before it looks at the status, so every answer is JSON.
+  json body = json::parse(call.read_body(kJsonBodyLimit), nullptr, false);
+  if (!body.is_object() || !body.contains("content") || !body["content"].is_string()) {
+    call.reply_json(400, {{"errors", {{{"message", "expected {\"content\": <text>}"}}}}, {"warnings", json::array()}});
+    return;
+  }
+  call.reply_json(200, {{"errors", json::array()}, {"warnings", json::array()}});
+}
+
+void handle_repo_info(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
+  auto commit = ctx.store.resolve(repo, revision);
+  bool blobs = call.flag("blobs");
+  json siblings = json::array();
+  for (const auto& [path, e] : commit->tree) {
+    json s = {{"rfilename", path}};
+    if (blobs) {
+      s["size"] = e.size;
+      s["blobId"] = e.git_sha1;
+      if (e.lfs) s["lfs"] = {{"sha256", e.sha256}, {"size", e.size}, {"pointerSize", lfs_pointer_text(e.sha256, e.size).size()}};
+    }
+    siblings.push_back(s);
+  }
+  json info = {{"_id", repo.id()},     {"id", repo.id()},         {"author", repo.ns},
+               {"sha", commit->id},    {"lastModified", iso_time(commit->created_ns)},
+               {"private", ctx.store.is_private(repo)},
+               {"disabled", false},    {"gated", false},          {"downloads", 0},
+               {"likes", 0},           {"tags", json::array()},   {"siblings", siblings}};
+  if (repo.type_plural == "models") info["modelId"] = repo.id();
+  call.reply_json(200, info);
+}
+
+void handle_tree(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision,
+                 const std::string& path) {
+  auto commit = ctx.store.resolve(repo, revision);
+  call.res.set_header("X-Repo-Commit", commit->id);
+  const Tree& tree = commit->tree;
+  std::string folder = path;
+  while (!folder.empty() && folder.back() == '/') folder.pop_back();
+  if (!folder.empty()) check_repo_path(folder);
+  std::string prefix = folder.empty() ? "" : folder + "/";
+  bool recursive = call.flag("recursive");
+  json entries = json::array();
+  std::set<std::string> folders_seen;
+  for (auto it = tree.lower_bound(prefix); it != tree.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    const std::string rest = it->first.substr(prefix.size());
+    // Every folder between prefix and the file, or only the first one when not recursive.
+    for (size_t slash = rest.find('/'); slash != std::string::npos; slash = rest.find('/', slash + 1)) {
+      std::string sub = prefix + rest.substr(0, slash);
+      if (folders_seen.insert(sub).second) {
+        entries.push_back({{"type", "directory"}, {"path", sub}, {"oid", folder_oid(tree, sub)}, {"size", 0}});
+      }
+      if (!recursive) break;
+    }
+    if (recursive || rest.find('/') == std::string::npos) entries.push_back(file_entry_json(it->first, it->second));
+  }
+  if (entries.empty() && !folder.empty()) {
+    throw HttpError(404, "EntryNotFound", "No folder " + folder + " in " + repo.id() + " at " + revision);
+  }
+  call.reply_json(200, entries);
+}
+
+void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
+  auto commit = ctx.store.resolve(repo, revision);
+  json body = call.read_json_object(kJsonBodyLimit);
+  if (!body.contains("files") || !body["files"].is_array()) throw bad_request("preupload: missing \"files\" array");
+  std::string gitattributes = gitattributes_at(ctx, *commit);
+  json answers = json::array();
+  for (const auto& file : body["files"]) {
+    if (!file.is_object()) throw bad_request("preupload: every file must be an object");
+    std::string path = require_field(file, "path", json::value_t::string, "preupload file").get<std::string>();
+    check_repo_path(path);
+    uint64_t size = require_field(file, "size", json::value_t::number_unsigned, "preupload file " + path).get<uint64_t>();
+    std::string sample = base64_decode(file.value("sample", ""), "the sample of " + path);
+    json answer = {{"path", path},
+                   {"uploadMode", wants_lfs(gitattributes, path, size, sample) ? "lfs" : "regular"},
+                   {"shouldIgnore", false},
+                   {"oid", nullptr}};
+    auto current = commit->tree.find(path);
+    if (current != commit->tree.end()) answer["oid"] = current->second.lfs ? current->second.sha256 : current->second.git_sha1;
+    answers.push_back(answer);
+  }
+  call.reply_json(200, {{"files", answers}, {"commitOid", commit->id}});
+}
+
+void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
+  ctx.store.require_repo(repo);
+  std::istringstream lines(call.read_body(kCommitBodyLimit));
+  std::string line;
+  CommitRequest request;
+  request.create_pr = call.flag("create_pr");
+  bool have_header = false;
+  size_t line_number = 0;
+  while (std::getline(lines, line)) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json item = json::parse(line, nullptr, false);
+    if (!item.is_object() || !item.contains("key") || !item["key"].is_string() || !item.contains("value") ||
+        !item["value"].is_object()) {
+      throw bad_request("commit line " + std::to_string(line_number) + " is not {\"key\": ..., \"value\": {...}}");
+    }
+    const std::string key = item["key"].get<std::string>();
+    const json& value = item["value"];
+    if (key == "header") {
+      if (have_header) throw bad_request("commit has two header lines");
+      have_header = true;
+      request.summary = value.value("summary", "");
+      if (request.summary.empty()) throw bad_request("commit header needs a non-empty \"summary\"");
+      request.description = value.contains("description") && value["description"].is_string() ? value["description"].get<std::string>() : "";
+      if (value.contains("parentCommit") && value["parentCommit"].is_string()) request.parent_commit = value["parentCommit"].get<std::string>();
+    } else {
+      if (!have_header) throw bad_request("the first commit line must be the header");
+      request.operations.push_back(parse_operation(ctx, key, value));
+    }
+  }
+  if (!have_header) throw bad_request("empty commit: no header line");
+  CommitResult result = ctx.store.commit(repo, revision, request);
+  std::string url = repo_url(call, repo);
+  json answer = {{"success", true},
+                 {"commitOid", result.commit_id},
+                 {"commitUrl", url + "/commit/" + result.commit_id},
+                 {"commitMessage", request.summary},
+                 {"hookOutput", ""},
+                 {"pullRequestUrl", nullptr}};
+  if (result.pr_number > 0) answer["pullRequestUrl"] = url + "/discussions/" + std::to_string(result.pr_number);
+  call.reply_json(200, answer);
+}
+
+}  // namespace slahub::server

@@ -1,0 +1,87 @@
+#include "call.h"
+
+#include "http_error.h"
+
+#include <regex>
+
+namespace slahub::server {
+
+bool Call::flag(const std::string& name) const {
+  if (!req.has_param(name.c_str())) return false;
+  std::string v = req.get_param_value(name.c_str());
+  return v == "1" || v == "true" || v == "True";
+}
+
+uint64_t Call::stream_body(const std::function<void(const char*, size_t)>& receive) const {
+  if (!body_reader) return 0;
+  uint64_t total = 0;
+  std::exception_ptr failure;
+  bool complete = (*body_reader)([&](const char* data, size_t size) {
+    try {
+      receive(data, size);
+      total += size;
+      return true;
+    } catch (...) {
+      failure = std::current_exception();
+      return false;
+    }
+  });
+  if (failure) std::rethrow_exception(failure);
+  if (!complete) throw bad_request("the request body ended early");
+  return total;
+}
+
+std::string Call::read_body(size_t limit) const {
+  std::string body;
+  stream_body([&](const char* data, size_t size) {
+    if (body.size() + size > limit) {
+      throw HttpError(413, "", "request body larger than " + std::to_string(limit) + " bytes");
+    }
+    body.append(data, size);
+  });
+  return body;
+}
+
+nlohmann::json Call::read_json_object(size_t limit) const {
+  nlohmann::json doc = nlohmann::json::parse(read_body(limit), nullptr, false);
+  if (!doc.is_object()) throw bad_request("the request body is not a JSON object");
+  return doc;
+}
+
+void Call::reply_json(int status, const nlohmann::json& body, const std::string& content_type) {
+  res.status = status;
+  res.set_content(body.dump(), content_type.c_str());
+}
+
+bool is_valid_repo_part(const std::string& part) {
+  static const std::regex allowed(R"([A-Za-z0-9][A-Za-z0-9._-]*)");
+  return part.size() <= 96 && std::regex_match(part, allowed) && part.find("--") == std::string::npos &&
+         part.find("..") == std::string::npos && part.back() != '.' && part.back() != '-' &&
+         !(part.size() >= 4 && part.compare(part.size() - 4, 4, ".git") == 0);
+}
+
+RepoRef make_repo_ref(const std::string& type_plural, const std::string& ns, const std::string& name) {
+  if (!is_valid_repo_part(ns) || !is_valid_repo_part(name)) {
+    throw HttpError(404, "RepoNotFound", "Repository not found: '" + ns + "/" + name + "' is not a valid repo id");
+  }
+  return RepoRef{type_plural, ns, name};
+}
+
+std::string join_segments(const std::vector<std::string>& segments, size_t from) {
+  std::string out;
+  for (size_t i = from; i < segments.size(); ++i) {
+    if (!out.empty()) out += '/';
+    out += segments[i];
+  }
+  return out;
+}
+
+bool is_sha256_hex(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace slahub::server

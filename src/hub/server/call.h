@@ -1,0 +1,68 @@
+// What every request handler of the server gets: the shared state (store, faults, options) and
+// one request with its decoded path segments, its body reader and the response to fill.
+#pragma once
+
+#include "faults.h"
+#include "hub_server.h"
+#include "repo_store.h"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace slahub::server {
+
+struct ServerContext {
+  RepoStore store;
+  FaultPlan faults;
+  ServerOptions options;
+};
+
+struct Call {
+  const httplib::Request& req;
+  httplib::Response& res;
+  const httplib::ContentReader* body_reader;  // null when the request has no body
+  std::vector<std::string> segments;          // the path, split at '/' and decoded per segment
+  std::string base_url;                       // "http://<Host>", for absolute URLs in answers
+
+  bool is_head() const { return req.method == "HEAD"; }
+  bool flag(const std::string& name) const;  // query "name=1" or "name=true"
+  // The whole body; a 413 HttpError beyond limit.
+  std::string read_body(size_t limit) const;
+  // The body as a JSON object; a 400 HttpError when it is not one.
+  nlohmann::json read_json_object(size_t limit) const;
+  // Streams the body to receive(data, size); returns the number of bytes.
+  uint64_t stream_body(const std::function<void(const char*, size_t)>& receive) const;
+  void reply_json(int status, const nlohmann::json& body, const std::string& content_type = "application/json");
+};
+
+// The repo named by a type ("models"/"datasets"), namespace and name; a 404 RepoNotFound
+// HttpError when they do not form a valid Hub repo id.
+RepoRef make_repo_ref(const std::string& type_plural, const std::string& ns, const std::string& name);
+bool is_valid_repo_part(const std::string& part);
+std::string join_segments(const std::vector<std::string>& segments, size_t from);
+bool is_sha256_hex(const std::string& s);
+
+// Handlers, grouped by file: api_handlers.cpp, lfs_handlers.cpp, download_handlers.cpp.
+void handle_whoami(ServerContext& ctx, Call& call);
+void handle_create_repo(ServerContext& ctx, Call& call);
+void handle_validate_yaml(ServerContext& ctx, Call& call);
+void handle_repo_info(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
+void handle_tree(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision,
+                 const std::string& path);
+void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
+void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
+
+void handle_lfs_batch(ServerContext& ctx, Call& call, const RepoRef& repo);
+void handle_lfs_verify(ServerContext& ctx, Call& call);
+// /_lfs/<oid>[/part/<n> | /complete]: the signed upload targets handed out by the batch.
+void handle_lfs_upload(ServerContext& ctx, Call& call);
+
+void handle_resolve(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision,
+                    const std::string& path);
+// /_blob/<sha256>/<path>: the signed content URL LFS resolves redirect to.
+void handle_blob(ServerContext& ctx, Call& call);
+
+}  // namespace slahub::server

@@ -1,0 +1,184 @@
+#include "file_util.h"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+namespace slahub::server {
+namespace {
+
+std::runtime_error io_error(const std::string& what, const std::string& path) {
+  return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
+}
+
+std::string parent_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+void sync_dir(const std::string& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) throw io_error("cannot open folder", dir);
+  sync_fd(fd.get(), dir);
+}
+
+}  // namespace
+
+Fd::~Fd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Fd& Fd::operator=(Fd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+void make_dirs(const std::string& path) {
+  std::string partial;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    partial = path.substr(0, pos);
+    if (partial.empty()) continue;
+    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) throw io_error("cannot create folder", partial);
+  }
+}
+
+Fd open_temp_file(const std::string& folder, std::string& temp_path) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    temp_path = folder + "/.tmp-" + random_hex(8);
+    Fd fd(::open(temp_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (fd.get() >= 0) return fd;
+    if (errno != EEXIST) throw io_error("cannot create temp file", temp_path);
+  }
+  throw std::runtime_error("cannot create a unique temp file in " + folder);
+}
+
+void write_at(int fd, const char* data, size_t size, uint64_t offset) {
+  while (size > 0) {
+    ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+void sync_fd(int fd, const std::string& what) {
+  // A failed fsync leaves pages marked clean, so it is fatal for this write, never retried.
+  if (::fsync(fd) != 0) throw io_error("fsync failed for", what);
+}
+
+void commit_temp_file(const std::string& temp_path, const std::string& path) {
+  if (::rename(temp_path.c_str(), path.c_str()) != 0) {
+    int saved = errno;
+    ::unlink(temp_path.c_str());
+    errno = saved;
+    throw io_error("cannot rename into", path);
+  }
+  sync_dir(parent_of(path));
+}
+
+void write_file_atomic(const std::string& path, std::string_view data) {
+  std::string temp;
+  Fd fd = open_temp_file(parent_of(path), temp);
+  try {
+    write_at(fd.get(), data.data(), data.size(), 0);
+    sync_fd(fd.get(), temp);
+  } catch (...) {
+    ::unlink(temp.c_str());
+    throw;
+  }
+  commit_temp_file(temp, path);
+}
+
+std::string read_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw io_error("cannot open", path);
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw io_error("cannot read", path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+bool file_exists(const std::string& path) { return file_size_or_missing(path) >= 0; }
+
+int64_t file_size_or_missing(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+  return static_cast<int64_t>(st.st_size);
+}
+
+Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {
+  if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) {
+    throw std::runtime_error("openssl: sha256 init failed");
+  }
+}
+
+void Sha256Stream::update(const char* data, size_t size) {
+  if (EVP_DigestUpdate(ctx_.get(), data, size) != 1) throw std::runtime_error("openssl: sha256 update failed");
+}
+
+std::string Sha256Stream::hex() {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx_.get(), out, &len) != 1) throw std::runtime_error("openssl: sha256 final failed");
+  static const char* digits = "0123456789abcdef";
+  std::string s(2 * len, '0');
+  for (unsigned int i = 0; i < len; ++i) {
+    s[2 * i] = digits[out[i] >> 4];
+    s[2 * i + 1] = digits[out[i] & 15];
+  }
+  return s;
+}
+
+std::string sha256_of_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw io_error("cannot open", path);
+  Sha256Stream sha;
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw io_error("cannot read", path);
+    }
+    if (n == 0) break;
+    sha.update(buf.data(), static_cast<size_t>(n));
+  }
+  return sha.hex();
+}
+
+std::string random_hex(size_t bytes) {
+  std::vector<unsigned char> raw(bytes);
+  if (RAND_bytes(raw.data(), static_cast<int>(bytes)) != 1) throw std::runtime_error("openssl: no random bytes");
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : raw) {
+    s += digits[c >> 4];
+    s += digits[c & 15];
+  }
+  return s;
+}
+
+}  // namespace slahub::server

@@ -1,0 +1,72 @@
+// Small POSIX file helpers of the server: durable atomic writes (temp file in the target's folder,
+// fsync, rename, fsync of the folder), whole-file reads, and an incremental sha256.
+#pragma once
+
+#include <openssl/evp.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace slahub::server {
+
+// Creates every missing folder of path (like mkdir -p). Throws naming the folder.
+void make_dirs(const std::string& path);
+
+// Replaces path with data: temp file beside it, fsync, rename, fsync of the folder.
+void write_file_atomic(const std::string& path, std::string_view data);
+
+// Renames a fully written, fsynced temp file into place and syncs the folder.
+void commit_temp_file(const std::string& temp_path, const std::string& path);
+
+// Reads the whole file; throws naming the path when it is missing or unreadable.
+std::string read_file(const std::string& path);
+
+bool file_exists(const std::string& path);
+// Size in bytes, or -1 when there is no such file.
+int64_t file_size_or_missing(const std::string& path);
+
+// A file descriptor that closes itself.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept;
+  ~Fd();
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// Opens a fresh, uniquely named temp file in folder (mode 0600); returns its path through temp_path.
+Fd open_temp_file(const std::string& folder, std::string& temp_path);
+// Writes all of data at offset (pwrite loop); throws on error.
+void write_at(int fd, const char* data, size_t size, uint64_t offset);
+void sync_fd(int fd, const std::string& what);
+
+// sha256 fed piece by piece, for bodies that are streamed to disk.
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  void update(const char* data, size_t size);
+  std::string hex();
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
+};
+
+// Streams the file through sha256; returns the hex digest.
+std::string sha256_of_file(const std::string& path);
+
+std::string random_hex(size_t bytes);
+
+}  // namespace slahub::server

@@ -1,0 +1,130 @@
+// The server's storage, everything under one root folder:
+//
+//   ROOT/secret                          random key that signs LFS upload and blob URLs (0600)
+//   ROOT/objects/<ab>/<sha256>           every file content, regular or LFS, named by its sha256
+//   ROOT/uploads/<sha256>-<size>-<chunk>/  a multipart upload in progress: data + part-<n> markers
+//   ROOT/tmp/                            temp files (same file system, so renames are atomic)
+//   ROOT/repos/<models|datasets>/<ns>/<name>/
+//        repo.json                       {"private", "created", "next_pr"}
+//        refs/heads/<branch>             the 40-hex head commit of a branch (no newline)
+//        refs/pr/<N>                     the head of pull request N
+//        commits/<id>.json               {"parents", "summary", "description", "created",
+//                                         "tree": {path: {"sha256", "git_sha1", "size", "lfs"}}}
+//
+// A commit id is the sha1 (git blob form) of its canonical JSON record without the id, so ids are
+// 40 lowercase hex like the Hub's. Commits and objects are immutable; refs and repo.json are
+// replaced atomically (temp + fsync + rename + folder fsync), and every mutation of repo state
+// (create, commit, ref move) holds one mutex, so a restarted server sees exactly what was answered.
+// For an LFS file, git_sha1 is the git blob id of its LFS pointer text, as on the Hub.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace slahub::server {
+
+struct RepoRef {
+  std::string type_plural;  // "models" or "datasets"
+  std::string ns;
+  std::string name;
+
+  std::string id() const { return ns + "/" + name; }
+  // The web prefix of resolve and LFS URLs: "" for models, "datasets/" for datasets.
+  std::string web_prefix() const { return type_plural == "models" ? "" : type_plural + "/"; }
+};
+
+struct FileEntry {
+  std::string sha256;    // names the stored content
+  std::string git_sha1;  // git blob id of the content (regular) or of the LFS pointer (LFS)
+  uint64_t size = 0;     // size of the real content
+  bool lfs = false;
+};
+using Tree = std::map<std::string, FileEntry>;
+
+struct Commit {
+  std::string id;
+  std::vector<std::string> parents;
+  std::string summary;
+  std::string description;
+  int64_t created_ns = 0;
+  Tree tree;
+};
+
+// One change of a commit, with file contents already stored as objects.
+struct CommitOperation {
+  enum Kind { kAdd, kDeleteFile, kDeleteFolder } kind = kAdd;
+  std::string path;
+  FileEntry entry;  // kAdd only
+};
+
+struct CommitRequest {
+  std::string summary;
+  std::string description;
+  std::string parent_commit;  // empty: no check; else a 5..40 hex prefix the head must start with
+  bool create_pr = false;
+  std::vector<CommitOperation> operations;
+};
+
+struct CommitResult {
+  std::string commit_id;
+  int pr_number = 0;  // > 0 when create_pr made refs/pr/<N>
+};
+
+// The LFS pointer text git-lfs (and the Hub) store in git for an LFS file.
+std::string lfs_pointer_text(const std::string& sha256, uint64_t size);
+
+// Checks a path inside a repo (no empty, "." or ".." segments, no leading "/", not under .git);
+// throws a 400 HttpError naming it.
+void check_repo_path(const std::string& path);
+
+class RepoStore {
+ public:
+  explicit RepoStore(std::string root);
+
+  const std::string& root() const { return root_; }
+  const std::string& secret() const { return secret_; }
+  std::string temp_dir() const { return root_ + "/tmp"; }
+  std::string uploads_dir() const { return root_ + "/uploads"; }
+
+  // Creates the repo with a first commit (the default .gitattributes) on main; false if it exists.
+  bool create_repo(const RepoRef& repo, bool is_private);
+  bool repo_exists(const RepoRef& repo) const;
+  // Throws a 404 RepoNotFound HttpError unless the repo exists.
+  void require_repo(const RepoRef& repo) const;
+  bool is_private(const RepoRef& repo) const;
+
+  // A branch name, "refs/heads/<b>", "refs/pr/<N>" or a 40-hex commit id of this repo. Throws
+  // 404 RepoNotFound or RevisionNotFound.
+  std::shared_ptr<const Commit> resolve(const RepoRef& repo, const std::string& revision) const;
+
+  // Applies the operations on top of the head of revision (a branch or PR ref) and moves it, or
+  // with create_pr opens refs/pr/<N> from that head. Throws HttpError (400, 404, 412).
+  CommitResult commit(const RepoRef& repo, const std::string& revision, const CommitRequest& request);
+
+  // Content storage by sha256.
+  std::string object_path(const std::string& sha256) const;
+  // Size of the stored object, or -1 when it is not stored.
+  int64_t object_size(const std::string& sha256) const;
+  // Stores bytes (an inline commit file) and returns their entry (regular file).
+  FileEntry store_regular_content(const std::string& data);
+  // Moves a fully written, fsynced temp file whose sha256 was checked into the object store.
+  void adopt_object(const std::string& temp_path, const std::string& sha256);
+
+ private:
+  std::string repo_dir(const RepoRef& repo) const;
+  std::string ref_path(const RepoRef& repo, const std::string& revision) const;
+  std::shared_ptr<const Commit> load_commit(const RepoRef& repo, const std::string& id) const;
+  std::string write_commit(const RepoRef& repo, Commit commit);
+
+  std::string root_;
+  std::string secret_;
+  std::mutex state_mutex_;  // create_repo, commit, ref moves
+  mutable std::mutex cache_mutex_;
+  mutable std::map<std::string, std::shared_ptr<const Commit>> commit_cache_;  // key: commit file path
+};
+
+}  // namespace slahub::server
