@@ -104,8 +104,8 @@ def write_big(path, size):
             left -= n
 
 
-def tree_bytes(folder, skip=(".cache",)):
-    """{relative path: sha256} of every file under folder (links followed)."""
+def tree_bytes(folder, skip=(".cache", ".gitattributes")):
+    """{relative path: sha256} of every file under folder (links followed; the server-made .gitattributes left out)."""
     out = {}
     folder = Path(folder)
     for p in sorted(folder.rglob("*")):

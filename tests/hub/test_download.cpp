@@ -318,7 +318,7 @@ TEST_CASE("HEAD follows relative redirects itself and stops at an absolute one")
 }
 
 TEST_CASE("include globs use fnmatch where * crosses folders") {
-  CHECK(matches_any_glob("sub/deep/x.json", {"*.json"}));
-  CHECK(matches_any_glob("checkpoint-10/sla_attention.pt", {"checkpoint-*/sla_*.pt"}));
+  CHECK((matches_any_glob("sub/deep/x.json", {"*.json"})));
+  CHECK((matches_any_glob("checkpoint-10/sla_attention.pt", {"checkpoint-*/sla_*.pt"})));
   CHECK_FALSE(matches_any_glob("model.safetensors", {"*.json", "*.pt"}));
 }

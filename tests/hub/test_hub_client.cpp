@@ -4,6 +4,8 @@
 #include "fake_transport.h"
 #include "hub_client.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -72,10 +74,11 @@ TEST_CASE("repo ids are checked like the Python client") {
 }
 
 TEST_CASE("endpoint: HF_ENDPOINT without trailing slashes, default huggingface.co") {
-  CHECK(HubConfig::from_environment(env_of({{"HOME", "/nonexistent"}}), "1").endpoint == "https://huggingface.co");
-  CHECK(HubConfig::from_environment(env_of({{"HF_ENDPOINT", "http://127.0.0.1:9/"}, {"HOME", "/nonexistent"}}), "1").endpoint ==
-        "http://127.0.0.1:9");
-  CHECK(HubConfig::from_environment(env_of({{"HOME", "/nonexistent"}}), "0.1.0").user_agent == "sla-toolkit/0.1.0; hf_hub/1.29.0");
+  const HubConfig plain = HubConfig::from_environment(env_of({{"HOME", "/nonexistent"}}), "0.1.0");
+  CHECK(plain.endpoint == "https://huggingface.co");
+  CHECK(plain.user_agent == "sla-toolkit/0.1.0; hf_hub/1.29.0");
+  const HubConfig local = HubConfig::from_environment(env_of({{"HF_ENDPOINT", "http://127.0.0.1:9//"}, {"HOME", "/nonexistent"}}), "1");
+  CHECK(local.endpoint == "http://127.0.0.1:9");
 }
 
 TEST_CASE("token resolution order: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, HF_TOKEN_PATH, HF_HOME/token") {
@@ -85,15 +88,20 @@ TEST_CASE("token resolution order: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, HF_TOKEN_PA
   { std::ofstream(dir / "explicit_token") << "from_path\n"; }
   const std::string home = (dir / "home").string(), path = (dir / "explicit_token").string();
 
-  CHECK(*HubConfig::from_environment(env_of({{"HF_TOKEN", "a"}, {"HUGGING_FACE_HUB_TOKEN", "b"}, {"HF_HOME", home}}), "1").token == "a");
-  CHECK(*HubConfig::from_environment(env_of({{"HUGGING_FACE_HUB_TOKEN", "b"}, {"HF_HOME", home}}), "1").token == "b");
-  CHECK(*HubConfig::from_environment(env_of({{"HF_TOKEN_PATH", path}, {"HF_HOME", home}}), "1").token == "from_path");
-  CHECK(*HubConfig::from_environment(env_of({{"HF_HOME", home}}), "1").token == "from_home");
+  auto token_with = [](std::map<std::string, std::string> vars) {
+    return HubConfig::from_environment(env_of(std::move(vars)), "1").token.value_or("<none>");
+  };
+  CHECK((token_with({{"HF_TOKEN", "a"}, {"HUGGING_FACE_HUB_TOKEN", "b"}, {"HF_HOME", home}}) == "a"));
+  CHECK((token_with({{"HUGGING_FACE_HUB_TOKEN", "b"}, {"HF_HOME", home}}) == "b"));
+  CHECK((token_with({{"HF_TOKEN_PATH", path}, {"HF_HOME", home}}) == "from_path"));
+  CHECK((token_with({{"HF_HOME", home}}) == "from_home"));
   // XDG_CACHE_HOME/huggingface when HF_HOME is unset
-  CHECK(hf_home(env_of({{"XDG_CACHE_HOME", "/x"}, {"HOME", "/h"}})) == "/x/huggingface");
-  CHECK(hf_home(env_of({{"HOME", "/h"}})) == "/h/.cache/huggingface");
+  const std::string xdg_home = hf_home(env_of({{"XDG_CACHE_HOME", "/x"}, {"HOME", "/h"}}));
+  CHECK(xdg_home == "/x/huggingface");
+  const std::string default_home = hf_home(env_of({{"HOME", "/h"}}));
+  CHECK(default_home == "/h/.cache/huggingface");
   { std::ofstream(dir / "home" / "token") << " \n"; }
-  CHECK_FALSE(HubConfig::from_environment(env_of({{"HF_HOME", home}}), "1").token.has_value());
+  CHECK((token_with({{"HF_HOME", home}}) == "<none>"));
   std::filesystem::remove_all(dir);
 }
 
@@ -147,7 +155,7 @@ TEST_CASE("retries: 1,2,4,8,8 s backoff, Retry-After and RateLimit as N+1, then 
   SECTION("all attempts fail") {
     fake.on("POST", "/preupload/", {503, {}, ""}, -1);
     CHECK_THROWS_AS(client.send(request, true), HubError);
-    CHECK(sleeps.waits == std::vector<double>{1, 2, 4, 8, 8});
+    CHECK((sleeps.waits == std::vector<double>{1, 2, 4, 8, 8}));
     CHECK(fake.count("POST", "/preupload/") == 6);
   }
   SECTION("429 with Retry-After, then success") {
@@ -155,7 +163,7 @@ TEST_CASE("retries: 1,2,4,8,8 s backoff, Retry-After and RateLimit as N+1, then 
     fake.on("POST", "/preupload/", {429, {{"RateLimit", "\"api\";r=0;t=7"}, {"Retry-After", "3"}}, ""});
     fake.on("POST", "/preupload/", {200, {}, "{}"});
     CHECK(client.send(request, true).status == 200);
-    CHECK(sleeps.waits == std::vector<double>{4, 8});
+    CHECK((sleeps.waits == std::vector<double>{4, 8}));
   }
   SECTION("dropped connections are retried") {
     FakeReply refused;
@@ -163,7 +171,7 @@ TEST_CASE("retries: 1,2,4,8,8 s backoff, Retry-After and RateLimit as N+1, then 
     fake.on("POST", "/preupload/", refused, 2);
     fake.on("POST", "/preupload/", {200, {}, "{}"});
     CHECK(client.send(request, true).status == 200);
-    CHECK(sleeps.waits == std::vector<double>{1, 2});
+    CHECK((sleeps.waits == std::vector<double>{1, 2}));
   }
   SECTION("no retry when not asked (the commit)") {
     fake.on("POST", "/preupload/", {500, {}, ""});

@@ -123,7 +123,7 @@ TEST_CASE("basic LFS upload, inline regular files, one NDJSON commit with parent
   // batch: basic+multipart, sha256, ref
   const auto batch_request = f.find("POST", "objects/batch");
   const auto batch = nlohmann::json::parse(batch_request.body);
-  CHECK(batch["transfers"] == nlohmann::json::array({"basic", "multipart"}));
+  CHECK((batch["transfers"] == nlohmann::json::array({"basic", "multipart"})));
   CHECK(batch["ref"]["name"] == "main");
   CHECK(batch["objects"].size() == 1);  // the empty file was forced to regular
   // the PUT goes to the endpoint (huggingface.co rewritten), reads the whole file, no authorization
@@ -137,7 +137,7 @@ TEST_CASE("basic LFS upload, inline regular files, one NDJSON commit with parent
   // verify with the Hub headers
   const auto verify = f.find("POST", "/lfs/verify");
   CHECK(has_header(verify, "authorization"));
-  CHECK(nlohmann::json::parse(verify.body) == nlohmann::json{{"oid", sha}, {"size", f.big.size()}});
+  CHECK((nlohmann::json::parse(verify.body) == nlohmann::json{{"oid", sha}, {"size", f.big.size()}}));
 
   const auto lines = f.commit_lines();
   REQUIRE(lines.size() == 5);
@@ -145,7 +145,7 @@ TEST_CASE("basic LFS upload, inline regular files, one NDJSON commit with parent
   CHECK(lines[0]["value"]["parentCommit"] == kParent);
   CHECK(lines[1]["value"]["path"] == "README.md");
   CHECK(lines[1]["value"]["content"] == base64_encode("# card\n"));
-  CHECK(lines[2] == nlohmann::json{{"key", "lfsFile"}, {"value", {{"path", "big.bin"}, {"algo", "sha256"}, {"oid", sha}, {"size", f.big.size()}}}});
+  CHECK((lines[2] == nlohmann::json{{"key", "lfsFile"}, {"value", {{"path", "big.bin"}, {"algo", "sha256"}, {"oid", sha}, {"size", f.big.size()}}}}));
   CHECK(lines[3]["value"]["content"] == base64_encode(f.small));
   CHECK(lines[4]["value"]["path"] == "empty.txt");
   CHECK(lines[4]["value"]["content"] == "");
@@ -177,9 +177,9 @@ TEST_CASE("multipart: parts read from file ranges, ETags kept verbatim, completi
   CHECK_FALSE(has_header(complete, "authorization"));
   const auto body = nlohmann::json::parse(complete.body);
   CHECK(body["oid"] == sha);
-  CHECK(body["parts"] == nlohmann::json::array({{{"partNumber", 1}, {"etag", "\"etag-1\""}},
+  CHECK((body["parts"] == nlohmann::json::array({{{"partNumber", 1}, {"etag", "\"etag-1\""}},
                                                 {{"partNumber", 2}, {"etag", "\"etag-2\""}},
-                                                {{"partNumber", 3}, {"etag", "\"etag-3\""}}}));
+                                                {{"partNumber", 3}, {"etag", "\"etag-3\""}}})));
 }
 
 TEST_CASE("no-op: every remote oid equals ours -> no batch, no commit") {
