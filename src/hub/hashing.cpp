@@ -42,7 +42,7 @@ class Digest {
 std::string git_blob_header(uint64_t size) { return "blob " + std::to_string(size) + '\0'; }
 
 // Feeds the whole file to digest; returns its size.
-uint64_t hash_file(const std::string& path, Digest& digest, const std::string& prefix_for_size = {}) {
+uint64_t hash_file(const std::string& path, Digest& digest) {
   std::unique_ptr<FILE, decltype(&fclose)> f(fopen(path.c_str(), "rb"), &fclose);
   if (!f) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
   std::vector<char> buf(1 << 20);
@@ -63,6 +63,27 @@ uint64_t file_size(const std::string& path) {
 }
 
 }  // namespace
+
+struct ContentHasher::State {
+  Kind kind;
+  uint64_t total_size;
+  Digest digest;
+  State(Kind k, uint64_t size) : kind(k), total_size(size), digest(k == Kind::kSha256 ? EVP_sha256() : EVP_sha1()) { begin(); }
+  void begin() {
+    if (kind == Kind::kGitBlobSha1) {
+      std::string header = git_blob_header(total_size);
+      digest.update(header.data(), header.size());
+    }
+  }
+};
+
+ContentHasher::ContentHasher(Kind kind, uint64_t total_size) : state_(std::make_unique<State>(kind, total_size)) {}
+ContentHasher::~ContentHasher() = default;
+ContentHasher::ContentHasher(ContentHasher&&) noexcept = default;
+ContentHasher& ContentHasher::operator=(ContentHasher&&) noexcept = default;
+void ContentHasher::update(const void* data, size_t size) { state_->digest.update(data, size); }
+void ContentHasher::restart() { state_ = std::make_unique<State>(state_->kind, state_->total_size); }
+std::string ContentHasher::hex() { return state_->digest.hex(); }
 
 std::string sha256_hex(std::string_view data) {
   Digest d(EVP_sha256());

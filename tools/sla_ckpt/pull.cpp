@@ -1,11 +1,105 @@
-// Placeholder: replaced by the real subcommand.
+// sla-ckpt pull REPO_ID [--revision R] [--local-dir DIR] [--include GLOB] [--repo-type model|dataset] [--json]
+// Downloads into the Hugging Face cache (shared with the Python client) or a local folder, every
+// file checked against the Hub's sha256 / git sha1 before it lands, then verifies the result: an
+// SLA model that arrives without a valid sla_attention.pt is an error. Prints the snapshot path.
+// Exit 0: pulled and verified; 1: the Hub failed or verify failed; 2: bad arguments.
 #include "cli.h"
+
+#include "cache_layout.h"
+#include "download.h"
+#include "errors.h"
+#include "hub_client.h"
+#include "progress.h"
+#include "verify.h"
+
 #include <fmt/core.h>
+
 namespace slackpt::cli {
-Subcommand register_pull(CLI::App& parent) {
-  Subcommand sub;
-  sub.app = parent.add_subcommand("pull", "(not implemented yet)");
-  sub.run = [] { fmt::print(stderr, "sla-ckpt pull: not implemented yet\n"); return int(kUnusable); };
-  return sub;
+namespace {
+
+struct PullArgs {
+  std::string repo_id, revision = "main", local_dir, repo_type = "model";
+  std::vector<std::string> include;
+  bool json = false;
+};
+
+int run_pull(const PullArgs& args) {
+  slahub::RepoRef repo;
+  try {
+    slahub::check_repo_id(args.repo_id);
+    repo = {args.repo_id, slahub::parse_repo_type(args.repo_type)};
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "sla-ckpt pull: {}\n", e.what());
+    return kUnusable;
+  }
+  const auto env = slahub::process_environment();
+  auto transport = slahub::make_curl_transport();
+  slahub::HubClient client(slahub::HubConfig::from_environment(env, SLA_TOOLKIT_VERSION), *transport);
+
+  slahub::SnapshotOptions options;
+  options.revision = args.revision;
+  options.cache_dir = slahub::hub_cache_dir(env);
+  if (!args.local_dir.empty()) options.local_dir = args.local_dir;
+  options.include = args.include;
+  slahub::SnapshotResult result;
+  {
+    slahub::ProgressBar bar("pull " + repo.id);
+    options.on_total = [&](uint64_t total) { bar.set_total(total); };
+    options.progress = [&](uint64_t bytes) { bar.add(bytes); };
+    try {
+      result = slahub::snapshot_download(client, repo, options);
+    } catch (const slahub::HubError& e) {
+      fmt::print(stderr, "sla-ckpt pull: {}\n", e.what());
+      return kFailed;
+    }
+  }
+
+  VerifyReport report;
+  try {
+    report = verify_path(result.path, VerifyOptions{});
+  } catch (const CheckpointError& e) {
+    fmt::print(stderr, "sla-ckpt pull: verify: {}\n", e.what());
+    return kFailed;
+  }
+  uint64_t fetched_bytes = 0;
+  size_t fetched = 0;
+  for (const auto& f : result.files)
+    if (f.downloaded) ++fetched, fetched_bytes += f.size;
+
+  if (args.json) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& f : result.files) files.push_back({{"path", f.path}, {"size", f.size}, {"etag", f.etag}, {"downloaded", f.downloaded}});
+    fmt::print("{}\n", nlohmann::json{{"repo", repo.id}, {"revision", args.revision}, {"commit", result.commit}, {"path", result.path},
+                                      {"files", files}, {"downloaded_files", fetched}, {"downloaded_bytes", fetched_bytes},
+                                      {"reused_files", result.files.size() - fetched}, {"verify", report.to_json()}}
+                           .dump(2));
+  } else {
+    fmt::print(stderr, "sla-ckpt pull: {} files ({} downloaded, {} reused) at commit {}\n", result.files.size(), fetched,
+               result.files.size() - fetched, result.commit);
+    fmt::print("{}\n", result.path);
+  }
+  if (report.has_failure()) {
+    for (const auto& c : report.checks)
+      if (c.status == CheckStatus::kFail)
+        fmt::print(stderr, "sla-ckpt pull: verify failed: {}: {} [{}]\n", c.id, c.message, c.where);
+    return kFailed;
+  }
+  return kOk;
 }
+
+}  // namespace
+
+Subcommand register_pull(CLI::App& parent) {
+  auto args = std::make_shared<PullArgs>();
+  CLI::App* app = parent.add_subcommand("pull", "Download a model from the Hub (checked, shared cache) and verify its SLA file");
+  app->add_option("repo_id", args->repo_id, "namespace/name on the Hub (HF_ENDPOINT, HF_TOKEN)")->required();
+  app->add_option("--revision", args->revision, "Branch, tag, commit or refs/pr/N")->capture_default_str();
+  app->add_option("--local-dir", args->local_dir, "Download into this folder instead of the cache");
+  app->add_option("--include", args->include, "Only files matching this glob (repeatable)");
+  app->add_option("--repo-type", args->repo_type, "model or dataset")->capture_default_str();
+  app->add_flag("--json", args->json, "Print a JSON summary (files, downloaded/reused, verify report) on stdout");
+  app->footer("Example: HF_ENDPOINT=http://127.0.0.1:8080 sla-ckpt pull alice/my-lora --local-dir ./my-lora");
+  return {app, [args] { return run_pull(*args); }};
+}
+
 }  // namespace slackpt::cli

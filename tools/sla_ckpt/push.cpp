@@ -1,11 +1,253 @@
-// Placeholder: replaced by the real subcommand.
+// sla-ckpt push DIR REPO_ID [--revision R] [--create-pr] [--private] [--include GLOB] [--exclude GLOB]
+//                           [--message M] [--sla-from PATH] [--dry-run] [--repo-type model|dataset] [--json]
+// Verifies the folder first: an SLA model is pushed only with a valid sla_attention.pt (the
+// folder's own, the newest checkpoint's beside a training output, or --sla-from). The model card
+// gets (or has replaced) its SLA section; the local folder is never modified. One commit.
+// Exit 0: pushed (or dry run listed); 1: refused or the Hub failed; 2: bad arguments or input.
 #include "cli.h"
+
+#include "cache_layout.h"
+#include "download.h"
+#include "errors.h"
+#include "hub_client.h"
+#include "model_card.h"
+#include "progress.h"
+#include "sla_source.h"
+#include "sla_state.h"
+#include "upload.h"
+#include "verify.h"
+
 #include <fmt/core.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
 namespace slackpt::cli {
-Subcommand register_push(CLI::App& parent) {
-  Subcommand sub;
-  sub.app = parent.add_subcommand("push", "(not implemented yet)");
-  sub.run = [] { fmt::print(stderr, "sla-ckpt push: not implemented yet\n"); return int(kUnusable); };
-  return sub;
+namespace {
+
+struct PushArgs {
+  std::string folder, repo_id, revision = "main", message, sla_from, repo_type = "model";
+  std::vector<std::string> include, exclude;
+  bool create_pr = false, private_repo = false, dry_run = false, json = false;
+};
+
+// The push is refused with this message (exit 1).
+struct Refusal : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// What the verify step decided: the SLA file to upload (when the model uses SLA) and its content.
+struct SlaDecision {
+  bool sla_model = false;
+  std::optional<slahub::SlaSource> source;
+  SlaFile file;
+};
+
+std::string failures_of(const VerifyReport& report, const std::string& skip_id = {}) {
+  std::string out;
+  for (const auto& c : report.checks)
+    if (c.status == CheckStatus::kFail && c.id != skip_id) out += "\n  " + c.id + ": " + c.message + " [" + c.where + "]";
+  return out;
 }
+
+// The verify step: the folder must be a sound SLA model, or not an SLA model at all.
+SlaDecision verify_before_push(const PushArgs& args) {
+  SlaDecision decision;
+  const VerifyReport folder_report = verify_path(args.folder, VerifyOptions{});
+  decision.source = slahub::find_sla_source(args.folder, args.sla_from);
+  decision.sla_model = folder_report.sla_expected || decision.source.has_value();
+  if (!decision.sla_model) return decision;
+  if (!decision.source)
+    throw Refusal("refusing to push " + args.folder + ": it is an SLA model but has no sla_attention.pt" +
+                  failures_of(folder_report) +
+                  "\n  fix: put the trained sla_attention.pt in the folder, or pass --sla-from PATH");
+  if (decision.source->external) {
+    const VerifyReport file_report = verify_path(decision.source->path, VerifyOptions{true, {}, false});
+    if (file_report.has_failure())
+      throw Refusal("refusing to push: " + decision.source->path + " (" + decision.source->reason + ") is not a valid SLA file" +
+                    failures_of(file_report));
+    // The folder lacking its own file is what the external one fixes.
+    const std::string rest = failures_of(folder_report, "file");
+    if (!rest.empty()) throw Refusal("refusing to push " + args.folder + ":" + rest);
+    fmt::print(stderr, "sla-ckpt push: {} lacks sla_attention.pt; uploading {} ({}) as sla_attention.pt\n", args.folder,
+               decision.source->path, decision.source->reason);
+  } else if (folder_report.has_failure()) {
+    throw Refusal("refusing to push " + args.folder + ": verify failed" + failures_of(folder_report));
+  }
+  decision.file = read_sla_file(decision.source->path);
+  return decision;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Files of the folder as the Hub will see them; .git and .cache/huggingface are never uploaded.
+std::vector<slahub::UploadItem> collect_files(const PushArgs& args) {
+  std::vector<slahub::UploadItem> items;
+  const fs::path root(args.folder);
+  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+    const std::string rel = fs::relative(it->path(), root).generic_string();
+    if (it->is_directory() && (rel == ".git" || rel == ".cache/huggingface" || rel == ".cache")) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_regular_file()) continue;
+    if (!args.include.empty() && !slahub::matches_any_glob(rel, args.include)) continue;
+    if (slahub::matches_any_glob(rel, args.exclude)) continue;
+    items.push_back({rel, it->path().string(), std::nullopt});
+  }
+  std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.path_in_repo < b.path_in_repo; });
+  return items;
+}
+
+void put_item(std::vector<slahub::UploadItem>& items, slahub::UploadItem item) {
+  for (auto& existing : items)
+    if (existing.path_in_repo == item.path_in_repo) {
+      existing = std::move(item);
+      return;
+    }
+  items.push_back(std::move(item));
+}
+
+void print_plan(const std::vector<slahub::PlannedFile>& plan, const std::string& note) {
+  for (const auto& f : plan)
+    fmt::print("{:<8} {:>14}  {}{}\n", f.mode, f.size, f.path_in_repo, f.unchanged ? "  (unchanged, skipped)" : f.ignored ? "  (ignored)" : "");
+  if (!note.empty()) fmt::print("{}\n", note);
+}
+
+nlohmann::json plan_json(const std::vector<slahub::PlannedFile>& plan) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& f : plan)
+    files.push_back({{"path", f.path_in_repo}, {"size", f.size}, {"mode", f.mode}, {"unchanged", f.unchanged}, {"ignored", f.ignored}});
+  return files;
+}
+
+int run_push(const PushArgs& args) {
+  if (!fs::is_directory(args.folder)) {
+    fmt::print(stderr, "sla-ckpt push: {} is not a folder\n", args.folder);
+    return kUnusable;
+  }
+  slahub::RepoRef repo;
+  try {
+    slahub::check_repo_id(args.repo_id);
+    repo = {args.repo_id, slahub::parse_repo_type(args.repo_type)};
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "sla-ckpt push: {}\n", e.what());
+    return kUnusable;
+  }
+
+  SlaDecision sla;
+  try {
+    sla = verify_before_push(args);
+  } catch (const Refusal& e) {
+    fmt::print(stderr, "sla-ckpt push: {}\n", e.what());
+    return kFailed;
+  } catch (const CheckpointError& e) {
+    fmt::print(stderr, "sla-ckpt push: {}\n", e.what());
+    return kFailed;
+  }
+
+  std::vector<slahub::UploadItem> items = collect_files(args);
+  if (sla.sla_model) {
+    if (sla.source->external) put_item(items, {kSlaFileName, sla.source->path, std::nullopt});
+    const std::string card_path = (fs::path(args.folder) / "README.md").string();
+    const std::string card = fs::is_regular_file(card_path) ? read_text(card_path) : std::string();
+    put_item(items, {"README.md", {}, slahub::with_sla_section(card, sla.file)});
+  }
+  if (items.empty()) {
+    fmt::print(stderr, "sla-ckpt push: nothing to upload in {}\n", args.folder);
+    return kFailed;
+  }
+
+  auto transport = slahub::make_curl_transport();
+  slahub::HubClient client(slahub::HubConfig::from_environment(slahub::process_environment(), SLA_TOOLKIT_VERSION), *transport);
+  slahub::CommitOptions options;
+  options.revision = args.revision;
+  options.create_pr = args.create_pr;
+  options.private_repo = args.private_repo;
+  options.create_repo = !args.dry_run;
+  if (!args.message.empty()) options.message = args.message;
+
+  if (args.dry_run) {
+    std::vector<slahub::PlannedFile> plan;
+    std::string note;
+    try {
+      plan = slahub::plan_upload(client, repo, items, options);
+    } catch (const slahub::HubError& e) {
+      note = "upload modes unknown: the server could not be asked (" + std::string(e.what()) + ")";
+      for (const auto& item : items)
+        plan.push_back({item.path_in_repo, item.content ? item.content->size() : fs::file_size(item.local_path), "unknown"});
+    }
+    if (args.json)
+      fmt::print("{}\n", nlohmann::json{{"dry_run", true}, {"repo", repo.id}, {"revision", args.revision}, {"files", plan_json(plan)},
+                                        {"sla_file", sla.source ? sla.source->path : ""}, {"note", note}}
+                             .dump(2));
+    else
+      print_plan(plan, note);
+    return kOk;
+  }
+
+  slahub::CommitResult result;
+  {
+    slahub::ProgressBar bar("push " + repo.id);
+    options.on_lfs_total = [&](uint64_t total) { bar.set_total(total); };
+    options.progress = [&](uint64_t bytes) { bar.add(bytes); };
+    try {
+      result = slahub::upload_commit(client, repo, items, options);
+    } catch (const slahub::HubError& e) {
+      fmt::print(stderr, "sla-ckpt push: {}\n", e.what());
+      return kFailed;
+    }
+  }
+  if (args.json) {
+    fmt::print("{}\n", nlohmann::json{{"repo", repo.id}, {"revision", result.revision}, {"commit", result.commit_oid},
+                                      {"commit_url", result.commit_url}, {"pull_request_url", result.pull_request_url},
+                                      {"no_op", result.no_op}, {"files", plan_json(result.files)},
+                                      {"sla_file", sla.source ? sla.source->path : ""}}
+                           .dump(2));
+  } else {
+    size_t lfs = 0, sent = 0;
+    for (const auto& f : result.files) {
+      if (f.unchanged || f.ignored) continue;
+      ++sent;
+      lfs += f.mode == "lfs";
+    }
+    if (result.no_op)
+      fmt::print("nothing changed: {}@{} is already at {}\n", repo.id, args.revision, result.commit_oid);
+    else
+      fmt::print("pushed {} files ({} LFS) to {}@{}: commit {}\n{}\n", sent, lfs, repo.id, result.revision, result.commit_oid,
+                 result.pull_request_url.empty() ? result.commit_url : result.pull_request_url);
+  }
+  return kOk;
+}
+
+}  // namespace
+
+Subcommand register_push(CLI::App& parent) {
+  auto args = std::make_shared<PushArgs>();
+  CLI::App* app = parent.add_subcommand("push", "Upload a model folder to the Hub in one commit, sla_attention.pt guaranteed");
+  app->add_option("folder", args->folder, "The folder to upload (a checkpoint, a training output, a model)")->required();
+  app->add_option("repo_id", args->repo_id, "namespace/name on the Hub (HF_ENDPOINT, HF_TOKEN)")->required();
+  app->add_option("--revision", args->revision, "Branch to commit to")->capture_default_str();
+  app->add_flag("--create-pr", args->create_pr, "Open a pull request instead of committing to the branch");
+  app->add_flag("--private", args->private_repo, "Create the repo private when it does not exist");
+  app->add_option("--include", args->include, "Only files matching this glob (repeatable)");
+  app->add_option("--exclude", args->exclude, "Leave out files matching this glob (repeatable)");
+  app->add_option("--message", args->message, "Commit message");
+  app->add_option("--sla-from", args->sla_from, "Upload this sla_attention.pt (e.g. a checkpoint's) as the repo's")
+      ->check(CLI::ExistingFile);
+  app->add_flag("--dry-run", args->dry_run, "List each file and how it would be uploaded (regular or LFS); write nothing");
+  app->add_option("--repo-type", args->repo_type, "model or dataset")->capture_default_str();
+  app->add_flag("--json", args->json, "Print a JSON summary on stdout");
+  app->footer("Example: HF_ENDPOINT=http://127.0.0.1:8080 sla-ckpt push output/my-lora alice/my-lora --json");
+  return {app, [args] { return run_push(*args); }};
+}
+
 }  // namespace slackpt::cli

@@ -1,0 +1,85 @@
+// The Hugging Face cache on disk (hub-protocol.md section 7), byte for byte as the Python client
+// writes it, so each client reuses the other's downloads:
+//   <cache>/CACHEDIR.TAG, <cache>/.locks/<folder>/<etag>.lock,
+//   <cache>/<folder>/{blobs/<etag>, refs/<REV> (no newline), snapshots/<commit>/<path> -> ../../blobs/<etag>,
+//                     trees/<commit>.json}
+// and, for --local-dir, <dir>/.cache/huggingface/{.gitignore, CACHEDIR.TAG, download/<path>.metadata}.
+#pragma once
+
+#include "hub_client.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace slahub {
+
+// HF_HUB_CACHE > HUGGINGFACE_HUB_CACHE > $HF_HOME/hub
+std::string hub_cache_dir(const EnvLookup& env);
+
+// "models--ns--name" / "datasets--ns--name"
+std::string repo_folder_name(const RepoRef& repo);
+
+class RepoCache {
+ public:
+  RepoCache(std::string cache_dir, const RepoRef& repo);
+
+  const std::string& root() const { return cache_dir_; }
+  std::string repo_dir() const { return repo_dir_; }
+  std::string blob_path(const std::string& etag) const;
+  std::string snapshot_dir(const std::string& commit) const;
+  std::string snapshot_path(const std::string& commit, const std::string& path) const;
+  std::string tree_cache_path(const std::string& commit) const;
+  std::string lock_path(const std::string& etag) const;
+  // A process-unique temp name beside the blob: blobs/<etag>.<8 hex>.incomplete
+  std::string blob_temp_path(const std::string& etag) const;
+
+  void write_cachedir_tag() const;
+  void write_ref(const std::string& revision, const std::string& commit) const;  // atomic, no newline
+  std::optional<std::string> read_ref(const std::string& revision) const;
+  // snapshots/<commit>/<path> -> relative link to blobs/<etag> (replaced atomically when present).
+  void link_snapshot(const std::string& commit, const std::string& path, const std::string& etag) const;
+
+ private:
+  std::string cache_dir_;
+  std::string folder_;
+  std::string repo_dir_;
+};
+
+// <dir>/.cache/huggingface/... for local-dir downloads.
+class LocalDirMetadata {
+ public:
+  explicit LocalDirMetadata(std::string local_dir);
+  void prepare() const;  // .gitignore "*" and CACHEDIR.TAG
+  std::string file_path(const std::string& path) const;  // <dir>/<path>
+  std::string metadata_path(const std::string& path) const;
+  std::string temp_path(const std::string& path, const std::string& etag) const;  // beside the metadata
+  std::string tree_cache_path(const std::string& commit) const;
+  // The file is up to date when its metadata names this etag and it was not modified after.
+  bool is_current(const std::string& path, const std::string& etag, uint64_t size) const;
+  // "<commit>\n<etag>\n<unix time float>\n", written after the file so the mtime check holds.
+  void write(const std::string& path, const std::string& commit, const std::string& etag) const;
+
+ private:
+  std::string dir_;
+};
+
+// Small durable-file helpers shared by the cache and the downloads.
+std::string random_hex8();
+void make_dirs(const std::string& path);
+void write_file_atomic(const std::string& path, const std::string& content);  // temp, fsync, rename
+void fsync_dir_of(const std::string& path);
+
+// An advisory flock(), like Python's filelock; released by the destructor.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace slahub

@@ -1,0 +1,417 @@
+#include "download.h"
+
+#include "hashing.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+
+namespace slahub {
+namespace {
+
+constexpr int kMaxRedirects = 20;
+constexpr int kMaxFailuresWithoutProgress = 5;  // the resume loop of section 5.2
+constexpr int kMaxTreePages = 100000;
+
+bool is_hex(const std::string& s, size_t length) {
+  return s.size() == length && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+std::string normalize_etag(std::string etag) {
+  while (etag.rfind("W/", 0) == 0) etag.erase(0, 2);
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, etag.size() - 2);
+  return etag;
+}
+
+// "scheme://host:port" of a URL.
+std::string origin_of(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return {};
+  const auto path_start = url.find('/', scheme_end + 3);
+  return url.substr(0, path_start);
+}
+
+uint64_t parse_size(const std::string& text, const std::string& url) {
+  try {
+    size_t used = 0;
+    const unsigned long long value = std::stoull(text, &used);
+    if (used == text.size()) return value;
+  } catch (const std::exception&) {
+  }
+  throw HubError("E_HUB_PROTOCOL", "bad size '" + text + "' in the answer to HEAD " + url, 0, url);
+}
+
+std::optional<std::string> next_link(const HttpResponse& response) {
+  static const std::regex next(R"re(<([^>]+)>\s*;\s*rel="?next"?)re");
+  std::smatch m;
+  const std::string link = response.header("link").value_or("");
+  if (std::regex_search(link, m, next)) return m[1].str();
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool matches_any_glob(const std::string& path, const std::vector<std::string>& globs) {
+  for (const auto& glob : globs)
+    if (fnmatch(glob.c_str(), path.c_str(), 0) == 0) return true;
+  return false;
+}
+
+FileMetadata fetch_file_metadata(HubClient& client, const RepoRef& repo, const std::string& revision,
+                                 const std::string& path) {
+  std::string url = client.resolve_url(repo, revision, path);
+  for (int hop = 0; hop < kMaxRedirects; ++hop) {
+    HttpRequest request;
+    request.method = "HEAD";
+    request.url = url;
+    request.headers = client.hub_headers();
+    request.headers.emplace_back("Accept-Encoding", "identity");
+    const HttpResponse response = client.send(request, true);
+    const bool redirect = response.status >= 300 && response.status < 400;
+    const std::string location = response.header("location").value_or("");
+    if (redirect && !location.empty() && location.front() == '/') {
+      // A relative redirect (a renamed repo): HEAD the new path on the same host, query dropped.
+      url = origin_of(url) + location.substr(0, location.find('?'));
+      continue;
+    }
+    FileMetadata meta;
+    meta.commit = response.header("x-repo-commit").value_or("");
+    meta.etag = normalize_etag(response.header("x-linked-etag").value_or(response.header("etag").value_or("")));
+    auto size = response.header("x-linked-size");
+    if (!size && !redirect) size = response.header("content-length");
+    if (meta.commit.empty() || meta.etag.empty() || !size)
+      throw HubError("E_HUB_PROTOCOL",
+                     "HEAD " + url + " lacks X-Repo-Commit, an ETag or a size: not a Hub file URL", response.status, url);
+    meta.size = parse_size(*size, url);
+    meta.download_url = redirect && !location.empty() ? location : url;
+    return meta;
+  }
+  throw HubError("E_HUB_PROTOCOL", "more than 20 redirects resolving " + path, 0, url);
+}
+
+void download_verified(HubClient& client, const FileMetadata& meta, const std::string& temp_path,
+                       const ProgressFn& progress) {
+  int fd = open(temp_path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) throw HubError("E_IO", "cannot create " + temp_path + ": " + std::strerror(errno));
+  struct Cleanup {
+    int& fd;
+    const std::string& path;
+    bool keep = false;
+    ~Cleanup() {
+      if (fd >= 0) close(fd);
+      if (!keep) unlink(path.c_str());
+    }
+  } cleanup{fd, temp_path};
+
+  const bool sha256 = is_hex(meta.etag, 64), git_sha1 = is_hex(meta.etag, 40);
+  std::optional<ContentHasher> hasher;
+  if (sha256) hasher.emplace(ContentHasher::Kind::kSha256, meta.size);
+  if (git_sha1) hasher.emplace(ContentHasher::Kind::kGitBlobSha1, meta.size);
+
+  // Authorization goes only to the endpoint's own host:port.
+  const bool same_origin = origin_of(meta.download_url) == origin_of(client.config().endpoint);
+  uint64_t received = 0;
+  int failures_without_progress = 0, status_retries = 0;
+  std::string write_error;
+  while (received < meta.size) {
+    HttpRequest request;
+    request.url = meta.download_url;
+    request.follow_redirects = true;
+    for (auto& header : client.hub_headers())
+      if (same_origin || header.first != "authorization") request.headers.push_back(header);
+    const uint64_t resumed_from = received;
+    if (received > 0) request.headers.emplace_back("Range", "bytes=" + std::to_string(received) + "-");
+    bool first_chunk = true;
+    request.sink = [&](int status, const char* data, size_t size) {
+      if (first_chunk && status == 200 && received > 0) {
+        // The server ignored our Range: start over from byte 0.
+        if (ftruncate(fd, 0) != 0) return false;
+        received = 0;
+        if (hasher) hasher->restart();
+      }
+      first_chunk = false;
+      if (received + size > meta.size) {
+        write_error = "the server sent more than the " + std::to_string(meta.size) + " bytes it announced";
+        return false;
+      }
+      for (size_t done = 0; done < size;) {
+        const ssize_t n = pwrite(fd, data + done, size - done, static_cast<off_t>(received + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          write_error = "cannot write " + temp_path + ": " + std::strerror(errno);
+          return false;
+        }
+        done += static_cast<size_t>(n);
+      }
+      if (hasher) hasher->update(data, size);
+      received += size;
+      if (progress) progress(size);
+      return true;
+    };
+    HttpResponse response;
+    try {
+      response = client.transport().perform(request);
+    } catch (const TransportError& e) {
+      failures_without_progress = received > resumed_from ? 0 : failures_without_progress + 1;
+      if (failures_without_progress > kMaxFailuresWithoutProgress)
+        throw HubError("E_HUB_NETWORK", std::string(e.what()) + "; gave up after " +
+                                            std::to_string(kMaxFailuresWithoutProgress) + " retries without progress",
+                       0, meta.download_url);
+      client.sleep(1);
+      continue;
+    } catch (const std::runtime_error& e) {
+      throw HubError(write_error.empty() ? "E_IO" : "E_HUB_INTEGRITY",
+                     (write_error.empty() ? std::string(e.what()) : write_error) + " (GET " + meta.download_url + ")", 0,
+                     meta.download_url);
+    }
+    if (response.status == 408 || response.status == 429) {
+      if (++status_retries > client.retry_policy().max_retries) throw error_from_response(request, response);
+      client.sleep(client.backoff_seconds(status_retries - 1, &response));
+      continue;
+    }
+    if (response.status >= 300) throw error_from_response(request, response);
+    if (received < meta.size) {
+      // The answer ended early without a transport error: resume like a dropped connection.
+      failures_without_progress = received > resumed_from ? 0 : failures_without_progress + 1;
+      if (failures_without_progress > kMaxFailuresWithoutProgress)
+        throw HubError("E_HUB_INTEGRITY",
+                       "got " + std::to_string(received) + " of " + std::to_string(meta.size) + " bytes",
+                       response.status, meta.download_url);
+      client.sleep(1);
+    }
+  }
+  if (fsync(fd) != 0) throw HubError("E_IO", "cannot fsync " + temp_path + ": " + std::strerror(errno));
+  if (hasher) {
+    const std::string actual = hasher->hex();
+    if (actual != meta.etag)
+      throw HubError("E_HUB_INTEGRITY",
+                     std::string(sha256 ? "sha256" : "git blob sha1") + " of the download is " + actual +
+                         " but the Hub says " + meta.etag + "; the file was discarded (GET " + meta.download_url + ")",
+                     0, meta.download_url);
+  }
+  close(fd);
+  fd = -1;
+  cleanup.keep = true;
+}
+
+std::vector<RepoFile> list_repo_files(HubClient& client, const RepoRef& repo, const std::string& commit) {
+  std::vector<RepoFile> files;
+  std::string url = client.api_url(repo, "tree/" + percent_encode(commit, false)) + "?recursive=true&expand=false";
+  for (int page = 0; page < kMaxTreePages; ++page) {
+    HttpRequest request;
+    request.url = url;
+    request.headers = client.hub_headers();
+    request.follow_redirects = true;
+    const HttpResponse response = client.send(request, page > 0);  // the first page is not retried
+    const auto entries = nlohmann::json::parse(response.body, nullptr, false);
+    if (!entries.is_array()) throw HubError("E_HUB_PROTOCOL", "tree answer is not a JSON array (GET " + url + ")", response.status, url);
+    for (const auto& entry : entries) {
+      if (!entry.is_object() || entry.value("type", "") != "file") continue;
+      RepoFile file;
+      try {
+        file.path = entry.at("path").get<std::string>();
+        file.size = entry.at("size").get<uint64_t>();
+        file.blob_id = entry.at("oid").get<std::string>();
+        if (entry.contains("lfs") && entry["lfs"].is_object()) file.lfs_sha256 = entry["lfs"].at("oid").get<std::string>();
+      } catch (const nlohmann::json::exception& e) {
+        throw HubError("E_HUB_PROTOCOL", std::string("bad tree entry: ") + e.what() + " (GET " + url + ")", 0, url);
+      }
+      if (file.path.empty() || file.path.front() == '/' || file.path.find("..") != std::string::npos)
+        throw HubError("E_HUB_PROTOCOL", "unsafe path '" + file.path + "' in the tree (GET " + url + ")", 0, url);
+      files.push_back(std::move(file));
+    }
+    auto next = next_link(response);
+    if (!next) return files;
+    url = *next;
+  }
+  throw HubError("E_HUB_PROTOCOL", "tree pagination did not end", 0, url);
+}
+
+namespace {
+
+nlohmann::json tree_cache_json(const std::vector<RepoFile>& files) {
+  nlohmann::json listed = nlohmann::json::object();
+  for (const auto& f : files) {
+    nlohmann::json entry{{"size", f.size}, {"blob_id", f.blob_id}};
+    if (f.lfs_sha256) {
+      entry["lfs_sha256"] = *f.lfs_sha256;
+      entry["lfs_size"] = f.size;
+    }
+    listed[f.path] = entry;
+  }
+  return {{"format_version", 1}, {"files", listed}};
+}
+
+std::optional<std::vector<RepoFile>> read_tree_cache(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  const auto doc = nlohmann::json::parse(in, nullptr, false);
+  if (!doc.is_object() || doc.value("format_version", 0) != 1 || !doc.contains("files") || !doc["files"].is_object())
+    return std::nullopt;
+  std::vector<RepoFile> files;
+  try {
+    for (const auto& [path_in_repo, entry] : doc["files"].items()) {
+      RepoFile f;
+      f.path = path_in_repo;
+      f.size = entry.at("size").get<uint64_t>();
+      f.blob_id = entry.at("blob_id").get<std::string>();
+      if (entry.contains("lfs_sha256") && entry["lfs_sha256"].is_string()) f.lfs_sha256 = entry["lfs_sha256"].get<std::string>();
+      files.push_back(std::move(f));
+    }
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+  return files;
+}
+
+bool is_present(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;  // follows the snapshot link: a dangling one is absent
+}
+
+void copy_file_to(const std::string& from, const std::string& to) {
+  std::error_code ec;
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  if (ec) throw HubError("E_IO", "cannot copy " + from + " to " + to + ": " + ec.message());
+  int fd = open(to.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+void rename_into(const std::string& temp, const std::string& target) {
+  make_dirs(fs::path(target).parent_path().string());
+  if (rename(temp.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    unlink(temp.c_str());
+    throw HubError("E_IO", "cannot rename " + temp + " to " + target + ": " + std::strerror(err));
+  }
+  fsync_dir_of(target);
+}
+
+// One file of a snapshot into the cache; true when it was fetched.
+bool fetch_into_cache(HubClient& client, const RepoRef& repo, const RepoCache& cache, const std::string& commit,
+                      const RepoFile& file, const ProgressFn& progress) {
+  if (is_present(cache.snapshot_path(commit, file.path))) return false;
+  if (is_present(cache.blob_path(file.etag()))) {
+    cache.link_snapshot(commit, file.path, file.etag());
+    return false;
+  }
+  const FileMetadata meta = fetch_file_metadata(client, repo, commit, file.path);
+  make_dirs(cache.repo_dir() + "/blobs");
+  FileLock lock(cache.lock_path(meta.etag));
+  bool fetched = false;
+  if (!is_present(cache.blob_path(meta.etag))) {
+    const std::string temp = cache.blob_temp_path(meta.etag);
+    download_verified(client, meta, temp, progress);
+    rename_into(temp, cache.blob_path(meta.etag));
+    fetched = true;
+  }
+  cache.link_snapshot(commit, file.path, meta.etag);
+  return fetched;
+}
+
+bool fetch_into_local_dir(HubClient& client, const RepoRef& repo, const RepoCache& cache, const LocalDirMetadata& local,
+                          const std::string& commit, const RepoFile& file, const ProgressFn& progress) {
+  if (local.is_current(file.path, file.etag(), file.size)) return false;
+  const std::string target = local.file_path(file.path);
+  make_dirs(fs::path(local.metadata_path(file.path)).parent_path().string());
+  if (is_present(cache.blob_path(file.etag()))) {
+    // The main cache already has it (a Python or an earlier download): copy, no request.
+    const std::string temp = local.temp_path(file.path, file.etag());
+    copy_file_to(cache.blob_path(file.etag()), temp);
+    rename_into(temp, target);
+    local.write(file.path, commit, file.etag());
+    return false;
+  }
+  const FileMetadata meta = fetch_file_metadata(client, repo, commit, file.path);
+  const std::string temp = local.temp_path(file.path, meta.etag);
+  download_verified(client, meta, temp, progress);
+  rename_into(temp, target);
+  local.write(file.path, commit, meta.etag);
+  return true;
+}
+
+}  // namespace
+
+SnapshotResult snapshot_download(HubClient& client, const RepoRef& repo, const SnapshotOptions& options) {
+  const RepoCache cache(options.cache_dir, repo);
+  std::optional<LocalDirMetadata> local;
+  if (options.local_dir) local.emplace(*options.local_dir);
+
+  SnapshotResult result;
+  result.commit = is_commit_sha(options.revision) ? options.revision : client.revision_sha(repo, options.revision);
+  const std::string tree_path = local ? local->tree_cache_path(result.commit) : cache.tree_cache_path(result.commit);
+
+  // A commit never changes, so a cached listing of it replaces the tree call.
+  auto cached_listing = read_tree_cache(tree_path);
+  const bool listing_was_cached = cached_listing.has_value();
+  std::vector<RepoFile> listing = listing_was_cached ? std::move(*cached_listing) : list_repo_files(client, repo, result.commit);
+
+  std::vector<RepoFile> wanted;
+  for (auto& f : listing)
+    if (options.include.empty() || matches_any_glob(f.path, options.include)) wanted.push_back(f);
+
+  cache.write_cachedir_tag();
+  cache.write_ref(options.revision, result.commit);
+  if (local) local->prepare();
+  make_dirs(local ? *options.local_dir : cache.snapshot_dir(result.commit));
+
+  if (options.on_total) {
+    uint64_t total = 0;
+    for (const auto& f : wanted) total += f.size;
+    options.on_total(total);
+  }
+
+  result.files.resize(wanted.size());
+  std::atomic<size_t> next{0};
+  std::mutex error_mutex;
+  std::exception_ptr first_error;
+  auto worker = [&] {
+    for (size_t i; (i = next++) < wanted.size();) {
+      {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (first_error) return;
+      }
+      const RepoFile& file = wanted[i];
+      try {
+        const bool fetched = local ? fetch_into_local_dir(client, repo, cache, *local, result.commit, file, options.progress)
+                                   : fetch_into_cache(client, repo, cache, result.commit, file, options.progress);
+        result.files[i] = {file.path, file.size, file.etag(), fetched};
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!first_error) first_error = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  const int thread_count = std::max(1, std::min<int>(options.threads, static_cast<int>(wanted.size())));
+  for (int t = 0; t < thread_count; ++t) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  if (first_error) std::rethrow_exception(first_error);
+
+  // The listing is written only when complete and every file is present (Python's offline mode
+  // then requires all of them).
+  if (!listing_was_cached && options.include.empty()) write_file_atomic(tree_path, tree_cache_json(listing).dump(1));
+  result.path = local ? *options.local_dir : cache.snapshot_dir(result.commit);
+  return result;
+}
+
+}  // namespace slahub

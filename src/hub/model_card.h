@@ -1,0 +1,23 @@
+// The SLA section of a model card (README.md): says that SLA is required at inference (the line
+// SimpleTuner writes), the settings and the variant. The section sits between two HTML comment
+// markers so a later push replaces it instead of adding a second one.
+#pragma once
+
+#include "sla_state.h"
+
+#include <string>
+
+namespace slahub {
+
+inline constexpr const char* kCardSectionBegin = "<!-- sla-toolkit:sla-section:begin -->";
+inline constexpr const char* kCardSectionEnd = "<!-- sla-toolkit:sla-section:end -->";
+inline constexpr const char* kSlaRequiredLine =
+    "SLA: Enabled (you MUST use SLA for inference; sla_attention.pt contains attention weights)";
+
+std::string sla_card_section(const slackpt::SlaFile& sla);
+
+// The card with its marked section replaced, or appended when absent. An empty card gets a
+// minimal front matter first.
+std::string with_sla_section(const std::string& card, const slackpt::SlaFile& sla);
+
+}  // namespace slahub

@@ -1,0 +1,71 @@
+// The seam between the Hub client and the network (style.md habit 17): the client builds
+// HttpRequests and reads HttpResponses; curl_transport.cpp talks to libcurl, and the unit tests use
+// a fake that scripts statuses, headers, truncated bodies and dropped connections.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace slahub {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method = "GET";  // GET | HEAD | POST | PUT
+  std::string url;
+  HeaderList headers;
+
+  // The body: `body` from memory, or `body_file` (a byte range of a file, read when sent, so a
+  // multi-GB upload never sits in memory). At most one of them is used; body_file wins.
+  std::string body;
+  struct FileRange {
+    std::string path;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  std::optional<FileRange> body_file;
+
+  // When set, a 2xx response body is handed to the sink chunk by chunk (with the status, so a
+  // resumed download can tell 206 from a 200 that ignored its Range) instead of being kept in
+  // HttpResponse::body; error bodies are still kept (for messages). Returning false aborts.
+  std::function<bool(int status, const char* data, size_t size)> sink;
+
+  bool follow_redirects = false;
+  long connect_timeout_s = 10;
+  long stall_timeout_s = 30;  // abort when less than 1 byte/s flows for this long
+};
+
+struct HttpResponse {
+  int status = 0;
+  HeaderList headers;  // names lower-cased, in arrival order (of the final response)
+  std::string body;    // empty when streamed to the sink
+  std::string url;     // the final URL (after redirects, when followed)
+
+  // The last value of a header (case-insensitive name), or nothing.
+  std::optional<std::string> header(const std::string& name) const;
+};
+
+// The request did not complete: refused or dropped connection, timeout, a body cut short. Data
+// already handed to the sink stays delivered; the caller may resume from there.
+class TransportError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class HttpTransport {
+ public:
+  virtual ~HttpTransport() = default;
+  // Safe to call from several threads at once.
+  virtual HttpResponse perform(const HttpRequest& request) = 0;
+};
+
+// libcurl, with a pool of easy handles so connections are kept alive between requests.
+std::unique_ptr<HttpTransport> make_curl_transport();
+
+}  // namespace slahub
