@@ -7,8 +7,22 @@
 #include <c10/util/Logging.h>
 #undef CHECK
 #endif
+#include <string>
 #if __has_include(<catch2/catch_all.hpp>)
 #include <catch2/catch_all.hpp>
+using Catch::Approx;  // v2 has Approx at global scope
+#define SLA_CATCH_V3 1
 #else
 #include <catch2/catch.hpp>
 #endif
+
+namespace sla_test {
+// A matcher for "the string contains this text", under its v2 or v3 name.
+inline auto contains_text(const std::string& text) {
+#ifdef SLA_CATCH_V3
+  return Catch::Matchers::ContainsSubstring(text);
+#else
+  return Catch::Matchers::Contains(text);
+#endif
+}
+}  // namespace sla_test

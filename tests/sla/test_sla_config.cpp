@@ -65,9 +65,9 @@ TEST_CASE("Python literal details: None, trailing comma, exponent, escaped quote
   CHECK(cfg.blkq == 64);
   // True inside a string is a string, not a boolean; the quote inside the string survives.
   CHECK_THAT(parse_error("{'feature_map': 'True \\' \"x'}"),
-             Catch::Matchers::Contains("feature_map must be one of softmax, elu, relu, got \"True ' \\\"x\""));
+             sla_test::contains_text("feature_map must be one of softmax, elu, relu, got \"True ' \\\"x\""));
   CHECK_THAT(parse_error("{'tie_feature_map_qk': 'False'}"),
-             Catch::Matchers::Contains("tie_feature_map_qk must be one of true, false, got \"False\""));
+             sla_test::contains_text("tie_feature_map_qk must be one of true, false, got \"False\""));
 }
 
 TEST_CASE("round trip through to_json", "[config]") {
@@ -81,24 +81,24 @@ TEST_CASE("round trip through to_json", "[config]") {
 }
 
 TEST_CASE("bad values name the key and the allowed values", "[config]") {
-  using Catch::Matchers::Contains;
-  CHECK_THAT(parse_error("{'topk': 0}"), Contains("topk must be a number with 0 < topk <= 1, got 0"));
-  CHECK_THAT(parse_error("{'topk': 1.5}"), Contains("topk must be a number with 0 < topk <= 1, got 1.5"));
-  CHECK_THAT(parse_error("{'topk': True}"), Contains("topk must be a number"));
-  CHECK_THAT(parse_error("{'blkq': 16}"), Contains("blkq must be one of 32, 64, 128, got 16"));
-  CHECK_THAT(parse_error("{'blkk': 64.5}"), Contains("blkk must be one of 32, 64, 128, got 64.5"));
-  CHECK_THAT(parse_error("{'blkk': '64'}"), Contains("blkk must be one of 32, 64, 128"));
-  CHECK_THAT(parse_error("{'feature_map': 'gelu'}"), Contains("feature_map must be one of softmax, elu, relu"));
-  CHECK_THAT(parse_error("{'variant': 'some'}"), Contains("variant must be one of all, complement"));
+  using sla_test::contains_text;
+  CHECK_THAT(parse_error("{'topk': 0}"), contains_text("topk must be a number with 0 < topk <= 1, got 0"));
+  CHECK_THAT(parse_error("{'topk': 1.5}"), contains_text("topk must be a number with 0 < topk <= 1, got 1.5"));
+  CHECK_THAT(parse_error("{'topk': True}"), contains_text("topk must be a number"));
+  CHECK_THAT(parse_error("{'blkq': 16}"), contains_text("blkq must be one of 32, 64, 128, got 16"));
+  CHECK_THAT(parse_error("{'blkk': 64.5}"), contains_text("blkk must be one of 32, 64, 128, got 64.5"));
+  CHECK_THAT(parse_error("{'blkk': '64'}"), contains_text("blkk must be one of 32, 64, 128"));
+  CHECK_THAT(parse_error("{'feature_map': 'gelu'}"), contains_text("feature_map must be one of softmax, elu, relu"));
+  CHECK_THAT(parse_error("{'variant': 'some'}"), contains_text("variant must be one of all, complement"));
   CHECK_THAT(parse_error("{'top_k': 0.1}"),
-             Contains("unknown key 'top_k' (allowed keys: topk, feature_map, blkq, blkk, tie_feature_map_qk, variant)"));
+             contains_text("unknown key 'top_k' (allowed keys: topk, feature_map, blkq, blkk, tie_feature_map_qk, variant)"));
 }
 
 TEST_CASE("malformed text is an error, not a default", "[config]") {
-  using Catch::Matchers::Contains;
-  CHECK_THAT(parse_error("{'topk': 0.1"), Contains("sla_config: not a JSON object or Python dict"));
-  CHECK_THAT(parse_error("{'topk: 0.1}"), Contains("unterminated string"));
-  CHECK_THAT(parse_error("{topk: 0.1}"), Contains("unexpected word 'topk'"));
-  CHECK_THAT(parse_error("[1, 2]"), Contains("expected an object"));
-  CHECK_THAT(parse_error("0.2"), Contains("expected an object"));
+  using sla_test::contains_text;
+  CHECK_THAT(parse_error("{'topk': 0.1"), contains_text("sla_config: not a JSON object or Python dict"));
+  CHECK_THAT(parse_error("{'topk: 0.1}"), contains_text("unterminated string"));
+  CHECK_THAT(parse_error("{topk: 0.1}"), contains_text("unexpected word 'topk'"));
+  CHECK_THAT(parse_error("[1, 2]"), contains_text("expected an object"));
+  CHECK_THAT(parse_error("0.2"), contains_text("expected an object"));
 }
