@@ -19,6 +19,11 @@ get_filename_component(SLA_TORCH_ROOT "${SLA_TORCH_PREFIX}/../.." ABSOLUTE)
 if(SLA_CUDA_ENABLED)
   list(APPEND CMAKE_PREFIX_PATH ${SLA_TORCH_PREFIX})
   find_package(Torch REQUIRED)
+  # TorchConfig also appends -gencode flags for every architecture of the wheel to
+  # CMAKE_CUDA_FLAGS and hides CMAKE_CUDA_ARCHITECTURES behind a normal variable set to OFF; undo
+  # both so the cache variable of cmake/SlaCuda.cmake alone decides what our kernels target.
+  string(REGEX REPLACE "-gencode[ =]arch=compute_[0-9a-z]+,code=[a-z_0-9]+" "" CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
+  unset(CMAKE_CUDA_ARCHITECTURES)
 else()
   set(torch_includes ${SLA_TORCH_ROOT}/include ${SLA_TORCH_ROOT}/include/torch/csrc/api/include)
   foreach(lib c10 torch_cpu)

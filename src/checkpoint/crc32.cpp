@@ -3,6 +3,9 @@
 #include <zlib.h>
 
 #include <climits>
+#include <vector>
+
+#include "parallel_chunks.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -37,14 +40,14 @@ uint64_t fold_constant(unsigned n) {
 }
 
 struct FoldConstants {
-  __m128i by4;  // fold 512 bits: lo lane x^(512+32), hi lane x^(512-32)
+  __m128i by8;  // fold 1024 bits: lo lane x^(1024+32), hi lane x^(1024-32)
   __m128i by1;  // fold 128 bits: lo lane x^(128+32), hi lane x^(128-32)
 };
 
 const FoldConstants& fold_constants() {
   static const FoldConstants k = [] {
     FoldConstants c;
-    c.by4 = _mm_set_epi64x(static_cast<long long>(fold_constant(512 - 32)), static_cast<long long>(fold_constant(512 + 32)));
+    c.by8 = _mm_set_epi64x(static_cast<long long>(fold_constant(1024 - 32)), static_cast<long long>(fold_constant(1024 + 32)));
     c.by1 = _mm_set_epi64x(static_cast<long long>(fold_constant(128 - 32)), static_cast<long long>(fold_constant(128 + 32)));
     return c;
   }();
@@ -62,28 +65,26 @@ __attribute__((target("pclmul,sse4.1"))) inline __m128i fold(__m128i acc, __m128
 __attribute__((target("pclmul,sse4.1"))) uint32_t pclmul_crc(uint32_t crc, const uint8_t* p, size_t size) {
   const FoldConstants& k = fold_constants();
   auto load = [](const uint8_t* q) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)); };
-  __m128i x0 = _mm_xor_si128(load(p), _mm_cvtsi32_si128(static_cast<int>(~crc)));
-  __m128i x1 = load(p + 16), x2 = load(p + 32), x3 = load(p + 48);
-  p += 64;
-  size -= 64;
-  while (size >= 64) {
-    x0 = fold(x0, k.by4, load(p));
-    x1 = fold(x1, k.by4, load(p + 16));
-    x2 = fold(x2, k.by4, load(p + 32));
-    x3 = fold(x3, k.by4, load(p + 48));
-    p += 64;
-    size -= 64;
+  // Eight independent accumulators: enough carry-less multiplies in flight to hide their latency.
+  __m128i x[8];
+  for (int i = 0; i < 8; ++i) x[i] = load(p + 16 * i);
+  x[0] = _mm_xor_si128(x[0], _mm_cvtsi32_si128(static_cast<int>(~crc)));
+  p += 128;
+  size -= 128;
+  while (size >= 128) {
+    for (int i = 0; i < 8; ++i) x[i] = fold(x[i], k.by8, load(p + 16 * i));
+    p += 128;
+    size -= 128;
   }
-  __m128i x = fold(x0, k.by1, x1);
-  x = fold(x, k.by1, x2);
-  x = fold(x, k.by1, x3);
+  __m128i acc = x[0];
+  for (int i = 1; i < 8; ++i) acc = fold(acc, k.by1, x[i]);
   while (size >= 16) {
-    x = fold(x, k.by1, load(p));
+    acc = fold(acc, k.by1, load(p));
     p += 16;
     size -= 16;
   }
   alignas(16) uint8_t folded[16];
-  _mm_store_si128(reinterpret_cast<__m128i*>(folded), x);
+  _mm_store_si128(reinterpret_cast<__m128i*>(folded), acc);
   // The initial value is already inside x: continue with a zero raw state (zlib's ~0xFFFFFFFF).
   uint32_t out = zlib_crc(0xFFFFFFFFu, folded, 16);
   return zlib_crc(out, p, size);
@@ -95,13 +96,33 @@ bool has_pclmul() {
 }
 #endif
 
-}  // namespace
-
-uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size) {
+uint32_t serial_crc(uint32_t crc, const uint8_t* data, size_t size) {
 #if defined(__x86_64__)
   if (size >= 256 && has_pclmul()) return pclmul_crc(crc, data, size);
 #endif
   return zlib_crc(crc, data, size);
+}
+
+}  // namespace
+
+uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size) {
+  constexpr uint64_t kMinChunk = uint64_t(8) << 20;
+  size_t chunks = chunk_count(size, kMinChunk);
+  if (chunks == 1) return serial_crc(crc, data, size);
+  // CRCs of the pieces, joined with crc32_combine (which needs only each piece's length).
+  std::vector<uint32_t> parts(chunks);
+  std::vector<uint64_t> lengths(chunks);
+  parallel_chunks(size, kMinChunk, [&](uint64_t begin, uint64_t end, size_t i) {
+    parts[i] = serial_crc(i == 0 ? crc : 0, data + begin, static_cast<size_t>(end - begin));
+    lengths[i] = end - begin;
+  });
+  uint32_t out = parts[0];
+  for (size_t i = 1; i < chunks; ++i) out = crc32_concat(out, parts[i], lengths[i]);
+  return out;
+}
+
+uint32_t crc32_concat(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
+  return static_cast<uint32_t>(::crc32_combine(crc_a, crc_b, static_cast<z_off_t>(length_b)));
 }
 
 }  // namespace slackpt

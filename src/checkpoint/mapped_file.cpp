@@ -49,7 +49,6 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path, uint
     errno = saved;
     io_error("cannot map", path);
   }
-  ::madvise(p, size, MADV_SEQUENTIAL);
   return std::shared_ptr<const MappedFile>(new MappedFile(path, static_cast<const uint8_t*>(p), size));
 }
 

@@ -33,13 +33,15 @@ struct Node {
   uint64_t nodes = 1;                // values in its expanded tree
   std::unordered_set<std::string> keys;  // dict keys seen, to refuse duplicates
   bool built = false;                // an OrderedDict that already had its BUILD
+  bool shared = false;               // fetched again from the memo: frozen from then on
 };
 using NodePtr = std::shared_ptr<Node>;
 
 struct Item;
 struct TupleData {
   std::vector<Item> items;
-  NodePtr as_node;  // converted once, on first use as a value
+  NodePtr as_node;     // converted once, on first use as a value
+  uint32_t depth = 0;  // nesting below this tuple, capped like containers' (tuples nest too)
 };
 
 // What the machine's stack and memo hold: a value, or one of the internal things that only
@@ -154,16 +156,24 @@ class Machine {
   }
 
   Item make_tuple(std::vector<Item> items) {
+    uint32_t depth = 0;
+    for (const Item& element : items) {
+      if (element.kind == Item::Kind::Value) depth = std::max(depth, element.node->depth + 1);
+      if (element.kind == Item::Kind::Tuple) depth = std::max(depth, element.tuple->depth + 1);
+    }
+    if (depth > limits_.max_depth) fail("E_DEPTH", "tuples nested deeper than " + std::to_string(limits_.max_depth));
     Item item;
     item.kind = Item::Kind::Tuple;
     item.tuple = std::make_shared<TupleData>();
     item.tuple->items = std::move(items);
+    item.tuple->depth = depth;
     return item;
   }
 
   Node& container(Item& item, Value::Kind kind, const char* op) {
     if (!item.holds(kind))
       fail("E_CONTAINER_OP", std::string(op) + " onto a " + describe(item) + " (needs a " + std::string(kind_name(kind)) + ")");
+    if (item.node->shared) fail("E_CONTAINER_OP", std::string(op) + " onto a " + describe(item) + " that is referenced more than once");
     return *item.node;
   }
 
@@ -204,8 +214,9 @@ class Machine {
     auto it = memo_.find(index);
     if (it == memo_.end()) fail("E_MEMO", "memo index " + std::to_string(index) + " was never set");
     const Item& item = it->second;
-    if (item.holds(Value::Kind::List) || item.holds(Value::Kind::Dict))
-      fail("E_MEMO", "a " + std::string(kind_name(item.value()->kind)) + " referenced twice (shared or recursive containers are not supported)");
+    // A list or dict referenced again is frozen: nothing can be added to it any more, so no
+    // container can end up inside itself and the tree stays acyclic.
+    if (item.holds(Value::Kind::List) || item.holds(Value::Kind::Dict)) item.node->shared = true;
     push(item);
   }
 
@@ -345,7 +356,7 @@ class Machine {
   void build() {
     Item state = pop();
     Item& target = top();
-    bool target_ok = target.holds(Value::Kind::Dict) && target.value()->ordered_dict && !target.node->built;
+    bool target_ok = target.holds(Value::Kind::Dict) && target.value()->ordered_dict && !target.node->built && !target.node->shared;
     bool state_ok = state.holds(Value::Kind::Dict) && state.value()->entries.size() == 1 &&
                     state.value()->entries[0].first->kind == Value::Kind::String &&
                     state.value()->entries[0].first->text == "_metadata" &&

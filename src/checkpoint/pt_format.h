@@ -36,8 +36,9 @@
 //   one shape nn.Module.state_dict() produces: {"_metadata": <dict>}; the metadata (module
 //   version numbers, no tensors) is dropped.
 // Persistent id: ('storage', torch.<X>Storage, '<key>', 'cpu' | 'cuda:<n>', numel).
-// A list or dict may be referenced only once (BINGET of one is E_MEMO): shared or recursive
-// containers never occur in torch.save output and would make the value tree cyclic.
+// A list or dict fetched from the memo again (a shared reference, as CPython writes [d, d]) is
+// frozen from then on: adding to it is E_CONTAINER_OP, so recursive containers cannot be built
+// and the tree stays acyclic. The expanded size of shared parts counts against max_nodes.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
 #include "pt_reader.h"
 
 #include "byte_reader.h"
+#include "crc32.h"
 #include "errors.h"
 #include "mapped_file.h"
 #include "pickle_reader.h"
@@ -60,6 +61,12 @@ std::shared_ptr<const void> byteswapped(const uint8_t* data, uint64_t numel, siz
 PtFile read_archive(const uint8_t* data, size_t size, const std::string& name, const ReadOptions& options,
                     const std::shared_ptr<const void>& owner) {
   ZipArchive zip = read_zip(data, size, name, options.limits, options.zip);
+  // Only storage bytes are left to the caller; everything parsed here is checked first.
+  for (const ZipEntry& e : zip.entries) {
+    if (!e.crc_deferred || classify(e) == RecordKind::Storage) continue;
+    uint32_t actual = crc32_update(0, e.data, static_cast<size_t>(e.size));
+    if (actual != e.crc) throw crc_mismatch(e, actual);
+  }
   PtFile file;
   file.prefix = zip.prefix;
   file.warnings = zip.warnings;
@@ -136,10 +143,16 @@ PtFile read_archive(const uint8_t* data, size_t size, const std::string& name, c
   file.root = read_pickle(pickle->data, static_cast<size_t>(pickle->size), pickle->name, options.limits, resolve);
   for (const auto& [key, e] : storages)
     if (!loaded.count(key)) throw CheckpointError("E_ORPHAN_STORAGE", "storage record is never referenced by data.pkl", e->name);
+  for (const ZipEntry& e : zip.entries)
+    if (e.crc_deferred && classify(e) == RecordKind::Storage) file.deferred_crcs.push_back({e, e.record.substr(5)});
   return file;
 }
 
 }  // namespace
+
+void check_deferred_crc(const DeferredCrc& deferred, uint32_t computed) {
+  if (computed != deferred.entry.crc) throw crc_mismatch(deferred.entry, computed);
+}
 
 PtFile read_pt_file(const std::string& path, const ReadOptions& options) {
   auto mapped = MappedFile::open(path, options.limits.max_file_bytes);

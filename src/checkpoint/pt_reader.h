@@ -17,13 +17,24 @@ struct ReadOptions {
   ZipOptions zip;
 };
 
+// A storage record whose CRC was deferred (ReadOptions::zip.defer_crc_at_least): the caller must
+// pass it to check_deferred_crc before trusting anything read from the file.
+struct DeferredCrc {
+  ZipEntry entry;           // name, data, size, stored crc
+  std::string storage_key;  // the key of the storage viewing these bytes
+};
+
 struct PtFile {
   std::string prefix;                 // the archive's top folder
   int64_t version = 0;                // the "version" record
   std::string byteorder = "little";   // as recorded (big-endian storages are swapped on read)
   ValuePtr root;                      // the unpickled object
   std::vector<std::string> warnings;  // e.g. misaligned records
+  std::vector<DeferredCrc> deferred_crcs;
 };
+
+// Throws E_CRC unless computed is the stored CRC of the deferred record.
+void check_deferred_crc(const DeferredCrc& deferred, uint32_t computed);
 
 // Maps the file read-only; tensors view the mapping and keep it alive. name in messages = path.
 PtFile read_pt_file(const std::string& path, const ReadOptions& options = {});

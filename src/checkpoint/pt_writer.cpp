@@ -346,6 +346,12 @@ void add_text(ZipWriter& zip, const std::string& record, const std::string& text
 
 }  // namespace
 
+std::vector<uint8_t> encode_archive(const std::string& prefix, const std::vector<Record>& records) {
+  ZipWriter zip(prefix);
+  for (const Record& r : records) zip.add(r.name, r.data.data(), r.data.size());
+  return zip.finish();
+}
+
 std::vector<uint8_t> encode_pt(const Value& root, const std::string& prefix) {
   std::vector<const Storage*> storages;
   std::vector<uint8_t> pickle = PickleWriter(storages).encode(root);

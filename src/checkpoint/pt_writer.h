@@ -17,4 +17,12 @@ namespace slackpt::pt {
 // for values the format cannot hold, E_LIMIT past 4 GiB: this writer emits no ZIP64 entries).
 std::vector<uint8_t> encode_pt(const Value& root, const std::string& prefix);
 
+// The container alone: "<prefix>/<record>" entries in the given order, laid out as encode_pt
+// does (stored, FB-aligned, descriptors, ZIP64 end records). Tests build hostile files with it.
+struct Record {
+  std::string name;
+  std::vector<uint8_t> data;
+};
+std::vector<uint8_t> encode_archive(const std::string& prefix, const std::vector<Record>& records);
+
 }  // namespace slackpt::pt

@@ -1,18 +1,13 @@
 #include "safetensors.h"
 
+#include "durable_file.h"
+
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
-#include <random>
 #include <set>
 
 namespace slackpt::safetensors {
@@ -155,37 +150,6 @@ TensorInfo parse_tensor_info(const std::string& name, const json& info, const st
   return t;
 }
 
-// ---- durable write (candidate for a shared helper with the .pt writer) --------------------------
-
-std::string errno_text() { return std::strerror(errno); }
-
-void write_all(int fd, const uint8_t* data, size_t size, const std::string& where) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw CheckpointError("E_WRITE", "write failed: " + errno_text(), where);
-    data += n;
-    size -= size_t(n);
-  }
-}
-
-void fsync_folder(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  std::string folder = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) throw CheckpointError("E_WRITE", "cannot open folder for fsync: " + errno_text(), folder);
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw CheckpointError("E_WRITE", "fsync of folder failed: " + errno_text(), folder);
-}
-
-std::string temp_name_for(const std::string& path) {
-  std::random_device rd;
-  char suffix[32];
-  std::snprintf(suffix, sizeof suffix, ".tmp-%08x", rd());
-  return path + suffix;
-}
-
 }  // namespace
 
 const char* dtype_name(Dtype dtype) { return row(dtype).name; }
@@ -321,28 +285,10 @@ std::vector<uint8_t> serialize(const File& file) {
 void write_file(const std::string& path, const File& file) {
   const std::vector<uint8_t> bytes = serialize(file);
   parse_buffer(bytes.data(), bytes.size(), path);  // never write what we would refuse to read
-
-  const std::string temp = temp_name_for(path);
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw CheckpointError("E_WRITE", "cannot create temp file: " + errno_text(), temp);
-  try {
-    write_all(fd, bytes.data(), bytes.size(), temp);
-    if (::fsync(fd) != 0) throw CheckpointError("E_WRITE", "fsync failed: " + errno_text(), temp);
-    if (::close(fd) != 0) {
-      fd = -1;
-      throw CheckpointError("E_WRITE", "close failed: " + errno_text(), temp);
-    }
-    fd = -1;
-    File reread = read_file(temp, bytes.size());
-    if (serialize(reread) != bytes) throw CheckpointError("E_WRITE", "re-read of the temp file differs", temp);
-    if (::rename(temp.c_str(), path.c_str()) != 0)
-      throw CheckpointError("E_WRITE", "rename failed: " + errno_text(), path);
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(temp.c_str());
-    throw;
-  }
-  fsync_folder(path);
+  write_file_durably(path, bytes.data(), bytes.size(), [&](const std::string& temp) {
+    if (serialize(read_file(temp, bytes.size())) != bytes)
+      throw CheckpointError("E_WRITE", "re-read of the temp file differs", temp);
+  });
 }
 
 // ---- the SLA twin -------------------------------------------------------------------------------

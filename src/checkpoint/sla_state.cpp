@@ -1,5 +1,6 @@
 #include "sla_state.h"
 
+#include "crc32.h"
 #include "durable_file.h"
 #include "pt_reader.h"
 #include "pt_writer.h"
@@ -7,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <memory>
 
 namespace slackpt {
@@ -30,6 +32,7 @@ std::string type_of(const Value& v) {
 struct Payload {
   SlaFile file;
   bool has_version = false;
+  bool has_settings = false;
   std::vector<std::vector<std::pair<std::string, std::shared_ptr<const pt::Tensor>>>> tensors;  // per entry
   std::vector<Problem> problems;
 
@@ -49,10 +52,13 @@ void parse_key(SlaEntry& entry) {
 
 void read_settings(const Value& v, Payload& p) {
   if (v.kind != Kind::Dict) return p.problem("E_SCHEMA", "settings is a " + type_of(v) + ", expected a dict", "settings");
+  p.has_settings = true;
   SlaSettings& s = p.file.settings;
   for (const char* key : kSettingKeys)
     if (!v.get(key)) p.problem("E_SCHEMA", std::string("missing setting ") + key, std::string("settings/") + key);
-  for (const auto& [k, value] : v.entries) {
+  for (const auto& entry : v.entries) {
+    const auto& k = entry.first;
+    const auto& value = entry.second;  // not a structured binding: lambdas capture it (C++17)
     std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
     std::string where = "settings/" + name;
     auto wrong = [&](const char* expected) { p.problem("E_SCHEMA", name + " is a " + type_of(*value) + ", expected " + expected, where); };
@@ -103,8 +109,6 @@ void read_entry(const std::string& key, const Value& v, Payload& p) {
       if (name == kBias) entry.bias.shape = t.shape;
       tensors.emplace_back(name, value->tensor);
     }
-    for (const char* required : {kWeight, kBias})
-      if (!v.get(required)) p.problem("E_SCHEMA", std::string("missing ") + required, where + "/" + required);
   }
   p.file.entries.push_back(std::move(entry));
   p.tensors.push_back(std::move(tensors));
@@ -264,7 +268,8 @@ SlaLoadResult load_from(const pt::PtFile& pt) {
   for (size_t i = 0; i < p.file.entries.size(); ++i) {
     SlaEntry& entry = p.file.entries[i];
     for (const auto& [name, tensor] : p.tensors[i]) {
-      if (tensor->dtype != pt::DType::Float32) continue;
+      // Only the two known tensors carry values; any other name is already a reported problem.
+      if (tensor->dtype != pt::DType::Float32 || (name != kWeight && name != kBias)) continue;
       (name == kWeight ? entry.weight : entry.bias).values = float32_values(*tensor);
     }
   }
@@ -316,16 +321,18 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
     std::string where = "state/" + e.key;
     for (size_t j = 0; j < i; ++j)
       if (file.entries[j].key == e.key) problem("E_SCHEMA", "duplicate state key", where);
+    // "<head_dim>:<token>": decimal head_dim > 0, token [a-z0-9_]+ (SimpleTuner skips other keys).
     size_t colon = e.key.find(':');
     std::string digits = e.key.substr(0, colon);
     bool grammar = colon != std::string::npos && !digits.empty() && digits.size() <= 6 &&
                    digits.find_first_not_of("0123456789") == std::string::npos && colon + 1 < e.key.size() &&
                    e.key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_", colon + 1) == std::string::npos;
-    if (!grammar || e.head_dim <= 0) {
+    int64_t d = grammar ? std::stoll(digits) : 0;
+    if (d <= 0) {
       problem("E_SCHEMA", "state key \"" + e.key.substr(0, 60) + "\" does not match <head_dim>:<dtype> (SimpleTuner skips it)", where);
       continue;
     }
-    int64_t d = e.head_dim;
+    if (e.head_dim != d) problem("E_SCHEMA", "head_dim " + std::to_string(e.head_dim) + " disagrees with the key", where);
     struct Expected {
       const char* name;
       const Float32Tensor& tensor;
@@ -333,6 +340,10 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
     };
     for (const Expected& x : {Expected{kWeight, e.weight, {d, d}}, Expected{kBias, e.bias, {d}}}) {
       std::string at = where + "/" + x.name;
+      if (x.tensor.shape.empty() && x.tensor.values.empty()) {
+        problem("E_SCHEMA", std::string("missing ") + x.name, at);
+        continue;
+      }
       if (x.tensor.shape != x.shape) {
         problem("E_SCHEMA", std::string(x.name) + " has shape " + shape_text(x.tensor.shape) + ", expected " + shape_text(x.shape) + " for head_dim " + std::to_string(d), at);
         continue;
@@ -369,12 +380,19 @@ SlaFile read_sla_file(const std::string& path) {
 }
 
 SlaInspection inspect_sla_file(const std::string& path) {
-  pt::PtFile pt = pt::read_pt_file(path);
+  // Large storage records get their CRC checked in the same pass as their statistics.
+  pt::ReadOptions options;
+  options.zip.defer_crc_at_least = uint64_t(1) << 20;
+  pt::PtFile pt = pt::read_pt_file(path, options);
+  std::map<std::string, const pt::DeferredCrc*> unchecked;  // storage key -> record
+  for (const pt::DeferredCrc& d : pt.deferred_crcs) unchecked[d.storage_key] = &d;
+
   Payload p = read_payload(*pt.root);
   SlaInspection out;
   out.prefix = pt.prefix;
   out.container_version = pt.version;
   out.has_payload_version = p.has_version;
+  out.has_settings = p.has_settings;
   out.warnings = pt.warnings;
   out.problems = std::move(p.problems);
   for (Problem& problem : check_sla_file(p.file)) out.problems.push_back(std::move(problem));
@@ -382,7 +400,16 @@ SlaInspection inspect_sla_file(const std::string& path) {
     const SlaEntry& e = p.file.entries[i];
     EntrySummary summary{e.key, e.head_dim, e.dtype_token, {}};
     for (const auto& [name, tensor] : p.tensors[i]) {
-      pt::TensorStats stats = pt::tensor_stats(*tensor);
+      pt::TensorStats stats;
+      auto deferred = unchecked.find(tensor->storage->key);
+      if (deferred != unchecked.end()) {
+        uint32_t crc = 0;
+        stats = pt::tensor_stats_with_storage_crc(*tensor, &crc);
+        pt::check_deferred_crc(*deferred->second, crc);
+        unchecked.erase(deferred);
+      } else {
+        stats = pt::tensor_stats(*tensor);
+      }
       TensorSummary t;
       t.name = name;
       t.dtype = std::string(pt::dtype_info(tensor->dtype).name);
@@ -400,6 +427,9 @@ SlaInspection inspect_sla_file(const std::string& path) {
     }
     out.entries.push_back(std::move(summary));
   }
+  // Storages no summarised tensor used: checked on their own before anything is reported.
+  for (const auto& [key, deferred] : unchecked)
+    pt::check_deferred_crc(*deferred, crc32_update(0, deferred->entry.data, static_cast<size_t>(deferred->entry.size)));
   out.file = std::move(p.file);
   return out;
 }

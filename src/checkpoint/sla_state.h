@@ -114,6 +114,7 @@ struct SlaInspection {
   std::string prefix;                 // the archive's top folder
   int64_t container_version = 0;      // the zip's "version" record
   bool has_payload_version = false;   // "version" key present and an int
+  bool has_settings = false;          // "settings" present and a dict
   SlaFile file;                       // settings, version, extension; entries without values
   std::vector<EntrySummary> entries;  // file order
   std::vector<Problem> problems;      // schema and value problems; empty = valid

@@ -16,4 +16,9 @@ struct TensorStats {
 
 TensorStats tensor_stats(const Tensor& tensor);
 
+// The same statistics plus the CRC32 of the tensor's whole storage, in one pass over the bytes
+// (cache-sized chunks: CRC, then statistics of the part the tensor covers), so that checking and
+// summarising a large record reads it once.
+TensorStats tensor_stats_with_storage_crc(const Tensor& tensor, uint32_t* storage_crc);
+
 }  // namespace slackpt::pt

@@ -60,18 +60,26 @@ std::vector<fs::path> files_in(const fs::path& folder) {
   return out;
 }
 
+// The step of a checkpoint-<step> name; -1 for any other name.
+long long checkpoint_step(const fs::path& p) {
+  const std::string name = p.filename().string();
+  if (name.rfind("checkpoint-", 0) != 0) return -1;
+  const std::string step = name.substr(std::strlen("checkpoint-"));
+  if (step.empty() || step.size() > 15 || !std::all_of(step.begin(), step.end(), ::isdigit)) return -1;
+  return std::stoll(step);
+}
+
 // checkpoint-<step> folders under `folder` that hold an sla_attention.pt, newest (highest step) first.
 std::vector<fs::path> checkpoint_files_under(const fs::path& folder, const fs::path& except) {
   std::vector<std::pair<long long, fs::path>> found;
   std::error_code ec;
   for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind("checkpoint-", 0) != 0 || !is_folder(it->path())) continue;
-    if (!except.empty() && fs::equivalent(it->path(), except, ec)) continue;
-    const std::string step = name.substr(std::strlen("checkpoint-"));
-    if (step.empty() || step.size() > 15 || !std::all_of(step.begin(), step.end(), ::isdigit)) continue;
+    const long long step = checkpoint_step(it->path());
+    if (step < 0 || !is_folder(it->path())) continue;
+    std::error_code same_ec;
+    if (!except.empty() && fs::equivalent(it->path(), except, same_ec)) continue;
     fs::path file = it->path() / kSlaFileName;
-    if (is_file(file)) found.emplace_back(std::stoll(step), file);
+    if (is_file(file)) found.emplace_back(step, file);
   }
   std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   std::vector<fs::path> out;
@@ -240,8 +248,23 @@ ModelShape find_model_shape(const std::string& folder_text, const std::string& m
       break;
     }
   }
+  if (shape.head_dims.empty() && model_config.empty()) {
+    const std::string newest = newest_checkpoint_folder(folder_text);
+    if (!newest.empty()) return find_model_shape(newest);
+  }
   find_weights_dtype(folder, shape);
   return shape;
+}
+
+std::string newest_checkpoint_folder(const std::string& folder) {
+  std::string best;
+  long long best_step = -1;
+  std::error_code ec;
+  for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+    const long long step = checkpoint_step(it->path());
+    if (step > best_step && is_folder(it->path())) best_step = step, best = it->path().string();
+  }
+  return best;
 }
 
 namespace {

@@ -45,7 +45,8 @@ VerifyReport verify_path(const std::string& path, const VerifyOptions& options);
 
 // The attention shape of the model in a folder: head dims from `model_config` when given (E_CONFIG
 // when it cannot be read or has none), else transformer/config.json or config.json
-// (attention_head_dim, head_dim, or hidden_size / num_attention_heads); the dtype token (bf16,
+// (attention_head_dim, head_dim, or hidden_size / num_attention_heads), else those of the newest
+// checkpoint-<step>/ inside the folder (a LoRA output has no config of its own); the dtype token (bf16,
 // fp16, fp32, ...) of the float dtype holding most weight elements in the safetensors headers of
 // transformer/*.safetensors, else *.safetensors (data never read). Shared with regenerate.
 struct ModelShape {
@@ -55,6 +56,9 @@ struct ModelShape {
   std::string dtype_source;  // the weights file(s) it came from
 };
 ModelShape find_model_shape(const std::string& folder, const std::string& model_config = {});
+
+// The checkpoint-<step>/ folder with the highest step directly inside `folder`; empty when none.
+std::string newest_checkpoint_folder(const std::string& folder);
 
 // The reference implementation (thu-ml/SLA) asserts these block sizes; SimpleTuner catches the
 // assert and silently runs dense attention. Exposed for regenerate and inspect.

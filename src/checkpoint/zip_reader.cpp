@@ -91,6 +91,10 @@ void read_extras(ByteReader extras, uint64_t* uncompressed, uint64_t* compressed
 
 }  // namespace
 
+CheckpointError crc_mismatch(const ZipEntry& entry, uint32_t computed) {
+  return CheckpointError("E_CRC", "crc mismatch (stored " + hex32(entry.crc) + ", computed " + hex32(computed) + ")", entry.name);
+}
+
 const ZipEntry* ZipArchive::find(std::string_view record) const {
   for (const auto& e : entries)
     if (e.record == record) return &e;
@@ -307,16 +311,21 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
 
   // ---- CRC32 of every entry -------------------------------------------------------------------------
   size_t zero_crc = 0, nonempty = 0;
-  for (const auto& e : archive.entries) {
+  for (auto& e : archive.entries) {
     if (e.size == 0) continue;
     ++nonempty;
-    uint32_t actual = crc32_update(0, e.data, static_cast<size_t>(e.size));
-    if (e.crc == 0 && actual != 0) {
-      ++zero_crc;
+    bool defer = options.defer_crc_at_least > 0 && e.size >= options.defer_crc_at_least;
+    if (e.crc == 0) {
+      // A stored zero on data whose CRC is not zero: written with CRCs disabled.
+      if (defer || crc32_update(0, e.data, static_cast<size_t>(e.size)) != 0) ++zero_crc;
       continue;
     }
-    if (actual != e.crc)
-      throw CheckpointError("E_CRC", "crc mismatch (stored " + hex32(e.crc) + ", computed " + hex32(actual) + ")", e.name);
+    if (defer) {
+      e.crc_deferred = true;
+      continue;
+    }
+    uint32_t actual = crc32_update(0, e.data, static_cast<size_t>(e.size));
+    if (actual != e.crc) throw crc_mismatch(e, actual);
   }
   if (zero_crc > 0) {
     if (zero_crc != nonempty)

@@ -1,17 +1,19 @@
 // The bridge between the module and the fused CUDA kernels. Implemented by the CUDA layer
-// (sla_api.cpp) when SLA_HAVE_CUDA_KERNELS is defined; the module uses the reference otherwise.
+// (kernels/sla_api.cpp) when SLA_HAVE_CUDA_KERNELS is defined; the module uses the reference otherwise.
 #pragma once
 
+#include "reference.h"
 #include "sla_config.h"
 
 #include <ATen/ATen.h>
 
 #include <string>
+#include <vector>
 
 namespace sla {
 
 // True when the fused kernels support these inputs (CUDA, bf16/fp16, head_dim, layout, ...);
-// otherwise false with the reason in *why.
+// otherwise false with the reason in *why ("expected ..., got ...").
 bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const SlaConfig& cfg,
                           std::string* why);
 
@@ -20,5 +22,14 @@ bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Te
 at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& proj_w, const at::Tensor& proj_b, const SlaConfig& cfg,
                               double scale);
+
+// The block map of the kernels in the reference's format (lut int64 ascending, mask bool).
+reference::BlockMap cuda_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg);
+
+// Gradients {dq, dk, dv, d proj_w, d proj_b} of sum(grad_o ∘ cuda_sla_attention(...)); recomputes
+// the forward. For callers outside autograd (the sla::backward operator).
+std::vector<at::Tensor> cuda_sla_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                                          const SlaConfig& cfg, double scale);
 
 }  // namespace sla

@@ -164,3 +164,16 @@ def sla_branches(q, k, v, topk, blk):
 def test_help_has_an_example():
     r = run_ckpt("regenerate", "--help")
     assert r.returncode == 0 and "Example:" in r.stdout
+
+
+def test_lora_output_plan_takes_shape_and_settings_from_its_newest_checkpoint(tmp_path):
+    out = tmp_path / "output"
+    settings = {"topk": 0.25, "feature_map": "elu", "blkq": 128, "blkk": 64, "tie_feature_map_qk": True}
+    simpletuner_checkpoint(out, 50)
+    simpletuner_checkpoint(out, 300, settings=settings)
+    save_file({"lora_A": torch.zeros(2, 2)}, str(out / "pytorch_lora_weights.safetensors"))
+    p = plan(out)
+    assert [e["key"] for e in p["entries"]] == ["64:bf16"]
+    assert "checkpoint-300" in p["entries_source"]
+    assert p["settings_source"] == str(out / "checkpoint-300" / "sla_attention.pt")
+    assert {k: p["settings"][k] for k in settings} == settings

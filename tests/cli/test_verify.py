@@ -64,6 +64,12 @@ def test_lora_output_without_the_file_names_the_newest_checkpoint_file(tmp_path)
     r = run_ckpt("verify", out)
     assert r.returncode == 1 and "fail" in r.stdout and "checkpoint-1000" in r.stdout
 
+    # After the fix, coverage is judged with the newest checkpoint's transformer config.
+    shutil.copy(out / "checkpoint-1000" / "sla_attention.pt", out / "sla_attention.pt")
+    code, report = verify_json(out)
+    assert code == 0 and statuses(report, "coverage") == ["ok"]
+    assert "checkpoint-1000" in messages(report, "coverage")
+
 
 def test_model_card_line_is_evidence(tmp_path):
     (tmp_path / "README.md").write_text(f"# my model\n\n{SLA_CARD_LINE}\n")

@@ -103,12 +103,9 @@ Subcommand register_hub(CLI::App& parent) {
     if (!serve->parsed()) return int(kUnusable);
     try {
       return run_serve(*opts);
-    } catch (const std::invalid_argument& e) {
+    } catch (const std::exception& e) {  // every failure is before listening: bad arguments or root
       fmt::print(stderr, "sla-ckpt hub serve: {}\n", e.what());
       return int(kUnusable);
-    } catch (const std::exception& e) {
-      fmt::print(stderr, "sla-ckpt hub serve: {}\n", e.what());
-      return int(kFailed);
     }
   };
   return sub;

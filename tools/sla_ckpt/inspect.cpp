@@ -1,11 +1,116 @@
-// Placeholder: replaced by the real subcommand.
+// sla-ckpt inspect FILE [--json]: what an sla_attention.pt holds (version, settings, variant,
+// each entry's tensors with summary statistics) and every schema problem with its location.
+// Exit 0 valid, 1 readable with problems, 2 unreadable or bad arguments.
 #include "cli.h"
+
+#include "errors.h"
+#include "sla_state.h"
+
 #include <fmt/core.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <string>
+
 namespace slackpt::cli {
+
+namespace {
+
+struct InspectOptions {
+  std::string file;
+  bool json = false;
+};
+
+bool is_regenerated(const SlaFile& file) {
+  auto it = file.extension.find("regenerated");
+  return it != file.extension.end() && it->is_boolean() && it->get<bool>();
+}
+
+nlohmann::ordered_json to_json(const SlaInspection& r, const std::string& path) {
+  const SlaSettings& s = r.file.settings;
+  using json = nlohmann::ordered_json;
+  json out;
+  out["path"] = path;
+  out["format"] = r.format;
+  out["version"] = r.has_payload_version ? json(r.file.version) : json(nullptr);
+  out["settings"] = r.has_settings ? json{{"topk", s.topk}, {"feature_map", s.feature_map}, {"blkq", s.blkq}, {"blkk", s.blkk},
+                                          {"tie_feature_map_qk", s.tie_feature_map_qk}}
+                                   : json(nullptr);
+  out["variant"] = {{"value", r.file.variant()}, {"recorded", r.file.extension.contains("variant")}};
+  out["entries"] = json::array();
+  for (const EntrySummary& e : r.entries) {
+    json tensors = json::array();
+    for (const TensorSummary& t : e.tensors)
+      tensors.push_back({{"name", t.name}, {"dtype", t.dtype}, {"shape", t.shape}, {"sum", t.sum}, {"min", t.min},
+                         {"max", t.max}, {"abs_max", t.abs_max}, {"finite", t.finite}});
+    out["entries"].push_back({{"key", e.key}, {"head_dim", e.head_dim}, {"dtype", e.dtype_token}, {"tensors", tensors}});
+  }
+  out["problems"] = json::array();
+  for (const Problem& p : r.problems) out["problems"].push_back({{"code", p.code}, {"message", p.message}, {"where", p.where}});
+  if (r.file.has_extension) out["extension"] = r.file.extension;
+  out["regenerated"] = is_regenerated(r.file);
+  return out;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) { return "[" + fmt::format("{}", fmt::join(shape, ", ")) + "]"; }
+
+void print_human(const SlaInspection& r, const std::string& path) {
+  const SlaSettings& s = r.file.settings;
+  fmt::print("{}: torch.save archive \"{}/\" (record version {})\n", path, r.prefix, r.container_version);
+  fmt::print("version: {}\n", r.has_payload_version ? std::to_string(r.file.version) : std::string("missing"));
+  if (r.has_settings)
+    fmt::print("settings: topk={} feature_map={} blkq={} blkk={} tie_feature_map_qk={}\n", s.topk, s.feature_map, s.blkq,
+               s.blkk, s.tie_feature_map_qk ? "True" : "False");
+  else
+    fmt::print("settings: missing\n");
+  bool recorded = r.file.extension.contains("variant");
+  fmt::print("variant: {} ({})\n", r.file.variant(), recorded ? "recorded" : "assumed: the file does not record it");
+  if (auto writer = r.file.extension.find("writer"); writer != r.file.extension.end() && writer->is_string())
+    fmt::print("writer: {}\n", writer->get<std::string>());
+  if (is_regenerated(r.file)) fmt::print("note: regenerated, not trained with the model\n");
+  fmt::print("entries: {}\n", r.entries.size());
+  for (const EntrySummary& e : r.entries) {
+    fmt::print("  {}  head_dim={} dtype={}\n", e.key, e.head_dim, e.dtype_token);
+    for (const TensorSummary& t : e.tensors)
+      fmt::print("    {:<14} {:<9} {:<12} sum={:.6g} min={:.6g} max={:.6g} abs_max={:.6g} {}\n", t.name, t.dtype,
+                 shape_text(t.shape), t.sum, t.min, t.max, t.abs_max,
+                 t.finite ? "finite" : fmt::format("{} non-finite", t.nonfinite));
+  }
+  for (const std::string& w : r.warnings) fmt::print(stderr, "sla-ckpt inspect: warning: {}\n", w);
+  if (r.problems.empty()) {
+    fmt::print("problems: none\n");
+    return;
+  }
+  fmt::print("problems: {}\n", r.problems.size());
+  for (const Problem& p : r.problems) fmt::print("  {}: {} in {}\n", p.code, p.message, p.where);
+}
+
+int run_inspect(const InspectOptions& opts) {
+  SlaInspection result;
+  try {
+    result = inspect_sla_file(opts.file);
+  } catch (const CheckpointError& e) {
+    fmt::print(stderr, "sla-ckpt inspect: {}\n", e.what());
+    return kUnusable;
+  }
+  if (opts.json) fmt::print("{}\n", to_json(result, opts.file).dump());
+  else print_human(result, opts.file);
+  return result.problems.empty() ? kOk : kFailed;
+}
+
+}  // namespace
+
 Subcommand register_inspect(CLI::App& parent) {
+  auto opts = std::make_shared<InspectOptions>();
   Subcommand sub;
-  sub.app = parent.add_subcommand("inspect", "(not implemented yet)");
-  sub.run = [] { fmt::print(stderr, "sla-ckpt inspect: not implemented yet\n"); return int(kUnusable); };
+  sub.app = parent.add_subcommand("inspect", "Show what an sla_attention.pt holds and every problem with its location");
+  sub.app->add_option("FILE", opts->file, "the .pt file (torch.save format)")->required();
+  sub.app->add_flag("--json", opts->json, "print one JSON object instead of text");
+  sub.app->footer(
+      "Example: sla-ckpt inspect checkpoint-500/sla_attention.pt --json\n"
+      "Exit: 0 valid, 1 readable with problems, 2 unreadable or bad arguments.");
+  sub.run = [opts] { return run_inspect(*opts); };
   return sub;
 }
+
 }  // namespace slackpt::cli

@@ -106,6 +106,24 @@ std::optional<std::pair<json, std::string>> settings_from_training_config(const 
   return std::nullopt;
 }
 
+// The settings of the newest checkpoint's sla_attention.pt beside or below the folder: the run's own.
+std::optional<std::pair<json, std::string>> settings_from_sibling_checkpoint(const fs::path& folder) {
+  for (const fs::path& dir : {folder, folder.parent_path()}) {
+    const std::string newest = newest_checkpoint_folder(dir.string());
+    if (newest.empty() || fs::path(newest) == folder) continue;
+    const fs::path file = fs::path(newest) / kSlaFileName;
+    try {
+      const SlaSettings s = load_sla_file(file.string()).file.settings;
+      return std::pair{json{{"topk", s.topk}, {"feature_map", s.feature_map}, {"blkq", s.blkq}, {"blkk", s.blkk},
+                            {"tie_feature_map_qk", s.tie_feature_map_qk}},
+                       file.string()};
+    } catch (const CheckpointError&) {
+      continue;  // unreadable: not a source of settings
+    }
+  }
+  return std::nullopt;
+}
+
 struct Plan {
   json body;
   bool existing_valid = false;
@@ -124,6 +142,9 @@ Plan make_plan(const RegenerateArgs& args) {
   } else if (auto found = settings_from_training_config(folder)) {
     plan["settings"] = resolve_settings(found->first, found->second);
     plan["settings_source"] = found->second;
+  } else if (auto sibling = settings_from_sibling_checkpoint(folder)) {
+    plan["settings"] = resolve_settings(sibling->first, sibling->second);
+    plan["settings_source"] = sibling->second;
   } else {
     plan["settings"] = resolve_settings(json::object(), "defaults");
     plan["settings_source"] = "defaults";

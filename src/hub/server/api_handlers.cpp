@@ -189,6 +189,52 @@ void handle_tree(ServerContext& ctx, Call& call, const RepoRef& repo, const std:
   call.reply_json(200, entries);
 }
 
+void handle_paths_info(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
+  auto commit = ctx.store.resolve(repo, revision);
+  std::string body = call.read_body(kJsonBodyLimit);
+  std::vector<std::string> paths;
+  json doc = json::parse(body, nullptr, false);
+  if (doc.is_object() && doc.contains("paths") && doc["paths"].is_array()) {  // JSON, as some clients send
+    for (const auto& p : doc["paths"]) {
+      if (p.is_string()) paths.push_back(p.get<std::string>());
+    }
+  } else {  // huggingface_hub sends a form: paths=a&paths=b&expand=False
+    for (const auto& [key, value] : decode_form(body)) {
+      if (key == "paths") paths.push_back(value);
+    }
+  }
+  // Like the Hub: paths that do not exist are left out of the answer.
+  json entries = json::array();
+  for (std::string path : paths) {
+    while (!path.empty() && path.back() == '/') path.pop_back();
+    auto file = commit->tree.find(path);
+    if (file != commit->tree.end()) {
+      entries.push_back(file_entry_json(path, file->second));
+    } else if (!path.empty()) {
+      std::string prefix = path + "/";
+      auto below = commit->tree.lower_bound(prefix);
+      if (below != commit->tree.end() && below->first.compare(0, prefix.size(), prefix) == 0) {
+        entries.push_back({{"type", "directory"}, {"path", path}, {"oid", folder_oid(commit->tree, path)}, {"size", 0}});
+      }
+    }
+  }
+  call.res.set_header("X-Repo-Commit", commit->id);
+  call.reply_json(200, entries);
+}
+
+void handle_create_branch(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch) {
+  ctx.store.require_repo(repo);
+  json body = json::parse(call.read_body(kJsonBodyLimit), nullptr, false);
+  std::string start = "main";
+  if (body.is_object() && body.contains("startingPoint") && body["startingPoint"].is_string()) {
+    start = body["startingPoint"].get<std::string>();
+  }
+  if (!ctx.store.create_branch(repo, branch, start)) {
+    throw HttpError(409, "", "Reference already exists: refs/heads/" + branch);
+  }
+  call.reply_json(200, json::object());
+}
+
 void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
   auto commit = ctx.store.resolve(repo, revision);
   json body = call.read_json_object(kJsonBodyLimit);

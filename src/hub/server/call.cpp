@@ -13,7 +13,8 @@ bool Call::flag(const std::string& name) const {
 }
 
 uint64_t Call::stream_body(const std::function<void(const char*, size_t)>& receive) const {
-  if (!body_reader) return 0;
+  if (!body_reader || body_state != BodyState::kUnread) return 0;
+  body_state = BodyState::kBroken;  // until the reader reports the whole body
   uint64_t total = 0;
   std::exception_ptr failure;
   bool complete = (*body_reader)([&](const char* data, size_t size) {
@@ -28,6 +29,7 @@ uint64_t Call::stream_body(const std::function<void(const char*, size_t)>& recei
   });
   if (failure) std::rethrow_exception(failure);
   if (!complete) throw bad_request("the request body ended early");
+  body_state = BodyState::kRead;
   return total;
 }
 

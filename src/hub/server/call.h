@@ -26,6 +26,9 @@ struct Call {
   const httplib::ContentReader* body_reader;  // null when the request has no body
   std::vector<std::string> segments;          // the path, split at '/' and decoded per segment
   std::string base_url;                       // "http://<Host>", for absolute URLs in answers
+  // Whether the body was read to its end: a keep-alive connection is only reusable when it was.
+  enum class BodyState { kUnread, kRead, kBroken };
+  mutable BodyState body_state = BodyState::kUnread;
 
   bool is_head() const { return req.method == "HEAD"; }
   bool flag(const std::string& name) const;  // query "name=1" or "name=true"
@@ -52,6 +55,8 @@ void handle_validate_yaml(ServerContext& ctx, Call& call);
 void handle_repo_info(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 void handle_tree(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision,
                  const std::string& path);
+void handle_paths_info(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
+void handle_create_branch(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch);
 void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 

@@ -78,8 +78,8 @@ void serve_object(ServerContext& ctx, Call& call, const std::string& sha256, uin
     call.res.set_header("Content-Range", "bytes " + std::to_string(body.first) + "-" +
                                              std::to_string(body.first + body.length - 1) + "/" + std::to_string(size));
   }
-  // Content-Length is set by hand and the provider has no length, so httplib neither applies
-  // ranges of its own (0.11.4 does not bound-check them) nor stops a cut body short of the header.
+  // Content-Length is set by hand and the provider has no length, so a fault can end the body
+  // short of what the header promised.
   call.res.set_header("Content-Length", std::to_string(body.length));
   if (call.is_head()) return;
 

@@ -76,6 +76,22 @@ void write_at(int fd, const char* data, size_t size, uint64_t offset) {
   }
 }
 
+void BufferedFileWriter::append(const char* data, size_t size) {
+  if (buffer_.size() + size > kCapacity) flush();
+  if (size >= kCapacity) {
+    write_at(fd_, data, size, offset_);
+    offset_ += size;
+    return;
+  }
+  buffer_.append(data, size);
+}
+
+void BufferedFileWriter::flush() {
+  write_at(fd_, buffer_.data(), buffer_.size(), offset_);
+  offset_ += buffer_.size();
+  buffer_.clear();
+}
+
 void sync_fd(int fd, const std::string& what) {
   // A failed fsync leaves pages marked clean, so it is fatal for this write, never retried.
   if (::fsync(fd) != 0) throw io_error("fsync failed for", what);

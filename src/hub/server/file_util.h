@@ -53,6 +53,20 @@ Fd open_temp_file(const std::string& folder, std::string& temp_path);
 void write_at(int fd, const char* data, size_t size, uint64_t offset);
 void sync_fd(int fd, const std::string& what);
 
+// Collects small pieces (httplib hands request bodies over 4 KiB at a time) into large writes.
+class BufferedFileWriter {
+ public:
+  BufferedFileWriter(int fd, uint64_t offset) : fd_(fd), offset_(offset) { buffer_.reserve(kCapacity); }
+  void append(const char* data, size_t size);
+  void flush();
+
+ private:
+  static constexpr size_t kCapacity = 1 << 20;
+  int fd_;
+  uint64_t offset_;
+  std::string buffer_;
+};
+
 // sha256 fed piece by piece, for bodies that are streamed to disk.
 class Sha256Stream {
  public:

@@ -14,6 +14,9 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kThreads = 64;  // keep-alive connections hold a thread each
+// httplib 0.11.4 lets an idle keep-alive connection wait out this timeout even after stop(), so it
+// bounds how long a shutdown takes; clients check pooled connections before reuse.
+constexpr time_t kKeepAliveSeconds = 2;
 
 // The Host header, if it is a plain host[:port]; it makes answered URLs match what the client used.
 std::string base_url_for(const httplib::Request& req, const ServerOptions& options, int port) {
@@ -72,6 +75,8 @@ void route_api(ServerContext& ctx, Call& call) {
   if (s.size() >= 6) {
     if (action == "revision" && get) return handle_repo_info(ctx, call, repo, join_segments(s, 5));
     if (action == "tree" && get) return handle_tree(ctx, call, repo, s[5], join_segments(s, 6));
+    if (action == "branch" && m == "POST") return handle_create_branch(ctx, call, repo, join_segments(s, 5));
+    if (action == "paths-info" && m == "POST") return handle_paths_info(ctx, call, repo, join_segments(s, 5));
     if (action == "preupload" && m == "POST") return handle_preupload(ctx, call, repo, join_segments(s, 5));
     if (action == "commit" && m == "POST") return handle_commit(ctx, call, repo, join_segments(s, 5));
   }
@@ -124,8 +129,13 @@ struct HubServer::Impl {
     // httplib has already decoded req.path as a whole; routing needs the raw path so that an
     // encoded '/' (refs%2Fpr%2F1) stays inside its segment.
     std::string raw_path = req.target.substr(0, req.target.find('?'));
+    // Ranges are answered by serve_object alone: httplib 0.11.4 would otherwise also slice every
+    // body (error JSON included) without bounds checks. The Request is httplib's non-const local,
+    // handed to handlers as const, so clearing it here is well defined.
+    const_cast<httplib::Request&>(req).ranges.clear();
+    Call call{req, res, reader, {}, base_url_for(req, ctx.options, port)};
     try {
-      Call call{req, res, reader, decode_path_segments(raw_path), base_url_for(req, ctx.options, port)};
+      call.segments = decode_path_segments(raw_path);
       route(ctx, call);
     } catch (const HttpError& e) {
       reply_error(res, e.status(), e.code(), e.what());
@@ -133,6 +143,32 @@ struct HubServer::Impl {
       fmt::print(stderr, "hub serve: {} {}: internal error: {}\n", req.method, raw_path, e.what());
       reply_error(res, 500, "", std::string("internal server error: ") + e.what());
     }
+    finish_body(call);
+  }
+
+  // Bytes of a body left unread would be parsed as the next request on this connection: drain a
+  // body the handler never read, and close the connection after a body that broke off midway.
+  static void finish_body(Call& call) {
+    if (call.body_state == Call::BodyState::kUnread && call.body_reader) {
+      try {
+        call.stream_body([](const char*, size_t) {});
+      } catch (const std::exception&) {
+      }
+    }
+    if (call.body_state != Call::BodyState::kBroken) return;
+    auto& res = call.res;
+    std::string body = std::move(res.body);
+    std::string content_type = res.get_header_value("Content-Type");
+    res.body.clear();
+    res.headers.erase("Content-Type");
+    res.set_header("Content-Length", std::to_string(body.size()));
+    res.set_header("Connection", "close");
+    // A provider that fails after writing makes httplib close the socket once the answer is out.
+    res.set_content_provider(content_type.empty() ? "application/json" : content_type,
+                             [body](size_t, httplib::DataSink& sink) {
+                               sink.write(body.data(), body.size());
+                               return false;
+                             });
   }
 
   ServerContext ctx;
@@ -145,7 +181,7 @@ HubServer::HubServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::
   Impl* impl = impl_.get();
   http.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
   http.set_keep_alive_max_count(1000);
-  http.set_keep_alive_timeout(30);
+  http.set_keep_alive_timeout(kKeepAliveSeconds);
   http.set_read_timeout(120);
   http.set_write_timeout(120);
   auto plain = [impl](const httplib::Request& req, httplib::Response& res) { impl->serve(req, res, nullptr); };

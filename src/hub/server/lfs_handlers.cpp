@@ -86,13 +86,15 @@ void put_basic(ServerContext& ctx, Call& call, const std::string& oid) {
   Fd fd = open_temp_file(ctx.store.temp_dir(), temp);
   try {
     Sha256Stream sha;
+    BufferedFileWriter writer(fd.get(), 0);
     uint64_t written = 0;
     uint64_t received = call.stream_body([&](const char* data, size_t n) {
       if (written + n > size) throw bad_request("LFS upload of " + oid + ": body longer than " + std::to_string(size));
       sha.update(data, n);
-      write_at(fd.get(), data, n, written);
+      writer.append(data, n);
       written += n;
     });
+    writer.flush();
     check_received(oid, size, sha.hex(), received);
     sync_fd(fd.get(), temp);
   } catch (...) {
@@ -121,11 +123,13 @@ void put_part(ServerContext& ctx, Call& call, const std::string& oid, const std:
   Fd fd(::open((dir + "/data").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (fd.get() < 0) throw std::runtime_error("cannot open " + dir + "/data");
   const uint64_t end = offset + expected;
+  BufferedFileWriter writer(fd.get(), offset);
   uint64_t received = call.stream_body([&](const char* data, size_t n) {
     if (offset + n > end) throw bad_request("part " + part_text + " of " + oid + ": body longer than " + std::to_string(expected));
-    write_at(fd.get(), data, n, offset);
+    writer.append(data, n);
     offset += n;
   });
+  writer.flush();
   if (received != expected) {
     throw bad_request("part " + part_text + " of " + oid + ": received " + std::to_string(received) +
                       " bytes, expected " + std::to_string(expected));

@@ -290,6 +290,19 @@ CommitResult RepoStore::commit(const RepoRef& repo, const std::string& revision,
   return result;
 }
 
+bool RepoStore::create_branch(const RepoRef& repo, const std::string& branch, const std::string& starting_point) {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  if (!is_branch_name(branch) || branch.rfind("refs/", 0) == 0 || is_commit_id(branch)) {
+    throw bad_request("invalid branch name '" + branch + "'");
+  }
+  auto start = resolve(repo, starting_point);
+  std::string ref = repo_dir(repo) + "/refs/heads/" + branch;
+  if (file_exists(ref)) return false;
+  make_dirs(ref.substr(0, ref.rfind('/')));
+  write_file_atomic(ref, start->id);
+  return true;
+}
+
 std::string RepoStore::object_path(const std::string& sha256) const {
   return root_ + "/objects/" + sha256.substr(0, 2) + "/" + sha256;
 }

@@ -105,6 +105,10 @@ class RepoStore {
   // with create_pr opens refs/pr/<N> from that head. Throws HttpError (400, 404, 412).
   CommitResult commit(const RepoRef& repo, const std::string& revision, const CommitRequest& request);
 
+  // Creates branch at the commit starting_point resolves to; false when the branch exists.
+  // Throws a 400 HttpError for a name that is not a valid branch name.
+  bool create_branch(const RepoRef& repo, const std::string& branch, const std::string& starting_point);
+
   // Content storage by sha256.
   std::string object_path(const std::string& sha256) const;
   // Size of the stored object, or -1 when it is not stored.

@@ -18,12 +18,12 @@ int hex_value(char c) {
   return -1;
 }
 
-std::string percent_decode(const std::string& s) {
+std::string percent_decode(const std::string& s, bool plus_is_space = false) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] != '%') {
-      out += s[i];
+      out += plus_is_space && s[i] == '+' ? ' ' : s[i];
       continue;
     }
     int hi = i + 2 < s.size() ? hex_value(s[i + 1]) : -1;
@@ -48,6 +48,23 @@ std::vector<std::string> decode_path_segments(const std::string& raw_path) {
     start = slash + 1;
   }
   return segments;
+}
+
+std::vector<std::pair<std::string, std::string>> decode_form(const std::string& body) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t amp = body.find('&', start);
+    std::string item = body.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    size_t eq = item.find('=');
+    if (!item.empty()) {
+      fields.emplace_back(percent_decode(item.substr(0, eq), true),
+                          eq == std::string::npos ? std::string() : percent_decode(item.substr(eq + 1), true));
+    }
+    if (amp == std::string::npos) break;
+    start = amp + 1;
+  }
+  return fields;
 }
 
 std::string encode_path(const std::string& path) {

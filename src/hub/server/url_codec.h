@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace slahub::server {
@@ -11,6 +12,9 @@ namespace slahub::server {
 // Splits the raw request path (no query) at '/' and percent-decodes each segment; empty segments
 // are dropped. Throws a 400 HttpError on a malformed escape.
 std::vector<std::string> decode_path_segments(const std::string& raw_path);
+
+// Decodes an application/x-www-form-urlencoded body ('+' is a space) into (key, value) pairs.
+std::vector<std::pair<std::string, std::string>> decode_form(const std::string& body);
 
 // Percent-encodes a repo path for a URL, keeping '/' (as the client does for resolve paths).
 std::string encode_path(const std::string& path);

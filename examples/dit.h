@@ -1,0 +1,123 @@
+// A small diffusion transformer (DiT) trained with SLA by flow matching on synthetic images: the
+// model of the example, the demo and `sla-ckpt regenerate`.
+//
+// Model: 4x4 patches of 3x32x32 images (64 tokens), a learned position embedding, a time
+// embedding added to every token, `depth` pre-norm transformer blocks whose self-attention goes
+// through the SLA attention backend, then a linear head back to pixels.
+// Objective: x0 ~ N(0, 1), x1 = a synthetic image, t ~ U(0, 1), x_t = (1 - t) x0 + t x1; the model
+// predicts the velocity x1 - x0 (mean squared error).
+// Determinism: the weights come from the seed; the batch of step s from a generator seeded with
+// (seed, s), so a resumed run sees exactly the batches of an uninterrupted one.
+//
+// A checkpoint folder checkpoint-<step>/ holds (diffusers-like layout, so tools can read the
+// attention shape):
+//   transformer/config.json                             model shape (attention_head_dim, ...)
+//   transformer/diffusion_pytorch_model.safetensors     float32 weights
+//   optimizer.pt                                        torch::save of the AdamW optimizer
+//   training_state.json                                 step, seed, losses, settings
+//   sla_attention.pt                                    the SLA state (when SLA ran)
+#pragma once
+
+#include "hooks.h"
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/optim/adamw.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sla_dit {
+
+struct DitConfig {
+  int64_t image_size = 32;
+  int64_t channels = 3;
+  int64_t patch_size = 4;
+  int64_t num_attention_heads = 2;
+  int64_t attention_head_dim = 32;
+  int64_t depth = 2;
+  int64_t mlp_ratio = 4;
+
+  int64_t hidden_size() const { return num_attention_heads * attention_head_dim; }
+  int64_t tokens() const { return (image_size / patch_size) * (image_size / patch_size); }
+};
+
+class TransformerBlockImpl : public torch::nn::Module {
+ public:
+  TransformerBlockImpl(const DitConfig& cfg, std::shared_ptr<sla::AttentionBackend> backend);
+  at::Tensor forward(const at::Tensor& x);  // (B, L, hidden)
+
+ private:
+  DitConfig cfg_;
+  std::shared_ptr<sla::AttentionBackend> backend_;
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  torch::nn::Linear qkv{nullptr}, out{nullptr}, fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+class DitImpl : public torch::nn::Module {
+ public:
+  DitImpl(const DitConfig& cfg, std::shared_ptr<sla::AttentionBackend> backend);
+  // x: (B, C, H, W) noisy images, t: (B) times in [0, 1] -> predicted velocity (B, C, H, W).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& t);
+  const DitConfig& config() const { return cfg_; }
+
+ private:
+  DitConfig cfg_;
+  torch::nn::Linear patch_embed{nullptr}, time_fc1{nullptr}, time_fc2{nullptr}, head{nullptr};
+  at::Tensor position;  // (1, L, hidden)
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm final_norm{nullptr};
+};
+TORCH_MODULE(Dit);
+
+struct TrainOptions {
+  DitConfig model;
+  std::string attention_mechanism = "sla";  // sla | sdpa
+  std::string sla_config;                   // JSON or Python-dict literal
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int64_t batch_size = 8;
+  double learning_rate = 1e-3;
+};
+
+// One synthetic batch (deterministic in seed and step): clean images x1 (B, C, H, W) in [-1, 1].
+at::Tensor synthetic_images(const DitConfig& cfg, int64_t batch_size, uint64_t seed, int64_t step);
+
+class Trainer {
+ public:
+  explicit Trainer(TrainOptions options);
+  // A trainer in the state saved in a checkpoint folder: options (model shape, seed, SLA
+  // settings) from its training_state.json unless `overrides` gives them, weights, optimizer and
+  // SLA state from its files.
+  static std::unique_ptr<Trainer> from_checkpoint(const std::string& dir, const TrainOptions* overrides = nullptr);
+
+  // Runs step() + 1: forward, backward, optimizer step. Returns the loss.
+  double train_step();
+  void save_checkpoint(const std::string& dir) const;
+
+  // Only the SLA projections learn from now on (what `sla-ckpt regenerate` needs).
+  void freeze_all_but_sla();
+
+  int64_t step() const { return step_; }
+  const std::vector<double>& losses() const { return losses_; }
+  const TrainOptions& options() const { return options_; }
+  Dit& model() { return model_; }
+  sla::AttentionBackend& backend() { return *backend_; }
+
+ private:
+  void load_state(const std::string& dir);
+
+  TrainOptions options_;
+  torch::Device device_;
+  std::shared_ptr<sla::AttentionBackend> backend_;
+  Dit model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  int64_t step_ = 0;
+  std::vector<double> losses_;
+};
+
+}  // namespace sla_dit

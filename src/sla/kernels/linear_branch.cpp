@@ -1,0 +1,143 @@
+#include "linear_branch.h"
+
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <algorithm>
+#include <functional>
+
+namespace sla::kernels {
+
+namespace {
+
+// Elements per float32 temporary of one chunk: 4M (16 MB) keeps the chunk's ~15 live temporaries
+// around 250 MB at L = 32k, D = 128, while small problems run in one chunk.
+constexpr int64_t kChunkElements = int64_t(1) << 22;
+
+at::Tensor feature_map(const at::Tensor& x, FeatureMap f) {
+  switch (f) {
+    case FeatureMap::kSoftmax: return at::softmax(x, -1);
+    case FeatureMap::kElu: return at::elu(x) + 1;
+    case FeatureMap::kRelu: return at::relu(x);
+  }
+  throw std::invalid_argument("sla: unknown feature map");
+}
+
+// Rows (c, L, D) -> blocks (c, N, blk, D), zero rows appended to fill the last block.
+at::Tensor to_blocks(const at::Tensor& x, int64_t blk) {
+  const int64_t L = x.size(1), n = (L + blk - 1) / blk;
+  return at::constant_pad_nd(x, {0, 0, 0, n * blk - L}).reshape({x.size(0), n, blk, x.size(2)});
+}
+
+// o_l for one chunk: qc, kc, vc (c, L, D) float32; mask_c (c, Nq, Nk) bool for complement.
+at::Tensor linear_branch_chunk(const at::Tensor& qc, const at::Tensor& kc, const at::Tensor& vc,
+                               const at::Tensor& mask_c, const SlaConfig& cfg) {
+  const at::Tensor phi_q = feature_map(qc, cfg.feature_map);  // (c, L, D)
+  const at::Tensor phi_k = feature_map(kc, cfg.feature_map);  // (c, L, D)
+  if (cfg.variant == Variant::kAll) {
+    const at::Tensor state = at::bmm(phi_k.transpose(1, 2), vc);  // S: (c, D, D)
+    const at::Tensor z = phi_k.sum(1);                             // (c, D)
+    const at::Tensor den = at::bmm(phi_q, z.unsqueeze(2)) + 1e-5;   // (c, L, 1)
+    return at::bmm(phi_q, state) / den;
+  }
+  const int64_t c = qc.size(0), L = qc.size(1), D = qc.size(2);
+  // Per key block states; the padding rows are zeroed after φ (φ(0) is not 0 for softmax, elu).
+  const at::Tensor kb = to_blocks(phi_k, cfg.blkk);                        // (c, Nk, blkk, D)
+  const at::Tensor vb = to_blocks(vc, cfg.blkk);                           // (c, Nk, blkk, D), zero pad
+  const int64_t nk = kb.size(1);
+  const at::Tensor valid_k = (at::arange(nk * cfg.blkk, qc.options()) < L).to(qc.scalar_type()).view({1, nk, cfg.blkk, 1});
+  const at::Tensor kbm = kb * valid_k;
+  const at::Tensor block_state = at::matmul(kbm.transpose(2, 3), vb).view({c, nk, D * D});  // S_j (c, Nk, D*D)
+  const at::Tensor block_z = kbm.sum(2);                                                   // z_j (c, Nk, D)
+  const at::Tensor unselected = mask_c.logical_not().to(qc.scalar_type());                 // (c, Nq, Nk)
+  const int64_t nq = unselected.size(1);
+  const at::Tensor state = at::bmm(unselected, block_state).view({c, nq, D, D});  // S_i (c, Nq, D, D)
+  const at::Tensor z = at::bmm(unselected, block_z);                              // z_i (c, Nq, D)
+  const at::Tensor qb = to_blocks(phi_q, cfg.blkq);                               // (c, Nq, blkq, D)
+  const at::Tensor num = at::matmul(qb, state);                                   // (c, Nq, blkq, D)
+  const at::Tensor den = at::matmul(qb, z.unsqueeze(3));                          // (c, Nq, blkq, 1)
+  // Nothing left to attend linearly: num is exactly 0 there; a safe denominator keeps 0 and finite grads.
+  const at::Tensor safe_den = at::where(den == 0, at::ones_like(den), den);
+  return (num / safe_den).view({c, nq * cfg.blkq, D}).slice(1, 0, L);
+}
+
+// Calls fn(b, h0, h1) over chunks of heads.
+void for_each_chunk(const at::Tensor& q, const std::function<void(int64_t, int64_t, int64_t)>& fn) {
+  const int64_t B = q.size(0), H = q.size(1), per_head = q.size(2) * q.size(3);
+  const int64_t heads_per_chunk = std::max<int64_t>(1, kChunkElements / per_head);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h0 = 0; h0 < H; h0 += heads_per_chunk) fn(b, h0, std::min(H, h0 + heads_per_chunk));
+  }
+}
+
+at::Tensor chunk_of(const at::Tensor& x, int64_t b, int64_t h0, int64_t h1) {
+  return x.select(0, b).slice(0, h0, h1);
+}
+
+}  // namespace
+
+FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
+                                    const SlaConfig& cfg) {
+  at::NoGradGuard no_grad;
+  const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
+  const auto f32 = k.options().dtype(at::kFloat);
+  at::Tensor state = at::empty({B, H, D, D}, f32);  // S = φ(K)ᵀ V
+  at::Tensor z = at::empty({B, H, D}, f32);         // Σ_rows φ(K)
+  for_each_chunk(k, [&](int64_t b, int64_t h0, int64_t h1) {
+    const at::Tensor phi_k = feature_map(chunk_of(k, b, h0, h1).to(at::kFloat), cfg.feature_map);  // (c, L, D)
+    at::Tensor state_c = chunk_of(state, b, h0, h1), z_c = chunk_of(z, b, h0, h1);
+    at::bmm_out(state_c, phi_k.transpose(1, 2), chunk_of(v, b, h0, h1).to(at::kFloat));
+    at::sum_out(z_c, phi_k, {1});
+  });
+  const double c = double(L);
+  FusedLinearState out;
+  out.state = (at::matmul(state, proj_w.to(at::kFloat).t()) / c).to(k.scalar_type()).view({B * H, D, D}).contiguous();
+  out.z = (z / c).view({B * H, D}).contiguous();
+  out.eps = float(1e-5 / c);
+  return out;
+}
+
+at::Tensor linear_branch_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& mask,
+                                 const SlaConfig& cfg) {
+  at::NoGradGuard no_grad;
+  at::Tensor out = at::empty(q.sizes(), q.options().dtype(at::kFloat));  // (B, H, L, D)
+  const at::Tensor w = proj_w.to(at::kFloat), bias = proj_b.to(at::kFloat);
+  for_each_chunk(q, [&](int64_t b, int64_t h0, int64_t h1) {
+    const at::Tensor mask_c = mask.defined() ? chunk_of(mask, b, h0, h1) : at::Tensor();
+    const at::Tensor o_l = linear_branch_chunk(chunk_of(q, b, h0, h1).to(at::kFloat),
+                                               chunk_of(k, b, h0, h1).to(at::kFloat),
+                                               chunk_of(v, b, h0, h1).to(at::kFloat), mask_c, cfg);
+    chunk_of(out, b, h0, h1).copy_(at::linear(o_l, w, bias));
+  });
+  return out;
+}
+
+LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                   const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                                   const at::Tensor& mask, const SlaConfig& cfg) {
+  const auto f32 = q.options().dtype(at::kFloat);
+  LinearGrads g{at::empty(q.sizes(), f32), at::empty(k.sizes(), f32), at::empty(v.sizes(), f32),
+                at::zeros(proj_w.sizes(), f32), at::zeros(proj_b.sizes(), f32)};
+  // Recompute the chunk under autograd and differentiate it: the formulas of the spec (§4) are
+  // exactly what autograd derives, and only one chunk's graph is alive at a time.
+  at::AutoGradMode grad_mode(true);
+  for_each_chunk(q, [&](int64_t b, int64_t h0, int64_t h1) {
+    const at::Tensor qc = chunk_of(q, b, h0, h1).to(at::kFloat).detach().requires_grad_(true);
+    const at::Tensor kc = chunk_of(k, b, h0, h1).to(at::kFloat).detach().requires_grad_(true);
+    const at::Tensor vc = chunk_of(v, b, h0, h1).to(at::kFloat).detach().requires_grad_(true);
+    const at::Tensor w = proj_w.to(at::kFloat).detach().requires_grad_(true);
+    const at::Tensor bias = proj_b.to(at::kFloat).detach().requires_grad_(true);
+    const at::Tensor mask_c = mask.defined() ? chunk_of(mask, b, h0, h1) : at::Tensor();
+    const at::Tensor y = at::linear(linear_branch_chunk(qc, kc, vc, mask_c, cfg), w, bias);
+    const auto grads = torch::autograd::grad({y}, {qc, kc, vc, w, bias}, {chunk_of(grad_o, b, h0, h1).to(at::kFloat)});
+    chunk_of(g.dq, b, h0, h1).copy_(grads[0]);
+    chunk_of(g.dk, b, h0, h1).copy_(grads[1]);
+    chunk_of(g.dv, b, h0, h1).copy_(grads[2]);
+    g.dw.add_(grads[3]);
+    g.db.add_(grads[4]);
+  });
+  return g;
+}
+
+}  // namespace sla::kernels

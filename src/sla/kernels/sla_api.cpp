@@ -1,0 +1,302 @@
+// The LibTorch face of the kernels: checks ("expected ..., got ..."), allocation, the params
+// struct, the block map glue and the autograd Function. The only file of kernels/ that sees torch.
+#include "sla_kernels.h"
+
+#include "linear_branch.h"
+#include "sla_launch.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cmath>
+#include <sstream>
+
+namespace sla {
+
+namespace {
+
+using kernels::SlaParams;
+using kernels::TensorRef;
+using kernels::LinearGrads;
+using kernels::linear_branch_backward;
+using kernels::linear_branch_forward;
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+// The kernels read rows of 16 bytes with unit stride over D; anything else gets a copy.
+at::Tensor kernel_layout(const at::Tensor& x) {
+  const bool ok = x.stride(3) == 1 && x.stride(2) % 8 == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+  return ok ? x : x.contiguous();
+}
+
+TensorRef ref(const at::Tensor& x) {
+  if (!x.defined()) return {};
+  return TensorRef{x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)};
+}
+
+float effective_scale(double scale, int64_t d) { return scale > 0 ? float(scale) : float(1.0 / std::sqrt(double(d))); }
+
+// The block map in the kernels' format.
+struct DeviceBlockMap {
+  at::Tensor lut;       // int32 (B*H, Nq, n) ascending
+  at::Tensor kv_count;  // int32 (B*H, Nk)
+  at::Tensor kv_list;   // int32 (B*H, Nk, Nq)
+  at::Tensor lut64;     // int64 (B*H, Nq, n), for the mask and the reference format
+};
+
+SlaParams base_params(const at::Tensor& q, const SlaConfig& cfg, double scale) {
+  SlaParams p{};
+  p.elem = q.scalar_type() == at::kHalf ? kernels::ElemType::kFp16 : kernels::ElemType::kBf16;
+  p.head_dim = int(q.size(3));
+  p.blkq = int(cfg.blkq);
+  p.blkk = int(cfg.blkk);
+  p.batch = int(q.size(0));
+  p.heads = int(q.size(1));
+  p.seqlen = int(q.size(2));
+  p.num_q_blocks = int((q.size(2) + cfg.blkq - 1) / cfg.blkq);
+  p.num_k_blocks = int((q.size(2) + cfg.blkk - 1) / cfg.blkk);
+  p.blocks_per_row = int(reference::blocks_per_row(cfg.topk, p.num_k_blocks));
+  p.scale = effective_scale(scale, q.size(3));
+  p.scale_log2 = p.scale * 1.4426950408889634f;
+  return p;
+}
+
+void check_status(const SlaParams& p) {
+  const kernels::Status s = kernels::can_implement(p);
+  TORCH_CHECK(s == kernels::Status::kSuccess, "sla kernels: expected ", kernels::to_string(s));
+}
+
+// Row counts of the blocks (the last one may be partial), float32 (N, 1).
+at::Tensor block_rows(int64_t n, int64_t blk, int64_t L, const at::TensorOptions& opts) {
+  return (L - at::arange(n, opts) * blk).clamp_max(blk).unsqueeze(1);
+}
+
+DeviceBlockMap device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
+  SlaParams p = base_params(q, cfg, 0.0);
+  p.q = ref(q);
+  p.k = ref(k);
+  check_status(p);
+  const int64_t bh = int64_t(p.batch) * p.heads, nq = p.num_q_blocks, nk = p.num_k_blocks, D = p.head_dim;
+  const int max_blocks = int(std::max(nq, nk));
+  const auto f32 = q.options().dtype(at::kFloat);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+  at::Tensor sums = at::empty({2, bh, max_blocks, D}, f32);  // block sums of q rows, k rows
+  kernels::run_block_pool(p, sums.data_ptr<float>(), max_blocks, stream);
+  // pq = mean of q rows per block; pk = mean of smooth-k rows = block mean of k − mean of all k.
+  const at::Tensor pq = sums[0].slice(1, 0, nq) / block_rows(nq, cfg.blkq, p.seqlen, f32);
+  const at::Tensor k_sums = sums[1].slice(1, 0, nk);
+  const at::Tensor pk = k_sums / block_rows(nk, cfg.blkk, p.seqlen, f32) - k_sums.sum(1, true) / double(p.seqlen);
+  const at::Tensor score = at::bmm(pq, pk.transpose(1, 2));  // (B*H, Nq, Nk)
+  DeviceBlockMap map;
+  map.lut64 = std::get<0>(at::sort(std::get<1>(at::topk(score, p.blocks_per_row, -1)), -1));
+  map.lut = map.lut64.to(at::kInt).contiguous();
+  map.kv_count = at::empty({bh, nk}, q.options().dtype(at::kInt));
+  map.kv_list = at::empty({bh, nk, nq}, q.options().dtype(at::kInt));
+  p.lut = map.lut.data_ptr<int32_t>();
+  kernels::run_lut_transpose(p, map.kv_count.data_ptr<int32_t>(), map.kv_list.data_ptr<int32_t>(), stream);
+  return map;
+}
+
+at::Tensor selection_mask(const DeviceBlockMap& map, const at::Tensor& q, int64_t nk) {
+  const auto sizes = map.lut64.sizes();
+  at::Tensor mask = at::zeros({sizes[0], sizes[1], nk}, q.options().dtype(at::kBool));
+  mask.scatter_(2, map.lut64, true);
+  return mask.view({q.size(0), q.size(1), sizes[1], nk});
+}
+
+struct ForwardState {
+  at::Tensor o, o_s, lse;
+  DeviceBlockMap map;
+  at::Tensor mask;  // defined for variant complement only
+};
+
+ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
+                         const at::Tensor& proj_b, const SlaConfig& cfg, double scale, bool keep_o_s) {
+  ForwardState st;
+  st.map = device_block_map(q, k, cfg);
+  SlaParams p = base_params(q, cfg, scale);
+  // Variant all: the linear branch is fused into the kernel's epilogue; complement: float32 addend.
+  kernels::FusedLinearState fused;
+  at::Tensor o_add, bias;
+  if (cfg.variant == Variant::kAll) {
+    fused = kernels::fused_linear_state(k, v, proj_w, cfg);
+    bias = proj_b.to(at::kFloat).contiguous();
+    p.feature_map = int(cfg.feature_map);
+    p.lin_state = fused.state.data_ptr();
+    p.lin_z = fused.z.data_ptr<float>();
+    p.lin_bias = bias.data_ptr<float>();
+    p.lin_eps = fused.eps;
+  } else {
+    st.mask = selection_mask(st.map, q, p.num_k_blocks);
+    o_add = linear_branch_forward(q, k, v, proj_w, proj_b, st.mask, cfg);
+  }
+  st.o = at::empty_like(q);
+  if (keep_o_s) st.o_s = at::empty_like(q);
+  st.lse = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
+  p.lut = st.map.lut.data_ptr<int32_t>();
+  p.q = ref(q);
+  p.k = ref(k);
+  p.v = ref(v);
+  p.o = ref(st.o);
+  p.o_s = ref(st.o_s);
+  p.o_add = ref(o_add);
+  p.lse = st.lse.data_ptr<float>();
+  check_status(p);
+  kernels::run_sla_fwd(p, at::cuda::getCurrentCUDAStream());
+  return st;
+}
+
+std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tensor& q, const at::Tensor& k,
+                                     const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                                     const SlaConfig& cfg, double scale, const ForwardState& st) {
+  const at::Tensor grad_o = kernel_layout(grad_o_in.to(q.scalar_type()));
+  LinearGrads lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
+  at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
+  at::Tensor delta = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
+  SlaParams p = base_params(q, cfg, scale);
+  p.lut = st.map.lut.data_ptr<int32_t>();
+  p.kv_count = st.map.kv_count.data_ptr<int32_t>();
+  p.kv_list = st.map.kv_list.data_ptr<int32_t>();
+  p.q = ref(q);
+  p.k = ref(k);
+  p.v = ref(v);
+  p.o_s = ref(st.o_s);
+  p.lse = st.lse.data_ptr<float>();
+  p.d_o = ref(grad_o);
+  p.dq = ref(dq);
+  p.dk = ref(dk);
+  p.dv = ref(dv);
+  p.dq_add = ref(lin.dq);
+  p.dk_add = ref(lin.dk);
+  p.dv_add = ref(lin.dv);
+  p.delta = delta.data_ptr<float>();
+  check_status(p);
+  kernels::run_sla_bwd(p, at::cuda::getCurrentCUDAStream());
+  return {dq, dk, dv, lin.dw.to(proj_w.scalar_type()), lin.db.to(proj_b.scalar_type())};
+}
+
+// Inputs in the kernels' layout (copies only where the strides demand it).
+struct Inputs {
+  at::Tensor q, k, v;
+};
+Inputs prepare(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const SlaConfig& cfg) {
+  std::string why;
+  TORCH_CHECK(cuda_kernels_support(q, k, v, cfg, &why), "sla kernels: ", why);
+  return {kernel_layout(q), kernel_layout(k), kernel_layout(v)};
+}
+
+class SlaFunction : public torch::autograd::Function<SlaFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                            const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                            const SlaConfig& cfg, double scale) {
+    const c10::cuda::CUDAGuard guard(q.device());
+    const Inputs in = prepare(q, k, v, cfg);
+    ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/true);
+    ctx->save_for_backward({in.q, in.k, in.v, proj_w, proj_b, st.o_s, st.lse, st.map.lut, st.map.kv_count,
+                            st.map.kv_list, st.map.lut64, st.mask});
+    ctx->saved_data["topk"] = cfg.topk;
+    ctx->saved_data["feature_map"] = int64_t(cfg.feature_map);
+    ctx->saved_data["blkq"] = cfg.blkq;
+    ctx->saved_data["blkk"] = cfg.blkk;
+    ctx->saved_data["variant"] = int64_t(cfg.variant);
+    ctx->saved_data["scale"] = scale;
+    return st.o;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const auto s = ctx->get_saved_variables();
+    const c10::cuda::CUDAGuard guard(s[0].device());
+    SlaConfig cfg;
+    cfg.topk = ctx->saved_data["topk"].toDouble();
+    cfg.feature_map = FeatureMap(ctx->saved_data["feature_map"].toInt());
+    cfg.blkq = ctx->saved_data["blkq"].toInt();
+    cfg.blkk = ctx->saved_data["blkk"].toInt();
+    cfg.variant = Variant(ctx->saved_data["variant"].toInt());
+    ForwardState st;
+    st.o_s = s[5];
+    st.lse = s[6];
+    st.map = DeviceBlockMap{s[7], s[8], s[9], s[10]};
+    st.mask = s[11];
+    auto g = sla_backward(grad_out[0], s[0], s[1], s[2], s[3], s[4], cfg, ctx->saved_data["scale"].toDouble(), st);
+    return {g[0], g[1], g[2], g[3], g[4], at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const SlaConfig& cfg,
+                          std::string* why) {
+  auto fail = [&](const std::string& msg) {
+    if (why != nullptr) *why = msg;
+    return false;
+  };
+  for (const at::Tensor* t : {&q, &k, &v}) {
+    if (!t->defined() || !t->is_cuda()) return fail("expected q, k, v on a CUDA device");
+    if (t->dim() != 4) return fail("expected 4-d (B, H, L, D) tensors, got " + shape_str(*t));
+    if (t->scalar_type() != at::kBFloat16 && t->scalar_type() != at::kHalf) {
+      return fail(std::string("expected bfloat16 or float16, got ") + c10::toString(t->scalar_type()));
+    }
+  }
+  if (k.sizes() != q.sizes() || v.sizes() != q.sizes()) {
+    return fail("expected q, k, v of one shape (Lq = Lk), got " + shape_str(q) + ", " + shape_str(k) + ", " +
+                shape_str(v));
+  }
+  if (k.scalar_type() != q.scalar_type() || v.scalar_type() != q.scalar_type()) {
+    return fail("expected q, k, v of one dtype");
+  }
+  if (k.device() != q.device() || v.device() != q.device()) return fail("expected q, k, v on one device");
+  if (q.size(3) != 64 && q.size(3) != 128) return fail("expected head_dim 64 or 128, got " + std::to_string(q.size(3)));
+  for (int64_t blk : {cfg.blkq, cfg.blkk}) {
+    if (blk != 32 && blk != 64 && blk != 128) {
+      return fail("expected blkq and blkk in {32, 64, 128}, got " + std::to_string(blk));
+    }
+  }
+  if (q.numel() == 0) return fail("expected non-empty inputs, got " + shape_str(q));
+  if (q.size(2) > (int64_t(1) << 30) || q.size(0) > 65535 || q.size(1) > 65535) {
+    return fail("expected L < 2^30 and B, H < 65536, got " + shape_str(q));
+  }
+  return true;
+}
+
+at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& proj_w, const at::Tensor& proj_b, const SlaConfig& cfg,
+                              double scale) {
+  const int64_t D = q.size(-1);
+  TORCH_CHECK(proj_w.dim() == 2 && proj_w.size(0) == D && proj_w.size(1) == D,
+              "sla kernels: expected proj_w of shape (D, D) = (", D, ", ", D, "), got ", proj_w.sizes());
+  TORCH_CHECK(proj_b.dim() == 1 && proj_b.size(0) == D, "sla kernels: expected proj_b of shape (", D, "), got ",
+              proj_b.sizes());
+  TORCH_CHECK(proj_w.device() == q.device() && proj_b.device() == q.device(),
+              "sla kernels: expected proj_w and proj_b on ", q.device(), ", got ", proj_w.device(), " and ",
+              proj_b.device());
+  return SlaFunction::apply(q, k, v, proj_w, proj_b, cfg, scale);
+}
+
+reference::BlockMap cuda_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  const Inputs in = prepare(q, k, k, cfg);
+  const DeviceBlockMap map = device_block_map(in.q, in.k, cfg);
+  const int64_t nk = (q.size(2) + cfg.blkk - 1) / cfg.blkk;
+  const auto sizes = map.lut64.sizes();
+  return {map.lut64.view({q.size(0), q.size(1), sizes[1], sizes[2]}), selection_mask(map, q, nk)};
+}
+
+std::vector<at::Tensor> cuda_sla_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                                          const SlaConfig& cfg, double scale) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  at::NoGradGuard no_grad;
+  const Inputs in = prepare(q, k, v, cfg);
+  const ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/true);
+  return sla_backward(grad_o, in.q, in.k, in.v, proj_w, proj_b, cfg, scale, st);
+}
+
+}  // namespace sla

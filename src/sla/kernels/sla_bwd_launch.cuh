@@ -1,0 +1,33 @@
+// Launcher of the three backward stages for one (dtype, head_dim, blkq, blkk) instantiation.
+#pragma once
+
+#include "cuda_check.h"
+#include "sla_bwd_kernel.cuh"
+#include "sla_launch.h"
+
+namespace sla::kernels {
+
+template <class Elem, int D, int BQ, int BK>
+void run_sla_bwd_(const SlaParams& p, cudaStream_t stream) {
+  // 1. delta = rowsum(dO ∘ o_s), 8 rows (warps) per CTA
+  const int64_t rows = int64_t(p.batch) * p.heads * p.seqlen;
+  sla_bwd_preprocess_kernel<Elem, D><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
+
+  // 2. dq over each query block's LUT
+  using Dq = BwdDqTraits<Elem, D, BQ, BK>;
+  auto dq_kernel = &sla_bwd_dq_kernel<Elem, D, BQ, BK>;
+  SLA_CUDA_CHECK(cudaFuncSetAttribute(dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dq::kSmemBytes));
+  dq_kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
+
+  // 3. dk, dv over each key block's list of query blocks
+  using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
+  auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
+  SLA_CUDA_CHECK(
+      cudaFuncSetAttribute(dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dkdv::kSmemBytes));
+  dkdv_kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Dkdv::kThreads, Dkdv::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace sla::kernels

@@ -1,0 +1,73 @@
+// Runtime dispatch onto the instantiation matrix of static_switch.h, the block-map launches and
+// the precondition check.
+#include "block_map_kernel.cuh"
+#include "cuda_check.h"
+#include "sla_launch.h"
+#include "static_switch.h"
+
+namespace sla::kernels {
+
+namespace {
+bool is_block_size(int b) { return b == 32 || b == 64 || b == 128; }
+bool aligned16(const TensorRef& t) {
+  return t.ptr == nullptr || (reinterpret_cast<uintptr_t>(t.ptr) % 16 == 0 && t.row % 8 == 0);
+}
+}  // namespace
+
+const char* to_string(Status s) {
+  switch (s) {
+    case Status::kSuccess: return "success";
+    case Status::kUnsupportedHeadDim: return "head_dim 64 or 128";
+    case Status::kUnsupportedBlockSize: return "blkq and blkk in {32, 64, 128}";
+    case Status::kMisaligned: return "16-byte aligned rows (pointer and row stride)";
+    case Status::kEmpty: return "non-empty B, H and L";
+  }
+  return "unknown status";
+}
+
+Status can_implement(const SlaParams& p) {
+  if (p.head_dim != 64 && p.head_dim != 128) return Status::kUnsupportedHeadDim;
+  if (!is_block_size(p.blkq) || !is_block_size(p.blkk)) return Status::kUnsupportedBlockSize;
+  if (p.batch <= 0 || p.heads <= 0 || p.seqlen <= 0) return Status::kEmpty;
+  for (const TensorRef* t : {&p.q, &p.k, &p.v, &p.o, &p.o_s, &p.d_o, &p.dq, &p.dk, &p.dv}) {
+    if (!aligned16(*t)) return Status::kMisaligned;
+  }
+  return Status::kSuccess;
+}
+
+void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      sla_pool_kernel<Elem, kD><<<dim3(max_blocks, p.batch * p.heads, 2), kD, 0, stream>>>(p, sums, max_blocks);
+      SLA_CUDA_CHECK_LAUNCH();
+    });
+  });
+}
+
+void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream) {
+  const int64_t threads = int64_t(p.batch) * p.heads * p.num_k_blocks;
+  sla_lut_transpose_kernel<<<unsigned((threads + 127) / 128), 128, 0, stream>>>(p, kv_count, kv_list);
+  SLA_CUDA_CHECK_LAUNCH();
+}
+
+void run_sla_fwd(const SlaParams& p, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      SLA_BLOCK_SWITCH(p.blkq, kBQ, [&] {
+        SLA_BLOCK_SWITCH(p.blkk, kBK, [&] { run_sla_fwd_<Elem, kD, kBQ, kBK>(p, stream); });
+      });
+    });
+  });
+}
+
+void run_sla_bwd(const SlaParams& p, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      SLA_BLOCK_SWITCH(p.blkq, kBQ, [&] {
+        SLA_BLOCK_SWITCH(p.blkk, kBK, [&] { run_sla_bwd_<Elem, kD, kBQ, kBK>(p, stream); });
+      });
+    });
+  });
+}
+
+}  // namespace sla::kernels

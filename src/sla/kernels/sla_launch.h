@@ -1,0 +1,40 @@
+// Torch-free entry points of the kernels (implemented in the .cu files). Each checks its launches
+// and throws std::runtime_error on a CUDA error; inputs are validated before, by can_implement.
+#pragma once
+
+#include "sla_params.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace sla::kernels {
+
+enum class Status {
+  kSuccess,
+  kUnsupportedHeadDim,    // head_dim not 64 or 128
+  kUnsupportedBlockSize,  // blkq or blkk not 32, 64 or 128
+  kMisaligned,            // a pointer or row stride not a multiple of 16 bytes
+  kEmpty,                 // B, H or L is zero
+};
+const char* to_string(Status s);
+
+// What the kernels need from a params struct before any launch.
+Status can_implement(const SlaParams& p);
+
+// Block sums of q and k rows: sums (2, B*H, max_blocks, D) float32.
+void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);
+// kv_count (B*H, Nk) and kv_list (B*H, Nk, Nq) from p.lut.
+void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream);
+// Sparse forward: o, o_s (optional), lse.
+void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
+// Sparse backward: delta, then dq, then dk and dv.
+void run_sla_bwd(const SlaParams& p, cudaStream_t stream);
+
+// Per-instantiation launchers, defined in *_launch.cuh and instantiated in instantiations/.
+template <class Elem, int D, int BQ, int BK>
+void run_sla_fwd_(const SlaParams& p, cudaStream_t stream);
+template <class Elem, int D, int BQ, int BK>
+void run_sla_bwd_(const SlaParams& p, cudaStream_t stream);
+
+}  // namespace sla::kernels

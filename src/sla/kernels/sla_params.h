@@ -1,0 +1,58 @@
+// The only interface between the LibTorch layer (sla_api.cpp) and the CUDA kernels: raw pointers,
+// element strides, sizes and precomputed scales. No torch types, so the .cu files stay torch-free.
+// Reset to {} and fill field by field; the kernels receive it as a __grid_constant__ parameter.
+#pragma once
+
+#include <cstdint>
+
+namespace sla::kernels {
+
+enum class ElemType { kBf16, kFp16 };
+
+// A (B, H, L, D) tensor with unit stride over D: element (b, h, r, d) is at
+// ptr[b * batch + h * head + r * row + d]. Covers (B, L, H, D) memory viewed as (B, H, L, D).
+struct TensorRef {
+  void* ptr = nullptr;
+  int64_t batch = 0, head = 0, row = 0;
+};
+
+struct SlaParams {
+  ElemType elem = ElemType::kBf16;
+  int head_dim = 0;                 // D: 64 | 128
+  int blkq = 0, blkk = 0;           // 32 | 64 | 128
+  int batch = 0, heads = 0, seqlen = 0;
+  int num_q_blocks = 0, num_k_blocks = 0;
+  int blocks_per_row = 0;           // n: LUT entries per query block
+  float scale = 0.f;                // softmax scale (D^-1/2 by default)
+  float scale_log2 = 0.f;           // scale * log2(e): the kernels use exp2
+
+  // Block map. lut: (B*H, Nq, n) ascending key-block indices. kv_count: (B*H, Nk) how many query
+  // blocks selected each key block; kv_list: (B*H, Nk, Nq) those query blocks, ascending.
+  const int32_t* lut = nullptr;
+  const int32_t* kv_count = nullptr;
+  const int32_t* kv_list = nullptr;
+
+  // Inputs, q dtype.
+  TensorRef q, k, v;
+  // Forward outputs: o = o_s + o_add (o_add optional, float32: the linear branch after proj_l);
+  // o_s optional (saved for the backward); lse float32 (B*H, L), natural log.
+  TensorRef o, o_s, o_add;
+  float* lse = nullptr;
+
+  // Linear branch of variant all fused into the forward epilogue (lin_state == nullptr: off):
+  //   o += φ(q) M / (φ(q)·z + eps) + bias,  M = S W_projᵀ.
+  // lin_state: (B*H, D, D) q dtype, row-major, M / c; lin_z: (B*H, D) float32, z / c; lin_eps = 1e-5 / c,
+  // with c = L so that M and z stay O(1) in 16-bit (the quotient does not depend on c).
+  int feature_map = 0;              // 0 softmax, 1 elu + 1, 2 relu (sla::FeatureMap order)
+  const void* lin_state = nullptr;
+  const float* lin_z = nullptr;
+  const float* lin_bias = nullptr;  // (D) float32
+  float lin_eps = 0.f;
+
+  // Backward: d_o input; delta float32 (B*H, L) = rowsum(dO o_s); dq/dk/dv outputs (q dtype) with
+  // optional float32 addends (the linear-branch gradients) folded in before the single write.
+  TensorRef d_o, dq, dk, dv, dq_add, dk_add, dv_add;
+  float* delta = nullptr;
+};
+
+}  // namespace sla::kernels

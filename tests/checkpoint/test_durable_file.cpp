@@ -1,0 +1,137 @@
+#include "durable_file.h"
+
+#include "pt_builder.h"
+
+#include <catch.hpp>
+
+#include <dirent.h>
+#include <fstream>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+using slackpt::test::code_of;
+using slackpt::test::error_of;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/sla_durable_XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  std::vector<std::string> files() const {
+    std::vector<std::string> out;
+    DIR* d = ::opendir(path.c_str());
+    while (dirent* e = ::readdir(d))
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") out.push_back(e->d_name);
+    ::closedir(d);
+    return out;
+  }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void spit(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+void write(const std::string& path, const std::string& text) {
+  slackpt::write_file_durably(path, reinterpret_cast<const uint8_t*>(text.data()), text.size(), [](const std::string&) {});
+}
+
+}  // namespace
+
+TEST_CASE("durable write creates the file with the umask mode and leaves no temp") {
+  TempDir dir;
+  std::string target = dir.path + "/out.pt";
+  std::string seen_temp;
+  slackpt::write_file_durably(target, reinterpret_cast<const uint8_t*>("abc"), 3, [&](const std::string& temp) {
+    seen_temp = temp;
+    CHECK(slurp(temp) == "abc");  // validation reads the complete temp, in the same folder
+  });
+  CHECK(seen_temp.rfind(dir.path + "/.out.pt.", 0) == 0);
+  CHECK(slurp(target) == "abc");
+  struct stat st {};
+  REQUIRE(::stat(target.c_str(), &st) == 0);
+  mode_t mask = ::umask(0);
+  ::umask(mask);
+  CHECK((st.st_mode & 0777) == (0666 & ~mask));
+  CHECK(dir.files() == std::vector<std::string>{"out.pt"});
+}
+
+TEST_CASE("durable write replaces an existing file and keeps its mode") {
+  TempDir dir;
+  std::string target = dir.path + "/out.pt";
+  spit(target, "old contents");
+  ::chmod(target.c_str(), 0640);
+  write(target, "new");
+  CHECK(slurp(target) == "new");
+  struct stat st {};
+  ::stat(target.c_str(), &st);
+  CHECK((st.st_mode & 0777) == 0640);
+  CHECK(dir.files().size() == 1);
+}
+
+TEST_CASE("durable write: a validation failure leaves the target untouched and removes the temp") {
+  TempDir dir;
+  std::string target = dir.path + "/out.pt";
+  spit(target, "precious");
+  std::string e = error_of([&] {
+    slackpt::write_file_durably(target, reinterpret_cast<const uint8_t*>("bad"), 3, [](const std::string& temp) {
+      throw slackpt::CheckpointError("E_CRC", "crc mismatch", temp);
+    });
+  });
+  CHECK(e.rfind("E_WRITE: the written file did not validate (E_CRC: crc mismatch in ", 0) == 0);
+  CHECK(e.find(" in " + target) != std::string::npos);
+  CHECK(slurp(target) == "precious");
+  CHECK(dir.files() == std::vector<std::string>{"out.pt"});
+}
+
+TEST_CASE("durable write: unusable folders give E_WRITE naming the path") {
+  TempDir dir;
+  spit(dir.path + "/file", "x");
+  CHECK(error_of([&] { write(dir.path + "/file/out.pt", "x"); }).rfind("E_WRITE: cannot create a temp file in " + dir.path + "/file: Not a directory", 0) == 0);
+  CHECK(code_of([&] { write(dir.path + "/missing/out.pt", "x"); }) == "E_WRITE");
+  CHECK(code_of([&] { write(dir.path + "/", "x"); }) == "E_WRITE");
+  if (::geteuid() != 0) {  // root ignores permission bits
+    std::string locked = dir.path + "/locked";
+    ::mkdir(locked.c_str(), 0555);
+    CHECK(code_of([&] { write(locked + "/out.pt", "x"); }) == "E_WRITE");
+  }
+  // rename onto a directory fails after validation: the temp must still go away.
+  ::mkdir((dir.path + "/adir").c_str(), 0755);
+  spit(dir.path + "/adir/keep", "k");
+  CHECK(error_of([&] { write(dir.path + "/adir", "x"); }).find("rename failed") != std::string::npos);
+  for (const std::string& name : dir.files()) CHECK(name[0] != '.');  // no temp left behind
+}
+
+TEST_CASE("durable write: running out of space mid-write leaves the target untouched") {
+  TempDir dir;
+  std::string target = dir.path + "/out.pt";
+  spit(target, "precious");
+  pid_t child = ::fork();
+  if (child == 0) {
+    // A file size limit makes write() fail part-way, like a full disk.
+    ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit limit = {4096, 4096};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    std::string big(1 << 20, 'x');
+    std::string code = code_of([&] { write(target, big); });
+    ::_exit(code == "E_WRITE" ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(slurp(target) == "precious");
+  CHECK(dir.files() == std::vector<std::string>{"out.pt"});
+}

@@ -1,0 +1,222 @@
+// The fused kernels against the float64 reference (sla::reference), on the GPU, for every dtype,
+// head_dim, block-size pair, feature map and variant, on fresh random inputs with partial blocks:
+// error(kernels) <= 2 x error(reference run in the input dtype) + a rounding atol, for o and the
+// gradients of q, k, v, proj_l.weight, proj_l.bias (nonzero random proj_l); the LUT equals the
+// reference block map; outputs land in NaN-poisoned memory and must come back finite.
+#include "catch.hpp"
+#include "gpu_skip.h"
+#include "reference.h"
+#include "sla_kernels.h"
+#include "sparse_linear_attention.h"
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+// CTest counts exit code 77 as skipped: no device, no verdict.
+const bool kHaveGpu = [] {
+  if (c10::cuda::device_count() == 0) {
+    std::fprintf(stderr, "no CUDA device: skipped\n");
+    std::exit(kSkipNoGpu);
+  }
+  return true;
+}();
+
+using sla::FeatureMap;
+using sla::SlaConfig;
+using sla::Variant;
+
+struct Case {
+  at::ScalarType dtype;
+  int64_t head_dim, blkq, blkk;
+  FeatureMap feature_map;
+  Variant variant;
+  bool bl_layout;  // (B, L, H, D) memory viewed as (B, H, L, D)
+  double topk;
+};
+
+std::string describe(const Case& c) {
+  return std::string(c10::toString(c.dtype)) + " D=" + std::to_string(c.head_dim) + " blk=" + std::to_string(c.blkq) +
+         "/" + std::to_string(c.blkk) + " " + sla::to_string(c.feature_map) + " " + sla::to_string(c.variant) +
+         (c.bl_layout ? " BLHD" : " BHLD") + " topk=" + std::to_string(c.topk);
+}
+
+at::Tensor random_input(int64_t B, int64_t H, int64_t L, int64_t D, at::ScalarType dtype, bool bl_layout) {
+  const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+  if (bl_layout) return at::randn({B, L, H, D}, opts).transpose(1, 2);
+  return at::randn({B, H, L, D}, opts);
+}
+
+// Fills the caching allocator's free blocks with NaN so that an unwritten output element shows.
+void poison_allocator() {
+  at::Tensor junk = at::full({int64_t(64) << 20}, std::numeric_limits<float>::quiet_NaN(),
+                             at::TensorOptions().device(at::kCUDA));
+}
+
+struct Result {
+  std::vector<at::Tensor> values;  // o, dq, dk, dv, dW, db
+};
+
+Result run_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& w,
+                     const at::Tensor& b, const at::Tensor& grad_o, const SlaConfig& cfg, at::ScalarType dtype) {
+  std::vector<at::Tensor> in;
+  for (const at::Tensor* t : {&q, &k, &v}) in.push_back(t->detach().to(dtype).requires_grad_(true));
+  const at::ScalarType pdtype = dtype == at::kDouble ? at::kDouble : at::kFloat;
+  in.push_back(w.detach().to(pdtype).requires_grad_(true));
+  in.push_back(b.detach().to(pdtype).requires_grad_(true));
+  const at::Tensor o = sla::reference::attention(in[0], in[1], in[2], in[3], in[4], cfg);
+  auto g = torch::autograd::grad({o}, in, {grad_o.to(dtype)});
+  return {{o, g[0], g[1], g[2], g[3], g[4]}};
+}
+
+Result run_kernels(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& w,
+                   const at::Tensor& b, const at::Tensor& grad_o, const SlaConfig& cfg) {
+  std::vector<at::Tensor> in;
+  for (const at::Tensor* t : {&q, &k, &v, &w, &b}) in.push_back(t->detach().requires_grad_(true));
+  poison_allocator();
+  const at::Tensor o = sla::cuda_sla_attention(in[0], in[1], in[2], in[3], in[4], cfg, 0.0);
+  poison_allocator();
+  auto g = torch::autograd::grad({o}, in, {grad_o});
+  return {{o, g[0], g[1], g[2], g[3], g[4]}};
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& ref) {
+  return (a.to(at::kDouble) - ref).abs().max().item<double>();
+}
+
+void check_case(const Case& c, uint64_t seed) {
+  at::manual_seed(seed);
+  SlaConfig cfg;
+  cfg.topk = c.topk;
+  cfg.blkq = c.blkq;
+  cfg.blkk = c.blkk;
+  cfg.feature_map = c.feature_map;
+  cfg.variant = c.variant;
+  // Odd length: partial last blocks of both sizes.
+  const int64_t B = 2, H = 2, D = c.head_dim, L = 3 * std::max(c.blkq, c.blkk) + 17;
+  const at::Tensor q = random_input(B, H, L, D, c.dtype, c.bl_layout);
+  const at::Tensor k = random_input(B, H, L, D, c.dtype, c.bl_layout);
+  const at::Tensor v = random_input(B, H, L, D, c.dtype, c.bl_layout);
+  const auto f32 = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
+  const at::Tensor w = at::randn({D, D}, f32) * (1.0 / std::sqrt(double(D)));  // nonzero proj_l
+  const at::Tensor b = at::randn({D}, f32) * 0.1;
+  const at::Tensor grad_o = random_input(B, H, L, D, c.dtype, false);
+
+  const Result exact = run_reference(q, k, v, w, b, grad_o, cfg, at::kDouble);
+  const Result low = run_reference(q, k, v, w, b, grad_o, cfg, c.dtype);
+  const Result ours = run_kernels(q, k, v, w, b, grad_o, cfg);
+
+  const char* names[] = {"o", "dq", "dk", "dv", "d proj_w", "d proj_b"};
+  const double eps = c.dtype == at::kBFloat16 ? 1.0 / 256 : 1.0 / 2048;  // unit roundoff of the output dtype
+  for (size_t i = 0; i < exact.values.size(); ++i) {
+    const at::Tensor& ref = exact.values[i];
+    const double scale = ref.abs().max().item<double>();
+    const double err = max_abs_diff(ours.values[i], ref);
+    const double err_low = max_abs_diff(low.values[i], ref);
+    const double atol = 2 * eps * scale;  // two roundings of the largest element in the output dtype
+    INFO(describe(c) << " " << names[i] << ": kernel error " << err << ", reference-in-dtype error " << err_low
+                     << ", bound " << 2 * err_low + atol << ", max |ref| " << scale);
+    CHECK(ours.values[i].isfinite().all().item<bool>());
+    CHECK(err <= 2 * err_low + atol);
+    // Independent of how far the low-precision reference strays (its own block map may differ).
+    CHECK(err <= 8 * eps * (scale + 1));
+    std::printf("%-60s %-9s err %.3e  ref-in-dtype %.3e  bound %.3e\n", describe(c).c_str(), names[i], err, err_low,
+                2 * err_low + atol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fused SLA matches the float64 reference across the support matrix") {
+  uint64_t seed = 1;
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (int64_t d : {64, 128}) {
+      for (int64_t blkq : {32, 64, 128}) {
+        for (int64_t blkk : {32, 64, 128}) {
+          for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
+            for (Variant var : {Variant::kAll, Variant::kComplement}) {
+              const bool bl = (seed % 2) == 0;
+              check_case({dtype, d, blkq, blkk, f, var, bl, 0.3}, seed++);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("every block selected: complement's linear branch vanishes, all still adds it") {
+  for (Variant var : {Variant::kAll, Variant::kComplement}) {
+    check_case({at::kBFloat16, 64, 64, 32, FeatureMap::kSoftmax, var, false, 1.0}, 1000 + int(var));
+  }
+}
+
+TEST_CASE("a tiny topk still selects one block per row") {
+  check_case({at::kHalf, 128, 128, 64, FeatureMap::kElu, Variant::kAll, true, 0.01}, 2000);
+}
+
+TEST_CASE("the kernels' LUT equals the reference block map") {
+  for (int64_t blkq : {32, 64, 128}) {
+    for (int64_t blkk : {32, 64, 128}) {
+      at::manual_seed(blkq * 7 + blkk);
+      SlaConfig cfg;
+      cfg.topk = 0.25;
+      cfg.blkq = blkq;
+      cfg.blkk = blkk;
+      const int64_t L = 1000 + blkq + 3;
+      const at::Tensor q = random_input(2, 3, L, 64, at::kBFloat16, true);
+      const at::Tensor k = random_input(2, 3, L, 64, at::kBFloat16, true) + 0.5;  // smooth-k must matter
+      const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
+      const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
+      INFO("blk " << blkq << "/" << blkk);
+      REQUIRE(ours.lut.sizes() == ref.lut.sizes());
+      // Both are ascending per row, so equal sets are equal rows.
+      CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
+      CHECK(ours.mask.cpu().equal(ref.mask.cpu()));
+    }
+  }
+}
+
+TEST_CASE("unsupported inputs are refused with the reason") {
+  const at::Tensor q = at::randn({1, 2, 100, 96}, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16));
+  std::string why;
+  CHECK_FALSE(sla::cuda_kernels_support(q, q, q, SlaConfig{}, &why));
+  CHECK(why == "expected head_dim 64 or 128, got 96");
+  const at::Tensor f = at::randn({1, 2, 100, 64}, at::TensorOptions().device(at::kCUDA));
+  CHECK_FALSE(sla::cuda_kernels_support(f, f, f, SlaConfig{}, &why));
+  CHECK(why == "expected bfloat16 or float16, got Float");
+}
+
+TEST_CASE("the module dispatches to the fused kernels on CUDA") {
+  at::manual_seed(7);
+  SlaConfig cfg;
+  cfg.topk = 0.2;
+  cfg.blkq = 128;
+  cfg.blkk = 64;
+  sla::SparseLinearAttention module(128, cfg);
+  module->to(torch::Device(torch::kCUDA));
+  {
+    at::NoGradGuard no_grad;
+    module->proj_l->weight.normal_(0.0, 0.05);  // nonzero, so the linear branch shows
+    module->proj_l->bias.normal_(0.0, 0.05);
+  }
+  const at::Tensor q = random_input(1, 2, 777, 128, at::kBFloat16, true);
+  const at::Tensor k = random_input(1, 2, 777, 128, at::kBFloat16, true);
+  const at::Tensor v = random_input(1, 2, 777, 128, at::kBFloat16, true);
+  const at::Tensor o_module = module->forward(q, k, v);
+  const at::Tensor o_kernels =
+      sla::cuda_sla_attention(q, k, v, module->proj_l->weight, module->proj_l->bias, cfg, 0.0);
+  // The kernels are deterministic: the same bits, and a grad_fn of the fused autograd Function.
+  CHECK(o_module.is_cuda());
+  CHECK(o_module.equal(o_kernels));
+  REQUIRE(o_module.grad_fn() != nullptr);
+  CHECK(o_module.grad_fn()->name().find("SlaFunction") != std::string::npos);
+}
