@@ -36,8 +36,3 @@ else()
   set(TORCH_LIBRARIES sla_torch_torch_cpu sla_torch_c10)
 endif()
 message(STATUS "SLA: LibTorch ${SLA_TORCH_VERSION} from ${SLA_TORCH_ROOT} (${TORCH_LIBRARIES})")
-
-# The torch wheel's libtorch*.so export their own copies of std::filesystem. Linked after them,
-# libstdc++ would lose that symbol race and our code would call torch's copies, which crash with a
-# newer libstdc++ (seen with g++ 13: std::filesystem::remove_all). Put libstdc++ first.
-add_link_options("LINKER:--push-state,--no-as-needed" -lstdc++ "LINKER:--pop-state")
