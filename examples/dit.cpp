@@ -192,13 +192,17 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)), device_(o
       model_->parameters(), torch::optim::AdamWOptions(options_.learning_rate).weight_decay(0.0));
 }
 
-double Trainer::train_step() {
-  model_->train();
-  const Batch batch = make_batch(options_.model, options_.batch_size, options_.seed, step_ + 1, device_);
+at::Tensor Trainer::loss_on_batch(int64_t step) {
+  const Batch batch = make_batch(options_.model, options_.batch_size, options_.seed, step, device_);
   const at::Tensor t = batch.t.view({-1, 1, 1, 1});
   const at::Tensor noisy = (1 - t) * batch.x0 + t * batch.x1;
   const at::Tensor prediction = model_->forward(noisy, batch.t);
-  const at::Tensor loss = torch::nn::functional::mse_loss(prediction, batch.x1 - batch.x0);
+  return torch::nn::functional::mse_loss(prediction, batch.x1 - batch.x0);
+}
+
+double Trainer::train_step() {
+  model_->train();
+  const at::Tensor loss = loss_on_batch(step_ + 1);
   optimizer_->zero_grad();
   loss.backward();
   backend_->register_with(*optimizer_);  // SLA modules appear during the first forward
@@ -251,27 +255,41 @@ void Trainer::save_checkpoint(const std::string& dir) const {
 }
 
 std::unique_ptr<Trainer> Trainer::from_checkpoint(const std::string& dir, const TrainOptions* overrides) {
-  TrainOptions options;
-  if (overrides) {
-    options = *overrides;
-  } else {
-    const nlohmann::json state = read_json(fs::path(dir) / kStateName);
-    options.model = model_from_json(state.at("model"));
-    options.seed = state.at("seed").get<uint64_t>();
-    options.attention_mechanism = state.at("attention_mechanism").get<std::string>();
-    options.sla_config = state.at("sla_config").get<std::string>();
-    options.batch_size = state.at("batch_size").get<int64_t>();
-    options.learning_rate = state.at("learning_rate").get<double>();
-  }
-  auto trainer = std::make_unique<Trainer>(options);
+  auto trainer = std::make_unique<Trainer>(overrides ? *overrides : options_from_checkpoint(dir));
   trainer->load_state(dir);
   return trainer;
 }
 
+TrainOptions Trainer::options_from_checkpoint(const std::string& dir) {
+  const nlohmann::json state = read_json(fs::path(dir) / kStateName);
+  TrainOptions options;
+  options.model = model_from_json(state.at("model"));
+  options.seed = state.at("seed").get<uint64_t>();
+  options.attention_mechanism = state.at("attention_mechanism").get<std::string>();
+  options.sla_config = state.at("sla_config").get<std::string>();
+  options.batch_size = state.at("batch_size").get<int64_t>();
+  options.learning_rate = state.at("learning_rate").get<double>();
+  return options;
+}
+
 void Trainer::load_state(const std::string& dir) {
+  load_weights(dir);
   const fs::path root(dir);
   const nlohmann::json state = read_json(root / kStateName);
-  const DitConfig saved = model_from_json(state.at("model"));
+
+  // SLA modules first, then the optimizer: its saved groups include theirs (register_with order).
+  backend_->on_load_checkpoint(dir);
+  backend_->materialize_loaded(device_);
+  backend_->register_with(*optimizer_);
+  torch::load(*optimizer_, (root / kOptimizerName).string());
+
+  step_ = state.at("step").get<int64_t>();
+  losses_ = state.at("losses").get<std::vector<double>>();
+}
+
+void Trainer::load_weights(const std::string& dir) {
+  const fs::path root(dir);
+  const DitConfig saved = model_from_json(read_json(root / kStateName).at("model"));
   if (model_json(saved) != model_json(options_.model))
     throw std::runtime_error(dir + ": the checkpoint's model shape " + model_json(saved).dump() +
                              " differs from this run's " + model_json(options_.model).dump());
@@ -287,15 +305,6 @@ void Trainer::load_state(const std::string& dir) {
     std::memcpy(cpu.data_ptr<float>(), tensor->bytes.data(), tensor->bytes.size());
     item.value().copy_(cpu);
   }
-
-  // SLA modules first, then the optimizer: its saved groups include theirs (register_with order).
-  backend_->on_load_checkpoint(dir);
-  backend_->materialize_loaded(device_);
-  backend_->register_with(*optimizer_);
-  torch::load(*optimizer_, (root / kOptimizerName).string());
-
-  step_ = state.at("step").get<int64_t>();
-  losses_ = state.at("losses").get<std::vector<double>>();
 }
 
 }  // namespace sla_dit

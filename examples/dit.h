@@ -94,6 +94,13 @@ class Trainer {
   // settings) from its training_state.json unless `overrides` gives them, weights, optimizer and
   // SLA state from its files.
   static std::unique_ptr<Trainer> from_checkpoint(const std::string& dir, const TrainOptions* overrides = nullptr);
+  // The options a checkpoint folder's training_state.json records (model shape, seed, SLA settings, ...).
+  static TrainOptions options_from_checkpoint(const std::string& dir);
+
+  // Loads only the model weights of a checkpoint folder (no optimizer, no SLA state).
+  void load_weights(const std::string& dir);
+  // The flow-matching loss of the model on the batch of `step` (with autograd graph).
+  at::Tensor loss_on_batch(int64_t step);
 
   // Runs step() + 1: forward, backward, optimizer step. Returns the loss.
   double train_step();

@@ -1,7 +1,8 @@
 """sla-ckpt regenerate: plan, --dry-run, refusal without --force, and (when the LibTorch executable
 is built) the one-step rebuild of sla_attention.pt whose result passes verify and loads in Python
 torch.load(weights_only=True); with --calibration the error after the step is lower than before,
-and the written projection lowers the MSE against dense attention when recomputed in Python."""
+and the written projection lowers the MSE against dense attention when recomputed in Python; for a
+checkpoint of the example DiT, one real SLA-only training step after which the example resumes."""
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from conftest import run_ckpt, simpletuner_checkpoint, statuses, verify_json, wr
 
 REGEN = os.environ.get("SLA_CKPT_REGENERATE", "")
 needs_torch_exe = pytest.mark.skipif(not REGEN, reason="sla-ckpt-regenerate not built (SLA_WITH_TORCH=OFF)")
+DIT_EXAMPLE = os.environ.get("SLA_DIT_EXAMPLE", "")
+needs_dit_example = pytest.mark.skipif(not (REGEN and DIT_EXAMPLE), reason="sla-dit-example not built")
 
 
 def foreign_model(tmp_path, head_dim=32):
@@ -134,6 +137,59 @@ def test_calibration_lowers_the_error_checked_in_python(tmp_path):
     after = ((o_s + o_l @ w.T + b - dense) ** 2).mean()
     assert after < before
     assert abs(before.item() - entry["error_before"]) < 0.05 * before.item()
+
+
+def run_dit_example(*args):
+    r = subprocess.run([DIT_EXAMPLE, "--device", "cpu", "--threads", "1", "--batch-size", "2", *map(str, args)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+
+@needs_dit_example
+def test_example_dit_checkpoint_gets_one_real_sla_only_training_step(tmp_path):
+    run = tmp_path / "run"
+    settings = "{'topk': 0.5, 'blkq': 32, 'blkk': 32}"
+    run_dit_example("--output-dir", run, "--steps", 3, "--sla-config", settings)
+    ck = run / "checkpoint-3"
+    trained = torch.load(ck / "sla_attention.pt", weights_only=True)
+    (ck / "sla_attention.pt").unlink()
+    before = {p.relative_to(ck): p.read_bytes() for p in ck.rglob("*") if p.is_file()}
+
+    p = plan(ck)
+    assert p["mode"] == "example-dit"
+    assert p["settings"]["blkq"] == 32 and p["settings"]["topk"] == 0.5
+
+    r = run_ckpt("regenerate", ck, "--json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["mode"] == "example-dit"
+    assert report["loss_after"] <= report["loss_before"]
+    assert "before" in r.stderr and "after" in r.stderr
+
+    # Only sla_attention.pt was added; every other file is byte-identical.
+    after = {p.relative_to(ck): p.read_bytes() for p in ck.rglob("*") if p.is_file()}
+    assert set(after) == set(before) | {Path("sla_attention.pt")}
+    assert all(after[name] == data for name, data in before.items())
+
+    code, verify_report = verify_json(ck, "--expect-sla")
+    assert code == 0, verify_report
+
+    payload = torch.load(ck / "sla_attention.pt", weights_only=True)
+    assert {"settings", "state", "version"} <= set(payload)
+    assert payload["settings"]["blkq"] == 32 and payload["settings"]["topk"] == 0.5
+    assert set(payload["state"]) == set(trained["state"])  # the keys training itself writes
+    for entry in payload["state"].values():
+        assert set(entry) == {"proj_l.weight", "proj_l.bias"}
+        assert entry["proj_l.weight"].shape == (32, 32) and entry["proj_l.weight"].dtype == torch.float32
+        assert entry["proj_l.weight"].abs().sum() > 0 or entry["proj_l.bias"].abs().sum() > 0
+    assert payload["sla_toolkit"]["regenerated"] is True
+    assert payload["sla_toolkit"]["regenerated_from"] == f"example-dit checkpoint {ck}"
+
+    # The checkpoint resumes (weights, optimizer with the SLA group, SLA state) and trains on.
+    losses = run_dit_example("--output-dir", run, "--steps", 4, "--resume-from", ck, "--sla-config", settings)
+    assert [x["step"] for x in losses] == [4]
+    assert losses[0]["loss"] == losses[0]["loss"]  # not NaN
 
 
 def sla_branches(q, k, v, topk, blk):

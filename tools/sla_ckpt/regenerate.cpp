@@ -1,6 +1,7 @@
 // sla-ckpt regenerate CHECKPOINT_DIR [--sla-config JSON] [--head-dim D]... [--dtype bf16|fp16]
 //                    [--device auto|cpu|cuda] [--calibration FILE] [--force] [--dry-run] [--json]
-// Rebuilds a missing sla_attention.pt with one SLA training step. This file works out the plan
+// Rebuilds a missing sla_attention.pt with one SLA training step (for the example DiT's checkpoints
+// a real step of its objective, else distillation from dense attention). This file works out the plan
 // (which (head_dim, dtype) entries, which settings, which inputs) LibTorch-free, prints it for
 // --dry-run, refuses to replace a valid file without --force, and hands the plan to the LibTorch
 // executable sla-ckpt-regenerate (beside this binary, or $SLA_CKPT_REGENERATE), which runs the
@@ -124,6 +125,16 @@ std::optional<std::pair<json, std::string>> settings_from_sibling_checkpoint(con
   return std::nullopt;
 }
 
+// A checkpoint folder written by the example DiT (examples/dit.h): its model config names SlaDiT
+// and its training_state.json, written last, marks it complete.
+bool is_example_dit_checkpoint(const fs::path& folder) {
+  std::error_code ec;
+  if (!fs::is_regular_file(folder / "training_state.json", ec)) return false;
+  std::ifstream in(folder / "transformer" / "config.json");
+  const json config = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return config.is_object() && config.value("_class_name", "") == "SlaDiT";
+}
+
 struct Plan {
   json body;
   bool existing_valid = false;
@@ -195,7 +206,17 @@ Plan make_plan(const RegenerateArgs& args) {
   plan["entries"] = pairs;
   plan["entries_source"] = dims_source + (args.dtype.empty() && !hints.dtype_token.empty() ? " + weights dtype" : "");
   plan["device"] = args.device;
-  plan["mode"] = "dense-distillation";
+  // The example DiT's own checkpoints get one real training step of its objective; any other
+  // model one step of distillation from dense attention on q/k/v samples.
+  if (is_example_dit_checkpoint(folder) && args.calibration.empty()) {
+    plan["mode"] = "example-dit";
+    plan["inputs"] = "example-dit checkpoint " + args.folder;
+    // The entries are those of the SLA modules the model's own forward creates (dtype per device).
+    plan.erase("entries");
+    plan["entries_source"] = "the example DiT's forward";
+  } else {
+    plan["mode"] = "dense-distillation";
+  }
 
   Plan out;
   out.body = plan;

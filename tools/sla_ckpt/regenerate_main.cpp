@@ -11,11 +11,17 @@
 // inputs is absorbed by halving t until the error is lower. The error before and after is
 // printed. The file is written through write_sla_file (atomic) and records in its extension key
 // that it was regenerated and from what.
+//
+// For a checkpoint of the example DiT (plan mode "example-dit") it instead loads the model weights,
+// freezes them, and takes one step of the example's flow-matching loss on its synthetic batch in
+// which only proj_l of the SLA modules learns (SGD, learning rate chosen as above so that the loss
+// on that batch goes down). The backend writes the file's entries, exactly as the trainer would.
 #include "errors.h"
 #include "safetensors.h"
 #include "sla_config.h"
 #include "sla_state.h"
 #include "reference.h"
+#include "dit.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -27,7 +33,12 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <functional>
+#include <stdexcept>
+#include <fstream>
 #include <string>
+#include <unistd.h>
 
 #ifndef SLA_TOOLKIT_VERSION
 #define SLA_TOOLKIT_VERSION "0.0.0"
@@ -82,6 +93,46 @@ std::array<at::Tensor, 3> calibration_inputs(const json& plan, int64_t head_dim,
   return {sample(), sample(), sample()};
 }
 
+// The device the plan asks for; auto takes CUDA when there is one.
+at::Device device_of(const json& plan) {
+  const std::string device_name = plan.value("device", "auto");
+  if (device_name == "cuda" && !at::hasCUDA())
+    throw std::invalid_argument("--device cuda but no CUDA device is available");  // a usage error: exit 2
+  return (device_name == "cuda" || (device_name == "auto" && at::hasCUDA())) ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+}
+
+struct StepResult {
+  double loss_before = 0;
+  double loss_after = 0;
+  double learning_rate = 0;
+};
+
+// One SGD step on `params` against loss(), with t* = |g|^2 / (2c) from the parabola through the loss
+// at 0 and at a unit step, halved until the loss is lower than before.
+StepResult descend(const std::vector<at::Tensor>& params, const std::function<at::Tensor()>& loss,
+                   const std::string& where) {
+  at::Tensor l0 = loss();
+  const auto grads = torch::autograd::grad({l0}, params);
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> start;
+  for (const auto& p : params) start.push_back(p.detach().clone());
+  auto loss_at = [&](double lr) {
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(start[i] - lr * grads[i]);
+    return loss().item<double>();
+  };
+  StepResult r;
+  r.loss_before = l0.item<double>();
+  double gnorm2 = 0;
+  for (const auto& g : grads) gnorm2 += g.pow(2).sum().item<double>();
+  const double curvature = loss_at(1.0) - r.loss_before + gnorm2;
+  r.learning_rate = curvature > 0 ? gnorm2 / (2 * curvature) : 1.0;
+  for (int i = 0; i < kMaxHalvings; ++i, r.learning_rate /= 2) {
+    r.loss_after = loss_at(r.learning_rate);
+    if (r.loss_after < r.loss_before) return r;
+  }
+  throw slackpt::CheckpointError("E_REGENERATE", "the SLA step did not lower the loss (gradient vanished?)", where);
+}
+
 EntryResult regenerate_entry(const json& pair, const json& plan, const sla::SlaConfig& cfg, const at::Device& device) {
   const int64_t head_dim = pair["head_dim"];
   const std::string token = pair["dtype"];
@@ -94,36 +145,18 @@ EntryResult regenerate_entry(const json& pair, const json& plan, const sla::SlaC
   const at::Tensor q = q32.to(device, dtype), k = k32.to(device, dtype), v = v32.to(device, dtype);
   const at::Tensor dense = at::scaled_dot_product_attention(q32.to(device), k32.to(device), v32.to(device));
 
-  auto error_of = [&](const at::Tensor& w, const at::Tensor& b) {
-    return (sla::reference::attention(q, k, v, w, b, cfg).to(at::kFloat) - dense).pow(2).mean();
-  };
   at::Tensor w = at::zeros({head_dim, head_dim}, at::TensorOptions().dtype(at::kFloat).device(device)).requires_grad_(true);
   at::Tensor b = at::zeros({head_dim}, at::TensorOptions().dtype(at::kFloat).device(device)).requires_grad_(true);
-  at::Tensor e0 = error_of(w, b);
-  const auto grads = torch::autograd::grad({e0}, {w, b});
-  at::NoGradGuard no_grad;
-  const double before = e0.item<double>();
-  const double gnorm2 = (grads[0].pow(2).sum() + grads[1].pow(2).sum()).item<double>();
-  const double e1 = error_of(w - grads[0], b - grads[1]).item<double>();
-  const double curvature = e1 - before + gnorm2;
-  double lr = curvature > 0 ? gnorm2 / (2 * curvature) : 1.0;
-  double after = before;
-  at::Tensor w1, b1;
-  for (int i = 0; i < kMaxHalvings; ++i, lr /= 2) {
-    w1 = w - lr * grads[0];
-    b1 = b - lr * grads[1];
-    after = error_of(w1, b1).item<double>();
-    if (after < before) break;
-  }
-  if (!(after < before))
-    throw slackpt::CheckpointError("E_REGENERATE", "the SLA step did not lower the error (gradient vanished?)",
-                                   pair["key"].get<std::string>());
+  const StepResult step = descend(
+      {w, b}, [&] { return (sla::reference::attention(q, k, v, w, b, cfg).to(at::kFloat) - dense).pow(2).mean(); },
+      pair["key"].get<std::string>());
+  const at::Tensor w1 = w.detach(), b1 = b.detach();
 
   EntryResult result;
   result.key = pair["key"];
-  result.error_before = before;
-  result.error_after = after;
-  result.learning_rate = lr;
+  result.error_before = step.loss_before;
+  result.error_after = step.loss_after;
+  result.learning_rate = step.learning_rate;
   result.entry.key = result.key;
   result.entry.head_dim = head_dim;
   result.entry.dtype_token = token;
@@ -133,15 +166,70 @@ EntryResult regenerate_entry(const json& pair, const json& plan, const sla::SlaC
   return result;
 }
 
-int run(const json& plan, bool as_json) {
-  const sla::SlaConfig cfg = sla::SlaConfig::parse(plan["settings"].dump());
-  const std::string device_name = plan.value("device", "auto");
-  if (device_name == "cuda" && !at::hasCUDA()) {
-    std::fprintf(stderr, "sla-ckpt regenerate: --device cuda but no CUDA device is available\n");
-    return 2;
+// Mode example-dit: one real training step of the example DiT in which only the SLA projections learn.
+int run_example_dit(const json& plan, bool as_json) {
+  namespace fs = std::filesystem;
+  const std::string dir = plan["checkpoint_dir"];
+  const at::Device device = device_of(plan);
+  sla_dit::TrainOptions options = sla_dit::Trainer::options_from_checkpoint(dir);
+  options.attention_mechanism = "sla";
+  options.sla_config = plan["settings"].dump();
+  options.device = device.str();
+  std::ifstream state_in(fs::path(dir) / "training_state.json");
+  const int64_t step = json::parse(state_in).at("step").get<int64_t>();
+
+  sla_dit::Trainer trainer(options);
+  trainer.load_weights(dir);
+  trainer.freeze_all_but_sla();
+  trainer.model()->train();
+  // The first forward creates the SLA modules (proj_l zero), the parameters of this step.
+  trainer.loss_on_batch(step + 1);
+  std::vector<at::Tensor> params;
+  for (const auto& module : trainer.backend().modules())
+    for (const auto& p : module->proj_l->parameters()) params.push_back(p);
+  if (params.empty())
+    throw slackpt::CheckpointError("E_REGENERATE", "the model ran no attention through SLA (all calls fell back)", dir);
+  const StepResult r = descend(params, [&] { return trainer.loss_on_batch(step + 1); }, dir);
+  std::fprintf(stderr, "example-dit: flow-matching loss on the batch of step %lld before %.6g, after %.6g "
+               "(one SGD step on proj_l only, lr %.4g, %s)\n",
+               static_cast<long long>(step + 1), r.loss_before, r.loss_after, r.learning_rate, device.str().c_str());
+
+  // The backend lays out the entries as training writes them; written to a scratch folder, then
+  // marked as regenerated and written atomically beside the checkpoint's other files.
+  const fs::path scratch = fs::temp_directory_path() / ("sla-ckpt-regenerate-" + std::to_string(::getpid()));
+  slackpt::SlaFile file;
+  trainer.backend().log = [](const std::string&) {};  // its "wrote <scratch>" line would mislead
+  try {
+    trainer.backend().on_save_checkpoint(scratch.string());
+    file = slackpt::load_sla_file((scratch / slackpt::kSlaFileName).string()).file;
+  } catch (...) {
+    fs::remove_all(scratch);
+    throw;
   }
-  const at::Device device = (device_name == "cuda" || (device_name == "auto" && at::hasCUDA())) ? at::Device(at::kCUDA)
-                                                                                              : at::Device(at::kCPU);
+  fs::remove_all(scratch);
+  const std::string from = "example-dit checkpoint " + dir;
+  file.extension["regenerated"] = true;
+  file.extension["regenerated_from"] = from;
+  file.extension["regenerated_device"] = device.is_cuda() ? "cuda" : "cpu";
+  file.extension["writer"] = "sla-ckpt-regenerate " SLA_TOOLKIT_VERSION;
+  file.has_extension = true;
+  slackpt::write_sla_file(plan["output"], file);
+
+  const json report = {{"output", plan["output"]}, {"device", device.str()}, {"regenerated_from", from},
+                       {"mode", "example-dit"}, {"step_batch", step + 1}, {"loss_before", r.loss_before},
+                       {"loss_after", r.loss_after}, {"learning_rate", r.learning_rate}};
+  if (as_json)
+    std::printf("%s\n", report.dump(2).c_str());
+  else
+    std::printf("wrote %s (%zu entries, one SLA-only training step of the example DiT, loss %.6g -> %.6g)\n",
+                plan["output"].get<std::string>().c_str(), file.entries.size(), r.loss_before, r.loss_after);
+  return 0;
+}
+
+int run(const json& plan, bool as_json) {
+  if (plan.value("mode", "") == "example-dit") return run_example_dit(plan, as_json);
+  const sla::SlaConfig cfg = sla::SlaConfig::parse(plan["settings"].dump());
+  const at::Device device = device_of(plan);
   slackpt::SlaFile file;
   const json& s = plan["settings"];
   file.settings.topk = s["topk"];
