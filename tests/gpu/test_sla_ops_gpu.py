@@ -7,7 +7,10 @@ import pytest
 import torch
 
 if not torch.cuda.is_available():
-    sys.exit(77)  # CTest: skipped
+    # CTest reports exit code 77 as skipped. pytest turns sys.exit() during collection into an
+    # internal error (exit 3), so leave the process directly.
+    print("no CUDA device: GPU operator tests skipped", file=sys.stderr, flush=True)
+    os._exit(77)
 
 torch.ops.load_library(os.environ["SLA_OPS_LIB"])
 
