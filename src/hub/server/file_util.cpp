@@ -1,5 +1,7 @@
 #include "file_util.h"
 
+#include "hashing.h"
+
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
@@ -145,45 +147,7 @@ int64_t file_size_or_missing(const std::string& path) {
   return static_cast<int64_t>(st.st_size);
 }
 
-Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {
-  if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("openssl: sha256 init failed");
-  }
-}
-
-void Sha256Stream::update(const char* data, size_t size) {
-  if (EVP_DigestUpdate(ctx_.get(), data, size) != 1) throw std::runtime_error("openssl: sha256 update failed");
-}
-
-std::string Sha256Stream::hex() {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_.get(), out, &len) != 1) throw std::runtime_error("openssl: sha256 final failed");
-  static const char* digits = "0123456789abcdef";
-  std::string s(2 * len, '0');
-  for (unsigned int i = 0; i < len; ++i) {
-    s[2 * i] = digits[out[i] >> 4];
-    s[2 * i + 1] = digits[out[i] & 15];
-  }
-  return s;
-}
-
-std::string sha256_of_file(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) throw io_error("cannot open", path);
-  Sha256Stream sha;
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw io_error("cannot read", path);
-    }
-    if (n == 0) break;
-    sha.update(buf.data(), static_cast<size_t>(n));
-  }
-  return sha.hex();
-}
+std::string sha256_of_file(const std::string& path) { return sha256_file_hex(path); }
 
 std::string random_hex(size_t bytes) {
   std::vector<unsigned char> raw(bytes);

@@ -2,7 +2,7 @@
 // fsync, rename, fsync of the folder), whole-file reads, and an incremental sha256.
 #pragma once
 
-#include <openssl/evp.h>
+
 
 #include <cstdint>
 #include <memory>
@@ -65,17 +65,6 @@ class BufferedFileWriter {
   int fd_;
   uint64_t offset_;
   std::string buffer_;
-};
-
-// sha256 fed piece by piece, for bodies that are streamed to disk.
-class Sha256Stream {
- public:
-  Sha256Stream();
-  void update(const char* data, size_t size);
-  std::string hex();
-
- private:
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
 };
 
 // Streams the file through sha256; returns the hex digest.

@@ -4,6 +4,7 @@
 // Every body is streamed to disk and its sha256 and size checked before it becomes an object.
 #include "call.h"
 #include "file_util.h"
+#include "hashing.h"
 #include "http_error.h"
 #include "url_codec.h"
 
@@ -85,7 +86,7 @@ void put_basic(ServerContext& ctx, Call& call, const std::string& oid) {
   std::string temp;
   Fd fd = open_temp_file(ctx.store.temp_dir(), temp);
   try {
-    Sha256Stream sha;
+    ContentHasher sha(ContentHasher::Kind::kSha256, size);
     BufferedFileWriter writer(fd.get(), 0);
     uint64_t written = 0;
     uint64_t received = call.stream_body([&](const char* data, size_t n) {
