@@ -1,5 +1,7 @@
 #include "url_codec.h"
 
+#include "hub_client.h"
+
 #include "http_error.h"
 
 #include <openssl/evp.h>
@@ -67,20 +69,7 @@ std::vector<std::pair<std::string, std::string>> decode_form(const std::string& 
   return fields;
 }
 
-std::string encode_path(const std::string& path) {
-  static const char* digits = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : path) {
-    if (std::isalnum(c) || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += digits[c >> 4];
-      out += digits[c & 15];
-    }
-  }
-  return out;
-}
+std::string encode_path(const std::string& path) { return percent_encode(path, /*keep_slash=*/true); }
 
 std::string base64_decode(const std::string& text, const std::string& what) {
   auto value = [](char c) -> int {
