@@ -24,6 +24,16 @@ if(SLA_CUDA_ENABLED)
   # both so the cache variable of cmake/SlaCuda.cmake alone decides what our kernels target.
   string(REGEX REPLACE "-gencode[ =]arch=compute_[0-9a-z]+,code=[a-z_0-9]+" "" CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
   unset(CMAKE_CUDA_ARCHITECTURES)
+  # Link torch_cpu and torch_cuda, never the wrapper libtorch.so: the wheel's libtorch.so exports
+  # its own static copy of std::filesystem (from the toolchain that built the wheel), which the
+  # dynamic linker then prefers over libstdc++'s, and any std::filesystem call in our code crashes
+  # (remove_all, create_directories, ...). torch_cuda_library is what the `torch` target wraps.
+  add_library(sla_torch_cuda INTERFACE)
+  target_link_libraries(sla_torch_cuda INTERFACE torch_cuda_library)
+  target_include_directories(sla_torch_cuda INTERFACE ${TORCH_INCLUDE_DIRS})
+  separate_arguments(torch_cxx_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+  target_compile_options(sla_torch_cuda INTERFACE ${torch_cxx_flags})
+  set(TORCH_LIBRARIES sla_torch_cuda)
 else()
   set(torch_includes ${SLA_TORCH_ROOT}/include ${SLA_TORCH_ROOT}/include/torch/csrc/api/include)
   foreach(lib c10 torch_cpu)
