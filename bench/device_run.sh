@@ -10,10 +10,11 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv | 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLA_WITH_HUB=OFF -DSLA_PYTHON="$(command -v python3)" \
   -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
 start=$(date +%s)
-cmake --build build --target sla_core test_sla_kernels sla_ops sla-bench -j16 >"$OUT/build.log" 2>&1 ||
+cmake --build build -j16 >"$OUT/build.log" 2>&1 ||
   { grep -B2 -A12 -m5 "error" "$OUT/build.log"; tail -20 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 grep -i "spill\|lmem" "$OUT/build.log" | grep -v " 0 bytes" | head -5
+(cd build && ctest -j8 --output-on-failure >"$OUT/ctest.log" 2>&1; echo "ctest rc=$?"; grep -E "tests passed|Failed|SEGFAULT|Skipped|Not Run" "$OUT/ctest.log" | head -20)
 start=$(date +%s)
 ./build/tests/gpu/test_sla_kernels --durations no >"$OUT/test.log" 2>&1
 echo "test_sla_kernels rc=$? ($(( $(date +%s) - start )) s)"

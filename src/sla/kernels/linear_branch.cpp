@@ -1,5 +1,8 @@
 #include "linear_branch.h"
 
+#include "sla_launch.h"
+
+#include <ATen/cuda/CUDAContext.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -74,27 +77,97 @@ at::Tensor chunk_of(const at::Tensor& x, int64_t b, int64_t h0, int64_t h1) {
   return x.select(0, b).slice(0, h0, h1);
 }
 
+// Sizes of the linear-branch passes for x (B, H, L, D); splits gives the reducing passes about two
+// CTAs per SM.
+LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg) {
+  LinearParams p;
+  p.elem = x.scalar_type() == at::kHalf ? ElemType::kFp16 : ElemType::kBf16;
+  p.head_dim = int(x.size(3));
+  p.batch = int(x.size(0));
+  p.heads = int(x.size(1));
+  p.seqlen = int(x.size(2));
+  p.feature_map = int(cfg.feature_map);
+  const int64_t tiles = (x.size(2) + linear_tile_rows(p.head_dim) - 1) / linear_tile_rows(p.head_dim);
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t bh = int64_t(p.batch) * p.heads;
+  p.splits = int(std::clamp<int64_t>((2 * sms + bh - 1) / bh, 1, tiles));
+  return p;
+}
+
 }  // namespace
 
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                     const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
-  const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
+  LinearParams p = linear_params(k, cfg);
+  const int64_t BH = int64_t(p.batch) * p.heads, D = p.head_dim;
   const auto f32 = k.options().dtype(at::kFloat);
-  at::Tensor state = at::empty({B, H, D, D}, f32);  // S = φ(K)ᵀ V
-  at::Tensor z = at::empty({B, H, D}, f32);         // Σ_rows φ(K)
-  for_each_chunk(k, [&](int64_t b, int64_t h0, int64_t h1) {
-    const at::Tensor phi_k = feature_map(chunk_of(k, b, h0, h1).to(at::kFloat), cfg.feature_map);  // (c, L, D)
-    at::Tensor state_c = chunk_of(state, b, h0, h1), z_c = chunk_of(z, b, h0, h1);
-    at::bmm_out(state_c, phi_k.transpose(1, 2), chunk_of(v, b, h0, h1).to(at::kFloat));
-    at::sum_out(z_c, phi_k, {1});
-  });
-  const double c = double(L);
+  at::Tensor state_part = at::empty({BH, p.splits, D, D}, f32);
+  at::Tensor z_part = at::empty({BH, p.splits, D}, f32);
+  p.k = tensor_ref(k);
+  p.v = tensor_ref(v);
+  p.state_part = state_part.data_ptr<float>();
+  p.z_part = z_part.data_ptr<float>();
+  run_linear_state(p, at::cuda::getCurrentCUDAStream());
+  const double c = double(p.seqlen);
   FusedLinearState out;
-  out.state = (at::matmul(state, proj_w.to(at::kFloat).t()) / c).to(k.scalar_type()).view({B * H, D, D}).contiguous();
-  out.z = (z / c).view({B * H, D}).contiguous();
+  out.s = state_part.sum(1) / c;  // S / c
+  out.state = at::matmul(out.s, proj_w.to(at::kFloat).t()).to(k.scalar_type()).contiguous();
+  out.z = (z_part.sum(1) / c).contiguous();
   out.eps = float(1e-5 / c);
   return out;
+}
+
+LinearGrads fused_linear_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                  const at::Tensor& v, const at::Tensor& proj_w, const FusedLinearState& fused,
+                                  const SlaConfig& cfg) {
+  at::NoGradGuard no_grad;
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  LinearParams p = linear_params(q, cfg);
+  const int64_t BH = int64_t(p.batch) * p.heads, D = p.head_dim;
+  const auto f32 = q.options().dtype(at::kFloat);
+  LinearGrads g;
+  g.dq = at::empty(q.sizes(), f32);
+  g.dk = at::empty(k.sizes(), f32);
+  g.dv = at::empty(v.sizes(), f32);
+
+  // Query side: dq and the sums over rows (partials per CTA).
+  at::Tensor a_part = at::empty({BH, p.splits, D, D}, f32);
+  at::Tensor dz_part = at::empty({BH, p.splits, D}, f32);
+  at::Tensor db_part = at::empty({BH, p.splits, D}, f32);
+  p.q = tensor_ref(q);
+  p.d_o = tensor_ref(grad_o);
+  p.m_scaled = fused.state.data_ptr();
+  p.z_scaled = fused.z.data_ptr<float>();
+  p.eps_scaled = fused.eps;
+  p.a_part = a_part.data_ptr<float>();
+  p.dz_part = dz_part.data_ptr<float>();
+  p.db_part = db_part.data_ptr<float>();
+  p.dq_add = tensor_ref(g.dq);
+  run_linear_bwd_q(p, stream);
+
+  // D x D algebra per (b, h), with A = Σ dOᵀ φ(q) / den' and c = L (see LinearParams):
+  // d proj_w = Σ A S', dS = Aᵀ W / c, dz = Σ dden' φ(q) / c.
+  const double c = double(p.seqlen);
+  const at::Tensor a = a_part.sum(1);  // (BH, D, D)
+  g.dw = at::bmm(a, fused.s).sum(0);
+  g.db = db_part.sum(at::IntArrayRef{0, 1});
+  const at::Tensor ds = at::matmul(a.transpose(1, 2), proj_w.to(at::kFloat)) / c;
+  const at::Tensor dz = (dz_part.sum(1) / c).contiguous();
+  // dS enters the tensor cores in 16 bits, normalised per (b, h) so fp16 neither under- nor overflows.
+  const at::Tensor ds_scale = ds.abs().amax({1, 2}).clamp_min(1e-30f).contiguous();
+  const at::Tensor ds_normal = (ds / ds_scale.view({BH, 1, 1})).to(q.scalar_type()).contiguous();
+
+  // Key side: dk and dv.
+  p.k = tensor_ref(k);
+  p.v = tensor_ref(v);
+  p.ds = ds_normal.data_ptr();
+  p.ds_scale = ds_scale.data_ptr<float>();
+  p.dz = dz.data_ptr<float>();
+  p.dk_add = tensor_ref(g.dk);
+  p.dv_add = tensor_ref(g.dv);
+  run_linear_bwd_k(p, stream);
+  return g;
 }
 
 at::Tensor linear_branch_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

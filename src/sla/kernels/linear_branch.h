@@ -1,12 +1,15 @@
-// The linear branch of SLA followed by proj_l, computed with ATen in float32 over chunks of heads
-// so that its temporaries stay small (a few (L, D) float32 tensors per chunk): the fused sparse
-// kernels receive its output (forward) and its input gradients (backward) as float32 addends.
+// The linear branch of SLA followed by proj_l. The fused sparse kernels receive its output
+// (forward) and its input gradients (backward) as float32 addends, or for variant all its D x D
+// state, applied in the forward kernel's epilogue. Variant all runs on the linear-branch kernels
+// (linear_kernels.cuh: one pass over K, V forward; one over q, dO and one over K, V backward);
+// variant complement runs in ATen, float32, over chunks of heads so that its temporaries stay small.
 //   variant all:        o_l = φ(q) S / (φ(q)·z + 1e-5),  S = φ(K)ᵀ V, z = Σ_rows φ(K)
 //   variant complement: S, z summed over the key blocks NOT selected for the row's query block;
 //                       no epsilon; o_l = 0 where nothing is left (every block selected).
 #pragma once
 
 #include "sla_config.h"
+#include "sla_params.h"
 
 #include <ATen/ATen.h>
 
@@ -22,10 +25,22 @@ struct LinearGrads {
 struct FusedLinearState {
   at::Tensor state;  // M / c = (S W_projᵀ) / c: (B*H, D, D) in q's dtype, contiguous
   at::Tensor z;      // z / c: (B*H, D) float32
+  at::Tensor s;      // S / c: (B*H, D, D) float32, for the backward's d proj_w
   float eps = 0.f;   // 1e-5 / c
 };
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                     const SlaConfig& cfg);
+
+// Variant all: the gradients of proj_l(linear branch) from the forward's state.
+LinearGrads fused_linear_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                  const at::Tensor& v, const at::Tensor& proj_w, const FusedLinearState& fused,
+                                  const SlaConfig& cfg);
+
+// The kernels' view of a (B, H, L, D) tensor (undefined: null).
+inline TensorRef tensor_ref(const at::Tensor& x) {
+  if (!x.defined()) return {};
+  return TensorRef{x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)};
+}
 
 // proj_l(o_l) as float32 (B, H, L, D), contiguous. mask: bool (B, H, Nq, Nk) selected blocks
 // (used by variant complement only; may be undefined for variant all).

@@ -34,10 +34,7 @@ at::Tensor kernel_layout(const at::Tensor& x) {
   return ok ? x : x.contiguous();
 }
 
-TensorRef ref(const at::Tensor& x) {
-  if (!x.defined()) return {};
-  return TensorRef{x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)};
-}
+TensorRef ref(const at::Tensor& x) { return kernels::tensor_ref(x); }
 
 float effective_scale(double scale, int64_t d) { return scale > 0 ? float(scale) : float(1.0 / std::sqrt(double(d))); }
 
@@ -113,7 +110,8 @@ at::Tensor selection_mask(const DeviceBlockMap& map, const at::Tensor& q, int64_
 struct ForwardState {
   at::Tensor o, o_s, lse;
   DeviceBlockMap map;
-  at::Tensor mask;  // defined for variant complement only
+  at::Tensor mask;                   // defined for variant complement only
+  kernels::FusedLinearState fused;   // defined for variant all only
 };
 
 ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
@@ -122,7 +120,7 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
   st.map = device_block_map(q, k, cfg);
   SlaParams p = base_params(q, cfg, scale);
   // Variant all: the linear branch is fused into the kernel's epilogue; complement: float32 addend.
-  kernels::FusedLinearState fused;
+  kernels::FusedLinearState& fused = st.fused;
   at::Tensor o_add, bias;
   if (cfg.variant == Variant::kAll) {
     fused = kernels::fused_linear_state(k, v, proj_w, cfg);
@@ -156,7 +154,9 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
                                      const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                      const SlaConfig& cfg, double scale, const ForwardState& st) {
   const at::Tensor grad_o = kernel_layout(grad_o_in.to(q.scalar_type()));
-  LinearGrads lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
+  const LinearGrads lin = st.fused.state.defined()
+                              ? kernels::fused_linear_backward(grad_o, q, k, v, proj_w, st.fused, cfg)
+                              : linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   at::Tensor delta = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
   SlaParams p = base_params(q, cfg, scale);
@@ -200,7 +200,7 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     const Inputs in = prepare(q, k, v, cfg);
     ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/true);
     ctx->save_for_backward({in.q, in.k, in.v, proj_w, proj_b, st.o_s, st.lse, st.map.lut, st.map.kv_count,
-                            st.map.kv_list, st.map.lut64, st.mask});
+                            st.map.kv_list, st.map.lut64, st.mask, st.fused.state, st.fused.z, st.fused.s});
     ctx->saved_data["topk"] = cfg.topk;
     ctx->saved_data["feature_map"] = int64_t(cfg.feature_map);
     ctx->saved_data["blkq"] = cfg.blkq;
@@ -225,6 +225,10 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     st.lse = s[6];
     st.map = DeviceBlockMap{s[7], s[8], s[9], s[10]};
     st.mask = s[11];
+    st.fused.state = s[12];
+    st.fused.z = s[13];
+    st.fused.s = s[14];
+    st.fused.eps = float(1e-5 / double(s[0].size(2)));
     auto g = sla_backward(grad_out[0], s[0], s[1], s[2], s[3], s[4], cfg, ctx->saved_data["scale"].toDouble(), st);
     return {g[0], g[1], g[2], g[3], g[4], at::Tensor(), at::Tensor()};
   }

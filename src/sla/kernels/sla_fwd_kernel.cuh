@@ -5,6 +5,7 @@
 // (optional, for the backward) and lse.
 #pragma once
 
+#include "feature_map.cuh"
 #include "sla_params.h"
 #include "tile_config.h"
 #include "warp_mma.cuh"
@@ -12,70 +13,6 @@
 #include <cmath>
 
 namespace sla::kernels {
-
-// φ applied row-wise to a warp's 16 x D tile held as A fragments (each row spread over a quad of
-// lanes), repacked as A fragments; den[half] = φ(row)·z + eps for rows g and g + 8.
-// feature_map: 0 softmax over D, 1 elu(x) + 1, 2 relu(x).
-template <int D, class Elem>
-__device__ __forceinline__ void feature_map_rows(uint32_t (&a_phi)[D / 16][4], float (&den)[2],
-                                                 const uint32_t (&a_x)[D / 16][4], int feature_map, const float* z,
-                                                 float eps, int lane) {
-  const int t = lane & 3;
-  float x[D / 16][4][2];  // [kk][register][element]; register r holds row g + 8 (r & 1), cols 16kk + 8 (r >> 1) + 2t + e
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const Elem* pair = reinterpret_cast<const Elem*>(&a_x[kk][r]);
-      x[kk][r][0] = to_float(pair[0]);
-      x[kk][r][1] = to_float(pair[1]);
-    }
-  }
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    float mx = -INFINITY, sum = 0.f;
-    if (feature_map == 0) {
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-        for (int r = half; r < 4; r += 2) mx = fmaxf(mx, fmaxf(x[kk][r][0], x[kk][r][1]));
-      mx = quad_max(mx);
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-      for (int r = half; r < 4; r += 2) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float v = x[kk][r][e];
-          const float y = feature_map == 0 ? __expf(v - mx) : feature_map == 1 ? (v > 0.f ? v + 1.f : __expf(v))
-                                                                                 : fmaxf(v, 0.f);
-          x[kk][r][e] = y;
-          sum += y;
-        }
-      }
-    }
-    const float norm = feature_map == 0 ? 1.f / quad_sum(sum) : 1.f;
-    float dot = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-      for (int r = half; r < 4; r += 2) {
-        const int col = 16 * kk + 8 * (r >> 1) + 2 * t;
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          x[kk][r][e] *= norm;
-          dot += x[kk][r][e] * z[col + e];
-        }
-      }
-    }
-    den[half] = quad_sum(dot) + eps;
-  }
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) a_phi[kk][r] = pack2<Elem>(x[kk][r][0], x[kk][r][1]);
-}
 
 template <class Elem, int D, int BQ, int BK>
 struct FwdTraits {

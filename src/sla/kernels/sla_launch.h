@@ -31,6 +31,13 @@ void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
 // Sparse backward: delta, then dq, then dk and dv.
 void run_sla_bwd(const SlaParams& p, cudaStream_t stream);
 
+// The linear-branch passes of LinearParams (variant all).
+void run_linear_state(const LinearParams& p, cudaStream_t stream);
+void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream);
+void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream);
+// Rows per tile of those passes.
+constexpr int linear_tile_rows(int head_dim) { return head_dim; }
+
 // Per-instantiation launchers, defined in *_launch.cuh and instantiated in instantiations/.
 template <class Elem, int D, int BQ, int BK>
 void run_sla_fwd_(const SlaParams& p, cudaStream_t stream);

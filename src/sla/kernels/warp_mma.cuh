@@ -114,6 +114,18 @@ __device__ __forceinline__ void load_a_frags(uint32_t (&a)[K / 16][4], const Ele
   for (int kk = 0; kk < K / 16; ++kk) ldmatrix_x4(a[kk], tile + row * stride + kk * 16 + col);
 }
 
+// A fragments of Xᵀ (16 x K): X stored row-major in shared memory as K rows, of which the 16
+// columns m0.. are used; a[kk] covers X rows 16kk... For sums over rows such as φ(K)ᵀ V.
+template <int K, class Elem>
+__device__ __forceinline__ void load_a_frags_t(uint32_t (&a)[K / 16][4], const Elem* x, int stride, int m0,
+                                               int lane) {
+  const int matrix = lane >> 3;  // a[.][matrix]: rows of X 8 (matrix / 2).., columns m0 + 8 (matrix % 2)..
+  const int row = (lane & 7) + (matrix >> 1) * 8;
+  const int col = m0 + (matrix & 1) * 8;
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) ldmatrix_x4_trans(a[kk], x + (16 * kk + row) * stride + col);
+}
+
 // C (16 x N) += A (16 x K) * Tᵀ, T stored row-major as N rows x K cols ("S = Q Kᵀ").
 template <int N, int K, class Elem>
 __device__ __forceinline__ void mma_a_bt(float (&c)[N / 8][4], const uint32_t (&a)[K / 16][4], const Elem* t,

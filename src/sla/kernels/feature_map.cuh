@@ -1,0 +1,111 @@
+// The feature map φ of the linear branch on register tiles, forward and backward, shared by the
+// forward epilogue and the linear-branch kernels.
+#pragma once
+
+#include "warp_mma.cuh"
+
+#include <cmath>
+
+namespace sla::kernels {
+
+// φ applied row-wise to a warp's 16 x D tile held as A fragments (each row spread over a quad of
+// lanes), repacked as A fragments; den[half] = φ(row)·z + eps for rows g and g + 8 (z may be
+// null: den = eps). feature_map: 0 softmax over D, 1 elu(x) + 1, 2 relu(x).
+template <int D, class Elem>
+__device__ __forceinline__ void feature_map_rows(uint32_t (&a_phi)[D / 16][4], float (&den)[2],
+                                                 const uint32_t (&a_x)[D / 16][4], int feature_map, const float* z,
+                                                 float eps, int lane) {
+  const int t = lane & 3;
+  float x[D / 16][4][2];  // [kk][register][element]; register r holds row g + 8 (r & 1), cols 16kk + 8 (r >> 1) + 2t + e
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const Elem* pair = reinterpret_cast<const Elem*>(&a_x[kk][r]);
+      x[kk][r][0] = to_float(pair[0]);
+      x[kk][r][1] = to_float(pair[1]);
+    }
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float mx = -INFINITY, sum = 0.f;
+    if (feature_map == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+        for (int r = half; r < 4; r += 2) mx = fmaxf(mx, fmaxf(x[kk][r][0], x[kk][r][1]));
+      mx = quad_max(mx);
+    }
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int r = half; r < 4; r += 2) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float v = x[kk][r][e];
+          const float y = feature_map == 0 ? __expf(v - mx) : feature_map == 1 ? (v > 0.f ? v + 1.f : __expf(v))
+                                                                                 : fmaxf(v, 0.f);
+          x[kk][r][e] = y;
+          sum += y;
+        }
+      }
+    }
+    const float norm = feature_map == 0 ? 1.f / quad_sum(sum) : 1.f;
+    float dot = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int r = half; r < 4; r += 2) {
+        const int col = 16 * kk + 8 * (r >> 1) + 2 * t;
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          x[kk][r][e] *= norm;
+          if (z != nullptr) dot += x[kk][r][e] * z[col + e];
+        }
+      }
+    }
+    den[half] = quad_sum(dot) + eps;
+  }
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) a_phi[kk][r] = pack2<Elem>(x[kk][r][0], x[kk][r][1]);
+}
+
+// Element (j, half, e) of a 16 x D C-layout tile (row g + 8 half, column 8j + 2t + e) read from
+// the same tile held as A fragments (see warp_mma.cuh): a[j / 2][half + 2 (j % 2)], element e.
+template <int D, class Elem>
+__device__ __forceinline__ float a_frag_elem(const uint32_t (&a)[D / 16][4], int j, int half, int e) {
+  const Elem* pair = reinterpret_cast<const Elem*>(&a[j / 2][half + 2 * (j % 2)]);
+  return to_float(pair[e]);
+}
+
+// In place: grad (16 x D, C layout) holds dL/dφ and becomes dL/dx, with φ given as A fragments.
+// softmax: φ ∘ (dφ − rowsum(dφ ∘ φ)); elu + 1: dφ where φ > 1 (x > 0), else dφ φ (φ = e^x);
+// relu: dφ where φ > 0. The derivative is read off φ alone, so x need not stay in registers.
+template <int D, class Elem>
+__device__ __forceinline__ void feature_map_backward_rows(float (&grad)[D / 8][4], const uint32_t (&a_phi)[D / 16][4],
+                                                          int feature_map) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float rowdot = 0.f;
+    if (feature_map == 0) {
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) rowdot += grad[j][2 * half + e] * a_frag_elem<D, Elem>(a_phi, j, half, e);
+      rowdot = quad_sum(rowdot);
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float phi = a_frag_elem<D, Elem>(a_phi, j, half, e);
+        float& d = grad[j][2 * half + e];
+        d = feature_map == 0 ? phi * (d - rowdot) : feature_map == 1 ? (phi > 1.f ? d : d * phi) : (phi > 0.f ? d : 0.f);
+      }
+    }
+  }
+}
+
+}  // namespace sla::kernels

@@ -1,0 +1,54 @@
+// Launchers of the linear-branch passes (linear_kernels.cuh), one instantiation per dtype and head_dim.
+#include "cuda_check.h"
+#include "linear_kernels.cuh"
+#include "sla_launch.h"
+#include "static_switch.h"
+
+namespace sla::kernels {
+
+namespace {
+
+template <class Kernel>
+void launch(Kernel kernel, dim3 grid, int threads, int smem, const LinearParams& p, cudaStream_t stream) {
+  SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kernel<<<grid, threads, smem, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
+}
+
+unsigned num_tiles(const LinearParams& p) {
+  return unsigned((p.seqlen + linear_tile_rows(p.head_dim) - 1) / linear_tile_rows(p.head_dim));
+}
+
+}  // namespace
+
+void run_linear_state(const LinearParams& p, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      using Tr = LinearTraits<kD>;
+      launch(&sla_linear_state_kernel<Elem, kD>, dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kStateSmem, p,
+             stream);
+    });
+  });
+}
+
+void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      using Tr = LinearTraits<kD>;
+      launch(&sla_linear_bwd_q_kernel<Elem, kD>, dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kBwdQSmem, p,
+             stream);
+    });
+  });
+}
+
+void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      using Tr = LinearTraits<kD>;
+      launch(&sla_linear_bwd_k_kernel<Elem, kD>, dim3(num_tiles(p), p.batch * p.heads), Tr::kThreads, Tr::kBwdKSmem,
+             p, stream);
+    });
+  });
+}
+
+}  // namespace sla::kernels

@@ -1,0 +1,330 @@
+// The linear branch of variant all on tensor cores, in three passes over rows (see LinearParams).
+// A CTA has D / 16 warps and works on tiles of D rows: for the row-wise math each warp owns 16
+// rows of the tile; for the sums over rows (Xᵀ Y, a D x D result) each warp owns 16 rows of the
+// result and reads the whole tile back from shared memory, transposed by ldmatrix.
+#pragma once
+
+#include "feature_map.cuh"
+#include "sla_params.h"
+#include "warp_mma.cuh"
+
+namespace sla::kernels {
+
+template <int D>
+struct LinearTraits {
+  static constexpr int kWarps = D / 16;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kRows = D;  // rows per tile (linear_tile_rows)
+  static constexpr int kStride = kSmemStride<D>;
+  static constexpr int kTileBytes = kRows * kStride * 2;
+  // Tiles: state 2 (K, V); bwd q 3 (q, dO, M'); bwd k 3 (K, V, dS). Plus float rows.
+  static constexpr int kStateSmem = 2 * kTileBytes + kWarps * D * 4;
+  static constexpr int kBwdQSmem = 3 * kTileBytes + (2 * kWarps + 1) * D * 4;
+  static constexpr int kBwdKSmem = 3 * kTileBytes + D * 4;
+};
+
+template <class Elem>
+__device__ __forceinline__ const Elem* row_ptr(const TensorRef& x, int b, int h, int64_t row) {
+  return static_cast<const Elem*>(x.ptr) + b * x.batch + h * x.head + row * x.row;
+}
+
+// Column sums of a warp's 16 x D C-layout tile (rows ≥ rows_valid left out) into out[D] (lanes
+// with g = 0 write).
+template <int D>
+__device__ __forceinline__ void warp_column_sums(const float (&c)[D / 8][4], int rows_valid, float* out, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float s = (g < rows_valid ? c[j][e] : 0.f) + (g + 8 < rows_valid ? c[j][2 + e] : 0.f);
+      s += __shfl_xor_sync(0xffffffff, s, 4);
+      s += __shfl_xor_sync(0xffffffff, s, 8);
+      s += __shfl_xor_sync(0xffffffff, s, 16);
+      if (g == 0) out[8 * j + 2 * t + e] = s;
+    }
+  }
+}
+
+// A warp's 16 x D float32 tile to rows of a (B, H, L, D) float32 tensor (rows ≥ rows_valid skipped).
+template <int D>
+__device__ __forceinline__ void store_rows_f32(const float (&c)[D / 8][4], float scale, float* out, int64_t row_stride,
+                                               int rows_valid, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = g + 8 * half;
+    if (r >= rows_valid) continue;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      *reinterpret_cast<float2*>(out + r * row_stride + 8 * j + 2 * t) =
+          make_float2(c[j][2 * half] * scale, c[j][2 * half + 1] * scale);
+    }
+  }
+}
+
+// A warp's 16 x D result rows m0.. of a D x D float32 matrix (row-major).
+template <int D>
+__device__ __forceinline__ void store_square_rows(const float (&c)[D / 8][4], float* out, int m0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      *reinterpret_cast<float2*>(out + (m0 + g + 8 * half) * D + 8 * j + 2 * t) =
+          make_float2(c[j][2 * half], c[j][2 * half + 1]);
+    }
+  }
+}
+
+// C-layout tile (16 x D) of a warp's rows as A fragments packed back into shared memory.
+template <int D, class Elem>
+__device__ __forceinline__ void store_a_frags(Elem* tile, int stride, const uint32_t (&a)[D / 16][4], int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      *reinterpret_cast<uint32_t*>(tile + (g + 8 * (r & 1)) * stride + 16 * kk + 8 * (r >> 1) + 2 * t) = a[kk][r];
+}
+
+// Pass 1 (forward): S and z of one (b, h), partial over this CTA's tiles.
+template <class Elem, int D>
+__global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_kernel(const __grid_constant__ LinearParams p) {
+  using Tr = LinearTraits<D>;
+  constexpr int R = Tr::kRows, kS = Tr::kStride;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Elem* sX = reinterpret_cast<Elem*>(smem_raw);        // [R][kS]: K rows, then φ(K) (invalid rows 0)
+  Elem* sV = sX + R * kS;                              // [R][kS]
+  float* sRed = reinterpret_cast<float*>(sV + R * kS);  // [kWarps][D]
+
+  const int split = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int tiles = (p.seqlen + R - 1) / R;
+
+  float acc[D / 8][4];  // S rows 16 warp..
+  zero(acc);
+  float z = 0.f;        // z[tid] for tid < D
+  for (int tile = split; tile < tiles; tile += p.splits) {
+    const int row0 = tile * R;
+    load_tile_async<R, D, Tr::kThreads>(sX, row_ptr<Elem>(p.k, b, h, row0), p.k.row, p.seqlen - row0, tid);
+    load_tile_async<R, D, Tr::kThreads>(sV, row_ptr<Elem>(p.v, b, h, row0), p.v.row, p.seqlen - row0, tid);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    {
+      const int rows_valid = p.seqlen - row0 - warp * 16;
+      uint32_t a_x[D / 16][4], a_phi[D / 16][4];
+      float den[2];
+      load_a_frags<D>(a_x, sX + warp * 16 * kS, kS, lane);
+      feature_map_rows<D, Elem>(a_phi, den, a_x, p.feature_map, nullptr, 0.f, lane);
+      const int g = lane >> 2;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          if (g + 8 * (r & 1) >= rows_valid) a_phi[kk][r] = 0u;  // φ(0) ≠ 0: padding must not count
+      __syncwarp();
+      store_a_frags<D, Elem>(sX + warp * 16 * kS, kS, a_phi, lane);
+      float phi[D / 8][4];
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) phi[j][i] = a_frag_elem<D, Elem>(a_phi, j, i / 2, i % 2);
+      warp_column_sums<D>(phi, rows_valid, sRed + warp * D, lane);
+    }
+    __syncthreads();
+    if (tid < D) {
+#pragma unroll
+      for (int w = 0; w < Tr::kWarps; ++w) z += sRed[w * D + tid];
+    }
+    uint32_t a_t[R / 16][4];  // φ(K)ᵀ rows 16 warp.. of this tile
+    load_a_frags_t<R>(a_t, sX, kS, 16 * warp, lane);
+    mma_a_b<D, R>(acc, a_t, sV, kS, lane);
+    __syncthreads();  // the next tile overwrites sX, sV
+  }
+  const int64_t part = int64_t(bh) * p.splits + split;
+  store_square_rows<D>(acc, p.state_part + part * D * D, 16 * warp, lane);
+  if (tid < D) p.z_part[part * D + tid] = z;
+}
+
+// Pass 2 (backward, query side): dq_add, and partial sums of dOᵀ φ(q) / den', dden' φ(q), dO.
+template <class Elem, int D>
+__global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_kernel(const __grid_constant__ LinearParams p) {
+  using Tr = LinearTraits<D>;
+  constexpr int R = Tr::kRows, kS = Tr::kStride;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Elem* sQ = reinterpret_cast<Elem*>(smem_raw);          // [R][kS]: q rows, then φ(q) / den'
+  Elem* sG = sQ + R * kS;                                // [R][kS]: dO rows (0 past the end)
+  Elem* sM = sG + R * kS;                                // [D][kS]: M'
+  float* sRed = reinterpret_cast<float*>(sM + D * kS);   // [2][kWarps][D]: dz, db column sums
+  float* sZ = sRed + 2 * Tr::kWarps * D;                 // [D]: z'
+
+  const int split = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const int tiles = (p.seqlen + R - 1) / R;
+
+  load_tile_async<D, D, Tr::kThreads>(sM, static_cast<const Elem*>(p.m_scaled) + int64_t(bh) * D * D, D, D, tid);
+  if (tid < D) sZ[tid] = p.z_scaled[int64_t(bh) * D + tid];
+
+  float acc_a[D / 8][4];  // Σ dOᵀ φ(q) / den', rows 16 warp..
+  zero(acc_a);
+  float dz = 0.f, db = 0.f;  // column tid < D
+  for (int tile = split; tile < tiles; tile += p.splits) {
+    const int row0 = tile * R;
+    const int wrow0 = row0 + warp * 16;
+    const int rows_valid = p.seqlen - wrow0;
+    load_tile_async<R, D, Tr::kThreads>(sQ, row_ptr<Elem>(p.q, b, h, row0), p.q.row, p.seqlen - row0, tid);
+    load_tile_async<R, D, Tr::kThreads>(sG, row_ptr<Elem>(p.d_o, b, h, row0), p.d_o.row, p.seqlen - row0, tid);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    const Elem* gw = sG + warp * 16 * kS;
+    {
+      uint32_t a_phi[D / 16][4];
+      float den[2];
+      {
+        uint32_t a_x[D / 16][4];
+        load_a_frags<D>(a_x, sQ + warp * 16 * kS, kS, lane);
+        feature_map_rows<D, Elem>(a_phi, den, a_x, p.feature_map, sZ, p.eps_scaled, lane);
+      }
+      float dden[2];
+      {
+        float acc_t[D / 8][4];  // t = φ(q) M'
+        zero(acc_t);
+        mma_a_b<D, D>(acc_t, a_phi, sM, kS, lane);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          float dot = 0.f;
+#pragma unroll
+          for (int j = 0; j < D / 8; ++j) {
+            const Elem* pair = gw + (g + 8 * half) * kS + 8 * j + 2 * t;  // dO, C layout
+            dot += to_float(pair[0]) * acc_t[j][2 * half] + to_float(pair[1]) * acc_t[j][2 * half + 1];
+          }
+          dden[half] = -quad_sum(dot) / (den[half] * den[half]);
+        }
+      }
+      {
+        float acc_d[D / 8][4];  // dO M'ᵀ, then dL/dφ(q), then dL/dq
+        zero(acc_d);
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {  // one 16-column slice of dO at a time: fewer live registers
+          uint32_t a_g[1][4];
+          load_a_frags<16>(a_g, gw + 16 * kk, kS, lane);
+          mma_a_bt<D, 16>(acc_d, a_g, sM + 16 * kk, kS, lane);
+        }
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc_d[j][i] = acc_d[j][i] / den[i / 2] + dden[i / 2] * sZ[8 * j + 2 * t + i % 2];
+        feature_map_backward_rows<D, Elem>(acc_d, a_phi, p.feature_map);
+        float* dq = static_cast<float*>(p.dq_add.ptr) + b * p.dq_add.batch + h * p.dq_add.head + wrow0 * p.dq_add.row;
+        store_rows_f32<D>(acc_d, 1.f, dq, p.dq_add.row, rows_valid, lane);
+      }
+      // Operands of the sums: column sums of dO and dden' φ; φ(q) / den' over this warp's rows of sQ.
+      {
+        float g_c[D / 8][4];  // dO, C layout
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) g_c[j][i] = to_float(gw[(g + 8 * (i / 2)) * kS + 8 * j + 2 * t + i % 2]);
+        warp_column_sums<D>(g_c, rows_valid, sRed + (Tr::kWarps + warp) * D, lane);
+      }
+      __syncwarp();
+      Elem* qw = sQ + warp * 16 * kS;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const Elem* pair = reinterpret_cast<const Elem*>(&a_phi[kk][r]);
+          const float inv = 1.f / den[r & 1];
+          *reinterpret_cast<uint32_t*>(qw + (g + 8 * (r & 1)) * kS + 16 * kk + 8 * (r >> 1) + 2 * t) =
+              pack2<Elem>(to_float(pair[0]) * inv, to_float(pair[1]) * inv);
+        }
+      float phi_dden[D / 8][4];
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) phi_dden[j][i] = a_frag_elem<D, Elem>(a_phi, j, i / 2, i % 2) * dden[i / 2];
+      warp_column_sums<D>(phi_dden, rows_valid, sRed + warp * D, lane);
+    }
+    __syncthreads();
+    if (tid < D) {
+#pragma unroll
+      for (int w = 0; w < Tr::kWarps; ++w) {
+        dz += sRed[w * D + tid];
+        db += sRed[(Tr::kWarps + w) * D + tid];
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < R / 16; ++kk) {  // dOᵀ rows 16 warp.., 16 tile rows at a time
+      uint32_t a_t[1][4];
+      load_a_frags_t<16>(a_t, sG + 16 * kk * kS, kS, 16 * warp, lane);
+      mma_a_b<D, 16>(acc_a, a_t, sQ + 16 * kk * kS, kS, lane);
+    }
+    __syncthreads();
+  }
+  const int64_t part = int64_t(bh) * p.splits + split;
+  store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
+  if (tid < D) {
+    p.dz_part[part * D + tid] = dz;
+    p.db_part[part * D + tid] = db;
+  }
+}
+
+// Pass 3 (backward, key side): dk_add and dv_add of one tile.
+template <class Elem, int D>
+__global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_k_kernel(const __grid_constant__ LinearParams p) {
+  using Tr = LinearTraits<D>;
+  constexpr int R = Tr::kRows, kS = Tr::kStride;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Elem* sK = reinterpret_cast<Elem*>(smem_raw);         // [R][kS]
+  Elem* sV = sK + R * kS;                               // [R][kS]
+  Elem* sDS = sV + R * kS;                              // [D][kS]: dS / ds_scale
+  float* sDz = reinterpret_cast<float*>(sDS + D * kS);  // [D]
+
+  const int tile = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int t = lane & 3;
+  const int row0 = tile * R, wrow0 = row0 + warp * 16, rows_valid = p.seqlen - wrow0;
+
+  load_tile_async<D, D, Tr::kThreads>(sDS, static_cast<const Elem*>(p.ds) + int64_t(bh) * D * D, D, D, tid);
+  load_tile_async<R, D, Tr::kThreads>(sK, row_ptr<Elem>(p.k, b, h, row0), p.k.row, p.seqlen - row0, tid);
+  load_tile_async<R, D, Tr::kThreads>(sV, row_ptr<Elem>(p.v, b, h, row0), p.v.row, p.seqlen - row0, tid);
+  cp_async_commit();
+  if (tid < D) sDz[tid] = p.dz[int64_t(bh) * D + tid];
+  cp_async_wait<0>();
+  __syncthreads();
+  if (rows_valid <= 0) return;
+  const float scale = p.ds_scale[bh];
+
+  uint32_t a_phi[D / 16][4];
+  {
+    uint32_t a_x[D / 16][4];
+    float den[2];
+    load_a_frags<D>(a_x, sK + warp * 16 * kS, kS, lane);
+    feature_map_rows<D, Elem>(a_phi, den, a_x, p.feature_map, nullptr, 0.f, lane);
+  }
+  {
+    float acc[D / 8][4];  // V dSᵀ, then dL/dφ(K), then dL/dK
+    zero(acc);
+    uint32_t a_v[D / 16][4];
+    load_a_frags<D>(a_v, sV + warp * 16 * kS, kS, lane);
+    mma_a_bt<D, D>(acc, a_v, sDS, kS, lane);
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[j][i] = acc[j][i] * scale + sDz[8 * j + 2 * t + i % 2];
+    feature_map_backward_rows<D, Elem>(acc, a_phi, p.feature_map);
+    float* dk = static_cast<float*>(p.dk_add.ptr) + b * p.dk_add.batch + h * p.dk_add.head + wrow0 * p.dk_add.row;
+    store_rows_f32<D>(acc, 1.f, dk, p.dk_add.row, rows_valid, lane);
+  }
+  float acc[D / 8][4];  // φ(K) dS
+  zero(acc);
+  mma_a_b<D, D>(acc, a_phi, sDS, kS, lane);
+  float* dv = static_cast<float*>(p.dv_add.ptr) + b * p.dv_add.batch + h * p.dv_add.head + wrow0 * p.dv_add.row;
+  store_rows_f32<D>(acc, scale, dv, p.dv_add.row, rows_valid, lane);
+}
+
+}  // namespace sla::kernels
