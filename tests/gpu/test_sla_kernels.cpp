@@ -172,8 +172,9 @@ TEST_CASE("the kernels' LUT equals the reference block map") {
       cfg.blkq = blkq;
       cfg.blkk = blkk;
       const int64_t L = 1000 + blkq + 3;
-      const at::Tensor q = random_input(2, 3, L, 64, at::kBFloat16, true);
-      const at::Tensor k = random_input(2, 3, L, 64, at::kBFloat16, true) + 0.5;  // smooth-k must matter
+      const int64_t D = blkq == 64 ? 128 : 64;
+      const at::Tensor q = random_input(2, 3, L, D, at::kBFloat16, true);
+      const at::Tensor k = random_input(2, 3, L, D, at::kBFloat16, true) + 0.5;  // smooth-k must matter
       const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
       const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
       INFO("blk " << blkq << "/" << blkk);
@@ -182,6 +183,25 @@ TEST_CASE("the kernels' LUT equals the reference block map") {
       CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
       CHECK(ours.mask.cpu().equal(ref.mask.cpu()));
     }
+  }
+}
+
+TEST_CASE("long rows of key blocks: shared-memory select and its ATen fallback equal the reference") {
+  // Nk = 1250 is scored in shared memory; Nk = 25000 (100 KB of scores per row) takes the fallback.
+  for (const int64_t L : {int64_t(40000), int64_t(800000)}) {
+    at::manual_seed(L);
+    SlaConfig cfg;
+    cfg.topk = 0.01;
+    cfg.blkq = 128;
+    cfg.blkk = 32;
+    const int64_t D = L > 100000 ? 64 : 128;
+    const at::Tensor q = random_input(1, 1, L, D, at::kBFloat16, true);
+    const at::Tensor k = random_input(1, 1, L, D, at::kBFloat16, true) + 0.5;
+    const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
+    const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
+    INFO("L " << L);
+    REQUIRE(ours.lut.sizes() == ref.lut.sizes());
+    CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
   }
 }
 

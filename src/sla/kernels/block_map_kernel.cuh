@@ -1,7 +1,8 @@
-// Block-map kernels. The scoring GEMM and the top-k between them run through ATen (sla_api.cpp);
-// these two cover what ATen would need many launches or a copy for:
+// Block-map kernels:
 //   pool:       per-block sums of the q rows and of the k rows (blockIdx.z picks q or k), read
 //               straight from the strided inputs, float32 accumulation.
+//   select:     per query block: pooled scores against every smooth-k block mean, the top n by a
+//               radix select over the float bits (ties: lowest index), written as the ascending LUT.
 //   transpose:  LUT (B*H, Nq, n) -> per key block the ascending list of query blocks that selected
 //               it (kv_count, kv_list), the index the dk/dv pass walks. One thread per (bh, key
 //               block) scans the LUT rows in order, so the lists come out sorted and deterministic.
@@ -30,6 +31,94 @@ __global__ void __launch_bounds__(D) sla_pool_kernel(const __grid_constant__ Sla
   float sum = 0.f;
   for (int r = 0; r < rows; ++r) sum += to_float(src[r * x.row]);
   sums[((int64_t(blockIdx.z) * p.batch * p.heads + bh) * max_blocks + block) * D + threadIdx.x] = sum;
+}
+
+// Scores of a row are kept in shared memory: rows_per_cta rows of num_k_blocks floats
+// (block_select_smem_bytes); the launcher falls back to ATen (sla_api.cpp) beyond the budget.
+inline constexpr int kSelectThreads = 256;
+inline constexpr int kSelectMaxRows = kSelectThreads / 32;  // one warp per query block when selecting
+inline constexpr int kSelectKeyChunk = 64;                  // key blocks scored per pass
+
+// Orders floats as unsigned integers (larger float, larger key).
+__device__ __forceinline__ uint32_t order_key(float f) {
+  const uint32_t u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// One warp: the n largest of scores[0, count) as ascending indices into out.
+__device__ __forceinline__ void select_top_n(const float* scores, int count, int n, int32_t* out, int lane) {
+  // The n-th largest key, built bit by bit: the largest T with #{key >= T} >= n.
+  uint32_t threshold = 0;
+  for (int bit = 31; bit >= 0; --bit) {
+    const uint32_t candidate = threshold | (1u << bit);
+    int hits = 0;
+    for (int j = lane; j < count; j += 32) hits += order_key(scores[j]) >= candidate;
+    if (__reduce_add_sync(0xffffffffu, hits) >= n) threshold = candidate;
+  }
+  int greater = 0;
+  for (int j = lane; j < count; j += 32) greater += order_key(scores[j]) > threshold;
+  int ties_left = n - __reduce_add_sync(0xffffffffu, greater);  // keys equal to the threshold still to take
+  const uint32_t lanes_below = (1u << lane) - 1u;
+  int written = 0;
+  for (int j0 = 0; j0 < count; j0 += 32) {
+    const int j = j0 + lane;
+    const uint32_t key = j < count ? order_key(scores[j]) : 0u;
+    const bool tie = j < count && key == threshold;
+    const uint32_t tie_mask = __ballot_sync(0xffffffffu, tie);
+    const bool take = (j < count && key > threshold) || (tie && __popc(tie_mask & lanes_below) < ties_left);
+    const uint32_t take_mask = __ballot_sync(0xffffffffu, take);
+    if (take) out[written + __popc(take_mask & lanes_below)] = j;
+    written += __popc(take_mask);
+    ties_left -= min(__popc(tie_mask), max(ties_left, 0));
+  }
+}
+
+// grid (ceil(Nq / rows_per_cta), B*H). sums as sla_pool_kernel; k_total (B*H, D) = Σ of all k rows.
+template <int D>
+__global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const __grid_constant__ SlaParams p,
+                                                                          const float* sums, int max_blocks,
+                                                                          const float* k_total, int rows_per_cta) {
+  extern __shared__ __align__(16) float select_smem[];
+  float* sPq = select_smem;                          // [rows_per_cta][D]: pooled q
+  float* sPk = sPq + rows_per_cta * D;               // [kSelectKeyChunk][D + 1]: pooled smooth k
+  float* sScore = sPk + kSelectKeyChunk * (D + 1);   // [rows_per_cta][Nk]
+  const int bh = blockIdx.y, qb0 = blockIdx.x * rows_per_cta;
+  const int tid = threadIdx.x, nk = p.num_k_blocks, nq = p.num_q_blocks;
+  const int64_t bhs = int64_t(p.batch) * p.heads;
+  const float* q_sums = sums + int64_t(bh) * max_blocks * D;
+  const float* k_sums = sums + (bhs + bh) * max_blocks * D;
+  const float inv_len = 1.f / float(p.seqlen);
+
+  for (int i = tid; i < rows_per_cta * D; i += kSelectThreads) {
+    const int qb = qb0 + i / D;
+    const float rows = float(min(p.blkq, p.seqlen - qb * p.blkq));
+    sPq[i] = qb < nq ? q_sums[int64_t(qb) * D + i % D] / rows : 0.f;
+  }
+  for (int j0 = 0; j0 < nk; j0 += kSelectKeyChunk) {
+    __syncthreads();  // sPq written; the previous chunk's sPk read
+    for (int i = tid; i < kSelectKeyChunk * D; i += kSelectThreads) {
+      const int jj = i / D, d = i % D, j = j0 + jj;
+      if (j < nk) {
+        const float rows = float(min(p.blkk, p.seqlen - j * p.blkk));
+        sPk[jj * (D + 1) + d] = k_sums[int64_t(j) * D + d] / rows - k_total[int64_t(bh) * D + d] * inv_len;
+      }
+    }
+    __syncthreads();
+    for (int i = tid; i < rows_per_cta * kSelectKeyChunk; i += kSelectThreads) {
+      const int r = i / kSelectKeyChunk, jj = i % kSelectKeyChunk, j = j0 + jj;
+      if (j >= nk) continue;
+      float dot = 0.f;
+#pragma unroll 8
+      for (int d = 0; d < D; ++d) dot += sPq[r * D + d] * sPk[jj * (D + 1) + d];
+      sScore[r * nk + j] = dot;
+    }
+  }
+  __syncthreads();
+  const int warp = tid / 32, lane = tid % 32, qb = qb0 + warp;
+  if (warp < rows_per_cta && qb < nq) {
+    select_top_n(sScore + warp * nk, nk, p.blocks_per_row,
+                 const_cast<int32_t*>(p.lut) + (int64_t(bh) * nq + qb) * p.blocks_per_row, lane);
+  }
 }
 
 __global__ void sla_lut_transpose_kernel(const __grid_constant__ SlaParams p, int32_t* kv_count,

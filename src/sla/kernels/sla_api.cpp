@@ -43,7 +43,6 @@ struct DeviceBlockMap {
   at::Tensor lut;       // int32 (B*H, Nq, n) ascending
   at::Tensor kv_count;  // int32 (B*H, Nk)
   at::Tensor kv_list;   // int32 (B*H, Nk, Nq)
-  at::Tensor lut64;     // int64 (B*H, Nq, n), for the mask and the reference format
 };
 
 SlaParams base_params(const at::Tensor& q, const SlaConfig& cfg, double scale) {
@@ -78,32 +77,36 @@ DeviceBlockMap device_block_map(const at::Tensor& q, const at::Tensor& k, const 
   p.q = ref(q);
   p.k = ref(k);
   check_status(p);
-  const int64_t bh = int64_t(p.batch) * p.heads, nq = p.num_q_blocks, nk = p.num_k_blocks, D = p.head_dim;
+  const int64_t bh = int64_t(p.batch) * p.heads, nq = p.num_q_blocks, nk = p.num_k_blocks;
   const int max_blocks = int(std::max(nq, nk));
   const auto f32 = q.options().dtype(at::kFloat);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-  at::Tensor sums = at::empty({2, bh, max_blocks, D}, f32);  // block sums of q rows, k rows
+  at::Tensor sums = at::empty({2, bh, max_blocks, p.head_dim}, f32);  // block sums of q rows, k rows
   kernels::run_block_pool(p, sums.data_ptr<float>(), max_blocks, stream);
-  // pq = mean of q rows per block; pk = mean of smooth-k rows = block mean of k − mean of all k.
-  const at::Tensor pq = sums[0].slice(1, 0, nq) / block_rows(nq, cfg.blkq, p.seqlen, f32);
   const at::Tensor k_sums = sums[1].slice(1, 0, nk);
-  const at::Tensor pk = k_sums / block_rows(nk, cfg.blkk, p.seqlen, f32) - k_sums.sum(1, true) / double(p.seqlen);
-  const at::Tensor score = at::bmm(pq, pk.transpose(1, 2));  // (B*H, Nq, Nk)
+  const at::Tensor k_total = k_sums.sum(1);  // (B*H, D)
   DeviceBlockMap map;
-  map.lut64 = std::get<0>(at::sort(std::get<1>(at::topk(score, p.blocks_per_row, -1)), -1));
-  map.lut = map.lut64.to(at::kInt).contiguous();
+  map.lut = at::empty({bh, nq, p.blocks_per_row}, q.options().dtype(at::kInt));
+  p.lut = map.lut.data_ptr<int32_t>();
+  if (!kernels::run_block_select(p, sums.data_ptr<float>(), max_blocks, k_total.data_ptr<float>(), stream)) {
+    // Rows of scores too long for one CTA: pooled scores and top-k through ATen.
+    // pq = mean of q rows per block; pk = mean of smooth-k rows = block mean of k − mean of all k.
+    const at::Tensor pq = sums[0].slice(1, 0, nq) / block_rows(nq, cfg.blkq, p.seqlen, f32);
+    const at::Tensor pk = k_sums / block_rows(nk, cfg.blkk, p.seqlen, f32) - k_total.unsqueeze(1) / double(p.seqlen);
+    const at::Tensor score = at::bmm(pq, pk.transpose(1, 2));  // (B*H, Nq, Nk)
+    map.lut.copy_(std::get<0>(at::sort(std::get<1>(at::topk(score, p.blocks_per_row, -1)), -1)));
+  }
   map.kv_count = at::empty({bh, nk}, q.options().dtype(at::kInt));
   map.kv_list = at::empty({bh, nk, nq}, q.options().dtype(at::kInt));
-  p.lut = map.lut.data_ptr<int32_t>();
   kernels::run_lut_transpose(p, map.kv_count.data_ptr<int32_t>(), map.kv_list.data_ptr<int32_t>(), stream);
   return map;
 }
 
 at::Tensor selection_mask(const DeviceBlockMap& map, const at::Tensor& q, int64_t nk) {
-  const auto sizes = map.lut64.sizes();
+  const auto sizes = map.lut.sizes();
   at::Tensor mask = at::zeros({sizes[0], sizes[1], nk}, q.options().dtype(at::kBool));
-  mask.scatter_(2, map.lut64, true);
+  mask.scatter_(2, map.lut.to(at::kLong), true);
   return mask.view({q.size(0), q.size(1), sizes[1], nk});
 }
 
@@ -200,7 +203,7 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     const Inputs in = prepare(q, k, v, cfg);
     ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/true);
     ctx->save_for_backward({in.q, in.k, in.v, proj_w, proj_b, st.o_s, st.lse, st.map.lut, st.map.kv_count,
-                            st.map.kv_list, st.map.lut64, st.mask, st.fused.state, st.fused.z, st.fused.s});
+                            st.map.kv_list, st.mask, st.fused.state, st.fused.z, st.fused.s});
     ctx->saved_data["topk"] = cfg.topk;
     ctx->saved_data["feature_map"] = int64_t(cfg.feature_map);
     ctx->saved_data["blkq"] = cfg.blkq;
@@ -223,11 +226,11 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     ForwardState st;
     st.o_s = s[5];
     st.lse = s[6];
-    st.map = DeviceBlockMap{s[7], s[8], s[9], s[10]};
-    st.mask = s[11];
-    st.fused.state = s[12];
-    st.fused.z = s[13];
-    st.fused.s = s[14];
+    st.map = DeviceBlockMap{s[7], s[8], s[9]};
+    st.mask = s[10];
+    st.fused.state = s[11];
+    st.fused.z = s[12];
+    st.fused.s = s[13];
     st.fused.eps = float(1e-5 / double(s[0].size(2)));
     auto g = sla_backward(grad_out[0], s[0], s[1], s[2], s[3], s[4], cfg, ctx->saved_data["scale"].toDouble(), st);
     return {g[0], g[1], g[2], g[3], g[4], at::Tensor(), at::Tensor()};
@@ -289,8 +292,8 @@ reference::BlockMap cuda_block_map(const at::Tensor& q, const at::Tensor& k, con
   const Inputs in = prepare(q, k, k, cfg);
   const DeviceBlockMap map = device_block_map(in.q, in.k, cfg);
   const int64_t nk = (q.size(2) + cfg.blkk - 1) / cfg.blkk;
-  const auto sizes = map.lut64.sizes();
-  return {map.lut64.view({q.size(0), q.size(1), sizes[1], sizes[2]}), selection_mask(map, q, nk)};
+  const auto sizes = map.lut.sizes();
+  return {map.lut.to(at::kLong).view({q.size(0), q.size(1), sizes[1], sizes[2]}), selection_mask(map, q, nk)};
 }
 
 std::vector<at::Tensor> cuda_sla_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,

@@ -5,6 +5,8 @@
 #include "sla_launch.h"
 #include "static_switch.h"
 
+#include <algorithm>
+
 namespace sla::kernels {
 
 namespace {
@@ -41,6 +43,23 @@ void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_
       sla_pool_kernel<Elem, kD><<<dim3(max_blocks, p.batch * p.heads, 2), kD, 0, stream>>>(p, sums, max_blocks);
       SLA_CUDA_CHECK_LAUNCH();
     });
+  });
+}
+
+bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, const float* k_total,
+                      cudaStream_t stream) {
+  constexpr int kScoreBudget = 96 * 1024;  // bytes of scores per CTA
+  const int64_t row_bytes = int64_t(p.num_k_blocks) * 4;
+  if (row_bytes > kScoreBudget) return false;
+  const int rows = int(std::min<int64_t>(kSelectMaxRows, kScoreBudget / row_bytes));
+  return SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+    auto kernel = &sla_block_select_kernel<kD>;
+    const int smem = int((rows * kD + kSelectKeyChunk * (kD + 1)) * 4 + rows * row_bytes);
+    SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    const dim3 grid(unsigned((p.num_q_blocks + rows - 1) / rows), unsigned(p.batch * p.heads));
+    kernel<<<grid, kSelectThreads, smem, stream>>>(p, sums, max_blocks, k_total, rows);
+    SLA_CUDA_CHECK_LAUNCH();
+    return true;
   });
 }
 

@@ -161,16 +161,22 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
     float den[2];
     uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
     feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + int64_t(bh) * D, p.lin_eps, lane);
-    float acc_l[D / 8][4];  // φ(Q) M (16 x D)
-    zero(acc_l);
-    mma_a_b<D, D>(acc_l, a_phi, sM, kS, lane);
+    // φ(Q) M sixteen columns at a time, so that no second 16 x D accumulator is live beside O: the
+    // epilogue then needs no more registers than the main loop.
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      const float2 bias = *reinterpret_cast<const float2*>(p.lin_bias + 8 * j + 2 * t);
+    for (int jc = 0; jc < D / 16; ++jc) {
+      float acc_l[2][4];
+      zero(acc_l);
+      mma_a_b<16, D>(acc_l, a_phi, sM + 16 * jc, kS, lane);
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        acc_o[j][2 * half] += acc_l[j][2 * half] / den[half] + bias.x;
-        acc_o[j][2 * half + 1] += acc_l[j][2 * half + 1] / den[half] + bias.y;
+      for (int jj = 0; jj < 2; ++jj) {
+        const int j = 2 * jc + jj;
+        const float2 bias = *reinterpret_cast<const float2*>(p.lin_bias + 8 * j + 2 * t);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          acc_o[j][2 * half] += acc_l[jj][2 * half] / den[half] + bias.x;
+          acc_o[j][2 * half + 1] += acc_l[jj][2 * half + 1] / den[half] + bias.y;
+        }
       }
     }
   }

@@ -24,6 +24,10 @@ Status can_implement(const SlaParams& p);
 
 // Block sums of q and k rows: sums (2, B*H, max_blocks, D) float32.
 void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);
+// The LUT (into p.lut, written) from the pooled sums and k_total (B*H, D) = Σ of all k rows;
+// false (nothing launched) when a row of scores does not fit in shared memory.
+bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, const float* k_total,
+                      cudaStream_t stream);
 // kv_count (B*H, Nk) and kv_list (B*H, Nk, Nq) from p.lut.
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream);
 // Sparse forward: o, o_s (optional), lse.
