@@ -327,4 +327,103 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_k_ke
   store_rows_f32<D>(acc, scale, dv, p.dv_add.row, rows_valid, lane);
 }
 
+// D x D algebra between the passes, one CTA per (b, h), float32 on CUDA cores (the matrices are
+// small; what matters at short sequences is one launch instead of a dozen ATen ops).
+inline constexpr int kFinalizeThreads = 256;
+template <int D>
+inline constexpr int kFinalizeSmem = 2 * D * (D + 1) * 4 + 32 * 4;
+
+// Sum over the splits: out[i] = scale Σ_s part[s][i], i < count (one (b, h)).
+__device__ __forceinline__ void sum_splits(float* out, const float* part, int splits, int count, float scale) {
+  for (int i = threadIdx.x; i < count; i += kFinalizeThreads) {
+    float sum = 0.f;
+    for (int s = 0; s < splits; ++s) sum += part[int64_t(s) * count + i];
+    out[i] = sum * scale;
+  }
+}
+
+// Forward: s_scaled = S / L, z_scaled = z / L, m_scaled = S / L W_projᵀ (q dtype).
+// Reads state_part, z_part, proj_w; writes s_scaled, z_scaled_out, m_scaled_out.
+template <class Elem, int D>
+__global__ void __launch_bounds__(kFinalizeThreads) sla_linear_state_finalize_kernel(
+    const __grid_constant__ LinearParams p, const float* proj_w, float* s_scaled, float* z_scaled, Elem* m_scaled) {
+  extern __shared__ __align__(16) float finalize_smem[];
+  float* sS = finalize_smem;      // [D][D + 1]
+  float* sW = sS + D * (D + 1);   // [D][D + 1]
+  const int bh = blockIdx.x, tid = threadIdx.x;
+  const float inv_len = 1.f / float(p.seqlen);
+  sum_splits(s_scaled + int64_t(bh) * D * D, p.state_part + int64_t(bh) * p.splits * D * D, p.splits, D * D, inv_len);
+  sum_splits(z_scaled + int64_t(bh) * D, p.z_part + int64_t(bh) * p.splits * D, p.splits, D, inv_len);
+  __syncthreads();  // s_scaled of this (b, h) written by this CTA
+  for (int i = tid; i < D * D; i += kFinalizeThreads) {
+    sS[(i / D) * (D + 1) + i % D] = s_scaled[int64_t(bh) * D * D + i];
+    sW[(i / D) * (D + 1) + i % D] = proj_w[i];
+  }
+  __syncthreads();
+  for (int i = tid; i < D * D; i += kFinalizeThreads) {
+    const int a = i / D, e = i % D;  // M[a][e] = Σ_c S[a][c] W[e][c]
+    float sum = 0.f;
+#pragma unroll 8
+    for (int c = 0; c < D; ++c) sum += sS[a * (D + 1) + c] * sW[e * (D + 1) + c];
+    m_scaled[int64_t(bh) * D * D + i] = Elem(sum);
+  }
+}
+
+// Backward, with A = Σ_splits a_part:
+//   dw_part (B*H, D, D) = A S',  db_part_sum (B*H, D) = Σ db_part,  dz = Σ dz_part / L,
+//   dS = Aᵀ W / L → ds_scale = max |dS|, ds = dS / ds_scale (q dtype).
+template <class Elem, int D>
+__global__ void __launch_bounds__(kFinalizeThreads) sla_linear_bwd_finalize_kernel(
+    const __grid_constant__ LinearParams p, const float* proj_w, const float* s_scaled, float* dw_part, float* db_sum,
+    float* dz, float* ds_scale, Elem* ds) {
+  extern __shared__ __align__(16) float finalize_smem[];
+  float* sA = finalize_smem;         // [D][D + 1]
+  float* sX = sA + D * (D + 1);      // [D][D + 1]: S', then W
+  float* sMax = sX + D * (D + 1);    // [32]
+  const int bh = blockIdx.x, tid = threadIdx.x;
+  const int64_t sq = int64_t(bh) * D * D;
+  sum_splits(dz + int64_t(bh) * D, p.dz_part + int64_t(bh) * p.splits * D, p.splits, D, 1.f / float(p.seqlen));
+  sum_splits(db_sum + int64_t(bh) * D, p.db_part + int64_t(bh) * p.splits * D, p.splits, D, 1.f);
+  for (int i = tid; i < D * D; i += kFinalizeThreads) {
+    float sum = 0.f;
+    for (int s = 0; s < p.splits; ++s) sum += p.a_part[(int64_t(bh) * p.splits + s) * D * D + i];
+    sA[(i / D) * (D + 1) + i % D] = sum;
+    sX[(i / D) * (D + 1) + i % D] = s_scaled[sq + i];
+  }
+  __syncthreads();
+  for (int i = tid; i < D * D; i += kFinalizeThreads) {
+    const int e = i / D, c = i % D;  // dW[e][c] = Σ_a A[e][a] S'[a][c]
+    float sum = 0.f;
+#pragma unroll 8
+    for (int a = 0; a < D; ++a) sum += sA[e * (D + 1) + a] * sX[a * (D + 1) + c];
+    dw_part[sq + i] = sum;
+  }
+  __syncthreads();
+  for (int i = tid; i < D * D; i += kFinalizeThreads) sX[(i / D) * (D + 1) + i % D] = proj_w[i];
+  __syncthreads();
+  // dS[a][c] = Σ_e A[e][a] W[e][c] / L, kept in registers (D * D / 256 per thread) until the max is known.
+  constexpr int kPerThread = D * D / kFinalizeThreads;
+  float d_s[kPerThread];
+  float local_max = 0.f;
+#pragma unroll
+  for (int r = 0; r < kPerThread; ++r) {
+    const int i = tid + r * kFinalizeThreads, a = i / D, c = i % D;
+    float sum = 0.f;
+#pragma unroll 8
+    for (int e = 0; e < D; ++e) sum += sA[e * (D + 1) + a] * sX[e * (D + 1) + c];
+    d_s[r] = sum / float(p.seqlen);
+    local_max = fmaxf(local_max, fabsf(d_s[r]));
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) local_max = fmaxf(local_max, __shfl_xor_sync(0xffffffffu, local_max, off));
+  if (tid % 32 == 0) sMax[tid / 32] = local_max;
+  __syncthreads();
+  float scale = 0.f;
+  for (int w = 0; w < kFinalizeThreads / 32; ++w) scale = fmaxf(scale, sMax[w]);
+  scale = fmaxf(scale, 1e-30f);  // dS = 0 (untrained or zero dO): any scale
+  if (tid == 0) ds_scale[bh] = scale;
+#pragma unroll
+  for (int r = 0; r < kPerThread; ++r) ds[sq + tid + r * kFinalizeThreads] = Elem(d_s[r] / scale);
+}
+
 }  // namespace sla::kernels
