@@ -51,30 +51,4 @@ void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream) {
   });
 }
 
-void run_linear_state_finalize(const LinearParams& p, const float* proj_w, float* s_scaled, float* z_scaled,
-                               void* m_scaled, cudaStream_t stream) {
-  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
-    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      auto kernel = &sla_linear_state_finalize_kernel<Elem, kD>;
-      SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kFinalizeSmem<kD>));
-      kernel<<<p.batch * p.heads, kFinalizeThreads, kFinalizeSmem<kD>, stream>>>(p, proj_w, s_scaled, z_scaled,
-                                                                                static_cast<Elem*>(m_scaled));
-      SLA_CUDA_CHECK_LAUNCH();
-    });
-  });
-}
-
-void run_linear_bwd_finalize(const LinearParams& p, const float* proj_w, const float* s_scaled, float* dw_part,
-                             float* db_sum, float* dz, float* ds_scale, void* ds, cudaStream_t stream) {
-  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
-    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      auto kernel = &sla_linear_bwd_finalize_kernel<Elem, kD>;
-      SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kFinalizeSmem<kD>));
-      kernel<<<p.batch * p.heads, kFinalizeThreads, kFinalizeSmem<kD>, stream>>>(
-          p, proj_w, s_scaled, dw_part, db_sum, dz, ds_scale, static_cast<Elem*>(ds));
-      SLA_CUDA_CHECK_LAUNCH();
-    });
-  });
-}
-
 }  // namespace sla::kernels

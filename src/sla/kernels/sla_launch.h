@@ -39,12 +39,6 @@ void run_sla_bwd(const SlaParams& p, cudaStream_t stream);
 void run_linear_state(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream);
-// The D x D algebra between them (linear_kernels.cuh, sla_linear_*_finalize_kernel); proj_w is
-// float32 (D, D) contiguous, the other outputs as documented there.
-void run_linear_state_finalize(const LinearParams& p, const float* proj_w, float* s_scaled, float* z_scaled,
-                               void* m_scaled, cudaStream_t stream);
-void run_linear_bwd_finalize(const LinearParams& p, const float* proj_w, const float* s_scaled, float* dw_part,
-                             float* db_sum, float* dz, float* ds_scale, void* ds, cudaStream_t stream);
 // Rows per tile of those passes.
 constexpr int linear_tile_rows(int head_dim) { return head_dim; }
 
