@@ -29,12 +29,13 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
   using Tr = FwdTraits<Elem, D, BQ, BK>;
   static_assert(D % 16 == 0 && BQ % 16 == 0 && BK % 16 == 0, "tiles are whole mma fragments");
   static_assert(Tr::kSmemBytes <= kSmemBudgetBytes, "shared-memory budget");
+  static_assert(Tr::kStages * 2 * BK >= D, "the K, V stages hold M after the loop");
   constexpr int kS = Tr::kStride;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Elem* sQ = reinterpret_cast<Elem*>(smem_raw);  // [BQ][kS]
-  Elem* sM = sQ + BQ * kS;                       // [D][kS]: M = S Wᵀ of the linear branch
-  Elem* sK = sM + D * kS;                        // [kStages][BK][kS]
+  Elem* sK = sQ + BQ * kS;                       // [kStages][BK][kS]
+  Elem* sM = sK;                                 // [D][kS] after the main loop: M = S Wᵀ of the linear branch
   Elem* sV = sK + Tr::kStages * BK * kS;         // [kStages][BK][kS]
 
   const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -59,10 +60,7 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
 
   load_tile_async<BQ, D, Tr::kThreads>(sQ, q + row0 * p.q.row, p.q.row, p.seqlen - row0, tid);
   const bool fused_linear = p.lin_state != nullptr;
-  if (fused_linear) {
-    load_tile_async<D, D, Tr::kThreads>(sM, static_cast<const Elem*>(p.lin_state) + int64_t(bh) * D * D, D, D, tid);
-  }
-  issue_kv(0);  // commits Q and M with the first K, V
+  issue_kv(0);  // commits Q with the first K, V
 
   uint32_t a_q[D / 16][4];  // Q rows of this warp (16 x D) as A fragments
   float acc_o[D / 8][4];    // O (16 x D), unnormalised
@@ -157,6 +155,12 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
     store_c_tile<D, Elem>(acc_o, 1.f, os, p.o_s.row, nullptr, 0, rows_valid, lane);
   }
   if (fused_linear) {
+    // M goes where K and V were (the loop ended with a barrier and no copy in flight), so that the
+    // main loop's shared memory holds only Q and the K, V stages.
+    load_tile_async<D, D, Tr::kThreads>(sM, static_cast<const Elem*>(p.lin_state) + int64_t(bh) * D * D, D, D, tid);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
     // O += φ(Q) M / (φ(Q)·z + ε) + bias, φ row-wise over D on the Q fragments still in registers.
     float den[2];
     uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments

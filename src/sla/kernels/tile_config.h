@@ -11,9 +11,10 @@ inline constexpr int kSmemBudgetBytes = 160 * 1024;
 // Bytes of a padded shared tile (see kSmemStride in warp_mma.cuh).
 constexpr int smem_tile_bytes(int rows, int cols) { return rows * (cols + 8) * 2; }
 
-// Forward: Q tile + the D x D linear-branch state + K and V tiles per stage.
+// Forward: Q tile + K and V tiles per stage (the D x D linear-branch state reuses the stages
+// after the main loop). 64-row query tiles then fit twice per SM.
 constexpr int fwd_smem_bytes(int blkq, int blkk, int d, int stages) {
-  return smem_tile_bytes(blkq, d) + smem_tile_bytes(d, d) + stages * 2 * smem_tile_bytes(blkk, d);
+  return smem_tile_bytes(blkq, d) + stages * 2 * smem_tile_bytes(blkk, d);
 }
 constexpr int fwd_stages(int blkq, int blkk, int d) {
   return fwd_smem_bytes(blkq, blkk, d, 2) <= kSmemBudgetBytes ? 2 : 1;
