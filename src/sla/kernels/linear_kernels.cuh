@@ -46,23 +46,6 @@ __device__ __forceinline__ void warp_column_sums(const float (&c)[D / 8][4], int
   }
 }
 
-// A warp's 16 x D float32 tile to rows of a (B, H, L, D) float32 tensor (rows ≥ rows_valid skipped).
-template <int D>
-__device__ __forceinline__ void store_rows_f32(const float (&c)[D / 8][4], float scale, float* out, int64_t row_stride,
-                                               int rows_valid, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int r = g + 8 * half;
-    if (r >= rows_valid) continue;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      *reinterpret_cast<float2*>(out + r * row_stride + 8 * j + 2 * t) =
-          make_float2(c[j][2 * half] * scale, c[j][2 * half + 1] * scale);
-    }
-  }
-}
-
 // A warp's 16 x D result rows m0.. of a D x D float32 matrix (row-major).
 template <int D>
 __device__ __forceinline__ void store_square_rows(const float (&c)[D / 8][4], float* out, int m0, int lane) {
@@ -220,7 +203,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
           for (int i = 0; i < 4; ++i) acc_d[j][i] = acc_d[j][i] / den[i / 2] + dden[i / 2] * sZ[8 * j + 2 * t + i % 2];
         feature_map_backward_rows<D, Elem>(acc_d, a_phi, p.feature_map);
         float* dq = static_cast<float*>(p.dq_add.ptr) + b * p.dq_add.batch + h * p.dq_add.head + wrow0 * p.dq_add.row;
-        store_rows_f32<D>(acc_d, 1.f, dq, p.dq_add.row, rows_valid, lane);
+        store_c_tile<D, float>(acc_d, 1.f, dq, p.dq_add.row, nullptr, 0, rows_valid, lane);
       }
       // Operands of the sums: column sums of dO and dden' φ; φ(q) / den' over this warp's rows of sQ.
       {
@@ -318,13 +301,13 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_k_ke
       for (int i = 0; i < 4; ++i) acc[j][i] = acc[j][i] * scale + sDz[8 * j + 2 * t + i % 2];
     feature_map_backward_rows<D, Elem>(acc, a_phi, p.feature_map);
     float* dk = static_cast<float*>(p.dk_add.ptr) + b * p.dk_add.batch + h * p.dk_add.head + wrow0 * p.dk_add.row;
-    store_rows_f32<D>(acc, 1.f, dk, p.dk_add.row, rows_valid, lane);
+    store_c_tile<D, float>(acc, 1.f, dk, p.dk_add.row, nullptr, 0, rows_valid, lane);
   }
   float acc[D / 8][4];  // φ(K) dS
   zero(acc);
   mma_a_b<D, D>(acc, a_phi, sDS, kS, lane);
   float* dv = static_cast<float*>(p.dv_add.ptr) + b * p.dv_add.batch + h * p.dv_add.head + wrow0 * p.dv_add.row;
-  store_rows_f32<D>(acc, scale, dv, p.dv_add.row, rows_valid, lane);
+  store_c_tile<D, float>(acc, scale, dv, p.dv_add.row, nullptr, 0, rows_valid, lane);
 }
 
 }  // namespace sla::kernels

@@ -192,9 +192,19 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffff, x, 2);
 }
 
+// Two adjacent output elements: packed 16-bit pair, or a float2 for float32 outputs.
+template <class Out>
+__device__ __forceinline__ void store2(Out* out, float x0, float x1) {
+  *reinterpret_cast<uint32_t*>(out) = pack2<Out>(x0, x1);
+}
+template <>
+__device__ __forceinline__ void store2<float>(float* out, float x0, float x1) {
+  *reinterpret_cast<float2*>(out) = make_float2(x0, x1);
+}
+
 // Writes a warp's 16 x N accumulator tile to a (B, H, L, D)-strided output at rows row0.., adding
 // an optional float32 addend of the same shape first: out = scale * c + add. Rows >= rows_valid
-// (past the sequence end) are skipped.
+// (past the sequence end) are skipped. Elem: the 16-bit input type, or float.
 template <int N, class Elem>
 __device__ __forceinline__ void store_c_tile(const float (&c)[N / 8][4], float scale, Elem* out, int64_t out_row,
                                              const float* add, int64_t add_row, int rows_valid, int lane) {
@@ -212,7 +222,7 @@ __device__ __forceinline__ void store_c_tile(const float (&c)[N / 8][4], float s
         x0 += a.x;
         x1 += a.y;
       }
-      *reinterpret_cast<uint32_t*>(out + r * out_row + col) = pack2<Elem>(x0, x1);
+      store2<Elem>(out + r * out_row + col, x0, x1);
     }
   }
 }
