@@ -4,6 +4,7 @@
 // throw before answering. Every request is recorded.
 #pragma once
 
+#include "hub_client.h"
 #include "transport.h"
 
 #include <algorithm>
@@ -91,6 +92,29 @@ class FakeTransport : public HttpTransport {
   std::mutex mutex_;
   std::deque<FakeRule> rules_;
   std::vector<HttpRequest> requests_;
+};
+
+// A HubClient over a FakeTransport (endpoint http://hub.test, token "secret") whose retry sleeps
+// are recorded instead of slept: the base of the client tests' fixtures.
+struct FakeHub {
+  FakeTransport fake;
+  std::vector<double> sleeps;
+  HubClient client;
+
+  FakeHub() : client(config(), fake, retry_policy()) {}
+
+ private:
+  static HubConfig config() {
+    HubConfig c;
+    c.endpoint = "http://hub.test";
+    c.token = "secret";
+    return c;
+  }
+  RetryPolicy retry_policy() {
+    RetryPolicy p;
+    p.sleep = [this](double s) { sleeps.push_back(s); };
+    return p;
+  }
 };
 
 }  // namespace slahub::testing

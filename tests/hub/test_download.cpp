@@ -75,25 +75,9 @@ struct Repo {
   void script_config_get(FakeTransport& fake) { fake.on("GET", "/resolve/" + kCommit + "/config.json", {200, {}, config}); }
 };
 
-struct Fixture {
+struct Fixture : slahub::testing::FakeHub {
   TempDir tmp;
-  FakeTransport fake;
-  std::vector<double> sleeps;
-  HubClient client;
   Repo repo;
-  Fixture()
-      : client(
-            [] {
-              HubConfig c;
-              c.endpoint = "http://hub.test";
-              c.token = "secret";
-              return c;
-            }(),
-            fake, [this] {
-              RetryPolicy p;
-              p.sleep = [this](double s) { sleeps.push_back(s); };
-              return p;
-            }()) {}
   SnapshotOptions options() {
     SnapshotOptions o;
     o.cache_dir = (tmp.path / "hub").string();

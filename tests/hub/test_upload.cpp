@@ -23,28 +23,13 @@ namespace {
 const std::string kParent = "1111111111111111111111111111111111111111";
 const std::string kNew = "2222222222222222222222222222222222222222";
 
-struct UploadFixture {
+struct UploadFixture : slahub::testing::FakeHub {
   fs::path dir = fs::temp_directory_path() / ("hubcli_up_" + std::to_string(::getpid()) + "_" + random_hex8());
-  FakeTransport fake;
-  std::vector<double> sleeps;
-  HubClient client;
   std::string big = std::string(2500, 'b') + "end";
   std::string small = "{\"a\": 1}\n";
   RepoRef repo{"alice/m1", RepoType::kModel};
 
-  UploadFixture()
-      : client(
-            [] {
-              HubConfig c;
-              c.endpoint = "http://hub.test";
-              c.token = "secret";
-              return c;
-            }(),
-            fake, [this] {
-              RetryPolicy p;
-              p.sleep = [this](double s) { sleeps.push_back(s); };
-              return p;
-            }()) {
+  UploadFixture() {
     fs::create_directories(dir);
     std::ofstream(dir / "big.bin", std::ios::binary) << big;
     std::ofstream(dir / "config.json", std::ios::binary) << small;
