@@ -109,9 +109,9 @@ void commit_temp_file(const std::string& temp_path, const std::string& path) {
   sync_dir(parent_of(path));
 }
 
-void write_file_atomic(const std::string& path, std::string_view data) {
+std::string write_temp_file(const std::string& folder, std::string_view data) {
   std::string temp;
-  Fd fd = open_temp_file(parent_of(path), temp);
+  Fd fd = open_temp_file(folder, temp);
   try {
     write_at(fd.get(), data.data(), data.size(), 0);
     sync_fd(fd.get(), temp);
@@ -119,7 +119,11 @@ void write_file_atomic(const std::string& path, std::string_view data) {
     ::unlink(temp.c_str());
     throw;
   }
-  commit_temp_file(temp, path);
+  return temp;
+}
+
+void write_file_atomic(const std::string& path, std::string_view data) {
+  commit_temp_file(write_temp_file(parent_of(path), data), path);
 }
 
 std::string read_file(const std::string& path) {

@@ -17,6 +17,10 @@ void make_dirs(const std::string& path);
 // Replaces path with data: temp file beside it, fsync, rename, fsync of the folder.
 void write_file_atomic(const std::string& path, std::string_view data);
 
+// Writes data to a fresh temp file in folder and fsyncs it; returns its path (nothing is left
+// behind on failure). commit_temp_file or a rename puts it in place.
+std::string write_temp_file(const std::string& folder, std::string_view data);
+
 // Renames a fully written, fsynced temp file into place and syncs the folder.
 void commit_temp_file(const std::string& temp_path, const std::string& path);
 

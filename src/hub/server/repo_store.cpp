@@ -324,18 +324,7 @@ void RepoStore::adopt_object(const std::string& temp_path, const std::string& sh
 
 FileEntry RepoStore::store_regular_content(const std::string& data) {
   FileEntry entry{sha256_hex(data), git_blob_sha1_hex(data), data.size(), false};
-  if (object_size(entry.sha256) < 0) {
-    std::string temp;
-    Fd fd = open_temp_file(temp_dir(), temp);
-    try {
-      write_at(fd.get(), data.data(), data.size(), 0);
-      sync_fd(fd.get(), temp);
-    } catch (...) {
-      ::unlink(temp.c_str());
-      throw;
-    }
-    adopt_object(temp, entry.sha256);
-  }
+  if (object_size(entry.sha256) < 0) adopt_object(write_temp_file(temp_dir(), data), entry.sha256);
   return entry;
 }
 
