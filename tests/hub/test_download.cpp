@@ -73,6 +73,12 @@ struct Repo {
              ""});
   }
   void script_config_get(FakeTransport& fake) { fake.on("GET", "/resolve/" + kCommit + "/config.json", {200, {}, config}); }
+  // Everything but the big blob's body: listing, HEAD of each file, config.json.
+  void script_metadata(FakeTransport& fake) {
+    script_listing(fake);
+    script_heads(fake);
+    script_config_get(fake);
+  }
 };
 
 struct Fixture : slahub::testing::FakeHub {
@@ -91,9 +97,7 @@ struct Fixture : slahub::testing::FakeHub {
 
 TEST_CASE("snapshot into the cache: Python's layout exactly") {
   Fixture f;
-  f.repo.script_listing(f.fake);
-  f.repo.script_heads(f.fake);
-  f.repo.script_config_get(f.fake);
+  f.repo.script_metadata(f.fake);
   f.fake.on("GET", "http://cdn.test/blob/", {200, {}, f.repo.big});
 
   const SnapshotResult result = snapshot_download(f.client, f.repo.ref, f.options());
@@ -143,9 +147,7 @@ TEST_CASE("snapshot into the cache: Python's layout exactly") {
 
 TEST_CASE("a connection dropped mid-body is resumed with Range") {
   Fixture f;
-  f.repo.script_listing(f.fake);
-  f.repo.script_heads(f.fake);
-  f.repo.script_config_get(f.fake);
+  f.repo.script_metadata(f.fake);
   FakeReply dropped{200, {}, f.repo.big};
   dropped.drop_after = 1234;
   f.fake.on("GET", "http://cdn.test/blob/", dropped);
@@ -161,9 +163,7 @@ TEST_CASE("a connection dropped mid-body is resumed with Range") {
 
 TEST_CASE("a server that ignores Range (200 to a resume) makes the download start over") {
   Fixture f;
-  f.repo.script_listing(f.fake);
-  f.repo.script_heads(f.fake);
-  f.repo.script_config_get(f.fake);
+  f.repo.script_metadata(f.fake);
   FakeReply dropped{200, {}, f.repo.big};
   dropped.drop_after = 3000;
   f.fake.on("GET", "http://cdn.test/blob/", dropped);
@@ -174,9 +174,7 @@ TEST_CASE("a server that ignores Range (200 to a resume) makes the download star
 
 TEST_CASE("a body truncated without an error is resumed; endless truncation fails and nothing lands") {
   Fixture f;
-  f.repo.script_listing(f.fake);
-  f.repo.script_heads(f.fake);
-  f.repo.script_config_get(f.fake);
+  f.repo.script_metadata(f.fake);
   SECTION("resumed") {
     f.fake.on("GET", "http://cdn.test/blob/", {200, {}, f.repo.big.substr(0, 100)});
     f.fake.on("GET", "http://cdn.test/blob/", {206, {}, f.repo.big.substr(100)});
@@ -231,9 +229,7 @@ TEST_CASE("wrong content: the sha256 (LFS) or git sha1 (regular) check fails and
 
 TEST_CASE("download status retries: 429 with Retry-After, then the body") {
   Fixture f;
-  f.repo.script_listing(f.fake);
-  f.repo.script_heads(f.fake);
-  f.repo.script_config_get(f.fake);
+  f.repo.script_metadata(f.fake);
   f.fake.on("GET", "http://cdn.test/blob/", {429, {{"Retry-After", "2"}}, ""});
   f.fake.on("GET", "http://cdn.test/blob/", {200, {}, f.repo.big});
   snapshot_download(f.client, f.repo.ref, f.options());
@@ -243,9 +239,7 @@ TEST_CASE("download status retries: 429 with Retry-After, then the body") {
 
 TEST_CASE("a 500 on the content GET fails with a clear message") {
   Fixture f;
-  f.repo.script_listing(f.fake);
-  f.repo.script_heads(f.fake);
-  f.repo.script_config_get(f.fake);
+  f.repo.script_metadata(f.fake);
   f.fake.on("GET", "http://cdn.test/blob/", {500, {}, "internal"});
   try {
     snapshot_download(f.client, f.repo.ref, f.options());
@@ -258,9 +252,7 @@ TEST_CASE("a 500 on the content GET fails with a clear message") {
 
 TEST_CASE("local-dir download writes the file and then its metadata; a second run reuses it") {
   Fixture f;
-  f.repo.script_listing(f.fake);
-  f.repo.script_heads(f.fake);
-  f.repo.script_config_get(f.fake);
+  f.repo.script_metadata(f.fake);
   f.fake.on("GET", "http://cdn.test/blob/", {200, {}, f.repo.big});
   auto o = f.options();
   const fs::path local = f.tmp.path / "local";

@@ -54,6 +54,8 @@ struct UploadFixture : slahub::testing::FakeHub {
          {{"path", "README.md"}, {"uploadMode", "regular"}, {"shouldIgnore", false}}});
     fake.on("POST", "/preupload/", {200, {}, nlohmann::json{{"files", files}}.dump()});
   }
+  // An LFS batch answer with no objects: nothing to transfer.
+  void script_empty_batch() { fake.on("POST", "objects/batch", {200, {}, R"({"objects":[]})"}); }
   void script_commit() {
     fake.on("POST", "/commit/", {200, {}, nlohmann::json{{"commitOid", kNew}, {"commitUrl", "http://hub.test/alice/m1/commit/" + kNew},
                                                          {"pullRequestUrl", "http://hub.test/alice/m1/discussions/3"}}
@@ -187,7 +189,7 @@ TEST_CASE("create_pr: create_pr=1 on preupload and commit, no ref in the batch, 
   UploadFixture f;
   f.script_revision();
   f.script_preupload();
-  f.fake.on("POST", "objects/batch", {200, {}, R"({"objects":[]})"});
+  f.script_empty_batch();
   f.script_commit();
   CommitOptions options;
   options.create_pr = true;
@@ -203,7 +205,7 @@ TEST_CASE("the commit is not retried; an LFS object error aborts before the comm
   f.script_revision();
   f.script_preupload();
   SECTION("commit 500") {
-    f.fake.on("POST", "objects/batch", {200, {}, R"({"objects":[]})"});
+    f.script_empty_batch();
     f.fake.on("POST", "/commit/", {500, {}, ""});
     CHECK_THROWS_AS(upload_commit(f.client, f.repo, f.items(), CommitOptions{}), HubError);
     CHECK(f.fake.count("POST", "/commit/") == 1);
@@ -220,7 +222,7 @@ TEST_CASE("revisions are percent-encoded in preupload and commit URLs") {
   UploadFixture f;
   f.script_revision();
   f.script_preupload();
-  f.fake.on("POST", "objects/batch", {200, {}, R"({"objects":[]})"});
+  f.script_empty_batch();
   f.script_commit();
   CommitOptions options;
   options.revision = "refs/pr/1";
