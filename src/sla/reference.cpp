@@ -50,16 +50,6 @@ at::Tensor token_mask(const at::Tensor& mask, int64_t blkq, int64_t blkk, int64_
   return mask.repeat_interleave(blkq, 2).repeat_interleave(blkk, 3).narrow(2, 0, lq).narrow(3, 0, lk);
 }
 
-// φ applied row-wise over D.
-at::Tensor feature_map(const at::Tensor& x, FeatureMap f) {
-  switch (f) {
-    case FeatureMap::kSoftmax: return at::softmax(x, -1);
-    case FeatureMap::kElu: return at::elu(x) + 1;
-    case FeatureMap::kRelu: return at::relu(x);
-  }
-  throw std::invalid_argument("sla::reference: unknown feature map");
-}
-
 // Sparse branch: exact softmax attention over the selected keys only.
 at::Tensor sparse_branch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& keep,
                          double scale) {
@@ -101,6 +91,16 @@ at::Tensor linear_complement(const at::Tensor& phi_q, const at::Tensor& phi_k, c
 }
 
 }  // namespace
+
+// φ applied row-wise over D.
+at::Tensor feature_map(const at::Tensor& x, FeatureMap f) {
+  switch (f) {
+    case FeatureMap::kSoftmax: return at::softmax(x, -1);
+    case FeatureMap::kElu: return at::elu(x) + 1;
+    case FeatureMap::kRelu: return at::relu(x);
+  }
+  throw std::invalid_argument("sla::reference: unknown feature map");
+}
 
 int64_t blocks_per_row(double topk, int64_t num_key_blocks) {
   const auto n = static_cast<int64_t>(std::floor(topk * static_cast<double>(num_key_blocks)));

@@ -14,6 +14,9 @@ struct BlockMap {
   at::Tensor mask;  // bool  (B, H, Nq, Nk): 1 = selected
 };
 
+// φ applied row-wise over D (the last dimension).
+at::Tensor feature_map(const at::Tensor& x, FeatureMap f);
+
 // n = max(1, min(Nk, floor(topk * Nk))) blocks per query block (at least one, see the doc).
 int64_t blocks_per_row(double topk, int64_t num_key_blocks);
 

@@ -1,5 +1,6 @@
 #include "linear_branch.h"
 
+#include "reference.h"
 #include "sla_launch.h"
 
 #include <ATen/cuda/CUDAContext.h>
@@ -17,14 +18,7 @@ namespace {
 // around 250 MB at L = 32k, D = 128, while small problems run in one chunk.
 constexpr int64_t kChunkElements = int64_t(1) << 22;
 
-at::Tensor feature_map(const at::Tensor& x, FeatureMap f) {
-  switch (f) {
-    case FeatureMap::kSoftmax: return at::softmax(x, -1);
-    case FeatureMap::kElu: return at::elu(x) + 1;
-    case FeatureMap::kRelu: return at::relu(x);
-  }
-  throw std::invalid_argument("sla: unknown feature map");
-}
+using reference::feature_map;
 
 // Rows (c, L, D) -> blocks (c, N, blk, D), zero rows appended to fill the last block.
 at::Tensor to_blocks(const at::Tensor& x, int64_t blk) {
