@@ -4,8 +4,12 @@
 //   select:     per query block: pooled scores against every smooth-k block mean, the top n by a
 //               radix select over the float bits (ties: lowest index), written as the ascending LUT.
 //   transpose:  LUT (B*H, Nq, n) -> per key block the ascending list of query blocks that selected
-//               it (kv_count, kv_list), the index the dk/dv pass walks. One thread per (bh, key
-//               block) scans the LUT rows in order, so the lists come out sorted and deterministic.
+//               it (kv_count, kv_list), the index the dk/dv pass walks. One CTA per (bh, chunk of
+//               key blocks) reads the bh's whole LUT into a shared bitmask (which query block
+//               selected which key block of the chunk); then one warp per key block collects the
+//               set bits in ascending query-block order with a ballot, so the lists come out sorted
+//               and deterministic. When the bitmask of one 32-block chunk does not fit, a fallback
+//               runs one thread per (bh, key block) that binary-searches every LUT row.
 #pragma once
 
 #include "sla_params.h"
@@ -121,6 +125,49 @@ __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const 
   }
 }
 
+inline constexpr int kTransposeThreads = 256;
+inline constexpr int kTransposeMaxWords = 4;            // ≤ 128 key blocks per CTA
+inline constexpr int kTransposeSmemBudget = 48 * 1024;  // bytes of bitmask: no opt-in needed
+
+// grid (B*H, ceil(Nk / (32 words))); dynamic smem words * Nq * 4 bytes (lut_transpose_words).
+__global__ void __launch_bounds__(kTransposeThreads) sla_lut_transpose_bitmask_kernel(
+    const __grid_constant__ SlaParams p, int32_t* kv_count, int32_t* kv_list, int words) {
+  static_assert(kTransposeThreads % 32 == 0, "whole warps");
+  extern __shared__ uint32_t selected[];  // [words][Nq]: bit kb % 32 of word kb / 32 = (qb, kb0 + kb) selected
+  const int nq = p.num_q_blocks, nk = p.num_k_blocks, n = p.blocks_per_row;
+  const int64_t bh = blockIdx.x;
+  const int kb0 = blockIdx.y * words * 32, chunk = min(words * 32, nk - kb0);
+  const int tid = threadIdx.x;
+
+  for (int i = tid; i < words * nq; i += kTransposeThreads) selected[i] = 0u;
+  __syncthreads();
+  const int32_t* lut = p.lut + bh * nq * n;  // [Nq][n]
+  for (int i = tid; i < nq * n; i += kTransposeThreads) {
+    const int kb = lut[i] - kb0;
+    if (kb >= 0 && kb < chunk) atomicOr(&selected[(kb / 32) * nq + i / n], 1u << (kb % 32));
+  }
+  __syncthreads();
+
+  // One warp per key block: 32 query blocks per ballot, ascending, so list order = qb order.
+  const int warp = tid / 32, lane = tid % 32;
+  const uint32_t lanes_below = (1u << lane) - 1u;
+  for (int kb = warp; kb < chunk; kb += kTransposeThreads / 32) {
+    const uint32_t* bits = selected + (kb / 32) * nq;  // [Nq]
+    const int64_t row = bh * nk + kb0 + kb;
+    int32_t* list = kv_list + row * nq;  // [Nq]
+    int count = 0;
+    for (int qb0 = 0; qb0 < nq; qb0 += 32) {
+      const int qb = qb0 + lane;
+      const bool hit = qb < nq && ((bits[qb] >> (kb % 32)) & 1u);
+      const uint32_t hits = __ballot_sync(0xffffffffu, hit);
+      if (hit) list[count + __popc(hits & lanes_below)] = qb;
+      count += __popc(hits);
+    }
+    if (lane == 0) kv_count[row] = count;
+  }
+}
+
+// Fallback: one thread per (bh, key block), binary search in every LUT row (rows ascending).
 __global__ void sla_lut_transpose_kernel(const __grid_constant__ SlaParams p, int32_t* kv_count,
                                          int32_t* kv_list) {
   const int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // over B*H*Nk

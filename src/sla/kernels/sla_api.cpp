@@ -38,9 +38,8 @@ TensorRef ref(const at::Tensor& x) { return kernels::tensor_ref(x); }
 
 float effective_scale(double scale, int64_t d) { return scale > 0 ? float(scale) : float(1.0 / std::sqrt(double(d))); }
 
-// The block map in the kernels' format.
-struct DeviceBlockMap {
-  at::Tensor lut;       // int32 (B*H, Nq, n) ascending
+// The transposed block map, which only the backward's dk/dv pass walks.
+struct KeyBlockIndex {
   at::Tensor kv_count;  // int32 (B*H, Nk)
   at::Tensor kv_list;   // int32 (B*H, Nk, Nq)
 };
@@ -72,7 +71,8 @@ at::Tensor block_rows(int64_t n, int64_t blk, int64_t L, const at::TensorOptions
   return (L - at::arange(n, opts) * blk).clamp_max(blk).unsqueeze(1);
 }
 
-DeviceBlockMap device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
+// The block map in the kernels' format: the LUT, int32 (B*H, Nq, n) ascending.
+at::Tensor device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
   SlaParams p = base_params(q, cfg, 0.0);
   p.q = ref(q);
   p.k = ref(k);
@@ -86,33 +86,40 @@ DeviceBlockMap device_block_map(const at::Tensor& q, const at::Tensor& k, const 
   kernels::run_block_pool(p, sums.data_ptr<float>(), max_blocks, stream);
   const at::Tensor k_sums = sums[1].slice(1, 0, nk);
   const at::Tensor k_total = k_sums.sum(1);  // (B*H, D)
-  DeviceBlockMap map;
-  map.lut = at::empty({bh, nq, p.blocks_per_row}, q.options().dtype(at::kInt));
-  p.lut = map.lut.data_ptr<int32_t>();
+  at::Tensor lut = at::empty({bh, nq, p.blocks_per_row}, q.options().dtype(at::kInt));
+  p.lut = lut.data_ptr<int32_t>();
   if (!kernels::run_block_select(p, sums.data_ptr<float>(), max_blocks, k_total.data_ptr<float>(), stream)) {
     // Rows of scores too long for one CTA: pooled scores and top-k through ATen.
     // pq = mean of q rows per block; pk = mean of smooth-k rows = block mean of k − mean of all k.
     const at::Tensor pq = sums[0].slice(1, 0, nq) / block_rows(nq, cfg.blkq, p.seqlen, f32);
     const at::Tensor pk = k_sums / block_rows(nk, cfg.blkk, p.seqlen, f32) - k_total.unsqueeze(1) / double(p.seqlen);
     const at::Tensor score = at::bmm(pq, pk.transpose(1, 2));  // (B*H, Nq, Nk)
-    map.lut.copy_(std::get<0>(at::sort(std::get<1>(at::topk(score, p.blocks_per_row, -1)), -1)));
+    lut.copy_(std::get<0>(at::sort(std::get<1>(at::topk(score, p.blocks_per_row, -1)), -1)));
   }
-  map.kv_count = at::empty({bh, nk}, q.options().dtype(at::kInt));
-  map.kv_list = at::empty({bh, nk, nq}, q.options().dtype(at::kInt));
-  kernels::run_lut_transpose(p, map.kv_count.data_ptr<int32_t>(), map.kv_list.data_ptr<int32_t>(), stream);
-  return map;
+  return lut;
 }
 
-at::Tensor selection_mask(const DeviceBlockMap& map, const at::Tensor& q, int64_t nk) {
-  const auto sizes = map.lut.sizes();
+// kv_count, kv_list from p.lut (p sized by base_params).
+KeyBlockIndex key_block_index(const SlaParams& p, const at::TensorOptions& opts) {
+  const int64_t bh = int64_t(p.batch) * p.heads;
+  KeyBlockIndex index;
+  index.kv_count = at::empty({bh, p.num_k_blocks}, opts.dtype(at::kInt));
+  index.kv_list = at::empty({bh, p.num_k_blocks, p.num_q_blocks}, opts.dtype(at::kInt));
+  kernels::run_lut_transpose(p, index.kv_count.data_ptr<int32_t>(), index.kv_list.data_ptr<int32_t>(),
+                             at::cuda::getCurrentCUDAStream());
+  return index;
+}
+
+at::Tensor selection_mask(const at::Tensor& lut, const at::Tensor& q, int64_t nk) {
+  const auto sizes = lut.sizes();
   at::Tensor mask = at::zeros({sizes[0], sizes[1], nk}, q.options().dtype(at::kBool));
-  mask.scatter_(2, map.lut.to(at::kLong), true);
+  mask.scatter_(2, lut.to(at::kLong), true);
   return mask.view({q.size(0), q.size(1), sizes[1], nk});
 }
 
 struct ForwardState {
   at::Tensor o, o_s, lse;
-  DeviceBlockMap map;
+  at::Tensor lut;                    // the block map (device_block_map)
   at::Tensor mask;                   // defined for variant complement only
   kernels::FusedLinearState fused;   // defined for variant all only
 };
@@ -120,7 +127,7 @@ struct ForwardState {
 ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                          const at::Tensor& proj_b, const SlaConfig& cfg, double scale, bool keep_o_s) {
   ForwardState st;
-  st.map = device_block_map(q, k, cfg);
+  st.lut = device_block_map(q, k, cfg);
   SlaParams p = base_params(q, cfg, scale);
   // Variant all: the linear branch is fused into the kernel's epilogue; complement: float32 addend.
   kernels::FusedLinearState& fused = st.fused;
@@ -134,13 +141,13 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
     p.lin_bias = bias.data_ptr<float>();
     p.lin_eps = fused.eps;
   } else {
-    st.mask = selection_mask(st.map, q, p.num_k_blocks);
+    st.mask = selection_mask(st.lut, q, p.num_k_blocks);
     o_add = linear_branch_forward(q, k, v, proj_w, proj_b, st.mask, cfg);
   }
   st.o = at::empty_like(q);
   if (keep_o_s) st.o_s = at::empty_like(q);
   st.lse = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
-  p.lut = st.map.lut.data_ptr<int32_t>();
+  p.lut = st.lut.data_ptr<int32_t>();
   p.q = ref(q);
   p.k = ref(k);
   p.v = ref(v);
@@ -163,9 +170,7 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   at::Tensor delta = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
   SlaParams p = base_params(q, cfg, scale);
-  p.lut = st.map.lut.data_ptr<int32_t>();
-  p.kv_count = st.map.kv_count.data_ptr<int32_t>();
-  p.kv_list = st.map.kv_list.data_ptr<int32_t>();
+  p.lut = st.lut.data_ptr<int32_t>();
   p.q = ref(q);
   p.k = ref(k);
   p.v = ref(v);
@@ -180,6 +185,10 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
   p.dv_add = ref(lin.dv);
   p.delta = delta.data_ptr<float>();
   check_status(p);
+  // The dk/dv pass's index: built here, not in the forward, which does not need it.
+  const KeyBlockIndex index = key_block_index(p, q.options());
+  p.kv_count = index.kv_count.data_ptr<int32_t>();
+  p.kv_list = index.kv_list.data_ptr<int32_t>();
   kernels::run_sla_bwd(p, at::cuda::getCurrentCUDAStream());
   return {dq, dk, dv, lin.dw.to(proj_w.scalar_type()), lin.db.to(proj_b.scalar_type())};
 }
@@ -202,8 +211,8 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     const c10::cuda::CUDAGuard guard(q.device());
     const Inputs in = prepare(q, k, v, cfg);
     ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/true);
-    ctx->save_for_backward({in.q, in.k, in.v, proj_w, proj_b, st.o_s, st.lse, st.map.lut, st.map.kv_count,
-                            st.map.kv_list, st.mask, st.fused.state, st.fused.z, st.fused.s});
+    ctx->save_for_backward(
+        {in.q, in.k, in.v, proj_w, proj_b, st.o_s, st.lse, st.lut, st.mask, st.fused.state, st.fused.z, st.fused.s});
     ctx->saved_data["topk"] = cfg.topk;
     ctx->saved_data["feature_map"] = int64_t(cfg.feature_map);
     ctx->saved_data["blkq"] = cfg.blkq;
@@ -226,11 +235,11 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     ForwardState st;
     st.o_s = s[5];
     st.lse = s[6];
-    st.map = DeviceBlockMap{s[7], s[8], s[9]};
-    st.mask = s[10];
-    st.fused.state = s[11];
-    st.fused.z = s[12];
-    st.fused.s = s[13];
+    st.lut = s[7];
+    st.mask = s[8];
+    st.fused.state = s[9];
+    st.fused.z = s[10];
+    st.fused.s = s[11];
     st.fused.eps = float(1e-5 / double(s[0].size(2)));
     auto g = sla_backward(grad_out[0], s[0], s[1], s[2], s[3], s[4], cfg, ctx->saved_data["scale"].toDouble(), st);
     return {g[0], g[1], g[2], g[3], g[4], at::Tensor(), at::Tensor()};
@@ -290,10 +299,10 @@ at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at
 reference::BlockMap cuda_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
   const c10::cuda::CUDAGuard guard(q.device());
   const Inputs in = prepare(q, k, k, cfg);
-  const DeviceBlockMap map = device_block_map(in.q, in.k, cfg);
+  const at::Tensor lut = device_block_map(in.q, in.k, cfg);
   const int64_t nk = (q.size(2) + cfg.blkk - 1) / cfg.blkk;
-  const auto sizes = map.lut.sizes();
-  return {map.lut.to(at::kLong).view({q.size(0), q.size(1), sizes[1], sizes[2]}), selection_mask(map, q, nk)};
+  const auto sizes = lut.sizes();
+  return {lut.to(at::kLong).view({q.size(0), q.size(1), sizes[1], sizes[2]}), selection_mask(lut, q, nk)};
 }
 
 std::vector<at::Tensor> cuda_sla_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,

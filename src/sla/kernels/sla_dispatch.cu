@@ -6,6 +6,8 @@
 #include "static_switch.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 namespace sla::kernels {
 
@@ -13,6 +15,13 @@ namespace {
 bool is_block_size(int b) { return b == 32 || b == 64 || b == 128; }
 bool aligned16(const TensorRef& t) {
   return t.ptr == nullptr || (reinterpret_cast<uintptr_t>(t.ptr) % 16 == 0 && t.row % 8 == 0);
+}
+// 32-key-block words of the transpose's bitmask per query block, 0 when one word per query block
+// exceeds the budget. More words: fewer CTAs reading the same LUT; the cap keeps the grid wide.
+// Nk <= 4 Nq (block sizes 32..128), so the chunks stay within grid.y's 65535 when Nq fits.
+int lut_transpose_words(int num_q_blocks, int num_k_blocks) {
+  const int64_t fit = kTransposeSmemBudget / (int64_t(num_q_blocks) * 4);
+  return int(std::min<int64_t>({fit, kTransposeMaxWords, (num_k_blocks + 31) / 32}));
 }
 }  // namespace
 
@@ -64,12 +73,45 @@ bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, con
 }
 
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream) {
-  const int64_t threads = int64_t(p.batch) * p.heads * p.num_k_blocks;
-  sla_lut_transpose_kernel<<<unsigned((threads + 127) / 128), 128, 0, stream>>>(p, kv_count, kv_list);
+  const int64_t bh = int64_t(p.batch) * p.heads;
+  const int words = lut_transpose_words(p.num_q_blocks, p.num_k_blocks);
+  if (words > 0) {
+    const int chunks = (p.num_k_blocks + 32 * words - 1) / (32 * words);
+    const int smem = words * p.num_q_blocks * 4;
+    sla_lut_transpose_bitmask_kernel<<<dim3(unsigned(bh), unsigned(chunks)), kTransposeThreads, smem, stream>>>(
+        p, kv_count, kv_list, words);
+  } else {
+    const int64_t threads = bh * p.num_k_blocks;
+    sla_lut_transpose_kernel<<<unsigned((threads + 127) / 128), 128, 0, stream>>>(p, kv_count, kv_list);
+  }
   SLA_CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+// The current device is a Hopper (sm_90) and the mma.sync kernel was not asked for.
+bool use_fwd_sm90(const SlaParams& p) {
+#ifdef SLA_HAVE_SM90A
+  static const bool forced_mma = [] {
+    const char* env = std::getenv("SLA_FWD_KERNEL");
+    return env != nullptr && std::strcmp(env, "mma") == 0;
+  }();
+  int device = 0, major = 0, minor = 0;
+  SLA_CUDA_CHECK(cudaGetDevice(&device));
+  SLA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  SLA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return !forced_mma && major == 9 && minor == 0 && fwd_sm90_supports(p);
+#else
+  (void)p;
+  return false;
+#endif
+}
+}  // namespace
+
 void run_sla_fwd(const SlaParams& p, cudaStream_t stream) {
+  if (use_fwd_sm90(p)) {
+    run_sla_fwd_sm90(p, stream);
+    return;
+  }
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SLA_BLOCK_SWITCH(p.blkq, kBQ, [&] {
