@@ -5,7 +5,7 @@
 // (optional, for the backward) and lse.
 #pragma once
 
-#include "feature_map.cuh"
+#include "sla_fwd_common.cuh"
 #include "sla_params.h"
 #include "tile_config.h"
 #include "warp_mma.cuh"
@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
   const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int bh = b * p.heads + h;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int g = lane >> 2, t = lane & 3;
+  const int t = lane & 3;
   const int row0 = qb * BQ;
   const int n = p.blocks_per_row;
   const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
@@ -59,7 +59,6 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
   };
 
   load_tile_async<BQ, D, Tr::kThreads>(sQ, q + row0 * p.q.row, p.q.row, p.seqlen - row0, tid);
-  const bool fused_linear = p.lin_state != nullptr;
   issue_kv(0);  // commits Q with the first K, V
 
   uint32_t a_q[D / 16][4];  // Q rows of this warp (16 x D) as A fragments
@@ -85,41 +84,7 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
     zero(acc_s);
     mma_a_bt<BK, D>(acc_s, a_q, sK + stage * BK * kS, kS, lane);
 
-    // Online softmax: mask keys past the end, rescale the running O and denominators.
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      float mx = row_max[half];
-#pragma unroll
-      for (int j = 0; j < BK / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int key = key0 + 8 * j + 2 * t + e;
-          float s = acc_s[j][2 * half + e] * p.scale_log2;
-          s = key < p.seqlen ? s : -INFINITY;
-          acc_s[j][2 * half + e] = s;
-          mx = fmaxf(mx, s);
-        }
-      }
-      mx = quad_max(mx);
-      const float alpha = exp2f(row_max[half] - mx);
-      row_max[half] = mx;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < BK / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float pr = exp2f(acc_s[j][2 * half + e] - mx);
-          acc_s[j][2 * half + e] = pr;
-          sum += pr;
-        }
-      }
-      row_sum[half] = row_sum[half] * alpha + sum;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        acc_o[j][2 * half] *= alpha;
-        acc_o[j][2 * half + 1] *= alpha;
-      }
-    }
+    online_softmax_step<BK, D>(acc_s, acc_o, row_max, row_sum, key0, p, t);
 
     // O += P V
     uint32_t a_p[BK / 16][4];
@@ -130,65 +95,9 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
     if (Tr::kStages == 1 && step + 1 < n) issue_kv(step + 1);
   }
 
-  // Epilogue: o_s = O / l, lse = ln(l) + max.
-  const int wrow0 = row0 + warp * 16;
-  const int rows_valid = p.seqlen - wrow0;  // of this warp's 16 rows
-  float inv_l[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const float l = quad_sum(row_sum[half]);
-    inv_l[half] = 1.f / l;
-    const int r = g + 8 * half;
-    if (t == 0 && r < rows_valid) {
-      p.lse[int64_t(bh) * p.seqlen + wrow0 + r] = (row_max[half] + log2f(l)) * 0.69314718055994531f;
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < D / 8; ++j) {
-    acc_o[j][0] *= inv_l[0];
-    acc_o[j][1] *= inv_l[0];
-    acc_o[j][2] *= inv_l[1];
-    acc_o[j][3] *= inv_l[1];
-  }
-  if (p.o_s.ptr != nullptr) {
-    Elem* os = static_cast<Elem*>(p.o_s.ptr) + b * p.o_s.batch + h * p.o_s.head + wrow0 * p.o_s.row;
-    store_c_tile<D, Elem>(acc_o, 1.f, os, p.o_s.row, nullptr, 0, rows_valid, lane);
-  }
-  if (fused_linear) {
-    // M goes where K and V were (the loop ended with a barrier and no copy in flight), so that the
-    // main loop's shared memory holds only Q and the K, V stages.
-    load_tile_async<D, D, Tr::kThreads>(sM, static_cast<const Elem*>(p.lin_state) + int64_t(bh) * D * D, D, D, tid);
-    cp_async_commit();
-    cp_async_wait<0>();
-    __syncthreads();
-    // O += φ(Q) M / (φ(Q)·z + ε) + bias, φ row-wise over D on the Q fragments still in registers.
-    float den[2];
-    uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
-    feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + int64_t(bh) * D, p.lin_eps, lane);
-    // φ(Q) M sixteen columns at a time, so that no second 16 x D accumulator is live beside O: the
-    // epilogue then needs no more registers than the main loop.
-#pragma unroll
-    for (int jc = 0; jc < D / 16; ++jc) {
-      float acc_l[2][4];
-      zero(acc_l);
-      mma_a_b<16, D>(acc_l, a_phi, sM + 16 * jc, kS, lane);
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        const int j = 2 * jc + jj;
-        const float2 bias = *reinterpret_cast<const float2*>(p.lin_bias + 8 * j + 2 * t);
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          acc_o[j][2 * half] += acc_l[jj][2 * half] / den[half] + bias.x;
-          acc_o[j][2 * half + 1] += acc_l[jj][2 * half + 1] / den[half] + bias.y;
-        }
-      }
-    }
-  }
-  Elem* o = static_cast<Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + wrow0 * p.o.row;
-  const float* add = p.o_add.ptr == nullptr ? nullptr
-                                            : static_cast<const float*>(p.o_add.ptr) + b * p.o_add.batch +
-                                                  h * p.o_add.head + wrow0 * p.o_add.row;
-  store_c_tile<D, Elem>(acc_o, 1.f, o, p.o.row, add, p.o_add.row, rows_valid, lane);
+  // M of the fused linear branch goes where K and V were (the loop ended with a barrier and no copy
+  // in flight), so that the main loop's shared memory holds only Q and the K, V stages.
+  fwd_epilogue<Elem, D, Tr::kThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, row0 + warp * 16, tid, lane);
 }
 
 }  // namespace sla::kernels

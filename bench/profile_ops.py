@@ -1,0 +1,35 @@
+"""Per-kernel GPU time of one SLA forward and backward (torch.profiler over the sla:: operators),
+to see where the time goes around the sparse kernels. Usage: SLA_OPS_LIB=.../libsla_ops.so
+python3 bench/profile_ops.py"""
+import os
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+torch.ops.load_library(os.environ["SLA_OPS_LIB"])
+
+CASES = [((1, 24, 4608, 128), 0.2, 128, 64), ((1, 12, 32760, 128), 0.05, 128, 64)]
+
+for (B, H, L, D), topk, bq, bk in CASES:
+    torch.manual_seed(0)
+    q, k, v, g = (torch.randn(B, L, H, D, device="cuda", dtype=torch.bfloat16).transpose(1, 2) for _ in range(4))
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    w = torch.randn(D, D, device="cuda") / D**0.5
+    b = torch.randn(D, device="cuda") * 0.1
+    args = (topk, bq, bk, "softmax", "all", 0.0)
+    for _ in range(3):
+        torch.ops.sla.forward(q, k, v, w, b, *args).backward(g)
+    torch.cuda.synchronize()
+    for phase in ("forward", "backward"):
+        with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                if phase == "forward":
+                    with torch.no_grad():
+                        torch.ops.sla.forward(q, k, v, w, b, *args)
+                else:
+                    o = torch.ops.sla.forward(q, k, v, w, b, *args)
+                    torch.cuda.synchronize()
+                    o.backward(g)
+            torch.cuda.synchronize()
+        print(f"=== {(B, H, L, D)} topk {topk} {bq}/{bk} {phase} (5 calls{'' if phase == 'forward' else ', forward included'})")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60))

@@ -1,0 +1,128 @@
+// Pieces of the forward shared by the mma.sync kernel (sla_fwd_kernel.cuh) and the Hopper wgmma
+// kernel (sla_fwd_sm90_kernel.cuh). Both keep a warp's 16 query rows in the m16n8 accumulator
+// layout (wgmma's m64 accumulators are four such warp tiles), so the online softmax and the
+// epilogue are the same code.
+#pragma once
+
+#include "feature_map.cuh"
+#include "sla_params.h"
+#include "warp_mma.cuh"
+
+#include <cmath>
+
+namespace sla::kernels {
+
+// Online softmax over one key block: masks keys past the sequence end, turns S (16 x BK, scaled
+// to log2 units here) into P = exp2(S - max) in place, and rescales the running O and the row
+// sums by exp2(old max - new max). Rows g and g + 8 of the warp tile are the two halves.
+template <int BK, int D>
+__device__ __forceinline__ void online_softmax_step(float (&acc_s)[BK / 8][4], float (&acc_o)[D / 8][4],
+                                                    float (&row_max)[2], float (&row_sum)[2], int key0,
+                                                    const SlaParams& p, int t) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float mx = row_max[half];
+#pragma unroll
+    for (int j = 0; j < BK / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int key = key0 + 8 * j + 2 * t + e;
+        float s = acc_s[j][2 * half + e] * p.scale_log2;
+        s = key < p.seqlen ? s : -INFINITY;
+        acc_s[j][2 * half + e] = s;
+        mx = fmaxf(mx, s);
+      }
+    }
+    mx = quad_max(mx);
+    const float alpha = exp2f(row_max[half] - mx);
+    row_max[half] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < BK / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float pr = exp2f(acc_s[j][2 * half + e] - mx);
+        acc_s[j][2 * half + e] = pr;
+        sum += pr;
+      }
+    }
+    row_sum[half] = row_sum[half] * alpha + sum;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      acc_o[j][2 * half] *= alpha;
+      acc_o[j][2 * half + 1] *= alpha;
+    }
+  }
+}
+
+// Epilogue of a warp's 16 rows wrow0..: lse = ln(l) + max, o_s = O / l (optional), then
+// o = o_s + linear branch, written once. The fused linear branch (variant all) computes
+// φ(Q) M / (φ(Q)·z + ε) + bias from the warp's Q fragments a_q, with M = S Wᵀ loaded into sM
+// (padded [D][D + 8], shared memory no longer used by the main loop; every thread of the CTA
+// must call this, since the load of M ends in a barrier). Otherwise the optional float32 addend
+// o_add (variant complement) is added.
+template <class Elem, int D, int Threads>
+__device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[D / 8][4], const float (&row_max)[2],
+                                             const float (&row_sum)[2], const uint32_t (&a_q)[D / 16][4], Elem* sM,
+                                             int b, int h, int wrow0, int tid, int lane) {
+  constexpr int kS = kSmemStride<D>;
+  const int g = lane >> 2, t = lane & 3;
+  const int bh = b * p.heads + h;
+  const int rows_valid = p.seqlen - wrow0;  // of this warp's 16 rows
+  float inv_l[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const float l = quad_sum(row_sum[half]);
+    inv_l[half] = 1.f / l;
+    const int r = g + 8 * half;
+    if (t == 0 && r < rows_valid) {
+      p.lse[int64_t(bh) * p.seqlen + wrow0 + r] = (row_max[half] + log2f(l)) * 0.69314718055994531f;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+    acc_o[j][0] *= inv_l[0];
+    acc_o[j][1] *= inv_l[0];
+    acc_o[j][2] *= inv_l[1];
+    acc_o[j][3] *= inv_l[1];
+  }
+  if (p.o_s.ptr != nullptr) {
+    Elem* os = static_cast<Elem*>(p.o_s.ptr) + b * p.o_s.batch + h * p.o_s.head + wrow0 * p.o_s.row;
+    store_c_tile<D, Elem>(acc_o, 1.f, os, p.o_s.row, nullptr, 0, rows_valid, lane);
+  }
+  if (p.lin_state != nullptr) {
+    load_tile_async<D, D, Threads>(sM, static_cast<const Elem*>(p.lin_state) + int64_t(bh) * D * D, D, D, tid);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    // O += φ(Q) M / (φ(Q)·z + ε) + bias, φ row-wise over D on the Q fragments.
+    float den[2];
+    uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
+    feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + int64_t(bh) * D, p.lin_eps, lane);
+    // φ(Q) M sixteen columns at a time, so that no second 16 x D accumulator is live beside O: the
+    // epilogue then needs no more registers than the main loop.
+#pragma unroll
+    for (int jc = 0; jc < D / 16; ++jc) {
+      float acc_l[2][4];
+      zero(acc_l);
+      mma_a_b<16, D>(acc_l, a_phi, sM + 16 * jc, kS, lane);
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        const int j = 2 * jc + jj;
+        const float2 bias = *reinterpret_cast<const float2*>(p.lin_bias + 8 * j + 2 * t);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          acc_o[j][2 * half] += acc_l[jj][2 * half] / den[half] + bias.x;
+          acc_o[j][2 * half + 1] += acc_l[jj][2 * half + 1] / den[half] + bias.y;
+        }
+      }
+    }
+  }
+  Elem* o = static_cast<Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + wrow0 * p.o.row;
+  const float* add = p.o_add.ptr == nullptr ? nullptr
+                                            : static_cast<const float*>(p.o_add.ptr) + b * p.o_add.batch +
+                                                  h * p.o_add.head + wrow0 * p.o_add.row;
+  store_c_tile<D, Elem>(acc_o, 1.f, o, p.o.row, add, p.o_add.row, rows_valid, lane);
+}
+
+}  // namespace sla::kernels

@@ -1,0 +1,131 @@
+// Forward on Hopper: the walk of sla_fwd_kernel.cuh (one CTA per (query block, b, h) over the
+// query block's LUT, online softmax, fused linear-branch epilogue) with both products on wgmma.
+// Each warpgroup owns 64 query rows: S = Q Kᵀ reads Q and K from shared memory through
+// descriptors, O += P V takes P from registers (the S accumulators, rounded to 16 bits) and V
+// from shared memory. All threads load K/V stages with cp.async, kStages - 1 blocks ahead.
+// Compiled for sm_90a only (sla_fwd_sm90.cu); key blocks of 64 rows.
+#pragma once
+
+#include "sla_fwd_common.cuh"
+#include "sla_params.h"
+#include "wgmma.cuh"
+
+#include <cmath>
+
+namespace sla::kernels {
+
+template <class Elem, int D, int BQ>
+struct FwdSm90Traits {
+  static constexpr int kBlockK = 64;                 // keys per LUT entry: the S tile is m64n64
+  static constexpr int kWarpgroups = BQ / 64;        // 64 query rows each
+  static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr int kStages = BQ == 128 ? 3 : 2;  // K/V blocks in flight: 128-row CTAs run one per SM, 64-row two
+  static constexpr int kQBytes = BQ * D * 2;                     // sw128 [D / 64][BQ][64]
+  static constexpr int kStageBytes = 2 * kBlockK * D * 2;        // K and V, sw128 [D / 64][64][64] each
+  static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes;  // + alignment of the panels
+};
+
+template <class Elem, int D, int BQ>
+__global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
+    sla_fwd_sm90_kernel(const __grid_constant__ SlaParams p) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Tr = FwdSm90Traits<Elem, D, BQ>;
+  constexpr int BK = Tr::kBlockK;
+  static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for O");
+  static_assert(BQ == 64 || BQ == 128, "one or two warpgroups");
+  static_assert(Tr::kStages * Tr::kStageBytes >= D * kSmemStride<D> * 2, "the K, V stages hold M after the loop");
+  static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // Panels of sw128 tiles must start 1024-byte aligned (the swizzle reads address bits 7-9).
+  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  Elem* sQ = reinterpret_cast<Elem*>(smem);     // sw128 [D / 64][BQ][64]
+  Elem* sK = sQ + BQ * D;                        // [kStages] x sw128 [D / 64][BK][64]
+  Elem* sV = sK + Tr::kStages * BK * D;          // [kStages] x sw128 [D / 64][BK][64]
+  Elem* sM = sK;                                 // padded [D][D + 8] after the loop: M = S Wᵀ
+
+  const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int bh = b * p.heads + h;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wg = warp / 4, t = lane & 3;
+  const int row0 = qb * BQ;
+  const int n = p.blocks_per_row;
+  const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
+
+  const Elem* q = static_cast<const Elem*>(p.q.ptr) + b * p.q.batch + h * p.q.head;  // (L, D)
+  const Elem* k = static_cast<const Elem*>(p.k.ptr) + b * p.k.batch + h * p.k.head;  // (L, D)
+  const Elem* v = static_cast<const Elem*>(p.v.ptr) + b * p.v.batch + h * p.v.head;  // (L, D)
+
+  // Every call commits one cp.async group (empty past the LUT's end), so the waits count uniformly.
+  auto issue_kv = [&](int step) {
+    if (step < n) {
+      const int key0 = lut[step] * BK;
+      const int stage = step % Tr::kStages;
+      load_tile_sw128_async<BK, D, Tr::kThreads>(sK + stage * BK * D, k + key0 * p.k.row, p.k.row, p.seqlen - key0,
+                                                 tid);
+      load_tile_sw128_async<BK, D, Tr::kThreads>(sV + stage * BK * D, v + key0 * p.v.row, p.v.row, p.seqlen - key0,
+                                                 tid);
+    }
+    cp_async_commit();
+  };
+
+  load_tile_sw128_async<BQ, D, Tr::kThreads>(sQ, q + row0 * p.q.row, p.q.row, p.seqlen - row0, tid);
+#pragma unroll
+  for (int s = 0; s < Tr::kStages - 1; ++s) issue_kv(s);  // the first group carries Q too
+
+  float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
+  zero(acc_o);
+  float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
+  float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
+  const Elem* sQ_wg = sQ + wg * 64 * 64;      // this warpgroup's 64 rows of every panel
+
+  for (int step = 0; step < n; ++step) {
+    cp_async_wait<Tr::kStages - 2>();  // this thread's copies of block `step` have landed
+    fence_proxy_async();
+    __syncthreads();                   // everyone's have; everyone is done with block step - 1
+    issue_kv(step + Tr::kStages - 1);  // refills the stage of block step - 1
+
+    const int stage = step % Tr::kStages;
+    const Elem* sK_s = sK + stage * BK * D;
+    const Elem* sV_s = sV + stage * BK * D;
+
+    // S = Q Kᵀ (64 x 64 per warpgroup), D / 16 steps of k16 along the panels.
+    float acc_s[BK / 8][4];
+    zero(acc_s);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const int panel = kk / 4, col = (kk % 4) * 16;
+      wgmma_m64n64k16_ss<Elem>(acc_s, sw128_desc(sQ_wg + panel * BQ * 64 + col, 0),
+                               sw128_desc(sK_s + panel * BK * 64 + col, 0));
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operand(acc_s);
+
+    online_softmax_step<BK, D>(acc_s, acc_o, row_max, row_sum, lut[step] * BK, p, t);
+
+    // O += P V: P from registers, V (BK x D) MN-major, BK / 16 steps of 16 keys.
+    uint32_t a_p[BK / 16][4];
+    c_to_a<BK, Elem>(a_p, acc_s);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      wgmma_rs<D, Elem>(acc_o, a_p[kk], sw128_desc(sV_s + kk * 16 * 64, BK * 64 * 2));
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operand(acc_o);
+  }
+  cp_async_wait<0>();  // the empty groups past the LUT's end
+  __syncthreads();     // the K, V stages become M's
+
+  uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
+  if (p.lin_state != nullptr) load_a_frags_sw128<D>(a_q, sQ, BQ, warp * 16, lane);
+  fwd_epilogue<Elem, D, Tr::kThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, row0 + warp * 16, tid, lane);
+#else
+  __trap();  // built without sm_90a code: the launcher never selects this kernel then
+#endif
+}
+
+}  // namespace sla::kernels
