@@ -12,46 +12,62 @@
 
 namespace sla::kernels {
 
-// Online softmax over one key block: masks keys past the sequence end, turns S (16 x BK, scaled
-// to log2 units here) into P = exp2(S - max) in place, and rescales the running O and the row
-// sums by exp2(old max - new max). Rows g and g + 8 of the warp tile are the two halves.
-template <int BK, int D>
-__device__ __forceinline__ void online_softmax_step(float (&acc_s)[BK / 8][4], float (&acc_o)[D / 8][4],
-                                                    float (&row_max)[2], float (&row_sum)[2], int key0,
+// 2^x on the special-function unit (flush-to-zero: the probabilities that would be denormal are 0).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Online softmax over one key block: masks keys past the sequence end (the last block only),
+// turns the raw scores S (16 x BK) into P = 2^(S·scale·log2(e) − max) in place, with the running
+// max in log2 units, and returns alpha = 2^(old max − new max) per half, the factor by which the
+// running O and row sums are rescaled (row_sum here, O by the caller: on Hopper the previous block's
+// O += P V may still be in flight). Rows g and g + 8 of the warp tile are the two halves.
+template <int BK>
+__device__ __forceinline__ void online_softmax_step(float (&acc_s)[BK / 8][4], float (&row_max)[2],
+                                                    float (&row_sum)[2], float (&alpha)[2], int key0,
                                                     const SlaParams& p, int t) {
+  if (key0 + BK > p.seqlen) {
+#pragma unroll
+    for (int j = 0; j < BK / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (key0 + 8 * j + 2 * t + (i & 1) >= p.seqlen) acc_s[j][i] = -INFINITY;
+  }
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    float mx = row_max[half];
+    float mx = -INFINITY;
 #pragma unroll
-    for (int j = 0; j < BK / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int key = key0 + 8 * j + 2 * t + e;
-        float s = acc_s[j][2 * half + e] * p.scale_log2;
-        s = key < p.seqlen ? s : -INFINITY;
-        acc_s[j][2 * half + e] = s;
-        mx = fmaxf(mx, s);
-      }
-    }
-    mx = quad_max(mx);
-    const float alpha = exp2f(row_max[half] - mx);
+    for (int j = 0; j < BK / 8; ++j) mx = fmaxf(mx, fmaxf(acc_s[j][2 * half], acc_s[j][2 * half + 1]));
+    mx = fmaxf(row_max[half], quad_max(mx) * p.scale_log2);  // every block holds a valid key: finite
+    alpha[half] = fast_exp2(row_max[half] - mx);
     row_max[half] = mx;
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < BK / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float pr = exp2f(acc_s[j][2 * half + e] - mx);
+        const float pr = fast_exp2(fmaf(acc_s[j][2 * half + e], p.scale_log2, -mx));
         acc_s[j][2 * half + e] = pr;
         sum += pr;
       }
     }
-    row_sum[half] = row_sum[half] * alpha + sum;
+    row_sum[half] = row_sum[half] * alpha[half] + sum;
+  }
+}
+
+// O (16 x D) *= alpha per half; skipped when the warp's maxima did not move (most blocks after
+// the first few).
+template <int D>
+__device__ __forceinline__ void rescale_rows(float (&acc_o)[D / 8][4], const float (&alpha)[2]) {
+  if (__all_sync(0xffffffff, alpha[0] == 1.f && alpha[1] == 1.f)) return;
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      acc_o[j][2 * half] *= alpha;
-      acc_o[j][2 * half + 1] *= alpha;
-    }
+  for (int j = 0; j < D / 8; ++j) {
+    acc_o[j][0] *= alpha[0];
+    acc_o[j][1] *= alpha[0];
+    acc_o[j][2] *= alpha[1];
+    acc_o[j][3] *= alpha[1];
   }
 }
 

@@ -84,7 +84,9 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
     zero(acc_s);
     mma_a_bt<BK, D>(acc_s, a_q, sK + stage * BK * kS, kS, lane);
 
-    online_softmax_step<BK, D>(acc_s, acc_o, row_max, row_sum, key0, p, t);
+    float alpha[2];
+    online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, key0, p, t);
+    rescale_rows<D>(acc_o, alpha);
 
     // O += P V
     uint32_t a_p[BK / 16][4];

@@ -2,7 +2,7 @@
 // query block's LUT, online softmax, fused linear-branch epilogue) with both products on wgmma.
 // Each warpgroup owns 64 query rows: S = Q Kᵀ reads Q and K from shared memory through
 // descriptors, O += P V takes P from registers (the S accumulators, rounded to 16 bits) and V
-// from shared memory. All threads load K/V stages with cp.async, kStages - 1 blocks ahead.
+// from shared memory. All threads load K/V stages with cp.async, kStages - 2 blocks ahead.
 // Compiled for sm_90a only (sla_fwd_sm90.cu); key blocks of 64 rows.
 #pragma once
 
@@ -19,7 +19,9 @@ struct FwdSm90Traits {
   static constexpr int kBlockK = 64;                 // keys per LUT entry: the S tile is m64n64
   static constexpr int kWarpgroups = BQ / 64;        // 64 query rows each
   static constexpr int kThreads = 128 * kWarpgroups;
-  static constexpr int kStages = BQ == 128 ? 3 : 2;  // K/V blocks in flight: 128-row CTAs run one per SM, 64-row two
+  // K/V stages: the current block, the previous one (its O += P V) and kStages - 2 in flight.
+  // 128-row CTAs run one per SM; 64-row ones two, with one block in flight.
+  static constexpr int kStages = BQ == 128 ? 4 : 3;
   static constexpr int kQBytes = BQ * D * 2;                     // sw128 [D / 64][BQ][64]
   static constexpr int kStageBytes = 2 * kBlockK * D * 2;        // K and V, sw128 [D / 64][64][64] each
   static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes;  // + alignment of the panels
@@ -68,51 +70,70 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
     }
     cp_async_commit();
   };
+  // Descriptors: Q of this warpgroup (its 64 rows of every panel), K and V of a stage. The k16
+  // steps advance the start address field (16-byte units) by constants.
+  const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
+  auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };
+  auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, BK * 64 * 2); };
+  auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
 
   load_tile_sw128_async<BQ, D, Tr::kThreads>(sQ, q + row0 * p.q.row, p.q.row, p.seqlen - row0, tid);
 #pragma unroll
-  for (int s = 0; s < Tr::kStages - 1; ++s) issue_kv(s);  // the first group carries Q too
+  for (int s = 0; s < Tr::kStages - 2; ++s) issue_kv(s);  // the first group carries Q too
 
   float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
   zero(acc_o);
   float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
   float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
-  const Elem* sQ_wg = sQ + wg * 64 * 64;      // this warpgroup's 64 rows of every panel
+  uint32_t a_p[BK / 16][4];                   // P of the previous block: A of its O += P V
 
+  // Block `step`: S = Q Kᵀ is issued ahead of the previous block's O += P V, so the tensor cores
+  // work on both while this warpgroup waits for S, and on O += P V during the softmax. A stage
+  // is refilled two blocks after its own: its V is read until the next block's O += P V is done.
   for (int step = 0; step < n; ++step) {
-    cp_async_wait<Tr::kStages - 2>();  // this thread's copies of block `step` have landed
+    cp_async_wait<Tr::kStages - 3>();  // this thread's copies of block `step` have landed
     fence_proxy_async();
-    __syncthreads();                   // everyone's have; everyone is done with block step - 1
-    issue_kv(step + Tr::kStages - 1);  // refills the stage of block step - 1
+    __syncthreads();                   // everyone's have; everyone is done with block step - 2
+    issue_kv(step + Tr::kStages - 2);
 
-    const int stage = step % Tr::kStages;
-    const Elem* sK_s = sK + stage * BK * D;
-    const Elem* sV_s = sV + stage * BK * D;
-
-    // S = Q Kᵀ (64 x 64 per warpgroup), D / 16 steps of k16 along the panels.
-    float acc_s[BK / 8][4];
+    float acc_s[BK / 8][4];  // S = Q Kᵀ (this warp's 16 rows x BK)
     zero(acc_s);
+    fence_operand(acc_s);  // registers written before the fence, as wgmma requires
+    fence_operand(acc_o);
+    fence_operand(a_p);
     wgmma_fence();
+    const uint64_t dk = desc_k(step % Tr::kStages);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      const int panel = kk / 4, col = (kk % 4) * 16;
-      wgmma_m64n64k16_ss<Elem>(acc_s, sw128_desc(sQ_wg + panel * BQ * 64 + col, 0),
-                               sw128_desc(sK_s + panel * BK * 64 + col, 0));
+      wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, BQ), dk + k16_step(kk, BK));
     }
     wgmma_commit();
-    wgmma_wait<0>();
+    if (step > 0) {
+      wgmma_fence();  // ptxas wants one in this branch too
+      const uint64_t dv = desc_v((step - 1) % Tr::kStages);
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + uint64_t(kk * 16 * 64 * 2 / 16));
+      wgmma_commit();
+      wgmma_wait<1>();
+    } else {
+      wgmma_wait<0>();
+    }
     fence_operand(acc_s);
 
-    online_softmax_step<BK, D>(acc_s, acc_o, row_max, row_sum, lut[step] * BK, p, t);
-
-    // O += P V: P from registers, V (BK x D) MN-major, BK / 16 steps of 16 keys.
-    uint32_t a_p[BK / 16][4];
+    float alpha[2];
+    online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, lut[step] * BK, p, t);
+    wgmma_wait<0>();
+    fence_operand(acc_o);
+    rescale_rows<D>(acc_o, alpha);
     c_to_a<BK, Elem>(a_p, acc_s);
+  }
+  {  // the last block's O += P V
+    fence_operand(acc_o);
+    fence_operand(a_p);
     wgmma_fence();
+    const uint64_t dv = desc_v((n - 1) % Tr::kStages);
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-      wgmma_rs<D, Elem>(acc_o, a_p[kk], sw128_desc(sV_s + kk * 16 * 64, BK * 64 * 2));
-    }
+    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + uint64_t(kk * 16 * 64 * 2 / 16));
     wgmma_commit();
     wgmma_wait<0>();
     fence_operand(acc_o);

@@ -23,18 +23,24 @@ __device__ __forceinline__ int sw128_offset(int row, int col, int rows) {
   return (col / 64) * rows * 64 + row * 64 + ((((col % 64) / 8) ^ (row % 8)) * 8) + col % 8;
 }
 
-// Rows x Cols of a row-strided global matrix -> sw128 tile; rows >= rows_valid are zero.
+// Rows x Cols of a row-strided global matrix -> sw128 tile; rows >= rows_valid are zero. Each
+// thread copies one 16-byte column chunk of rows r0, r0 + kRowStep, ...: a step of a multiple of
+// 8 rows keeps the chunk's swizzled position, so the addresses advance by constants.
 template <int Rows, int Cols, int Threads, class Elem>
 __device__ __forceinline__ void load_tile_sw128_async(Elem* smem, const Elem* gmem, int64_t row_stride,
                                                       int rows_valid, int tid) {
-  static_assert(Cols % 64 == 0 && Rows % 8 == 0, "whole 128-byte panels of 8-row swizzle atoms");
   constexpr int kChunksPerRow = Cols / 8;
+  constexpr int kRowStep = Threads / kChunksPerRow;
+  static_assert(Cols % 64 == 0, "whole 128-byte panels");
+  static_assert(Threads % kChunksPerRow == 0 && kRowStep % 8 == 0 && Rows % kRowStep == 0,
+                "every thread keeps one chunk column and swizzle position");
+  const int r0 = tid / kChunksPerRow, chunk = tid % kChunksPerRow;
+  Elem* dst = smem + sw128_offset(r0, chunk * 8, Rows);
+  const Elem* src = gmem + r0 * row_stride + chunk * 8;
 #pragma unroll
-  for (int c = tid; c < Rows * kChunksPerRow; c += Threads) {
-    const int r = c / kChunksPerRow;
-    const int col = (c % kChunksPerRow) * 8;
-    const bool valid = r < rows_valid;
-    cp_async_16(smem + sw128_offset(r, col, Rows), valid ? gmem + r * row_stride + col : gmem, valid);
+  for (int i = 0; i < Rows / kRowStep; ++i) {
+    const bool valid = r0 + i * kRowStep < rows_valid;
+    cp_async_16(dst + i * kRowStep * 64, valid ? src + i * kRowStep * row_stride : gmem, valid);
   }
 }
 
@@ -73,6 +79,14 @@ __device__ __forceinline__ void fence_operand(float (&c)[N][4]) {
   for (int j = 0; j < N; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) asm volatile("" : "+f"(c[j][i])::"memory");
+}
+
+template <int N>
+__device__ __forceinline__ void fence_operand(uint32_t (&a)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[j][i])::"memory");
 }
 
 #define SLA_ACC8(d, j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3]), \
