@@ -1,5 +1,6 @@
 #include "linear_branch.h"
 
+#include "linear_launch.h"
 #include "reference.h"
 #include "sla_launch.h"
 
@@ -71,9 +72,8 @@ at::Tensor chunk_of(const at::Tensor& x, int64_t b, int64_t h0, int64_t h1) {
   return x.select(0, b).slice(0, h0, h1);
 }
 
-// Sizes of the linear-branch passes for x (B, H, L, D); splits gives the reducing passes about two
-// CTAs per SM.
-LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg) {
+// Sizes of the linear-branch passes for x (B, H, L, D), splits for `pass` (linear_splits).
+LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg, LinearPass pass) {
   LinearParams p;
   p.elem = x.scalar_type() == at::kHalf ? ElemType::kFp16 : ElemType::kBf16;
   p.head_dim = int(x.size(3));
@@ -84,7 +84,7 @@ LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg) {
   const int64_t tiles = (x.size(2) + linear_tile_rows(p.head_dim) - 1) / linear_tile_rows(p.head_dim);
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const int64_t bh = int64_t(p.batch) * p.heads;
-  p.splits = int(std::clamp<int64_t>((2 * sms + bh - 1) / bh, 1, tiles));
+  p.splits = linear_splits(bh, tiles, sms, linear_resident_ctas(p, pass));
   return p;
 }
 
@@ -93,7 +93,7 @@ LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg) {
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                     const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
-  LinearParams p = linear_params(k, cfg);
+  LinearParams p = linear_params(k, cfg, LinearPass::kState);
   const int64_t BH = int64_t(p.batch) * p.heads, D = p.head_dim;
   const auto f32 = k.options().dtype(at::kFloat);
   at::Tensor state_part = at::empty({BH, p.splits, D, D}, f32);
@@ -117,7 +117,7 @@ LinearGrads fused_linear_backward(const at::Tensor& grad_o, const at::Tensor& q,
                                   const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  LinearParams p = linear_params(q, cfg);
+  LinearParams p = linear_params(q, cfg, LinearPass::kBwdQ);
   const int64_t BH = int64_t(p.batch) * p.heads, D = p.head_dim;
   const auto f32 = q.options().dtype(at::kFloat);
   LinearGrads g;
@@ -152,7 +152,8 @@ LinearGrads fused_linear_backward(const at::Tensor& grad_o, const at::Tensor& q,
   const at::Tensor ds_scale = ds.abs().amax({1, 2}).clamp_min(1e-30f).contiguous();
   const at::Tensor ds_normal = (ds / ds_scale.view({BH, 1, 1})).to(q.scalar_type()).contiguous();
 
-  // Key side: dk and dv.
+  // Key side: dk and dv (no partials: its own split).
+  p.splits = linear_params(k, cfg, LinearPass::kBwdK).splits;
   p.k = tensor_ref(k);
   p.v = tensor_ref(v);
   p.ds = ds_normal.data_ptr();

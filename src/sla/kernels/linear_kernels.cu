@@ -1,8 +1,11 @@
 // Launchers of the linear-branch passes (linear_kernels.cuh), one instantiation per dtype and head_dim.
 #include "cuda_check.h"
 #include "linear_kernels.cuh"
+#include "linear_launch.h"
 #include "sla_launch.h"
 #include "static_switch.h"
+
+#include <algorithm>
 
 namespace sla::kernels {
 
@@ -15,11 +18,29 @@ void launch(Kernel kernel, dim3 grid, int threads, int smem, const LinearParams&
   SLA_CUDA_CHECK_LAUNCH();
 }
 
-unsigned num_tiles(const LinearParams& p) {
-  return unsigned((p.seqlen + linear_tile_rows(p.head_dim) - 1) / linear_tile_rows(p.head_dim));
+template <class Kernel>
+int resident(Kernel kernel, int threads, int smem) {
+  SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  int ctas = 0;
+  SLA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, threads, smem));
+  return std::max(ctas, 1);
 }
 
 }  // namespace
+
+int linear_resident_ctas(const LinearParams& p, LinearPass pass) {
+  return SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    return SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      using Tr = LinearTraits<kD>;
+      switch (pass) {
+        case LinearPass::kState: return resident(&sla_linear_state_kernel<Elem, kD>, Tr::kThreads, Tr::kStateSmem);
+        case LinearPass::kBwdQ: return resident(&sla_linear_bwd_q_kernel<Elem, kD>, Tr::kThreads, Tr::kBwdQSmem);
+        case LinearPass::kBwdK: return resident(&sla_linear_bwd_k_kernel<Elem, kD>, Tr::kThreads, Tr::kBwdKSmem);
+      }
+      return 1;
+    });
+  });
+}
 
 void run_linear_state(const LinearParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
@@ -45,8 +66,8 @@ void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       using Tr = LinearTraits<kD>;
-      launch(&sla_linear_bwd_k_kernel<Elem, kD>, dim3(num_tiles(p), p.batch * p.heads), Tr::kThreads, Tr::kBwdKSmem,
-             p, stream);
+      launch(&sla_linear_bwd_k_kernel<Elem, kD>, dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kBwdKSmem, p,
+             stream);
     });
   });
 }

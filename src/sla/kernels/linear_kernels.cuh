@@ -1,7 +1,9 @@
 // The linear branch of variant all on tensor cores, in three passes over rows (see LinearParams).
 // A CTA has D / 16 warps and works on tiles of D rows: for the row-wise math each warp owns 16
 // rows of the tile; for the sums over rows (Xᵀ Y, a D x D result) each warp owns 16 rows of the
-// result and reads the whole tile back from shared memory, transposed by ldmatrix.
+// result and reads the whole tile back from shared memory, transposed by ldmatrix. A CTA walks
+// the tiles split, split + splits, ... of its (b, h) and double-buffers them: the next tile's
+// cp.async is in flight while the current one is computed (pipelined_tiles).
 #pragma once
 
 #include "feature_map.cuh"
@@ -17,11 +19,41 @@ struct LinearTraits {
   static constexpr int kRows = D;  // rows per tile (linear_tile_rows)
   static constexpr int kStride = kSmemStride<D>;
   static constexpr int kTileBytes = kRows * kStride * 2;
-  // Tiles: state 2 (K, V); bwd q 3 (q, dO, M'); bwd k 3 (K, V, dS). Plus float rows.
-  static constexpr int kStateSmem = 2 * kTileBytes + kWarps * D * 4;
-  static constexpr int kBwdQSmem = 3 * kTileBytes + (2 * kWarps + 1) * D * 4;
-  static constexpr int kBwdKSmem = 3 * kTileBytes + D * 4;
+  static constexpr int kStages = 2;  // row tiles in shared memory at once: one computed, one loading
+  // Per stage 2 tiles (state: K, V; bwd q: q, dO; bwd k: K, V); once: bwd q M', bwd k dS; float rows.
+  // D = 128: state 140 KB, bwd q 178.5 KB, bwd k 170.5 KB (one CTA per SM); D = 64: 37, 47.3, 45.5 KB.
+  static constexpr int kStageElems = 2 * kRows * kStride;
+  static constexpr int kStateSmem = kStages * 2 * kTileBytes + kWarps * D * 4;
+  static constexpr int kBwdQSmem = (kStages * 2 + 1) * kTileBytes + (2 * kWarps + 1) * D * 4;
+  static constexpr int kBwdKSmem = (kStages * 2 + 1) * kTileBytes + D * 4;
+  static_assert(kStages >= 2, "a tile loads while another one is computed");
+  static_assert(kTileBytes % 16 == 0, "cp.async destinations stay 16-byte aligned from tile to tile");
+  static_assert(kStateSmem <= 227 * 1024 && kBwdQSmem <= 227 * 1024 && kBwdKSmem <= 227 * 1024,
+                "sm_90: at most 227 KB of shared memory per CTA");
 };
+
+// This CTA's row tiles first, first + step, ... < tiles through Stages shared buffers:
+// load(tile, stage) issues the tile's cp.async copies, compute(tile, stage) runs once they landed.
+// Loads run Stages - 1 tiles ahead; a tile's stage is the one computed an iteration earlier, freed
+// by that iteration's closing barrier, which also frees whatever else compute shares (float rows).
+template <int Stages, class Load, class Compute>
+__device__ __forceinline__ void pipelined_tiles(int first, int step, int tiles, Load&& load, Compute&& compute) {
+  const int count = first < tiles ? (tiles - first + step - 1) / step : 0;
+#pragma unroll
+  for (int i = 0; i < Stages - 1; ++i) {
+    if (i < count) load(first + i * step, i);
+    cp_async_commit();
+  }
+  for (int i = 0; i < count; ++i) {
+    const int ahead = i + Stages - 1;
+    if (ahead < count) load(first + ahead * step, ahead % Stages);
+    cp_async_commit();            // possibly empty: one group per iteration keeps the count below exact
+    cp_async_wait<Stages - 1>();  // this thread's copies of tile i (group i) landed
+    __syncthreads();              // and everyone's
+    compute(first + i * step, i % Stages);
+    __syncthreads();
+  }
+}
 
 template <class Elem>
 __device__ __forceinline__ const Elem* row_ptr(const TensorRef& x, int b, int h, int64_t row) {
@@ -77,9 +109,9 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Elem* sX = reinterpret_cast<Elem*>(smem_raw);        // [R][kS]: K rows, then φ(K) (invalid rows 0)
-  Elem* sV = sX + R * kS;                              // [R][kS]
-  float* sRed = reinterpret_cast<float*>(sV + R * kS);  // [kWarps][D]
+  Elem* sStages = reinterpret_cast<Elem*>(smem_raw);  // [kStages]: [R][kS] K rows, then φ(K) (invalid rows 0);
+                                                      //            [R][kS] V rows
+  float* sRed = reinterpret_cast<float*>(sStages + Tr::kStages * Tr::kStageElems);  // [kWarps][D]
 
   const int split = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -88,13 +120,16 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
   float acc[D / 8][4];  // S rows 16 warp..
   zero(acc);
   float z = 0.f;        // z[tid] for tid < D
-  for (int tile = split; tile < tiles; tile += p.splits) {
+  auto load = [&](int tile, int stage) {
     const int row0 = tile * R;
+    Elem* sX = sStages + stage * Tr::kStageElems;
     load_tile_async<R, D, Tr::kThreads>(sX, row_ptr<Elem>(p.k, b, h, row0), p.k.row, p.seqlen - row0, tid);
-    load_tile_async<R, D, Tr::kThreads>(sV, row_ptr<Elem>(p.v, b, h, row0), p.v.row, p.seqlen - row0, tid);
-    cp_async_commit();
-    cp_async_wait<0>();
-    __syncthreads();
+    load_tile_async<R, D, Tr::kThreads>(sX + R * kS, row_ptr<Elem>(p.v, b, h, row0), p.v.row, p.seqlen - row0, tid);
+  };
+  auto compute = [&](int tile, int stage) {
+    const int row0 = tile * R;
+    Elem* sX = sStages + stage * Tr::kStageElems;
+    const Elem* sV = sX + R * kS;
     {
       const int rows_valid = p.seqlen - row0 - warp * 16;
       uint32_t a_x[D / 16][4], a_phi[D / 16][4];
@@ -123,9 +158,9 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
     }
     uint32_t a_t[R / 16][4];  // φ(K)ᵀ rows 16 warp.. of this tile
     load_a_frags_t<R>(a_t, sX, kS, 16 * warp, lane);
-    mma_a_b<D, R>(acc, a_t, sV, kS, lane);
-    __syncthreads();  // the next tile overwrites sX, sV
-  }
+    mma_a_b<D, R>(acc, a_t, sV, kS, lane);  // S += φ(K)ᵀ V
+  };
+  pipelined_tiles<Tr::kStages>(split, p.splits, tiles, load, compute);
   const int64_t part = int64_t(bh) * p.splits + split;
   store_square_rows<D>(acc, p.state_part + part * D * D, 16 * warp, lane);
   if (tid < D) p.z_part[part * D + tid] = z;
@@ -137,9 +172,9 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Elem* sQ = reinterpret_cast<Elem*>(smem_raw);          // [R][kS]: q rows, then φ(q) / den'
-  Elem* sG = sQ + R * kS;                                // [R][kS]: dO rows (0 past the end)
-  Elem* sM = sG + R * kS;                                // [D][kS]: M'
+  Elem* sStages = reinterpret_cast<Elem*>(smem_raw);     // [kStages]: [R][kS] q rows, then φ(q) / den';
+                                                         //            [R][kS] dO rows (0 past the end)
+  Elem* sM = sStages + Tr::kStages * Tr::kStageElems;    // [D][kS]: M'
   float* sRed = reinterpret_cast<float*>(sM + D * kS);   // [2][kWarps][D]: dz, db column sums
   float* sZ = sRed + 2 * Tr::kWarps * D;                 // [D]: z'
 
@@ -154,26 +189,37 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
   float acc_a[D / 8][4];  // Σ dOᵀ φ(q) / den', rows 16 warp..
   zero(acc_a);
   float dz = 0.f, db = 0.f;  // column tid < D
-  for (int tile = split; tile < tiles; tile += p.splits) {
+  auto load = [&](int tile, int stage) {  // M' joins the first tile's group
+    const int row0 = tile * R;
+    Elem* sQ = sStages + stage * Tr::kStageElems;
+    load_tile_async<R, D, Tr::kThreads>(sQ, row_ptr<Elem>(p.q, b, h, row0), p.q.row, p.seqlen - row0, tid);
+    load_tile_async<R, D, Tr::kThreads>(sQ + R * kS, row_ptr<Elem>(p.d_o, b, h, row0), p.d_o.row, p.seqlen - row0,
+                                        tid);
+  };
+  auto compute = [&](int tile, int stage) {
     const int row0 = tile * R;
     const int wrow0 = row0 + warp * 16;
     const int rows_valid = p.seqlen - wrow0;
-    load_tile_async<R, D, Tr::kThreads>(sQ, row_ptr<Elem>(p.q, b, h, row0), p.q.row, p.seqlen - row0, tid);
-    load_tile_async<R, D, Tr::kThreads>(sG, row_ptr<Elem>(p.d_o, b, h, row0), p.d_o.row, p.seqlen - row0, tid);
-    cp_async_commit();
-    cp_async_wait<0>();
-    __syncthreads();
+    Elem* sQ = sStages + stage * Tr::kStageElems;
+    const Elem* sG = sQ + R * kS;
     const Elem* gw = sG + warp * 16 * kS;
+    Elem* qw = sQ + warp * 16 * kS;  // this warp's rows: q, then φ(q), then φ(q) / den'
     {
-      uint32_t a_phi[D / 16][4];
+      // φ(q) waits in the warp's rows of sQ between its uses: reloading it (exactly) costs a few
+      // ldmatrix, keeping it live across the dq math cost register spills.
       float den[2];
       {
-        uint32_t a_x[D / 16][4];
-        load_a_frags<D>(a_x, sQ + warp * 16 * kS, kS, lane);
+        uint32_t a_x[D / 16][4], a_phi[D / 16][4];
+        load_a_frags<D>(a_x, qw, kS, lane);
         feature_map_rows<D, Elem>(a_phi, den, a_x, p.feature_map, sZ, p.eps_scaled, lane);
+        __syncwarp();
+        store_a_frags<D, Elem>(qw, kS, a_phi, lane);
+        __syncwarp();
       }
       float dden[2];
       {
+        uint32_t a_phi[D / 16][4];
+        load_a_frags<D>(a_phi, qw, kS, lane);
         float acc_t[D / 8][4];  // t = φ(q) M'
         zero(acc_t);
         mma_a_b<D, D>(acc_t, a_phi, sM, kS, lane);
@@ -201,6 +247,8 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
         for (int j = 0; j < D / 8; ++j)
 #pragma unroll
           for (int i = 0; i < 4; ++i) acc_d[j][i] = acc_d[j][i] / den[i / 2] + dden[i / 2] * sZ[8 * j + 2 * t + i % 2];
+        uint32_t a_phi[D / 16][4];
+        load_a_frags<D>(a_phi, qw, kS, lane);
         feature_map_backward_rows<D, Elem>(acc_d, a_phi, p.feature_map);
         float* dq = static_cast<float*>(p.dq_add.ptr) + b * p.dq_add.batch + h * p.dq_add.head + wrow0 * p.dq_add.row;
         store_c_tile<D, float>(acc_d, 1.f, dq, p.dq_add.row, nullptr, 0, rows_valid, lane);
@@ -214,8 +262,9 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
           for (int i = 0; i < 4; ++i) g_c[j][i] = to_float(gw[(g + 8 * (i / 2)) * kS + 8 * j + 2 * t + i % 2]);
         warp_column_sums<D>(g_c, rows_valid, sRed + (Tr::kWarps + warp) * D, lane);
       }
+      uint32_t a_phi[D / 16][4];
+      load_a_frags<D>(a_phi, qw, kS, lane);
       __syncwarp();
-      Elem* qw = sQ + warp * 16 * kS;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
 #pragma unroll
@@ -246,8 +295,8 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
       load_a_frags_t<16>(a_t, sG + 16 * kk * kS, kS, 16 * warp, lane);
       mma_a_b<D, 16>(acc_a, a_t, sQ + 16 * kk * kS, kS, lane);
     }
-    __syncthreads();
-  }
+  };
+  pipelined_tiles<Tr::kStages>(split, p.splits, tiles, load, compute);
   const int64_t part = int64_t(bh) * p.splits + split;
   store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
   if (tid < D) {
@@ -256,58 +305,63 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
   }
 }
 
-// Pass 3 (backward, key side): dk_add and dv_add of one tile.
+// Pass 3 (backward, key side): dk_add and dv_add of the CTA's tiles.
 template <class Elem, int D>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_k_kernel(const __grid_constant__ LinearParams p) {
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Elem* sK = reinterpret_cast<Elem*>(smem_raw);         // [R][kS]
-  Elem* sV = sK + R * kS;                               // [R][kS]
-  Elem* sDS = sV + R * kS;                              // [D][kS]: dS / ds_scale
-  float* sDz = reinterpret_cast<float*>(sDS + D * kS);  // [D]
+  Elem* sStages = reinterpret_cast<Elem*>(smem_raw);        // [kStages]: [R][kS] K rows; [R][kS] V rows
+  Elem* sDS = sStages + Tr::kStages * Tr::kStageElems;      // [D][kS]: dS / ds_scale
+  float* sDz = reinterpret_cast<float*>(sDS + D * kS);      // [D]
 
-  const int tile = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int split = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int t = lane & 3;
-  const int row0 = tile * R, wrow0 = row0 + warp * 16, rows_valid = p.seqlen - wrow0;
+  const int tiles = (p.seqlen + R - 1) / R;
 
   load_tile_async<D, D, Tr::kThreads>(sDS, static_cast<const Elem*>(p.ds) + int64_t(bh) * D * D, D, D, tid);
-  load_tile_async<R, D, Tr::kThreads>(sK, row_ptr<Elem>(p.k, b, h, row0), p.k.row, p.seqlen - row0, tid);
-  load_tile_async<R, D, Tr::kThreads>(sV, row_ptr<Elem>(p.v, b, h, row0), p.v.row, p.seqlen - row0, tid);
-  cp_async_commit();
   if (tid < D) sDz[tid] = p.dz[int64_t(bh) * D + tid];
-  cp_async_wait<0>();
-  __syncthreads();
-  if (rows_valid <= 0) return;
   const float scale = p.ds_scale[bh];
-
-  uint32_t a_phi[D / 16][4];
-  {
-    uint32_t a_x[D / 16][4];
-    float den[2];
-    load_a_frags<D>(a_x, sK + warp * 16 * kS, kS, lane);
-    feature_map_rows<D, Elem>(a_phi, den, a_x, p.feature_map, nullptr, 0.f, lane);
-  }
-  {
-    float acc[D / 8][4];  // V dSᵀ, then dL/dφ(K), then dL/dK
+  auto load = [&](int tile, int stage) {  // dS joins the first tile's group
+    const int row0 = tile * R;
+    Elem* sK = sStages + stage * Tr::kStageElems;
+    load_tile_async<R, D, Tr::kThreads>(sK, row_ptr<Elem>(p.k, b, h, row0), p.k.row, p.seqlen - row0, tid);
+    load_tile_async<R, D, Tr::kThreads>(sK + R * kS, row_ptr<Elem>(p.v, b, h, row0), p.v.row, p.seqlen - row0, tid);
+  };
+  auto compute = [&](int tile, int stage) {
+    const int wrow0 = tile * R + warp * 16, rows_valid = p.seqlen - wrow0;
+    if (rows_valid <= 0) return;
+    const Elem* sK = sStages + stage * Tr::kStageElems;
+    const Elem* sV = sK + R * kS;
+    uint32_t a_phi[D / 16][4];
+    {
+      uint32_t a_x[D / 16][4];
+      float den[2];
+      load_a_frags<D>(a_x, sK + warp * 16 * kS, kS, lane);
+      feature_map_rows<D, Elem>(a_phi, den, a_x, p.feature_map, nullptr, 0.f, lane);
+    }
+    {
+      float acc[D / 8][4];  // V dSᵀ, then dL/dφ(K), then dL/dK
+      zero(acc);
+      uint32_t a_v[D / 16][4];
+      load_a_frags<D>(a_v, sV + warp * 16 * kS, kS, lane);
+      mma_a_bt<D, D>(acc, a_v, sDS, kS, lane);
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[j][i] = acc[j][i] * scale + sDz[8 * j + 2 * t + i % 2];
+      feature_map_backward_rows<D, Elem>(acc, a_phi, p.feature_map);
+      float* dk = static_cast<float*>(p.dk_add.ptr) + b * p.dk_add.batch + h * p.dk_add.head + wrow0 * p.dk_add.row;
+      store_c_tile<D, float>(acc, 1.f, dk, p.dk_add.row, nullptr, 0, rows_valid, lane);
+    }
+    float acc[D / 8][4];  // φ(K) dS
     zero(acc);
-    uint32_t a_v[D / 16][4];
-    load_a_frags<D>(a_v, sV + warp * 16 * kS, kS, lane);
-    mma_a_bt<D, D>(acc, a_v, sDS, kS, lane);
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[j][i] = acc[j][i] * scale + sDz[8 * j + 2 * t + i % 2];
-    feature_map_backward_rows<D, Elem>(acc, a_phi, p.feature_map);
-    float* dk = static_cast<float*>(p.dk_add.ptr) + b * p.dk_add.batch + h * p.dk_add.head + wrow0 * p.dk_add.row;
-    store_c_tile<D, float>(acc, 1.f, dk, p.dk_add.row, nullptr, 0, rows_valid, lane);
-  }
-  float acc[D / 8][4];  // φ(K) dS
-  zero(acc);
-  mma_a_b<D, D>(acc, a_phi, sDS, kS, lane);
-  float* dv = static_cast<float*>(p.dv_add.ptr) + b * p.dv_add.batch + h * p.dv_add.head + wrow0 * p.dv_add.row;
-  store_c_tile<D, float>(acc, scale, dv, p.dv_add.row, nullptr, 0, rows_valid, lane);
+    mma_a_b<D, D>(acc, a_phi, sDS, kS, lane);
+    float* dv = static_cast<float*>(p.dv_add.ptr) + b * p.dv_add.batch + h * p.dv_add.head + wrow0 * p.dv_add.row;
+    store_c_tile<D, float>(acc, scale, dv, p.dv_add.row, nullptr, 0, rows_valid, lane);
+  };
+  pipelined_tiles<Tr::kStages>(split, p.splits, tiles, load, compute);
 }
 
 }  // namespace sla::kernels

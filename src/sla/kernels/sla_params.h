@@ -56,8 +56,8 @@ struct SlaParams {
 };
 
 // The linear branch of variant all, in three passes over rows (linear_kernels.cuh). Each pass
-// walks tiles of D rows; the two reducing passes give every CTA the tiles split, split + splits, ...
-// of one (b, h) and write one float32 partial per CTA, summed afterwards in a fixed order.
+// walks tiles of D rows, every CTA the tiles split, split + splits, ... of one (b, h); the two
+// reducing passes write one float32 partial per CTA, summed afterwards in a fixed order.
 //   state:  S = φ(K)ᵀ V and z = Σ φ(K) → state_part (B*H, splits, D, D), z_part (B*H, splits, D)
 //   bwd q:  with t = φ(q) M', den' = φ(q)·z' + eps', dden' = −(dO·t) / den'²:
 //           dq_add = φ'ᵀ(dO M'ᵀ / den' + dden' z')                           (B, H, L, D) float32
@@ -68,7 +68,7 @@ struct LinearParams {
   ElemType elem = ElemType::kBf16;
   int head_dim = 0, batch = 0, heads = 0, seqlen = 0;
   int feature_map = 0;  // as SlaParams
-  int splits = 1;       // CTAs per (b, h) of the reducing passes
+  int splits = 1;       // CTAs per (b, h) (linear_splits)
 
   TensorRef q, k, v, d_o;  // q dtype
 
