@@ -17,10 +17,17 @@
 
 namespace sla::kernels {
 
-// sums: (2, B*H, max(Nq, Nk), D) float32; [0] = q block sums, [1] = k block sums.
+inline constexpr int kPoolThreads = 128;
+
+// sums: (2, B*H, max(Nq, Nk), D) float32; [0] = q block sums, [1] = k block sums. A thread adds
+// one 16-byte chunk (8 dims) of every kRowGroups-th row; the row groups are then summed in order.
 template <class Elem, int D>
-__global__ void __launch_bounds__(D) sla_pool_kernel(const __grid_constant__ SlaParams p, float* sums,
-                                                     int max_blocks) {
+__global__ void __launch_bounds__(kPoolThreads) sla_pool_kernel(const __grid_constant__ SlaParams p, float* sums,
+                                                                int max_blocks) {
+  constexpr int kChunks = D / 8;
+  constexpr int kRowGroups = kPoolThreads / kChunks;
+  static_assert(kPoolThreads % kChunks == 0, "whole rows per pass");
+  __shared__ float partial[kRowGroups][D];
   const bool is_k = blockIdx.z == 1;
   const int blk = is_k ? p.blkk : p.blkq;
   const int num_blocks = is_k ? p.num_k_blocks : p.num_q_blocks;
@@ -31,10 +38,24 @@ __global__ void __launch_bounds__(D) sla_pool_kernel(const __grid_constant__ Sla
   const TensorRef& x = is_k ? p.k : p.q;
   const int row0 = block * blk;
   const int rows = min(blk, p.seqlen - row0);
-  const Elem* src = static_cast<const Elem*>(x.ptr) + b * x.batch + h * x.head + row0 * x.row + threadIdx.x;
-  float sum = 0.f;
-  for (int r = 0; r < rows; ++r) sum += to_float(src[r * x.row]);
-  sums[((int64_t(blockIdx.z) * p.batch * p.heads + bh) * max_blocks + block) * D + threadIdx.x] = sum;
+  const int chunk = threadIdx.x % kChunks, rg = threadIdx.x / kChunks;
+  const Elem* src = static_cast<const Elem*>(x.ptr) + b * x.batch + h * x.head + row0 * x.row + chunk * 8;
+  float acc[8] = {};
+  for (int r = rg; r < rows; r += kRowGroups) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(src + r * x.row);
+    const Elem* e = reinterpret_cast<const Elem*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] += to_float(e[i]);
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) partial[rg][chunk * 8 + i] = acc[i];
+  __syncthreads();
+  for (int d = threadIdx.x; d < D; d += kPoolThreads) {
+    float sum = 0.f;
+#pragma unroll
+    for (int g = 0; g < kRowGroups; ++g) sum += partial[g][d];
+    sums[((int64_t(blockIdx.z) * p.batch * p.heads + bh) * max_blocks + block) * D + d] = sum;
+  }
 }
 
 // Scores of a row are kept in shared memory: rows_per_cta rows of num_k_blocks floats
@@ -42,6 +63,9 @@ __global__ void __launch_bounds__(D) sla_pool_kernel(const __grid_constant__ Sla
 inline constexpr int kSelectThreads = 256;
 inline constexpr int kSelectMaxRows = kSelectThreads / 32;  // one warp per query block when selecting
 inline constexpr int kSelectKeyChunk = 64;                  // key blocks scored per pass
+// Row stride (floats) of the pooled k chunk: 16-byte rows for float4 loads, 4 banks apart.
+template <int D>
+inline constexpr int kSelectPkStride = D + 4;
 
 // Orders floats as unsigned integers (larger float, larger key).
 __device__ __forceinline__ uint32_t order_key(float f) {
@@ -84,8 +108,9 @@ __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const 
                                                                           const float* k_total, int rows_per_cta) {
   extern __shared__ __align__(16) float select_smem[];
   float* sPq = select_smem;                          // [rows_per_cta][D]: pooled q
-  float* sPk = sPq + rows_per_cta * D;               // [kSelectKeyChunk][D + 1]: pooled smooth k
-  float* sScore = sPk + kSelectKeyChunk * (D + 1);   // [rows_per_cta][Nk]
+  float* sPk = sPq + rows_per_cta * D;               // [kSelectKeyChunk][D + 4]: pooled smooth k
+  float* sScore = sPk + kSelectKeyChunk * kSelectPkStride<D>;  // [rows_per_cta][Nk]
+  static_assert(kSelectThreads == 4 * kSelectKeyChunk && kSelectMaxRows == 8, "4 row groups of 2 rows");
   const int bh = blockIdx.y, qb0 = blockIdx.x * rows_per_cta;
   const int tid = threadIdx.x, nk = p.num_k_blocks, nq = p.num_q_blocks;
   const int64_t bhs = int64_t(p.batch) * p.heads;
@@ -98,23 +123,40 @@ __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const 
     const float rows = float(min(p.blkq, p.seqlen - qb * p.blkq));
     sPq[i] = qb < nq ? q_sums[int64_t(qb) * D + i % D] / rows : 0.f;
   }
+  // Each thread scores one key block of the chunk against rows rg and rg + 4, 4 dims per step
+  // (float4 shared loads: the q rows are warp-wide broadcasts).
+  const int jj = tid % kSelectKeyChunk, rg = tid / kSelectKeyChunk;
   for (int j0 = 0; j0 < nk; j0 += kSelectKeyChunk) {
     __syncthreads();  // sPq written; the previous chunk's sPk read
     for (int i = tid; i < kSelectKeyChunk * D; i += kSelectThreads) {
-      const int jj = i / D, d = i % D, j = j0 + jj;
+      const int jk = i / D, d = i % D, j = j0 + jk;
       if (j < nk) {
         const float rows = float(min(p.blkk, p.seqlen - j * p.blkk));
-        sPk[jj * (D + 1) + d] = k_sums[int64_t(j) * D + d] / rows - k_total[int64_t(bh) * D + d] * inv_len;
+        sPk[jk * kSelectPkStride<D> + d] = k_sums[int64_t(j) * D + d] / rows - k_total[int64_t(bh) * D + d] * inv_len;
       }
     }
     __syncthreads();
-    for (int i = tid; i < rows_per_cta * kSelectKeyChunk; i += kSelectThreads) {
-      const int r = i / kSelectKeyChunk, jj = i % kSelectKeyChunk, j = j0 + jj;
-      if (j >= nk) continue;
-      float dot = 0.f;
-#pragma unroll 8
-      for (int d = 0; d < D; ++d) dot += sPq[r * D + d] * sPk[jj * (D + 1) + d];
-      sScore[r * nk + j] = dot;
+    const int j = j0 + jj;
+    if (j >= nk) continue;
+    const float4* pk = reinterpret_cast<const float4*>(sPk + jj * kSelectPkStride<D>);
+    float dot[2] = {0.f, 0.f};
+#pragma unroll 4
+    for (int d4 = 0; d4 < D / 4; ++d4) {
+      const float4 kv = pk[d4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int r = rg + 4 * i;
+        if (r >= rows_per_cta) continue;
+        const float4 qv = reinterpret_cast<const float4*>(sPq + r * D)[d4];
+        dot[i] = fmaf(qv.x, kv.x, dot[i]);
+        dot[i] = fmaf(qv.y, kv.y, dot[i]);
+        dot[i] = fmaf(qv.z, kv.z, dot[i]);
+        dot[i] = fmaf(qv.w, kv.w, dot[i]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      if (rg + 4 * i < rows_per_cta) sScore[(rg + 4 * i) * nk + j] = dot[i];
     }
   }
   __syncthreads();

@@ -49,7 +49,7 @@ Status can_implement(const SlaParams& p) {
 void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      sla_pool_kernel<Elem, kD><<<dim3(max_blocks, p.batch * p.heads, 2), kD, 0, stream>>>(p, sums, max_blocks);
+      sla_pool_kernel<Elem, kD><<<dim3(max_blocks, p.batch * p.heads, 2), kPoolThreads, 0, stream>>>(p, sums, max_blocks);
       SLA_CUDA_CHECK_LAUNCH();
     });
   });
@@ -63,7 +63,7 @@ bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, con
   const int rows = int(std::min<int64_t>(kSelectMaxRows, kScoreBudget / row_bytes));
   return SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
     auto kernel = &sla_block_select_kernel<kD>;
-    const int smem = int((rows * kD + kSelectKeyChunk * (kD + 1)) * 4 + rows * row_bytes);
+    const int smem = int((rows * kD + kSelectKeyChunk * kSelectPkStride<kD>) * 4 + rows * row_bytes);
     SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     const dim3 grid(unsigned((p.num_q_blocks + rows - 1) / rows), unsigned(p.batch * p.heads));
     kernel<<<grid, kSelectThreads, smem, stream>>>(p, sums, max_blocks, k_total, rows);

@@ -20,8 +20,8 @@ struct FwdSm90Traits {
   static constexpr int kWarpgroups = BQ / 64;        // 64 query rows each
   static constexpr int kThreads = 128 * kWarpgroups;
   // K/V stages: the current block, the previous one (its O += P V) and kStages - 2 in flight.
-  // 128-row CTAs run one per SM; 64-row ones two, with one block in flight.
-  static constexpr int kStages = BQ == 128 ? 4 : 3;
+  // 128-row CTAs run one per SM, with three blocks in flight; 64-row ones two, with one.
+  static constexpr int kStages = BQ == 128 ? 5 : 3;
   static constexpr int kQBytes = BQ * D * 2;                     // sw128 [D / 64][BQ][64]
   static constexpr int kStageBytes = 2 * kBlockK * D * 2;        // K and V, sw128 [D / 64][64][64] each
   static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes;  // + alignment of the panels
