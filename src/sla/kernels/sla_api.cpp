@@ -6,7 +6,6 @@
 #include "sla_launch.h"
 
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -118,35 +117,6 @@ at::Tensor selection_mask(const at::Tensor& lut, const at::Tensor& q, int64_t nk
   return mask.view({q.size(0), q.size(1), sizes[1], nk});
 }
 
-// Work queued on a pooled side stream, after what the current stream holds so far (so it may
-// overlap what the current stream gets next). join() makes the current stream wait for it and
-// marks the outputs the current stream will use (allocated on the side stream) as used there, so
-// that the caching allocator does not hand their memory out early.
-class SideStream {
- public:
-  SideStream() : main_(at::cuda::getCurrentCUDAStream()), side_(at::cuda::getStreamFromPool()) {
-    at::cuda::CUDAEvent queued;
-    queued.record(main_);
-    queued.block(side_);
-  }
-  template <class Work>
-  auto run(Work&& work) {
-    const c10::cuda::CUDAStreamGuard guard(side_);
-    return work();
-  }
-  void join(std::initializer_list<at::Tensor> outputs) {
-    at::cuda::CUDAEvent done;
-    done.record(side_);
-    done.block(main_);
-    for (const at::Tensor& t : outputs) {
-      if (t.defined()) t.record_stream(main_);
-    }
-  }
-
- private:
-  c10::cuda::CUDAStream main_, side_;
-};
-
 struct ForwardState {
   at::Tensor o, o_s, lse;
   at::Tensor lut;                    // the block map (device_block_map)
@@ -157,16 +127,13 @@ struct ForwardState {
 ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                          const at::Tensor& proj_b, const SlaConfig& cfg, double scale, bool keep_o_s) {
   ForwardState st;
+  st.lut = device_block_map(q, k, cfg);
   SlaParams p = base_params(q, cfg, scale);
   // Variant all: the linear branch is fused into the kernel's epilogue; complement: float32 addend.
   kernels::FusedLinearState& fused = st.fused;
   at::Tensor o_add, bias;
   if (cfg.variant == Variant::kAll) {
-    // The linear state (a pass over K, V) does not need the block map: the two overlap.
-    SideStream side;
-    fused = side.run([&] { return kernels::fused_linear_state(k, v, proj_w, cfg); });
-    st.lut = device_block_map(q, k, cfg);
-    side.join({fused.state, fused.z, fused.s});
+    fused = kernels::fused_linear_state(k, v, proj_w, cfg);
     bias = proj_b.to(at::kFloat).contiguous();
     p.feature_map = int(cfg.feature_map);
     p.lin_state = fused.state.data_ptr();
@@ -174,7 +141,6 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
     p.lin_bias = bias.data_ptr<float>();
     p.lin_eps = fused.eps;
   } else {
-    st.lut = device_block_map(q, k, cfg);
     st.mask = selection_mask(st.lut, q, p.num_k_blocks);
     o_add = linear_branch_forward(q, k, v, proj_w, proj_b, st.mask, cfg);
   }
@@ -198,6 +164,9 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
                                      const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                      const SlaConfig& cfg, double scale, const ForwardState& st) {
   const at::Tensor grad_o = kernel_layout(grad_o_in.to(q.scalar_type()));
+  const LinearGrads lin = st.fused.state.defined()
+                              ? kernels::fused_linear_backward(grad_o, q, k, v, proj_w, st.fused, cfg)
+                              : linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   at::Tensor delta = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
   SlaParams p = base_params(q, cfg, scale);
@@ -211,37 +180,16 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
   p.dq = ref(dq);
   p.dk = ref(dk);
   p.dv = ref(dv);
+  p.dq_add = ref(lin.dq);
+  p.dk_add = ref(lin.dk);
+  p.dv_add = ref(lin.dv);
   p.delta = delta.data_ptr<float>();
   check_status(p);
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  LinearGrads lin;
-  if (st.fused.state.defined()) {
-    // Variant all: the query side of the linear branch, then the sparse dq pass; the key side
-    // (D x D algebra and a pass over K, V) runs beside the dq pass, which does not need it.
-    const kernels::LinearQSide q_side = kernels::fused_linear_backward_q(grad_o, q, st.fused, cfg);
-    SideStream side;
-    const KeyBlockIndex index = key_block_index(p, q.options());
-    p.kv_count = index.kv_count.data_ptr<int32_t>();
-    p.kv_list = index.kv_list.data_ptr<int32_t>();
-    p.dq_add = ref(q_side.dq);
-    kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
-    lin = side.run([&] { return kernels::fused_linear_backward_k(q_side, k, v, proj_w, st.fused, cfg); });
-    side.join({lin.dk, lin.dv, lin.dw, lin.db});
-    p.dk_add = ref(lin.dk);
-    p.dv_add = ref(lin.dv);
-    kernels::run_sla_bwd(p, kernels::BwdStage::kDkDv, stream);
-  } else {
-    lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
-    // The dk/dv pass's index: built here, not in the forward, which does not need it.
-    const KeyBlockIndex index = key_block_index(p, q.options());
-    p.kv_count = index.kv_count.data_ptr<int32_t>();
-    p.kv_list = index.kv_list.data_ptr<int32_t>();
-    p.dq_add = ref(lin.dq);
-    p.dk_add = ref(lin.dk);
-    p.dv_add = ref(lin.dv);
-    kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
-    kernels::run_sla_bwd(p, kernels::BwdStage::kDkDv, stream);
-  }
+  // The dk/dv pass's index: built here, not in the forward, which does not need it.
+  const KeyBlockIndex index = key_block_index(p, q.options());
+  p.kv_count = index.kv_count.data_ptr<int32_t>();
+  p.kv_list = index.kv_list.data_ptr<int32_t>();
+  kernels::run_sla_bwd(p, at::cuda::getCurrentCUDAStream());
   return {dq, dk, dv, lin.dw.to(proj_w.scalar_type()), lin.db.to(proj_b.scalar_type())};
 }
 

@@ -1,5 +1,4 @@
-// Launcher of the backward stages for one (dtype, head_dim, blkq, blkk) instantiation: kDq runs
-// the preprocess and the dq pass, kDkDv the dk/dv pass.
+// Launcher of the three backward stages for one (dtype, head_dim, blkq, blkk) instantiation.
 #pragma once
 
 #include "cuda_check.h"
@@ -9,17 +8,7 @@
 namespace sla::kernels {
 
 template <class Elem, int D, int BQ, int BK>
-void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream) {
-  if (stage == BwdStage::kDkDv) {
-    // 3. dk, dv over each key block's list of query blocks
-    using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
-    auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
-    SLA_CUDA_CHECK(
-        cudaFuncSetAttribute(dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dkdv::kSmemBytes));
-    dkdv_kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Dkdv::kThreads, Dkdv::kSmemBytes, stream>>>(p);
-    SLA_CUDA_CHECK_LAUNCH();
-    return;
-  }
+void run_sla_bwd_(const SlaParams& p, cudaStream_t stream) {
   // 1. delta = rowsum(dO ∘ o_s), 8 rows (warps) per CTA
   const int64_t rows = int64_t(p.batch) * p.heads * p.seqlen;
   sla_bwd_preprocess_kernel<Elem, D><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
@@ -32,6 +21,13 @@ void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream) {
   dq_kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
   SLA_CUDA_CHECK_LAUNCH();
 
+  // 3. dk, dv over each key block's list of query blocks
+  using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
+  auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
+  SLA_CUDA_CHECK(
+      cudaFuncSetAttribute(dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dkdv::kSmemBytes));
+  dkdv_kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Dkdv::kThreads, Dkdv::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace sla::kernels

@@ -37,10 +37,8 @@ void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
 // The wgmma forward (sla_fwd_sm90.cu, present when SLA_HAVE_SM90A): blkk 64, blkq 64 or 128.
 bool fwd_sm90_supports(const SlaParams& p);
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
-// Sparse backward in two stages: kDq (delta = rowsum(dO ∘ o_s), then dq; reads dq_add) and kDkDv
-// (dk and dv; reads dk_add, dv_add), so that the caller can prepare dk_add, dv_add meanwhile.
-enum class BwdStage { kDq, kDkDv };
-void run_sla_bwd(const SlaParams& p, BwdStage stage, cudaStream_t stream);
+// Sparse backward: delta, then dq, then dk and dv.
+void run_sla_bwd(const SlaParams& p, cudaStream_t stream);
 
 // The linear-branch passes of LinearParams (variant all).
 void run_linear_state(const LinearParams& p, cudaStream_t stream);
@@ -53,6 +51,6 @@ constexpr int linear_tile_rows(int head_dim) { return head_dim; }
 template <class Elem, int D, int BQ, int BK>
 void run_sla_fwd_(const SlaParams& p, cudaStream_t stream);
 template <class Elem, int D, int BQ, int BK>
-void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream);
+void run_sla_bwd_(const SlaParams& p, cudaStream_t stream);
 
 }  // namespace sla::kernels
