@@ -55,11 +55,6 @@ __device__ __forceinline__ void pipelined_tiles(int first, int step, int tiles, 
   }
 }
 
-template <class Elem>
-__device__ __forceinline__ const Elem* row_ptr(const TensorRef& x, int b, int h, int64_t row) {
-  return static_cast<const Elem*>(x.ptr) + b * x.batch + h * x.head + row * x.row;
-}
-
 // Column sums of a warp's 16 x D C-layout tile (rows ≥ rows_valid left out) into out[D] (lanes
 // with g = 0 write).
 template <int D>

@@ -73,10 +73,10 @@ __global__ void __launch_bounds__(BwdDqTraits<Elem, D, BQ, BK>::kThreads)
   const int n = p.blocks_per_row;
   const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
 
-  const Elem* q = static_cast<const Elem*>(p.q.ptr) + b * p.q.batch + h * p.q.head;
-  const Elem* k = static_cast<const Elem*>(p.k.ptr) + b * p.k.batch + h * p.k.head;
-  const Elem* v = static_cast<const Elem*>(p.v.ptr) + b * p.v.batch + h * p.v.head;
-  const Elem* d_o = static_cast<const Elem*>(p.d_o.ptr) + b * p.d_o.batch + h * p.d_o.head;
+  const Elem* q = row_ptr<Elem>(p.q, b, h, 0);
+  const Elem* k = row_ptr<Elem>(p.k, b, h, 0);
+  const Elem* v = row_ptr<Elem>(p.v, b, h, 0);
+  const Elem* d_o = row_ptr<Elem>(p.d_o, b, h, 0);
 
   auto issue_kv = [&](int step) {
     const int key0 = lut[step] * BK;
@@ -192,10 +192,10 @@ __global__ void __launch_bounds__(BwdDkdvTraits<Elem, D, BQ, BK>::kThreads)
   const int count = p.kv_count[int64_t(bh) * p.num_k_blocks + kb];
   const int32_t* qblocks = p.kv_list + (int64_t(bh) * p.num_k_blocks + kb) * p.num_q_blocks;  // [count]
 
-  const Elem* q = static_cast<const Elem*>(p.q.ptr) + b * p.q.batch + h * p.q.head;
-  const Elem* k = static_cast<const Elem*>(p.k.ptr) + b * p.k.batch + h * p.k.head;
-  const Elem* v = static_cast<const Elem*>(p.v.ptr) + b * p.v.batch + h * p.v.head;
-  const Elem* d_o = static_cast<const Elem*>(p.d_o.ptr) + b * p.d_o.batch + h * p.d_o.head;
+  const Elem* q = row_ptr<Elem>(p.q, b, h, 0);
+  const Elem* k = row_ptr<Elem>(p.k, b, h, 0);
+  const Elem* v = row_ptr<Elem>(p.v, b, h, 0);
+  const Elem* d_o = row_ptr<Elem>(p.d_o, b, h, 0);
   const float* lse = p.lse + int64_t(bh) * p.seqlen;
   const float* delta_g = p.delta + int64_t(bh) * p.seqlen;
 

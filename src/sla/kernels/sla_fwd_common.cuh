@@ -95,13 +95,7 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
       p.lse[int64_t(bh) * p.seqlen + wrow0 + r] = (row_max[half] + log2f(l)) * 0.69314718055994531f;
     }
   }
-#pragma unroll
-  for (int j = 0; j < D / 8; ++j) {
-    acc_o[j][0] *= inv_l[0];
-    acc_o[j][1] *= inv_l[0];
-    acc_o[j][2] *= inv_l[1];
-    acc_o[j][3] *= inv_l[1];
-  }
+  rescale_rows<D>(acc_o, inv_l);
   if (p.o_s.ptr != nullptr) {
     Elem* os = static_cast<Elem*>(p.o_s.ptr) + b * p.o_s.batch + h * p.o_s.head + wrow0 * p.o_s.row;
     store_c_tile<D, Elem>(acc_o, 1.f, os, p.o_s.row, nullptr, 0, rows_valid, lane);

@@ -46,9 +46,9 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
   const int n = p.blocks_per_row;
   const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
 
-  const Elem* q = static_cast<const Elem*>(p.q.ptr) + b * p.q.batch + h * p.q.head;  // (L, D)
-  const Elem* k = static_cast<const Elem*>(p.k.ptr) + b * p.k.batch + h * p.k.head;  // (L, D)
-  const Elem* v = static_cast<const Elem*>(p.v.ptr) + b * p.v.batch + h * p.v.head;  // (L, D)
+  const Elem* q = row_ptr<Elem>(p.q, b, h, 0);  // (L, D)
+  const Elem* k = row_ptr<Elem>(p.k, b, h, 0);  // (L, D)
+  const Elem* v = row_ptr<Elem>(p.v, b, h, 0);  // (L, D)
 
   auto issue_kv = [&](int step) {
     const int key0 = lut[step] * BK;

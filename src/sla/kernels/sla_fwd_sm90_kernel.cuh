@@ -54,9 +54,9 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   const int n = p.blocks_per_row;
   const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
 
-  const Elem* q = static_cast<const Elem*>(p.q.ptr) + b * p.q.batch + h * p.q.head;  // (L, D)
-  const Elem* k = static_cast<const Elem*>(p.k.ptr) + b * p.k.batch + h * p.k.head;  // (L, D)
-  const Elem* v = static_cast<const Elem*>(p.v.ptr) + b * p.v.batch + h * p.v.head;  // (L, D)
+  const Elem* q = row_ptr<Elem>(p.q, b, h, 0);  // (L, D)
+  const Elem* k = row_ptr<Elem>(p.k, b, h, 0);  // (L, D)
+  const Elem* v = row_ptr<Elem>(p.v, b, h, 0);  // (L, D)
 
   // Every call commits one cp.async group (empty past the LUT's end), so the waits count uniformly.
   auto issue_kv = [&](int step) {

@@ -9,12 +9,20 @@
 // feed the next product straight from registers.
 #pragma once
 
+#include "sla_params.h"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
 
 namespace sla::kernels {
+
+// Row `row` of head (b, h) of a (B, H, L, D)-strided input.
+template <class Elem>
+__device__ __forceinline__ const Elem* row_ptr(const TensorRef& x, int b, int h, int64_t row) {
+  return static_cast<const Elem*>(x.ptr) + b * x.batch + h * x.head + row * x.row;
+}
 
 // Shared-memory tiles are row-major with 8 elements (16 bytes) of padding per row: consecutive rows
 // then start in different bank groups, so ldmatrix reads are conflict-free.
