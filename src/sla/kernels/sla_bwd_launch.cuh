@@ -14,12 +14,19 @@ void run_sla_bwd_(const SlaParams& p, cudaStream_t stream) {
   sla_bwd_preprocess_kernel<Elem, D><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
   SLA_CUDA_CHECK_LAUNCH();
 
-  // 2. dq over each query block's LUT
-  using Dq = BwdDqTraits<Elem, D, BQ, BK>;
-  auto dq_kernel = &sla_bwd_dq_kernel<Elem, D, BQ, BK>;
-  SLA_CUDA_CHECK(cudaFuncSetAttribute(dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dq::kSmemBytes));
-  dq_kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
-  SLA_CUDA_CHECK_LAUNCH();
+  // 2. dq over each query block's LUT (on Hopper through wgmma)
+#ifdef SLA_HAVE_SM90A
+  if (use_sm90_kernels(p)) {
+    run_sla_bwd_dq_sm90(p, stream);
+  } else
+#endif
+  {
+    using Dq = BwdDqTraits<Elem, D, BQ, BK>;
+    auto dq_kernel = &sla_bwd_dq_kernel<Elem, D, BQ, BK>;
+    SLA_CUDA_CHECK(cudaFuncSetAttribute(dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dq::kSmemBytes));
+    dq_kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
+    SLA_CUDA_CHECK_LAUNCH();
+  }
 
   // 3. dk, dv over each key block's list of query blocks
   using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;

@@ -87,31 +87,30 @@ void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, 
   SLA_CUDA_CHECK_LAUNCH();
 }
 
-namespace {
-// The current device is a Hopper (sm_90) and the mma.sync kernel was not asked for.
-bool use_fwd_sm90(const SlaParams& p) {
+bool use_sm90_kernels(const SlaParams& p) {
 #ifdef SLA_HAVE_SM90A
   static const bool forced_mma = [] {
-    const char* env = std::getenv("SLA_FWD_KERNEL");
+    const char* env = std::getenv("SLA_KERNELS");
     return env != nullptr && std::strcmp(env, "mma") == 0;
   }();
   int device = 0, major = 0, minor = 0;
   SLA_CUDA_CHECK(cudaGetDevice(&device));
   SLA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   SLA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return !forced_mma && major == 9 && minor == 0 && fwd_sm90_supports(p);
+  return !forced_mma && major == 9 && minor == 0 && p.blkk == 64 && (p.blkq == 64 || p.blkq == 128);
 #else
   (void)p;
   return false;
 #endif
 }
-}  // namespace
 
 void run_sla_fwd(const SlaParams& p, cudaStream_t stream) {
-  if (use_fwd_sm90(p)) {
+#ifdef SLA_HAVE_SM90A
+  if (use_sm90_kernels(p)) {
     run_sla_fwd_sm90(p, stream);
     return;
   }
+#endif
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SLA_BLOCK_SWITCH(p.blkq, kBQ, [&] {

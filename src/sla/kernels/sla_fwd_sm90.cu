@@ -21,8 +21,6 @@ void launch_fwd_sm90(const SlaParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-bool fwd_sm90_supports(const SlaParams& p) { return p.blkk == 64 && (p.blkq == 64 || p.blkq == 128); }
-
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {

@@ -30,13 +30,15 @@ bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, con
                       cudaStream_t stream);
 // kv_count (B*H, Nk) and kv_list (B*H, Nk, Nq) from p.lut.
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream);
-// Sparse forward: o, o_s (optional), lse. On sm_90 devices, when built with sm_90a code and the
-// blocks allow it, through the wgmma kernel; SLA_FWD_KERNEL=mma in the environment forces the
-// mma.sync kernel (for comparisons).
+// Sparse forward: o, o_s (optional), lse.
 void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
-// The wgmma forward (sla_fwd_sm90.cu, present when SLA_HAVE_SM90A): blkk 64, blkq 64 or 128.
-bool fwd_sm90_supports(const SlaParams& p);
+// Whether the Hopper kernels run: an sm_90 device, a build with sm_90a code (SLA_HAVE_SM90A), key
+// blocks of 64 and query blocks of 64 or 128, and SLA_KERNELS=mma not set in the environment (it
+// forces the mma.sync kernels, for comparisons).
+bool use_sm90_kernels(const SlaParams& p);
+// The wgmma forward (sla_fwd_sm90.cu) and dq pass (sla_bwd_sm90.cu), present with SLA_HAVE_SM90A.
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
+void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream);
 // Sparse backward: delta, then dq, then dk and dv.
 void run_sla_bwd(const SlaParams& p, cudaStream_t stream);
 
