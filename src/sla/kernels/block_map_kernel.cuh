@@ -73,27 +73,51 @@ __device__ __forceinline__ uint32_t order_key(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// One warp: the n largest of scores[0, count) as ascending indices into out.
+// One warp: the n largest of scores[0, count) as ascending indices into out. kPerLane > 0: the
+// row fits in registers (count <= 32 kPerLane) and every pass of the radix select reads them;
+// 0: every pass reads shared memory again.
+template <int kPerLane>
 __device__ __forceinline__ void select_top_n(const float* scores, int count, int n, int32_t* out, int lane) {
+  const int per_lane = kPerLane > 0 ? kPerLane : (count + 31) / 32;
+  uint32_t regs[kPerLane > 0 ? kPerLane : 1];
+  if constexpr (kPerLane > 0) {
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int j = lane + 32 * i;
+      regs[i] = j < count ? order_key(scores[j]) : 0u;
+    }
+  }
+  // Key of element lane + 32 i; 0 (below every candidate) past the end.
+  auto key = [&](int i) -> uint32_t {
+    if constexpr (kPerLane > 0) {
+      return regs[i];
+    } else {
+      const int j = lane + 32 * i;
+      return j < count ? order_key(scores[j]) : 0u;
+    }
+  };
   // The n-th largest key, built bit by bit: the largest T with #{key >= T} >= n.
   uint32_t threshold = 0;
   for (int bit = 31; bit >= 0; --bit) {
     const uint32_t candidate = threshold | (1u << bit);
     int hits = 0;
-    for (int j = lane; j < count; j += 32) hits += order_key(scores[j]) >= candidate;
+#pragma unroll
+    for (int i = 0; i < per_lane; ++i) hits += key(i) >= candidate;
     if (__reduce_add_sync(0xffffffffu, hits) >= n) threshold = candidate;
   }
   int greater = 0;
-  for (int j = lane; j < count; j += 32) greater += order_key(scores[j]) > threshold;
+#pragma unroll
+  for (int i = 0; i < per_lane; ++i) greater += key(i) > threshold;
   int ties_left = n - __reduce_add_sync(0xffffffffu, greater);  // keys equal to the threshold still to take
   const uint32_t lanes_below = (1u << lane) - 1u;
   int written = 0;
-  for (int j0 = 0; j0 < count; j0 += 32) {
-    const int j = j0 + lane;
-    const uint32_t key = j < count ? order_key(scores[j]) : 0u;
-    const bool tie = j < count && key == threshold;
+#pragma unroll
+  for (int i = 0; i < per_lane; ++i) {
+    const int j = 32 * i + lane;
+    const uint32_t k = key(i);
+    const bool tie = j < count && k == threshold;
     const uint32_t tie_mask = __ballot_sync(0xffffffffu, tie);
-    const bool take = (j < count && key > threshold) || (tie && __popc(tie_mask & lanes_below) < ties_left);
+    const bool take = (j < count && k > threshold) || (tie && __popc(tie_mask & lanes_below) < ties_left);
     const uint32_t take_mask = __ballot_sync(0xffffffffu, take);
     if (take) out[written + __popc(take_mask & lanes_below)] = j;
     written += __popc(take_mask);
@@ -162,8 +186,13 @@ __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const 
   __syncthreads();
   const int warp = tid / 32, lane = tid % 32, qb = qb0 + warp;
   if (warp < rows_per_cta && qb < nq) {
-    select_top_n(sScore + warp * nk, nk, p.blocks_per_row,
-                 const_cast<int32_t*>(p.lut) + (int64_t(bh) * nq + qb) * p.blocks_per_row, lane);
+    const float* scores = sScore + warp * nk;
+    int32_t* out = const_cast<int32_t*>(p.lut) + (int64_t(bh) * nq + qb) * p.blocks_per_row;
+    if (nk <= 32 * 16) {
+      select_top_n<16>(scores, nk, p.blocks_per_row, out, lane);
+    } else {
+      select_top_n<0>(scores, nk, p.blocks_per_row, out, lane);
+    }
   }
 }
 
