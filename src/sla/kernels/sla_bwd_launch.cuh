@@ -28,7 +28,13 @@ void run_sla_bwd_(const SlaParams& p, cudaStream_t stream) {
     SLA_CUDA_CHECK_LAUNCH();
   }
 
-  // 3. dk, dv over each key block's list of query blocks
+  // 3. dk, dv over each key block's list of query blocks (on Hopper through wgmma)
+#ifdef SLA_HAVE_SM90A
+  if (use_sm90_kernels(p)) {
+    run_sla_bwd_dkdv_sm90(p, stream);
+    return;
+  }
+#endif
   using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
   auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
   SLA_CUDA_CHECK(

@@ -175,4 +175,197 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
 #endif
 }
 
+// The dk/dv pass (sla_bwd_kernel.cuh, stage 3) on Hopper: one CTA per (key block of 64 rows,
+// b, h) over the query blocks that selected it, in 64-row halves: with 128-row query blocks two
+// warpgroups take one half each and add their dK, dV partials at the end (in a fixed order).
+// Per half: Sᵀ = K Qᵀ and dPᵀ = V dOᵀ from shared memory, Pᵀ = exp(scale Sᵀ − lse), dSᵀ =
+// Pᵀ ∘ (dPᵀ − delta), then dV += Pᵀ dO and dK += dSᵀ Q with Pᵀ, dSᵀ from registers and dO, Q read
+// MN-major.
+template <class Elem, int D, int BQ>
+struct BwdDkdvSm90Traits {
+  static constexpr int kBlockK = 64;
+  static constexpr int kWarpgroups = BQ / 64;  // one per 64-row half of a query block
+  static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr int kStages = 2;                        // query blocks: the current one and the next
+  static constexpr int kKVBytes = 2 * kBlockK * D * 2;     // K and V, each sw128 [D / 64][64][64]
+  static constexpr int kStageBytes = 2 * BQ * D * 2 + 2 * BQ * 4;  // Q, dO sw128 [D / 64][BQ][64]; lse, delta
+  static constexpr int kSmemBytes = 1024 + kKVBytes + kStages * kStageBytes;
+  // The second warpgroup's dK, dV partials (float32) go through the first stage at the end.
+  static_assert(kWarpgroups == 1 || 2 * 128 * (D / 2) * 4 <= kStageBytes, "partials fit one stage");
+};
+
+template <class Elem, int D, int BQ>
+__global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
+    sla_bwd_dkdv_sm90_kernel(const __grid_constant__ SlaParams p) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Tr = BwdDkdvSm90Traits<Elem, D, BQ>;
+  constexpr int BK = Tr::kBlockK;
+  constexpr int kHalf = 64;  // query rows per warpgroup
+  static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for dK, dV");
+  static_assert(BQ == 64 || BQ == 128, "one or two warpgroups");
+  static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  Elem* sK = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][BK][64]
+  Elem* sV = sK + BK * D;                     // sw128 [D / 64][BK][64]
+  unsigned char* stages = smem + Tr::kKVBytes;
+  auto sQ = [&](int stage) { return reinterpret_cast<Elem*>(stages + stage * Tr::kStageBytes); };  // sw128 [D/64][BQ][64]
+  auto sdO = [&](int stage) { return sQ(stage) + BQ * D; };                                         // sw128 [D/64][BQ][64]
+  auto sLse = [&](int stage) { return reinterpret_cast<float*>(sdO(stage) + BQ * D); };             // [BQ], log2 units
+  auto sDelta = [&](int stage) { return sLse(stage) + BQ; };                                        // [BQ]
+
+  const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int bh = b * p.heads + h;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wg = warp / 4, wtid = tid % 128, t = lane & 3;
+  const int key0 = kb * BK;
+  const int wkey0 = key0 + (warp % 4) * 16;
+  const int count = p.kv_count[int64_t(bh) * p.num_k_blocks + kb];
+  const int32_t* qblocks = p.kv_list + (int64_t(bh) * p.num_k_blocks + kb) * p.num_q_blocks;  // [count]
+
+  const Elem* q = row_ptr<Elem>(p.q, b, h, 0);      // (L, D)
+  const Elem* k = row_ptr<Elem>(p.k, b, h, 0);      // (L, D)
+  const Elem* v = row_ptr<Elem>(p.v, b, h, 0);      // (L, D)
+  const Elem* d_o = row_ptr<Elem>(p.d_o, b, h, 0);  // (L, D)
+  const float* lse = p.lse + int64_t(bh) * p.seqlen;
+  const float* delta_g = p.delta + int64_t(bh) * p.seqlen;
+
+  // Q, dO of a query block (one cp.async group), lse and delta read synchronously (rows past the
+  // end: P = 0); an empty group past the list's end.
+  auto issue_q = [&](int step) {
+    if (step < count) {
+      const int row0 = qblocks[step] * BQ;
+      const int stage = step % Tr::kStages;
+      load_tile_sw128_async<BQ, D, Tr::kThreads>(sQ(stage), q + row0 * p.q.row, p.q.row, p.seqlen - row0, tid);
+      load_tile_sw128_async<BQ, D, Tr::kThreads>(sdO(stage), d_o + row0 * p.d_o.row, p.d_o.row, p.seqlen - row0,
+                                                 tid);
+      for (int i = tid; i < BQ; i += Tr::kThreads) {
+        const bool valid = row0 + i < p.seqlen;
+        sLse(stage)[i] = valid ? lse[row0 + i] * 1.4426950408889634f : INFINITY;
+        sDelta(stage)[i] = valid ? delta_g[row0 + i] : 0.f;
+      }
+    }
+    cp_async_commit();
+  };
+  auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
+  const uint64_t desc_k = sw128_desc(sK, 0), desc_v = sw128_desc(sV, 0);
+
+  load_tile_sw128_async<BK, D, Tr::kThreads>(sK, k + key0 * p.k.row, p.k.row, p.seqlen - key0, tid);
+  load_tile_sw128_async<BK, D, Tr::kThreads>(sV, v + key0 * p.v.row, p.v.row, p.seqlen - key0, tid);
+  issue_q(0);  // commits K and V too
+
+  float acc_dk[D / 8][4];  // dK / scale (this warp's 16 keys x D), over this warpgroup's halves
+  float acc_dv[D / 8][4];  // dV
+  zero(acc_dk);
+  zero(acc_dv);
+
+  for (int step = 0; step < count; ++step) {
+    issue_q(step + 1);  // into the stage the previous step finished with
+    cp_async_wait<1>();
+    fence_proxy_async();
+    __syncthreads();
+    const int stage = step % Tr::kStages;
+    const Elem* q_half = sQ(stage) + wg * kHalf * 64;    // this warpgroup's 64 rows of every panel
+    const Elem* do_half = sdO(stage) + wg * kHalf * 64;
+    const float* lse_half = sLse(stage) + wg * kHalf;
+    const float* delta_half = sDelta(stage) + wg * kHalf;
+
+    // Sᵀ = K Qᵀ, dPᵀ = V dOᵀ (64 keys x 64 queries each)
+    float acc_st[kHalf / 8][4];
+    float acc_dpt[kHalf / 8][4];
+    zero(acc_st);
+    zero(acc_dpt);
+    fence_operand(acc_st);
+    fence_operand(acc_dpt);
+    fence_operand(acc_dk);
+    fence_operand(acc_dv);
+    wgmma_fence();
+    const uint64_t dq_half = sw128_desc(q_half, 0), ddo_half = sw128_desc(do_half, 0);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      wgmma_m64n64k16_ss<Elem>(acc_st, desc_k + k16_step(kk, BK), dq_half + k16_step(kk, BQ));
+    }
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      wgmma_m64n64k16_ss<Elem>(acc_dpt, desc_v + k16_step(kk, BK), ddo_half + k16_step(kk, BQ));
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operand(acc_st);
+    fence_operand(acc_dpt);
+
+    // Pᵀ = 2^(Sᵀ·scale·log2(e) − lse·log2(e)); dSᵀ = Pᵀ ∘ (dPᵀ − delta), per query column
+#pragma unroll
+    for (int j = 0; j < kHalf / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = 8 * j + 2 * t + (e & 1);
+        const float pr = fast_exp2(fmaf(acc_st[j][e], p.scale_log2, -lse_half[col]));
+        acc_st[j][e] = pr;
+        acc_dpt[j][e] = pr * (acc_dpt[j][e] - delta_half[col]);
+      }
+    }
+    uint32_t a_p[kHalf / 16][4], a_ds[kHalf / 16][4];
+    c_to_a<kHalf, Elem>(a_p, acc_st);
+    c_to_a<kHalf, Elem>(a_ds, acc_dpt);
+
+    // dV += Pᵀ dO, dK += dSᵀ Q: dO and Q (64 queries x D) MN-major, 16 queries per step
+    fence_operand(a_p);
+    fence_operand(a_ds);
+    wgmma_fence();
+    const uint64_t do_mn = sw128_desc(do_half, BQ * 64 * 2), q_mn = sw128_desc(q_half, BQ * 64 * 2);
+#pragma unroll
+    for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dv, a_p[kk], do_mn + uint64_t(kk * 16 * 64 * 2 / 16));
+#pragma unroll
+    for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dk, a_ds[kk], q_mn + uint64_t(kk * 16 * 64 * 2 / 16));
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operand(acc_dk);
+    fence_operand(acc_dv);
+    __syncthreads();  // the next step refills this stage
+  }
+  cp_async_wait<0>();
+
+  if constexpr (Tr::kWarpgroups == 2) {
+    // The second warpgroup's partials through shared memory ([register][thread]: conflict-free),
+    // added by the first in a fixed order.
+    float* sRed = reinterpret_cast<float*>(stages);  // [2][D / 2][128]
+    __syncthreads();
+    if (wg == 1) {
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          sRed[(4 * j + i) * 128 + wtid] = acc_dk[j][i];
+          sRed[(D / 2 + 4 * j + i) * 128 + wtid] = acc_dv[j][i];
+        }
+    }
+    __syncthreads();
+    if (wg == 1) return;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        acc_dk[j][i] += sRed[(4 * j + i) * 128 + wtid];
+        acc_dv[j][i] += sRed[(D / 2 + 4 * j + i) * 128 + wtid];
+      }
+  }
+
+  const int rows_valid = p.seqlen - wkey0;
+  Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
+  Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
+  const float* dk_add = p.dk_add.ptr == nullptr ? nullptr
+                                                : static_cast<const float*>(p.dk_add.ptr) + b * p.dk_add.batch +
+                                                      h * p.dk_add.head + wkey0 * p.dk_add.row;
+  const float* dv_add = p.dv_add.ptr == nullptr ? nullptr
+                                                : static_cast<const float*>(p.dv_add.ptr) + b * p.dv_add.batch +
+                                                      h * p.dv_add.head + wkey0 * p.dv_add.row;
+  store_c_tile<D, Elem>(acc_dk, p.scale, dk, p.dk.row, dk_add, p.dk_add.row, rows_valid, lane);
+  store_c_tile<D, Elem>(acc_dv, 1.f, dv, p.dv.row, dv_add, p.dv_add.row, rows_valid, lane);
+#else
+  __trap();  // built without sm_90a code: the launcher never selects this kernel then
+#endif
+}
+
 }  // namespace sla::kernels

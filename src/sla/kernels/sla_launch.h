@@ -36,9 +36,10 @@ void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
 // blocks of 64 and query blocks of 64 or 128, and SLA_KERNELS=mma not set in the environment (it
 // forces the mma.sync kernels, for comparisons).
 bool use_sm90_kernels(const SlaParams& p);
-// The wgmma forward (sla_fwd_sm90.cu) and dq pass (sla_bwd_sm90.cu), present with SLA_HAVE_SM90A.
+// The wgmma forward (sla_fwd_sm90.cu) and backward passes (sla_bwd_sm90.cu), present with SLA_HAVE_SM90A.
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream);
+void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream);
 // Sparse backward: delta, then dq, then dk and dv.
 void run_sla_bwd(const SlaParams& p, cudaStream_t stream);
 
