@@ -188,7 +188,9 @@ struct BwdDkdvSm90Traits {
   static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr int kStages = 2;                        // query blocks: the current one and the next
   static constexpr int kKVBytes = 2 * kBlockK * D * 2;     // K and V, each sw128 [D / 64][64][64]
-  static constexpr int kStageBytes = 2 * BQ * D * 2 + 2 * BQ * 4;  // Q, dO sw128 [D / 64][BQ][64]; lse, delta
+  // Q, dO sw128 [D / 64][BQ][64]; lse, delta [BQ]; rounded up so every stage's panels stay
+  // 1024-byte aligned.
+  static constexpr int kStageBytes = (2 * BQ * D * 2 + 2 * BQ * 4 + 1023) / 1024 * 1024;
   static constexpr int kSmemBytes = 1024 + kKVBytes + kStages * kStageBytes;
   // The second warpgroup's dK, dV partials (float32) go through the first stage at the end.
   static_assert(kWarpgroups == 1 || 2 * 128 * (D / 2) * 4 <= kStageBytes, "partials fit one stage");
