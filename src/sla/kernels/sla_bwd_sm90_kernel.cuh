@@ -35,6 +35,7 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
   static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for dQ");
   static_assert(BQ == 64 || BQ == 128, "one or two warpgroups");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
+  static_assert(Tr::kQBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
@@ -206,6 +207,7 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
   static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for dK, dV");
   static_assert(BQ == 64 || BQ == 128, "one or two warpgroups");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
+  static_assert(Tr::kKVBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);

@@ -37,6 +37,7 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   static_assert(BQ == 64 || BQ == 128, "one or two warpgroups");
   static_assert(Tr::kStages * Tr::kStageBytes >= D * kSmemStride<D> * 2, "the K, V stages hold M after the loop");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
+  static_assert(Tr::kQBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   // Panels of sw128 tiles must start 1024-byte aligned (the swizzle reads address bits 7-9).
