@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
   const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int bh = b * p.heads + h;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int wg = warp / 4, g = lane >> 2, t = lane & 3;
+  const int g = lane >> 2, t = lane & 3;
   const int row0 = qb * BQ;
   const int wrow0 = row0 + warp * 16;
   const int n = p.blocks_per_row;
@@ -69,8 +69,6 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
     }
     cp_async_commit();
   };
-  const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
-  const uint64_t desc_do = sw128_desc(sdO + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };             // K-major (S)
   auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, 0); };             // K-major (dP)
   auto desc_k_mn = [&](int stage) { return sw128_desc(sK + stage * BK * D, BK * 64 * 2); };  // MN-major (dQ)
@@ -94,6 +92,8 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
   float acc_dq[D / 8][4];  // dQ / scale (this warp's 16 rows x D)
   zero(acc_dq);
   uint32_t a_ds[BK / 16][4];  // dS of the previous block: A of its dQ += dS K
+  // This warp's Q and dO rows as A fragments: S and dP read only K and V from shared memory.
+  uint32_t a_q[D / 16][4], a_do[D / 16][4];
 
   for (int step = 0; step < n; ++step) {
     cp_async_wait<Tr::kStages - 3>();
@@ -102,6 +102,10 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
     issue_kv(step + Tr::kStages - 2);
 
     const int stage = step % Tr::kStages;
+    if (step == 0) {
+      load_a_frags_sw128<D>(a_q, sQ, BQ, warp * 16, lane);
+      load_a_frags_sw128<D>(a_do, sdO, BQ, warp * 16, lane);
+    }
     float acc_s[BK / 8][4];   // S = Q Kᵀ, then P
     float acc_dp[BK / 8][4];  // dP = dO Vᵀ, then dS
     zero(acc_s);
@@ -110,16 +114,14 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
     fence_operand(acc_dp);
     fence_operand(acc_dq);
     fence_operand(a_ds);
+    fence_operand(a_q);
+    fence_operand(a_do);
     wgmma_fence();
     const uint64_t dk = desc_k(stage), dv = desc_v(stage);
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, BQ), dk + k16_step(kk, BK));
-    }
+    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs_kmajor<Elem>(acc_s, a_q[kk], dk + k16_step(kk, BK));
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      wgmma_m64n64k16_ss<Elem>(acc_dp, desc_do + k16_step(kk, BQ), dv + k16_step(kk, BK));
-    }
+    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs_kmajor<Elem>(acc_dp, a_do[kk], dv + k16_step(kk, BK));
     wgmma_commit();
     if (step > 0) {
       wgmma_fence();
