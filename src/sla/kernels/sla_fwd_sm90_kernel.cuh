@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int bh = b * p.heads + h;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int t = lane & 3;
+  const int wg = warp / 4, t = lane & 3;
   const int row0 = qb * BQ;
   const int n = p.blocks_per_row;
   const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
@@ -71,8 +71,9 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
     }
     cp_async_commit();
   };
-  // Descriptors of a stage's K (K-major) and V (MN-major). The k16 steps advance the start address
-  // field (16-byte units) by constants.
+  // Descriptors: Q of this warpgroup (its 64 rows of every panel), K and V of a stage. The k16
+  // steps advance the start address field (16-byte units) by constants.
+  const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };
   auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, BK * 64 * 2); };
   auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
@@ -86,10 +87,6 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
   float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
   uint32_t a_p[BK / 16][4];                   // P of the previous block: A of its O += P V
-  // This warp's Q rows as A fragments: S = Q Kᵀ reads Q from registers, so the tensor cores read
-  // only K from shared memory (an m64n64 product with both operands there is bound by shared
-  // memory bandwidth); also φ(Q) of the linear branch in the epilogue.
-  uint32_t a_q[D / 16][4];
 
   // Block `step`: S = Q Kᵀ is issued ahead of the previous block's O += P V, so the tensor cores
   // work on both while this warpgroup waits for S, and on O += P V during the softmax. A stage
@@ -100,18 +97,17 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
     __syncthreads();                   // everyone's have; everyone is done with block step - 2
     issue_kv(step + Tr::kStages - 2);
 
-    if (step == 0) load_a_frags_sw128<D>(a_q, sQ, BQ, warp * 16, lane);
-
     float acc_s[BK / 8][4];  // S = Q Kᵀ (this warp's 16 rows x BK)
     zero(acc_s);
     fence_operand(acc_s);  // registers written before the fence, as wgmma requires
     fence_operand(acc_o);
     fence_operand(a_p);
-    fence_operand(a_q);
     wgmma_fence();
     const uint64_t dk = desc_k(step % Tr::kStages);
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs_kmajor<Elem>(acc_s, a_q[kk], dk + k16_step(kk, BK));
+    for (int kk = 0; kk < D / 16; ++kk) {
+      wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, BQ), dk + k16_step(kk, BK));
+    }
     wgmma_commit();
     if (step > 0) {
       wgmma_fence();  // ptxas wants one in this branch too
@@ -146,6 +142,8 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   cp_async_wait<0>();  // the empty groups past the LUT's end
   __syncthreads();     // the K, V stages become M's
 
+  uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
+  if (p.lin_state != nullptr) load_a_frags_sw128<D>(a_q, sQ, BQ, warp * 16, lane);
   fwd_epilogue<Elem, D, Tr::kThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, row0 + warp * 16, tid, lane);
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
