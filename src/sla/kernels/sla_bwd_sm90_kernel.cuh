@@ -288,52 +288,41 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
     fence_operand(acc_dv);
     wgmma_fence();
     const uint64_t dq_half = sw128_desc(q_half, 0), ddo_half = sw128_desc(do_half, 0);
-    const uint64_t do_mn = sw128_desc(do_half, BQ * 64 * 2), q_mn = sw128_desc(q_half, BQ * 64 * 2);
-    // Four commit groups, waited for in order, so that each elementwise stage overlaps the next
-    // product: Pᵀ runs while dPᵀ is computed, dSᵀ while dV += Pᵀ dO is.
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       wgmma_m64n64k16_ss<Elem>(acc_st, desc_k + k16_step(kk, BK), dq_half + k16_step(kk, BQ));
     }
-    wgmma_commit();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       wgmma_m64n64k16_ss<Elem>(acc_dpt, desc_v + k16_step(kk, BK), ddo_half + k16_step(kk, BQ));
     }
     wgmma_commit();
-    wgmma_wait<1>();  // Sᵀ
+    wgmma_wait<0>();
     fence_operand(acc_st);
-
-    // Pᵀ = 2^(Sᵀ·scale·log2(e) − lse·log2(e)), per query column
-#pragma unroll
-    for (int j = 0; j < kHalf / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc_st[j][e] = fast_exp2(fmaf(acc_st[j][e], p.scale_log2, -lse_half[8 * j + 2 * t + (e & 1)]));
-    }
-    uint32_t a_p[kHalf / 16][4];
-    c_to_a<kHalf, Elem>(a_p, acc_st);
-    // dV += Pᵀ dO: dO (64 queries x D) MN-major, 16 queries per step
-    fence_operand(a_p);
-    fence_operand(acc_dv);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dv, a_p[kk], do_mn + uint64_t(kk * 16 * 64 * 2 / 16));
-    wgmma_commit();
-    wgmma_wait<1>();  // dPᵀ
     fence_operand(acc_dpt);
 
-    // dSᵀ = Pᵀ ∘ (dPᵀ − delta)
+    // Pᵀ = 2^(Sᵀ·scale·log2(e) − lse·log2(e)); dSᵀ = Pᵀ ∘ (dPᵀ − delta), per query column
 #pragma unroll
     for (int j = 0; j < kHalf / 8; ++j) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc_dpt[j][e] = acc_st[j][e] * (acc_dpt[j][e] - delta_half[8 * j + 2 * t + (e & 1)]);
+      for (int e = 0; e < 4; ++e) {
+        const int col = 8 * j + 2 * t + (e & 1);
+        const float pr = fast_exp2(fmaf(acc_st[j][e], p.scale_log2, -lse_half[col]));
+        acc_st[j][e] = pr;
+        acc_dpt[j][e] = pr * (acc_dpt[j][e] - delta_half[col]);
+      }
     }
-    uint32_t a_ds[kHalf / 16][4];
+    uint32_t a_p[kHalf / 16][4], a_ds[kHalf / 16][4];
+    c_to_a<kHalf, Elem>(a_p, acc_st);
     c_to_a<kHalf, Elem>(a_ds, acc_dpt);
-    // dK += dSᵀ Q: Q MN-major
+
+    // dV += Pᵀ dO, dK += dSᵀ Q: dO and Q (64 queries x D) MN-major, 16 queries per step
+    fence_operand(a_p);
     fence_operand(a_ds);
-    fence_operand(acc_dk);
     wgmma_fence();
+    const uint64_t do_mn = sw128_desc(do_half, BQ * 64 * 2), q_mn = sw128_desc(q_half, BQ * 64 * 2);
+#pragma unroll
+    for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dv, a_p[kk], do_mn + uint64_t(kk * 16 * 64 * 2 / 16));
 #pragma unroll
     for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dk, a_ds[kk], q_mn + uint64_t(kk * 16 * 64 * 2 / 16));
     wgmma_commit();
