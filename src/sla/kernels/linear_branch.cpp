@@ -112,48 +112,54 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   return out;
 }
 
-LinearGrads fused_linear_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
-                                  const at::Tensor& v, const at::Tensor& proj_w, const FusedLinearState& fused,
-                                  const SlaConfig& cfg) {
+LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const FusedLinearState& fused,
+                                    const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   LinearParams p = linear_params(q, cfg, LinearPass::kBwdQ);
   const int64_t BH = int64_t(p.batch) * p.heads, D = p.head_dim;
   const auto f32 = q.options().dtype(at::kFloat);
-  LinearGrads g;
-  g.dq = at::empty(q.sizes(), f32);
-  g.dk = at::empty(k.sizes(), f32);
-  g.dv = at::empty(v.sizes(), f32);
-
-  // Query side: dq and the sums over rows (partials per CTA).
-  at::Tensor a_part = at::empty({BH, p.splits, D, D}, f32);
-  at::Tensor dz_part = at::empty({BH, p.splits, D}, f32);
-  at::Tensor db_part = at::empty({BH, p.splits, D}, f32);
+  LinearQSide out;
+  out.dq = at::empty(q.sizes(), f32);
+  out.a_part = at::empty({BH, p.splits, D, D}, f32);
+  out.dz_part = at::empty({BH, p.splits, D}, f32);
+  out.db_part = at::empty({BH, p.splits, D}, f32);
   p.q = tensor_ref(q);
   p.d_o = tensor_ref(grad_o);
   p.m_scaled = fused.state.data_ptr();
   p.z_scaled = fused.z.data_ptr<float>();
   p.eps_scaled = fused.eps;
-  p.a_part = a_part.data_ptr<float>();
-  p.dz_part = dz_part.data_ptr<float>();
-  p.db_part = db_part.data_ptr<float>();
-  p.dq_add = tensor_ref(g.dq);
-  run_linear_bwd_q(p, stream);
+  p.a_part = out.a_part.data_ptr<float>();
+  p.dz_part = out.dz_part.data_ptr<float>();
+  p.db_part = out.db_part.data_ptr<float>();
+  p.dq_add = tensor_ref(out.dq);
+  run_linear_bwd_q(p, at::cuda::getCurrentCUDAStream());
+  return out;
+}
+
+LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& proj_w, const FusedLinearState& fused, const SlaConfig& cfg) {
+  at::NoGradGuard no_grad;
+  LinearParams p = linear_params(k, cfg, LinearPass::kBwdK);
+  const int64_t BH = int64_t(p.batch) * p.heads;
+  const auto f32 = k.options().dtype(at::kFloat);
+  LinearGrads g;
+  g.dq = q_side.dq;
+  g.dk = at::empty(k.sizes(), f32);
+  g.dv = at::empty(v.sizes(), f32);
 
   // D x D algebra per (b, h), with A = Σ dOᵀ φ(q) / den' and c = L (see LinearParams):
   // d proj_w = Σ A S', dS = Aᵀ W / c, dz = Σ dden' φ(q) / c.
   const double c = double(p.seqlen);
-  const at::Tensor a = a_part.sum(1);  // (BH, D, D)
+  const at::Tensor a = q_side.a_part.sum(1);  // (BH, D, D)
   g.dw = at::bmm(a, fused.s).sum(0);
-  g.db = db_part.sum(at::IntArrayRef{0, 1});
+  g.db = q_side.db_part.sum(at::IntArrayRef{0, 1});
   const at::Tensor ds = at::matmul(a.transpose(1, 2), proj_w.to(at::kFloat)) / c;
-  const at::Tensor dz = (dz_part.sum(1) / c).contiguous();
+  const at::Tensor dz = (q_side.dz_part.sum(1) / c).contiguous();
   // dS enters the tensor cores in 16 bits, normalised per (b, h) so fp16 neither under- nor overflows.
   const at::Tensor ds_scale = ds.abs().amax({1, 2}).clamp_min(1e-30f).contiguous();
-  const at::Tensor ds_normal = (ds / ds_scale.view({BH, 1, 1})).to(q.scalar_type()).contiguous();
+  const at::Tensor ds_normal = (ds / ds_scale.view({BH, 1, 1})).to(k.scalar_type()).contiguous();
 
-  // Key side: dk and dv (no partials: its own split).
-  p.splits = linear_params(k, cfg, LinearPass::kBwdK).splits;
+  // Key side: dk and dv (no partials).
   p.k = tensor_ref(k);
   p.v = tensor_ref(v);
   p.ds = ds_normal.data_ptr();
@@ -161,7 +167,7 @@ LinearGrads fused_linear_backward(const at::Tensor& grad_o, const at::Tensor& q,
   p.dz = dz.data_ptr<float>();
   p.dk_add = tensor_ref(g.dk);
   p.dv_add = tensor_ref(g.dv);
-  run_linear_bwd_k(p, stream);
+  run_linear_bwd_k(p, at::cuda::getCurrentCUDAStream());
   return g;
 }
 

@@ -31,10 +31,17 @@ struct FusedLinearState {
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                     const SlaConfig& cfg);
 
-// Variant all: the gradients of proj_l(linear branch) from the forward's state.
-LinearGrads fused_linear_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
-                                  const at::Tensor& v, const at::Tensor& proj_w, const FusedLinearState& fused,
-                                  const SlaConfig& cfg);
+// Variant all: the gradients of proj_l(linear branch) from the forward's state, in two halves
+// on the current stream. The query side (one pass over q, dO) gives dq and the row sums the key
+// side needs; the key side (D x D algebra, one pass over K, V) gives dk, dv, d proj_w, d proj_b.
+struct LinearQSide {
+  at::Tensor dq;                         // float32 (B, H, L, D)
+  at::Tensor a_part, dz_part, db_part;  // per-CTA partial sums (see LinearParams)
+};
+LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const FusedLinearState& fused,
+                                    const SlaConfig& cfg);
+LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& proj_w, const FusedLinearState& fused, const SlaConfig& cfg);
 
 // The kernels' view of a (B, H, L, D) tensor (undefined: null).
 inline TensorRef tensor_ref(const at::Tensor& x) {

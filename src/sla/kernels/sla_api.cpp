@@ -164,9 +164,6 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
                                      const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                      const SlaConfig& cfg, double scale, const ForwardState& st) {
   const at::Tensor grad_o = kernel_layout(grad_o_in.to(q.scalar_type()));
-  const LinearGrads lin = st.fused.state.defined()
-                              ? kernels::fused_linear_backward(grad_o, q, k, v, proj_w, st.fused, cfg)
-                              : linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   at::Tensor delta = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
   SlaParams p = base_params(q, cfg, scale);
@@ -180,16 +177,32 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
   p.dq = ref(dq);
   p.dk = ref(dk);
   p.dv = ref(dv);
-  p.dq_add = ref(lin.dq);
-  p.dk_add = ref(lin.dk);
-  p.dv_add = ref(lin.dv);
   p.delta = delta.data_ptr<float>();
   check_status(p);
   // The dk/dv pass's index: built here, not in the forward, which does not need it.
   const KeyBlockIndex index = key_block_index(p, q.options());
   p.kv_count = index.kv_count.data_ptr<int32_t>();
   p.kv_list = index.kv_list.data_ptr<int32_t>();
-  kernels::run_sla_bwd(p, at::cuda::getCurrentCUDAStream());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  LinearGrads lin;
+  if (st.fused.state.defined()) {
+    // Variant all: the query side of the linear branch, then the sparse dq pass, then the key side
+    // (D x D algebra, a pass over K, V): its many small launches queue while the dq pass runs.
+    const kernels::LinearQSide q_side = kernels::fused_linear_backward_q(grad_o, q, st.fused, cfg);
+    p.dq_add = ref(q_side.dq);
+    kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
+    lin = kernels::fused_linear_backward_k(q_side, k, v, proj_w, st.fused, cfg);
+    p.dk_add = ref(lin.dk);
+    p.dv_add = ref(lin.dv);
+    kernels::run_sla_bwd(p, kernels::BwdStage::kDkDv, stream);
+  } else {
+    lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
+    p.dq_add = ref(lin.dq);
+    p.dk_add = ref(lin.dk);
+    p.dv_add = ref(lin.dv);
+    kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
+    kernels::run_sla_bwd(p, kernels::BwdStage::kDkDv, stream);
+  }
   return {dq, dk, dv, lin.dw.to(proj_w.scalar_type()), lin.db.to(proj_b.scalar_type())};
 }
 

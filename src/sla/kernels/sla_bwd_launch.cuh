@@ -1,4 +1,5 @@
-// Launcher of the three backward stages for one (dtype, head_dim, blkq, blkk) instantiation.
+// Launcher of the backward for one (dtype, head_dim, blkq, blkk) instantiation, in two stages:
+// kDq runs the preprocess and the dq pass, kDkDv the dk/dv pass.
 #pragma once
 
 #include "cuda_check.h"
@@ -7,8 +8,29 @@
 
 namespace sla::kernels {
 
+// 3. dk, dv over each key block's list of query blocks (on Hopper through wgmma)
 template <class Elem, int D, int BQ, int BK>
-void run_sla_bwd_(const SlaParams& p, cudaStream_t stream) {
+void run_sla_bwd_dkdv_(const SlaParams& p, cudaStream_t stream) {
+#ifdef SLA_HAVE_SM90A
+  if (use_sm90_kernels(p)) {
+    run_sla_bwd_dkdv_sm90(p, stream);
+    return;
+  }
+#endif
+  using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
+  auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
+  SLA_CUDA_CHECK(
+      cudaFuncSetAttribute(dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dkdv::kSmemBytes));
+  dkdv_kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Dkdv::kThreads, Dkdv::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
+}
+
+template <class Elem, int D, int BQ, int BK>
+void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream) {
+  if (stage == BwdStage::kDkDv) {
+    run_sla_bwd_dkdv_<Elem, D, BQ, BK>(p, stream);
+    return;
+  }
   // 1. delta = rowsum(dO ∘ o_s), 8 rows (warps) per CTA
   const int64_t rows = int64_t(p.batch) * p.heads * p.seqlen;
   sla_bwd_preprocess_kernel<Elem, D><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
@@ -27,20 +49,6 @@ void run_sla_bwd_(const SlaParams& p, cudaStream_t stream) {
     dq_kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
     SLA_CUDA_CHECK_LAUNCH();
   }
-
-  // 3. dk, dv over each key block's list of query blocks (on Hopper through wgmma)
-#ifdef SLA_HAVE_SM90A
-  if (use_sm90_kernels(p)) {
-    run_sla_bwd_dkdv_sm90(p, stream);
-    return;
-  }
-#endif
-  using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
-  auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
-  SLA_CUDA_CHECK(
-      cudaFuncSetAttribute(dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dkdv::kSmemBytes));
-  dkdv_kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Dkdv::kThreads, Dkdv::kSmemBytes, stream>>>(p);
-  SLA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace sla::kernels

@@ -120,11 +120,11 @@ void run_sla_fwd(const SlaParams& p, cudaStream_t stream) {
   });
 }
 
-void run_sla_bwd(const SlaParams& p, cudaStream_t stream) {
+void run_sla_bwd(const SlaParams& p, BwdStage stage, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SLA_BLOCK_SWITCH(p.blkq, kBQ, [&] {
-        SLA_BLOCK_SWITCH(p.blkk, kBK, [&] { run_sla_bwd_<Elem, kD, kBQ, kBK>(p, stream); });
+        SLA_BLOCK_SWITCH(p.blkk, kBK, [&] { run_sla_bwd_<Elem, kD, kBQ, kBK>(p, stage, stream); });
       });
     });
   });

@@ -40,8 +40,11 @@ bool use_sm90_kernels(const SlaParams& p);
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream);
-// Sparse backward: delta, then dq, then dk and dv.
-void run_sla_bwd(const SlaParams& p, cudaStream_t stream);
+// Sparse backward in two stages: kDq (delta = rowsum(dO ∘ o_s), then dq; reads dq_add) and kDkDv
+// (dk and dv; reads dk_add, dv_add), so that the caller can queue the dq pass before it prepares
+// dk_add, dv_add.
+enum class BwdStage { kDq, kDkDv };
+void run_sla_bwd(const SlaParams& p, BwdStage stage, cudaStream_t stream);
 
 // The linear-branch passes of LinearParams (variant all).
 void run_linear_state(const LinearParams& p, cudaStream_t stream);
@@ -54,6 +57,6 @@ constexpr int linear_tile_rows(int head_dim) { return head_dim; }
 template <class Elem, int D, int BQ, int BK>
 void run_sla_fwd_(const SlaParams& p, cudaStream_t stream);
 template <class Elem, int D, int BQ, int BK>
-void run_sla_bwd_(const SlaParams& p, cudaStream_t stream);
+void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream);
 
 }  // namespace sla::kernels

@@ -2,7 +2,7 @@
 #include "../sla_bwd_launch.cuh"
 
 namespace sla::kernels {
-template void run_sla_bwd_<__nv_bfloat16, 128, 32, 32>(const SlaParams&, cudaStream_t);
-template void run_sla_bwd_<__nv_bfloat16, 128, 32, 64>(const SlaParams&, cudaStream_t);
-template void run_sla_bwd_<__nv_bfloat16, 128, 32, 128>(const SlaParams&, cudaStream_t);
+template void run_sla_bwd_<__nv_bfloat16, 128, 32, 32>(const SlaParams&, BwdStage, cudaStream_t);
+template void run_sla_bwd_<__nv_bfloat16, 128, 32, 64>(const SlaParams&, BwdStage, cudaStream_t);
+template void run_sla_bwd_<__nv_bfloat16, 128, 32, 128>(const SlaParams&, BwdStage, cudaStream_t);
 }  // namespace sla::kernels

@@ -2,7 +2,7 @@
 #include "../sla_bwd_launch.cuh"
 
 namespace sla::kernels {
-template void run_sla_bwd_<__half, 128, 128, 32>(const SlaParams&, cudaStream_t);
-template void run_sla_bwd_<__half, 128, 128, 64>(const SlaParams&, cudaStream_t);
-template void run_sla_bwd_<__half, 128, 128, 128>(const SlaParams&, cudaStream_t);
+template void run_sla_bwd_<__half, 128, 128, 32>(const SlaParams&, BwdStage, cudaStream_t);
+template void run_sla_bwd_<__half, 128, 128, 64>(const SlaParams&, BwdStage, cudaStream_t);
+template void run_sla_bwd_<__half, 128, 128, 128>(const SlaParams&, BwdStage, cudaStream_t);
 }  // namespace sla::kernels
