@@ -19,27 +19,22 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Scores of keys past the sequence end -> −inf (only the last key block has any). key0: the
-// block's first key; key0 = seqlen masks the whole block.
-template <int BK>
-__device__ __forceinline__ void mask_keys(float (&acc_s)[BK / 8][4], int key0, int seqlen, int t) {
-  if (key0 + BK <= seqlen) return;
-#pragma unroll
-  for (int j = 0; j < BK / 8; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      if (key0 + 8 * j + 2 * t + (i & 1) >= seqlen) acc_s[j][i] = -INFINITY;
-}
-
-// Online softmax over one step's keys (masked before): turns the raw scores S (16 x BK) into
-// P = 2^(S·scale·log2(e) − max) in place, with the running max in log2 units, and returns
-// alpha = 2^(old max − new max) per half, the factor by which the running O and row sums are
-// rescaled (row_sum here, O by the caller: on Hopper the previous step's O += P V may still be in
-// flight). Rows g and g + 8 of the warp tile are the two halves.
+// Online softmax over one key block: masks keys past the sequence end (the last block only),
+// turns the raw scores S (16 x BK) into P = 2^(S·scale·log2(e) − max) in place, with the running
+// max in log2 units, and returns alpha = 2^(old max − new max) per half, the factor by which the
+// running O and row sums are rescaled (row_sum here, O by the caller: on Hopper the previous block's
+// O += P V may still be in flight). Rows g and g + 8 of the warp tile are the two halves.
 template <int BK>
 __device__ __forceinline__ void online_softmax_step(float (&acc_s)[BK / 8][4], float (&row_max)[2],
-                                                    float (&row_sum)[2], float (&alpha)[2],
-                                                    const SlaParams& p) {
+                                                    float (&row_sum)[2], float (&alpha)[2], int key0,
+                                                    const SlaParams& p, int t) {
+  if (key0 + BK > p.seqlen) {
+#pragma unroll
+    for (int j = 0; j < BK / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (key0 + 8 * j + 2 * t + (i & 1) >= p.seqlen) acc_s[j][i] = -INFINITY;
+  }
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float mx = -INFINITY;

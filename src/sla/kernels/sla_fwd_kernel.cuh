@@ -85,8 +85,7 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
     mma_a_bt<BK, D>(acc_s, a_q, sK + stage * BK * kS, kS, lane);
 
     float alpha[2];
-    mask_keys<BK>(acc_s, key0, p.seqlen, t);
-    online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, p);
+    online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, key0, p, t);
     rescale_rows<D>(acc_o, alpha);
 
     // O += P V

@@ -23,20 +23,19 @@ __device__ __forceinline__ int sw128_offset(int row, int col, int rows) {
   return (col / 64) * rows * 64 + row * 64 + ((((col % 64) / 8) ^ (row % 8)) * 8) + col % 8;
 }
 
-// Rows x Cols of a row-strided global matrix -> sw128 tile whose panels hold panel_rows rows (the
-// tile may be the upper part of a taller one); rows >= rows_valid are zero. Each
+// Rows x Cols of a row-strided global matrix -> sw128 tile; rows >= rows_valid are zero. Each
 // thread copies one 16-byte column chunk of rows r0, r0 + kRowStep, ...: a step of a multiple of
 // 8 rows keeps the chunk's swizzled position, so the addresses advance by constants.
 template <int Rows, int Cols, int Threads, class Elem>
 __device__ __forceinline__ void load_tile_sw128_async(Elem* smem, const Elem* gmem, int64_t row_stride,
-                                                      int rows_valid, int tid, int panel_rows = Rows) {
+                                                      int rows_valid, int tid) {
   constexpr int kChunksPerRow = Cols / 8;
   constexpr int kRowStep = Threads / kChunksPerRow;
   static_assert(Cols % 64 == 0, "whole 128-byte panels");
   static_assert(Threads % kChunksPerRow == 0 && kRowStep % 8 == 0 && Rows % kRowStep == 0,
                 "every thread keeps one chunk column and swizzle position");
   const int r0 = tid / kChunksPerRow, chunk = tid % kChunksPerRow;
-  Elem* dst = smem + sw128_offset(r0, chunk * 8, panel_rows);
+  Elem* dst = smem + sw128_offset(r0, chunk * 8, Rows);
   const Elem* src = gmem + r0 * row_stride + chunk * 8;
 #pragma unroll
   for (int i = 0; i < Rows / kRowStep; ++i) {
@@ -104,8 +103,6 @@ __device__ __forceinline__ void fence_operand(uint32_t (&a)[N][4]) {
 // D (64 x 64) += A (64 x 16) Bᵀ, A and B (64 x 16) K-major in shared memory.
 template <class Elem>
 __device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[8][4], uint64_t desc_a, uint64_t desc_b);
-template <class Elem>
-__device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[16][4], uint64_t desc_a, uint64_t desc_b);
 // D (64 x N) += A (64 x 16, registers: the A fragments of each warp's 16 rows) B, B (16 x N)
 // MN-major in shared memory.
 template <class Elem>
@@ -124,14 +121,6 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs_kmajor(float (&d)[8][4], cons
                  "}, %32, %33, p, 1, 1, 0, 0;\n}\n"                                                         \
                  : SLA_ACC32(d)                                                                              \
                  : "l"(desc_a), "l"(desc_b), "r"(1));                                                                \
-  }                                                                                                          \
-  template <>                                                                                                \
-  __device__ __forceinline__ void wgmma_m64n128k16_ss<ELEM>(float (&d)[16][4], uint64_t desc_a, uint64_t desc_b) { \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                            \
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" SLA_REGS64                    \
-                 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                                         \
-                 : SLA_ACC64(d)                                                                              \
-                 : "l"(desc_a), "l"(desc_b), "r"(1));                                                        \
   }                                                                                                          \
   template <>                                                                                                \
   __device__ __forceinline__ void wgmma_m64n64k16_rs<ELEM>(float (&d)[8][4], const uint32_t (&a)[4],          \
@@ -170,17 +159,6 @@ SLA_DEFINE_WGMMA(__half, "f16")
 #undef SLA_ACC64
 #undef SLA_ACC32
 #undef SLA_ACC8
-
-// S (64 x N) += A Bᵀ with A and B K-major in shared memory, the width picked by N.
-template <int N, class Elem>
-__device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, uint64_t desc_b) {
-  if constexpr (N == 64) {
-    wgmma_m64n64k16_ss<Elem>(d, desc_a, desc_b);
-  } else {
-    static_assert(N == 128, "wgmma widths 64 and 128");
-    wgmma_m64n128k16_ss<Elem>(d, desc_a, desc_b);
-  }
-}
 
 // O (64 x N) += A B with B in shared memory, the width picked by N (D of the forward).
 template <int N, class Elem>
