@@ -1,6 +1,8 @@
 // Block-map kernels:
 //   pool:       per-block sums of the q rows and of the k rows (blockIdx.z picks q or k), read
 //               straight from the strided inputs, float32 accumulation.
+//   smooth k:   the k block sums become smooth-k block means in place: block mean − mean of all
+//               k rows (the total summed in a fixed order).
 //   select:     per query block: pooled scores against every smooth-k block mean, the top n by a
 //               radix select over the float bits (ties: lowest index), written as the ascending LUT.
 //   transpose:  LUT (B*H, Nq, n) -> per key block the ascending list of query blocks that selected
@@ -55,6 +57,34 @@ __global__ void __launch_bounds__(kPoolThreads) sla_pool_kernel(const __grid_con
 #pragma unroll
     for (int g = 0; g < kRowGroups; ++g) sum += partial[g][d];
     sums[((int64_t(blockIdx.z) * p.batch * p.heads + bh) * max_blocks + block) * D + d] = sum;
+  }
+}
+
+inline constexpr int kSmoothThreads = 512;
+inline constexpr int kSmoothDims = 32;  // dims per CTA: one per lane
+inline constexpr int kSmoothGroups = kSmoothThreads / kSmoothDims;
+
+// grid (B*H, D / kSmoothDims). sums as sla_pool_kernel; sums[1] rows become the smooth-k block
+// means: k_sums[j] / rows_j − (Σ_j k_sums[j]) / L.
+template <int D>
+__global__ void __launch_bounds__(kSmoothThreads) sla_smooth_k_kernel(const __grid_constant__ SlaParams p, float* sums,
+                                                                      int max_blocks) {
+  static_assert(D % kSmoothDims == 0, "whole lanes of dims");
+  __shared__ float partial[kSmoothGroups][kSmoothDims];
+  const int bh = blockIdx.x, lane = threadIdx.x % kSmoothDims, group = threadIdx.x / kSmoothDims;
+  const int d = blockIdx.y * kSmoothDims + lane, nk = p.num_k_blocks;
+  float* k_sums = sums + (int64_t(p.batch) * p.heads + bh) * max_blocks * D + d;  // [j * D]
+  float acc = 0.f;
+  for (int j = group; j < nk; j += kSmoothGroups) acc += k_sums[int64_t(j) * D];
+  partial[group][lane] = acc;
+  __syncthreads();
+  float total = 0.f;
+#pragma unroll
+  for (int g = 0; g < kSmoothGroups; ++g) total += partial[g][lane];
+  const float mean = total * (1.f / float(p.seqlen));
+  for (int j = group; j < nk; j += kSmoothGroups) {
+    const float rows = float(min(p.blkk, p.seqlen - j * p.blkk));
+    k_sums[int64_t(j) * D] = k_sums[int64_t(j) * D] / rows - mean;
   }
 }
 
@@ -125,11 +155,12 @@ __device__ __forceinline__ void select_top_n(const float* scores, int count, int
   }
 }
 
-// grid (ceil(Nq / rows_per_cta), B*H). sums as sla_pool_kernel; k_total (B*H, D) = Σ of all k rows.
+// grid (ceil(Nq / rows_per_cta), B*H). sums as sla_pool_kernel after sla_smooth_k_kernel: q block
+// sums, smooth-k block means.
 template <int D>
 __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const __grid_constant__ SlaParams p,
                                                                           const float* sums, int max_blocks,
-                                                                          const float* k_total, int rows_per_cta) {
+                                                                          int rows_per_cta) {
   extern __shared__ __align__(16) float select_smem[];
   float* sPq = select_smem;                          // [rows_per_cta][D]: pooled q
   float* sPk = sPq + rows_per_cta * D;               // [kSelectKeyChunk][D + 4]: pooled smooth k
@@ -139,8 +170,7 @@ __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const 
   const int tid = threadIdx.x, nk = p.num_k_blocks, nq = p.num_q_blocks;
   const int64_t bhs = int64_t(p.batch) * p.heads;
   const float* q_sums = sums + int64_t(bh) * max_blocks * D;
-  const float* k_sums = sums + (bhs + bh) * max_blocks * D;
-  const float inv_len = 1.f / float(p.seqlen);
+  const float* k_means = sums + (bhs + bh) * max_blocks * D;
 
   for (int i = tid; i < rows_per_cta * D; i += kSelectThreads) {
     const int qb = qb0 + i / D;
@@ -152,11 +182,11 @@ __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const 
   const int jj = tid % kSelectKeyChunk, rg = tid / kSelectKeyChunk;
   for (int j0 = 0; j0 < nk; j0 += kSelectKeyChunk) {
     __syncthreads();  // sPq written; the previous chunk's sPk read
-    for (int i = tid; i < kSelectKeyChunk * D; i += kSelectThreads) {
-      const int jk = i / D, d = i % D, j = j0 + jk;
+    for (int i = tid; i < kSelectKeyChunk * D / 4; i += kSelectThreads) {
+      const int jk = i / (D / 4), d4 = i % (D / 4), j = j0 + jk;
       if (j < nk) {
-        const float rows = float(min(p.blkk, p.seqlen - j * p.blkk));
-        sPk[jk * kSelectPkStride<D> + d] = k_sums[int64_t(j) * D + d] / rows - k_total[int64_t(bh) * D + d] * inv_len;
+        reinterpret_cast<float4*>(sPk + jk * kSelectPkStride<D>)[d4] =
+            reinterpret_cast<const float4*>(k_means + int64_t(j) * D)[d4];
       }
     }
     __syncthreads();

@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 
 namespace sla::kernels {
@@ -81,6 +82,7 @@ LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg, LinearPass
   p.heads = int(x.size(1));
   p.seqlen = int(x.size(2));
   p.feature_map = int(cfg.feature_map);
+  p.inv_len = float(1.0 / double(p.seqlen));
   const int64_t tiles = (x.size(2) + linear_tile_rows(p.head_dim) - 1) / linear_tile_rows(p.head_dim);
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const int64_t bh = int64_t(p.batch) * p.heads;
@@ -103,12 +105,11 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   p.state_part = state_part.data_ptr<float>();
   p.z_part = z_part.data_ptr<float>();
   run_linear_state(p, at::cuda::getCurrentCUDAStream());
-  const double c = double(p.seqlen);
   FusedLinearState out;
-  out.s = state_part.sum(1) / c;  // S / c
-  out.state = at::matmul(out.s, proj_w.to(at::kFloat).t()).to(k.scalar_type()).contiguous();
-  out.z = (z_part.sum(1) / c).contiguous();
-  out.eps = float(1e-5 / c);
+  out.s = state_part.sum(1);  // S / c: the partials carry 1 / c
+  out.state = at::matmul(out.s, proj_w.to(at::kFloat).t()).to(k.scalar_type());
+  out.z = z_part.sum(1);
+  out.eps = float(1e-5 / double(p.seqlen));
   return out;
 }
 
@@ -148,16 +149,16 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
   g.dv = at::empty(v.sizes(), f32);
 
   // D x D algebra per (b, h), with A = Σ dOᵀ φ(q) / den' and c = L (see LinearParams):
-  // d proj_w = Σ A S', dS = Aᵀ W / c, dz = Σ dden' φ(q) / c.
-  const double c = double(p.seqlen);
+  // d proj_w = Σ A S', dS = Aᵀ W / c (the kernel applies 1 / c), dz = Σ dden' φ(q) / c (in the partials).
   const at::Tensor a = q_side.a_part.sum(1);  // (BH, D, D)
   g.dw = at::bmm(a, fused.s).sum(0);
   g.db = q_side.db_part.sum(at::IntArrayRef{0, 1});
-  const at::Tensor ds = at::matmul(a.transpose(1, 2), proj_w.to(at::kFloat)) / c;
-  const at::Tensor dz = (q_side.dz_part.sum(1) / c).contiguous();
+  const at::Tensor ds = at::matmul(a.transpose(1, 2), proj_w.to(at::kFloat));
+  const at::Tensor dz = q_side.dz_part.sum(1);
   // dS enters the tensor cores in 16 bits, normalised per (b, h) so fp16 neither under- nor overflows.
-  const at::Tensor ds_scale = ds.abs().amax({1, 2}).clamp_min(1e-30f).contiguous();
-  const at::Tensor ds_normal = (ds / ds_scale.view({BH, 1, 1})).to(k.scalar_type()).contiguous();
+  const at::Tensor ds_scale = at::linalg_vector_norm(ds, INFINITY, at::IntArrayRef{1, 2}).clamp_min_(1e-30f);
+  at::Tensor ds_normal = at::empty(ds.sizes(), k.options());
+  at::div_out(ds_normal, ds, ds_scale.view({BH, 1, 1}));
 
   // Key side: dk and dv (no partials).
   p.k = tensor_ref(k);

@@ -6,6 +6,9 @@
 #include "static_switch.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <utility>
 
 namespace sla::kernels {
 
@@ -13,17 +16,31 @@ namespace {
 
 template <class Kernel>
 void launch(Kernel kernel, dim3 grid, int threads, int smem, const LinearParams& p, cudaStream_t stream) {
-  SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  set_dynamic_smem(kernel, smem);
   kernel<<<grid, threads, smem, stream>>>(p);
   SLA_CUDA_CHECK_LAUNCH();
 }
 
+// Asked once per kernel and device: every forward and backward sizes its passes with it.
 template <class Kernel>
 int resident(Kernel kernel, int threads, int smem) {
-  SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, int> known;  // (kernel, device) -> CTAs per SM
+  int device = 0;
+  SLA_CUDA_CHECK(cudaGetDevice(&device));
+  const auto key = std::make_pair(reinterpret_cast<const void*>(kernel), device);
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    const auto it = known.find(key);
+    if (it != known.end()) return it->second;
+  }
+  set_dynamic_smem(kernel, smem);
   int ctas = 0;
   SLA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, threads, smem));
-  return std::max(ctas, 1);
+  ctas = std::max(ctas, 1);
+  const std::lock_guard<std::mutex> lock(mutex);
+  known[key] = ctas;
+  return ctas;
 }
 
 }  // namespace

@@ -157,8 +157,12 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
   };
   pipelined_tiles<Tr::kStages>(split, p.splits, tiles, load, compute);
   const int64_t part = int64_t(bh) * p.splits + split;
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[j][i] *= p.inv_len;
   store_square_rows<D>(acc, p.state_part + part * D * D, 16 * warp, lane);
-  if (tid < D) p.z_part[part * D + tid] = z;
+  if (tid < D) p.z_part[part * D + tid] = z * p.inv_len;
 }
 
 // Pass 2 (backward, query side): dq_add, and partial sums of dOᵀ φ(q) / den', dden' φ(q), dO.
@@ -295,7 +299,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
   const int64_t part = int64_t(bh) * p.splits + split;
   store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
   if (tid < D) {
-    p.dz_part[part * D + tid] = dz;
+    p.dz_part[part * D + tid] = dz * p.inv_len;
     p.db_part[part * D + tid] = db;
   }
 }
@@ -317,7 +321,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_k_ke
 
   load_tile_async<D, D, Tr::kThreads>(sDS, static_cast<const Elem*>(p.ds) + int64_t(bh) * D * D, D, D, tid);
   if (tid < D) sDz[tid] = p.dz[int64_t(bh) * D + tid];
-  const float scale = p.ds_scale[bh];
+  const float scale = p.ds_scale[bh] * p.inv_len;
   auto load = [&](int tile, int stage) {  // dS joins the first tile's group
     const int row0 = tile * R;
     Elem* sK = sStages + stage * Tr::kStageElems;

@@ -84,15 +84,13 @@ at::Tensor device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaC
 
   at::Tensor sums = at::empty({2, bh, max_blocks, p.head_dim}, f32);  // block sums of q rows, k rows
   kernels::run_block_pool(p, sums.data_ptr<float>(), max_blocks, stream);
-  const at::Tensor k_sums = sums[1].slice(1, 0, nk);
-  const at::Tensor k_total = k_sums.sum(1);  // (B*H, D)
+  kernels::run_smooth_k(p, sums.data_ptr<float>(), max_blocks, stream);  // k rows: smooth-k block means
   at::Tensor lut = at::empty({bh, nq, p.blocks_per_row}, q.options().dtype(at::kInt));
   p.lut = lut.data_ptr<int32_t>();
-  if (!kernels::run_block_select(p, sums.data_ptr<float>(), max_blocks, k_total.data_ptr<float>(), stream)) {
+  if (!kernels::run_block_select(p, sums.data_ptr<float>(), max_blocks, stream)) {
     // Rows of scores too long for one CTA: pooled scores and top-k through ATen.
-    // pq = mean of q rows per block; pk = mean of smooth-k rows = block mean of k − mean of all k.
     const at::Tensor pq = sums[0].slice(1, 0, nq) / block_rows(nq, cfg.blkq, p.seqlen, f32);
-    const at::Tensor pk = k_sums / block_rows(nk, cfg.blkk, p.seqlen, f32) - k_total.unsqueeze(1) / double(p.seqlen);
+    const at::Tensor pk = sums[1].slice(1, 0, nk);
     const at::Tensor score = at::bmm(pq, pk.transpose(1, 2));  // (B*H, Nq, Nk)
     lut.copy_(std::get<0>(at::sort(std::get<1>(at::topk(score, p.blocks_per_row, -1)), -1)));
   }
@@ -127,13 +125,15 @@ struct ForwardState {
 ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                          const at::Tensor& proj_b, const SlaConfig& cfg, double scale, bool keep_o_s) {
   ForwardState st;
-  st.lut = device_block_map(q, k, cfg);
   SlaParams p = base_params(q, cfg, scale);
   // Variant all: the linear branch is fused into the kernel's epilogue; complement: float32 addend.
+  // The linear state pass goes first: the longest launch before the sparse kernel, it keeps the
+  // GPU busy while the host queues the block map.
   kernels::FusedLinearState& fused = st.fused;
   at::Tensor o_add, bias;
   if (cfg.variant == Variant::kAll) {
     fused = kernels::fused_linear_state(k, v, proj_w, cfg);
+    st.lut = device_block_map(q, k, cfg);
     bias = proj_b.to(at::kFloat).contiguous();
     p.feature_map = int(cfg.feature_map);
     p.lin_state = fused.state.data_ptr();
@@ -141,6 +141,7 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
     p.lin_bias = bias.data_ptr<float>();
     p.lin_eps = fused.eps;
   } else {
+    st.lut = device_block_map(q, k, cfg);
     st.mask = selection_mask(st.lut, q, p.num_k_blocks);
     o_add = linear_branch_forward(q, k, v, proj_w, proj_b, st.mask, cfg);
   }

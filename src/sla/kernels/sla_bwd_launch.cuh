@@ -12,15 +12,14 @@ namespace sla::kernels {
 template <class Elem, int D, int BQ, int BK>
 void run_sla_bwd_dkdv_(const SlaParams& p, cudaStream_t stream) {
 #ifdef SLA_HAVE_SM90A
-  if (use_sm90_kernels(p)) {
+  if (use_sm90_kernels(p) && sm90_dkdv_pays(p)) {
     run_sla_bwd_dkdv_sm90(p, stream);
     return;
   }
 #endif
   using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
   auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
-  SLA_CUDA_CHECK(
-      cudaFuncSetAttribute(dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dkdv::kSmemBytes));
+  set_dynamic_smem(dkdv_kernel, Dkdv::kSmemBytes);
   dkdv_kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Dkdv::kThreads, Dkdv::kSmemBytes, stream>>>(p);
   SLA_CUDA_CHECK_LAUNCH();
 }
@@ -45,7 +44,7 @@ void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream) {
   {
     using Dq = BwdDqTraits<Elem, D, BQ, BK>;
     auto dq_kernel = &sla_bwd_dq_kernel<Elem, D, BQ, BK>;
-    SLA_CUDA_CHECK(cudaFuncSetAttribute(dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Dq::kSmemBytes));
+    set_dynamic_smem(dq_kernel, Dq::kSmemBytes);
     dq_kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
     SLA_CUDA_CHECK_LAUNCH();
   }

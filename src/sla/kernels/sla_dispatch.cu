@@ -55,8 +55,15 @@ void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_
   });
 }
 
-bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, const float* k_total,
-                      cudaStream_t stream) {
+void run_smooth_k(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream) {
+  SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+    const dim3 grid(unsigned(p.batch * p.heads), unsigned(kD / kSmoothDims));
+    sla_smooth_k_kernel<kD><<<grid, kSmoothThreads, 0, stream>>>(p, sums, max_blocks);
+    SLA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, cudaStream_t stream) {
   constexpr int kScoreBudget = 96 * 1024;  // bytes of scores per CTA
   const int64_t row_bytes = int64_t(p.num_k_blocks) * 4;
   if (row_bytes > kScoreBudget) return false;
@@ -64,9 +71,9 @@ bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, con
   return SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
     auto kernel = &sla_block_select_kernel<kD>;
     const int smem = int((rows * kD + kSelectKeyChunk * kSelectPkStride<kD>) * 4 + rows * row_bytes);
-    SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    set_dynamic_smem(kernel, smem);
     const dim3 grid(unsigned((p.num_q_blocks + rows - 1) / rows), unsigned(p.batch * p.heads));
-    kernel<<<grid, kSelectThreads, smem, stream>>>(p, sums, max_blocks, k_total, rows);
+    kernel<<<grid, kSelectThreads, smem, stream>>>(p, sums, max_blocks, rows);
     SLA_CUDA_CHECK_LAUNCH();
     return true;
   });

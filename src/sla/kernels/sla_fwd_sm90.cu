@@ -13,7 +13,7 @@ template <class Elem, int D, int BQ>
 void launch_fwd_sm90(const SlaParams& p, cudaStream_t stream) {
   using Tr = FwdSm90Traits<Elem, D, BQ>;
   auto kernel = &sla_fwd_sm90_kernel<Elem, D, BQ>;
-  SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes));
+  set_dynamic_smem(kernel, Tr::kSmemBytes);
   const dim3 grid(p.num_q_blocks, p.heads, p.batch);
   kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   SLA_CUDA_CHECK_LAUNCH();

@@ -24,10 +24,11 @@ Status can_implement(const SlaParams& p);
 
 // Block sums of q and k rows: sums (2, B*H, max_blocks, D) float32.
 void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);
-// The LUT (into p.lut, written) from the pooled sums and k_total (B*H, D) = Σ of all k rows;
+// The k block sums of `sums` become smooth-k block means in place: block mean − mean of all k rows.
+void run_smooth_k(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);
+// The LUT (into p.lut, written) from the q block sums and the smooth-k block means (run_smooth_k);
 // false (nothing launched) when a row of scores does not fit in shared memory.
-bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, const float* k_total,
-                      cudaStream_t stream);
+bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, cudaStream_t stream);
 // kv_count (B*H, Nk) and kv_list (B*H, Nk, Nq) from p.lut.
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream);
 // Sparse forward: o, o_s (optional), lse.
@@ -36,7 +37,14 @@ void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
 // blocks of 64 and query blocks of 64 or 128, and SLA_KERNELS=mma not set in the environment (it
 // forces the mma.sync kernels, for comparisons).
 bool use_sm90_kernels(const SlaParams& p);
-// The wgmma forward (sla_fwd_sm90.cu) and backward passes (sla_bwd_sm90.cu), present with SLA_HAVE_SM90A.
+// Whether the wgmma dk/dv pass beats the mma.sync one: with query blocks of 64 rows. With 128
+// rows it walks them in 64-row halves and adds the halves' partials, and loses or ties. H200, dk/dv
+// pass alone, wgmma against mma.sync: 0.39 vs 0.56 ms at (1,24,4608,128) topk 0.2 64/64, 1.83 vs
+// 2.85 at (1,12,32760,128) topk 0.05 64/64, 1.27 vs 2.02 at (1,16,16384,64) topk 0.2 64/64; but
+// 0.59 vs 0.55, 0.48 vs 0.37 and 2.66 vs 2.67 ms at 4608 topk 0.2, 0.1 and 32760 topk 0.05 with 128/64.
+inline bool sm90_dkdv_pays(const SlaParams& p) { return p.blkq == 64; }
+// The wgmma forward (sla_fwd_sm90.cu) and backward passes (sla_bwd_sm90.cu; dk/dv for blkq 64),
+// present with SLA_HAVE_SM90A.
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream);

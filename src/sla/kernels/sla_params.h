@@ -58,17 +58,19 @@ struct SlaParams {
 // The linear branch of variant all, in three passes over rows (linear_kernels.cuh). Each pass
 // walks tiles of D rows, every CTA the tiles split, split + splits, ... of one (b, h); the two
 // reducing passes write one float32 partial per CTA, summed afterwards in a fixed order.
-//   state:  S = φ(K)ᵀ V and z = Σ φ(K) → state_part (B*H, splits, D, D), z_part (B*H, splits, D)
+//   state:  S / L and z / L, with S = φ(K)ᵀ V and z = Σ φ(K)
+//           → state_part (B*H, splits, D, D), z_part (B*H, splits, D)
 //   bwd q:  with t = φ(q) M', den' = φ(q)·z' + eps', dden' = −(dO·t) / den'²:
 //           dq_add = φ'ᵀ(dO M'ᵀ / den' + dden' z')                           (B, H, L, D) float32
-//           a_part = Σ dOᵀ φ(q) / den', dz_part = Σ dden' φ(q), db_part = Σ dO
+//           a_part = Σ dOᵀ φ(q) / den', dz_part = Σ dden' φ(q) / L, db_part = Σ dO
 //   bwd k:  dk_add = φ'ᵀ(V dSᵀ + dz), dv_add = φ(K) dS                      (B, H, L, D) float32
-// where M' = S W_projᵀ / L, z' = z / L, eps' = 1e-5 / L as in the forward, and dS = ds_scale · ds.
+// where M' = S W_projᵀ / L, z' = z / L, eps' = 1e-5 / L as in the forward, and dS = ds_scale · ds / L.
 struct LinearParams {
   ElemType elem = ElemType::kBf16;
   int head_dim = 0, batch = 0, heads = 0, seqlen = 0;
   int feature_map = 0;  // as SlaParams
   int splits = 1;       // CTAs per (b, h) (linear_splits)
+  float inv_len = 0.f;  // 1 / L
 
   TensorRef q, k, v, d_o;  // q dtype
 
@@ -83,7 +85,7 @@ struct LinearParams {
   float* db_part = nullptr;
   TensorRef dq_add;
 
-  const void* ds = nullptr;          // dS / ds_scale (B*H, D, D) q dtype
+  const void* ds = nullptr;          // dS L / ds_scale (B*H, D, D) q dtype
   const float* ds_scale = nullptr;   // (B*H)
   const float* dz = nullptr;         // (B*H, D)
   TensorRef dk_add, dv_add;
