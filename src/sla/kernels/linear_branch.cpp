@@ -9,7 +9,6 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
-#include <cmath>
 #include <functional>
 
 namespace sla::kernels {
@@ -90,6 +89,16 @@ LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg, LinearPass
   return p;
 }
 
+// The algebra's sizes, from the pass that wrote the partials.
+LinearAlgebraParams algebra_params(const LinearParams& p) {
+  LinearAlgebraParams a;
+  a.elem = p.elem;
+  a.head_dim = p.head_dim;
+  a.bh = p.batch * p.heads;
+  a.splits = p.splits;
+  return a;
+}
+
 }  // namespace
 
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
@@ -104,12 +113,22 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   p.v = tensor_ref(v);
   p.state_part = state_part.data_ptr<float>();
   p.z_part = z_part.data_ptr<float>();
-  run_linear_state(p, at::cuda::getCurrentCUDAStream());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  run_linear_state(p, stream);
+  const at::Tensor w = proj_w.to(at::kFloat).contiguous();
   FusedLinearState out;
-  out.s = state_part.sum(1);  // S / c: the partials carry 1 / c
-  out.state = at::matmul(out.s, proj_w.to(at::kFloat).t()).to(k.scalar_type());
-  out.z = z_part.sum(1);
+  out.s = at::empty({BH, D, D}, f32);
+  out.state = at::empty({BH, D, D}, k.options());
+  out.z = at::empty({BH, D}, f32);
   out.eps = float(1e-5 / double(p.seqlen));
+  LinearAlgebraParams a = algebra_params(p);
+  a.w = w.data_ptr<float>();
+  a.state_part = state_part.data_ptr<float>();
+  a.z_part = z_part.data_ptr<float>();
+  a.s = out.s.data_ptr<float>();
+  a.m = out.state.data_ptr();
+  a.z = out.z.data_ptr<float>();
+  run_linear_state_algebra(a, stream);
   return out;
 }
 
@@ -148,27 +167,42 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
   g.dk = at::empty(k.sizes(), f32);
   g.dv = at::empty(v.sizes(), f32);
 
-  // D x D algebra per (b, h), with A = Σ dOᵀ φ(q) / den' and c = L (see LinearParams):
-  // d proj_w = Σ A S', dS = Aᵀ W / c (the kernel applies 1 / c), dz = Σ dden' φ(q) / c (in the partials).
-  const at::Tensor a = q_side.a_part.sum(1);  // (BH, D, D)
-  g.dw = at::bmm(a, fused.s).sum(0);
-  g.db = q_side.db_part.sum(at::IntArrayRef{0, 1});
-  const at::Tensor ds = at::matmul(a.transpose(1, 2), proj_w.to(at::kFloat));
-  const at::Tensor dz = q_side.dz_part.sum(1);
-  // dS enters the tensor cores in 16 bits, normalised per (b, h) so fp16 neither under- nor overflows.
-  const at::Tensor ds_scale = at::linalg_vector_norm(ds, INFINITY, at::IntArrayRef{1, 2}).clamp_min_(1e-30f);
-  at::Tensor ds_normal = at::empty(ds.sizes(), k.options());
-  at::div_out(ds_normal, ds, ds_scale.view({BH, 1, 1}));
+  // D x D algebra per (b, h) (LinearAlgebraParams): d proj_w, d proj_b, dS normalised, dz.
+  const int64_t D = p.head_dim;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const at::Tensor w = proj_w.to(at::kFloat).contiguous();
+  const at::Tensor scratch = at::empty({BH * D * D * 2 + BH * (D / 16)}, f32);  // dw_part, ds_raw, tile_max
+  g.dw = at::empty({D, D}, f32);
+  g.db = at::empty({D}, f32);
+  const at::Tensor ds = at::empty({BH, D, D}, k.options());
+  const at::Tensor ds_scale = at::empty({BH}, f32);
+  const at::Tensor dz = at::empty({BH, D}, f32);
+  LinearAlgebraParams a = algebra_params(p);
+  a.splits = int(q_side.a_part.size(1));  // the q-side pass's partials
+  a.w = w.data_ptr<float>();
+  a.a_part = q_side.a_part.data_ptr<float>();
+  a.dz_part = q_side.dz_part.data_ptr<float>();
+  a.db_part = q_side.db_part.data_ptr<float>();
+  a.s_in = fused.s.data_ptr<float>();
+  a.dw_part = scratch.data_ptr<float>();
+  a.ds_raw = a.dw_part + BH * D * D;
+  a.tile_max = a.ds_raw + BH * D * D;
+  a.dw = g.dw.data_ptr<float>();
+  a.db = g.db.data_ptr<float>();
+  a.ds = ds.data_ptr();
+  a.ds_scale = ds_scale.data_ptr<float>();
+  a.dz = dz.data_ptr<float>();
+  run_linear_grad_algebra(a, stream);
 
   // Key side: dk and dv (no partials).
   p.k = tensor_ref(k);
   p.v = tensor_ref(v);
-  p.ds = ds_normal.data_ptr();
+  p.ds = ds.data_ptr();
   p.ds_scale = ds_scale.data_ptr<float>();
   p.dz = dz.data_ptr<float>();
   p.dk_add = tensor_ref(g.dk);
   p.dv_add = tensor_ref(g.dv);
-  run_linear_bwd_k(p, at::cuda::getCurrentCUDAStream());
+  run_linear_bwd_k(p, stream);
   return g;
 }
 

@@ -1,5 +1,6 @@
 // Launchers of the linear-branch passes (linear_kernels.cuh), one instantiation per dtype and head_dim.
 #include "cuda_check.h"
+#include "linear_algebra.cuh"
 #include "linear_kernels.cuh"
 #include "linear_launch.h"
 #include "sla_launch.h"
@@ -85,6 +86,27 @@ void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream) {
       using Tr = LinearTraits<kD>;
       launch(&sla_linear_bwd_k_kernel<Elem, kD>, dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kBwdKSmem, p,
              stream);
+    });
+  });
+}
+
+void run_linear_state_algebra(const LinearAlgebraParams& p, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      sla_linear_state_algebra_kernel<Elem, kD><<<dim3(p.bh, kD / kAlgebraRows), kAlgebraThreads, 0, stream>>>(p);
+      SLA_CUDA_CHECK_LAUNCH();
+    });
+  });
+}
+
+void run_linear_grad_algebra(const LinearAlgebraParams& p, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      const dim3 grid(p.bh, kD / kAlgebraRows);
+      sla_linear_grad_algebra_kernel<kD><<<grid, kAlgebraThreads, 0, stream>>>(p);
+      SLA_CUDA_CHECK_LAUNCH();
+      sla_linear_grad_normalise_kernel<Elem, kD><<<grid, kAlgebraThreads, 0, stream>>>(p);
+      SLA_CUDA_CHECK_LAUNCH();
     });
   });
 }

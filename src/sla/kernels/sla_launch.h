@@ -58,6 +58,10 @@ void run_sla_bwd(const SlaParams& p, BwdStage stage, cudaStream_t stream);
 void run_linear_state(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream);
+// The D x D algebra between them (LinearAlgebraParams): after the state pass, and between the
+// backward passes (two launches).
+void run_linear_state_algebra(const LinearAlgebraParams& p, cudaStream_t stream);
+void run_linear_grad_algebra(const LinearAlgebraParams& p, cudaStream_t stream);
 // Rows per tile of those passes.
 constexpr int linear_tile_rows(int head_dim) { return head_dim; }
 

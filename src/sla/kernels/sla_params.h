@@ -91,4 +91,37 @@ struct LinearParams {
   TensorRef dk_add, dv_add;
 };
 
+// The D x D algebra between the linear-branch passes (linear_algebra.cuh), per (b, h), float32
+// unless noted; partials as LinearParams writes them.
+//   forward:  state_part, z_part → s = S / L, m = s W_projᵀ (q dtype), z = z / L
+//   backward: a_part, dz_part, db_part, s → dw = d proj_w, db = d proj_b, ds (q dtype) and
+//             ds_scale with dS = ds_scale · ds (the key-side pass applies 1 / L), dz;
+//             scratch dw_part, ds_raw (B*H, D, D), tile_max (B*H, D / 16).
+struct LinearAlgebraParams {
+  ElemType elem = ElemType::kBf16;
+  int head_dim = 0;
+  int bh = 0;      // B*H
+  int splits = 1;  // partials per (b, h)
+  const float* w = nullptr;  // W_proj (D, D), row-major
+
+  const float* state_part = nullptr;
+  const float* z_part = nullptr;
+  float* s = nullptr;
+  void* m = nullptr;
+  float* z = nullptr;
+
+  const float* a_part = nullptr;
+  const float* dz_part = nullptr;
+  const float* db_part = nullptr;
+  const float* s_in = nullptr;
+  float* dw_part = nullptr;
+  float* ds_raw = nullptr;
+  float* tile_max = nullptr;
+  float* dw = nullptr;
+  float* db = nullptr;
+  void* ds = nullptr;
+  float* ds_scale = nullptr;
+  float* dz = nullptr;
+};
+
 }  // namespace sla::kernels
