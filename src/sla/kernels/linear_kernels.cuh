@@ -234,6 +234,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
         }
       }
       {
+        const float inv_den[2] = {1.f / den[0], 1.f / den[1]};
         float acc_d[D / 8][4];  // dO M'ᵀ, then dL/dφ(q), then dL/dq
         zero(acc_d);
 #pragma unroll
@@ -245,7 +246,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
 #pragma unroll
         for (int j = 0; j < D / 8; ++j)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) acc_d[j][i] = acc_d[j][i] / den[i / 2] + dden[i / 2] * sZ[8 * j + 2 * t + i % 2];
+          for (int i = 0; i < 4; ++i) acc_d[j][i] = acc_d[j][i] * inv_den[i / 2] + dden[i / 2] * sZ[8 * j + 2 * t + i % 2];
         uint32_t a_phi[D / 16][4];
         load_a_frags<D>(a_phi, qw, kS, lane);
         feature_map_backward_rows<D, Elem>(acc_d, a_phi, p.feature_map);

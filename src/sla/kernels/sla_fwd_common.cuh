@@ -109,6 +109,7 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
     float den[2];
     uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
     feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + int64_t(bh) * D, p.lin_eps, lane);
+    const float inv_den[2] = {1.f / den[0], 1.f / den[1]};
     // φ(Q) M sixteen columns at a time, so that no second 16 x D accumulator is live beside O: the
     // epilogue then needs no more registers than the main loop.
 #pragma unroll
@@ -122,8 +123,8 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
         const float2 bias = *reinterpret_cast<const float2*>(p.lin_bias + 8 * j + 2 * t);
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-          acc_o[j][2 * half] += acc_l[jj][2 * half] / den[half] + bias.x;
-          acc_o[j][2 * half + 1] += acc_l[jj][2 * half + 1] / den[half] + bias.y;
+          acc_o[j][2 * half] += acc_l[jj][2 * half] * inv_den[half] + bias.x;
+          acc_o[j][2 * half + 1] += acc_l[jj][2 * half + 1] * inv_den[half] + bias.y;
         }
       }
     }
