@@ -6,6 +6,7 @@
 #include "sla_launch.h"
 
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -307,6 +308,14 @@ at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at
   TORCH_CHECK(proj_w.device() == q.device() && proj_b.device() == q.device(),
               "sla kernels: expected proj_w and proj_b on ", q.device(), ", got ", proj_w.device(), " and ",
               proj_b.device());
+  const bool needs_grad = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() ||
+                                                         v.requires_grad() || proj_w.requires_grad() ||
+                                                         proj_b.requires_grad());
+  if (!needs_grad) {  // inference: no graph, and no o_s for a backward to read
+    const c10::cuda::CUDAGuard guard(q.device());
+    const Inputs in = prepare(q, k, v, cfg);
+    return sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/false).o;
+  }
   return SlaFunction::apply(q, k, v, proj_w, proj_b, cfg, scale);
 }
 
