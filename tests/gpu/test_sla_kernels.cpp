@@ -41,12 +41,14 @@ struct Case {
   Variant variant;
   bool bl_layout;  // (B, L, H, D) memory viewed as (B, H, L, D)
   double topk;
+  int64_t seqlen = 0;  // 0: 3 max(blkq, blkk) + 17
 };
 
 std::string describe(const Case& c) {
   return std::string(c10::toString(c.dtype)) + " D=" + std::to_string(c.head_dim) + " blk=" + std::to_string(c.blkq) +
          "/" + std::to_string(c.blkk) + " " + sla::to_string(c.feature_map) + " " + sla::to_string(c.variant) +
-         (c.bl_layout ? " BLHD" : " BHLD") + " topk=" + std::to_string(c.topk);
+         (c.bl_layout ? " BLHD" : " BHLD") + " topk=" + std::to_string(c.topk) +
+         (c.seqlen > 0 ? " L=" + std::to_string(c.seqlen) : "");
 }
 
 at::Tensor random_input(int64_t B, int64_t H, int64_t L, int64_t D, at::ScalarType dtype, bool bl_layout) {
@@ -101,7 +103,7 @@ void check_case(const Case& c, uint64_t seed) {
   cfg.feature_map = c.feature_map;
   cfg.variant = c.variant;
   // Odd length: partial last blocks of both sizes.
-  const int64_t B = 2, H = 2, D = c.head_dim, L = 3 * std::max(c.blkq, c.blkk) + 17;
+  const int64_t B = 2, H = 2, D = c.head_dim, L = c.seqlen > 0 ? c.seqlen : 3 * std::max(c.blkq, c.blkk) + 17;
   const at::Tensor q = random_input(B, H, L, D, c.dtype, c.bl_layout);
   const at::Tensor k = random_input(B, H, L, D, c.dtype, c.bl_layout);
   const at::Tensor v = random_input(B, H, L, D, c.dtype, c.bl_layout);
@@ -157,6 +159,13 @@ TEST_CASE("every block selected: complement's linear branch vanishes, all still 
   for (Variant var : {Variant::kAll, Variant::kComplement}) {
     check_case({at::kBFloat16, 64, 64, 32, FeatureMap::kSoftmax, var, false, 1.0}, 1000 + int(var));
   }
+}
+
+// On Hopper the dk/dv pass at blkq 128 takes the wgmma kernel only from 12 query blocks per key
+// block on average (sm90_dkdv_pays): L = 1581 gives 13 query blocks of 128, 25 key blocks of 64.
+TEST_CASE("long lists of query blocks per key block (blkq 128)") {
+  check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 1.0, 12 * 128 + 45}, 3000);
+  check_case({at::kHalf, 64, 128, 64, FeatureMap::kElu, Variant::kAll, false, 1.0, 12 * 128 + 45}, 3001);
 }
 
 TEST_CASE("a tiny topk still selects one block per row") {

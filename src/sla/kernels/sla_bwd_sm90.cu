@@ -45,10 +45,15 @@ void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream) {
 
 namespace sla::kernels {
 
-// Query blocks of 64 rows only: with 128 the mma.sync pass is as fast or faster (sm90_dkdv_pays).
 void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
-    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] { launch_bwd_dkdv_sm90<Elem, kD, 64>(p, stream); });
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      if (p.blkq == 64) {
+        launch_bwd_dkdv_sm90<Elem, kD, 64>(p, stream);
+      } else {
+        launch_bwd_dkdv_sm90<Elem, kD, 128>(p, stream);
+      }
+    });
   });
 }
 

@@ -37,14 +37,17 @@ void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
 // blocks of 64 and query blocks of 64 or 128, and SLA_KERNELS=mma not set in the environment (it
 // forces the mma.sync kernels, for comparisons).
 bool use_sm90_kernels(const SlaParams& p);
-// Whether the wgmma dk/dv pass beats the mma.sync one: with query blocks of 64 rows. With 128
-// rows it walks them in 64-row halves and adds the halves' partials, and loses or ties. H200, dk/dv
-// pass alone, wgmma against mma.sync: 0.39 vs 0.56 ms at (1,24,4608,128) topk 0.2 64/64, 1.83 vs
-// 2.85 at (1,12,32760,128) topk 0.05 64/64, 1.27 vs 2.02 at (1,16,16384,64) topk 0.2 64/64; but
-// 0.59 vs 0.55, 0.48 vs 0.37 and 2.66 vs 2.67 ms at 4608 topk 0.2, 0.1 and 32760 topk 0.05 with 128/64.
-inline bool sm90_dkdv_pays(const SlaParams& p) { return p.blkq == 64; }
-// The wgmma forward (sla_fwd_sm90.cu) and backward passes (sla_bwd_sm90.cu; dk/dv for blkq 64),
-// present with SLA_HAVE_SM90A.
+// Whether the wgmma dk/dv pass beats the mma.sync one. With query blocks of 64 rows it does;
+// with 128 it walks them in 64-row halves and adds the halves' partials, which pays only on long
+// lists of query blocks per key block (the fan-in, Nq n / Nk). H200, dk/dv pass alone, wgmma
+// against mma.sync: 64/64: 0.39 vs 0.56 ms at (1,24,4608,128) topk 0.2 (fan-in 15), 1.83 vs 2.85
+// at (1,12,32760,128) topk 0.05 (26); 128/64: 0.59 vs 0.55 at 4608 topk 0.2 (7.5), 0.48 vs 0.37 at
+// topk 0.1 (4), 2.66 vs 2.67 at 32760 topk 0.05 (13). The whole backward at 32760 topk 0.2 128/64
+// (fan-in 51): 11.95 ms with the wgmma pass, 14.41 with the mma.sync one.
+inline bool sm90_dkdv_pays(const SlaParams& p) {
+  return p.blkq == 64 || int64_t(p.num_q_blocks) * p.blocks_per_row >= 12 * int64_t(p.num_k_blocks);
+}
+// The wgmma forward (sla_fwd_sm90.cu) and backward passes (sla_bwd_sm90.cu), present with SLA_HAVE_SM90A.
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream);
