@@ -181,29 +181,33 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
   p.dv = ref(dv);
   p.delta = delta.data_ptr<float>();
   check_status(p);
-  // The dk/dv pass's index: built here, not in the forward, which does not need it.
-  const KeyBlockIndex index = key_block_index(p, q.options());
-  p.kv_count = index.kv_count.data_ptr<int32_t>();
-  p.kv_list = index.kv_list.data_ptr<int32_t>();
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  // The dk/dv pass's index (the forward does not need it), built just before that pass.
+  KeyBlockIndex index;
+  auto run_dkdv = [&] {
+    index = key_block_index(p, q.options());
+    p.kv_count = index.kv_count.data_ptr<int32_t>();
+    p.kv_list = index.kv_list.data_ptr<int32_t>();
+    kernels::run_sla_bwd(p, kernels::BwdStage::kDkDv, stream);
+  };
   LinearGrads lin;
   if (st.fused.state.defined()) {
-    // Variant all: the query side of the linear branch, then the sparse dq pass, then the key side
-    // (D x D algebra, a pass over K, V): its many small launches queue while the dq pass runs.
+    // Variant all: the query side of the linear branch first (a long launch, which keeps the GPU
+    // busy while the host queues the rest), then the sparse dq pass, then the key side.
     const kernels::LinearQSide q_side = kernels::fused_linear_backward_q(grad_o, q, st.fused, cfg);
     p.dq_add = ref(q_side.dq);
     kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
     lin = kernels::fused_linear_backward_k(q_side, k, v, proj_w, st.fused, cfg);
     p.dk_add = ref(lin.dk);
     p.dv_add = ref(lin.dv);
-    kernels::run_sla_bwd(p, kernels::BwdStage::kDkDv, stream);
+    run_dkdv();
   } else {
     lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
     p.dq_add = ref(lin.dq);
     p.dk_add = ref(lin.dk);
     p.dv_add = ref(lin.dv);
     kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
-    kernels::run_sla_bwd(p, kernels::BwdStage::kDkDv, stream);
+    run_dkdv();
   }
   return {dq, dk, dv, lin.dw.to(proj_w.scalar_type()), lin.db.to(proj_b.scalar_type())};
 }

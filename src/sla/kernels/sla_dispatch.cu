@@ -6,6 +6,8 @@
 #include "static_switch.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -100,11 +102,19 @@ bool use_sm90_kernels(const SlaParams& p) {
     const char* env = std::getenv("SLA_KERNELS");
     return env != nullptr && std::strcmp(env, "mma") == 0;
   }();
-  int device = 0, major = 0, minor = 0;
+  // Compute capability per device (10 major + minor; 0 until asked), asked once.
+  static std::array<std::atomic<int>, 64> capability{};
+  int device = 0;
   SLA_CUDA_CHECK(cudaGetDevice(&device));
-  SLA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  SLA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return !forced_mma && major == 9 && minor == 0 && p.blkk == 64 && (p.blkq == 64 || p.blkq == 128);
+  int cc = device < int(capability.size()) ? capability[device].load(std::memory_order_relaxed) : 0;
+  if (cc == 0) {
+    int major = 0, minor = 0;
+    SLA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    SLA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    cc = 10 * major + minor;
+    if (device < int(capability.size())) capability[device].store(cc, std::memory_order_relaxed);
+  }
+  return !forced_mma && cc == 90 && p.blkk == 64 && (p.blkq == 64 || p.blkq == 128);
 #else
   (void)p;
   return false;
