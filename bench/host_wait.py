@@ -9,6 +9,8 @@ import time
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from sla_case import make_inputs
+
 torch.ops.load_library(os.environ["SLA_OPS_LIB"])
 
 CASES = [((1, 24, 4608, 128), 0.2, 128, 64), ((1, 24, 4608, 128), 0.2, 64, 64), ((1, 12, 32760, 128), 0.05, 128, 64)]
@@ -34,11 +36,7 @@ def timed(fn, behind_sleep):
 
 
 for (B, H, L, D), topk, bq, bk in CASES:
-    torch.manual_seed(0)
-    q, k, v, g = (torch.randn(B, L, H, D, device="cuda", dtype=torch.bfloat16).transpose(1, 2) for _ in range(4))
-    q, k, v = (t.requires_grad_() for t in (q, k, v))
-    w = torch.randn(D, D, device="cuda") / D**0.5
-    b = torch.randn(D, device="cuda") * 0.1
+    q, k, v, g, w, b = make_inputs(B, H, L, D)
     args = (topk, bq, bk, "softmax", "all", 0.0)
     o = torch.ops.sla.forward(q, k, v, w, b, *args)
     with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):

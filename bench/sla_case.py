@@ -1,0 +1,14 @@
+"""Inputs of one benchmark case for the Python bench scripts: q, k, v and dO as (B, L, H, D) bf16
+memory viewed as (B, H, L, D) (the layout of the C++ benchmark), q, k, v requiring gradients, and
+a random nonzero proj_l (weight, bias) in float32."""
+import torch
+
+
+def make_inputs(B, H, L, D, device="cuda", seed=0):
+    torch.manual_seed(seed)
+    q, k, v, grad_o = (torch.randn(B, L, H, D, device=device, dtype=torch.bfloat16).transpose(1, 2)
+                       for _ in range(4))
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    weight = torch.randn(D, D, device=device) / D**0.5
+    bias = torch.randn(D, device=device) * 0.1
+    return q, k, v, grad_o, weight, bias
