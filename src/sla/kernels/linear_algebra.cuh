@@ -111,7 +111,7 @@ __device__ __forceinline__ void sum_parts_rows(float (&sum)[kE], const float* fi
   }
 }
 
-// A CTA's 16 x D elements, kPerThread per thread: element tid + kAlgebraThreads e.
+// A CTA's 16 x D elements, kElemsPerThread per thread: element tid + kAlgebraThreads e.
 template <int D>
 inline constexpr int kElemsPerThread = kAlgebraRows * D / kAlgebraThreads;
 

@@ -89,13 +89,14 @@ LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg, LinearPass
   return p;
 }
 
-// The algebra's sizes, from the pass that wrote the partials.
-LinearAlgebraParams algebra_params(const LinearParams& p) {
+// The algebra's sizes: those of pass p, with `splits` partials per (b, h) from the pass that
+// wrote them.
+LinearAlgebraParams algebra_params(const LinearParams& p, int splits) {
   LinearAlgebraParams a;
   a.elem = p.elem;
   a.head_dim = p.head_dim;
   a.bh = p.batch * p.heads;
-  a.splits = p.splits;
+  a.splits = splits;
   return a;
 }
 
@@ -121,7 +122,7 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   out.state = at::empty({BH, D, D}, k.options());
   out.z = at::empty({BH, D}, f32);
   out.eps = float(1e-5 / double(p.seqlen));
-  LinearAlgebraParams a = algebra_params(p);
+  LinearAlgebraParams a = algebra_params(p, p.splits);
   a.w = w.data_ptr<float>();
   a.state_part = state_part.data_ptr<float>();
   a.z_part = z_part.data_ptr<float>();
@@ -177,8 +178,7 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
   const at::Tensor ds = at::empty({BH, D, D}, k.options());
   const at::Tensor ds_scale = at::empty({BH}, f32);
   const at::Tensor dz = at::empty({BH, D}, f32);
-  LinearAlgebraParams a = algebra_params(p);
-  a.splits = int(q_side.a_part.size(1));  // the q-side pass's partials
+  LinearAlgebraParams a = algebra_params(p, int(q_side.a_part.size(1)));  // the q-side pass's partials
   a.w = w.data_ptr<float>();
   a.a_part = q_side.a_part.data_ptr<float>();
   a.dz_part = q_side.dz_part.data_ptr<float>();
