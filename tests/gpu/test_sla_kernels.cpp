@@ -10,6 +10,8 @@
 #include "sparse_linear_attention.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
@@ -264,4 +266,74 @@ TEST_CASE("the module dispatches to the fused kernels on CUDA") {
   CHECK(o_module.equal(o_kernels));
   REQUIRE(o_module.grad_fn() != nullptr);
   CHECK(o_module.grad_fn()->name().find("SlaFunction") != std::string::npos);
+}
+
+// Memory of the training path, counted in units of one (B, H, L, D) bf16 tensor: the autograd
+// node keeps o (saved as the output itself) and small state only, not the sparse branch's o_s;
+// the backward holds dq, dk, dv and at most two float32 addends (the linear branch's dk and dv)
+// at once, not also its float32 dq addend. B*H = 16 keeps the per-CTA partials of the linear
+// passes (at most one SM's worth per (b, h)) near a third of a unit.
+TEST_CASE("training path memory: the node keeps o and no o_s; the backward at most two float32 addends") {
+  at::manual_seed(11);
+  SlaConfig cfg;
+  cfg.topk = 0.2;
+  cfg.blkq = 128;
+  cfg.blkk = 64;
+  const int64_t B = 1, H = 16, L = 8192, D = 128;
+  const double unit = double(B * H * L * D * 2);
+  std::vector<at::Tensor> in;
+  for (int i = 0; i < 3; ++i) in.push_back(random_input(B, H, L, D, at::kBFloat16, true).requires_grad_(true));
+  const auto f32 = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
+  in.push_back((at::randn({D, D}, f32) * (1.0 / std::sqrt(double(D)))).requires_grad_(true));
+  in.push_back((at::randn({D}, f32) * 0.1).requires_grad_(true));
+  const at::Tensor grad_o = random_input(B, H, L, D, at::kBFloat16, false);
+  const auto dev = c10::cuda::current_device();
+  auto allocated = [&] {
+    c10::cuda::device_synchronize();
+    return double(c10::cuda::CUDACachingAllocator::getDeviceStats(dev).allocated_bytes[0].current);
+  };
+  const double before_forward = allocated();
+  const at::Tensor o = sla::cuda_sla_attention(in[0], in[1], in[2], in[3], in[4], cfg, 0.0);
+  const double held = (allocated() - before_forward) / unit;  // o + what the node saved
+  INFO("after the forward: " << held << " units held");
+  CHECK(held >= 1.0);
+  CHECK(held < 1.25);  // o_s kept as well would make it 2
+
+  c10::cuda::CUDACachingAllocator::resetPeakStats(dev);
+  const double before_backward = allocated();
+  const auto grads = torch::autograd::grad({o}, in, {grad_o});
+  c10::cuda::device_synchronize();
+  const double peak =
+      (double(c10::cuda::CUDACachingAllocator::getDeviceStats(dev).allocated_bytes[0].peak) - before_backward) / unit;
+  INFO("backward peak: " << peak << " units above the forward's");
+  CHECK(peak >= 3.0);  // dq, dk, dv at least: the measurement sees the backward
+  CHECK(peak < 8.0);   // today 7.3: dq, dk, dv (3) + float32 dk, dv addends (4) + partials; the
+                       // float32 dq addend alive beside them would make it 9.3
+  CHECK(grads[0].isfinite().all().item<bool>());
+}
+
+// Under bf16 autocast the fused path computes what it computes without it: the kernels fix their
+// own precisions, and the ATen ops around them (variant complement's float32 linear branch) are
+// kept out of autocast's reach.
+TEST_CASE("autocast does not change the fused path") {
+  at::manual_seed(12);
+  SlaConfig cfg;
+  cfg.topk = 0.3;
+  cfg.blkq = 64;
+  cfg.blkk = 64;
+  cfg.variant = Variant::kComplement;
+  const int64_t B = 1, H = 2, L = 333, D = 64;
+  const at::Tensor q = random_input(B, H, L, D, at::kBFloat16, true);
+  const at::Tensor k = random_input(B, H, L, D, at::kBFloat16, true);
+  const at::Tensor v = random_input(B, H, L, D, at::kBFloat16, true);
+  const auto f32 = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
+  const at::Tensor w = at::randn({D, D}, f32) * (1.0 / std::sqrt(double(D)));
+  const at::Tensor b = at::randn({D}, f32) * 0.1;
+  const at::Tensor plain = sla::cuda_sla_attention(q, k, v, w, b, cfg, 0.0);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  const at::Tensor autocast = sla::cuda_sla_attention(q, k, v, w, b, cfg, 0.0);
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+  at::autocast::clear_cache();
+  CHECK(autocast.equal(plain));
 }

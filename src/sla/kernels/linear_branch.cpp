@@ -133,14 +133,16 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   return out;
 }
 
-LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const FusedLinearState& fused,
-                                    const SlaConfig& cfg) {
+LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& proj_b,
+                                    const FusedLinearState& fused, const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
   LinearParams p = linear_params(q, cfg, LinearPass::kBwdQ);
   const int64_t BH = int64_t(p.batch) * p.heads, D = p.head_dim;
   const auto f32 = q.options().dtype(at::kFloat);
   LinearQSide out;
   out.dq = at::empty(q.sizes(), f32);
+  out.delta_lin = at::empty({BH, p.seqlen}, f32);
+  const at::Tensor bias = proj_b.to(at::kFloat).contiguous();
   out.a_part = at::empty({BH, p.splits, D, D}, f32);
   out.dz_part = at::empty({BH, p.splits, D}, f32);
   out.db_part = at::empty({BH, p.splits, D}, f32);
@@ -152,6 +154,8 @@ LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& 
   p.a_part = out.a_part.data_ptr<float>();
   p.dz_part = out.dz_part.data_ptr<float>();
   p.db_part = out.db_part.data_ptr<float>();
+  p.bias = bias.data_ptr<float>();
+  p.delta_lin = out.delta_lin.data_ptr<float>();
   p.dq_add = tensor_ref(out.dq);
   run_linear_bwd_q(p, at::cuda::getCurrentCUDAStream());
   return out;
@@ -164,7 +168,6 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
   const int64_t BH = int64_t(p.batch) * p.heads;
   const auto f32 = k.options().dtype(at::kFloat);
   LinearGrads g;
-  g.dq = q_side.dq;
   g.dk = at::empty(k.sizes(), f32);
   g.dv = at::empty(v.sizes(), f32);
 
@@ -226,8 +229,10 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg) {
   const auto f32 = q.options().dtype(at::kFloat);
-  LinearGrads g{at::empty(q.sizes(), f32), at::empty(k.sizes(), f32), at::empty(v.sizes(), f32),
-                at::zeros(proj_w.sizes(), f32), at::zeros(proj_b.sizes(), f32)};
+  LinearGrads g{at::empty(q.sizes(), f32),        at::empty(k.sizes(), f32),
+                at::empty(v.sizes(), f32),        at::zeros(proj_w.sizes(), f32),
+                at::zeros(proj_b.sizes(), f32),   at::empty({q.size(0) * q.size(1), q.size(2)}, f32)};
+  const at::Tensor delta_lin = g.delta_lin.view({q.size(0), q.size(1), q.size(2)});
   // Recompute the chunk under autograd and differentiate it: the formulas of the spec (§4) are
   // exactly what autograd derives, and only one chunk's graph is alive at a time.
   at::AutoGradMode grad_mode(true);
@@ -239,7 +244,9 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
     const at::Tensor bias = proj_b.to(at::kFloat).detach().requires_grad_(true);
     const at::Tensor mask_c = mask.defined() ? chunk_of(mask, b, h0, h1) : at::Tensor();
     const at::Tensor y = at::linear(linear_branch_chunk(qc, kc, vc, mask_c, cfg), w, bias);
-    const auto grads = torch::autograd::grad({y}, {qc, kc, vc, w, bias}, {chunk_of(grad_o, b, h0, h1).to(at::kFloat)});
+    const at::Tensor gc = chunk_of(grad_o, b, h0, h1).to(at::kFloat);
+    chunk_of(delta_lin, b, h0, h1).copy_((gc * y.detach()).sum(-1));  // rowsum(dO ∘ proj_l(o_l))
+    const auto grads = torch::autograd::grad({y}, {qc, kc, vc, w, bias}, {gc});
     chunk_of(g.dq, b, h0, h1).copy_(grads[0]);
     chunk_of(g.dk, b, h0, h1).copy_(grads[1]);
     chunk_of(g.dv, b, h0, h1).copy_(grads[2]);

@@ -18,6 +18,7 @@ namespace sla::kernels {
 struct LinearGrads {
   at::Tensor dq, dk, dv;  // float32 (B, H, L, D), contiguous
   at::Tensor dw, db;      // float32 (D, D), (D)
+  at::Tensor delta_lin;   // float32 (B*H, L): rowsum(dO ∘ proj_l(o_l)) (SlaParams::delta_lin)
 };
 
 // What the fused forward epilogue needs for variant all, per (b, h), divided by c = L so that it
@@ -32,14 +33,16 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
                                     const SlaConfig& cfg);
 
 // Variant all: the gradients of proj_l(linear branch) from the forward's state, in two halves
-// on the current stream. The query side (one pass over q, dO) gives dq and the row sums the key
-// side needs; the key side (D x D algebra, one pass over K, V) gives dk, dv, d proj_w, d proj_b.
+// on the current stream. The query side (one pass over q, dO) gives dq, delta_lin and the sums
+// the key side needs; the key side (D x D algebra, one pass over K, V) gives dk, dv, d proj_w,
+// d proj_b (its LinearGrads leaves dq and delta_lin undefined: they belong to the query side).
 struct LinearQSide {
   at::Tensor dq;                         // float32 (B, H, L, D)
+  at::Tensor delta_lin;                  // float32 (B*H, L): rowsum(dO ∘ proj_l(o_l))
   at::Tensor a_part, dz_part, db_part;  // per-CTA partial sums (see LinearParams)
 };
-LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const FusedLinearState& fused,
-                                    const SlaConfig& cfg);
+LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& proj_b,
+                                    const FusedLinearState& fused, const SlaConfig& cfg);
 LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor& k, const at::Tensor& v,
                                     const at::Tensor& proj_w, const FusedLinearState& fused, const SlaConfig& cfg);
 
@@ -55,7 +58,8 @@ at::Tensor linear_branch_forward(const at::Tensor& q, const at::Tensor& k, const
                                  const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& mask,
                                  const SlaConfig& cfg);
 
-// Gradients of sum(grad_o ∘ proj_l(o_l)) for q, k, v, proj_w, proj_b (recomputes per chunk).
+// Gradients of sum(grad_o ∘ proj_l(o_l)) for q, k, v, proj_w, proj_b, and delta_lin (recomputes
+// per chunk).
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg);

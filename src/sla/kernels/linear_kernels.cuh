@@ -21,10 +21,10 @@ struct LinearTraits {
   static constexpr int kTileBytes = kRows * kStride * 2;
   static constexpr int kStages = 2;  // row tiles in shared memory at once: one computed, one loading
   // Per stage 2 tiles (state: K, V; bwd q: q, dO; bwd k: K, V); once: bwd q M', bwd k dS; float rows.
-  // D = 128: state 140 KB, bwd q 178.5 KB, bwd k 170.5 KB (one CTA per SM); D = 64: 37, 47.3, 45.5 KB.
+  // D = 128: state 140 KB, bwd q 179 KB, bwd k 170.5 KB (one CTA per SM); D = 64: 37, 47.5, 45.5 KB.
   static constexpr int kStageElems = 2 * kRows * kStride;
   static constexpr int kStateSmem = kStages * 2 * kTileBytes + kWarps * D * 4;
-  static constexpr int kBwdQSmem = (kStages * 2 + 1) * kTileBytes + (2 * kWarps + 1) * D * 4;
+  static constexpr int kBwdQSmem = (kStages * 2 + 1) * kTileBytes + (2 * kWarps + 2) * D * 4;
   static constexpr int kBwdKSmem = (kStages * 2 + 1) * kTileBytes + D * 4;
   static_assert(kStages >= 2, "a tile loads while another one is computed");
   static_assert(kTileBytes % 16 == 0, "cp.async destinations stay 16-byte aligned from tile to tile");
@@ -165,7 +165,8 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
   if (tid < D) p.z_part[part * D + tid] = z * p.inv_len;
 }
 
-// Pass 2 (backward, query side): dq_add, and partial sums of dOᵀ φ(q) / den', dden' φ(q), dO.
+// Pass 2 (backward, query side): dq_add, delta_lin = rowsum(dO ∘ proj_l(o_l)) (what the sparse
+// preprocess subtracts from rowsum(dO ∘ o)), and partial sums of dOᵀ φ(q) / den', dden' φ(q), dO.
 template <class Elem, int D>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_kernel(const __grid_constant__ LinearParams p) {
   using Tr = LinearTraits<D>;
@@ -176,6 +177,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
   Elem* sM = sStages + Tr::kStages * Tr::kStageElems;    // [D][kS]: M'
   float* sRed = reinterpret_cast<float*>(sM + D * kS);   // [2][kWarps][D]: dz, db column sums
   float* sZ = sRed + 2 * Tr::kWarps * D;                 // [D]: z'
+  float* sB = sZ + D;                                    // [D]: proj_l's bias
 
   const int split = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -183,7 +185,10 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
   const int tiles = (p.seqlen + R - 1) / R;
 
   load_tile_async<D, D, Tr::kThreads>(sM, static_cast<const Elem*>(p.m_scaled) + int64_t(bh) * D * D, D, D, tid);
-  if (tid < D) sZ[tid] = p.z_scaled[int64_t(bh) * D + tid];
+  if (tid < D) {
+    sZ[tid] = p.z_scaled[int64_t(bh) * D + tid];
+    sB[tid] = p.bias[tid];
+  }
 
   float acc_a[D / 8][4];  // Σ dOᵀ φ(q) / den', rows 16 warp..
   zero(acc_a);
@@ -260,6 +265,21 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
         for (int j = 0; j < D / 8; ++j)
 #pragma unroll
           for (int i = 0; i < 4; ++i) g_c[j][i] = to_float(gw[(g + 8 * (i / 2)) * kS + 8 * j + 2 * t + i % 2]);
+        // proj_l(o_l) = t / den' + bias, so rowsum(dO ∘ proj_l(o_l)) = dO·t / den' + dO·bias,
+        // with dO·t / den' = −dden' den'.
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          float dot_b = 0.f;  // dO·bias
+#pragma unroll
+          for (int j = 0; j < D / 8; ++j) {
+            dot_b += g_c[j][2 * half] * sB[8 * j + 2 * t] + g_c[j][2 * half + 1] * sB[8 * j + 2 * t + 1];
+          }
+          dot_b = quad_sum(dot_b);
+          const int r = g + 8 * half;
+          if (t == 0 && r < rows_valid) {
+            p.delta_lin[int64_t(bh) * p.seqlen + wrow0 + r] = dot_b - dden[half] * den[half];
+          }
+        }
         warp_column_sums<D>(g_c, rows_valid, sRed + (Tr::kWarps + warp) * D, lane);
       }
       uint32_t a_phi[D / 16][4];

@@ -7,6 +7,7 @@
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -36,6 +37,12 @@ at::Tensor kernel_layout(const at::Tensor& x) {
 }
 
 TensorRef ref(const at::Tensor& x) { return kernels::tensor_ref(x); }
+
+// The kernels fix their own precisions; under autocast the ATen ops around them (variant
+// complement's float32 linear branch, the block map's fallback scores) must not be recast.
+struct NoAutocast {
+  c10::impl::ExcludeDispatchKeyGuard guard{c10::autocast_dispatch_keyset};
+};
 
 float effective_scale(double scale, int64_t d) { return scale > 0 ? float(scale) : float(1.0 / std::sqrt(double(d))); }
 
@@ -117,14 +124,14 @@ at::Tensor selection_mask(const at::Tensor& lut, const at::Tensor& q, int64_t nk
 }
 
 struct ForwardState {
-  at::Tensor o, o_s, lse;
+  at::Tensor o, lse;
   at::Tensor lut;                    // the block map (device_block_map)
   at::Tensor mask;                   // defined for variant complement only
   kernels::FusedLinearState fused;   // defined for variant all only
 };
 
 ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
-                         const at::Tensor& proj_b, const SlaConfig& cfg, double scale, bool keep_o_s) {
+                         const at::Tensor& proj_b, const SlaConfig& cfg, double scale) {
   ForwardState st;
   SlaParams p = base_params(q, cfg, scale);
   // Variant all: the linear branch is fused into the kernel's epilogue; complement: float32 addend.
@@ -147,14 +154,12 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
     o_add = linear_branch_forward(q, k, v, proj_w, proj_b, st.mask, cfg);
   }
   st.o = at::empty_like(q);
-  if (keep_o_s) st.o_s = at::empty_like(q);
   st.lse = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
   p.lut = st.lut.data_ptr<int32_t>();
   p.q = ref(q);
   p.k = ref(k);
   p.v = ref(v);
   p.o = ref(st.o);
-  p.o_s = ref(st.o_s);
   p.o_add = ref(o_add);
   p.lse = st.lse.data_ptr<float>();
   check_status(p);
@@ -173,7 +178,7 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
   p.q = ref(q);
   p.k = ref(k);
   p.v = ref(v);
-  p.o_s = ref(st.o_s);
+  p.o = ref(st.o);
   p.lse = st.lse.data_ptr<float>();
   p.d_o = ref(grad_o);
   p.dq = ref(dq);
@@ -190,25 +195,32 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
     p.kv_list = index.kv_list.data_ptr<int32_t>();
     kernels::run_sla_bwd(p, kernels::BwdStage::kDkDv, stream);
   };
+  // The float32 dq addend is released once the dq pass is queued (the caching allocator orders the
+  // reuse on this stream), so it is never alive beside the dk and dv addends.
   LinearGrads lin;
   if (st.fused.state.defined()) {
     // Variant all: the query side of the linear branch first (a long launch, which keeps the GPU
     // busy while the host queues the rest), then the sparse dq pass, then the key side.
-    const kernels::LinearQSide q_side = kernels::fused_linear_backward_q(grad_o, q, st.fused, cfg);
+    kernels::LinearQSide q_side = kernels::fused_linear_backward_q(grad_o, q, proj_b, st.fused, cfg);
     p.dq_add = ref(q_side.dq);
+    p.delta_lin = q_side.delta_lin.data_ptr<float>();
     kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
+    q_side.dq.reset();
+    q_side.delta_lin.reset();
     lin = kernels::fused_linear_backward_k(q_side, k, v, proj_w, st.fused, cfg);
-    p.dk_add = ref(lin.dk);
-    p.dv_add = ref(lin.dv);
-    run_dkdv();
   } else {
     lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
     p.dq_add = ref(lin.dq);
-    p.dk_add = ref(lin.dk);
-    p.dv_add = ref(lin.dv);
+    p.delta_lin = lin.delta_lin.data_ptr<float>();
     kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
-    run_dkdv();
+    lin.dq.reset();
+    lin.delta_lin.reset();
   }
+  p.dq_add = {};
+  p.delta_lin = nullptr;
+  p.dk_add = ref(lin.dk);
+  p.dv_add = ref(lin.dv);
+  run_dkdv();
   return {dq, dk, dv, lin.dw.to(proj_w.scalar_type()), lin.db.to(proj_b.scalar_type())};
 }
 
@@ -229,9 +241,12 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
                             const SlaConfig& cfg, double scale) {
     const c10::cuda::CUDAGuard guard(q.device());
     const Inputs in = prepare(q, k, v, cfg);
-    ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/true);
+    ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale);
+    // What the node holds beyond the inputs (bench/NOTES.md counts it): o itself (saved as an
+    // output, no copy; the backward's delta needs it), lse (B*H, L), the LUT, and for variant all
+    // the D x D state, or for complement the mask.
     ctx->save_for_backward(
-        {in.q, in.k, in.v, proj_w, proj_b, st.o_s, st.lse, st.lut, st.mask, st.fused.state, st.fused.z, st.fused.s});
+        {in.q, in.k, in.v, proj_w, proj_b, st.o, st.lse, st.lut, st.mask, st.fused.state, st.fused.z, st.fused.s});
     ctx->saved_data["topk"] = cfg.topk;
     ctx->saved_data["feature_map"] = int64_t(cfg.feature_map);
     ctx->saved_data["blkq"] = cfg.blkq;
@@ -243,6 +258,7 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_out) {
+    const NoAutocast no_autocast;
     const auto s = ctx->get_saved_variables();
     const c10::cuda::CUDAGuard guard(s[0].device());
     SlaConfig cfg;
@@ -252,7 +268,7 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     cfg.blkk = ctx->saved_data["blkk"].toInt();
     cfg.variant = Variant(ctx->saved_data["variant"].toInt());
     ForwardState st;
-    st.o_s = s[5];
+    st.o = s[5];
     st.lse = s[6];
     st.lut = s[7];
     st.mask = s[8];
@@ -312,13 +328,14 @@ at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at
   TORCH_CHECK(proj_w.device() == q.device() && proj_b.device() == q.device(),
               "sla kernels: expected proj_w and proj_b on ", q.device(), ", got ", proj_w.device(), " and ",
               proj_b.device());
+  const NoAutocast no_autocast;
   const bool needs_grad = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() ||
                                                          v.requires_grad() || proj_w.requires_grad() ||
                                                          proj_b.requires_grad());
-  if (!needs_grad) {  // inference: no graph, and no o_s for a backward to read
+  if (!needs_grad) {  // inference: no graph, nothing kept for a backward
     const c10::cuda::CUDAGuard guard(q.device());
     const Inputs in = prepare(q, k, v, cfg);
-    return sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/false).o;
+    return sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale).o;
   }
   return SlaFunction::apply(q, k, v, proj_w, proj_b, cfg, scale);
 }
@@ -336,9 +353,10 @@ std::vector<at::Tensor> cuda_sla_backward(const at::Tensor& grad_o, const at::Te
                                           const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                           const SlaConfig& cfg, double scale) {
   const c10::cuda::CUDAGuard guard(q.device());
+  const NoAutocast no_autocast;
   at::NoGradGuard no_grad;
   const Inputs in = prepare(q, k, v, cfg);
-  const ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale, /*keep_o_s=*/true);
+  const ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale);
   return sla_backward(grad_o, in.q, in.k, in.v, proj_w, proj_b, cfg, scale, st);
 }
 

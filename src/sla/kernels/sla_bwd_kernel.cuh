@@ -1,7 +1,7 @@
 // Backward of the sparse branch, FlashAttention-2 style restricted to the block mask, in three
 // named stages (all deterministic: every output element is accumulated by one thread in registers
 // and written once):
-//   1. preprocess:  delta = rowsum(dO ∘ o_s)
+//   1. preprocess:  delta = rowsum(dO ∘ o_s) = rowsum(dO ∘ o) − rowsum(dO ∘ proj_l(o_l))
 //   2. dq pass:     one CTA per (query block, b, h) over its LUT:           dQ_i = scale Σ_j dS_ij K_j
 //   3. dk/dv pass:  one CTA per (key block, b, h) over the transposed index: dV_j = Σ_i P_ijᵀ dO_i,
 //                                                                           dK_j = scale Σ_i dS_ijᵀ Q_i
@@ -19,7 +19,8 @@ namespace sla::kernels {
 
 inline constexpr float kLog2e = 1.4426950408889634f;
 
-// Stage 1: one warp per row. delta (B*H, L) float32.
+// Stage 1: one warp per row. delta (B*H, L) float32. o = o_s + proj_l(o_l), so rowsum(dO ∘ o_s)
+// comes from o and the linear branch's row sums (delta_lin) without storing o_s.
 template <class Elem, int D>
 __global__ void __launch_bounds__(256) sla_bwd_preprocess_kernel(const __grid_constant__ SlaParams p) {
   static_assert(D % 32 == 0, "whole lanes per row");
@@ -30,13 +31,13 @@ __global__ void __launch_bounds__(256) sla_bwd_preprocess_kernel(const __grid_co
   const int bh = int(row_id / p.seqlen);
   const int b = bh / p.heads, h = bh % p.heads;
   const Elem* d_o = static_cast<const Elem*>(p.d_o.ptr) + b * p.d_o.batch + h * p.d_o.head + r * p.d_o.row;
-  const Elem* o_s = static_cast<const Elem*>(p.o_s.ptr) + b * p.o_s.batch + h * p.o_s.head + r * p.o_s.row;
+  const Elem* o = static_cast<const Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + r * p.o.row;
   float sum = 0.f;
 #pragma unroll
-  for (int d = lane; d < D; d += 32) sum += to_float(d_o[d]) * to_float(o_s[d]);
+  for (int d = lane; d < D; d += 32) sum += to_float(d_o[d]) * to_float(o[d]);
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffff, sum, off);
-  if (lane == 0) p.delta[row_id] = sum;
+  if (lane == 0) p.delta[row_id] = p.delta_lin != nullptr ? sum - p.delta_lin[row_id] : sum;
 }
 
 template <class Elem, int D, int BQ, int BK>

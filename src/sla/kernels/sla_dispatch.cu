@@ -42,7 +42,7 @@ Status can_implement(const SlaParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) return Status::kUnsupportedHeadDim;
   if (!is_block_size(p.blkq) || !is_block_size(p.blkk)) return Status::kUnsupportedBlockSize;
   if (p.batch <= 0 || p.heads <= 0 || p.seqlen <= 0) return Status::kEmpty;
-  for (const TensorRef* t : {&p.q, &p.k, &p.v, &p.o, &p.o_s, &p.d_o, &p.dq, &p.dk, &p.dv}) {
+  for (const TensorRef* t : {&p.q, &p.k, &p.v, &p.o, &p.d_o, &p.dq, &p.dk, &p.dv}) {
     if (!aligned16(*t)) return Status::kMisaligned;
   }
   return Status::kSuccess;

@@ -71,7 +71,7 @@ __device__ __forceinline__ void rescale_rows(float (&acc_o)[D / 8][4], const flo
   }
 }
 
-// Epilogue of a warp's 16 rows wrow0..: lse = ln(l) + max, o_s = O / l (optional), then
+// Epilogue of a warp's 16 rows wrow0..: lse = ln(l) + max, o_s = O / l, then
 // o = o_s + linear branch, written once. The fused linear branch (variant all) computes
 // φ(Q) M / (φ(Q)·z + ε) + bias from the warp's Q fragments a_q, with M = S Wᵀ loaded into sM
 // (padded [D][D + 8], shared memory no longer used by the main loop; every thread of the CTA
@@ -96,10 +96,6 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
     }
   }
   rescale_rows<D>(acc_o, inv_l);
-  if (p.o_s.ptr != nullptr) {
-    Elem* os = static_cast<Elem*>(p.o_s.ptr) + b * p.o_s.batch + h * p.o_s.head + wrow0 * p.o_s.row;
-    store_c_tile<D, Elem>(acc_o, 1.f, os, p.o_s.row, nullptr, 0, rows_valid, lane);
-  }
   if (p.lin_state != nullptr) {
     load_tile_async<D, D, Threads>(sM, static_cast<const Elem*>(p.lin_state) + int64_t(bh) * D * D, D, D, tid);
     cp_async_commit();

@@ -1,8 +1,8 @@
 // Forward: one CTA per (query block, b, h) walks the query block's LUT with an online softmax on
 // tensor cores (FlashAttention-2 style, restricted to the selected key blocks). The epilogue adds
 // the linear branch after proj_l, either fused (variant all: O += φ(Q)·(S Wᵀ) / (φ(Q)·z + ε) + b,
-// one D x D product per tile) or as a precomputed float32 addend, and writes o once, plus o_s
-// (optional, for the backward) and lse.
+// one D x D product per tile) or as a precomputed float32 addend, and writes o once, plus lse.
+// The backward needs no o_s: it gets rowsum(dO ∘ o_s) from o and the linear branch.
 #pragma once
 
 #include "sla_fwd_common.cuh"

@@ -31,7 +31,7 @@ void run_smooth_k(const SlaParams& p, float* sums, int max_blocks, cudaStream_t 
 bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, cudaStream_t stream);
 // kv_count (B*H, Nk) and kv_list (B*H, Nk, Nq) from p.lut.
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream);
-// Sparse forward: o, o_s (optional), lse.
+// Sparse forward: o, lse.
 void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
 // Whether the Hopper kernels run: an sm_90 device, a build with sm_90a code (SLA_HAVE_SM90A), key
 // blocks of 64 and query blocks of 64 or 128, and SLA_KERNELS=mma not set in the environment (it
@@ -51,7 +51,7 @@ inline bool sm90_dkdv_pays(const SlaParams& p) {
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream);
-// Sparse backward in two stages: kDq (delta = rowsum(dO ∘ o_s), then dq; reads dq_add) and kDkDv
+// Sparse backward in two stages: kDq (delta = rowsum(dO ∘ o) − delta_lin, then dq; reads dq_add) and kDkDv
 // (dk and dv; reads dk_add, dv_add), so that the caller can queue the dq pass before it prepares
 // dk_add, dv_add.
 enum class BwdStage { kDq, kDkDv };

@@ -34,9 +34,9 @@ struct SlaParams {
 
   // Inputs, q dtype.
   TensorRef q, k, v;
-  // Forward outputs: o = o_s + o_add (o_add optional, float32: the linear branch after proj_l);
-  // o_s optional (saved for the backward); lse float32 (B*H, L), natural log.
-  TensorRef o, o_s, o_add;
+  // Forward outputs: o = o_s + o_add, o_s the sparse branch, o_add optional (float32: the linear
+  // branch after proj_l); lse float32 (B*H, L), natural log.
+  TensorRef o, o_add;
   float* lse = nullptr;
 
   // Linear branch of variant all fused into the forward epilogue (lin_state == nullptr: off):
@@ -49,9 +49,13 @@ struct SlaParams {
   const float* lin_bias = nullptr;  // (D) float32
   float lin_eps = 0.f;
 
-  // Backward: d_o input; delta float32 (B*H, L) = rowsum(dO o_s); dq/dk/dv outputs (q dtype) with
-  // optional float32 addends (the linear-branch gradients) folded in before the single write.
+  // Backward: d_o input; o the forward's output; delta float32 (B*H, L) = rowsum(dO ∘ o_s), written
+  // by the preprocess as rowsum(dO ∘ o) − delta_lin, so that o_s is never stored: delta_lin float32
+  // (B*H, L) = rowsum(dO ∘ proj_l(o_l)) from the linear branch's backward (nullptr: no linear
+  // branch). dq/dk/dv outputs (q dtype) with optional float32 addends (the linear-branch
+  // gradients) folded in before the single write.
   TensorRef d_o, dq, dk, dv, dq_add, dk_add, dv_add;
+  const float* delta_lin = nullptr;
   float* delta = nullptr;
 };
 
@@ -63,6 +67,7 @@ struct SlaParams {
 //   bwd q:  with t = φ(q) M', den' = φ(q)·z' + eps', dden' = −(dO·t) / den'²:
 //           dq_add = φ'ᵀ(dO M'ᵀ / den' + dden' z')                           (B, H, L, D) float32
 //           a_part = Σ dOᵀ φ(q) / den', dz_part = Σ dden' φ(q) / L, db_part = Σ dO
+//           delta_lin = (dO·t) / den' + dO·bias = rowsum(dO ∘ proj_l(o_l))   (B*H, L) float32
 //   bwd k:  dk_add = φ'ᵀ(V dSᵀ + dz), dv_add = φ(K) dS                      (B, H, L, D) float32
 // where M' = S W_projᵀ / L, z' = z / L, eps' = 1e-5 / L as in the forward, and dS = ds_scale · ds / L.
 struct LinearParams {
@@ -83,6 +88,8 @@ struct LinearParams {
   float* a_part = nullptr;
   float* dz_part = nullptr;
   float* db_part = nullptr;
+  const float* bias = nullptr;  // proj_l's bias (D) float32
+  float* delta_lin = nullptr;
   TensorRef dq_add;
 
   const void* ds = nullptr;          // dS L / ds_scale (B*H, D, D) q dtype
