@@ -59,14 +59,16 @@ nlohmann::json read_json(const fs::path& path) {
 }
 
 nlohmann::json model_json(const DitConfig& c) {
-  return {{"_class_name", "SlaDiT"},
-          {"sample_size", c.image_size},
-          {"in_channels", c.channels},
-          {"patch_size", c.patch_size},
-          {"num_attention_heads", c.num_attention_heads},
-          {"attention_head_dim", c.attention_head_dim},
-          {"num_layers", c.depth},
-          {"mlp_ratio", c.mlp_ratio}};
+  nlohmann::json j = {{"_class_name", "SlaDiT"},
+                      {"sample_size", c.image_size},
+                      {"in_channels", c.channels},
+                      {"patch_size", c.patch_size},
+                      {"num_attention_heads", c.num_attention_heads},
+                      {"attention_head_dim", c.attention_head_dim},
+                      {"num_layers", c.depth},
+                      {"mlp_ratio", c.mlp_ratio}};
+  if (c.ffn_hidden > 0) j["ffn_hidden"] = c.ffn_hidden;  // absent: mlp_ratio * hidden
+  return j;
 }
 
 DitConfig model_from_json(const nlohmann::json& j) {
@@ -78,6 +80,7 @@ DitConfig model_from_json(const nlohmann::json& j) {
   c.attention_head_dim = j.at("attention_head_dim").get<int64_t>();
   c.depth = j.at("num_layers").get<int64_t>();
   c.mlp_ratio = j.at("mlp_ratio").get<int64_t>();
+  c.ffn_hidden = j.value("ffn_hidden", int64_t(0));
   return c;
 }
 
@@ -135,11 +138,21 @@ TransformerBlockImpl::TransformerBlockImpl(const DitConfig& cfg, std::shared_ptr
   qkv = register_module("qkv", torch::nn::Linear(hidden, 3 * hidden));
   out = register_module("out", torch::nn::Linear(hidden, hidden));
   norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({hidden})));
-  fc1 = register_module("fc1", torch::nn::Linear(hidden, cfg.mlp_ratio * hidden));
-  fc2 = register_module("fc2", torch::nn::Linear(cfg.mlp_ratio * hidden, hidden));
+  fc1 = register_module("fc1", torch::nn::Linear(hidden, cfg.ffn_size()));
+  fc2 = register_module("fc2", torch::nn::Linear(cfg.ffn_size(), hidden));
+  if (cfg.cross_attention) {
+    norm_cross = register_module("norm_cross", torch::nn::LayerNorm(torch::nn::LayerNormOptions({hidden})));
+    cross_q = register_module("cross_q", torch::nn::Linear(hidden, hidden));
+    cross_kv = register_module("cross_kv", torch::nn::Linear(hidden, 2 * hidden));
+    cross_out = register_module("cross_out", torch::nn::Linear(hidden, hidden));
+  }
 }
 
-at::Tensor TransformerBlockImpl::forward(const at::Tensor& x) {
+at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context) {
+  if (context.defined() != cfg_.cross_attention) {
+    throw std::invalid_argument(cfg_.cross_attention ? "TransformerBlock: expected a context (cross_attention is on)"
+                                                     : "TransformerBlock: got a context, but cross_attention is off");
+  }
   const int64_t B = x.size(0), L = x.size(1), H = cfg_.num_attention_heads, D = cfg_.attention_head_dim;
   // (B, L, 3, H, D) -> three (B, H, L, D) strided views: the usual DiT layout, no copy.
   const at::Tensor packed = qkv(norm1(x)).view({B, L, 3, H, D});
@@ -149,11 +162,21 @@ at::Tensor TransformerBlockImpl::forward(const at::Tensor& x) {
   auto head_view = [&](int64_t i) { return packed.select(2, i).transpose(1, 2).to(attention_dtype); };
   const at::Tensor attended = (*backend_)(head_view(0), head_view(1), head_view(2));  // (B, H, L, D)
   at::Tensor h = x + out(attended.transpose(1, 2).reshape({B, L, H * D}).to(x.scalar_type()));
+  if (cfg_.cross_attention) {  // queries from the tokens, keys and values from the context
+    const int64_t Lc = context.size(1);
+    const at::Tensor cq = cross_q(norm_cross(h)).view({B, L, H, D}).transpose(1, 2).to(attention_dtype);
+    const at::Tensor ckv = cross_kv(context).view({B, Lc, 2, H, D});
+    const at::Tensor ck = ckv.select(2, 0).transpose(1, 2).to(attention_dtype);
+    const at::Tensor cv = ckv.select(2, 1).transpose(1, 2).to(attention_dtype);
+    const at::Tensor cross = at::scaled_dot_product_attention(cq, ck, cv);  // (B, H, L, D)
+    h = h + cross_out(cross.transpose(1, 2).reshape({B, L, H * D}).to(x.scalar_type()));
+  }
   return h + fc2(torch::nn::functional::gelu(fc1(norm2(h))));
 }
 
 DitImpl::DitImpl(const DitConfig& cfg, std::shared_ptr<sla::AttentionBackend> backend) : cfg_(cfg) {
   if (cfg.image_size % cfg.patch_size != 0) throw std::invalid_argument("image_size must be a multiple of patch_size");
+  if (cfg.cross_attention) throw std::invalid_argument("the image DiT has no context for cross_attention");
   const int64_t hidden = cfg.hidden_size();
   const int64_t patch_values = cfg.channels * cfg.patch_size * cfg.patch_size;
   patch_embed = register_module("patch_embed", torch::nn::Linear(patch_values, hidden));

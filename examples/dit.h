@@ -40,21 +40,30 @@ struct DitConfig {
   int64_t attention_head_dim = 32;
   int64_t depth = 2;
   int64_t mlp_ratio = 4;
+  int64_t ffn_hidden = 0;        // FFN width; 0: mlp_ratio * hidden (widths such as Wan's 8960 need it)
+  bool cross_attention = false;  // blocks attend to a context (B, Lc, hidden) after self-attention,
+                                 // as text-conditioned models do; the image DiT has no context,
+                                 // so only TransformerBlock used directly takes it (sla-train-bench)
 
   int64_t hidden_size() const { return num_attention_heads * attention_head_dim; }
+  int64_t ffn_size() const { return ffn_hidden > 0 ? ffn_hidden : mlp_ratio * hidden_size(); }
   int64_t tokens() const { return (image_size / patch_size) * (image_size / patch_size); }
 };
 
 class TransformerBlockImpl : public torch::nn::Module {
  public:
   TransformerBlockImpl(const DitConfig& cfg, std::shared_ptr<sla::AttentionBackend> backend);
-  at::Tensor forward(const at::Tensor& x);  // (B, L, hidden)
+  // x: (B, L, hidden); context: (B, Lc, hidden), given exactly when cfg.cross_attention.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context = {});
 
  private:
   DitConfig cfg_;
   std::shared_ptr<sla::AttentionBackend> backend_;
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Linear qkv{nullptr}, out{nullptr}, fc1{nullptr}, fc2{nullptr};
+  // Cross-attention (cfg.cross_attention only): plain SDPA, as SLA trainers leave it.
+  torch::nn::LayerNorm norm_cross{nullptr};
+  torch::nn::Linear cross_q{nullptr}, cross_kv{nullptr}, cross_out{nullptr};
 };
 TORCH_MODULE(TransformerBlock);
 
