@@ -31,6 +31,7 @@ struct Node {
   ValuePtr value;
   uint32_t depth = 0;                // container nesting below this value
   uint64_t nodes = 1;                // values in its expanded tree
+  uint64_t bytes = 0;                // string and tensor-view bytes in its expanded tree
   std::unordered_set<std::string> keys;  // dict keys seen, to refuse duplicates
   bool built = false;                // an OrderedDict that already had its BUILD
   bool shared = false;               // fetched again from the memo: frozen from then on
@@ -97,10 +98,11 @@ class Machine {
     if (stack_.size() >= limits_.max_stack) fail("E_LIMIT", "pickle stack deeper than " + std::to_string(limits_.max_stack));
     stack_.push_back(std::move(item));
   }
-  void push_value(ValuePtr v) {
+  void push_value(ValuePtr v, uint64_t bytes = 0) {
     Item item;
     item.node = std::make_shared<Node>();
     item.node->value = std::move(v);
+    item.node->bytes = bytes;
     push(std::move(item));
   }
   Item pop() {
@@ -130,6 +132,11 @@ class Machine {
     parent.nodes += child.nodes;
     if (parent.depth > limits_.max_depth) fail("E_DEPTH", "containers nested deeper than " + std::to_string(limits_.max_depth));
     if (parent.nodes > limits_.max_nodes) fail("E_LIMIT", "more than " + std::to_string(limits_.max_nodes) + " values");
+    // Both terms are at most the cap (far below 2^63), so the sum cannot wrap before the check.
+    parent.bytes += child.bytes;
+    if (parent.bytes > limits_.max_expanded_bytes)
+      fail("E_LIMIT", "values reached through shared references expand to more than " + std::to_string(limits_.max_expanded_bytes) +
+                          " bytes of strings and tensor views (the file is far smaller)");
   }
 
   NodePtr as_node(const Item& item) {
@@ -199,6 +206,7 @@ class Machine {
     if (key->value->kind == Value::Kind::String) fingerprint = "s" + key->value->text;
     else if (key->value->kind == Value::Kind::Int) fingerprint = "i" + std::to_string(key->value->integer);
     else fail("E_TYPE", "dict key of type " + std::string(kind_name(key->value->kind)) + " (only str and int keys)");
+    grow(dict, *key);  // before the copy below: a shared 1 MiB key is paid for at every use
     if (!dict.keys.insert(fingerprint).second) fail("E_CONTAINER_OP", "duplicate dict key \"" + fingerprint.substr(1, 80) + "\"");
     NodePtr value = as_node(value_item);
     grow(dict, *value);
@@ -227,6 +235,10 @@ class Machine {
     std::string s(in_.take_view(length, "string"));
     if (!is_valid_utf8(s)) fail("E_STRING", "string is not valid UTF-8");
     return s;
+  }
+  void push_string(std::string s) {
+    uint64_t bytes = s.size();
+    push_value(Value::from_string(std::move(s)), bytes);
   }
   std::string read_line() {
     const uint8_t* p = in_.peek();
@@ -330,6 +342,12 @@ class Machine {
     if (numel > 0 && extent > t->storage->numel)
       fail("E_TENSOR_GEOMETRY", "tensor reaches element " + std::to_string(extent) + " of a storage with " +
                                     std::to_string(t->storage->numel) + " (data/" + t->storage->key + ")");
+    // A view cannot hold more distinct elements than its storage: more means stride 0 or
+    // overlapping strides presenting a tiny storage as a huge tensor (torch's expand()). Nothing
+    // torch.save writes for parameters looks like that, and walking it would cost numel, not bytes.
+    if (numel > t->storage->numel)
+      fail("E_TENSOR_GEOMETRY", "tensor of " + std::to_string(numel) + " elements views a storage of " +
+                                    std::to_string(t->storage->numel) + " (stride 0 or overlapping strides; data/" + t->storage->key + ")");
     return Value::from_tensor(std::move(t));
   }
 
@@ -346,7 +364,12 @@ class Machine {
         push_value(std::move(d));
         return;
       }
-      case Callable::RebuildTensorV2: push_value(rebuild_tensor(args.tuple->items)); return;
+      case Callable::RebuildTensorV2: {
+        ValuePtr tensor = rebuild_tensor(args.tuple->items);
+        uint64_t bytes = tensor->tensor->numel() * dtype_info(tensor->tensor->dtype).itemsize;  // <= storage bytes
+        push_value(std::move(tensor), bytes);
+        return;
+      }
       case Callable::StorageClass: fail("E_REDUCE", "a storage class called with REDUCE");
     }
   }
@@ -396,10 +419,10 @@ class Machine {
         push_value(Value::from_double(d));
         return;
       }
-      case BINUNICODE: push_value(Value::from_string(read_string(in_.u32("BINUNICODE length")))); return;
+      case BINUNICODE: push_string(read_string(in_.u32("BINUNICODE length"))); return;
       case SHORT_BINUNICODE:
         require_protocol4("SHORT_BINUNICODE");
-        push_value(Value::from_string(read_string(in_.u8("SHORT_BINUNICODE length"))));
+        push_string(read_string(in_.u8("SHORT_BINUNICODE length")));
         return;
       case EMPTY_DICT: push_value(Value::dict()); return;
       case EMPTY_LIST: push_value(Value::list()); return;

@@ -38,7 +38,12 @@
 // Persistent id: ('storage', torch.<X>Storage, '<key>', 'cpu' | 'cuda:<n>', numel).
 // A list or dict fetched from the memo again (a shared reference, as CPython writes [d, d]) is
 // frozen from then on: adding to it is E_CONTAINER_OP, so recursive containers cannot be built
-// and the tree stays acyclic. The expanded size of shared parts counts against max_nodes.
+// and the tree stays acyclic. Sharing is kept (a memoised value is one object, referenced again),
+// but whoever walks the tree pays for every reference, so the expanded tree is what is capped:
+// values against max_nodes, and the bytes of strings and of tensor views against
+// max_expanded_bytes (read_pt_* set it to the file's size plus expanded_slack_bytes). A tensor
+// may not present more elements than its storage holds (stride 0 or overlapping views of a
+// tiny storage): E_TENSOR_GEOMETRY. Either way, reading a file costs about what the file stores.
 #pragma once
 
 #include <cstddef>
@@ -84,6 +89,10 @@ struct Limits {
   uint64_t max_marks = 256;                        // E_DEPTH
   uint32_t max_depth = 64;                         // E_DEPTH, nesting of containers
   uint64_t max_nodes = uint64_t(1) << 22;          // values in the expanded tree
+  // Bytes of strings and tensor views in the expanded tree, every reference counted (E_LIMIT).
+  // read_pt_file / read_pt_buffer replace it with the file's size + expanded_slack_bytes.
+  uint64_t max_expanded_bytes = uint64_t(64) << 20;
+  uint64_t expanded_slack_bytes = uint64_t(64) << 20;
   uint32_t max_rank = 32;                          // E_TENSOR_GEOMETRY
   int64_t max_version = 10;                        // kMaxSupportedFileFormatVersion
 };

@@ -140,7 +140,10 @@ PtFile read_archive(const uint8_t* data, size_t size, const std::string& name, c
     loaded.emplace(key, storage);
     return storage;
   };
-  file.root = read_pickle(pickle->data, static_cast<size_t>(pickle->size), pickle->name, options.limits, resolve);
+  // What walking the tree may cost: the file's own size (plus slack for small files).
+  Limits limits = options.limits;
+  if (!checked_add(size, limits.expanded_slack_bytes, &limits.max_expanded_bytes)) limits.max_expanded_bytes = UINT64_MAX;
+  file.root = read_pickle(pickle->data, static_cast<size_t>(pickle->size), pickle->name, limits, resolve);
   for (const auto& [key, e] : storages)
     if (!loaded.count(key)) throw CheckpointError("E_ORPHAN_STORAGE", "storage record is never referenced by data.pkl", e->name);
   for (const ZipEntry& e : zip.entries)
@@ -156,7 +159,15 @@ void check_deferred_crc(const DeferredCrc& deferred, uint32_t computed) {
 
 PtFile read_pt_file(const std::string& path, const ReadOptions& options) {
   auto mapped = MappedFile::open(path, options.limits.max_file_bytes);
-  return read_archive(mapped->data(), mapped->size(), path, options, mapped);
+  try {
+    PtFile file = read_archive(mapped->data(), mapped->size(), path, options, mapped);
+    file.mapped = mapped;
+    file.check_unchanged();
+    return file;
+  } catch (const CheckpointError&) {
+    mapped->check_unchanged();  // zeros read from a shrunken file are not the file's fault
+    throw;
+  }
 }
 
 PtFile read_pt_buffer(const uint8_t* data, size_t size, const std::string& name, const ReadOptions& options) {

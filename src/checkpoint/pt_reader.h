@@ -2,6 +2,7 @@
 // (pickle_reader) and the storages it references, under the rules of pt_format.h.
 #pragma once
 
+#include "mapped_file.h"
 #include "pt_format.h"
 #include "pt_value.h"
 #include "zip_reader.h"
@@ -31,12 +32,20 @@ struct PtFile {
   ValuePtr root;                      // the unpickled object
   std::vector<std::string> warnings;  // e.g. misaligned records
   std::vector<DeferredCrc> deferred_crcs;
+  std::shared_ptr<const MappedFile> mapped;  // read_pt_file's mapping; null for buffers
+
+  // Throws E_CHANGED when the mapped file changed since it was opened (see mapped_file.h): call
+  // it after the last read of any tensor, and before reporting an error found in the bytes.
+  void check_unchanged() const {
+    if (mapped) mapped->check_unchanged();
+  }
 };
 
 // Throws E_CRC unless computed is the stored CRC of the deferred record.
 void check_deferred_crc(const DeferredCrc& deferred, uint32_t computed);
 
 // Maps the file read-only; tensors view the mapping and keep it alive. name in messages = path.
+// An error found while the file was changing is reported as E_CHANGED instead.
 PtFile read_pt_file(const std::string& path, const ReadOptions& options = {});
 
 // Reads from memory. The caller keeps data alive as long as any tensor of the result is used.

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <unordered_set>
 
 namespace slackpt {
 
@@ -158,6 +159,10 @@ Payload read_payload(const Value& root) {
         p.problem("E_SCHEMA", "state is a " + type_of(*value) + ", expected a dict", "state");
         continue;
       }
+      if (value->entries.size() > kMaxStateEntries)
+        throw CheckpointError("E_LIMIT", "state has " + std::to_string(value->entries.size()) + " entries, cap is " +
+                                             std::to_string(kMaxStateEntries) + " (a model has a few head_dim:dtype pairs)",
+                              "state");
       for (const auto& [key, entry] : value->entries) {
         if (key->kind != Kind::String) p.problem("E_SCHEMA", "state key is a " + type_of(*key) + ", expected a str", "state");
         else read_entry(key->text, *entry, p);
@@ -263,7 +268,7 @@ void throw_first(const std::vector<Problem>& problems) {
   throw CheckpointError(p.code, p.message + more, p.where);
 }
 
-SlaLoadResult load_from(const pt::PtFile& pt) {
+SlaLoadResult load_payload(const pt::PtFile& pt) {
   Payload p = read_payload(*pt.root);
   for (size_t i = 0; i < p.file.entries.size(); ++i) {
     SlaEntry& entry = p.file.entries[i];
@@ -278,6 +283,17 @@ SlaLoadResult load_from(const pt::PtFile& pt) {
   for (Problem& problem : check_sla_file(p.file)) result.problems.push_back(std::move(problem));
   result.file = std::move(p.file);
   return result;
+}
+
+SlaLoadResult load_from(const pt::PtFile& pt) {
+  try {
+    SlaLoadResult result = load_payload(pt);
+    pt.check_unchanged();  // the values were copied from the file's bytes just now
+    return result;
+  } catch (const CheckpointError&) {
+    pt.check_unchanged();
+    throw;
+  }
 }
 
 }  // namespace
@@ -316,11 +332,11 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
   if (file.version != kSlaFormatVersion)
     problem("E_SCHEMA", "unknown payload version " + std::to_string(file.version) + " (this toolkit reads version 1)", "version");
 
+  std::unordered_set<std::string_view> keys;
   for (size_t i = 0; i < file.entries.size(); ++i) {
     const SlaEntry& e = file.entries[i];
     std::string where = "state/" + e.key;
-    for (size_t j = 0; j < i; ++j)
-      if (file.entries[j].key == e.key) problem("E_SCHEMA", "duplicate state key", where);
+    if (!keys.insert(e.key).second) problem("E_SCHEMA", "duplicate state key", where);
     // "<head_dim>:<token>": decimal head_dim > 0, token [a-z0-9_]+ (SimpleTuner skips other keys).
     size_t colon = e.key.find(':');
     std::string digits = e.key.substr(0, colon);
@@ -333,6 +349,10 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
       continue;
     }
     if (e.head_dim != d) problem("E_SCHEMA", "head_dim " + std::to_string(e.head_dim) + " disagrees with the key", where);
+    if (d > kMaxHeadDim) {
+      problem("E_SCHEMA", "head_dim " + std::to_string(d) + " is above " + std::to_string(kMaxHeadDim) + " (no attention is that wide)", where);
+      continue;
+    }
     struct Expected {
       const char* name;
       const Float32Tensor& tensor;
@@ -379,11 +399,10 @@ SlaFile read_sla_file(const std::string& path) {
   return std::move(result.file);
 }
 
-SlaInspection inspect_sla_file(const std::string& path) {
-  // Large storage records get their CRC checked in the same pass as their statistics.
-  pt::ReadOptions options;
-  options.zip.defer_crc_at_least = uint64_t(1) << 20;
-  pt::PtFile pt = pt::read_pt_file(path, options);
+namespace {
+
+// The inspection of a read file: payload, schema problems and the statistics of every tensor.
+SlaInspection summarise(const pt::PtFile& pt) {
   std::map<std::string, const pt::DeferredCrc*> unchecked;  // storage key -> record
   for (const pt::DeferredCrc& d : pt.deferred_crcs) unchecked[d.storage_key] = &d;
 
@@ -432,6 +451,23 @@ SlaInspection inspect_sla_file(const std::string& path) {
     pt::check_deferred_crc(*deferred, crc32_update(0, deferred->entry.data, static_cast<size_t>(deferred->entry.size)));
   out.file = std::move(p.file);
   return out;
+}
+
+}  // namespace
+
+SlaInspection inspect_sla_file(const std::string& path) {
+  // Large storage records get their CRC checked in the same pass as their statistics.
+  pt::ReadOptions options;
+  options.zip.defer_crc_at_least = uint64_t(1) << 20;
+  pt::PtFile pt = pt::read_pt_file(path, options);
+  try {
+    SlaInspection out = summarise(pt);
+    pt.check_unchanged();  // the statistics were computed from the file's bytes just now
+    return out;
+  } catch (const CheckpointError&) {
+    pt.check_unchanged();
+    throw;
+  }
 }
 
 void write_sla_file(const std::string& path, const SlaFile& file) {

@@ -21,6 +21,10 @@ inline constexpr const char* kSlaFileName = "sla_attention.pt";
 inline constexpr const char* kSlaTwinName = "sla_attention.safetensors";
 inline constexpr const char* kExtensionKey = "sla_toolkit";
 inline constexpr int64_t kSlaFormatVersion = 1;
+// Bounds far beyond any real model, so that a hostile file is refused before it costs anything: a
+// model has a handful of (head_dim, dtype) pairs, and attention head dims stay in the hundreds.
+inline constexpr size_t kMaxStateEntries = 1024;  // E_LIMIT (thrown: the file is not read further)
+inline constexpr int64_t kMaxHeadDim = 4096;      // E_SCHEMA (a problem: the entry's values are not checked)
 
 struct SlaSettings {
   double topk = 0.2;

@@ -1,10 +1,12 @@
 #include "verify.h"
 
+#include "mapped_file.h"
 #include "safetensors.h"
 #include "sla_state.h"
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <unistd.h>
 
 namespace slackpt {
 namespace {
@@ -40,15 +43,30 @@ bool is_folder(const fs::path& p) {
   return fs::is_directory(p, ec);
 }
 
+// The content of a regular file of at most kMaxTextFileBytes (never blocks on a FIFO or device).
 std::optional<std::string> read_small_text(const fs::path& p) {
-  std::error_code ec;
-  auto size = fs::file_size(p, ec);
-  if (ec || size > kMaxTextFileBytes) return std::nullopt;
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  uint64_t size = 0;
+  int fd = -1;
+  try {
+    fd = open_regular_file(p.string(), &size);
+  } catch (const CheckpointError&) {
+    return std::nullopt;
+  }
+  std::string text;
+  if (size <= kMaxTextFileBytes) {
+    text.resize(size_t(size));
+    size_t got = 0;
+    while (got < text.size()) {
+      ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += size_t(n);
+    }
+    text.resize(got);
+  }
+  ::close(fd);
+  if (size > kMaxTextFileBytes) return std::nullopt;
+  return text;
 }
 
 std::vector<fs::path> files_in(const fs::path& folder) {
@@ -505,13 +523,13 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (ec || !fs::exists(status)) throw CheckpointError("E_IO", "no such file or folder", path_text);
-  const bool path_is_file = fs::is_regular_file(status);
-  if (!path_is_file && !fs::is_directory(status)) throw CheckpointError("E_IO", "not a file or folder", path_text);
+  const bool path_is_file = !fs::is_directory(status);
   if (path_is_file) {
     const std::string ext = path.extension().string();
+    uint64_t size = 0;
+    ::close(open_regular_file(path_text, &size));  // names a FIFO, socket or device; never blocks
     if (ext != ".pt" && ext != ".safetensors")
       throw CheckpointError("E_IO", "expected an sla_attention.pt, its .safetensors twin or a folder", path_text);
-    if (!std::ifstream(path, std::ios::binary)) throw CheckpointError("E_IO", "cannot open file", path_text);
   } else {
     fs::directory_iterator probe(path, ec);
     if (ec) throw CheckpointError("E_IO", "cannot list folder: " + ec.message(), path_text);
