@@ -3,6 +3,7 @@
 // version and extension key. The direction follows the extensions. IN is only read; OUT is written
 // atomically and an existing OUT is replaced only with --force.
 #include "cli.h"
+#include "printable.h"
 
 #include "errors.h"
 #include "safetensors.h"
@@ -36,32 +37,37 @@ SlaLoadResult load_input(const std::string& path) {
 
 int run_convert(const ConvertArgs& args) {
   if (!(is_pt_path(args.in) && is_twin_path(args.out)) && !(is_twin_path(args.in) && is_pt_path(args.out))) {
-    fmt::print(stderr, "sla-ckpt convert: IN and OUT must be one .pt and one .safetensors, got {} and {}\n", args.in,
-               args.out);
+    say(stderr, fmt::format("sla-ckpt convert: IN and OUT must be one .pt and one .safetensors, got {} and {}", args.in,
+                            args.out));
     return kUnusable;
   }
   std::error_code ec;
   if (std::filesystem::exists(args.out, ec) && !args.force) {
-    fmt::print(stderr, "sla-ckpt convert: {} exists; pass --force to replace it\n", args.out);
+    say(stderr, fmt::format("sla-ckpt convert: {} exists; pass --force to replace it", args.out));
     return kUnusable;
   }
   SlaLoadResult input;
   try {
     input = load_input(args.in);
   } catch (const CheckpointError& e) {
-    fmt::print(stderr, "sla-ckpt convert: {}\n", e.what());
+    say(stderr, fmt::format("sla-ckpt convert: {}", e.what()));
     return kUnusable;
   }
   if (!input.problems.empty()) {
     for (const auto& p : input.problems)
-      fmt::print(stderr, "sla-ckpt convert: {}: {} in {}{}\n", p.code, p.message, args.in, p.where.empty() ? "" : ": " + p.where);
-    fmt::print(stderr, "sla-ckpt convert: refusing to convert a file with problems (see sla-ckpt verify)\n");
+      say(stderr, fmt::format("sla-ckpt convert: {}: {} in {}{}", p.code, p.message, args.in, p.where.empty() ? "" : ": " + p.where));
+    say(stderr, "sla-ckpt convert: refusing to convert a file with problems (see sla-ckpt verify)");
     return kFailed;
   }
-  if (is_twin_path(args.out))
-    safetensors::write_file(args.out, safetensors::to_sla_twin(input.file));
-  else
-    write_sla_file(args.out, input.file);
+  try {
+    if (is_twin_path(args.out))
+      safetensors::write_file(args.out, safetensors::to_sla_twin(input.file));
+    else
+      write_sla_file(args.out, input.file);
+  } catch (const CheckpointError& e) {
+    say(stderr, fmt::format("sla-ckpt convert: {}", e.what()));
+    return kUnusable;
+  }
 
   nlohmann::json keys = nlohmann::json::array();
   for (const auto& e : input.file.entries) keys.push_back(e.key);
@@ -72,10 +78,10 @@ int run_convert(const ConvertArgs& args) {
                                       {"entries", keys},
                                       {"version", input.file.version},
                                       {"has_extension", input.file.has_extension}}
-                           .dump(2));
+                           .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
-    fmt::print("converted {} -> {} ({} state entries: {})\n", args.in, args.out, input.file.entries.size(),
-               keys.dump());
+    say(stdout, fmt::format("converted {} -> {} ({} state entries: {})", args.in, args.out, input.file.entries.size(),
+                            keys.dump()));
   }
   return kOk;
 }

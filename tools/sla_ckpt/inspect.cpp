@@ -2,6 +2,7 @@
 // each entry's tensors with summary statistics) and every schema problem with its location.
 // Exit 0 valid, 1 readable with problems, 2 unreadable or bad arguments.
 #include "cli.h"
+#include "printable.h"
 
 #include "errors.h"
 #include "sla_state.h"
@@ -54,35 +55,36 @@ nlohmann::ordered_json to_json(const SlaInspection& r, const std::string& path) 
 
 std::string shape_text(const std::vector<int64_t>& shape) { return "[" + fmt::format("{}", fmt::join(shape, ", ")) + "]"; }
 
+// Every line goes through say(): keys, names, the writer and messages come from the file.
 void print_human(const SlaInspection& r, const std::string& path) {
   const SlaSettings& s = r.file.settings;
-  fmt::print("{}: torch.save archive \"{}/\" (record version {})\n", path, r.prefix, r.container_version);
-  fmt::print("version: {}\n", r.has_payload_version ? std::to_string(r.file.version) : std::string("missing"));
+  say(stdout, fmt::format("{}: torch.save archive \"{}/\" (record version {})", path, r.prefix, r.container_version));
+  say(stdout, fmt::format("version: {}", r.has_payload_version ? std::to_string(r.file.version) : std::string("missing")));
   if (r.has_settings)
-    fmt::print("settings: topk={} feature_map={} blkq={} blkk={} tie_feature_map_qk={}\n", s.topk, s.feature_map, s.blkq,
-               s.blkk, s.tie_feature_map_qk ? "True" : "False");
+    say(stdout, fmt::format("settings: topk={} feature_map={} blkq={} blkk={} tie_feature_map_qk={}", s.topk, s.feature_map,
+                            s.blkq, s.blkk, s.tie_feature_map_qk ? "True" : "False"));
   else
-    fmt::print("settings: missing\n");
+    say(stdout, "settings: missing");
   bool recorded = r.file.extension.contains("variant");
-  fmt::print("variant: {} ({})\n", r.file.variant(), recorded ? "recorded" : "assumed: the file does not record it");
+  say(stdout, fmt::format("variant: {} ({})", r.file.variant(), recorded ? "recorded" : "assumed: the file does not record it"));
   if (auto writer = r.file.extension.find("writer"); writer != r.file.extension.end() && writer->is_string())
-    fmt::print("writer: {}\n", writer->get<std::string>());
-  if (is_regenerated(r.file)) fmt::print("note: regenerated, not trained with the model\n");
-  fmt::print("entries: {}\n", r.entries.size());
+    say(stdout, fmt::format("writer: {}", writer->get<std::string>()));
+  if (is_regenerated(r.file)) say(stdout, "note: regenerated, not trained with the model");
+  say(stdout, fmt::format("entries: {}", r.entries.size()));
   for (const EntrySummary& e : r.entries) {
-    fmt::print("  {}  head_dim={} dtype={}\n", e.key, e.head_dim, e.dtype_token);
+    say(stdout, fmt::format("  {}  head_dim={} dtype={}", e.key, e.head_dim, e.dtype_token));
     for (const TensorSummary& t : e.tensors)
-      fmt::print("    {:<14} {:<9} {:<12} sum={:.6g} min={:.6g} max={:.6g} abs_max={:.6g} {}\n", t.name, t.dtype,
-                 shape_text(t.shape), t.sum, t.min, t.max, t.abs_max,
-                 t.finite ? "finite" : fmt::format("{} non-finite", t.nonfinite));
+      say(stdout, fmt::format("    {:<14} {:<9} {:<12} sum={:.6g} min={:.6g} max={:.6g} abs_max={:.6g} {}", t.name, t.dtype,
+                              shape_text(t.shape), t.sum, t.min, t.max, t.abs_max,
+                              t.finite ? "finite" : fmt::format("{} non-finite", t.nonfinite)));
   }
-  for (const std::string& w : r.warnings) fmt::print(stderr, "sla-ckpt inspect: warning: {}\n", w);
+  for (const std::string& w : r.warnings) say(stderr, fmt::format("sla-ckpt inspect: warning: {}", w));
   if (r.problems.empty()) {
-    fmt::print("problems: none\n");
+    say(stdout, "problems: none");
     return;
   }
-  fmt::print("problems: {}\n", r.problems.size());
-  for (const Problem& p : r.problems) fmt::print("  {}: {} in {}\n", p.code, p.message, p.where);
+  say(stdout, fmt::format("problems: {}", r.problems.size()));
+  for (const Problem& p : r.problems) say(stdout, fmt::format("  {}: {} in {}", p.code, p.message, p.where));
 }
 
 int run_inspect(const InspectOptions& opts) {
@@ -90,10 +92,11 @@ int run_inspect(const InspectOptions& opts) {
   try {
     result = inspect_sla_file(opts.file);
   } catch (const CheckpointError& e) {
-    fmt::print(stderr, "sla-ckpt inspect: {}\n", e.what());
+    say(stderr, fmt::format("sla-ckpt inspect: {}", e.what()));
     return kUnusable;
   }
-  if (opts.json) fmt::print("{}\n", to_json(result, opts.file).dump());
+  // replace: a path given on the command line need not be UTF-8
+  if (opts.json) fmt::print("{}\n", to_json(result, opts.file).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   else print_human(result, opts.file);
   return result.problems.empty() ? kOk : kFailed;
 }

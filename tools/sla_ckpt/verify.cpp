@@ -3,6 +3,7 @@
 // report as JSON. Exit 0: nothing failed (warnings too with --strict); 1: a check failed; 2: PATH
 // cannot be read or the arguments are wrong.
 #include "cli.h"
+#include "printable.h"
 
 #include "errors.h"
 #include "verify.h"
@@ -18,11 +19,12 @@ struct VerifyArgs {
   bool json = false;
 };
 
+// Every line goes through say(): messages quote the file's strings and paths may hold anything.
 void print_human(const VerifyReport& report) {
-  fmt::print("{} ({}{})\n", report.path, report.kind, report.sla_expected ? ", SLA expected" : "");
+  say(stdout, fmt::format("{} ({}{})", report.path, report.kind, report.sla_expected ? ", SLA expected" : ""));
   for (const auto& c : report.checks)
-    fmt::print("{:<4}  {:<10}  {}  [{}]\n", to_string(c.status), c.id, c.message, c.where);
-  fmt::print("{}\n", report.ok ? "verify: ok" : "verify: FAILED");
+    say(stdout, fmt::format("{:<4}  {:<10}  {}  [{}]", to_string(c.status), c.id, c.message, c.where));
+  say(stdout, report.ok ? "verify: ok" : "verify: FAILED");
 }
 
 int run_verify(const VerifyArgs& args) {
@@ -30,11 +32,11 @@ int run_verify(const VerifyArgs& args) {
   try {
     report = verify_path(args.path, args.options);
   } catch (const CheckpointError& e) {
-    fmt::print(stderr, "sla-ckpt verify: {}\n", e.what());
+    say(stderr, fmt::format("sla-ckpt verify: {}", e.what()));
     return kUnusable;
   }
   if (args.json)
-    fmt::print("{}\n", report.to_json().dump(2));
+    fmt::print("{}\n", report.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   else
     print_human(report);
   return report.ok ? kOk : kFailed;
