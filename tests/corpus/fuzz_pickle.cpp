@@ -68,7 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   records.push_back({"archive/version", {'3', '\n'}});
   const std::vector<uint8_t> file = stored_zip(records);
   try {
-    slackpt::fuzz::check_promises(slackpt::load_sla_buffer(file.data(), file.size(), "fuzz_pickle.pt"));
+    slackpt::fuzz::check_tree_cost(slackpt::pt::read_pt_buffer(file.data(), file.size(), "fuzz_pickle.pt"), file.size());
+    slackpt::fuzz::check_promises(slackpt::load_sla_buffer(file.data(), file.size(), "fuzz_pickle.pt"), file.size());
   } catch (const slackpt::CheckpointError&) {
     // a refusal: fine
   }

@@ -903,6 +903,11 @@ def register_all():
         geometry(size=(1 << 40, 1 << 40), stride=(1 << 40, 1)))
     corrupt("r29_stride_overflow.pt", 29, ["E_TENSOR_GEOMETRY"], "stride (2^62, 1) for size (2, 2)")(
         geometry(size=(2, 2), stride=(1 << 62, 1)))
+    # issue 11: a tiny storage presenting a huge tensor would cost numel, not the bytes stored
+    corrupt("r29_stride0.pt", 29, ["E_TENSOR_GEOMETRY"], "size (2^20, 2^20), stride (0, 0) over 256 elements")(
+        geometry(size=(1 << 20, 1 << 20), stride=(0, 0)))
+    corrupt("r29_overlapping_strides.pt", 29, ["E_TENSOR_GEOMETRY"], "size (2, 240), stride (1, 1): 480 elements over 256")(
+        geometry(size=(2, 240), stride=(1, 1)))
 
     # -- row 30: types --
     corrupt("r30_long1_9_bytes.pt", 30, ["E_TYPE"], "LONG1 of 9 bytes (beyond int64) as version")(
@@ -1001,6 +1006,38 @@ def register_all():
     corrupt("r34_70000_records.pt", 34, ["E_LIMIT"], "70,004 records (ZIP64 counts)")(many_records)
     corrupt("r34_pickle_65mib.pt", 34, ["E_LIMIT"], "a 65 MiB data.pkl (cap 64 MiB)")(
         lambda: pkl_file(b"\x80\x02X" + struct.pack("<I", 65 << 20) + b"s" * (65 << 20) + b"."))
+    # issue 11: entry counts, and values shared through the memo (one object, paid per reference)
+    def many_entries():
+        t = base_tree()
+        t["state"].update({f"{d}:fp32": {} for d in range(100, 1200)})
+        return zip_of(t)
+    corrupt("r34_1100_state_entries.pt", 34, ["E_LIMIT"], "1,100 state entries (cap 1024)")(many_entries)
+
+    def shared_entry(refs, d=16):
+        def make():
+            t = tree_of(payload(dims=((d, "bf16"),)))
+            shared = t["state"][f"{d}:bf16"]
+            t["state"] = {f"{d}:bf16": Seq([shared, Raw(b"r" + struct.pack("<I", 900_000))])}
+            t["state"].update({f"{d}:t{i}": Raw(b"j" + struct.pack("<I", 900_000)) for i in range(refs)})
+            return zip_of(t)
+        return make
+    case("r23_memo_shared_entry.pt", 23, ["E_SCHEMA"], "one 16x16 entry referenced by 4 keys (BINGET): answered",
+         (0, 1))(shared_entry(3))
+    corrupt("r34_memo_fanout_entry.pt", 34, ["E_LIMIT"], "one 2.7 MB entry referenced by 100 keys (270 MB expanded)")(
+        shared_entry(99, d=820))
+
+    def shared_string():
+        t = base_tree()
+        ext = {"writer": Seq(["w" * ((1 << 20) - 16), Raw(b"r" + struct.pack("<I", 900_000))])}
+        ext.update({f"k{i}": Raw(b"j" + struct.pack("<I", 900_000)) for i in range(100)})
+        t["sla_toolkit"] = ext
+        return zip_of(t)
+    corrupt("r34_memo_fanout_string.pt", 34, ["E_LIMIT"], "one 1 MiB string referenced 100 times")(shared_string)
+    case("r31_head_dim_999999.pt", 31, ["E_SCHEMA"], "state key 999999:fp16 (head_dim above 4096)", (1,))(
+        schema(lambda t: t["state"].__setitem__("999999:fp16", t["state"].pop("8:fp16")))[0])
+    case("r25_control_chars.pt", 25, [], "writer string with a newline, a forged 'verify: ok' and an OSC escape",
+         (0,), BASE_STATS)(
+        lambda: zip_of({**base_tree(), "sla_toolkit": {"writer": "x\n verify: ok\x1b]0;x\x07"}}))
     corrupt("r34_file_64gib_sparse.pt", 34, ["E_LIMIT"], f"a sparse file of {SPARSE_SIZE} bytes "
             "(> the 64 GiB file cap): refused from its size, nothing read or mapped")(
         lambda: Sparse(base_bytes(), SPARSE_SIZE))
@@ -1030,10 +1067,50 @@ def main():
         if c["expect"] is not None:
             entry["expect"] = c["expect"]
         manifest.append(entry)
+    write_safetensors_seeds(os.path.join(out, "safetensors"))
     with open(os.path.join(out, "corpus.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     rows = sorted({c["row"] for c in CASES})
     print(f"make_corpus: {len(CASES)} files, rows {rows} -> {out}", file=sys.stderr)
+
+
+def safetensors_blob(tensors, metadata=None, header_text=None):
+    """tensors: [(name, dtype, shape, data bytes)], laid out contiguously from offset 0."""
+    header, offset, data = {}, 0, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, blob in tensors:
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        data += blob
+    text = header_text if header_text is not None else json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def write_safetensors_seeds(folder):
+    """Seeds for the safetensors header fuzz target (fuzz_safetensors.cpp): a valid SLA twin, its
+    hostile variants (issue 11: tensor counts, nesting, duplicates) and a model weights header."""
+    os.makedirs(folder, exist_ok=True)
+    meta = {"format": "sla_attention", "version": "1", "settings": json.dumps(SETTINGS)}
+    f32 = lambda n: struct.pack(f"<{n}f", *(0.01 * (i % 13 - 6) for i in range(n)))
+    twin = []
+    for d, token in ((16, "bf16"), (8, "fp16")):
+        twin += [(f"{d}:{token}/proj_l.weight", "F32", (d, d), f32(d * d)), (f"{d}:{token}/proj_l.bias", "F32", (d,), f32(d))]
+    many = []
+    for i in range(1, 1101):
+        many += [(f"{i}:fp32/proj_l.weight", "F32", (1, 1), f32(1)), (f"{i}:fp32/proj_l.bias", "F32", (1,), f32(1))]
+    seeds = {
+        "twin_valid": safetensors_blob(twin, meta),
+        "twin_2200_tensors": safetensors_blob(many, meta),
+        "twin_duplicate_key": safetensors_blob([], None, b'{"__metadata__":{"format":"a","format":"b"}}'),
+        "twin_deep": safetensors_blob([], None, b'{"a":' + b"[" * 64 + b"]" * 64 + b"}"),
+        "twin_bad_offsets": safetensors_blob(twin, meta).replace(b'"data_offsets":[0,', b'"data_offsets":[4,', 1),
+        "weights_bf16": safetensors_blob([(f"blocks.{i}.attn.to_q.weight", "BF16", (4,), b"\0" * 8) for i in range(64)]),
+    }
+    for name, blob in seeds.items():
+        with open(os.path.join(folder, name + ".safetensors"), "wb") as f:
+            f.write(blob)
 
 
 def write_pickle_seed(blob, path):
