@@ -12,7 +12,7 @@ TOKEN = "hubsrv-test-token"
 
 
 class HubServer:
-    def __init__(self, root, *extra_args, token=TOKEN):
+    def __init__(self, root, *extra_args, token=TOKEN, env=None):
         self.root = Path(root)
         self.token = token
         port_file = self.root.parent / (self.root.name + ".port")
@@ -20,11 +20,13 @@ class HubServer:
             port_file.unlink()
         args = [SLA_CKPT, "hub", "serve", "--root", str(self.root), "--port", "0", "--port-file", str(port_file)]
         if token:
-            args += ["--token", token]
+            token_file = self.root.parent / (self.root.name + ".token")
+            token_file.write_text(token + "\n")
+            args += ["--token-file", str(token_file)]
         args += list(extra_args)
         self.log_path = self.root.parent / (self.root.name + ".log")
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
         deadline = time.monotonic() + 10
         while not port_file.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -32,6 +34,16 @@ class HubServer:
             time.sleep(0.02)
         self.port = int(port_file.read_text())
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def memory_mib(self):
+        """(VmHWM, VmRSS) of the server process in MiB: its peak and current resident size."""
+        fields = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    fields[key] = int(value.split()[0]) / 1024
+        return fields["VmHWM"], fields["VmRSS"]
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

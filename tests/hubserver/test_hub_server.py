@@ -182,18 +182,34 @@ def test_errors_are_mapped_by_the_client(server, tmp_path):
     assert {(e["type"], e["path"]) for e in json.loads(body)} == {("file", ".gitattributes"), ("directory", "dir")}
 
 
-def test_token_is_required_when_configured(server, tmp_path):
+def test_token_guards_writes_and_private_repos(server, tmp_path):
     srv = server()
-    api_for(srv).create_repo("alice/private")
-    status, headers, _ = srv.request("GET", "/api/models/alice/private", auth=False)
+    api = api_for(srv)
+    api.create_repo("alice/public")
+    api.create_repo("alice/private", private=True)
+    api.upload_file(path_or_fileobj=b"pub", path_in_repo="a.txt", repo_id="alice/public")
+    api.upload_file(path_or_fileobj=b"secret", path_in_repo="a.txt", repo_id="alice/private")
+    # Anonymous reads of a public repo work, as on the Hub.
+    assert srv.request("GET", "/api/models/alice/public", auth=False)[0] == 200
+    assert srv.request("GET", "/alice/public/resolve/main/a.txt", auth=False)[2] == b"pub"
+    anonymous = HfApi(endpoint=srv.url, token=False)
+    assert anonymous.list_repo_files("alice/public") == [".gitattributes", "a.txt"]
+    # A private repo answers an anonymous caller like a missing one.
+    for path in ("/api/models/alice/private", "/alice/private/resolve/main/a.txt", "/api/models/alice/nothing"):
+        status, headers, _ = srv.request("GET", path, auth=False)
+        assert status == 401 and headers["x-error-code"] == "RepoNotFound", path
+    with pytest.raises(RepositoryNotFoundError):
+        anonymous.list_repo_files("alice/private")
+    # Writes need the token; a wrong token is refused everywhere.
+    status, headers, _ = srv.request("POST", "/api/repos/create", body=b'{"name": "x"}', auth=False)
     assert status == 401 and headers["x-error-code"] == "Unauthorized"
-    status, headers, _ = srv.request("GET", "/api/models/alice/private", headers={"authorization": "Bearer wrong"},
+    status, headers, _ = srv.request("POST", "/api/models/alice/public/commit/main", body=b"{}", auth=False)
+    assert status == 401 and headers["x-error-code"] == "Unauthorized"
+    status, headers, _ = srv.request("GET", "/api/models/alice/public", headers={"authorization": "Bearer wrong"},
                                      auth=False)
     assert status == 401 and headers["x-error-message"] == "Invalid credentials in Authorization header"
-    with pytest.raises(HfHubHTTPError) as denied:
-        HfApi(endpoint=srv.url, token=False).list_repo_files("alice/private")
-    assert denied.value.response.status_code == 401
     assert api_for(srv).whoami()["name"] == "user"
+    assert srv.request("GET", "/api/models/alice/private")[0] == 200
 
 
 def test_restart_keeps_data_and_env_configured_client(server, tmp_path):

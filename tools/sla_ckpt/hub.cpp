@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 
@@ -20,7 +21,34 @@ struct ServeOptions {
   std::vector<std::string> fault_specs;
   std::string fault_file;
   std::string port_file;
+  std::string token_file;
+  std::string token_on_command_line;  // deprecated: visible to every user through ps
 };
+
+constexpr const char* kTokenEnv = "SLA_HUB_TOKEN";
+
+// The token, from --token-file (whole file, surrounding whitespace and line ends dropped, like
+// the client's token file), else from --token, else from $SLA_HUB_TOKEN; empty: none.
+std::string configured_token(const ServeOptions& opts) {
+  auto trimmed = [](std::string text) {
+    const char* space = " \t\r\n";
+    size_t first = text.find_first_not_of(space);
+    if (first == std::string::npos) return std::string();
+    return text.substr(first, text.find_last_not_of(space) - first + 1);
+  };
+  if (!opts.token_file.empty()) {
+    std::string token = trimmed(slahub::server::read_file(opts.token_file));
+    if (token.empty()) throw std::invalid_argument("--token-file " + opts.token_file + " is empty");
+    return token;
+  }
+  if (!opts.token_on_command_line.empty()) {
+    fmt::print(stderr, "hub serve: warning: --token shows the token to every user of this machine (ps); "
+                       "use --token-file or ${}\n", kTokenEnv);
+    return opts.token_on_command_line;
+  }
+  const char* env = std::getenv(kTokenEnv);
+  return env ? trimmed(env) : std::string();
+}
 
 // Stops the server on SIGINT/SIGTERM. The signals are blocked in every thread (they inherit the
 // mask) and taken by one sigwait thread, so stop() runs in ordinary thread context.
@@ -56,6 +84,7 @@ int run_serve(ServeOptions& opts) {
     for (auto& f : slahub::server::parse_fault_file(opts.fault_file)) opts.server.faults.push_back(f);
   }
   if (opts.server.multipart_chunk == 0) throw std::invalid_argument("--multipart-chunk must be positive");
+  opts.server.token = configured_token(opts);
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up mid-body must not kill the server
   slahub::server::HubServer server(opts.server);
   SignalStopper stopper(server);
@@ -80,6 +109,9 @@ Subcommand register_hub(CLI::App& parent) {
       "Example:\n"
       "  sla-ckpt hub serve --root ./hub-data --port 8080 &\n"
       "  HF_ENDPOINT=http://127.0.0.1:8080 HF_HUB_DISABLE_XET=1 HF_TOKEN=x sla-ckpt push ./model me/model\n"
+      "Token: --token-file FILE or $SLA_HUB_TOKEN (--token VALUE is deprecated: ps shows it). With a token,\n"
+      "writes and private repos need it and public repos are readable anonymously; without one, private\n"
+      "repos still need some Authorization header.\n"
       "Fault injection (tests): --fault 'drop:path=big.bin,after=1M,times=1', kinds drop, truncate,\n"
       "status (code=500|429|...), corrupt, ignore-range; times=N or always; see src/hub/server/faults.h.");
   serve->add_option("--root", opts->server.root, "Folder that holds repos, objects and refs (created if missing)")
@@ -87,7 +119,11 @@ Subcommand register_hub(CLI::App& parent) {
   serve->add_option("--host", opts->server.host, "Address to listen on")->capture_default_str();
   serve->add_option("--port", opts->server.port, "Port; 0 picks a free one")->capture_default_str()->check(CLI::Range(0, 65535));
   serve->add_option("--port-file", opts->port_file, "Write the port here once listening (for scripts and tests)");
-  serve->add_option("--token", opts->server.token, "Require 'authorization: Bearer TOKEN' on API calls");
+  auto* token_file = serve->add_option("--token-file", opts->token_file,
+                                       "File holding the token that writes and private repos need")
+                         ->check(CLI::ExistingFile);
+  serve->add_option("--token", opts->token_on_command_line, "Deprecated (ps shows it): use --token-file or $SLA_HUB_TOKEN")
+      ->excludes(token_file);
   serve->add_option("--user", opts->server.user, "Name whoami reports; namespace of repos created without one")
       ->capture_default_str();
   serve->add_option("--fault", opts->fault_specs, "Inject a fault on content GETs: KIND[:key=value,...] (repeatable)");
@@ -98,6 +134,14 @@ Subcommand register_hub(CLI::App& parent) {
       ->capture_default_str();
   serve->add_option("--multipart-chunk", opts->server.multipart_chunk, "Part size of multipart LFS uploads")
       ->capture_default_str();
+  serve->add_option("--max-file-size", opts->server.max_file_size,
+                    "Largest LFS object (bytes) an upload may announce; larger ones get a 413")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve->add_option("--stale-upload-age", opts->server.stale_upload_age_s,
+                    "Seconds after which an idle unfinished upload or temp file is removed")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   serve->add_flag("--log-requests", opts->server.log_requests, "Log every request on stderr");
   sub.run = [opts, serve] {
     if (!serve->parsed()) return int(kUnusable);

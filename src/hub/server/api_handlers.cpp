@@ -1,4 +1,5 @@
 // /api/... handlers: whoami, repo creation, YAML validation, repo info, tree, preupload, commit.
+#include "bounded_json.h"
 #include "call.h"
 #include "file_util.h"
 #include "hashing.h"
@@ -6,17 +7,21 @@
 #include "upload_mode.h"
 #include "url_codec.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
 #include <ctime>
 #include <set>
-#include <sstream>
 
 namespace slahub::server {
 namespace {
 
 using nlohmann::json;
 
-constexpr size_t kJsonBodyLimit = 64ull << 20;
-constexpr size_t kCommitBodyLimit = 1ull << 30;  // inline files are base64 in the NDJSON
+// What a commit keeps in memory per operation beyond its path: the entry, hashes, container nodes.
+constexpr size_t kOperationOverhead = 256;
+constexpr size_t kMaxPathsInfoPaths = 100000;
 
 std::string iso_time(int64_t ns) {
   std::time_t seconds = static_cast<std::time_t>(ns / 1000000000);
@@ -62,7 +67,7 @@ json file_entry_json(const std::string& path, const FileEntry& e) {
   return j;
 }
 
-CommitOperation parse_operation(ServerContext& ctx, const std::string& key, const json& value) {
+CommitOperation parse_operation(ServerContext& ctx, const RepoRef& repo, const std::string& key, const json& value) {
   CommitOperation op;
   const std::string where = "commit line \"" + key + "\"";
   op.path = require_field(value, "path", json::value_t::string, where).get<std::string>();
@@ -70,13 +75,13 @@ CommitOperation parse_operation(ServerContext& ctx, const std::string& key, cons
   check_repo_path(folder_slash ? op.path.substr(0, op.path.size() - 1) : op.path);
   if (key == "file") {
     if (value.value("encoding", "base64") != "base64") throw bad_request("only base64 encoding is supported: " + op.path);
-    std::string content = require_field(value, "content", json::value_t::string, where).get<std::string>();
-    op.entry = ctx.store.store_regular_content(base64_decode(content, "the content of " + op.path));
+    const auto& content = require_field(value, "content", json::value_t::string, where).get_ref<const std::string&>();
+    op.entry = ctx.store.stage_regular_content(base64_decode(content, "the content of " + op.path), op.staged_path);
   } else if (key == "lfsFile") {
     if (value.value("algo", "sha256") != "sha256") throw bad_request("only sha256 LFS objects are supported: " + op.path);
     std::string oid = require_field(value, "oid", json::value_t::string, where).get<std::string>();
-    int64_t stored = ctx.store.object_size(oid);
-    if (stored < 0) throw bad_request("LFS object " + oid + " for " + op.path + " was never uploaded");
+    int64_t stored = ctx.store.lfs_object_size(repo, oid);
+    if (stored < 0) throw bad_request("LFS object " + oid + " for " + op.path + " was not uploaded to " + repo.id());
     if (value.contains("size") && !(value["size"].is_number_integer() && value["size"].get<int64_t>() == stored)) {
       throw bad_request("LFS object " + oid + " for " + op.path + " has size " + std::to_string(stored) +
                         ", not " + value["size"].dump());
@@ -129,7 +134,11 @@ void handle_create_repo(ServerContext& ctx, Call& call) {
 
 void handle_validate_yaml(ServerContext& ctx, Call& call) {
   // The client parses this body as JSON before it looks at the status, so every answer is JSON.
-  json body = json::parse(call.read_body(kJsonBodyLimit), nullptr, false);
+  json body;
+  try {
+    body = parse_json_bounded(call.read_body(kJsonBodyLimit), "validate-yaml body");
+  } catch (const HttpError&) {
+  }
   if (!body.is_object() || !body.contains("content") || !body["content"].is_string()) {
     call.reply_json(400, {{"errors", {{{"message", "expected {\"content\": <text>}"}}}}, {"warnings", json::array()}});
     return;
@@ -193,12 +202,18 @@ void handle_paths_info(ServerContext& ctx, Call& call, const RepoRef& repo, cons
   auto commit = ctx.store.resolve(repo, revision);
   std::string body = call.read_body(kJsonBodyLimit);
   std::vector<std::string> paths;
-  json doc = json::parse(body, nullptr, false);
-  if (doc.is_object() && doc.contains("paths") && doc["paths"].is_array()) {  // JSON, as some clients send
+  if (!body.empty() && body[0] == '{') {  // JSON, as some clients send
+    json doc = parse_json_bounded(body, "paths-info body");
+    if (!doc.is_object() || !doc.contains("paths") || !doc["paths"].is_array()) {
+      throw bad_request("paths-info: expected {\"paths\": [...]}");
+    }
     for (const auto& p : doc["paths"]) {
       if (p.is_string()) paths.push_back(p.get<std::string>());
     }
   } else {  // huggingface_hub sends a form: paths=a&paths=b&expand=False
+    if (static_cast<size_t>(std::count(body.begin(), body.end(), '&')) >= kMaxPathsInfoPaths) {
+      throw HttpError(413, "", "paths-info: more than " + std::to_string(kMaxPathsInfoPaths) + " form fields");
+    }
     for (const auto& [key, value] : decode_form(body)) {
       if (key == "paths") paths.push_back(value);
     }
@@ -224,7 +239,8 @@ void handle_paths_info(ServerContext& ctx, Call& call, const RepoRef& repo, cons
 
 void handle_create_branch(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch) {
   ctx.store.require_repo(repo);
-  json body = json::parse(call.read_body(kJsonBodyLimit), nullptr, false);
+  std::string text = call.read_body(kJsonBodyLimit);
+  json body = text.empty() ? json() : parse_json_bounded(text, "create-branch body");
   std::string start = "main";
   if (body.is_object() && body.contains("startingPoint") && body["startingPoint"].is_string()) {
     start = body["startingPoint"].get<std::string>();
@@ -258,21 +274,45 @@ void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const
   call.reply_json(200, {{"files", answers}, {"commitOid", commit->id}});
 }
 
+// The NDJSON body is read line by line as it arrives: no line may pass kCommitLineLimit, no line
+// nests deeper than parse_json_bounded allows, the paths and messages kept pass no
+// kCommitMetadataLimit, and the whole body no kCommitBodyLimit. Inline files go to staged temp
+// files as their lines are read; a refused commit removes them, so it leaves nothing behind.
 void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
   ctx.store.require_repo(repo);
-  std::istringstream lines(call.read_body(kCommitBodyLimit));
-  std::string line;
   CommitRequest request;
   request.create_pr = call.flag("create_pr");
+  struct DiscardStagedUnlessCommitted {
+    const CommitRequest& request;
+    bool committed = false;
+    ~DiscardStagedUnlessCommitted() {
+      if (committed) return;
+      for (const auto& op : request.operations) {
+        if (!op.staged_path.empty()) ::unlink(op.staged_path.c_str());
+      }
+    }
+  } staged{request};
+
   bool have_header = false;
   size_t line_number = 0;
-  while (std::getline(lines, line)) {
+  size_t metadata = 0;
+  auto keep = [&](size_t bytes) {
+    metadata += bytes;
+    if (metadata > kCommitMetadataLimit) {
+      throw HttpError(413, "", "commit: more than " + std::to_string(kCommitMetadataLimit) +
+                                   " bytes of paths and messages; split it into several commits");
+    }
+  };
+  std::string line;
+  auto take_line = [&] {
     ++line_number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json item = json::parse(line, nullptr, false);
+    if (line.find_first_not_of(" \t\r") == std::string::npos) return;
+    const std::string where = "commit line " + std::to_string(line_number);
+    json item = parse_json_bounded(line, where);
+    if (line.capacity() > (1u << 20)) std::string().swap(line);  // the parsed copy is enough now
     if (!item.is_object() || !item.contains("key") || !item["key"].is_string() || !item.contains("value") ||
         !item["value"].is_object()) {
-      throw bad_request("commit line " + std::to_string(line_number) + " is not {\"key\": ..., \"value\": {...}}");
+      throw bad_request(where + " is not {\"key\": ..., \"value\": {...}}");
     }
     const std::string key = item["key"].get<std::string>();
     const json& value = item["value"];
@@ -283,13 +323,33 @@ void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const st
       if (request.summary.empty()) throw bad_request("commit header needs a non-empty \"summary\"");
       request.description = value.contains("description") && value["description"].is_string() ? value["description"].get<std::string>() : "";
       if (value.contains("parentCommit") && value["parentCommit"].is_string()) request.parent_commit = value["parentCommit"].get<std::string>();
+      keep(request.summary.size() + request.description.size() + request.parent_commit.size());
     } else {
       if (!have_header) throw bad_request("the first commit line must be the header");
-      request.operations.push_back(parse_operation(ctx, key, value));
+      request.operations.push_back(parse_operation(ctx, repo, key, value));
+      keep(request.operations.back().path.size() + kOperationOverhead);
     }
-  }
+  };
+  call.stream_body(kCommitBodyLimit, [&](const char* data, size_t size) {
+    while (size > 0) {
+      const char* newline = static_cast<const char*>(std::memchr(data, '\n', size));
+      size_t piece = newline ? static_cast<size_t>(newline - data) : size;
+      if (line.size() + piece > kCommitLineLimit) {
+        throw HttpError(413, "", "commit line " + std::to_string(line_number + 1) + " is longer than " +
+                                     std::to_string(kCommitLineLimit) + " bytes");
+      }
+      line.append(data, piece);
+      if (!newline) return;
+      take_line();
+      line.clear();
+      data += piece + 1;
+      size -= piece + 1;
+    }
+  });
+  take_line();  // the last line may end without a newline
   if (!have_header) throw bad_request("empty commit: no header line");
   CommitResult result = ctx.store.commit(repo, revision, request);
+  staged.committed = true;
   std::string url = repo_url(call, repo);
   json answer = {{"success", true},
                  {"commitOid", result.commit_id},

@@ -1,7 +1,9 @@
 #include "call.h"
 
+#include "bounded_json.h"
 #include "http_error.h"
 
+#include <limits>
 #include <regex>
 
 namespace slahub::server {
@@ -12,13 +14,25 @@ bool Call::flag(const std::string& name) const {
   return v == "1" || v == "true" || v == "True";
 }
 
-uint64_t Call::stream_body(const std::function<void(const char*, size_t)>& receive) const {
+std::optional<uint64_t> Call::declared_length() const {
+  if (!req.has_header("Content-Length")) return std::nullopt;
+  std::string text = req.get_header_value("Content-Length");
+  if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos) {
+    return std::numeric_limits<uint64_t>::max();
+  }
+  return std::stoull(text);
+}
+
+uint64_t Call::stream_body(uint64_t limit, const std::function<void(const char*, size_t)>& receive) const {
   if (!body_reader || body_state != BodyState::kUnread) return 0;
   body_state = BodyState::kBroken;  // until the reader reports the whole body
+  auto too_large = [limit] { return HttpError(413, "", "request body larger than " + std::to_string(limit) + " bytes"); };
+  if (declared_length().value_or(0) > limit) throw too_large();  // unread: the connection closes
   uint64_t total = 0;
   std::exception_ptr failure;
   bool complete = (*body_reader)([&](const char* data, size_t size) {
     try {
+      if (total + size > limit) throw too_large();
       receive(data, size);
       total += size;
       return true;
@@ -35,17 +49,12 @@ uint64_t Call::stream_body(const std::function<void(const char*, size_t)>& recei
 
 std::string Call::read_body(size_t limit) const {
   std::string body;
-  stream_body([&](const char* data, size_t size) {
-    if (body.size() + size > limit) {
-      throw HttpError(413, "", "request body larger than " + std::to_string(limit) + " bytes");
-    }
-    body.append(data, size);
-  });
+  stream_body(limit, [&](const char* data, size_t size) { body.append(data, size); });
   return body;
 }
 
 nlohmann::json Call::read_json_object(size_t limit) const {
-  nlohmann::json doc = nlohmann::json::parse(read_body(limit), nullptr, false);
+  nlohmann::json doc = parse_json_bounded(read_body(limit), "request body");
   if (!doc.is_object()) throw bad_request("the request body is not a JSON object");
   return doc;
 }

@@ -9,10 +9,25 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace slahub::server {
+
+// Request size limits (the README lists them). Every body is streamed against one of these, and
+// the pre-routing check refuses a declared length above the largest before anything is read.
+constexpr uint64_t kJsonBodyLimit = 8ull << 20;        // JSON API bodies (preupload, LFS batch, ...)
+constexpr uint64_t kCommitBodyLimit = 1ull << 30;      // one NDJSON commit, inline files included
+constexpr uint64_t kCommitLineLimit = 16ull << 20;     // one NDJSON line (an inline file < 10 MiB in base64)
+constexpr uint64_t kCommitMetadataLimit = 32ull << 20; // paths and messages a commit keeps in memory
+constexpr size_t kMaxBatchObjects = 1000;              // objects per LFS batch request
+constexpr uint64_t kMaxPartsPerObject = 10000;         // parts of one multipart LFS upload
+constexpr size_t kMaxBatchAnswer = 16ull << 20;        // bytes of URLs one LFS batch answer may hold
+
+// The part size of a multipart upload of `size` bytes: the configured chunk, or larger so that no
+// object needs more than kMaxPartsPerObject parts.
+uint64_t multipart_chunk_for(const ServerOptions& options, uint64_t size);
 
 struct ServerContext {
   RepoStore store;
@@ -29,15 +44,21 @@ struct Call {
   // Whether the body was read to its end: a keep-alive connection is only reusable when it was.
   enum class BodyState { kUnread, kRead, kBroken };
   mutable BodyState body_state = BodyState::kUnread;
+  // The request carries the configured token, or (no token configured) any Authorization header.
+  bool authenticated = false;
 
   bool is_head() const { return req.method == "HEAD"; }
   bool flag(const std::string& name) const;  // query "name=1" or "name=true"
+  // The Content-Length the client declared; nothing when absent (chunked). The pre-routing check
+  // of hub_server.cpp has already refused a malformed one.
+  std::optional<uint64_t> declared_length() const;
   // The whole body; a 413 HttpError beyond limit.
   std::string read_body(size_t limit) const;
-  // The body as a JSON object; a 400 HttpError when it is not one.
+  // The body as a JSON object (parse_json_bounded); a 400 HttpError when it is not one.
   nlohmann::json read_json_object(size_t limit) const;
-  // Streams the body to receive(data, size); returns the number of bytes.
-  uint64_t stream_body(const std::function<void(const char*, size_t)>& receive) const;
+  // Streams the body to receive(data, size); returns the number of bytes. A 413 HttpError, before
+  // anything is read when the declared length says so, once the body passes limit bytes.
+  uint64_t stream_body(uint64_t limit, const std::function<void(const char*, size_t)>& receive) const;
   void reply_json(int status, const nlohmann::json& body, const std::string& content_type = "application/json");
 };
 
@@ -61,8 +82,9 @@ void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const
 void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 
 void handle_lfs_batch(ServerContext& ctx, Call& call, const RepoRef& repo);
-void handle_lfs_verify(ServerContext& ctx, Call& call);
-// /_lfs/<oid>[/part/<n> | /complete]: the signed upload targets handed out by the batch.
+void handle_lfs_verify(ServerContext& ctx, Call& call, const RepoRef& repo);
+// /_lfs/<type>/<ns>/<name>/<oid>[/part/<n> | /complete]: the signed upload targets handed out by
+// the batch; the object becomes part of that repo once its bytes are checked.
 void handle_lfs_upload(ServerContext& ctx, Call& call);
 
 void handle_resolve(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision,

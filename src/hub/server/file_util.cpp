@@ -2,13 +2,17 @@
 
 #include "hashing.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <stdexcept>
 #include <vector>
 
@@ -149,6 +153,52 @@ int64_t file_size_or_missing(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return -1;
   return static_cast<int64_t>(st.st_size);
+}
+
+std::vector<std::string> list_dir(const std::string& path) {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir(path.c_str());
+  if (!dir) return names;
+  while (const dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(std::move(name));
+  }
+  ::closedir(dir);
+  return names;
+}
+
+void remove_tree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    for (const auto& name : list_dir(path)) remove_tree(path + "/" + name);
+    if (::rmdir(path.c_str()) != 0 && errno != ENOENT) throw io_error("cannot remove folder", path);
+  } else if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    throw io_error("cannot remove", path);
+  }
+}
+
+int64_t seconds_since_modified(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return -1;
+  std::time_t newest = st.st_mtime;
+  if (S_ISDIR(st.st_mode)) {
+    for (const auto& name : list_dir(path)) {
+      struct stat inner {};
+      if (::lstat((path + "/" + name).c_str(), &inner) == 0) newest = std::max(newest, inner.st_mtime);
+    }
+  }
+  return std::max<int64_t>(0, static_cast<int64_t>(std::time(nullptr) - newest));
+}
+
+Fd lock_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (fd.get() < 0) throw io_error("cannot open lock file", path);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return Fd();
+    throw io_error("cannot lock", path);
+  }
+  return fd;
 }
 
 std::string sha256_of_file(const std::string& path) { return sha256_file_hex(path); }

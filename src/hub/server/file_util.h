@@ -1,13 +1,13 @@
 // Small POSIX file helpers of the server: durable atomic writes (temp file in the target's folder,
-// fsync, rename, fsync of the folder), whole-file reads, and an incremental sha256.
+// fsync, rename, fsync of the folder), whole-file reads, folder listing and removal, an exclusive
+// lock on a file, and an incremental sha256.
 #pragma once
-
-
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace slahub::server {
 
@@ -70,6 +70,18 @@ class BufferedFileWriter {
   uint64_t offset_;
   std::string buffer_;
 };
+
+// Names in a folder, without "." and ".."; empty when it cannot be opened.
+std::vector<std::string> list_dir(const std::string& path);
+// Removes a file, or a folder and everything below it (no symlinks are followed); missing is fine.
+void remove_tree(const std::string& path);
+// Seconds since the entry, or anything directly inside a folder, was last modified (the newest
+// mtime counts); -1 when it does not exist.
+int64_t seconds_since_modified(const std::string& path);
+
+// Takes an exclusive, non-blocking flock() on path (created if missing) for the life of the Fd;
+// an invalid Fd when another process holds it. Throws when the file cannot be opened.
+Fd lock_file(const std::string& path);
 
 // Streams the file through sha256; returns the hex digest.
 std::string sha256_of_file(const std::string& path);

@@ -5,8 +5,18 @@
 #include "url_codec.h"
 
 #include <fmt/core.h>
+#include <sys/socket.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
 #include <regex>
+#include <set>
+#include <thread>
 
 namespace slahub::server {
 namespace {
@@ -39,18 +49,31 @@ void reply_error(httplib::Response& res, int status, const std::string& code, co
   res.set_content(json{{"error", message}}.dump(), "application/json");
 }
 
-// Everything but the signed upload and blob URLs needs the token, when one is configured.
-void check_token(const Call& call, const ServerOptions& options) {
-  if (options.token.empty()) return;
-  const std::string& first = call.segments.empty() ? std::string() : call.segments[0];
-  if (first == "_lfs" || first == "_blob") return;
+// Sets call.authenticated; a 401 for a token that is not the configured one (as on the Hub, a
+// wrong token is refused even where no token is needed).
+void authenticate(Call& call, const ServerOptions& options) {
   std::string auth = call.req.get_header_value("Authorization");
-  if (auth.empty()) {
-    throw HttpError(401, "Unauthorized", "Authorization header is required: this server was started with --token");
-  }
+  if (auth.empty()) return;
   const std::string prefix = "Bearer ";
-  if (auth.size() < prefix.size() || !equal_constant_time(auth, prefix + options.token)) {
+  if (!options.token.empty() && (auth.size() < prefix.size() || !equal_constant_time(auth, prefix + options.token))) {
     throw HttpError(401, "Unauthorized", "Invalid credentials in Authorization header");
+  }
+  call.authenticated = true;
+}
+
+// Calls outside any repo (whoami, repo creation, YAML validation) need the token when one is set.
+void require_login(const Call& call, const ServerOptions& options) {
+  if (call.authenticated || options.token.empty()) return;
+  throw HttpError(401, "Unauthorized", "Authorization header is required: this server was started with a token");
+}
+
+// Anonymous callers read public repos; a private repo answers them like a missing one (the Hub's
+// 401 RepoNotFound, so its existence does not leak), and writes need the token when one is set.
+void require_access(const ServerContext& ctx, const Call& call, const RepoRef& repo, bool write) {
+  if (call.authenticated) return;
+  if (write) require_login(call, ctx.options);
+  if (!ctx.store.repo_exists(repo) || ctx.store.is_private(repo)) {
+    throw HttpError(401, "RepoNotFound", "Repository not found: " + repo.id() + " (private repos need a token)");
   }
 }
 
@@ -65,11 +88,14 @@ void route_api(ServerContext& ctx, Call& call) {
   const auto& s = call.segments;
   const std::string& m = call.req.method;
   bool get = m == "GET" || m == "HEAD";
+  if (s.size() < 4 || !is_repo_type(s[1])) require_login(call, ctx.options);
   if (s.size() == 2 && s[1] == "whoami-v2" && get) return handle_whoami(ctx, call);
   if (s.size() == 3 && s[1] == "repos" && s[2] == "create" && m == "POST") return handle_create_repo(ctx, call);
   if (s.size() == 2 && s[1] == "validate-yaml" && m == "POST") return handle_validate_yaml(ctx, call);
   if (s.size() < 4 || !is_repo_type(s[1])) not_found(call);
   RepoRef repo = make_repo_ref(s[1], s[2], s[3]);
+  bool read = get || (s.size() >= 6 && s[4] == "paths-info");
+  require_access(ctx, call, repo, !read);
   if (s.size() == 4 && get) return handle_repo_info(ctx, call, repo, "main");
   const std::string& action = s[4];
   if (s.size() >= 6) {
@@ -101,23 +127,78 @@ void route_web(ServerContext& ctx, Call& call) {
   if (is_git && s.size() == at + 6 && s[at + 2] == "info" && s[at + 3] == "lfs" && s[at + 4] == "objects" &&
       m == "POST") {
     RepoRef repo = make_repo_ref(type, ns, name.substr(0, name.size() - 4));
+    require_access(ctx, call, repo, true);
     if (s[at + 5] == "batch") return handle_lfs_batch(ctx, call, repo);
-    if (s[at + 5] == "verify") return handle_lfs_verify(ctx, call);
+    if (s[at + 5] == "verify") return handle_lfs_verify(ctx, call, repo);
   }
   if (!is_git && s.size() >= at + 5 && s[at + 2] == "resolve" && (m == "GET" || m == "HEAD")) {
-    return handle_resolve(ctx, call, make_repo_ref(type, ns, name), s[at + 3], join_segments(s, at + 4));
+    RepoRef repo = make_repo_ref(type, ns, name);
+    require_access(ctx, call, repo, false);
+    return handle_resolve(ctx, call, repo, s[at + 3], join_segments(s, at + 4));
   }
   not_found(call);
 }
 
 void route(ServerContext& ctx, Call& call) {
-  check_token(call, ctx.options);
   const auto& s = call.segments;
+  // Upload and blob URLs are signed instead: the client sends them no authorization.
+  if (!s.empty() && s[0] == "_lfs") return handle_lfs_upload(ctx, call);
+  if (!s.empty() && s[0] == "_blob") return handle_blob(ctx, call);
+  authenticate(call, ctx.options);
   if (s.empty()) not_found(call);
   if (s[0] == "api") return route_api(ctx, call);
-  if (s[0] == "_lfs") return handle_lfs_upload(ctx, call);
-  if (s[0] == "_blob") return handle_blob(ctx, call);
   route_web(ctx, call);
+}
+
+// Sends the answer already in res, then closes the connection: the bytes of a body left unread
+// must not be parsed as the next request. (httplib closes the socket after a content provider
+// that fails, here once it has written the whole answer.)
+void close_after_answer(httplib::Response& res) {
+  std::string body = std::move(res.body);
+  std::string content_type = res.get_header_value("Content-Type");
+  res.body.clear();
+  res.headers.erase("Content-Type");
+  res.set_header("Content-Length", std::to_string(body.size()));
+  res.set_header("Connection", "close");
+  res.set_content_provider(content_type.empty() ? "application/json" : content_type,
+                           [body](size_t, httplib::DataSink& sink) {
+                             sink.write(body.data(), body.size());
+                             return false;
+                           });
+}
+
+// The largest body any handler accepts: a basic LFS PUT, a multipart part, or a commit.
+uint64_t largest_request_body(const ServerOptions& options) {
+  return std::max({options.multipart_threshold, multipart_chunk_for(options, options.max_file_size),
+                   kCommitBodyLimit, kJsonBodyLimit});
+}
+
+// Checked after the headers and before any byte of the body is read: the method is one the
+// server serves through its streaming handlers (httplib would read the body of others, PRI for
+// one, whole into memory), and the declared length is well-formed, single and not beyond what
+// any handler accepts. Returns an answer to send (and close) instead of routing, or nothing.
+std::optional<HttpError> screen_request(const httplib::Request& req, uint64_t max_body) {
+  static const std::set<std::string> methods = {"GET", "HEAD", "POST", "PUT", "DELETE"};
+  if (!methods.count(req.method)) return HttpError(405, "", "method " + req.method + " is not served here");
+  size_t lengths = req.get_header_value_count("Content-Length");
+  bool chunked = req.has_header("Transfer-Encoding");
+  if (lengths > 1 || (lengths == 1 && chunked)) {
+    return HttpError(400, "", "a request needs one Content-Length or Transfer-Encoding, not several");
+  }
+  if (chunked && req.get_header_value("Transfer-Encoding") != "chunked") {
+    return HttpError(400, "", "only Transfer-Encoding: chunked is supported");
+  }
+  if (lengths == 1) {
+    std::string text = req.get_header_value("Content-Length");
+    if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos) {
+      return HttpError(400, "", "Content-Length is not a decimal number of at most 19 digits");
+    }
+    if (std::stoull(text) > max_body) {
+      return HttpError(413, "", "request body of " + text + " bytes is larger than any this server accepts (" +
+                                    std::to_string(max_body) + ")");
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -147,33 +228,41 @@ struct HubServer::Impl {
   }
 
   // Bytes of a body left unread would be parsed as the next request on this connection: drain a
-  // body the handler never read, and close the connection after a body that broke off midway.
+  // small body the handler never read, and close the connection after a large one or one that
+  // broke off midway.
   static void finish_body(Call& call) {
     if (call.body_state == Call::BodyState::kUnread && call.body_reader) {
       try {
-        call.stream_body([](const char*, size_t) {});
+        call.stream_body(kDrainLimit, [](const char*, size_t) {});
       } catch (const std::exception&) {
       }
     }
-    if (call.body_state != Call::BodyState::kBroken) return;
-    auto& res = call.res;
-    std::string body = std::move(res.body);
-    std::string content_type = res.get_header_value("Content-Type");
-    res.body.clear();
-    res.headers.erase("Content-Type");
-    res.set_header("Content-Length", std::to_string(body.size()));
-    res.set_header("Connection", "close");
-    // A provider that fails after writing makes httplib close the socket once the answer is out.
-    res.set_content_provider(content_type.empty() ? "application/json" : content_type,
-                             [body](size_t, httplib::DataSink& sink) {
-                               sink.write(body.data(), body.size());
-                               return false;
-                             });
+    if (call.body_state == Call::BodyState::kBroken) close_after_answer(call.res);
   }
+
+  // Removes stale uploads every so often until stop().
+  void sweep_until_stopped() {
+    const auto period = std::chrono::seconds(std::clamp<int64_t>(ctx.options.stale_upload_age_s / 2, 1, 600));
+    std::unique_lock<std::mutex> lock(sweep_mutex);
+    while (!stopping) {
+      sweep_wake.wait_for(lock, period, [this] { return stopping; });
+      if (stopping) break;
+      try {
+        ctx.store.remove_stale_uploads(ctx.options.stale_upload_age_s);
+      } catch (const std::exception& e) {
+        fmt::print(stderr, "hub serve: removing stale uploads: {}\n", e.what());
+      }
+    }
+  }
+
+  static constexpr uint64_t kDrainLimit = 1 << 20;
 
   ServerContext ctx;
   httplib::Server http;
   int port = 0;
+  std::mutex sweep_mutex;
+  std::condition_variable sweep_wake;
+  bool stopping = false;
 };
 
 HubServer::HubServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
@@ -184,6 +273,22 @@ HubServer::HubServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::
   http.set_keep_alive_timeout(kKeepAliveSeconds);
   http.set_read_timeout(120);
   http.set_write_timeout(120);
+  // httplib's default adds SO_REUSEPORT, with which a second server binds the same port and the
+  // kernel splits connections between them. SO_REUSEADDR alone still lets a restart bind over
+  // TIME_WAIT connections, but not over a socket that is listening.
+  http.set_socket_options([](auto sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  const uint64_t max_body = largest_request_body(impl->ctx.options);
+  http.set_payload_max_length(max_body);
+  http.set_pre_routing_handler([max_body](const httplib::Request& req, httplib::Response& res) {
+    std::optional<HttpError> refusal = screen_request(req, max_body);
+    if (!refusal) return httplib::Server::HandlerResponse::Unhandled;
+    reply_error(res, refusal->status(), refusal->code(), refusal->what());
+    close_after_answer(res);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   auto plain = [impl](const httplib::Request& req, httplib::Response& res) { impl->serve(req, res, nullptr); };
   auto with_body = [impl](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
     impl->serve(req, res, &reader);
@@ -206,17 +311,31 @@ HubServer::~HubServer() = default;
 
 int HubServer::bind() {
   auto& opts = impl_->ctx.options;
+  errno = 0;
   int port = opts.port == 0 ? impl_->http.bind_to_any_port(opts.host) : opts.port;
   if (port <= 0 || (opts.port != 0 && !impl_->http.bind_to_port(opts.host, opts.port))) {
-    throw std::runtime_error("cannot listen on " + opts.host + ":" + std::to_string(opts.port) +
-                             " (address in use, or not a local address?)");
+    int error = errno;
+    throw std::runtime_error("cannot listen on " + opts.host + ":" + std::to_string(opts.port) + ": " +
+                             (error != 0 ? std::strerror(error) : "not a local address?"));
   }
   impl_->port = port;
   return port;
 }
 
-void HubServer::listen() { impl_->http.listen_after_bind(); }
+void HubServer::listen() {
+  std::thread sweeper([impl = impl_.get()] { impl->sweep_until_stopped(); });
+  impl_->http.listen_after_bind();
+  stop();
+  sweeper.join();
+}
 
-void HubServer::stop() { impl_->http.stop(); }
+void HubServer::stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->sweep_mutex);
+    impl_->stopping = true;
+  }
+  impl_->sweep_wake.notify_all();
+  impl_->http.stop();
+}
 
 }  // namespace slahub::server

@@ -144,6 +144,22 @@ void apply_operation(Tree& tree, const CommitOperation& op) {
   }
 }
 
+// Leftovers of atomic writes (write_file_atomic) that were killed midway.
+void remove_temp_files_below(const std::string& dir) {
+  for (const auto& name : list_dir(dir)) {
+    std::string path = dir + "/" + name;
+    if (name.rfind(".tmp-", 0) == 0) {
+      remove_tree(path);
+    } else if (file_size_or_missing(path) < 0) {
+      remove_temp_files_below(path);
+    }
+  }
+}
+
+// Commits read back are cached; the cache is dropped as a whole past this many (they are re-read
+// from disk on demand), so memory does not grow with the number of commits ever made.
+constexpr size_t kCommitCacheEntries = 256;
+
 }  // namespace
 
 std::string lfs_pointer_text(const std::string& sha256, uint64_t size) {
@@ -171,9 +187,53 @@ void check_repo_path(const std::string& path) {
 RepoStore::RepoStore(std::string root) : root_(std::move(root)) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
   for (const char* sub : {"/objects", "/uploads", "/tmp", "/repos"}) make_dirs(root_ + sub);
+  lock_ = lock_file(root_ + "/lock");
+  if (lock_.get() < 0) throw std::runtime_error("root " + root_ + " is in use by another hub serve process");
+  // Nobody else writes here now: every temp file and unfinished upload is a leftover.
+  remove_stale_uploads(0);
+  remove_temp_files_below(root_ + "/repos");
+  scope_lfs_objects_of_older_repos();
   std::string secret_path = root_ + "/secret";
   if (!file_exists(secret_path)) write_file_atomic(secret_path, random_hex(32));
   secret_ = read_file(secret_path);
+}
+
+size_t RepoStore::remove_stale_uploads(int64_t max_age_seconds) {
+  size_t removed = 0;
+  for (const std::string& dir : {temp_dir(), uploads_dir()}) {
+    for (const auto& name : list_dir(dir)) {
+      std::string path = dir + "/" + name;
+      int64_t age = seconds_since_modified(path);
+      if (age < 0 || age < max_age_seconds) continue;
+      remove_tree(path);
+      ++removed;
+    }
+  }
+  return removed;
+}
+
+void RepoStore::scope_lfs_objects_of_older_repos() {
+  std::string repos = root_ + "/repos";
+  for (const auto& type : list_dir(repos)) {
+    for (const auto& ns : list_dir(repos + "/" + type)) {
+      for (const auto& name : list_dir(repos + "/" + type + "/" + ns)) {
+        RepoRef repo{type, ns, name};
+        std::string meta_path = repo_dir(repo) + "/repo.json";
+        if (!file_exists(meta_path)) continue;
+        json meta = json::parse(read_file(meta_path));
+        if (meta.value("lfs_scoped", false)) continue;
+        make_dirs(repo_dir(repo) + "/lfs");
+        for (const auto& file : list_dir(repo_dir(repo) + "/commits")) {
+          if (file.size() != 45 || file.compare(40, 5, ".json") != 0) continue;
+          for (const auto& [path, entry] : load_commit(repo, file.substr(0, 40))->tree) {
+            if (entry.lfs && !file_exists(lfs_marker(repo, entry.sha256))) write_file_atomic(lfs_marker(repo, entry.sha256), "");
+          }
+        }
+        meta["lfs_scoped"] = true;
+        write_file_atomic(meta_path, meta.dump());
+      }
+    }
+  }
 }
 
 std::string RepoStore::repo_dir(const RepoRef& repo) const {
@@ -204,7 +264,8 @@ bool RepoStore::create_repo(const RepoRef& repo, bool is_private) {
   std::string id = write_commit(repo, std::move(first));
   write_file_atomic(dir + "/refs/heads/main", id);
   // repo.json last: its presence is what makes the repo exist.
-  json meta = {{"private", is_private}, {"created", now_ns()}, {"next_pr", 1}};
+  make_dirs(dir + "/lfs");
+  json meta = {{"private", is_private}, {"created", now_ns()}, {"next_pr", 1}, {"lfs_scoped", true}};
   write_file_atomic(dir + "/repo.json", meta.dump());
   return true;
 }
@@ -228,6 +289,7 @@ std::shared_ptr<const Commit> RepoStore::load_commit(const RepoRef& repo, const 
   if (!file_exists(path)) return nullptr;
   auto commit = std::make_shared<const Commit>(parse_commit_record(id, read_file(path)));
   std::lock_guard<std::mutex> lock(cache_mutex_);
+  if (commit_cache_.size() >= kCommitCacheEntries) commit_cache_.clear();
   commit_cache_.emplace(path, commit);
   return commit;
 }
@@ -276,6 +338,10 @@ CommitResult RepoStore::commit(const RepoRef& repo, const std::string& revision,
   for (const auto& op : request.operations) apply_operation(next.tree, op);
   check_no_file_folder_clash(next.tree);
 
+  // Accepted: only now do the staged inline files become objects.
+  for (const auto& op : request.operations) {
+    if (!op.staged_path.empty()) adopt_object(op.staged_path, op.entry.sha256);
+  }
   CommitResult result;
   result.commit_id = write_commit(repo, std::move(next));
   if (request.create_pr) {
@@ -320,6 +386,30 @@ void RepoStore::adopt_object(const std::string& temp_path, const std::string& sh
   }
   make_dirs(root_ + "/objects/" + sha256.substr(0, 2));
   commit_temp_file(temp_path, path);
+}
+
+void RepoStore::adopt_lfs_object(const RepoRef& repo, const std::string& temp_path, const std::string& sha256) {
+  adopt_object(temp_path, sha256);
+  std::string marker = lfs_marker(repo, sha256);
+  if (!file_exists(marker)) {
+    make_dirs(repo_dir(repo) + "/lfs");
+    write_file_atomic(marker, "");
+  }
+}
+
+std::string RepoStore::lfs_marker(const RepoRef& repo, const std::string& sha256) const {
+  return repo_dir(repo) + "/lfs/" + sha256;
+}
+
+int64_t RepoStore::lfs_object_size(const RepoRef& repo, const std::string& sha256) const {
+  if (sha256.size() != 64 || !is_hex(sha256) || !file_exists(lfs_marker(repo, sha256))) return -1;
+  return object_size(sha256);
+}
+
+FileEntry RepoStore::stage_regular_content(const std::string& data, std::string& temp_path) const {
+  FileEntry entry{sha256_hex(data), git_blob_sha1_hex(data), data.size(), false};
+  temp_path = write_temp_file(temp_dir(), data);
+  return entry;
 }
 
 FileEntry RepoStore::store_regular_content(const std::string& data) {

@@ -1,15 +1,24 @@
 // The server's storage, everything under one root folder:
 //
+//   ROOT/lock                            flock()ed by the one server that serves this root
 //   ROOT/secret                          random key that signs LFS upload and blob URLs (0600)
 //   ROOT/objects/<ab>/<sha256>           every file content, regular or LFS, named by its sha256
-//   ROOT/uploads/<sha256>-<size>-<chunk>/  a multipart upload in progress: data + part-<n> markers
-//   ROOT/tmp/                            temp files (same file system, so renames are atomic)
+//   ROOT/uploads/<sha256>-<size>-<chunk>-<repo>/  a multipart upload in progress: data + part-<n>
+//   ROOT/tmp/                            temp files (same file system, so renames are atomic) and
+//                                        the inline files of commits being parsed
 //   ROOT/repos/<models|datasets>/<ns>/<name>/
-//        repo.json                       {"private", "created", "next_pr"}
+//        repo.json                       {"private", "created", "next_pr", "lfs_scoped"}
 //        refs/heads/<branch>             the 40-hex head commit of a branch (no newline)
 //        refs/pr/<N>                     the head of pull request N
 //        commits/<id>.json               {"parents", "summary", "description", "created",
 //                                         "tree": {path: {"sha256", "git_sha1", "size", "lfs"}}}
+//        lfs/<sha256>                    empty marker: this LFS object was uploaded to this repo
+//
+// Contents are stored once, but LFS objects are scoped per repo as on the Hub: a commit may only
+// name an LFS object uploaded to its own repo (knowing a sha256 is not enough). Repos from before
+// the markers get them from their commits when the store opens ("lfs_scoped" in repo.json).
+// Unfinished uploads and temp files are removed when the store opens (the lock says no other
+// server is writing them) and, later, once idle for longer than the server's stale age.
 //
 // A commit id is the sha1 (git blob form) of its canonical JSON record without the id, so ids are
 // 40 lowercase hex like the Hub's. Commits and objects are immutable; refs and repo.json are
@@ -17,6 +26,8 @@
 // (create, commit, ref move) holds one mutex, so a restarted server sees exactly what was answered.
 // For an LFS file, git_sha1 is the git blob id of its LFS pointer text, as on the Hub.
 #pragma once
+
+#include "file_util.h"
 
 #include <cstdint>
 #include <map>
@@ -58,7 +69,8 @@ struct Commit {
 struct CommitOperation {
   enum Kind { kAdd, kDeleteFile, kDeleteFolder } kind = kAdd;
   std::string path;
-  FileEntry entry;  // kAdd only
+  FileEntry entry;          // kAdd only
+  std::string staged_path;  // kAdd of inline content: its temp file, adopted when the commit lands
 };
 
 struct CommitRequest {
@@ -83,6 +95,8 @@ void check_repo_path(const std::string& path);
 
 class RepoStore {
  public:
+  // Opens (creating) the root, takes its lock (throws when another process serves it), removes
+  // what killed uploads left behind and adds the LFS markers of older repos.
   explicit RepoStore(std::string root);
 
   const std::string& root() const { return root_; }
@@ -102,7 +116,8 @@ class RepoStore {
   std::shared_ptr<const Commit> resolve(const RepoRef& repo, const std::string& revision) const;
 
   // Applies the operations on top of the head of revision (a branch or PR ref) and moves it, or
-  // with create_pr opens refs/pr/<N> from that head. Throws HttpError (400, 404, 412).
+  // with create_pr opens refs/pr/<N> from that head; staged inline files become objects only
+  // once the commit is accepted. Throws HttpError (400, 404, 412) and then stores nothing.
   CommitResult commit(const RepoRef& repo, const std::string& revision, const CommitRequest& request);
 
   // Creates branch at the commit starting_point resolves to; false when the branch exists.
@@ -113,22 +128,35 @@ class RepoStore {
   std::string object_path(const std::string& sha256) const;
   // Size of the stored object, or -1 when it is not stored.
   int64_t object_size(const std::string& sha256) const;
-  // Stores bytes (an inline commit file) and returns their entry (regular file).
+  // Stores bytes and returns their entry (regular file).
   FileEntry store_regular_content(const std::string& data);
+  // Writes bytes (an inline commit file) to a temp file; returns their entry and sets temp_path.
+  // commit() adopts it; whoever stages removes it when the commit is refused.
+  FileEntry stage_regular_content(const std::string& data, std::string& temp_path) const;
   // Moves a fully written, fsynced temp file whose sha256 was checked into the object store.
   void adopt_object(const std::string& temp_path, const std::string& sha256);
+  // adopt_object, then records that the object was uploaded to repo.
+  void adopt_lfs_object(const RepoRef& repo, const std::string& temp_path, const std::string& sha256);
+  // Size of the LFS object if it was uploaded to repo, else -1.
+  int64_t lfs_object_size(const RepoRef& repo, const std::string& sha256) const;
+
+  // Removes temp files and unfinished uploads idle for at least max_age_seconds; returns how many.
+  size_t remove_stale_uploads(int64_t max_age_seconds);
 
  private:
   std::string repo_dir(const RepoRef& repo) const;
   std::string ref_path(const RepoRef& repo, const std::string& revision) const;
   std::shared_ptr<const Commit> load_commit(const RepoRef& repo, const std::string& id) const;
   std::string write_commit(const RepoRef& repo, Commit commit);
+  std::string lfs_marker(const RepoRef& repo, const std::string& sha256) const;
+  void scope_lfs_objects_of_older_repos();
 
   std::string root_;
+  Fd lock_;
   std::string secret_;
   std::mutex state_mutex_;  // create_repo, commit, ref moves
   mutable std::mutex cache_mutex_;
-  mutable std::map<std::string, std::shared_ptr<const Commit>> commit_cache_;  // key: commit file path
+  mutable std::map<std::string, std::shared_ptr<const Commit>> commit_cache_;  // key: commit file path; bounded
 };
 
 }  // namespace slahub::server
