@@ -5,7 +5,10 @@
 // sla::AttentionBackend ("sdpa": at::scaled_dot_product_attention, cuDNN backend only; "sla": the
 // fused kernels, variant all), cross-attention through SDPA in every run. Reports the median step
 // time (forward + backward + optimizer step, CUDA events) and the peak memory of one step
-// (parameters, gradients, optimizer state, inputs and activations), as ratios to SDPA.
+// (parameters, gradients, optimizer state, inputs and activations), as ratios to SDPA. Also the
+// self-attention call alone (forward with gradients enabled + backward, through the same backend,
+// at the blocks' shape), which bounds what a faster kernel can give: the step without
+// self-attention takes about step(SDPA) − depth × attention(SDPA).
 //
 // Not modelled (Wan has them, they cost the same in every run): adaLN modulation, RMSNorm of q and
 // k, rotary embeddings, the patch and text embedders.
@@ -18,6 +21,7 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adamw.h>
 
@@ -44,6 +48,7 @@ struct Result {
   int64_t tokens;
   std::string label;
   double step_ms, peak_gib;
+  double attention_ms;  // one self-attention call alone, forward (gradients on) + backward
 };
 
 // Median of `reps` CUDA-event timings of fn, after `warmup` untimed calls.
@@ -129,7 +134,19 @@ Result time_training(const Mechanism& m, const sla_dit::DitConfig& cfg, const In
   step();
   cudaDeviceSynchronize();
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(dev);
-  Result r{in.x.size(1), m.label, ms, double(stats.allocated_bytes[0].peak) / double(1 << 30)};
+  // Self-attention alone at the blocks' shape, (B, L, H, D) memory viewed as (B, H, L, D).
+  const auto bf16 = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  const int64_t L = in.x.size(1), H = cfg.num_attention_heads, D = cfg.attention_head_dim;
+  std::vector<at::Tensor> qkv;
+  for (int i = 0; i < 3; ++i) qkv.push_back(at::randn({1, L, H, D}, bf16).transpose(1, 2).requires_grad_(true));
+  const at::Tensor grad_o = at::randn({1, L, H, D}, bf16).transpose(1, 2);
+  const double attention_ms = median_ms(
+      [&] {
+        const at::Tensor o = (*backend)(qkv[0], qkv[1], qkv[2]);
+        torch::autograd::grad({o}, qkv, {grad_o});
+      },
+      warmup, reps);
+  Result r{L, m.label, ms, double(stats.allocated_bytes[0].peak) / double(1 << 30), attention_ms};
   if (backend->uses_sla() && backend->modules().empty()) {
     std::fprintf(stderr, "sla-train-bench: %s ran no SLA module (fell back to SDPA)\n", m.label.c_str());
   }
@@ -193,8 +210,10 @@ int main(int argc, char** argv) {
       results.push_back(time_training(m, cfg, in, warmup, reps));
       const Result& r = results.back();
       const Result& base = results[first];
-      std::printf("L %6lld %-22s step %9.3f ms (%5.2fx SDPA)  peak %7.3f GiB (SDPA %7.3f)\n", (long long)L,
-                  m.label.c_str(), r.step_ms, base.step_ms / r.step_ms, r.peak_gib, base.peak_gib);
+      std::printf("L %6lld %-22s step %9.3f ms (%5.2fx SDPA)  peak %7.3f GiB (SDPA %7.3f)  self-attention "
+                  "fwd+bwd %7.3f ms\n",
+                  (long long)L, m.label.c_str(), r.step_ms, base.step_ms / r.step_ms, r.peak_gib, base.peak_gib,
+                  r.attention_ms);
       std::fflush(stdout);
     }
   }
@@ -209,15 +228,20 @@ int main(int argc, char** argv) {
                    (dense == "cudnn" ? "cuDNN backend only" : "PyTorch's backend choice") + "; median of " +
                    std::to_string(reps) + " steps after " + std::to_string(warmup) +
                    " warm-up steps. Step = forward + backward + optimizer step; peak = allocated during one step, "
-                   "weights and optimizer state included.\n\n"
-                   "| tokens | self-attention | step ms | speed-up over SDPA | peak GiB | peak / SDPA |\n"
-                   "|---|---|---|---|---|---|\n";
+                   "weights and optimizer state included."
+                   " Self-attention ms: one call alone at the blocks' shape, forward with gradients + backward. "
+                   "Bound: step(SDPA) / (step(SDPA) − depth × self-attention(SDPA)), the speed-up with "
+                   "self-attention free.\n\n"
+                   "| tokens | self-attention | step ms | speed-up over SDPA | bound | self-attention ms | "
+                   "peak GiB | peak / SDPA |\n|---|---|---|---|---|---|---|---|\n";
   for (size_t i = 0; i < results.size(); ++i) {
     const Result& r = results[i];
     const Result& base = results[i - i % mechanisms.size()];  // SDPA at this length
+    const double bound = base.step_ms / (base.step_ms - double(depth) * base.attention_ms);
     char line[256];
-    std::snprintf(line, sizeof line, "| %lld | %s | %.2f | %.2fx | %.3f | %.2f |\n", (long long)r.tokens,
-                  r.label.c_str(), r.step_ms, base.step_ms / r.step_ms, r.peak_gib, r.peak_gib / base.peak_gib);
+    std::snprintf(line, sizeof line, "| %lld | %s | %.2f | %.2fx | %.2fx | %.3f | %.3f | %.2f |\n",
+                  (long long)r.tokens, r.label.c_str(), r.step_ms, base.step_ms / r.step_ms, bound, r.attention_ms,
+                  r.peak_gib, r.peak_gib / base.peak_gib);
     md += line;
   }
   std::printf("\n%s", md.c_str());
