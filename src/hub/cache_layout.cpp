@@ -1,5 +1,8 @@
 #include "cache_layout.h"
 
+#include "hashing.h"
+#include "untrusted.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -99,7 +102,7 @@ void write_file_atomic(const std::string& path, const std::string& content) {
 
 FileLock::FileLock(const std::string& path) {
   make_dirs(fs::path(path).parent_path().string());
-  fd_ = open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0664);
+  fd_ = open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0664);
   if (fd_ < 0) io_error("cannot open lock", path);
   while (flock(fd_, LOCK_EX) != 0) {
     if (errno != EINTR) {
@@ -119,15 +122,19 @@ FileLock::~FileLock() {
 RepoCache::RepoCache(std::string cache_dir, const RepoRef& repo)
     : cache_dir_(std::move(cache_dir)), folder_(repo_folder_name(repo)), repo_dir_(cache_dir_ + "/" + folder_) {}
 
-std::string RepoCache::blob_path(const std::string& etag) const { return repo_dir_ + "/blobs/" + etag; }
-std::string RepoCache::snapshot_dir(const std::string& commit) const { return repo_dir_ + "/snapshots/" + commit; }
+std::string RepoCache::blob_path(const std::string& etag) const { return confined_path(repo_dir_, "blobs/" + etag); }
+std::string RepoCache::snapshot_dir(const std::string& commit) const { return confined_path(repo_dir_, "snapshots/" + commit); }
 std::string RepoCache::snapshot_path(const std::string& commit, const std::string& path) const {
-  return snapshot_dir(commit) + "/" + path;
+  return confined_path(repo_dir_, "snapshots/" + commit + "/" + path);
 }
-std::string RepoCache::tree_cache_path(const std::string& commit) const { return repo_dir_ + "/trees/" + commit + ".json"; }
-std::string RepoCache::lock_path(const std::string& etag) const { return cache_dir_ + "/.locks/" + folder_ + "/" + etag + ".lock"; }
-std::string RepoCache::blob_temp_path(const std::string& etag) const {
-  return blob_path(etag) + "." + random_hex8() + ".incomplete";
+std::string RepoCache::tree_cache_path(const std::string& commit) const {
+  return confined_path(repo_dir_, "trees/" + commit + ".json");
+}
+std::string RepoCache::lock_path(const std::string& etag) const {
+  return confined_path(cache_dir_, ".locks/" + folder_ + "/" + etag + ".lock");
+}
+std::string RepoCache::blob_incomplete_path(const std::string& etag) const {
+  return confined_path(repo_dir_, "blobs/" + etag + ".incomplete");
 }
 
 void RepoCache::write_cachedir_tag() const {
@@ -142,13 +149,13 @@ void RepoCache::write_cachedir_tag() const {
 
 void RepoCache::write_ref(const std::string& revision, const std::string& commit) const {
   if (revision == commit) return;  // a commit REV gets no ref
-  const std::string path = repo_dir_ + "/refs/" + revision;
+  const std::string path = confined_path(repo_dir_, "refs/" + revision);
   if (read_ref(revision) == commit) return;
   write_file_atomic(path, commit);
 }
 
 std::optional<std::string> RepoCache::read_ref(const std::string& revision) const {
-  std::ifstream in(repo_dir_ + "/refs/" + revision, std::ios::binary);
+  std::ifstream in(confined_path(repo_dir_, "refs/" + revision), std::ios::binary);
   if (!in) return std::nullopt;
   std::stringstream text;
   text << in.rdbuf();
@@ -157,6 +164,7 @@ std::optional<std::string> RepoCache::read_ref(const std::string& revision) cons
 
 void RepoCache::link_snapshot(const std::string& commit, const std::string& path, const std::string& etag) const {
   const std::string link = snapshot_path(commit, path);
+  blob_path(etag);  // the link target, checked like every path
   make_dirs(fs::path(link).parent_path().string());
   // snapshots/<commit>/<path> is 2 + depth(path) levels below the repo folder.
   std::string target;
@@ -182,16 +190,24 @@ void LocalDirMetadata::prepare() const {
                       "# This file is a cache directory tag created by huggingface_hub.\n");
 }
 
-std::string LocalDirMetadata::file_path(const std::string& path) const { return dir_ + "/" + path; }
-std::string LocalDirMetadata::metadata_path(const std::string& path) const {
-  return dir_ + "/.cache/huggingface/download/" + path + ".metadata";
+std::string LocalDirMetadata::file_path(const std::string& path) const {
+  if (path == ".cache/huggingface" || path.rfind(".cache/huggingface/", 0) == 0)
+    refuse_value("path", path, "reserved for the download metadata of the local dir", dir_);
+  return confined_path(dir_, path);
 }
-std::string LocalDirMetadata::temp_path(const std::string& path, const std::string& etag) const {
-  const fs::path meta = metadata_path(path);
-  return (meta.parent_path() / (meta.filename().string() + "." + etag + "." + random_hex8() + ".incomplete")).string();
+std::string LocalDirMetadata::metadata_path(const std::string& path) const {
+  return confined_path(dir_, ".cache/huggingface/download/" + path + ".metadata");
+}
+std::string LocalDirMetadata::lock_path(const std::string& path) const {
+  return confined_path(dir_, ".cache/huggingface/download/" + path + ".lock");
+}
+std::string LocalDirMetadata::incomplete_path(const std::string& path, const std::string& etag) const {
+  const std::string name = sha256_hex(fs::path(path).filename().string()).substr(0, 16) + "." + etag + ".incomplete";
+  const std::string relative = fs::path(".cache/huggingface/download/" + path).parent_path().string() + "/" + name;
+  return confined_path(dir_, relative);
 }
 std::string LocalDirMetadata::tree_cache_path(const std::string& commit) const {
-  return dir_ + "/.cache/huggingface/trees/" + commit + ".json";
+  return confined_path(dir_, ".cache/huggingface/trees/" + commit + ".json");
 }
 
 bool LocalDirMetadata::is_current(const std::string& path, const std::string& etag, uint64_t size) const {

@@ -4,6 +4,9 @@
 //   <cache>/<folder>/{blobs/<etag>, refs/<REV> (no newline), snapshots/<commit>/<path> -> ../../blobs/<etag>,
 //                     trees/<commit>.json}
 // and, for --local-dir, <dir>/.cache/huggingface/{.gitignore, CACHEDIR.TAG, download/<path>.metadata}.
+// Every path below is built through confined_path (untrusted.h): the parts that come from a server
+// (etag, commit, file path) or the user (revision) cannot leave the repo folder or the local dir,
+// not even through a symlink already there; a bad part throws HubError E_HUB_UNSAFE.
 #pragma once
 
 #include "hub_client.h"
@@ -31,8 +34,9 @@ class RepoCache {
   std::string snapshot_path(const std::string& commit, const std::string& path) const;
   std::string tree_cache_path(const std::string& commit) const;
   std::string lock_path(const std::string& etag) const;
-  // A process-unique temp name beside the blob: blobs/<etag>.<8 hex>.incomplete
-  std::string blob_temp_path(const std::string& etag) const;
+  // The partial download beside the blob, blobs/<etag>.incomplete: one name per blob (written
+  // under lock_path), so an interrupted pull is resumed by the next one, never left as an orphan.
+  std::string blob_incomplete_path(const std::string& etag) const;
 
   void write_cachedir_tag() const;
   void write_ref(const std::string& revision, const std::string& commit) const;  // atomic, no newline
@@ -51,9 +55,12 @@ class LocalDirMetadata {
  public:
   explicit LocalDirMetadata(std::string local_dir);
   void prepare() const;  // .gitignore "*" and CACHEDIR.TAG
-  std::string file_path(const std::string& path) const;  // <dir>/<path>
+  std::string file_path(const std::string& path) const;  // <dir>/<path>; not under .cache/huggingface
   std::string metadata_path(const std::string& path) const;
-  std::string temp_path(const std::string& path, const std::string& etag) const;  // beside the metadata
+  std::string lock_path(const std::string& path) const;  // download/<path>.lock, as Python names it
+  // The partial download of path at etag, beside its metadata: <16 hex of sha256(name)>.<etag>.incomplete
+  // (short whatever the name's length; one name per file and etag, written under lock_path).
+  std::string incomplete_path(const std::string& path, const std::string& etag) const;
   std::string tree_cache_path(const std::string& commit) const;
   // The file is up to date when its metadata names this etag and it was not modified after.
   bool is_current(const std::string& path, const std::string& etag, uint64_t size) const;

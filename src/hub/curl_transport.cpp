@@ -37,11 +37,20 @@ struct Transfer {
   int fd = -1;               // body_file, opened for the transfer
   uint64_t sent = 0;         // bytes of the body already read
   uint64_t to_send = 0;
+  uint64_t header_bytes = 0;
   bool sink_failed = false;
+  bool too_large = false;  // headers over kMaxHeaderBytes or a kept body over max_body_bytes
 };
+
+constexpr uint64_t kMaxHeaderBytes = 1 << 20;
 
 size_t on_header(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
+  t->header_bytes += size * count;
+  if (t->header_bytes > kMaxHeaderBytes) {
+    t->too_large = true;
+    return 0;  // aborts the transfer
+  }
   std::string line(data, size * count);
   if (line.rfind("HTTP/", 0) == 0) {
     t->response->headers.clear();  // a new response (after a redirect or a 100 Continue)
@@ -67,6 +76,10 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
       return 0;  // aborts the transfer
     }
     return n;
+  }
+  if (t->response->body.size() + n > t->request->max_body_bytes) {
+    t->too_large = true;
+    return 0;
   }
   t->response->body.append(data, n);
   return n;
@@ -117,8 +130,12 @@ class CurlTransport : public HttpTransport {
 
     curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, request.follow_redirects ? 1L : 0L);
-    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);  // HubClient::perform follows, under its own rules
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, request.connect_timeout_s);
     curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, request.stall_timeout_s);
@@ -166,6 +183,9 @@ class CurlTransport : public HttpTransport {
     response.url = final_url ? final_url : request.url;
     if (rc != CURLE_OK) {
       if (t.sink_failed) throw std::runtime_error("writing the download of " + request.url + " failed");
+      if (t.too_large)
+        throw TransportError("the answer is too large (over " + std::to_string(kMaxHeaderBytes) + " bytes of headers or " +
+                             std::to_string(request.max_body_bytes) + " bytes of body) (" + request.method + " " + request.url + ")");
       throw TransportError(std::string(curl_easy_strerror(rc)) + " (" + request.method + " " + request.url + ")");
     }
     return response;

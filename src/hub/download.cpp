@@ -1,6 +1,7 @@
 #include "download.h"
 
 #include "hashing.h"
+#include "untrusted.h"
 
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -15,6 +16,7 @@
 #include <fstream>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -23,38 +25,20 @@ namespace fs = std::filesystem;
 namespace slahub {
 namespace {
 
-constexpr int kMaxRedirects = 20;
 constexpr int kMaxFailuresWithoutProgress = 5;  // the resume loop of section 5.2
 constexpr int kMaxTreePages = 100000;
-
-bool is_hex(const std::string& s, size_t length) {
-  return s.size() == length && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
-std::string normalize_etag(std::string etag) {
-  while (etag.rfind("W/", 0) == 0) etag.erase(0, 2);
-  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, etag.size() - 2);
-  return etag;
-}
-
-// "scheme://host:port" of a URL.
-std::string origin_of(const std::string& url) {
-  const auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return {};
-  const auto path_start = url.find('/', scheme_end + 3);
-  return url.substr(0, path_start);
-}
+// Python refuses files over 50 GB on the plain HTTP path (Xet is needed); so do we, so that a size
+// a server declares cannot make us write without end.
+constexpr uint64_t kMaxDownloadBytes = 50'000'000'000ULL;
 
 uint64_t parse_size(const std::string& text, const std::string& url) {
-  try {
-    size_t used = 0;
-    const unsigned long long value = std::stoull(text, &used);
-    if (used == text.size()) return value;
-  } catch (const std::exception&) {
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos && text.size() <= 19) {
+    const unsigned long long value = std::stoull(text);
+    if (value <= kMaxDownloadBytes) return value;
+    refuse_value("size", text, "larger than the " + std::to_string(kMaxDownloadBytes) + " bytes downloaded over HTTP",
+                 "HEAD " + url);
   }
-  throw HubError("E_HUB_PROTOCOL", "bad size '" + text + "' in the answer to HEAD " + url, 0, url);
+  throw HubError("E_HUB_PROTOCOL", "bad size \"" + escape_untrusted(text) + "\" in the answer to HEAD " + url, 0, url);
 }
 
 std::optional<std::string> next_link(const HttpResponse& response) {
@@ -63,6 +47,25 @@ std::optional<std::string> next_link(const HttpResponse& response) {
   const std::string link = response.header("link").value_or("");
   if (std::regex_search(link, m, next)) return m[1].str();
   return std::nullopt;
+}
+
+bool is_relative_location(const std::string& location) {
+  const auto colon = location.find(':'), delimiter = location.find_first_of("/?");
+  const bool has_scheme = colon != std::string::npos && (delimiter == std::string::npos || colon < delimiter);
+  return !has_scheme && location.rfind("//", 0) != 0;
+}
+
+// Reads the first `size` bytes of fd into the hasher; false when they cannot be read.
+bool hash_existing(int fd, uint64_t size, ContentHasher& hasher) {
+  std::vector<char> buffer(1 << 20);
+  for (uint64_t done = 0; done < size;) {
+    const ssize_t n = pread(fd, buffer.data(), std::min<uint64_t>(buffer.size(), size - done), static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    hasher.update(buffer.data(), static_cast<size_t>(n));
+    done += static_cast<uint64_t>(n);
+  }
+  return true;
 }
 
 }  // namespace
@@ -76,7 +79,7 @@ bool matches_any_glob(const std::string& path, const std::vector<std::string>& g
 FileMetadata fetch_file_metadata(HubClient& client, const RepoRef& repo, const std::string& revision,
                                  const std::string& path) {
   std::string url = client.resolve_url(repo, revision, path);
-  for (int hop = 0; hop < kMaxRedirects; ++hop) {
+  for (int hop = 0; hop <= kMaxRedirects; ++hop) {
     HttpRequest request;
     request.method = "HEAD";
     request.url = url;
@@ -85,56 +88,80 @@ FileMetadata fetch_file_metadata(HubClient& client, const RepoRef& repo, const s
     const HttpResponse response = client.send(request, true);
     const bool redirect = response.status >= 300 && response.status < 400;
     const std::string location = response.header("location").value_or("");
-    if (redirect && !location.empty() && location.front() == '/') {
+    if (redirect && !location.empty() && is_relative_location(location)) {
       // A relative redirect (a renamed repo): HEAD the new path on the same host, query dropped.
-      url = origin_of(url) + location.substr(0, location.find('?'));
+      url = resolve_location(url, location.substr(0, location.find('?')));
       continue;
     }
+    const std::string where = "HEAD " + url;
     FileMetadata meta;
-    meta.commit = response.header("x-repo-commit").value_or("");
-    meta.etag = normalize_etag(response.header("x-linked-etag").value_or(response.header("etag").value_or("")));
+    const auto commit = response.header("x-repo-commit");
+    const auto linked_etag = response.header("x-linked-etag");
+    const auto etag = linked_etag ? linked_etag : response.header("etag");
     auto size = response.header("x-linked-size");
     if (!size && !redirect) size = response.header("content-length");
-    if (meta.commit.empty() || meta.etag.empty() || !size)
-      throw HubError("E_HUB_PROTOCOL",
-                     "HEAD " + url + " lacks X-Repo-Commit, an ETag or a size: not a Hub file URL", response.status, url);
+    if (!commit || !etag || !size)
+      throw HubError("E_HUB_PROTOCOL", where + " lacks X-Repo-Commit, an ETag or a size: not a Hub file URL", response.status, url);
+    meta.commit = checked_commit(*commit, "X-Repo-Commit", where);
+    meta.etag = checked_etag(*etag, linked_etag ? "X-Linked-Etag" : "ETag", where);
     meta.size = parse_size(*size, url);
-    meta.download_url = redirect && !location.empty() ? location : url;
+    meta.download_url = redirect && !location.empty() ? resolve_location(url, location) : url;
     return meta;
   }
-  throw HubError("E_HUB_PROTOCOL", "more than 20 redirects resolving " + path, 0, url);
+  throw HubError("E_HUB_PROTOCOL", "more than " + std::to_string(kMaxRedirects) + " redirects resolving " + path, 0, url);
 }
 
-void download_verified(HubClient& client, const FileMetadata& meta, const std::string& temp_path,
+void download_verified(HubClient& client, const FileMetadata& meta, const std::string& partial_path,
                        const ProgressFn& progress) {
-  int fd = open(temp_path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0) throw HubError("E_IO", "cannot create " + temp_path + ": " + std::strerror(errno));
+  // Never a download whose content cannot be checked: the etag says which hash, and must be one.
+  const std::string etag = checked_etag(meta.etag, "ETag", "GET " + meta.download_url);
+  const bool sha256 = etag.size() == 64;
+  if (meta.size > kMaxDownloadBytes)
+    refuse_value("size", std::to_string(meta.size), "larger than the " + std::to_string(kMaxDownloadBytes) + " bytes downloaded over HTTP",
+                 "GET " + meta.download_url);
+  ContentHasher hasher(sha256 ? ContentHasher::Kind::kSha256 : ContentHasher::Kind::kGitBlobSha1, meta.size);
+
+  // O_NOFOLLOW: the partial file is ours, never a link planted in its place.
+  int fd = open(partial_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) throw HubError("E_IO", "cannot open " + partial_path + ": " + std::strerror(errno));
+  // Kept when the download stops for a reason that does not condemn its bytes (the network, an
+  // HTTP error, a kill): the next pull resumes it. Removed when the content is proven wrong, and
+  // when it holds nothing.
+  uint64_t received = 0;
   struct Cleanup {
     int& fd;
     const std::string& path;
-    bool keep = false;
+    const uint64_t& received;
+    bool discard = false, done = false;
     ~Cleanup() {
       if (fd >= 0) close(fd);
-      if (!keep) unlink(path.c_str());
+      if (discard || (!done && received == 0)) unlink(path.c_str());
     }
-  } cleanup{fd, temp_path};
+  } cleanup{fd, partial_path, received};
+  const auto fail = [&](const std::string& code, const std::string& message) -> HubError {
+    cleanup.discard = true;
+    return HubError(code, message, 0, meta.download_url);
+  };
 
-  const bool sha256 = is_hex(meta.etag, 64), git_sha1 = is_hex(meta.etag, 40);
-  std::optional<ContentHasher> hasher;
-  if (sha256) hasher.emplace(ContentHasher::Kind::kSha256, meta.size);
-  if (git_sha1) hasher.emplace(ContentHasher::Kind::kGitBlobSha1, meta.size);
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw fail("E_IO", partial_path + " is not a regular file");
+  received = static_cast<uint64_t>(st.st_size);
+  if (received > meta.size || (received > 0 && !hash_existing(fd, received, hasher))) {
+    if (ftruncate(fd, 0) != 0) throw fail("E_IO", "cannot truncate " + partial_path + ": " + std::strerror(errno));
+    received = 0;
+    hasher.restart();
+  }
+  if (received > 0 && progress) progress(received);
 
-  // Authorization goes only to the endpoint's own host:port.
-  const bool same_origin = origin_of(meta.download_url) == origin_of(client.config().endpoint);
-  uint64_t received = 0;
-  int failures_without_progress = 0, status_retries = 0;
+  uint64_t failures_without_progress = 0;
+  int status_retries = 0;
   std::string write_error;
+  bool content_error = false;  // the server sent more than it announced
   while (received < meta.size) {
     HttpRequest request;
     request.url = meta.download_url;
     request.follow_redirects = true;
-    for (auto& header : client.hub_headers())
-      if (same_origin || header.first != "authorization") request.headers.push_back(header);
+    request.headers = client.hub_headers();  // HubClient::perform keeps the token on the endpoint only
     const uint64_t resumed_from = received;
     if (received > 0) request.headers.emplace_back("Range", "bytes=" + std::to_string(received) + "-");
     bool first_chunk = true;
@@ -143,30 +170,31 @@ void download_verified(HubClient& client, const FileMetadata& meta, const std::s
         // The server ignored our Range: start over from byte 0.
         if (ftruncate(fd, 0) != 0) return false;
         received = 0;
-        if (hasher) hasher->restart();
+        hasher.restart();
       }
       first_chunk = false;
       if (received + size > meta.size) {
         write_error = "the server sent more than the " + std::to_string(meta.size) + " bytes it announced";
+        content_error = true;
         return false;
       }
       for (size_t done = 0; done < size;) {
         const ssize_t n = pwrite(fd, data + done, size - done, static_cast<off_t>(received + done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-          write_error = "cannot write " + temp_path + ": " + std::strerror(errno);
+          write_error = "cannot write " + partial_path + ": " + std::strerror(errno);
           return false;
         }
         done += static_cast<size_t>(n);
       }
-      if (hasher) hasher->update(data, size);
+      hasher.update(data, size);
       received += size;
       if (progress) progress(size);
       return true;
     };
     HttpResponse response;
     try {
-      response = client.transport().perform(request);
+      response = client.perform(request);
     } catch (const TransportError& e) {
       failures_without_progress = received > resumed_from ? 0 : failures_without_progress + 1;
       if (failures_without_progress > kMaxFailuresWithoutProgress)
@@ -175,10 +203,11 @@ void download_verified(HubClient& client, const FileMetadata& meta, const std::s
                        0, meta.download_url);
       client.sleep(1);
       continue;
+    } catch (const HubError&) {
+      throw;
     } catch (const std::runtime_error& e) {
-      throw HubError(write_error.empty() ? "E_IO" : "E_HUB_INTEGRITY",
-                     (write_error.empty() ? std::string(e.what()) : write_error) + " (GET " + meta.download_url + ")", 0,
-                     meta.download_url);
+      throw fail(content_error ? "E_HUB_INTEGRITY" : "E_IO",
+                 (write_error.empty() ? std::string(e.what()) : write_error) + " (GET " + meta.download_url + ")");
     }
     if (response.status == 408 || response.status == 429) {
       if (++status_retries > client.retry_policy().max_retries) throw error_from_response(request, response);
@@ -196,22 +225,39 @@ void download_verified(HubClient& client, const FileMetadata& meta, const std::s
       client.sleep(1);
     }
   }
-  if (fsync(fd) != 0) throw HubError("E_IO", "cannot fsync " + temp_path + ": " + std::strerror(errno));
-  if (hasher) {
-    const std::string actual = hasher->hex();
-    if (actual != meta.etag)
-      throw HubError("E_HUB_INTEGRITY",
-                     std::string(sha256 ? "sha256" : "git blob sha1") + " of the download is " + actual +
-                         " but the Hub says " + meta.etag + "; the file was discarded (GET " + meta.download_url + ")",
-                     0, meta.download_url);
-  }
+  if (fsync(fd) != 0) throw fail("E_IO", "cannot fsync " + partial_path + ": " + std::strerror(errno));
+  const std::string actual = hasher.hex();
+  if (actual != etag)
+    throw fail("E_HUB_INTEGRITY", std::string(sha256 ? "sha256" : "git blob sha1") + " of the download is " + actual +
+                                      " but the Hub says " + etag + "; the file was discarded (GET " + meta.download_url + ")");
   close(fd);
   fd = -1;
-  cleanup.keep = true;
+  cleanup.done = true;
 }
+
+namespace {
+
+// A tree entry (from the Hub or from trees/<commit>.json) is used only when its path is a safe
+// relative path and its ids are hashes: the ids name blobs before any HEAD is sent.
+void check_repo_file(const RepoFile& file, const std::string& where) {
+  check_relative_path(file.path, "tree entry path", where);
+  const std::string of = " of \"" + escape_untrusted(file.path) + "\"";
+  const auto is_hash = [](const std::string& s, size_t length) {
+    return s.size() == length && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+  };
+  if (!is_hash(file.blob_id, 40)) refuse_value("tree entry oid" + of, file.blob_id, "must be 40 lower-case hex (git sha1)", where);
+  if (file.lfs_sha256 && !is_hash(*file.lfs_sha256, 64))
+    refuse_value("tree entry lfs.oid" + of, *file.lfs_sha256, "must be 64 lower-case hex (sha256)", where);
+  if (file.size > kMaxDownloadBytes)
+    refuse_value("tree entry size" + of, std::to_string(file.size),
+                 "larger than the " + std::to_string(kMaxDownloadBytes) + " bytes downloaded over HTTP", where);
+}
+
+}  // namespace
 
 std::vector<RepoFile> list_repo_files(HubClient& client, const RepoRef& repo, const std::string& commit) {
   std::vector<RepoFile> files;
+  std::set<std::string> seen;
   std::string url = client.api_url(repo, "tree/" + percent_encode(commit, false)) + "?recursive=true&expand=false";
   for (int page = 0; page < kMaxTreePages; ++page) {
     HttpRequest request;
@@ -232,13 +278,17 @@ std::vector<RepoFile> list_repo_files(HubClient& client, const RepoRef& repo, co
       } catch (const nlohmann::json::exception& e) {
         throw HubError("E_HUB_PROTOCOL", std::string("bad tree entry: ") + e.what() + " (GET " + url + ")", 0, url);
       }
-      if (file.path.empty() || file.path.front() == '/' || file.path.find("..") != std::string::npos)
-        throw HubError("E_HUB_PROTOCOL", "unsafe path '" + file.path + "' in the tree (GET " + url + ")", 0, url);
+      check_repo_file(file, "GET " + url);
+      if (!seen.insert(file.path).second) refuse_value("tree entry path", file.path, "listed twice", "GET " + url);
       files.push_back(std::move(file));
     }
     auto next = next_link(response);
     if (!next) return files;
-    url = *next;
+    // Pages come from the endpoint itself: a next link elsewhere would take our token there.
+    const std::string next_url = resolve_location(url, *next);
+    if (url_origin(next_url) != url_origin(client.config().endpoint))
+      refuse_value("Link", *next, "the next page is not on the endpoint " + client.config().endpoint, "GET " + url);
+    url = next_url;
   }
   throw HubError("E_HUB_PROTOCOL", "tree pagination did not end", 0, url);
 }
@@ -272,6 +322,7 @@ std::optional<std::vector<RepoFile>> read_tree_cache(const std::string& path) {
       f.size = entry.at("size").get<uint64_t>();
       f.blob_id = entry.at("blob_id").get<std::string>();
       if (entry.contains("lfs_sha256") && entry["lfs_sha256"].is_string()) f.lfs_sha256 = entry["lfs_sha256"].get<std::string>();
+      check_repo_file(f, path);  // written by us or by Python, but from what a server said
       files.push_back(std::move(f));
     }
   } catch (const nlohmann::json::exception&) {
@@ -315,13 +366,14 @@ bool fetch_into_cache(HubClient& client, const RepoRef& repo, const RepoCache& c
     return false;
   }
   const FileMetadata meta = fetch_file_metadata(client, repo, commit, file.path);
-  make_dirs(cache.repo_dir() + "/blobs");
+  const std::string blob = cache.blob_path(meta.etag);
+  make_dirs(fs::path(blob).parent_path().string());
   FileLock lock(cache.lock_path(meta.etag));
   bool fetched = false;
-  if (!is_present(cache.blob_path(meta.etag))) {
-    const std::string temp = cache.blob_temp_path(meta.etag);
-    download_verified(client, meta, temp, progress);
-    rename_into(temp, cache.blob_path(meta.etag));
+  if (!is_present(blob)) {
+    const std::string partial = cache.blob_incomplete_path(meta.etag);
+    download_verified(client, meta, partial, progress);
+    rename_into(partial, blob);
     fetched = true;
   }
   cache.link_snapshot(commit, file.path, meta.etag);
@@ -333,18 +385,19 @@ bool fetch_into_local_dir(HubClient& client, const RepoRef& repo, const RepoCach
   if (local.is_current(file.path, file.etag(), file.size)) return false;
   const std::string target = local.file_path(file.path);
   make_dirs(fs::path(local.metadata_path(file.path)).parent_path().string());
+  FileLock lock(local.lock_path(file.path));
   if (is_present(cache.blob_path(file.etag()))) {
     // The main cache already has it (a Python or an earlier download): copy, no request.
-    const std::string temp = local.temp_path(file.path, file.etag());
-    copy_file_to(cache.blob_path(file.etag()), temp);
-    rename_into(temp, target);
+    const std::string partial = local.incomplete_path(file.path, file.etag());
+    copy_file_to(cache.blob_path(file.etag()), partial);
+    rename_into(partial, target);
     local.write(file.path, commit, file.etag());
     return false;
   }
   const FileMetadata meta = fetch_file_metadata(client, repo, commit, file.path);
-  const std::string temp = local.temp_path(file.path, meta.etag);
-  download_verified(client, meta, temp, progress);
-  rename_into(temp, target);
+  const std::string partial = local.incomplete_path(file.path, meta.etag);
+  download_verified(client, meta, partial, progress);
+  rename_into(partial, target);
   local.write(file.path, commit, meta.etag);
   return true;
 }
@@ -357,6 +410,8 @@ SnapshotResult snapshot_download(HubClient& client, const RepoRef& repo, const S
   if (options.local_dir) local.emplace(*options.local_dir);
 
   SnapshotResult result;
+  // A branch name becomes refs/<REV> in the cache: a relative path like refs/pr/1, nothing more.
+  if (!is_commit_sha(options.revision)) check_relative_path(options.revision, "revision", "");
   result.commit = is_commit_sha(options.revision) ? options.revision : client.revision_sha(repo, options.revision);
   const std::string tree_path = local ? local->tree_cache_path(result.commit) : cache.tree_cache_path(result.commit);
 
@@ -368,6 +423,16 @@ SnapshotResult snapshot_download(HubClient& client, const RepoRef& repo, const S
   std::vector<RepoFile> wanted;
   for (auto& f : listing)
     if (options.include.empty() || matches_any_glob(f.path, options.include)) wanted.push_back(f);
+
+  // Every path this snapshot will write is checked before anything is created.
+  for (const auto& f : wanted) {
+    if (local) {
+      local->file_path(f.path);
+      local->incomplete_path(f.path, f.etag());
+    } else {
+      cache.snapshot_path(result.commit, f.path);
+    }
+  }
 
   cache.write_cachedir_tag();
   cache.write_ref(options.revision, result.commit);

@@ -21,16 +21,20 @@ struct FileMetadata {
   std::string download_url;  // the absolute redirect target, else the resolve URL
 };
 
-// HEAD resolve/{REV}/{path} without following redirects; relative redirects are re-HEADed.
+// HEAD resolve/{REV}/{path} without following redirects; relative redirects are re-HEADed (at most
+// kMaxRedirects). X-Repo-Commit, the ETag and the Location are checked (untrusted.h).
 FileMetadata fetch_file_metadata(HubClient& client, const RepoRef& repo, const std::string& revision,
                                  const std::string& path);
 
 using ProgressFn = std::function<void(uint64_t bytes)>;  // called with newly received bytes
 
-// Streams `meta.download_url` into temp_path (created or truncated), resuming on dropped
-// connections, then checks size and hash (sha256 for a 64-hex etag, git blob sha1 for 40-hex).
-// On any failure temp_path is removed and HubError thrown (E_HUB_INTEGRITY for a mismatch).
-void download_verified(HubClient& client, const FileMetadata& meta, const std::string& temp_path,
+// Streams `meta.download_url` into partial_path, continuing from the bytes already there (an
+// interrupted earlier pull; they are hashed first) with Range, resuming on dropped connections,
+// then checks size and hash: sha256 for a 64-hex etag, git blob sha1 for a 40-hex one, and any
+// other etag is refused (E_HUB_UNSAFE) before a byte is fetched. On a network or HTTP failure the
+// partial file stays for the next attempt; content proven wrong (E_HUB_INTEGRITY) or an I/O error
+// removes it. The caller holds the lock that makes partial_path its own.
+void download_verified(HubClient& client, const FileMetadata& meta, const std::string& partial_path,
                        const ProgressFn& progress = {});
 
 struct RepoFile {
@@ -41,7 +45,8 @@ struct RepoFile {
   std::string etag() const { return lfs_sha256 ? *lfs_sha256 : blob_id; }
 };
 
-// The recursive tree at a commit, every page (Link rel="next").
+// The recursive tree at a commit, every page (Link rel="next", on the endpoint only). Each file's
+// path and ids are checked (untrusted.h); a path listed twice is refused.
 std::vector<RepoFile> list_repo_files(HubClient& client, const RepoRef& repo, const std::string& commit);
 
 struct SnapshotOptions {

@@ -1,5 +1,7 @@
 #include "hub_client.h"
 
+#include "untrusted.h"
+
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -168,13 +170,14 @@ HubError error_from_response(const HttpRequest& request, const HttpResponse& res
     code = code_header.empty() ? "E_HUB_HTTP" : code_header, what = "request failed";
   }
   std::string message = fmt::format("{} (HTTP {} {} {})", what, response.status, request.method, request.url);
-  if (!detail.empty()) message += ": " + detail;
-  if (auto id = response.header("x-request-id")) message += " [request id " + *id + "]";
+  // The server's words are shown escaped: one line, no terminal control sequences.
+  if (!detail.empty()) message += ": " + escape_untrusted(detail);
+  if (auto id = response.header("x-request-id")) message += " [request id " + escape_untrusted(*id) + "]";
   return HubError(code, message, response.status, request.url);
 }
 
 HubClient::HubClient(HubConfig config, HttpTransport& transport, RetryPolicy retry)
-    : config_(std::move(config)), transport_(transport), retry_(std::move(retry)) {}
+    : config_(std::move(config)), endpoint_origin_(url_origin(config_.endpoint)), transport_(transport), retry_(std::move(retry)) {}
 
 std::string HubClient::api_url(const RepoRef& repo, const std::string& tail) const {
   return config_.endpoint + "/api/" + repo.plural() + "/" + repo.id + (tail.empty() ? "" : "/" + tail);
@@ -212,11 +215,53 @@ void HubClient::sleep(double seconds) const {
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
 }
 
+namespace {
+
+bool is_redirect_status(int status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+void erase_header(HeaderList& headers, const std::string& name) {
+  headers.erase(std::remove_if(headers.begin(), headers.end(),
+                               [&](const auto& h) {
+                                 return h.first.size() == name.size() &&
+                                        std::equal(h.first.begin(), h.first.end(), name.begin(), [](char a, char b) {
+                                          return std::tolower(static_cast<unsigned char>(a)) == b;
+                                        });
+                               }),
+                headers.end());
+}
+
+}  // namespace
+
+HttpResponse HubClient::perform(HttpRequest request) {
+  const std::string first_url = request.url;
+  for (int hop = 0;; ++hop) {
+    if (endpoint_origin_.empty() || url_origin(request.url) != endpoint_origin_) erase_header(request.headers, "authorization");
+    HttpResponse response = transport_.perform(request);
+    const auto location = response.header("location");
+    if (!request.follow_redirects || !is_redirect_status(response.status) || !location) return response;
+    if (hop == kMaxRedirects)
+      throw HubError("E_HUB_PROTOCOL",
+                     "more than " + std::to_string(kMaxRedirects) + " redirects (" + request.method + " " + first_url +
+                         ", last to \"" + escape_untrusted(*location) + "\")",
+                     response.status, first_url);
+    request.url = resolve_location(request.url, *location);
+    if ((response.status == 303 && request.method != "HEAD") ||
+        ((response.status == 301 || response.status == 302) && request.method == "POST")) {
+      request.method = "GET";
+      request.body.clear();
+      request.body_file.reset();
+      erase_header(request.headers, "content-type");
+    }
+  }
+}
+
 HttpResponse HubClient::send(const HttpRequest& request, bool retry) {
   for (int attempt = 0;; ++attempt) {
     const bool last = !retry || attempt >= retry_.max_retries;
     try {
-      HttpResponse response = transport_.perform(request);
+      HttpResponse response = perform(request);
       if (response.status >= 400) {
         if (last || !is_retryable_status(response.status)) throw error_from_response(request, response);
         sleep(backoff_seconds(attempt, &response));
@@ -250,9 +295,9 @@ nlohmann::json HubClient::send_json(const std::string& method, const std::string
 std::string HubClient::revision_sha(const RepoRef& repo, const std::string& revision) {
   const std::string url = api_url(repo, "revision/" + percent_encode(revision, false));
   const auto info = send_json("GET", url, nullptr, false);
-  if (!info.is_object() || !info.contains("sha") || !info["sha"].is_string() || !is_commit_sha(info["sha"].get<std::string>()))
-    throw HubError("E_HUB_PROTOCOL", "revision answer has no 40-hex 'sha' (GET " + url + ")", 200, url);
-  return info["sha"].get<std::string>();
+  if (!info.is_object() || !info.contains("sha") || !info["sha"].is_string())
+    throw HubError("E_HUB_PROTOCOL", "revision answer has no 'sha' string (GET " + url + ")", 200, url);
+  return checked_commit(info["sha"].get<std::string>(), "revision answer 'sha'", "GET " + url);
 }
 
 std::string HubClient::create_repo(const RepoRef& repo, bool private_repo) {
@@ -269,7 +314,7 @@ std::string HubClient::create_repo(const RepoRef& repo, bool private_repo) {
   request.body = body.dump();
   HttpResponse response;
   try {
-    response = transport_.perform(request);
+    response = perform(request);
   } catch (const TransportError& e) {
     throw HubError("E_HUB_NETWORK", e.what(), 0, url);
   }

@@ -15,11 +15,15 @@
 namespace slahub {
 
 inline constexpr const char* kHfHubCompatVersion = "1.29.0";
+// Redirects followed per request (curl's default limit of 50 made small and explicit).
+inline constexpr int kMaxRedirects = 10;
 
 // A failed Hub operation. code is the Hub's X-Error-Code when it sent one (RepoNotFound,
 // RevisionNotFound, EntryNotFound, GatedRepo, ...), else one of ours: E_HUB_AUTH (401/403),
 // E_HUB_HTTP (another status), E_HUB_NETWORK (no answer), E_HUB_INTEGRITY (size or hash mismatch),
-// E_HUB_PROTOCOL (an answer we cannot use). status is 0 when no HTTP answer applies.
+// E_HUB_PROTOCOL (an answer we cannot use), E_HUB_UNSAFE (a value the server sent, or a revision
+// name, that would escape the cache or cannot be checked: untrusted.h). status is 0 when no HTTP
+// answer applies.
 class HubError : public std::runtime_error {
  public:
   HubError(std::string code, const std::string& message, int status = 0, std::string url = {});
@@ -87,7 +91,13 @@ class HubClient {
   // The Hub headers: authorization (when a token is known) and user-agent.
   HeaderList hub_headers() const;
 
-  // Sends the request, retrying 408/429/5xx and dropped connections with backoff when `retry`;
+  // One exchange, under the rules every request obeys: the token goes only to the endpoint's own
+  // origin (scheme, host, port); when request.follow_redirects, 3xx answers are followed here (the
+  // transport never follows), to http(s) only, at most kMaxRedirects, the token dropped as soon as
+  // a hop leaves the endpoint. 303 (and 301/302 after a POST) continue as a GET without a body.
+  HttpResponse perform(HttpRequest request);
+
+  // Sends the request through perform(), retrying 408/429/5xx and dropped connections with backoff when `retry`;
   // a status >= 400 after that throws the mapped HubError. 3xx is returned.
   HttpResponse send(const HttpRequest& request, bool retry);
   // The wait before retry number `attempt` (0-based) after `response` (null: no answer).
@@ -104,6 +114,7 @@ class HubClient {
 
  private:
   HubConfig config_;
+  std::string endpoint_origin_;
   HttpTransport& transport_;
   RetryPolicy retry_;
 };

@@ -36,7 +36,10 @@ struct HttpRequest {
   // HttpResponse::body; error bodies are still kept (for messages). Returning false aborts.
   std::function<bool(int status, const char* data, size_t size)> sink;
 
+  // Read by HubClient::perform, which follows redirects itself; a transport never follows them.
   bool follow_redirects = false;
+  // A body kept in memory (not streamed to the sink) larger than this fails the request.
+  uint64_t max_body_bytes = uint64_t{64} << 20;
   long connect_timeout_s = 10;
   long stall_timeout_s = 30;  // abort when less than 1 byte/s flows for this long
 };
@@ -51,8 +54,9 @@ struct HttpResponse {
   std::optional<std::string> header(const std::string& name) const;
 };
 
-// The request did not complete: refused or dropped connection, timeout, a body cut short. Data
-// already handed to the sink stays delivered; the caller may resume from there.
+// The request did not complete: refused or dropped connection, timeout, a body cut short, an answer
+// over max_body_bytes or with more than 1 MiB of headers. Data already handed to the sink stays
+// delivered; the caller may resume from there.
 class TransportError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -65,7 +69,8 @@ class HttpTransport {
   virtual HttpResponse perform(const HttpRequest& request) = 0;
 };
 
-// libcurl, with a pool of easy handles so connections are kept alive between requests.
+// libcurl, with a pool of easy handles so connections are kept alive between requests. http and
+// https only; redirects are answered as they are (3xx), never followed.
 std::unique_ptr<HttpTransport> make_curl_transport();
 
 }  // namespace slahub

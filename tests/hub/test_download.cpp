@@ -19,6 +19,7 @@ using slahub::testing::FakeTransport;
 namespace {
 
 const std::string kCommit = "0123456789abcdef0123456789abcdef01234567";
+const std::string kPointerOid = "feedfacefeedfacefeedfacefeedfacefeedface";  // the LFS pointer's git sha1
 
 std::string read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -56,7 +57,7 @@ struct Repo {
     nlohmann::json tree = nlohmann::json::array(
         {{{"type", "file"}, {"path", "config.json"}, {"size", config.size()}, {"oid", config_etag}},
          {{"type", "directory"}, {"path", "sub"}, {"oid", "d"}},
-         {{"type", "file"}, {"path", "sub/deep/big.bin"}, {"size", big.size()}, {"oid", "pointer-sha1"},
+         {{"type", "file"}, {"path", "sub/deep/big.bin"}, {"size", big.size()}, {"oid", kPointerOid},
           {"lfs", {{"oid", big_etag}, {"size", big.size()}, {"pointerSize", 130}}}}});
     fake.on("GET", "/api/models/alice/m1/tree/" + kCommit, {200, {}, tree.dump()});
   }
@@ -69,7 +70,7 @@ struct Repo {
               {"X-Repo-Commit", kCommit},
               {"X-Linked-Etag", "\"" + big_etag + "\""},
               {"X-Linked-Size", std::to_string(big.size())},
-              {"ETag", "\"pointer-sha1\""}},
+              {"ETag", "\"" + kPointerOid + "\""}},
              ""});
   }
   void script_config_get(FakeTransport& fake) { fake.on("GET", "/resolve/" + kCommit + "/config.json", {200, {}, config}); }
@@ -191,8 +192,54 @@ TEST_CASE("a body truncated without an error is resumed; endless truncation fail
     }
     CHECK_FALSE(fs::exists(f.repo_dir() / "blobs" / f.repo.big_etag));
     CHECK_FALSE(fs::exists(f.repo_dir() / "snapshots" / kCommit / "sub/deep/big.bin"));
-    for (const auto& name : files_under(f.repo_dir() / "blobs")) CHECK(name.find(".incomplete") == std::string::npos);
+    // The bytes got so far stay under the one deterministic name, for the next pull to resume.
+    CHECK(read_all(f.repo_dir() / "blobs" / (f.repo.big_etag + ".incomplete")) == f.repo.big.substr(0, 100));
+    for (const auto& name : files_under(f.repo_dir() / "blobs"))
+      if (name.find(".incomplete") != std::string::npos) CHECK(name == f.repo.big_etag + ".incomplete");
     CHECK_FALSE(fs::exists(f.repo_dir() / "trees"));  // an incomplete snapshot has no tree cache
+  }
+}
+
+TEST_CASE("an interrupted earlier pull is resumed from blobs/<etag>.incomplete with Range, and still hash-checked") {
+  Fixture f;
+  f.repo.script_metadata(f.fake);
+  const fs::path partial = f.repo_dir() / "blobs" / (f.repo.big_etag + ".incomplete");
+  fs::create_directories(partial.parent_path());
+  SECTION("the right bytes: only the rest is fetched") {
+    std::ofstream(partial, std::ios::binary) << f.repo.big.substr(0, 4000);
+    f.fake.on("GET", "http://cdn.test/blob/", {206, {{"Content-Range", "bytes 4000-5003/5004"}}, f.repo.big.substr(4000)});
+    snapshot_download(f.client, f.repo.ref, f.options());
+    CHECK(read_all(f.repo_dir() / "blobs" / f.repo.big_etag) == f.repo.big);
+    CHECK_FALSE(fs::exists(partial));
+    const auto last = f.fake.requests().back();
+    CHECK(std::find(last.headers.begin(), last.headers.end(), std::make_pair(std::string("Range"), std::string("bytes=4000-"))) !=
+          last.headers.end());
+  }
+  SECTION("wrong bytes: the hash check fails, the partial file is discarded, the next pull starts over") {
+    std::string wrong = f.repo.big.substr(0, 4000);
+    wrong[7] ^= 1;
+    std::ofstream(partial, std::ios::binary) << wrong;
+    f.fake.on("GET", "http://cdn.test/blob/", {206, {}, f.repo.big.substr(4000)});
+    try {
+      snapshot_download(f.client, f.repo.ref, f.options());
+      FAIL("no error");
+    } catch (const HubError& e) {
+      CHECK(e.code() == "E_HUB_INTEGRITY");
+    }
+    CHECK_FALSE(fs::exists(partial));
+    CHECK_FALSE(fs::exists(f.repo_dir() / "blobs" / f.repo.big_etag));
+    f.repo.script_metadata(f.fake);
+    f.fake.on("GET", "http://cdn.test/blob/", {200, {}, f.repo.big});
+    snapshot_download(f.client, f.repo.ref, f.options());
+    CHECK(read_all(f.repo_dir() / "blobs" / f.repo.big_etag) == f.repo.big);
+  }
+  SECTION("longer than the file: truncated and fetched whole") {
+    std::ofstream(partial, std::ios::binary) << f.repo.big << "extra";
+    f.fake.on("GET", "http://cdn.test/blob/", {200, {}, f.repo.big});
+    snapshot_download(f.client, f.repo.ref, f.options());
+    CHECK(read_all(f.repo_dir() / "blobs" / f.repo.big_etag) == f.repo.big);
+    const auto last = f.fake.requests().back();
+    CHECK(std::none_of(last.headers.begin(), last.headers.end(), [](auto& h) { return h.first == "Range"; }));
   }
 }
 
@@ -282,9 +329,9 @@ TEST_CASE("HEAD follows relative redirects itself and stops at an absolute one")
   Fixture f;
   f.fake.on("HEAD", "/alice/old/resolve/main/a.txt", {307, {{"Location", "/alice/m1/resolve/main/a.txt?x=1"}}, ""});
   f.fake.on("HEAD", "/alice/m1/resolve/main/a.txt",
-            {200, {{"X-Repo-Commit", kCommit}, {"ETag", "W/\"abc\""}, {"Content-Length", "3"}}, ""});
+            {200, {{"X-Repo-Commit", kCommit}, {"ETag", "W/\"" + kPointerOid + "\""}, {"Content-Length", "3"}}, ""});
   const auto meta = fetch_file_metadata(f.client, {"alice/old", RepoType::kModel}, "main", "a.txt");
-  CHECK(meta.etag == "abc");
+  CHECK(meta.etag == kPointerOid);
   CHECK(meta.size == 3);
   CHECK(meta.commit == kCommit);
   CHECK(meta.download_url == "http://hub.test/alice/m1/resolve/main/a.txt");

@@ -2,7 +2,10 @@
 // Downloads into the Hugging Face cache (shared with the Python client) or a local folder, every
 // file checked against the Hub's sha256 / git sha1 before it lands, then verifies the result: an
 // SLA model that arrives without a valid sla_attention.pt is an error. Prints the snapshot path.
-// Exit 0: pulled and verified; 1: the Hub failed or verify failed; 2: bad arguments.
+// Everything the server sends is checked before use (src/hub/untrusted.h): a hostile Hub cannot
+// make it write outside the cache or --local-dir, skip a hash check, or take the token elsewhere.
+// Exit 0: pulled and verified; 1: the Hub failed or verify failed; 2: bad arguments, or the server
+// sent a value that cannot be used (an ETag, commit id, file name or redirect; E_HUB_UNSAFE).
 #include "cli.h"
 
 #include "cache_layout.h"
@@ -10,6 +13,7 @@
 #include "errors.h"
 #include "hub_client.h"
 #include "progress.h"
+#include "untrusted.h"
 #include "verify.h"
 
 #include <fmt/core.h>
@@ -50,7 +54,8 @@ int run_pull(const PullArgs& args) {
       result = slahub::snapshot_download(client, repo, options);
     } catch (const slahub::HubError& e) {
       fmt::print(stderr, "sla-ckpt pull: {}\n", e.what());
-      return kFailed;
+      // A value the server sent (or --revision) that would escape the cache or cannot be checked.
+      return e.code() == slahub::kUnsafeCode ? kUnusable : kFailed;
     }
   }
 
