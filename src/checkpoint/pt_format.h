@@ -84,11 +84,14 @@ struct Limits {
   uint64_t max_entries = 1 << 16;
   uint64_t max_pickle_bytes = uint64_t(64) << 20;
   uint64_t max_string_bytes = uint64_t(1) << 20;   // E_STRING
-  uint64_t max_memo_index = 1 << 20;               // E_MEMO
-  uint64_t max_stack = 1 << 20;
+  // Each value held costs ~200 bytes of memory: these counts keep a pickle's peak memory in the
+  // low hundreds of MB whatever it holds. CPython batches APPENDS/SETITEMS by 1000, so its stack
+  // stays shallow; a state dict takes ~2 values and a few memo slots per tensor.
+  uint64_t max_memo_index = 1 << 18;               // E_MEMO
+  uint64_t max_stack = 1 << 17;
   uint64_t max_marks = 256;                        // E_DEPTH
   uint32_t max_depth = 64;                         // E_DEPTH, nesting of containers
-  uint64_t max_nodes = uint64_t(1) << 22;          // values in the expanded tree
+  uint64_t max_nodes = uint64_t(1) << 20;          // values in the expanded tree
   // Bytes of strings and tensor views in the expanded tree, every reference counted (E_LIMIT).
   // read_pt_file / read_pt_buffer replace it with the file's size + expanded_slack_bytes.
   uint64_t max_expanded_bytes = uint64_t(64) << 20;

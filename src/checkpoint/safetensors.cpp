@@ -246,7 +246,7 @@ Header parse_header(const uint8_t* prefix, size_t prefix_size, uint64_t file_siz
   return header;
 }
 
-Header read_header(const std::string& path) {
+Header read_header(const std::string& path, uint64_t max_header_bytes) {
   uint64_t file_size = 0;
   Fd file{open_regular_file(path, &file_size)};
   uint8_t length[8] = {};
@@ -254,6 +254,7 @@ Header read_header(const std::string& path) {
   read_exactly(file.fd, length, 8, 0, path);
   const uint64_t n = read_le64(length);
   if (n > kMaxHeaderBytes) fail("header length " + std::to_string(n) + " exceeds the 100 MB cap", path);
+  if (n > max_header_bytes) fail("header length " + std::to_string(n) + " exceeds the " + std::to_string(max_header_bytes) + " bytes asked for", path);
   if (n > file_size - 8) fail("header length " + std::to_string(n) + " runs past the end of the file", path);
   std::vector<uint8_t> prefix(8 + n);
   std::memcpy(prefix.data(), length, 8);

@@ -68,8 +68,9 @@ struct File {
 // (at least 8 + N bytes of it must be present). `where` names the file in errors.
 Header parse_header(const uint8_t* prefix, size_t prefix_size, uint64_t file_size, const std::string& where);
 
-// Reads only the 8 + N header bytes of a file (for the weights' dtypes of a multi-GB model).
-Header read_header(const std::string& path);
+// Reads only the 8 + N header bytes of a file (for the weights' dtypes of a multi-GB model);
+// a header longer than max_header_bytes is refused (E_SAFETENSORS) before it is read.
+Header read_header(const std::string& path, uint64_t max_header_bytes = kMaxHeaderBytes);
 
 // Reads and validates the whole file; refuses files larger than max_file_bytes before allocating.
 File read_file(const std::string& path, uint64_t max_file_bytes = kDefaultMaxFileBytes);

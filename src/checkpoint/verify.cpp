@@ -25,6 +25,10 @@ using nlohmann::json;
 
 constexpr uintmax_t kMaxTextFileBytes = 4u << 20;  // configs and model cards; larger files are not configs
 constexpr size_t kMaxFilesScanned = 256;             // per folder, so a verify next to $HOME stays quick
+// The weights' dtype needs only their headers, and a few MB of headers decide it; a folder whose
+// headers add up to more is not read further (the majority so far stands).
+constexpr uint64_t kMaxWeightsHeaderBytes = 64u << 20;
+constexpr size_t kMaxHeadDims = 64;  // distinct head dims taken from a config
 
 // ---- small helpers ------------------------------------------------------------------------------
 
@@ -187,11 +191,14 @@ Evidence gather_evidence(const fs::path& folder, bool file_present, const Verify
 
 std::vector<int64_t> head_dims_from_config(const json& config) {
   std::set<int64_t> dims;
+  auto add_one = [&](const json& x) {
+    if (x.is_number_integer() && x.get<int64_t>() > 0 && x.get<int64_t>() <= kMaxHeadDim && dims.size() < kMaxHeadDims)
+      dims.insert(x.get<int64_t>());
+  };
   auto add = [&](const json& v) {
-    if (v.is_number_integer() && v.get<int64_t>() > 0) dims.insert(v.get<int64_t>());
+    add_one(v);
     if (v.is_array())
-      for (const auto& x : v)
-        if (x.is_number_integer() && x.get<int64_t>() > 0) dims.insert(x.get<int64_t>());
+      for (const auto& x : v) add_one(x);
   };
   if (config.contains("attention_head_dim")) add(config["attention_head_dim"]);
   if (config.contains("head_dim")) add(config["head_dim"]);
@@ -199,7 +206,7 @@ std::vector<int64_t> head_dims_from_config(const json& config) {
     const json &h = config["hidden_size"], &n = config["num_attention_heads"];
     if (h.is_number_integer() && n.is_number_integer() && n.get<int64_t>() > 0 &&
         h.get<int64_t>() % n.get<int64_t>() == 0)
-      dims.insert(h.get<int64_t>() / n.get<int64_t>());
+      add_one(h.get<int64_t>() / n.get<int64_t>());
   }
   return {dims.begin(), dims.end()};
 }
@@ -218,11 +225,14 @@ std::optional<json> read_json(const fs::path& p) {
 void find_weights_dtype(const fs::path& folder, ModelShape& shape) {
   std::map<std::string, uint64_t> elements_per_token;
   std::vector<std::string> sources;
+  uint64_t header_budget = kMaxWeightsHeaderBytes;
   for (const fs::path& f : {folder / "transformer", folder}) {
     for (const auto& p : files_in(f)) {
-      if (p.extension() != ".safetensors" || p.filename() == kSlaTwinName) continue;
+      if (p.extension() != ".safetensors" || p.filename() == kSlaTwinName || header_budget == 0) continue;
       try {
-        for (const auto& t : safetensors::read_header(p.string()).tensors)
+        const safetensors::Header header = safetensors::read_header(p.string(), header_budget);
+        header_budget -= std::min(header_budget, header.data_start - 8);
+        for (const auto& t : header.tensors)
           if (safetensors::is_float(t.dtype)) elements_per_token[safetensors::dtype_token(t.dtype)] += t.numel();
         sources.push_back(p.filename().string());
       } catch (const CheckpointError&) {

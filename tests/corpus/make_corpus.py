@@ -1017,8 +1017,8 @@ def register_all():
         def make():
             t = tree_of(payload(dims=((d, "bf16"),)))
             shared = t["state"][f"{d}:bf16"]
-            t["state"] = {f"{d}:bf16": Seq([shared, Raw(b"r" + struct.pack("<I", 900_000))])}
-            t["state"].update({f"{d}:t{i}": Raw(b"j" + struct.pack("<I", 900_000)) for i in range(refs)})
+            t["state"] = {f"{d}:bf16": Seq([shared, Raw(b"r" + struct.pack("<I", 200_000))])}
+            t["state"].update({f"{d}:t{i}": Raw(b"j" + struct.pack("<I", 200_000)) for i in range(refs)})
             return zip_of(t)
         return make
     case("r23_memo_shared_entry.pt", 23, ["E_SCHEMA"], "one 16x16 entry referenced by 4 keys (BINGET): answered",
@@ -1028,8 +1028,8 @@ def register_all():
 
     def shared_string():
         t = base_tree()
-        ext = {"writer": Seq(["w" * ((1 << 20) - 16), Raw(b"r" + struct.pack("<I", 900_000))])}
-        ext.update({f"k{i}": Raw(b"j" + struct.pack("<I", 900_000)) for i in range(100)})
+        ext = {"writer": Seq(["w" * ((1 << 20) - 16), Raw(b"r" + struct.pack("<I", 200_000))])}
+        ext.update({f"k{i}": Raw(b"j" + struct.pack("<I", 200_000)) for i in range(100)})
         t["sla_toolkit"] = ext
         return zip_of(t)
     corrupt("r34_memo_fanout_string.pt", 34, ["E_LIMIT"], "one 1 MiB string referenced 100 times")(shared_string)

@@ -138,7 +138,7 @@ def memo_get(index):
     return Raw(b"j" + struct.pack("<I", index))  # LONG_BINGET
 
 
-SHARED = 900_000  # the memo slot the fan-out cases share one value through
+SHARED = 200_000  # the memo slot the fan-out cases share one value through
 
 
 # ---- 1. a tiny storage presenting a huge tensor ----------------------------------------------------
@@ -171,7 +171,9 @@ def test_head_dim_far_beyond_any_model(tmp_path):
 
 def test_100k_state_entries(tmp_path):
     """100k distinct '<d>:fp32': {} entries (the old duplicate-key check was quadratic: > 15 s)."""
-    state = {"16:fp32": entry(16), **{f"{d}:fp32": {} for d in range(17, 100_017)}}
+    pairs = [b"X" + struct.pack("<I", len(k)) + k + b"}" for k in (f"{d}:fp32".encode() for d in range(17, 100_017))]
+    more = b"".join(b"(" + b"".join(pairs[i:i + 1000]) + b"u" for i in range(0, len(pairs), 1000))  # CPython's batches
+    state = Seq([{"16:fp32": entry(16)}, Raw(more)])
     path = write(tmp_path / "sla_attention.pt", pt_bytes(payload(state)))
     assert os.path.getsize(path) < 4 << 20
     for args in (("inspect", path), ("verify", path), ("convert", path, tmp_path / "out.safetensors")):
@@ -190,6 +192,33 @@ def test_1000_entries_is_answered(tmp_path):
     assert len(report["entries"]) == 1000
     # every entry but 4:fp32 has [4, 4] tensors for a larger head_dim: one shape problem per tensor
     assert sum(p["code"] == "E_SCHEMA" for p in report["problems"]) == 2 * 999
+
+
+def raw_pt(pickle_body):
+    return build_zip([Record(b"archive/data.pkl", pickle_body), Record(b"archive/version", b"3\n")])[0]
+
+
+def batched(items, opener=b"]"):
+    """A list built the way CPython writes it: APPENDS in batches of 1000."""
+    body = bytearray(b"\x80\x02" + opener)
+    for start in range(0, len(items), 1000):
+        body += b"(" + b"".join(items[start:start + 1000]) + b"e"
+    return bytes(body) + b"."
+
+
+@pytest.mark.parametrize("name,body,code", [
+    # 4M values in a flat list: ~700 MB of value objects before the cap on values was lowered
+    ("values", lambda: batched([b"K\x01"] * (4 << 20)), "E_LIMIT"),
+    # 1M values left on the stack: ~370 MB before the stack cap was lowered
+    ("stack", lambda: b"\x80\x02" + b"K\x01" * (1 << 20) + b".", "E_LIMIT"),
+    # 1M memo slots, each holding a value: ~430 MB before the memo cap was lowered
+    ("memo", lambda: batched([b"K\x01r" + struct.pack("<I", i) for i in range(1 << 20)]), "E_MEMO"),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_many_small_values(tmp_path, name, body, code):
+    path = write(tmp_path / "sla_attention.pt", raw_pt(body()))
+    assert os.path.getsize(path) < 10 << 20
+    for args in (("inspect", path), ("verify", path)):
+        check_bounded(run_tool(*args), [code], exits=(2,) if args[0] != "verify" else (1,))
 
 
 # ---- 3. one value reused many times through the pickle memo ------------------------------------------
