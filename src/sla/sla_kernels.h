@@ -18,7 +18,10 @@ bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Te
                           std::string* why);
 
 // Differentiable fused SLA: o = sparse(q, k, v) + proj_l(linear(q, k, v)), in q's dtype, with
-// gradients for q, k, v, proj_w and proj_b. scale <= 0 means D^-1/2.
+// gradients for q, k, v, proj_w and proj_b. scale <= 0 means D^-1/2. When a gradient is needed the
+// graph keeps o itself (the backward reads it, so modifying o in place makes the backward refuse),
+// lse, the block map and the linear branch's D x D state: no other (B, H, L, D) tensor. Autocast
+// does not reach inside: the kernels and the ATen ops around them keep their own precisions.
 at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& proj_w, const at::Tensor& proj_b, const SlaConfig& cfg,
                               double scale);

@@ -342,6 +342,7 @@ at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at
 
 reference::BlockMap cuda_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
   const c10::cuda::CUDAGuard guard(q.device());
+  const NoAutocast no_autocast;
   const Inputs in = prepare(q, k, k, cfg);
   const at::Tensor lut = device_block_map(in.q, in.k, cfg);
   const int64_t nk = (q.size(2) + cfg.blkk - 1) / cfg.blkk;
