@@ -375,3 +375,46 @@ def test_without_a_token_private_repos_stay_private(tmp_path):
         assert srv.request("GET", "/api/models/o/p", headers={"authorization": "Bearer anything"}, auth=False)[0] == 200
     finally:
         srv.stop()
+
+
+def test_client_hanging_up_mid_upload_leaves_no_temp_file(hub):
+    data = os.urandom(200000)
+    status, _, body = hub.request("POST", BATCH, body=batch([{"oid": sha256(data), "size": len(data)}]))
+    href = json.loads(body)["objects"][0]["actions"]["upload"]["href"].replace(hub.url, "")
+    sock = socket.create_connection(("127.0.0.1", hub.port), timeout=10)
+    sock.sendall(f"PUT {href} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data[:50000])
+    deadline = time.monotonic() + 10
+    while not list((hub.root / "tmp").iterdir()):  # the upload's temp file exists while it runs
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    sock.close()
+    while list((hub.root / "tmp").iterdir()):
+        assert time.monotonic() < deadline, list((hub.root / "tmp").iterdir())
+        time.sleep(0.05)
+    assert not (hub.root / "objects" / sha256(data)[:2] / sha256(data)).exists()
+    assert_still_serving(hub, "client hangs up mid-upload")
+
+
+def test_repos_from_before_lfs_scoping_keep_their_objects(tmp_path):
+    root = tmp_path / "root"
+    srv = HubServer(root)
+    srv.request("POST", "/api/repos/create", body=b'{"name": "old", "organization": "alice"}')
+    data = os.urandom(3000)
+    oid, _ = upload_lfs(srv, "alice/old", data)
+    assert commit_lfs(srv, "alice/old", oid, len(data))[0] == 200
+    assert srv.stop() == 0
+    # What a root written before per-repo objects looks like: no markers, no "lfs_scoped".
+    repo = root / "repos" / "models" / "alice" / "old"
+    for marker in (repo / "lfs").iterdir():
+        marker.unlink()
+    meta = json.loads((repo / "repo.json").read_text())
+    del meta["lfs_scoped"]
+    (repo / "repo.json").write_text(json.dumps(meta))
+    srv = HubServer(root)
+    try:
+        # The object its commits name counts as uploaded to it again: no new upload asked for.
+        assert upload_lfs(srv, "alice/old", data) == (oid, False)
+        assert commit_lfs(srv, "alice/old", oid, len(data), path="again.bin")[0] == 200
+        assert json.loads((repo / "repo.json").read_text())["lfs_scoped"] is True
+    finally:
+        assert srv.stop() == 0
