@@ -247,11 +247,13 @@ struct HubServer::Impl {
     while (!stopping) {
       sweep_wake.wait_for(lock, period, [this] { return stopping; });
       if (stopping) break;
+      lock.unlock();  // stop() must not wait for a sweep
       try {
         ctx.store.remove_stale_uploads(ctx.options.stale_upload_age_s);
       } catch (const std::exception& e) {
         fmt::print(stderr, "hub serve: removing stale uploads: {}\n", e.what());
       }
+      lock.lock();
     }
   }
 
