@@ -42,7 +42,7 @@ struct Transfer {
   bool too_large = false;  // headers over kMaxHeaderBytes or a kept body over max_body_bytes
 };
 
-constexpr uint64_t kMaxHeaderBytes = 1 << 20;
+constexpr uint64_t kMaxHeaderBytes = 256 << 10;  // the Hub sends a few KiB; libcurl 8 stops at 300 KiB
 
 size_t on_header(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);

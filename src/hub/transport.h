@@ -55,7 +55,7 @@ struct HttpResponse {
 };
 
 // The request did not complete: refused or dropped connection, timeout, a body cut short, an answer
-// over max_body_bytes or with more than 1 MiB of headers. Data already handed to the sink stays
+// over max_body_bytes or with more than 256 KiB of headers. Data already handed to the sink stays
 // delivered; the caller may resume from there.
 class TransportError : public std::runtime_error {
  public:

@@ -69,6 +69,7 @@ class FakeHub:
 
         self._server = http.server.ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
+        self._server.handle_error = lambda request, address: None  # a client that hangs up is no news here
         self.host = host
         self.port = self._server.server_address[1]
         self.endpoint = f"http://{host}:{self.port}"

@@ -5,6 +5,7 @@ naming the field, and nothing exists outside the cache or the local dir that was
 another origin, redirects are bounded, and an interrupted download resumes from its one .incomplete
 name with a Range request."""
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -265,6 +266,35 @@ def test_a_next_page_link_to_another_host_is_refused(hub, tmp_path, mode):
     r = pull(hub, tmp_path, mode)
     assert r.returncode == 2 and "Link" in r.stderr and len(lines(r.stderr)) == 1, r.stderr
     assert hub.seen(host="localhost") == []
+    watch.assert_nothing_outside()
+
+
+@pytest.mark.parametrize("what", ["body", "headers"])
+def test_an_answer_too_large_to_keep_in_memory_is_cut(hub, tmp_path, what):
+    """A tree answer of 65 MiB (over the 64 MiB a kept body may hold), or 3 MB of headers (over 256 KiB)."""
+    watch = Watch(tmp_path)
+
+    def endless(h):
+        h.send_response(200)
+        h.close_connection = True
+        try:
+            if what == "body":
+                h.send_header("Content-Length", str(65 << 20))
+                h.end_headers()
+                for _ in range(65):
+                    h.wfile.write(b"[" * (1 << 20))
+            else:
+                for i in range(30000):
+                    h.send_header(f"X-Flood-{i}", "x" * 100)
+                h.end_headers()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    hub.routes[("GET", f"/api/models/{REPO}/tree/{COMMIT}")] = endless
+    r = pull(hub, tmp_path, "cache")
+    # (Debian's libcurl 7.88.1 also stops headers at 300 KiB, its CVE-2023-38039 fix; ours, 256 KiB, acts first.)
+    assert r.returncode == 1 and "E_HUB_NETWORK" in r.stderr and "too large" in r.stderr and len(lines(r.stderr)) == 1, r.stderr
+    # The largest child of this test process so far, this pull included: well under 512 MB.
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 512 * 1024
     watch.assert_nothing_outside()
 
 

@@ -345,3 +345,12 @@ TEST_CASE("the Link of the next tree page must stay on the endpoint") {
   CHECK(unsafe_message([&] { snapshot_download(repo.client, {"alice/m", RepoType::kModel}, o); }).find("Link") != std::string::npos);
   for (const auto& r : repo.fake.requests()) CHECK(r.url.find("evil.test") == std::string::npos);
 }
+
+TEST_CASE("a tree path inside .cache/huggingface cannot overwrite the local dir's metadata") {
+  HostileRepo repo;
+  repo.tree[0]["path"] = ".cache/huggingface/download/x.metadata";
+  CHECK(repo.pull(true).find("reserved for the download metadata") != std::string::npos);
+  CHECK_FALSE(fs::exists(repo.local()));
+  CHECK(repo.pull(false).empty());  // in the cache it is just a file of the snapshot
+  CHECK(fs::exists(repo.cache() / "models--alice--m" / "snapshots" / kCommit / ".cache/huggingface/download/x.metadata"));
+}
