@@ -84,9 +84,12 @@ void check_relative_path(const std::string& path, const std::string& field, cons
   const auto refuse = [&](const std::string& why) { refuse_value(field, path, why, where); };
   if (path.empty()) refuse("empty path");
   if (path.size() > kMaxPathBytes) refuse("longer than " + std::to_string(kMaxPathBytes) + " bytes");
-  for (unsigned char c : path) {
+  for (size_t i = 0; i < path.size(); ++i) {
+    const auto c = static_cast<unsigned char>(path[i]);
     if (c == 0) refuse("NUL byte");
     if (c < 0x20 || c == 0x7f) refuse("control character");
+    // U+0080..U+009F in UTF-8: the C1 controls (0x9b is a terminal's CSI).
+    if (c == 0xc2 && i + 1 < path.size() && static_cast<unsigned char>(path[i + 1]) < 0xa0) refuse("control character");
     if (c == '\\') refuse("backslash");
   }
   if (path.front() == '/') refuse("absolute path");
@@ -150,8 +153,8 @@ std::string url_origin(const std::string& url) {
 }
 
 std::string resolve_location(const std::string& base_url, const std::string& location) {
-  for (unsigned char c : location)
-    if (c <= 0x20 || c == 0x7f) refuse_value("Location", location, "control character or space in a URL", base_url);
+  for (unsigned char c : location)  // a URL is ASCII (RFC 3986: anything else is percent-encoded)
+    if (c <= 0x20 || c >= 0x7f) refuse_value("Location", location, "control character, space or non-ASCII byte in a URL", base_url);
   const std::string target = location.substr(0, location.find('#'));
   std::string url;
   const auto colon = target.find(':');

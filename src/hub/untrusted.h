@@ -30,7 +30,8 @@ std::string checked_etag(const std::string& raw, const std::string& field, const
 std::string checked_commit(const std::string& value, const std::string& field, const std::string& where);
 
 // A relative path made of '/'-separated components: not empty, no empty, "." or ".." component,
-// no backslash, NUL or control character, components <= 255 bytes, <= 4096 bytes in all.
+// no backslash, NUL or control character (C0, DEL, and C1 as UTF-8), components <= 255 bytes,
+// <= 4096 bytes in all. Other UTF-8 is fine: file names on the Hub may use any script.
 void check_relative_path(const std::string& path, const std::string& field, const std::string& where);
 
 // root + "/" + relative, after check_relative_path(relative) and a walk over the components that
@@ -43,7 +44,7 @@ std::string confined_path(const std::string& root, const std::string& relative);
 std::string url_origin(const std::string& url);
 
 // The absolute URL a Location header points to from base_url (absolute, "//host/...", "/path",
-// "?query" or a relative path). Refused unless it is http(s) without control characters or spaces.
+// "?query" or a relative path). Refused unless it is http(s), printable ASCII without spaces.
 std::string resolve_location(const std::string& base_url, const std::string& location);
 
 }  // namespace slahub

@@ -89,7 +89,8 @@ TEST_CASE("commit ids: exactly 40 lower-case hex") {
 }
 
 TEST_CASE("repo paths: relative, no '..', '.', empty component, backslash, NUL or control characters") {
-  for (const std::string good : {"a", "sub/deep/x.bin", "notes with space.txt", "..hidden", "a..b", ".gitattributes"})
+  for (const std::string good : {"a", "sub/deep/x.bin", "notes with space.txt", "..hidden", "a..b", ".gitattributes",
+                                  "caf\xc3\xa9/\xe6\xa8\xa1\xe5\x9e\x8b.bin", "\xc2\xa0nbsp"})
     CHECK_NOTHROW(check_relative_path(good, "tree entry path", ""));
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"../x", "'..' component"},
@@ -100,6 +101,7 @@ TEST_CASE("repo paths: relative, no '..', '.', empty component, backslash, NUL o
       {std::string("a\0b", 3), "NUL byte"},
       {"a\x01" "b", "control character"},
       {"a\x7f", "control character"},
+      {"a\xc2\x9b" "31m", "control character"},
       {"a//b", "empty path component"},
       {"a/", "empty path component"},
       {"", "empty path"},
@@ -157,7 +159,8 @@ TEST_CASE("url_origin and resolve_location") {
   CHECK(resolve_location(base, "?other") == "http://hub.test:8/a/b/c?other");
   CHECK(resolve_location(base, "d") == "http://hub.test:8/a/b/d");
   CHECK(resolve_location("http://hub.test", "d") == "http://hub.test/d");
-  for (const char* bad : {"file:///etc/passwd", "ftp://hub.test/x", "gopher://x", "http://hub.test/a b", "http://x/\r\nInjected: 1"})
+  for (const char* bad : {"file:///etc/passwd", "ftp://hub.test/x", "gopher://x", "http://hub.test/a b", "http://x/\r\nInjected: 1",
+                         "http://x/\xc2\x9b"})
     CHECK(unsafe_message([&] { resolve_location(base, bad); }).rfind("E_HUB_UNSAFE: Location", 0) == 0);
 }
 
