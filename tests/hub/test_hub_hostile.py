@@ -129,6 +129,7 @@ REFUSED = {
     "tree path .. inside": (lie_tree("config.json", path="sub/../../x"), "'..' component"),
     "tree oid to an existing file": (lie_tree("config.json", oid="../../../../victim/secret"), "tree entry oid"),
     "tree lfs.oid ../": (lie_tree("weights.bin", lfs_oid="../../../../planted" + "0" * 40), "tree entry lfs.oid"),
+    "size over 50 GB": (lie_head("weights.bin", X_Linked_Size=str(50_000_000_001)), 'size "50000000001"'),
     "redirect to file://": (lie_head("weights.bin", Location="file:///etc/passwd"), 'Location "file:///etc/passwd"'),
     "redirect to ftp://": (lie_head("weights.bin", Location="ftp://127.0.0.1/x"), "Location"),
 }

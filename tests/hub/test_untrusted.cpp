@@ -303,6 +303,14 @@ TEST_CASE("a hostile ETag, commit or tree entry is refused and nothing lands out
       repo.tree[0]["oid"] = escape;
       field = "tree entry oid";
     }
+    SECTION("a size beyond the 50 GB downloaded over HTTP") {
+      set_header(repo.head_headers, "Content-Length", "50000000001");
+      field = "size \"50000000001\"";
+    }
+    SECTION("a tree size beyond 50 GB") {
+      repo.tree[0]["size"] = uint64_t{1} << 63;
+      field = "tree entry size";
+    }
     SECTION("tree path listed twice") {
       repo.tree.push_back(repo.tree[0]);
       field = "listed twice";
