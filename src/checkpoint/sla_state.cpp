@@ -179,6 +179,7 @@ Payload read_payload(const Value& root) {
 // Row-major float32 copy of a tensor (any strides).
 std::vector<float> float32_values(const pt::Tensor& t) {
   std::vector<float> out(t.numel());
+  if (out.empty()) return out;  // a zero-size dim: nothing to copy (and memcpy may not see null)
   if (t.is_contiguous()) {
     std::memcpy(out.data(), t.storage->bytes + uint64_t(t.storage_offset) * sizeof(float), out.size() * sizeof(float));
   } else {

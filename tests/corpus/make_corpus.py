@@ -903,6 +903,8 @@ def register_all():
         geometry(size=(1 << 40, 1 << 40), stride=(1 << 40, 1)))
     corrupt("r29_stride_overflow.pt", 29, ["E_TENSOR_GEOMETRY"], "stride (2^62, 1) for size (2, 2)")(
         geometry(size=(2, 2), stride=(1 << 62, 1)))
+    case("r29_zero_size_weight.pt", 29, ["E_SCHEMA"], "weight of size (0, 16): no elements (fuzz finding: memcpy of "
+         "nothing from null)", (1,))(geometry(size=(0, 16), stride=(16, 1)))
     # issue 11: a tiny storage presenting a huge tensor would cost numel, not the bytes stored
     corrupt("r29_stride0.pt", 29, ["E_TENSOR_GEOMETRY"], "size (2^20, 2^20), stride (0, 0) over 256 elements")(
         geometry(size=(1 << 20, 1 << 20), stride=(0, 0)))
