@@ -52,7 +52,8 @@ def limit_address_space():
 
 
 def run_tool(*args):
-    """Runs sla-ckpt; wall time and peak RSS come from wait4 on this very child."""
+    """Runs sla-ckpt; wall time and peak RSS come from wait4 on this very child (its ru_maxrss also
+    counts the forked Python's pages before exec, so it is an upper bound on the tool's)."""
     cmd = [SLA_CKPT, *map(str, args)]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
