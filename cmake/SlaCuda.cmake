@@ -13,6 +13,7 @@ if(NOT SLA_WITH_CUDA STREQUAL "OFF" AND SLA_WITH_TORCH)
       set(CMAKE_CUDA_ARCHITECTURES 80 90 CACHE STRING "CUDA architectures (sm_90a sources are added on top)")
     endif()
     enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)  # CUDA::cudart_static for the kernel library
     set(CMAKE_CUDA_STANDARD 17)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     set(SLA_CUDA_ENABLED ON)

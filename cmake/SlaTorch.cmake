@@ -18,21 +18,26 @@ get_filename_component(SLA_TORCH_ROOT "${SLA_TORCH_PREFIX}/../.." ABSOLUTE)
 
 if(SLA_CUDA_ENABLED)
   list(APPEND CMAKE_PREFIX_PATH ${SLA_TORCH_PREFIX})
+  set(sla_cuda_flags_before_torch "${CMAKE_CUDA_FLAGS}")
   find_package(Torch REQUIRED)
-  # TorchConfig also appends -gencode flags for every architecture of the wheel to
-  # CMAKE_CUDA_FLAGS and hides CMAKE_CUDA_ARCHITECTURES behind a normal variable set to OFF; undo
-  # both so the cache variable of cmake/SlaCuda.cmake alone decides what our kernels target.
-  string(REGEX REPLACE "-gencode[ =]arch=compute_[0-9a-z]+,code=[a-z_0-9]+" "" CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
+  # TorchConfig also appends its own flags to CMAKE_CUDA_FLAGS (-gencode for every architecture of
+  # the wheel, -DONNX_NAMESPACE, diagnostics) and hides CMAKE_CUDA_ARCHITECTURES behind a normal
+  # variable set to OFF; undo both: the kernels are torch-free (src/sla/kernels/CMakeLists.txt) and
+  # the cache variable of cmake/SlaCuda.cmake alone decides what they target.
+  set(CMAKE_CUDA_FLAGS "${sla_cuda_flags_before_torch}")
   unset(CMAKE_CUDA_ARCHITECTURES)
   # Link torch_cpu and torch_cuda, never the wrapper libtorch.so: the wheel's libtorch.so exports
   # its own static copy of std::filesystem (from the toolchain that built the wheel), which the
   # dynamic linker then prefers over libstdc++'s, and any std::filesystem call in our code crashes
   # (remove_all, create_directories, ...). torch_cuda_library is what the `torch` target wraps.
-  add_library(sla_torch_cuda INTERFACE)
-  target_link_libraries(sla_torch_cuda INTERFACE torch_cuda_library)
-  target_include_directories(sla_torch_cuda INTERFACE ${TORCH_INCLUDE_DIRS})
+  # Imported (not built here), so sla_core's export names it and sla_toolkitConfig.cmake, which runs
+  # this file again, defines it in the consumer.
+  add_library(sla_torch_cuda INTERFACE IMPORTED)
   separate_arguments(torch_cxx_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
-  target_compile_options(sla_torch_cuda INTERFACE ${torch_cxx_flags})
+  set_target_properties(sla_torch_cuda PROPERTIES
+    INTERFACE_LINK_LIBRARIES torch_cuda_library
+    INTERFACE_INCLUDE_DIRECTORIES "${TORCH_INCLUDE_DIRS}"
+    INTERFACE_COMPILE_OPTIONS "${torch_cxx_flags}")
   set(TORCH_LIBRARIES sla_torch_cuda)
 else()
   set(torch_includes ${SLA_TORCH_ROOT}/include ${SLA_TORCH_ROOT}/include/torch/csrc/api/include)

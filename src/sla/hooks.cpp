@@ -1,5 +1,6 @@
 #include "hooks.h"
 
+#include "sla_kernels.h"
 #include "sla_state.h"
 #include "sla_state_torch.h"
 
@@ -99,8 +100,23 @@ at::Tensor AttentionBackend::operator()(const at::Tensor& query, const at::Tenso
     log_once(*reason);
     return sdpa();
   }
+#ifdef SLA_HAVE_CUDA_KERNELS
+  // SLA still runs, through the reference (slow on long sequences): say why, once per reason.
+  if (query.is_cuda()) {
+    std::string why;
+    if (!cuda_kernels_support(query, key, value, cfg_, &why)) log_once_kernels(why);
+  }
+#endif
   SparseLinearAttention module = materialize(query.size(3), query.device(), query.scalar_type());
   return module->forward(query, key, value, scale.value_or(0.0));
+}
+
+void AttentionBackend::log_once_kernels(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (logged_kernels_.insert(why).second) {
+    log("the fused kernels do not run these inputs (" + why +
+        "); SLA runs through the reference (said once per reason)");
+  }
 }
 
 SparseLinearAttention AttentionBackend::materialize(int64_t head_dim, at::Device device, at::ScalarType dtype) {

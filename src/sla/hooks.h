@@ -107,6 +107,8 @@ class AttentionBackend : public torch::nn::Module {
                                           const std::optional<at::Tensor>& attn_mask, double dropout_p,
                                           bool is_causal, bool enable_gqa) const;
   void log_once(Fallback reason);
+  // On CUDA with the kernels built: why they refuse (kernels::why_not via cuda_kernels_support).
+  void log_once_kernels(const std::string& why);
   void restore(const ModuleKey& key, SparseLinearAttention& module);
 
   BackendOptions options_;
@@ -116,6 +118,7 @@ class AttentionBackend : public torch::nn::Module {
   mutable std::mutex mutex_;
   std::map<ModuleKey, SparseLinearAttention> modules_;
   std::set<Fallback> logged_;
+  std::set<std::string> logged_kernels_;
   std::map<std::string, LoadedState> loaded_;  // state key -> tensors
   std::vector<std::string> loaded_order_;      // file order, for the other-dtype choice
 };

@@ -5,6 +5,8 @@
 // SimpleTuner, float64 for a float64 run so the float64 oracle stays exact.
 #include "reference.h"
 
+#include "support.h"  // kLinearEps
+
 #include <ATen/core/grad_mode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
@@ -58,11 +60,12 @@ at::Tensor sparse_branch(const at::Tensor& q, const at::Tensor& k, const at::Ten
   return at::matmul(at::softmax(scores, -1), v);  // every row keeps >= 1 key, so no 0/0
 }
 
-// Linear branch, variant all: o_l = φ(q) S / (φ(q)·z + 1e-5), S = φ(K)ᵀV, z = Σ_rows φ(K).
+// Linear branch, variant all: o_l = φ(q) S / (φ(q)·z + ε), S = φ(K)ᵀV, z = Σ_rows φ(K), ε = kLinearEps
+// (kernels/support.h: the one definition the kernels and their glue use too).
 at::Tensor linear_all(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v) {
   const at::Tensor state = at::matmul(phi_k.transpose(-2, -1), v);  // (B, H, D, D)
   const at::Tensor z = phi_k.sum(2, /*keepdim=*/true);              // (B, H, 1, D)
-  const at::Tensor denominator = (phi_q * z).sum(-1, /*keepdim=*/true) + 1e-5;
+  const at::Tensor denominator = (phi_q * z).sum(-1, /*keepdim=*/true) + kernels::kLinearEps;
   return at::matmul(phi_q, state) / denominator;
 }
 

@@ -1,5 +1,6 @@
-// The bridge between the module and the fused CUDA kernels. Implemented by the CUDA layer
-// (kernels/sla_api.cpp) when SLA_HAVE_CUDA_KERNELS is defined; the module uses the reference otherwise.
+// The bridge between the module and the fused CUDA kernels. Implemented by the LibTorch glue
+// (cuda/sla_api.cpp, over the torch-free sla::kernels) when SLA_HAVE_CUDA_KERNELS is defined; the
+// module uses the reference otherwise.
 #pragma once
 
 #include "reference.h"
@@ -12,8 +13,9 @@
 
 namespace sla {
 
-// True when the fused kernels support these inputs (CUDA, bf16/fp16, head_dim, layout, ...);
-// otherwise false with the reason in *why ("expected ..., got ...").
+// True when the fused kernels support these inputs (CUDA, one shape and dtype, and what
+// kernels::can_implement checks against the support table); otherwise false with the reason in
+// *why ("expected ..., got ...", kernels::why_not).
 bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const SlaConfig& cfg,
                           std::string* why);
 

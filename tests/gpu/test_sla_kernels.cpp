@@ -240,6 +240,10 @@ TEST_CASE("unsupported inputs are refused with the reason") {
   const at::Tensor f = at::randn({1, 2, 100, 64}, at::TensorOptions().device(at::kCUDA));
   CHECK_FALSE(sla::cuda_kernels_support(f, f, f, SlaConfig{}, &why));
   CHECK(why == "expected bfloat16 or float16, got Float");
+  SlaConfig odd_block;
+  odd_block.blkk = 48;
+  CHECK_FALSE(sla::cuda_kernels_support(q.narrow(3, 0, 64), q.narrow(3, 0, 64), q.narrow(3, 0, 64), odd_block, &why));
+  CHECK(why == "expected blkq and blkk in {32, 64, 128}, got 48");
 }
 
 TEST_CASE("the module dispatches to the fused kernels on CUDA") {

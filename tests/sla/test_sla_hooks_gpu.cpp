@@ -43,6 +43,21 @@ TEST_CASE("bf16 on CUDA runs SLA and agrees with the float64 reference", "[hooks
   CHECK((o.to(at::kCPU, at::kDouble) - exact).abs().max().item<double>() < 0.05);
 }
 
+TEST_CASE("bf16 on CUDA that the kernels refuse runs the reference and says why, once", "[hooks][gpu]") {
+  sla::AttentionBackend backend(sla::BackendOptions{"sla", "{'blkq': 32, 'blkk': 32}", true});
+  std::vector<std::string> lines;
+  backend.log = [&](const std::string& line) { lines.push_back(line); };
+  const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  const at::Tensor q = at::randn({1, 2, 64, 96}, opts);  // head_dim 96: not in the kernels' table
+  for (int call = 0; call < 2; ++call) CHECK(backend(q, q, q).sizes() == q.sizes());
+#ifdef SLA_HAVE_CUDA_KERNELS
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("expected head_dim 64 or 128, got 96") != std::string::npos);
+#else
+  CHECK(lines.empty());
+#endif
+}
+
 int main(int argc, char** argv) {
   if (!at::hasCUDA()) return kSkipNoGpu;
   return Catch::Session().run(argc, argv);

@@ -1,5 +1,5 @@
-// Runtime dispatch onto the instantiation matrix of static_switch.h, the block-map launches and
-// the precondition check.
+// Runtime dispatch onto the instantiation matrix (support.h's table through static_switch.h) and
+// the block-map launches. The precondition check is can_implement (support.cpp).
 #include "block_map_kernel.cuh"
 #include "cuda_check.h"
 #include "sla_launch.h"
@@ -14,10 +14,6 @@
 namespace sla::kernels {
 
 namespace {
-bool is_block_size(int b) { return b == 32 || b == 64 || b == 128; }
-bool aligned16(const TensorRef& t) {
-  return t.ptr == nullptr || (reinterpret_cast<uintptr_t>(t.ptr) % 16 == 0 && t.row % 8 == 0);
-}
 // 32-key-block words of the transpose's bitmask per query block, 0 when one word per query block
 // exceeds the budget. More words: fewer CTAs reading the same LUT; the cap keeps the grid wide.
 // Nk <= 4 Nq (block sizes 32..128), so the chunks stay within grid.y's 65535 when Nq fits.
@@ -26,27 +22,6 @@ int lut_transpose_words(int num_q_blocks, int num_k_blocks) {
   return int(std::min<int64_t>({fit, kTransposeMaxWords, (num_k_blocks + 31) / 32}));
 }
 }  // namespace
-
-const char* to_string(Status s) {
-  switch (s) {
-    case Status::kSuccess: return "success";
-    case Status::kUnsupportedHeadDim: return "head_dim 64 or 128";
-    case Status::kUnsupportedBlockSize: return "blkq and blkk in {32, 64, 128}";
-    case Status::kMisaligned: return "16-byte aligned rows (pointer and row stride)";
-    case Status::kEmpty: return "non-empty B, H and L";
-  }
-  return "unknown status";
-}
-
-Status can_implement(const SlaParams& p) {
-  if (p.head_dim != 64 && p.head_dim != 128) return Status::kUnsupportedHeadDim;
-  if (!is_block_size(p.blkq) || !is_block_size(p.blkk)) return Status::kUnsupportedBlockSize;
-  if (p.batch <= 0 || p.heads <= 0 || p.seqlen <= 0) return Status::kEmpty;
-  for (const TensorRef* t : {&p.q, &p.k, &p.v, &p.o, &p.d_o, &p.dq, &p.dk, &p.dv}) {
-    if (!aligned16(*t)) return Status::kMisaligned;
-  }
-  return Status::kSuccess;
-}
 
 void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {

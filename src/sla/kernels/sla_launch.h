@@ -1,26 +1,16 @@
 // Torch-free entry points of the kernels (implemented in the .cu files). Each checks its launches
-// and throws std::runtime_error on a CUDA error; inputs are validated before, by can_implement.
+// and throws std::runtime_error on a CUDA error; inputs are validated before, by can_implement
+// (support.h).
 #pragma once
 
 #include "sla_params.h"
+#include "support.h"
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 namespace sla::kernels {
-
-enum class Status {
-  kSuccess,
-  kUnsupportedHeadDim,    // head_dim not 64 or 128
-  kUnsupportedBlockSize,  // blkq or blkk not 32, 64 or 128
-  kMisaligned,            // a pointer or row stride not a multiple of 16 bytes
-  kEmpty,                 // B, H or L is zero
-};
-const char* to_string(Status s);
-
-// What the kernels need from a params struct before any launch.
-Status can_implement(const SlaParams& p);
 
 // Block sums of q and k rows: sums (2, B*H, max_blocks, D) float32.
 void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);

@@ -40,8 +40,8 @@ struct SlaParams {
   float* lse = nullptr;
 
   // Linear branch of variant all fused into the forward epilogue (lin_state == nullptr: off):
-  //   o += φ(q) M / (φ(q)·z + eps) + bias,  M = S W_projᵀ.
-  // lin_state: (B*H, D, D) q dtype, row-major, M / c; lin_z: (B*H, D) float32, z / c; lin_eps = 1e-5 / c,
+  //   o += φ(q) M / (φ(q)·z + ε) + bias,  M = S W_projᵀ, ε = kLinearEps (support.h).
+  // lin_state: (B*H, D, D) q dtype, row-major, M / c; lin_z: (B*H, D) float32, z / c; lin_eps = ε / c,
   // with c = L so that M and z stay O(1) in 16-bit (the quotient does not depend on c).
   int feature_map = 0;              // 0 softmax, 1 elu + 1, 2 relu (sla::FeatureMap order)
   const void* lin_state = nullptr;
@@ -69,7 +69,7 @@ struct SlaParams {
 //           a_part = Σ dOᵀ φ(q) / den', dz_part = Σ dden' φ(q) / L, db_part = Σ dO
 //           delta_lin = (dO·t) / den' + dO·bias = rowsum(dO ∘ proj_l(o_l))   (B*H, L) float32
 //   bwd k:  dk_add = φ'ᵀ(V dSᵀ + dz), dv_add = φ(K) dS                      (B, H, L, D) float32
-// where M' = S W_projᵀ / L, z' = z / L, eps' = 1e-5 / L as in the forward, and dS = ds_scale · ds / L.
+// where M' = S W_projᵀ / L, z' = z / L, eps' = ε / L as in the forward, and dS = ds_scale · ds / L.
 struct LinearParams {
   ElemType elem = ElemType::kBf16;
   int head_dim = 0, batch = 0, heads = 0, seqlen = 0;

@@ -3,7 +3,8 @@
 // state, applied in the forward kernel's epilogue. Variant all runs on the linear-branch kernels
 // (linear_kernels.cuh: one pass over K, V forward; one over q, dO and one over K, V backward);
 // variant complement runs in ATen, float32, over chunks of heads so that its temporaries stay small.
-//   variant all:        o_l = φ(q) S / (φ(q)·z + 1e-5),  S = φ(K)ᵀ V, z = Σ_rows φ(K)
+// ε = kLinearEps (kernels/support.h). LibTorch glue: lives in src/sla/cuda/, beside the module.
+//   variant all:        o_l = φ(q) S / (φ(q)·z + ε),  S = φ(K)ᵀ V, z = Σ_rows φ(K)
 //   variant complement: S, z summed over the key blocks NOT selected for the row's query block;
 //                       no epsilon; o_l = 0 where nothing is left (every block selected).
 #pragma once
@@ -27,7 +28,7 @@ struct FusedLinearState {
   at::Tensor state;  // M / c = (S W_projᵀ) / c: (B*H, D, D) in q's dtype, contiguous
   at::Tensor z;      // z / c: (B*H, D) float32
   at::Tensor s;      // S / c: (B*H, D, D) float32, for the backward's d proj_w
-  float eps = 0.f;   // 1e-5 / c
+  float eps = 0.f;   // kLinearEps / c
 };
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                     const SlaConfig& cfg);

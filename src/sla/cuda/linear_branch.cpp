@@ -35,7 +35,7 @@ at::Tensor linear_branch_chunk(const at::Tensor& qc, const at::Tensor& kc, const
   if (cfg.variant == Variant::kAll) {
     const at::Tensor state = at::bmm(phi_k.transpose(1, 2), vc);  // S: (c, D, D)
     const at::Tensor z = phi_k.sum(1);                             // (c, D)
-    const at::Tensor den = at::bmm(phi_q, z.unsqueeze(2)) + 1e-5;   // (c, L, 1)
+    const at::Tensor den = at::bmm(phi_q, z.unsqueeze(2)) + kLinearEps;  // (c, L, 1)
     return at::bmm(phi_q, state) / den;
   }
   const int64_t c = qc.size(0), L = qc.size(1), D = qc.size(2);
@@ -121,7 +121,7 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   out.s = at::empty({BH, D, D}, f32);
   out.state = at::empty({BH, D, D}, k.options());
   out.z = at::empty({BH, D}, f32);
-  out.eps = float(1e-5 / double(p.seqlen));
+  out.eps = float(kLinearEps / double(p.seqlen));
   LinearAlgebraParams a = algebra_params(p, p.splits);
   a.w = w.data_ptr<float>();
   a.state_part = state_part.data_ptr<float>();

@@ -1,5 +1,7 @@
-// The LibTorch face of the kernels: checks ("expected ..., got ..."), allocation, the params
-// struct, the block map glue and the autograd Function. The only file of kernels/ that sees torch.
+// The LibTorch face of the kernels: tensor checks ("expected ..., got ..."; the kernels' own limits
+// through can_implement and why_not of kernels/support.h), allocation, the params struct, the block
+// map glue and the autograd Function. The kernels (sla::kernels, src/sla/kernels/) never see torch:
+// this folder, src/sla/cuda/, is where torch and the kernels meet.
 #include "sla_kernels.h"
 
 #include "linear_branch.h"
@@ -11,7 +13,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 namespace sla {
@@ -52,15 +56,19 @@ struct KeyBlockIndex {
   at::Tensor kv_list;   // int32 (B*H, Nk, Nq)
 };
 
+// L, B, H beyond int range saturate, so that can_implement reports them (kTooLarge).
+int clamp_int(int64_t v) { return int(std::min<int64_t>(v, std::numeric_limits<int>::max())); }
+
 SlaParams base_params(const at::Tensor& q, const SlaConfig& cfg, double scale) {
   SlaParams p{};
   p.elem = q.scalar_type() == at::kHalf ? kernels::ElemType::kFp16 : kernels::ElemType::kBf16;
-  p.head_dim = int(q.size(3));
-  p.blkq = int(cfg.blkq);
-  p.blkk = int(cfg.blkk);
-  p.batch = int(q.size(0));
-  p.heads = int(q.size(1));
-  p.seqlen = int(q.size(2));
+  p.head_dim = clamp_int(q.size(3));
+  p.blkq = clamp_int(cfg.blkq);
+  p.blkk = clamp_int(cfg.blkk);
+  p.batch = clamp_int(q.size(0));
+  p.heads = clamp_int(q.size(1));
+  p.seqlen = clamp_int(q.size(2));
+  if (p.blkq <= 0 || p.blkk <= 0) return p;  // can_implement refuses it; no division below
   p.num_q_blocks = int((q.size(2) + cfg.blkq - 1) / cfg.blkq);
   p.num_k_blocks = int((q.size(2) + cfg.blkk - 1) / cfg.blkk);
   p.blocks_per_row = int(reference::blocks_per_row(cfg.topk, p.num_k_blocks));
@@ -71,7 +79,7 @@ SlaParams base_params(const at::Tensor& q, const SlaConfig& cfg, double scale) {
 
 void check_status(const SlaParams& p) {
   const kernels::Status s = kernels::can_implement(p);
-  TORCH_CHECK(s == kernels::Status::kSuccess, "sla kernels: expected ", kernels::to_string(s));
+  TORCH_CHECK(s == kernels::Status::kSuccess, "sla kernels: ", kernels::why_not(s, p));
 }
 
 // Row counts of the blocks (the last one may be partial), float32 (N, 1).
@@ -275,7 +283,7 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     st.fused.state = s[9];
     st.fused.z = s[10];
     st.fused.s = s[11];
-    st.fused.eps = float(1e-5 / double(s[0].size(2)));
+    st.fused.eps = float(kernels::kLinearEps / double(s[0].size(2)));
     auto g = sla_backward(grad_out[0], s[0], s[1], s[2], s[3], s[4], cfg, ctx->saved_data["scale"].toDouble(), st);
     return {g[0], g[1], g[2], g[3], g[4], at::Tensor(), at::Tensor()};
   }
@@ -293,7 +301,7 @@ bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Te
     if (!t->defined() || !t->is_cuda()) return fail("expected q, k, v on a CUDA device");
     if (t->dim() != 4) return fail("expected 4-d (B, H, L, D) tensors, got " + shape_str(*t));
     if (t->scalar_type() != at::kBFloat16 && t->scalar_type() != at::kHalf) {
-      return fail(std::string("expected bfloat16 or float16, got ") + c10::toString(t->scalar_type()));
+      return fail(kernels::expected_dtypes() + ", got " + c10::toString(t->scalar_type()));
     }
   }
   if (k.sizes() != q.sizes() || v.sizes() != q.sizes()) {
@@ -304,16 +312,10 @@ bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Te
     return fail("expected q, k, v of one dtype");
   }
   if (k.device() != q.device() || v.device() != q.device()) return fail("expected q, k, v on one device");
-  if (q.size(3) != 64 && q.size(3) != 128) return fail("expected head_dim 64 or 128, got " + std::to_string(q.size(3)));
-  for (int64_t blk : {cfg.blkq, cfg.blkk}) {
-    if (blk != 32 && blk != 64 && blk != 128) {
-      return fail("expected blkq and blkk in {32, 64, 128}, got " + std::to_string(blk));
-    }
-  }
-  if (q.numel() == 0) return fail("expected non-empty inputs, got " + shape_str(q));
-  if (q.size(2) > (int64_t(1) << 30) || q.size(0) > 65535 || q.size(1) > 65535) {
-    return fail("expected L < 2^30 and B, H < 65536, got " + shape_str(q));
-  }
+  // Head dim, block sizes, the dtypes this build holds, sizes: the kernels' one validator.
+  const SlaParams p = base_params(q, cfg, 0.0);
+  const kernels::Status s = kernels::can_implement(p);
+  if (s != kernels::Status::kSuccess) return fail(kernels::why_not(s, p));
   return true;
 }
 
