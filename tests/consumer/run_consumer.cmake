@@ -1,5 +1,5 @@
 # cmake -DBUILD_DIR=<build> -DWORK_DIR=<scratch> -DSLA_PYTHON=<python> [-DCUDA_COMPILER=<nvcc>]
-#       [-DGENERATOR=<generator>] -P run_consumer.cmake
+#       [-DGENERATOR=<generator>] [-DSANITIZE=<SLA_SANITIZE>] -P run_consumer.cmake
 # Installs the build into WORK_DIR/prefix, then configures, builds and runs tests/consumer against
 # it. Fails on any step's failure.
 foreach(var BUILD_DIR WORK_DIR SLA_PYTHON)
@@ -18,6 +18,9 @@ step("cmake --install" ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_D
 set(extra "")
 if(GENERATOR)
   list(APPEND extra -G ${GENERATOR})
+endif()
+if(SANITIZE)  # the installed static libraries were built with -fsanitize
+  list(APPEND extra -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=${SANITIZE})
 endif()
 if(CUDA_COMPILER)
   list(APPEND extra -DCMAKE_CUDA_COMPILER=${CUDA_COMPILER})

@@ -113,6 +113,11 @@ void check_case(const Case& c, uint64_t seed) {
   const at::Tensor w = at::randn({D, D}, f32) * (1.0 / std::sqrt(double(D)));  // nonzero proj_l
   const at::Tensor b = at::randn({D}, f32) * 0.1;
   const at::Tensor grad_o = random_input(B, H, L, D, c.dtype, false);
+  // A build limited by SLA_KERNEL_HDIMS / SLA_KERNEL_DTYPES refuses the rest: not a failure here.
+  if (std::string why; !sla::cuda_kernels_support(q, k, v, cfg, &why) && why.find("this build's") != std::string::npos) {
+    WARN("skipped, not in this build: " << describe(c) << ": " << why);
+    return;
+  }
 
   const Result exact = run_reference(q, k, v, w, b, grad_o, cfg, at::kDouble);
   const Result low = run_reference(q, k, v, w, b, grad_o, cfg, c.dtype);

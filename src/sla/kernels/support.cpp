@@ -93,14 +93,14 @@ std::string why_not(Status s, const SlaParams& p) {
     case Status::kUnsupportedHeadDim:
       return "expected head_dim " + join_or(kHeadDims, show_int) + ", got " + std::to_string(p.head_dim);
     case Status::kHeadDimNotBuilt:
-      return "expected head_dim " + join_built_or(kHeadDims, kBuiltHeadDimMask, show_int) + " (this build's SLA_KERNEL_HDIMS), got " +
-             std::to_string(p.head_dim);
+      return "expected head_dim " + join_built_or(kHeadDims, kBuiltHeadDimMask, show_int) +
+             " (this build's SLA_KERNEL_HDIMS), got " + std::to_string(p.head_dim);
     case Status::kUnsupportedBlockSize:
       return "expected blkq and blkk in " + join_set(kBlockSizes, show_int) + ", got " +
              std::to_string(block_size_supported(p.blkq) ? p.blkk : p.blkq);
     case Status::kDtypeNotBuilt:
-      return "expected " + join_built_or(kElemTypes, kBuiltElemTypeMask, show_elem) + " (this build's SLA_KERNEL_DTYPES), got " +
-             elem_name(p.elem);
+      return "expected " + join_built_or(kElemTypes, kBuiltElemTypeMask, show_elem) +
+             " (this build's SLA_KERNEL_DTYPES), got " + elem_name(p.elem);
     case Status::kEmpty: return "expected non-empty inputs, got B x H x L = " + size;
     case Status::kTooLarge:
       return "expected L <= " + std::to_string(kMaxSeqLen) + " and B, H <= " + std::to_string(kMaxBatchOrHeads) +

@@ -2,9 +2,9 @@
 // types the kernels are written for, the subset this build instantiated, the one validator
 // (can_implement) and the user-facing "why not" text. Users: can_implement and why_not (support.cpp),
 // the dispatch (static_switch.h folds every case the table leaves out), generate_instantiations.py
-// and the CMake filter of SLA_KERNEL_HDIMS / SLA_KERNEL_DTYPES (both parse the three k* lines
-// below; keep each on one line, as `inline constexpr <type> kName[] = {...};`), the torch glue
-// (src/sla/cuda) and, through it, the module, the operators and the hooks' fallback log.
+// (reads the three k* lines below) and the CMake filter of SLA_KERNEL_HDIMS / SLA_KERNEL_DTYPES
+// (reads kHeadDims and kElemTypes; keep each table on one line, `inline constexpr T kName[] = {...};`),
+// the torch glue (src/sla/cuda) and, through it, the module, the operators and the hooks' fallback log.
 // Torch-free and CUDA-free.
 #pragma once
 
