@@ -1,5 +1,7 @@
 #include "cache_layout.h"
 
+#include "durable_file.h"
+#include "errors.h"
 #include "hashing.h"
 #include "untrusted.h"
 
@@ -73,31 +75,16 @@ void fsync_dir_of(const std::string& path) {
   }
 }
 
+// Through the checkpoint library's durable write (temp beside the target, fsync, rename, fsync of
+// the folder); its failures become the cache's I/O errors.
 void write_file_atomic(const std::string& path, const std::string& content) {
   make_dirs(fs::path(path).parent_path().string());
-  const std::string temp = path + "." + random_hex8() + ".tmp";
-  int fd = open(temp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0) io_error("cannot create", temp);
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      close(fd);
-      unlink(temp.c_str());
-      io_error("cannot write", temp);
-    }
-    done += static_cast<size_t>(n);
+  try {
+    slackpt::write_file_durably(path, reinterpret_cast<const uint8_t*>(content.data()), content.size(),
+                                [](const std::string&) {});
+  } catch (const slackpt::CheckpointError& e) {
+    throw HubError("E_IO", e.what(), 0, path);
   }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    unlink(temp.c_str());
-    io_error("cannot write", temp);
-  }
-  if (rename(temp.c_str(), path.c_str()) != 0) {
-    unlink(temp.c_str());
-    io_error("cannot rename into", path);
-  }
-  fsync_dir_of(path);
 }
 
 FileLock::FileLock(const std::string& path) {

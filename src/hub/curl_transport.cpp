@@ -1,5 +1,7 @@
 #include "transport.h"
 
+#include "hub_text.h"
+
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -21,13 +23,6 @@ std::optional<std::string> HttpResponse::header(const std::string& name) const {
 }
 
 namespace {
-
-std::string trim(std::string s) {
-  auto not_space = [](unsigned char c) { return !std::isspace(c); };
-  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
-  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
-  return s;
-}
 
 // What the callbacks of one transfer share.
 struct Transfer {

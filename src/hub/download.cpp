@@ -111,128 +111,179 @@ FileMetadata fetch_file_metadata(HubClient& client, const RepoRef& repo, const s
   throw HubError("E_HUB_PROTOCOL", "more than " + std::to_string(kMaxRedirects) + " redirects resolving " + path, 0, url);
 }
 
+namespace {
+
+// The partial file of one download (<blob>.incomplete): what it holds so far, fed through the hash
+// as it grows. Kept when the download stops for a reason that does not condemn its bytes (the
+// network, an HTTP error, a kill): the next pull resumes it. Removed when the content is proven
+// wrong (fail()), and when it holds nothing.
+class PartialDownload {
+ public:
+  PartialDownload(const FileMetadata& meta, const std::string& path, bool sha256, const ProgressFn& progress)
+      : meta_(meta), path_(path), progress_(progress),
+        hasher_(sha256 ? ContentHasher::Kind::kSha256 : ContentHasher::Kind::kGitBlobSha1, meta.size) {
+    // O_NOFOLLOW: the partial file is ours, never a link planted in its place.
+    fd_ = open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd_ < 0) throw HubError("E_IO", "cannot open " + path + ": " + std::strerror(errno));
+  }
+  ~PartialDownload() {
+    if (fd_ >= 0) close(fd_);
+    if (discard_ || (!done_ && received_ == 0)) unlink(path_.c_str());
+  }
+  PartialDownload(const PartialDownload&) = delete;
+  PartialDownload& operator=(const PartialDownload&) = delete;
+
+  // Keeps what an earlier pull left when it is a prefix of the right content, else starts over.
+  void resume_existing() {
+    struct stat st {};
+    if (fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) throw fail("E_IO", path_ + " is not a regular file");
+    received_ = static_cast<uint64_t>(st.st_size);
+    if (received_ > meta_.size || (received_ > 0 && !hash_existing(fd_, received_, hasher_))) {
+      if (ftruncate(fd_, 0) != 0) throw fail("E_IO", "cannot truncate " + path_ + ": " + std::strerror(errno));
+      received_ = 0;
+      hasher_.restart();
+    }
+    if (received_ > 0 && progress_) progress_(received_);
+  }
+
+  uint64_t received() const { return received_; }
+  bool complete() const { return received_ >= meta_.size; }
+
+  // The body sink of one GET (first_chunk: this is the answer's first piece); false stops it.
+  bool write(bool first_chunk, int status, const char* data, size_t size) {
+    if (first_chunk && status == 200 && received_ > 0) {
+      // The server ignored our Range: start over from byte 0.
+      if (ftruncate(fd_, 0) != 0) return false;
+      received_ = 0;
+      hasher_.restart();
+    }
+    if (received_ + size > meta_.size) {
+      write_error_ = "the server sent more than the " + std::to_string(meta_.size) + " bytes it announced";
+      content_error_ = true;
+      return false;
+    }
+    for (size_t done = 0; done < size;) {
+      const ssize_t n = pwrite(fd_, data + done, size - done, static_cast<off_t>(received_ + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        write_error_ = "cannot write " + path_ + ": " + std::strerror(errno);
+        return false;
+      }
+      done += static_cast<size_t>(n);
+    }
+    hasher_.update(data, size);
+    received_ += size;
+    if (progress_) progress_(size);
+    return true;
+  }
+
+  // A GET that broke off other than through the network: the sink refused (too much content, a
+  // failed write) or something else local went wrong. The partial file is condemned.
+  HubError stopped(const std::string& what) {
+    return fail(content_error_ ? "E_HUB_INTEGRITY" : "E_IO",
+                (write_error_.empty() ? what : write_error_) + " (GET " + meta_.download_url + ")");
+  }
+
+  // All bytes are in: fsync, and keep them only if their hash is the one the Hub announced.
+  void finish(const std::string& etag) {
+    if (fsync(fd_) != 0) throw fail("E_IO", "cannot fsync " + path_ + ": " + std::strerror(errno));
+    const std::string actual = hasher_.hex();
+    if (actual != etag)
+      throw fail("E_HUB_INTEGRITY", std::string(etag.size() == 64 ? "sha256" : "git blob sha1") + " of the download is " +
+                                        actual + " but the Hub says " + etag + "; the file was discarded (GET " +
+                                        meta_.download_url + ")");
+    close(fd_);
+    fd_ = -1;
+    done_ = true;
+  }
+
+ private:
+  HubError fail(const std::string& code, const std::string& message) {
+    discard_ = true;
+    return HubError(code, message, 0, meta_.download_url);
+  }
+
+  const FileMetadata& meta_;
+  const std::string& path_;
+  const ProgressFn& progress_;
+  ContentHasher hasher_;
+  int fd_ = -1;
+  uint64_t received_ = 0;
+  bool discard_ = false, done_ = false;
+  std::string write_error_;
+  bool content_error_ = false;  // the server sent more than it announced
+};
+
+// Counts what section 5.2 allows: retries without progress, and 408/429 answers.
+struct ResumeBudget {
+  uint64_t failures_without_progress = 0;
+  int status_retries = 0;
+  // Another attempt that got from resumed_from to received; false: too many without progress.
+  bool note_attempt(uint64_t resumed_from, uint64_t received) {
+    failures_without_progress = received > resumed_from ? 0 : failures_without_progress + 1;
+    return failures_without_progress <= kMaxFailuresWithoutProgress;
+  }
+};
+
+// One GET from where the partial file ends, and what its ending means: the caller loops until
+// the file is complete; throws when the download cannot go on.
+void fetch_rest(HubClient& client, const FileMetadata& meta, PartialDownload& partial, ResumeBudget& budget) {
+  HttpRequest request;
+  request.url = meta.download_url;
+  request.follow_redirects = true;
+  request.headers = client.hub_headers();  // HubClient::perform keeps the token on the endpoint only
+  const uint64_t resumed_from = partial.received();
+  if (resumed_from > 0) request.headers.emplace_back("Range", "bytes=" + std::to_string(resumed_from) + "-");
+  bool first_chunk = true;
+  request.sink = [&](int status, const char* data, size_t size) {
+    const bool first = first_chunk;
+    first_chunk = false;
+    return partial.write(first, status, data, size);
+  };
+  HttpResponse response;
+  try {
+    response = client.perform(request);
+  } catch (const TransportError& e) {
+    if (!budget.note_attempt(resumed_from, partial.received()))
+      throw HubError("E_HUB_NETWORK", std::string(e.what()) + "; gave up after " +
+                                          std::to_string(kMaxFailuresWithoutProgress) + " retries without progress",
+                     0, meta.download_url);
+    client.sleep(1);
+    return;
+  } catch (const HubError&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    throw partial.stopped(e.what());
+  }
+  if (response.status == 408 || response.status == 429) {
+    if (++budget.status_retries > client.retry_policy().max_retries) throw error_from_response(request, response);
+    client.sleep(client.backoff_seconds(budget.status_retries - 1, &response));
+    return;
+  }
+  if (response.status >= 300) throw error_from_response(request, response);
+  if (!partial.complete()) {
+    // The answer ended early without a transport error: resume like a dropped connection.
+    if (!budget.note_attempt(resumed_from, partial.received()))
+      throw HubError("E_HUB_INTEGRITY", "got " + std::to_string(partial.received()) + " of " + std::to_string(meta.size) + " bytes",
+                     response.status, meta.download_url);
+    client.sleep(1);
+  }
+}
+
+}  // namespace
+
 void download_verified(HubClient& client, const FileMetadata& meta, const std::string& partial_path,
                        const ProgressFn& progress) {
   // Never a download whose content cannot be checked: the etag says which hash, and must be one.
   const std::string etag = checked_etag(meta.etag, "ETag", "GET " + meta.download_url);
-  const bool sha256 = etag.size() == 64;
   if (meta.size > kMaxDownloadBytes)
     refuse_value("size", std::to_string(meta.size), "larger than the " + std::to_string(kMaxDownloadBytes) + " bytes downloaded over HTTP",
                  "GET " + meta.download_url);
-  ContentHasher hasher(sha256 ? ContentHasher::Kind::kSha256 : ContentHasher::Kind::kGitBlobSha1, meta.size);
-
-  // O_NOFOLLOW: the partial file is ours, never a link planted in its place.
-  int fd = open(partial_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) throw HubError("E_IO", "cannot open " + partial_path + ": " + std::strerror(errno));
-  // Kept when the download stops for a reason that does not condemn its bytes (the network, an
-  // HTTP error, a kill): the next pull resumes it. Removed when the content is proven wrong, and
-  // when it holds nothing.
-  uint64_t received = 0;
-  struct Cleanup {
-    int& fd;
-    const std::string& path;
-    const uint64_t& received;
-    bool discard = false, done = false;
-    ~Cleanup() {
-      if (fd >= 0) close(fd);
-      if (discard || (!done && received == 0)) unlink(path.c_str());
-    }
-  } cleanup{fd, partial_path, received};
-  const auto fail = [&](const std::string& code, const std::string& message) -> HubError {
-    cleanup.discard = true;
-    return HubError(code, message, 0, meta.download_url);
-  };
-
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw fail("E_IO", partial_path + " is not a regular file");
-  received = static_cast<uint64_t>(st.st_size);
-  if (received > meta.size || (received > 0 && !hash_existing(fd, received, hasher))) {
-    if (ftruncate(fd, 0) != 0) throw fail("E_IO", "cannot truncate " + partial_path + ": " + std::strerror(errno));
-    received = 0;
-    hasher.restart();
-  }
-  if (received > 0 && progress) progress(received);
-
-  uint64_t failures_without_progress = 0;
-  int status_retries = 0;
-  std::string write_error;
-  bool content_error = false;  // the server sent more than it announced
-  while (received < meta.size) {
-    HttpRequest request;
-    request.url = meta.download_url;
-    request.follow_redirects = true;
-    request.headers = client.hub_headers();  // HubClient::perform keeps the token on the endpoint only
-    const uint64_t resumed_from = received;
-    if (received > 0) request.headers.emplace_back("Range", "bytes=" + std::to_string(received) + "-");
-    bool first_chunk = true;
-    request.sink = [&](int status, const char* data, size_t size) {
-      if (first_chunk && status == 200 && received > 0) {
-        // The server ignored our Range: start over from byte 0.
-        if (ftruncate(fd, 0) != 0) return false;
-        received = 0;
-        hasher.restart();
-      }
-      first_chunk = false;
-      if (received + size > meta.size) {
-        write_error = "the server sent more than the " + std::to_string(meta.size) + " bytes it announced";
-        content_error = true;
-        return false;
-      }
-      for (size_t done = 0; done < size;) {
-        const ssize_t n = pwrite(fd, data + done, size - done, static_cast<off_t>(received + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          write_error = "cannot write " + partial_path + ": " + std::strerror(errno);
-          return false;
-        }
-        done += static_cast<size_t>(n);
-      }
-      hasher.update(data, size);
-      received += size;
-      if (progress) progress(size);
-      return true;
-    };
-    HttpResponse response;
-    try {
-      response = client.perform(request);
-    } catch (const TransportError& e) {
-      failures_without_progress = received > resumed_from ? 0 : failures_without_progress + 1;
-      if (failures_without_progress > kMaxFailuresWithoutProgress)
-        throw HubError("E_HUB_NETWORK", std::string(e.what()) + "; gave up after " +
-                                            std::to_string(kMaxFailuresWithoutProgress) + " retries without progress",
-                       0, meta.download_url);
-      client.sleep(1);
-      continue;
-    } catch (const HubError&) {
-      throw;
-    } catch (const std::runtime_error& e) {
-      throw fail(content_error ? "E_HUB_INTEGRITY" : "E_IO",
-                 (write_error.empty() ? std::string(e.what()) : write_error) + " (GET " + meta.download_url + ")");
-    }
-    if (response.status == 408 || response.status == 429) {
-      if (++status_retries > client.retry_policy().max_retries) throw error_from_response(request, response);
-      client.sleep(client.backoff_seconds(status_retries - 1, &response));
-      continue;
-    }
-    if (response.status >= 300) throw error_from_response(request, response);
-    if (received < meta.size) {
-      // The answer ended early without a transport error: resume like a dropped connection.
-      failures_without_progress = received > resumed_from ? 0 : failures_without_progress + 1;
-      if (failures_without_progress > kMaxFailuresWithoutProgress)
-        throw HubError("E_HUB_INTEGRITY",
-                       "got " + std::to_string(received) + " of " + std::to_string(meta.size) + " bytes",
-                       response.status, meta.download_url);
-      client.sleep(1);
-    }
-  }
-  if (fsync(fd) != 0) throw fail("E_IO", "cannot fsync " + partial_path + ": " + std::strerror(errno));
-  const std::string actual = hasher.hex();
-  if (actual != etag)
-    throw fail("E_HUB_INTEGRITY", std::string(sha256 ? "sha256" : "git blob sha1") + " of the download is " + actual +
-                                      " but the Hub says " + etag + "; the file was discarded (GET " + meta.download_url + ")");
-  close(fd);
-  fd = -1;
-  cleanup.done = true;
+  PartialDownload partial(meta, partial_path, etag.size() == 64, progress);
+  partial.resume_existing();
+  ResumeBudget budget;
+  while (!partial.complete()) fetch_rest(client, meta, partial, budget);
+  partial.finish(etag);
 }
 
 namespace {

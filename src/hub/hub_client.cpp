@@ -1,5 +1,6 @@
 #include "hub_client.h"
 
+#include "hub_text.h"
 #include "untrusted.h"
 
 #include <fmt/core.h>
@@ -55,13 +56,6 @@ std::optional<std::string> non_empty(const std::optional<std::string>& value) {
   return std::nullopt;
 }
 
-std::string trim(std::string s) {
-  const char* space = " \t\r\n\f\v";
-  s.erase(0, s.find_first_not_of(space));
-  s.erase(s.find_last_not_of(space) + 1);
-  return s;
-}
-
 }  // namespace
 
 std::string hf_home(const EnvLookup& env) {
@@ -97,28 +91,12 @@ HubConfig HubConfig::from_environment(const EnvLookup& env, const std::string& t
   return config;
 }
 
-std::string percent_encode(const std::string& text, bool keep_slash) {
-  static const char* digits = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~' || (keep_slash && c == '/')) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += digits[c >> 4];
-      out += digits[c & 15];
-    }
-  }
-  return out;
-}
-
 bool is_retryable_status(int status) {
   return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }
 
 bool is_commit_sha(const std::string& revision) {
-  return revision.size() == 40 &&
-         std::all_of(revision.begin(), revision.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return revision.size() == 40 && is_lower_hex(revision);
 }
 
 HubError error_from_response(const HttpRequest& request, const HttpResponse& response) {

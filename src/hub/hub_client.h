@@ -3,6 +3,8 @@
 // failures become typed errors. Upload and download build on it (upload.h, download.h).
 #pragma once
 
+#include "hub_text.h"
+
 #include "transport.h"
 
 #include <nlohmann/json.hpp>
@@ -67,8 +69,7 @@ struct HubConfig {
 
 std::string hf_home(const EnvLookup& env);  // HF_HOME > $XDG_CACHE_HOME/huggingface > ~/.cache/huggingface
 
-// Percent-encoding as Python's urllib.parse.quote: keep [A-Za-z0-9_.~-], and '/' only when asked.
-std::string percent_encode(const std::string& text, bool keep_slash);
+// percent_encode, trim and is_lower_hex: hub_text.h (shared with the server).
 
 // The protocol's backoff (section 6). sleep is injectable so tests run fast.
 struct RetryPolicy {

@@ -1,5 +1,7 @@
 #include "untrusted.h"
 
+#include "hub_text.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -15,9 +17,6 @@ constexpr size_t kMaxShownBytes = 400;
 constexpr size_t kMaxComponentBytes = 255;  // NAME_MAX
 constexpr size_t kMaxPathBytes = 4096;      // PATH_MAX
 
-bool is_lower_hex(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });

@@ -1,6 +1,7 @@
 #include "upload.h"
 
 #include "hashing.h"
+#include "untrusted.h"
 
 #include <openssl/evp.h>
 #include <sys/stat.h>
@@ -173,83 +174,96 @@ void run_put(HubClient& client, const PutTask& task, const CommitOptions& option
   if (options.progress) options.progress(task.length);
 }
 
-void upload_lfs(HubClient& client, const RepoRef& repo, const std::vector<Staged*>& lfs_files, const CommitOptions& options) {
-  const std::string batch_url = client.config().endpoint + "/" + repo.web_prefix() + repo.id + ".git/info/lfs/objects/batch";
-  std::vector<LfsJob> jobs;
-  jobs.reserve(lfs_files.size());
-  std::vector<PutTask> puts;
-  for (size_t begin = 0; begin < lfs_files.size(); begin += kPreuploadChunk) {
-    const size_t end = std::min(lfs_files.size(), begin + kPreuploadChunk);
-    nlohmann::json objects = nlohmann::json::array();
-    std::map<std::string, const Staged*> by_oid;
-    for (size_t i = begin; i < end; ++i) {
-      objects.push_back({{"oid", lfs_files[i]->oid}, {"size", lfs_files[i]->size}});
-      by_oid[lfs_files[i]->oid] = lfs_files[i];
-    }
-    nlohmann::json body{{"operation", "upload"}, {"transfers", {"basic", "multipart"}}, {"objects", objects}, {"hash_algo", "sha256"}};
-    if (!options.create_pr) body["ref"] = {{"name", options.revision}};
-    HttpRequest request;
-    request.method = "POST";
-    request.url = batch_url;
-    request.headers = client.hub_headers();
-    request.headers.emplace_back("Accept", "application/vnd.git-lfs+json");
-    request.headers.emplace_back("Content-Type", "application/vnd.git-lfs+json");
-    request.body = body.dump();
-    const HttpResponse response = client.send(request, true);
-    const auto answer = nlohmann::json::parse(response.body, nullptr, false);
-    if (!answer.is_object() || !answer.contains("objects") || !answer["objects"].is_array())
-      throw HubError("E_HUB_PROTOCOL", "LFS batch answer has no objects (POST " + batch_url + ")", response.status, batch_url);
-    for (const auto& object : answer["objects"]) {
-      const std::string oid = object.value("oid", "");
-      auto it = by_oid.find(oid);
-      if (it == by_oid.end()) continue;
-      if (object.contains("error")) {
-        throw HubError("E_HUB_LFS", "LFS batch refused " + it->second->item->path_in_repo + ": " +
-                                        object["error"].value("message", object["error"].dump()), response.status, batch_url);
-      }
-      if (!object.contains("actions") || !object["actions"].contains("upload")) continue;  // already stored
-      const auto& upload = object["actions"]["upload"];
-      LfsJob job;
-      job.file = it->second;
-      if (object["actions"].contains("verify")) job.verify_url = rewrite_href(client, object["actions"]["verify"].at("href"));
-      const std::string href = rewrite_href(client, upload.at("href").get<std::string>());
-      const nlohmann::json header = upload.value("header", nlohmann::json::object());
-      if (header.contains("chunk_size")) {
-        const uint64_t chunk = header["chunk_size"].is_string() ? std::stoull(header["chunk_size"].get<std::string>())
-                                                                : header["chunk_size"].get<uint64_t>();
-        std::vector<std::pair<int, std::string>> parts;
-        for (const auto& [key, value] : header.items())
-          if (!key.empty() && std::all_of(key.begin(), key.end(), ::isdigit)) parts.emplace_back(std::stoi(key), value.get<std::string>());
-        std::sort(parts.begin(), parts.end());
-        const uint64_t expected = chunk == 0 ? 0 : (job.file->size + chunk - 1) / chunk;
-        if (chunk == 0 || parts.size() != expected)
-          throw HubError("E_HUB_PROTOCOL", "multipart upload of " + job.file->item->path_in_repo + " offers " +
-                                               std::to_string(parts.size()) + " parts, expected " + std::to_string(expected), 0, href);
-        job.completion_url = href;
-        job.part_etags.resize(parts.size());
-        jobs.push_back(std::move(job));
-        for (size_t p = 0; p < parts.size(); ++p) {
-          const uint64_t offset = p * chunk;
-          puts.push_back({jobs.back().file, rewrite_href(client, parts[p].second), offset,
-                          std::min(chunk, jobs.back().file->size - offset), nullptr});
-        }
-      } else {
-        jobs.push_back(std::move(job));
-        puts.push_back({jobs.back().file, href, 0, jobs.back().file->size, nullptr});
-      }
-    }
+// A number the server sent as a JSON number or a decimal string; HubError E_HUB_PROTOCOL otherwise.
+uint64_t protocol_number(const nlohmann::json& value, const std::string& what, const std::string& url) {
+  if (value.is_number_unsigned()) return value.get<uint64_t>();
+  if (value.is_string()) {
+    const std::string text = value.get<std::string>();
+    if (!text.empty() && text.size() <= 19 && std::all_of(text.begin(), text.end(), ::isdigit)) return std::stoull(text);
   }
-  // ETag slots are bound after `jobs` stops growing, so the pointers stay valid.
-  size_t put_index = 0;
-  for (auto& job : jobs) {
-    if (job.completion_url.empty()) {
-      ++put_index;
-      continue;
-    }
-    for (auto& etag : job.part_etags) puts[put_index++].etag_out = &etag;
-  }
-  parallel_for(puts.size(), options.threads, [&](size_t i) { run_put(client, puts[i], options); });
+  throw HubError("E_HUB_PROTOCOL", what + " is not a number: " + escape_untrusted(value.dump()), 0, url);
+}
 
+// One POST to the LFS batch endpoint for some of the files; the answer's objects array.
+nlohmann::json request_lfs_batch(HubClient& client, const RepoRef& repo, const std::vector<Staged*>& files,
+                                 const CommitOptions& options, const std::string& batch_url) {
+  nlohmann::json objects = nlohmann::json::array();
+  for (const Staged* f : files) objects.push_back({{"oid", f->oid}, {"size", f->size}});
+  nlohmann::json body{{"operation", "upload"}, {"transfers", {"basic", "multipart"}}, {"objects", objects}, {"hash_algo", "sha256"}};
+  if (!options.create_pr) body["ref"] = {{"name", options.revision}};
+  HttpRequest request;
+  request.method = "POST";
+  request.url = batch_url;
+  request.headers = client.hub_headers();
+  request.headers.emplace_back("Accept", "application/vnd.git-lfs+json");
+  request.headers.emplace_back("Content-Type", "application/vnd.git-lfs+json");
+  request.body = body.dump();
+  const HttpResponse response = client.send(request, true);
+  auto answer = nlohmann::json::parse(response.body, nullptr, false);
+  if (!answer.is_object() || !answer.contains("objects") || !answer["objects"].is_array())
+    throw HubError("E_HUB_PROTOCOL", "LFS batch answer has no objects (POST " + batch_url + ")", response.status, batch_url);
+  return std::move(answer["objects"]);
+}
+
+// The parts of a multipart upload: header {"chunk_size": N, "1": url, "2": url, ...}; one PutTask
+// per part, in order.
+void plan_multipart(HubClient& client, LfsJob& job, const nlohmann::json& header, const std::string& href,
+                    std::vector<PutTask>& puts) {
+  const uint64_t chunk = protocol_number(header["chunk_size"], "multipart chunk_size of " + job.file->item->path_in_repo, href);
+  std::vector<std::pair<int, std::string>> parts;
+  for (const auto& [key, value] : header.items()) {
+    if (key.empty() || key.size() > 9 || !std::all_of(key.begin(), key.end(), ::isdigit)) continue;
+    if (!value.is_string()) throw HubError("E_HUB_PROTOCOL", "multipart part " + key + " URL is not a string", 0, href);
+    parts.emplace_back(std::stoi(key), value.get<std::string>());
+  }
+  std::sort(parts.begin(), parts.end());
+  const uint64_t expected = chunk == 0 ? 0 : (job.file->size + chunk - 1) / chunk;
+  if (chunk == 0 || parts.size() != expected)
+    throw HubError("E_HUB_PROTOCOL", "multipart upload of " + job.file->item->path_in_repo + " offers " +
+                                         std::to_string(parts.size()) + " parts, expected " + std::to_string(expected), 0, href);
+  job.completion_url = href;
+  job.part_etags.resize(parts.size());
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const uint64_t offset = p * chunk;
+    puts.push_back({job.file, rewrite_href(client, parts[p].second), offset, std::min(chunk, job.file->size - offset), nullptr});
+  }
+}
+
+// One object of a batch answer: nothing (already stored), or a job and its PUTs.
+void plan_lfs_object(HubClient& client, const nlohmann::json& object, const std::map<std::string, const Staged*>& by_oid,
+                     const std::string& batch_url, std::vector<LfsJob>& jobs, std::vector<PutTask>& puts) {
+  if (!object.is_object() || !object.contains("oid") || !object["oid"].is_string()) return;
+  auto it = by_oid.find(object["oid"].get<std::string>());
+  if (it == by_oid.end()) return;
+  const std::string& path = it->second->item->path_in_repo;
+  if (object.contains("error")) {
+    const auto& error = object["error"];
+    const std::string message = error.is_object() && error.contains("message") && error["message"].is_string()
+                                    ? error["message"].get<std::string>() : error.dump();
+    throw HubError("E_HUB_LFS", "LFS batch refused " + path + ": " + message, 200, batch_url);
+  }
+  if (!object.contains("actions") || !object["actions"].is_object() || !object["actions"].contains("upload")) return;  // stored
+  try {
+    const auto& actions = object["actions"];
+    const auto& upload = actions["upload"];
+    LfsJob job;
+    job.file = it->second;
+    if (actions.contains("verify")) job.verify_url = rewrite_href(client, actions["verify"].at("href").get<std::string>());
+    const std::string href = rewrite_href(client, upload.at("href").get<std::string>());
+    const nlohmann::json header = upload.value("header", nlohmann::json::object());
+    if (header.is_object() && header.contains("chunk_size")) {
+      plan_multipart(client, job, header, href, puts);
+    } else {
+      puts.push_back({job.file, href, 0, job.file->size, nullptr});
+    }
+    jobs.push_back(std::move(job));
+  } catch (const nlohmann::json::exception& e) {
+    throw HubError("E_HUB_PROTOCOL", "LFS batch answer for " + path + " is malformed (" + e.what() + ")", 200, batch_url);
+  }
+}
+
+// Multipart jobs: tell the server the parts are in (with their ETags); then the verify calls.
+void complete_lfs_jobs(HubClient& client, const std::vector<LfsJob>& jobs) {
   for (const auto& job : jobs) {
     if (!job.completion_url.empty()) {
       nlohmann::json parts = nlohmann::json::array();
@@ -266,6 +280,31 @@ void upload_lfs(HubClient& client, const RepoRef& repo, const std::vector<Staged
       client.send_json("POST", *job.verify_url, &body, true);
     }
   }
+}
+
+void upload_lfs(HubClient& client, const RepoRef& repo, const std::vector<Staged*>& lfs_files, const CommitOptions& options) {
+  const std::string batch_url = client.config().endpoint + "/" + repo.web_prefix() + repo.id + ".git/info/lfs/objects/batch";
+  std::vector<LfsJob> jobs;
+  std::vector<PutTask> puts;
+  for (size_t begin = 0; begin < lfs_files.size(); begin += kPreuploadChunk) {
+    const std::vector<Staged*> chunk(lfs_files.begin() + begin, lfs_files.begin() + std::min(lfs_files.size(), begin + kPreuploadChunk));
+    std::map<std::string, const Staged*> by_oid;
+    for (const Staged* f : chunk) by_oid[f->oid] = f;
+    for (const auto& object : request_lfs_batch(client, repo, chunk, options, batch_url))
+      plan_lfs_object(client, object, by_oid, batch_url, jobs, puts);
+  }
+  // ETag slots are bound after `jobs` stops growing, so the pointers stay valid. The PUTs of a
+  // job are consecutive: one for a basic upload, one per part for a multipart one.
+  size_t put_index = 0;
+  for (auto& job : jobs) {
+    if (job.completion_url.empty()) {
+      ++put_index;
+      continue;
+    }
+    for (auto& etag : job.part_etags) puts[put_index++].etag_out = &etag;
+  }
+  parallel_for(puts.size(), options.threads, [&](size_t i) { run_put(client, puts[i], options); });
+  complete_lfs_jobs(client, jobs);
 }
 
 std::vector<PlannedFile> planned(const std::vector<Staged>& staged) {
@@ -346,7 +385,7 @@ CommitResult upload_commit(HubClient& client, const RepoRef& repo, const std::ve
   if (!answer.is_object() || !answer.contains("commitOid") || !answer["commitOid"].is_string())
     throw HubError("E_HUB_PROTOCOL", "commit answer has no commitOid (POST " + request.url + ")", response.status, request.url);
   result.commit_oid = answer["commitOid"].get<std::string>();
-  result.commit_url = answer.value("commitUrl", "");
+  result.commit_url = answer.contains("commitUrl") && answer["commitUrl"].is_string() ? answer["commitUrl"].get<std::string>() : "";
   result.revision = options.revision;
   if (options.create_pr && answer.contains("pullRequestUrl") && answer["pullRequestUrl"].is_string()) {
     result.pull_request_url = answer["pullRequestUrl"].get<std::string>();

@@ -35,39 +35,25 @@ SlaLoadResult load_input(const std::string& path) {
   return result;
 }
 
-int run_convert(const ConvertArgs& args) {
+Exit run_convert(const ConvertArgs& args) {
   if (!(is_pt_path(args.in) && is_twin_path(args.out)) && !(is_twin_path(args.in) && is_pt_path(args.out))) {
-    say(stderr, fmt::format("sla-ckpt convert: IN and OUT must be one .pt and one .safetensors, got {} and {}", args.in,
-                            args.out));
-    return kUnusable;
+    throw CliError(kUnusable, fmt::format("IN and OUT must be one .pt and one .safetensors, got {} and {}", args.in, args.out));
   }
   std::error_code ec;
   if (std::filesystem::exists(args.out, ec) && !args.force) {
-    say(stderr, fmt::format("sla-ckpt convert: {} exists; pass --force to replace it", args.out));
-    return kUnusable;
+    throw CliError(kUnusable, fmt::format("{} exists; pass --force to replace it", args.out));
   }
-  SlaLoadResult input;
-  try {
-    input = load_input(args.in);
-  } catch (const CheckpointError& e) {
-    say(stderr, fmt::format("sla-ckpt convert: {}", e.what()));
-    return kUnusable;
-  }
+  const SlaLoadResult input = load_input(args.in);  // CheckpointError: unreadable (exit 2)
   if (!input.problems.empty()) {
     for (const auto& p : input.problems)
       say(stderr, fmt::format("sla-ckpt convert: {}: {} in {}{}", p.code, p.message, args.in, p.where.empty() ? "" : ": " + p.where));
     say(stderr, "sla-ckpt convert: refusing to convert a file with problems (see sla-ckpt verify)");
     return kFailed;
   }
-  try {
-    if (is_twin_path(args.out))
-      safetensors::write_file(args.out, safetensors::to_sla_twin(input.file));
-    else
-      write_sla_file(args.out, input.file);
-  } catch (const CheckpointError& e) {
-    say(stderr, fmt::format("sla-ckpt convert: {}", e.what()));
-    return kUnusable;
-  }
+  if (is_twin_path(args.out))  // CheckpointError: cannot be written (exit 2)
+    safetensors::write_file(args.out, safetensors::to_sla_twin(input.file));
+  else
+    write_sla_file(args.out, input.file);
 
   nlohmann::json keys = nlohmann::json::array();
   for (const auto& e : input.file.entries) keys.push_back(e.key);

@@ -1,8 +1,9 @@
 // sla-ckpt hub serve: run the local Hub-compatible server (src/hub/server) until SIGINT/SIGTERM.
 #include "cli.h"
 
-#include "file_util.h"
+#include "durable_file.h"
 #include "hub_server.h"
+#include "hub_text.h"
 
 #include <fmt/core.h>
 #include <pthread.h>
@@ -10,6 +11,8 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <thread>
 
@@ -27,17 +30,19 @@ struct ServeOptions {
 
 constexpr const char* kTokenEnv = "SLA_HUB_TOKEN";
 
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) throw std::runtime_error("cannot read " + path);
+  return text.str();
+}
+
 // The token, from --token-file (whole file, surrounding whitespace and line ends dropped, like
 // the client's token file), else from --token, else from $SLA_HUB_TOKEN; empty: none.
 std::string configured_token(const ServeOptions& opts) {
-  auto trimmed = [](std::string text) {
-    const char* space = " \t\r\n";
-    size_t first = text.find_first_not_of(space);
-    if (first == std::string::npos) return std::string();
-    return text.substr(first, text.find_last_not_of(space) - first + 1);
-  };
   if (!opts.token_file.empty()) {
-    std::string token = trimmed(slahub::server::read_file(opts.token_file));
+    std::string token = slahub::trim(read_text_file(opts.token_file));
     if (token.empty()) throw std::invalid_argument("--token-file " + opts.token_file + " is empty");
     return token;
   }
@@ -47,7 +52,7 @@ std::string configured_token(const ServeOptions& opts) {
     return opts.token_on_command_line;
   }
   const char* env = std::getenv(kTokenEnv);
-  return env ? trimmed(env) : std::string();
+  return env ? slahub::trim(env) : std::string();
 }
 
 // Stops the server on SIGINT/SIGTERM. The signals are blocked in every thread (they inherit the
@@ -78,18 +83,26 @@ class SignalStopper {
   std::thread watcher_;
 };
 
-int run_serve(ServeOptions& opts) {
+// The server's lines go to stderr, as "hub serve: <line>".
+void log_to_stderr(slahub::LogLevel, std::string_view line) { fmt::print(stderr, "hub serve: {}\n", line); }
+
+Exit run_serve(ServeOptions& opts) {
   for (const auto& spec : opts.fault_specs) opts.server.faults.push_back(slahub::server::parse_fault_spec(spec));
   if (!opts.fault_file.empty()) {
     for (auto& f : slahub::server::parse_fault_file(opts.fault_file)) opts.server.faults.push_back(f);
   }
   if (opts.server.multipart_chunk == 0) throw std::invalid_argument("--multipart-chunk must be positive");
   opts.server.token = configured_token(opts);
+  opts.server.log = log_to_stderr;
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up mid-body must not kill the server
   slahub::server::HubServer server(opts.server);
   SignalStopper stopper(server);
   int port = server.bind();
-  if (!opts.port_file.empty()) slahub::server::write_file_atomic(opts.port_file, std::to_string(port) + "\n");
+  if (!opts.port_file.empty()) {
+    const std::string text = std::to_string(port) + "\n";
+    slackpt::write_file_durably(opts.port_file, reinterpret_cast<const uint8_t*>(text.data()), text.size(),
+                                [](const std::string&) {});
+  }
   fmt::print(stderr, "hub serve: root {}{}{}\n", opts.server.root, opts.server.token.empty() ? "" : ", token required",
              opts.server.faults.empty() ? "" : fmt::format(", {} fault(s) armed", opts.server.faults.size()));
   fmt::print(stderr, "listening on http://{}:{}\n", opts.server.host, port);
@@ -143,13 +156,13 @@ Subcommand register_hub(CLI::App& parent) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   serve->add_flag("--log-requests", opts->server.log_requests, "Log every request on stderr");
-  sub.run = [opts, serve] {
+  sub.name = "hub serve";
+  sub.run = [opts, serve]() -> int {
     if (!serve->parsed()) return int(kUnusable);
     try {
       return run_serve(*opts);
     } catch (const std::exception& e) {  // every failure is before listening: bad arguments or root
-      fmt::print(stderr, "sla-ckpt hub serve: {}\n", e.what());
-      return int(kUnusable);
+      throw CliError(kUnusable, e.what());
     }
   };
   return sub;

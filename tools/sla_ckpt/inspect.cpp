@@ -87,14 +87,8 @@ void print_human(const SlaInspection& r, const std::string& path) {
   for (const Problem& p : r.problems) say(stdout, fmt::format("  {}: {} in {}", p.code, p.message, p.where));
 }
 
-int run_inspect(const InspectOptions& opts) {
-  SlaInspection result;
-  try {
-    result = inspect_sla_file(opts.file);
-  } catch (const CheckpointError& e) {
-    say(stderr, fmt::format("sla-ckpt inspect: {}", e.what()));
-    return kUnusable;
-  }
+Exit run_inspect(const InspectOptions& opts) {
+  const SlaInspection result = inspect_sla_file(opts.file);  // CheckpointError: unreadable (exit 2)
   // replace: a path given on the command line need not be UTF-8
   if (opts.json) fmt::print("{}\n", to_json(result, opts.file).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   else print_human(result, opts.file);

@@ -12,7 +12,7 @@
 #include "download.h"
 #include "errors.h"
 #include "hub_client.h"
-#include "progress.h"
+#include "progress_bar.h"
 #include "untrusted.h"
 #include "verify.h"
 
@@ -27,15 +27,9 @@ struct PullArgs {
   bool json = false;
 };
 
-int run_pull(const PullArgs& args) {
-  slahub::RepoRef repo;
-  try {
-    slahub::check_repo_id(args.repo_id);
-    repo = {args.repo_id, slahub::parse_repo_type(args.repo_type)};
-  } catch (const std::invalid_argument& e) {
-    fmt::print(stderr, "sla-ckpt pull: {}\n", e.what());
-    return kUnusable;
-  }
+Exit run_pull(const PullArgs& args) {
+  slahub::check_repo_id(args.repo_id);  // std::invalid_argument: bad arguments
+  const slahub::RepoRef repo{args.repo_id, slahub::parse_repo_type(args.repo_type)};
   const auto env = slahub::process_environment();
   auto transport = slahub::make_curl_transport();
   slahub::HubClient client(slahub::HubConfig::from_environment(env, SLA_TOOLKIT_VERSION), *transport);
@@ -47,24 +41,17 @@ int run_pull(const PullArgs& args) {
   options.include = args.include;
   slahub::SnapshotResult result;
   {
-    slahub::ProgressBar bar("pull " + repo.id);
+    ProgressBar bar("pull " + repo.id);
     options.on_total = [&](uint64_t total) { bar.set_total(total); };
     options.progress = [&](uint64_t bytes) { bar.add(bytes); };
-    try {
-      result = slahub::snapshot_download(client, repo, options);
-    } catch (const slahub::HubError& e) {
-      fmt::print(stderr, "sla-ckpt pull: {}\n", e.what());
-      // A value the server sent (or --revision) that would escape the cache or cannot be checked.
-      return e.code() == slahub::kUnsafeCode ? kUnusable : kFailed;
-    }
+    result = slahub::snapshot_download(client, repo, options);  // HubError: exit 1, or 2 for E_HUB_UNSAFE
   }
 
   VerifyReport report;
   try {
     report = verify_path(result.path, VerifyOptions{});
-  } catch (const CheckpointError& e) {
-    fmt::print(stderr, "sla-ckpt pull: verify: {}\n", e.what());
-    return kFailed;
+  } catch (const CheckpointError& e) {  // the download is there but unreadable: a failed check, not bad input
+    throw CliError(kFailed, "verify: " + std::string(e.what()));
   }
   uint64_t fetched_bytes = 0;
   size_t fetched = 0;

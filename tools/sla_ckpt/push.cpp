@@ -11,7 +11,7 @@
 #include "errors.h"
 #include "hub_client.h"
 #include "model_card.h"
-#include "progress.h"
+#include "progress_bar.h"
 #include "sla_source.h"
 #include "sla_state.h"
 #include "upload.h"
@@ -129,31 +129,26 @@ nlohmann::json plan_json(const std::vector<slahub::PlannedFile>& plan) {
   return files;
 }
 
-int run_push(const PushArgs& args) {
-  if (!fs::is_directory(args.folder)) {
-    fmt::print(stderr, "sla-ckpt push: {} is not a folder\n", args.folder);
-    return kUnusable;
-  }
-  slahub::RepoRef repo;
-  try {
-    slahub::check_repo_id(args.repo_id);
-    repo = {args.repo_id, slahub::parse_repo_type(args.repo_type)};
-  } catch (const std::invalid_argument& e) {
-    fmt::print(stderr, "sla-ckpt push: {}\n", e.what());
-    return kUnusable;
-  }
+// Step 1: the arguments name a folder and a well-formed repo (std::invalid_argument otherwise).
+slahub::RepoRef check_arguments(const PushArgs& args) {
+  if (!fs::is_directory(args.folder)) throw CliError(kUnusable, args.folder + " is not a folder");
+  slahub::check_repo_id(args.repo_id);
+  return {args.repo_id, slahub::parse_repo_type(args.repo_type)};
+}
 
-  SlaDecision sla;
+// Step 2: verify; a folder that cannot be pushed, or cannot be read, is a refusal (exit 1).
+SlaDecision verify_or_refuse(const PushArgs& args) {
   try {
-    sla = verify_before_push(args);
+    return verify_before_push(args);
   } catch (const Refusal& e) {
-    fmt::print(stderr, "sla-ckpt push: {}\n", e.what());
-    return kFailed;
+    throw CliError(kFailed, e.what(), CliError::Text::kLines);
   } catch (const CheckpointError& e) {
-    fmt::print(stderr, "sla-ckpt push: {}\n", e.what());
-    return kFailed;
+    throw CliError(kFailed, e.what());
   }
+}
 
+// Step 3: what goes up: the folder's files, and for an SLA model its file and the card's section.
+std::vector<slahub::UploadItem> items_to_upload(const PushArgs& args, const SlaDecision& sla) {
   std::vector<slahub::UploadItem> items = collect_files(args);
   if (sla.sla_model) {
     if (sla.source->external) put_item(items, {kSlaFileName, sla.source->path, std::nullopt});
@@ -161,70 +156,86 @@ int run_push(const PushArgs& args) {
     const std::string card = fs::is_regular_file(card_path) ? read_text(card_path) : std::string();
     put_item(items, {"README.md", {}, slahub::with_sla_section(card, sla.file)});
   }
-  if (items.empty()) {
-    fmt::print(stderr, "sla-ckpt push: nothing to upload in {}\n", args.folder);
-    return kFailed;
-  }
+  if (items.empty()) throw CliError(kFailed, "nothing to upload in " + args.folder);
+  return items;
+}
 
-  auto transport = slahub::make_curl_transport();
-  slahub::HubClient client(slahub::HubConfig::from_environment(slahub::process_environment(), SLA_TOOLKIT_VERSION), *transport);
+slahub::CommitOptions commit_options(const PushArgs& args) {
   slahub::CommitOptions options;
   options.revision = args.revision;
   options.create_pr = args.create_pr;
   options.private_repo = args.private_repo;
   options.create_repo = !args.dry_run;
   if (!args.message.empty()) options.message = args.message;
+  return options;
+}
 
-  if (args.dry_run) {
-    std::vector<slahub::PlannedFile> plan;
-    std::string note;
-    try {
-      plan = slahub::plan_upload(client, repo, items, options);
-    } catch (const slahub::HubError& e) {
-      note = "upload modes unknown: the server could not be asked (" + std::string(e.what()) + ")";
-      for (const auto& item : items)
-        plan.push_back({item.path_in_repo, item.content ? item.content->size() : fs::file_size(item.local_path), "unknown"});
-    }
-    if (args.json)
-      fmt::print("{}\n", nlohmann::json{{"dry_run", true}, {"repo", repo.id}, {"revision", args.revision}, {"files", plan_json(plan)},
-                                        {"sla_file", sla.source ? sla.source->path : ""}, {"note", note}}
-                             .dump(2));
-    else
-      print_plan(plan, note);
-    return kOk;
+// --dry-run: how each file would go up; without a server, the modes are unknown.
+Exit print_dry_run(slahub::HubClient& client, const slahub::RepoRef& repo, const std::vector<slahub::UploadItem>& items,
+                   const slahub::CommitOptions& options, const PushArgs& args, const SlaDecision& sla) {
+  std::vector<slahub::PlannedFile> plan;
+  std::string note;
+  try {
+    plan = slahub::plan_upload(client, repo, items, options);
+  } catch (const slahub::HubError& e) {
+    note = "upload modes unknown: the server could not be asked (" + std::string(e.what()) + ")";
+    for (const auto& item : items)
+      plan.push_back({item.path_in_repo, item.content ? item.content->size() : fs::file_size(item.local_path), "unknown"});
   }
+  if (args.json)
+    fmt::print("{}\n", nlohmann::json{{"dry_run", true}, {"repo", repo.id}, {"revision", args.revision}, {"files", plan_json(plan)},
+                                      {"sla_file", sla.source ? sla.source->path : ""}, {"note", note}}
+                           .dump(2));
+  else
+    print_plan(plan, note);
+  return kOk;
+}
 
-  slahub::CommitResult result;
-  {
-    slahub::ProgressBar bar("push " + repo.id);
-    options.on_lfs_total = [&](uint64_t total) { bar.set_total(total); };
-    options.progress = [&](uint64_t bytes) { bar.add(bytes); };
-    try {
-      result = slahub::upload_commit(client, repo, items, options);
-    } catch (const slahub::HubError& e) {
-      fmt::print(stderr, "sla-ckpt push: {}\n", e.what());
-      return kFailed;
-    }
+// Step 4: the commit, with a progress bar over the LFS bytes; any Hub failure is exit 1.
+slahub::CommitResult commit(slahub::HubClient& client, const slahub::RepoRef& repo,
+                            const std::vector<slahub::UploadItem>& items, slahub::CommitOptions options) {
+  ProgressBar bar("push " + repo.id);
+  options.on_lfs_total = [&](uint64_t total) { bar.set_total(total); };
+  options.progress = [&](uint64_t bytes) { bar.add(bytes); };
+  try {
+    return slahub::upload_commit(client, repo, items, options);
+  } catch (const slahub::HubError& e) {
+    throw CliError(kFailed, e.what());
   }
+}
+
+void print_result(const slahub::CommitResult& result, const slahub::RepoRef& repo, const PushArgs& args,
+                  const SlaDecision& sla) {
   if (args.json) {
     fmt::print("{}\n", nlohmann::json{{"repo", repo.id}, {"revision", result.revision}, {"commit", result.commit_oid},
                                       {"commit_url", result.commit_url}, {"pull_request_url", result.pull_request_url},
                                       {"no_op", result.no_op}, {"files", plan_json(result.files)},
                                       {"sla_file", sla.source ? sla.source->path : ""}}
                            .dump(2));
-  } else {
-    size_t lfs = 0, sent = 0;
-    for (const auto& f : result.files) {
-      if (f.unchanged || f.ignored) continue;
-      ++sent;
-      lfs += f.mode == "lfs";
-    }
-    if (result.no_op)
-      fmt::print("nothing changed: {}@{} is already at {}\n", repo.id, args.revision, result.commit_oid);
-    else
-      fmt::print("pushed {} files ({} LFS) to {}@{}: commit {}\n{}\n", sent, lfs, repo.id, result.revision, result.commit_oid,
-                 result.pull_request_url.empty() ? result.commit_url : result.pull_request_url);
+    return;
   }
+  size_t lfs = 0, sent = 0;
+  for (const auto& f : result.files) {
+    if (f.unchanged || f.ignored) continue;
+    ++sent;
+    lfs += f.mode == "lfs";
+  }
+  if (result.no_op)
+    fmt::print("nothing changed: {}@{} is already at {}\n", repo.id, args.revision, result.commit_oid);
+  else
+    fmt::print("pushed {} files ({} LFS) to {}@{}: commit {}\n{}\n", sent, lfs, repo.id, result.revision, result.commit_oid,
+               result.pull_request_url.empty() ? result.commit_url : result.pull_request_url);
+}
+
+Exit run_push(const PushArgs& args) {
+  const slahub::RepoRef repo = check_arguments(args);
+  const SlaDecision sla = verify_or_refuse(args);
+  const std::vector<slahub::UploadItem> items = items_to_upload(args, sla);
+  auto transport = slahub::make_curl_transport();
+  slahub::HubClient client(slahub::HubConfig::from_environment(slahub::process_environment(), SLA_TOOLKIT_VERSION), *transport);
+  const slahub::CommitOptions options = commit_options(args);
+  if (args.dry_run) return print_dry_run(client, repo, items, options, args, sla);
+  print_result(commit(client, repo, items, options), repo, args, sla);
   return kOk;
 }
 

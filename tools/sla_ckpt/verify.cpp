@@ -27,14 +27,8 @@ void print_human(const VerifyReport& report) {
   say(stdout, report.ok ? "verify: ok" : "verify: FAILED");
 }
 
-int run_verify(const VerifyArgs& args) {
-  VerifyReport report;
-  try {
-    report = verify_path(args.path, args.options);
-  } catch (const CheckpointError& e) {
-    say(stderr, fmt::format("sla-ckpt verify: {}", e.what()));
-    return kUnusable;
-  }
+Exit run_verify(const VerifyArgs& args) {
+  const VerifyReport report = verify_path(args.path, args.options);  // CheckpointError: unreadable (exit 2)
   if (args.json)
     fmt::print("{}\n", report.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   else

@@ -2,6 +2,7 @@
 
 #include "bounded_json.h"
 #include "http_error.h"
+#include "hub_text.h"
 
 #include <limits>
 #include <regex>
@@ -88,11 +89,7 @@ std::string join_segments(const std::vector<std::string>& segments, size_t from)
 }
 
 bool is_sha256_hex(const std::string& s) {
-  if (s.size() != 64) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
+  return s.size() == 64 && is_lower_hex(s);
 }
 
 }  // namespace slahub::server

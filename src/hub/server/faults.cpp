@@ -129,8 +129,8 @@ std::optional<Fault> FaultPlan::take(const std::string& repo_path) {
   for (auto& fault : faults_) {
     if (fault.times == 0 || fnmatch(fault.path_glob.c_str(), repo_path.c_str(), 0) != 0) continue;
     if (fault.times > 0) --fault.times;
-    fmt::print(stderr, "hub serve: fault {} on {} ({} left)\n", fault_kind_name(fault.kind), repo_path,
-               fault.times < 0 ? std::string("always") : std::to_string(fault.times));
+    log_to(log_, LogLevel::kInfo, fmt::format("fault {} on {} ({} left)", fault_kind_name(fault.kind), repo_path,
+                                              fault.times < 0 ? std::string("always") : std::to_string(fault.times)));
     return fault;
   }
   return std::nullopt;

@@ -204,7 +204,7 @@ std::optional<HttpError> screen_request(const httplib::Request& req, uint64_t ma
 }  // namespace
 
 struct HubServer::Impl {
-  explicit Impl(ServerOptions options) : ctx{RepoStore(options.root), FaultPlan(options.faults), options} {}
+  explicit Impl(ServerOptions options) : ctx{RepoStore(options.root), FaultPlan(options.faults, options.log), options} {}
 
   void serve(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader) {
     // httplib has already decoded req.path as a whole; routing needs the raw path so that an
@@ -221,7 +221,7 @@ struct HubServer::Impl {
     } catch (const HttpError& e) {
       reply_error(res, e.status(), e.code(), e.what());
     } catch (const std::exception& e) {
-      fmt::print(stderr, "hub serve: {} {}: internal error: {}\n", req.method, raw_path, e.what());
+      log_to(ctx.options.log, LogLevel::kError, fmt::format("{} {}: internal error: {}", req.method, raw_path, e.what()));
       reply_error(res, 500, "", std::string("internal server error: ") + e.what());
     }
     finish_body(call);
@@ -251,7 +251,7 @@ struct HubServer::Impl {
       try {
         ctx.store.remove_stale_uploads(ctx.options.stale_upload_age_s);
       } catch (const std::exception& e) {
-        fmt::print(stderr, "hub serve: removing stale uploads: {}\n", e.what());
+        log_to(ctx.options.log, LogLevel::kWarning, fmt::format("removing stale uploads: {}", e.what()));
       }
       lock.lock();
     }
@@ -303,8 +303,8 @@ HubServer::HubServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::
   http.Delete(".*", with_body);
   http.Delete(".*", plain);
   if (impl->ctx.options.log_requests) {
-    http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-      fmt::print(stderr, "hub serve: {} {} -> {}\n", req.method, req.target, res.status);
+    http.set_logger([impl](const httplib::Request& req, const httplib::Response& res) {
+      log_to(impl->ctx.options.log, LogLevel::kInfo, fmt::format("{} {} -> {}", req.method, req.target, res.status));
     });
   }
 }

@@ -2,6 +2,7 @@
 
 #include "file_util.h"
 #include "hashing.h"
+#include "hub_text.h"
 #include "http_error.h"
 
 #include <nlohmann/json.hpp>
@@ -53,14 +54,8 @@ const char* kDefaultGitattributes =
     "*.zst filter=lfs diff=lfs merge=lfs -text\n"
     "*tfevents* filter=lfs diff=lfs merge=lfs -text\n";
 
-bool is_hex(const std::string& s) {
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return !s.empty();
-}
 
-bool is_commit_id(const std::string& s) { return s.size() == 40 && is_hex(s); }
+bool is_commit_id(const std::string& s) { return s.size() == 40 && is_lower_hex(s); }
 
 // Branch names: segments of [A-Za-z0-9._-], none empty or starting with '.', no "..".
 bool is_branch_name(const std::string& name) {
@@ -324,7 +319,7 @@ CommitResult RepoStore::commit(const RepoRef& repo, const std::string& revision,
   if (!request.parent_commit.empty()) {
     std::string parent = request.parent_commit;
     for (char& c : parent) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (parent.size() < 5 || parent.size() > 40 || !is_hex(parent) || base->id.compare(0, parent.size(), parent) != 0) {
+    if (parent.size() < 5 || parent.size() > 40 || !is_lower_hex(parent) || base->id.compare(0, parent.size(), parent) != 0) {
       throw HttpError(412, "", "parentCommit " + request.parent_commit + " is not the head of " + revision + " (" +
                                    base->id + ")");
     }
@@ -374,7 +369,7 @@ std::string RepoStore::object_path(const std::string& sha256) const {
 }
 
 int64_t RepoStore::object_size(const std::string& sha256) const {
-  if (sha256.size() != 64 || !is_hex(sha256)) return -1;
+  if (sha256.size() != 64 || !is_lower_hex(sha256)) return -1;
   return file_size_or_missing(object_path(sha256));
 }
 
@@ -402,7 +397,7 @@ std::string RepoStore::lfs_marker(const RepoRef& repo, const std::string& sha256
 }
 
 int64_t RepoStore::lfs_object_size(const RepoRef& repo, const std::string& sha256) const {
-  if (sha256.size() != 64 || !is_hex(sha256) || !file_exists(lfs_marker(repo, sha256))) return -1;
+  if (sha256.size() != 64 || !is_lower_hex(sha256) || !file_exists(lfs_marker(repo, sha256))) return -1;
   return object_size(sha256);
 }
 

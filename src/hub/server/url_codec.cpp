@@ -1,6 +1,6 @@
 #include "url_codec.h"
 
-#include "hub_client.h"
+#include "hub_text.h"
 
 #include "http_error.h"
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "faults.h"
+#include "log.h"
 
 #include <cstdint>
 #include <memory>
@@ -29,7 +30,9 @@ struct ServerOptions {
   uint64_t multipart_chunk = 16ull << 20;      // grown for an object that would need > 10000 parts
   uint64_t max_file_size = 50ull << 30;        // the largest LFS object a batch request may announce
   int64_t stale_upload_age_s = 24 * 3600;      // idle unfinished uploads and temp files are removed
-  bool log_requests = false;
+  bool log_requests = false;                   // one kInfo line per request: "GET /path -> 200"
+  // Where the server's lines go (requests, faults, internal errors, sweep failures); empty: nowhere.
+  LogFn log;
 };
 
 class HubServer {

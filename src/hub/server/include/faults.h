@@ -13,6 +13,8 @@
 //   ignore-range  answer a Range request with 200 and the whole body
 #pragma once
 
+#include "log.h"
+
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -39,7 +41,8 @@ std::vector<Fault> parse_fault_file(const std::string& path);
 // The faults of one server; thread-safe.
 class FaultPlan {
  public:
-  explicit FaultPlan(std::vector<Fault> faults = {}) : faults_(std::move(faults)) {}
+  // log gets one kInfo line per fault taken: "fault drop on big.bin (0 left)".
+  explicit FaultPlan(std::vector<Fault> faults = {}, LogFn log = {}) : faults_(std::move(faults)), log_(std::move(log)) {}
   bool empty() const { return faults_.empty(); }
   // The first fault for this repo path with uses left, used up by one; nothing when none applies.
   std::optional<Fault> take(const std::string& repo_path);
@@ -47,6 +50,7 @@ class FaultPlan {
  private:
   std::mutex mutex_;
   std::vector<Fault> faults_;
+  LogFn log_;
 };
 
 }  // namespace slahub::server

@@ -1,5 +1,7 @@
 // A byte-count progress bar on stderr, drawn only when stderr is a terminal (quiet in logs and
-// tests). Thread-safe: downloads and part uploads report from several threads.
+// tests), fed by the Hub library's progress callbacks (on_total / progress). Thread-safe:
+// downloads and part uploads report from several threads. Drawing is the tool's job; the library
+// only reports bytes.
 #pragma once
 
 #include <chrono>
@@ -7,7 +9,7 @@
 #include <mutex>
 #include <string>
 
-namespace slahub {
+namespace slackpt::cli {
 
 class ProgressBar {
  public:
@@ -26,4 +28,4 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
-}  // namespace slahub
+}  // namespace slackpt::cli

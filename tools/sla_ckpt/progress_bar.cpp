@@ -1,11 +1,11 @@
-#include "progress.h"
+#include "progress_bar.h"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 
-namespace slahub {
+namespace slackpt::cli {
 
 ProgressBar::ProgressBar(std::string label)
     : label_(std::move(label)), enabled_(isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()) {}
@@ -45,4 +45,4 @@ void ProgressBar::draw(bool force) {
   std::fflush(stderr);
 }
 
-}  // namespace slahub
+}  // namespace slackpt::cli
