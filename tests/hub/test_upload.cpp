@@ -231,3 +231,46 @@ TEST_CASE("revisions are percent-encoded in preupload and commit URLs") {
   CHECK(f.find("POST", "/preupload/").url == "http://hub.test/api/models/alice/m1/preupload/refs%2Fpr%2F1");
   CHECK(f.find("POST", "/commit/").url == "http://hub.test/api/models/alice/m1/commit/refs%2Fpr%2F1");
 }
+
+TEST_CASE("a malformed LFS batch answer is HubError E_HUB_PROTOCOL, not a JSON or std::stoull exception") {
+  UploadFixture f;
+  f.script_revision();
+  f.script_preupload();
+  f.script_commit();
+  const std::string sha = sha256_hex(f.big);
+  auto batch_with = [&](const nlohmann::json& upload) {
+    f.fake.on("POST", "objects/batch",
+              {200, {}, nlohmann::json{{"objects", {{{"oid", sha}, {"size", f.big.size()}, {"actions", {{"upload", upload}}}}}}}.dump()});
+  };
+  std::string expected_start;
+  SECTION("chunk_size not a number") {
+    batch_with({{"href", "http://hub.test/complete"}, {"header", {{"chunk_size", "lots"}, {"1", "http://hub.test/part/1"}}}});
+    expected_start = "E_HUB_PROTOCOL: multipart chunk_size of big.bin is not a number";
+  }
+  SECTION("chunk_size beyond 64 bits") {
+    batch_with({{"href", "http://hub.test/complete"}, {"header", {{"chunk_size", "99999999999999999999999"}}}});
+    expected_start = "E_HUB_PROTOCOL: multipart chunk_size of big.bin is not a number";
+  }
+  SECTION("a part URL that is not a string") {
+    batch_with({{"href", "http://hub.test/complete"}, {"header", {{"chunk_size", 1000}, {"1", 7}}}});
+    expected_start = "E_HUB_PROTOCOL: multipart part 1 URL is not a string";
+  }
+  SECTION("href missing") {
+    batch_with({{"header", nlohmann::json::object()}});
+    expected_start = "E_HUB_PROTOCOL: LFS batch answer for big.bin is malformed";
+  }
+  SECTION("href not a string") {
+    batch_with({{"href", 12}});
+    expected_start = "E_HUB_PROTOCOL: LFS batch answer for big.bin is malformed";
+  }
+  try {
+    upload_commit(f.client, f.repo, f.items(), CommitOptions{});
+    FAIL("no error");
+  } catch (const HubError& e) {
+    CHECK(e.code() == "E_HUB_PROTOCOL");
+    CHECK(std::string(e.what()).rfind(expected_start, 0) == 0);
+    CHECK(std::string(e.what()).find('\n') == std::string::npos);
+  }
+  CHECK(f.fake.count("PUT", "/part/") == 0);
+  CHECK(f.fake.count("POST", "/commit/") == 0);
+}
