@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kSmoothThreads) sla_smooth_k_kernel(const __gr
 }
 
 // Scores of a row are kept in shared memory: rows_per_cta rows of num_k_blocks floats
-// (block_select_smem_bytes); the launcher falls back to ATen (sla_api.cpp) beyond the budget.
+// (block_select_smem_bytes); the LibTorch glue falls back to ATen (src/sla/cuda/sla_api.cpp) beyond it.
 inline constexpr int kSelectThreads = 256;
 inline constexpr int kSelectMaxRows = kSelectThreads / 32;  // one warp per query block when selecting
 inline constexpr int kSelectKeyChunk = 64;                  // key blocks scored per pass

@@ -1,4 +1,4 @@
-// The only interface between the LibTorch layer (sla_api.cpp) and the CUDA kernels: raw pointers,
+// The only interface between the LibTorch glue (src/sla/cuda/) and the CUDA kernels: raw pointers,
 // element strides, sizes and precomputed scales. No torch types, so the .cu files stay torch-free.
 // Reset to {} and fill field by field; the kernels receive it as a __grid_constant__ parameter.
 #pragma once
