@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <stdexcept>
 
 namespace sla_dit {
@@ -208,6 +209,8 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)), device_(o
   backend_options.attention_mechanism = options_.attention_mechanism;
   backend_options.sla_config = options_.sla_config;
   backend_ = std::make_shared<sla::AttentionBackend>(backend_options);
+  // The library logs nowhere by default; the example shows its lines on stderr.
+  backend_->log = [](const std::string& line) { std::cerr << "sla: " << line << std::endl; };
   torch::manual_seed(options_.seed);
   model_ = Dit(options_.model, backend_);
   model_->to(device_);

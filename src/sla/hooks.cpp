@@ -8,7 +8,6 @@
 
 #include <filesystem>
 #include <sstream>
-#include <iostream>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -52,8 +51,7 @@ std::string show_settings(const slackpt::SlaSettings& s, const std::string& vari
 }  // namespace
 
 AttentionBackend::AttentionBackend(BackendOptions options)
-    : log([](const std::string& line) { std::cerr << "sla: " << line << std::endl; }),
-      options_(std::move(options)),
+    : options_(std::move(options)),
       cfg_(SlaConfig::parse(options_.sla_config)) {
   if (options_.attention_mechanism == "sla") {
     use_sla_ = true;
@@ -84,7 +82,7 @@ std::optional<Fallback> AttentionBackend::fallback_reason(const at::Tensor& q, c
 void AttentionBackend::log_once(Fallback reason) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (logged_.insert(reason).second) {
-    log(std::string("falling back to scaled_dot_product_attention: ") + describe(reason) +
+    emit(std::string("falling back to scaled_dot_product_attention: ") + describe(reason) +
         " (said once; later calls for this reason fall back silently)");
   }
 }
@@ -114,7 +112,7 @@ at::Tensor AttentionBackend::operator()(const at::Tensor& query, const at::Tenso
 void AttentionBackend::log_once_kernels(const std::string& why) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (logged_kernels_.insert(why).second) {
-    log("the fused kernels do not run these inputs (" + why +
+    emit("the fused kernels do not run these inputs (" + why +
         "); SLA runs through the reference (said once per reason)");
   }
 }
@@ -158,7 +156,7 @@ void AttentionBackend::restore(const ModuleKey& key, SparseLinearAttention& modu
       }
     }
     if (source.empty()) return;
-    log("notice: no state for " + exact + " in " + slackpt::kSlaFileName + "; applying the " + source +
+    emit("notice: no state for " + exact + " in " + slackpt::kSlaFileName + "; applying the " + source +
         " projection instead (proj_l is float32, so it carries over between attention dtypes)");
   }
   at::NoGradGuard no_grad;
@@ -219,7 +217,7 @@ void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
   fs::create_directories(dir);
   const std::string path = (fs::path(dir) / slackpt::kSlaFileName).string();
   slackpt::write_sla_file(path, file);
-  log("wrote " + path + " (" + std::to_string(file.entries.size()) + " state" +
+  emit("wrote " + path + " (" + std::to_string(file.entries.size()) + " state" +
       (file.entries.size() == 1 ? "" : "s") + ")");
 }
 
@@ -227,20 +225,20 @@ LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
   LoadReport report;
   const fs::path path = fs::path(dir) / slackpt::kSlaFileName;
   if (!fs::exists(path)) {
-    log("no " + path.string() + "; SLA projections start from zero");
+    emit("no " + path.string() + "; SLA projections start from zero");
     return report;
   }
   report.found = true;
   const slackpt::SlaLoadResult result = slackpt::load_sla_file(path.string());
   for (const auto& problem : result.problems) {
-    log("warning: " + path.string() + ": " + problem.code + ": " + problem.message +
+    emit("warning: " + path.string() + ": " + problem.code + ": " + problem.message +
         (problem.where.empty() ? "" : " at " + problem.where));
   }
   const slackpt::SlaFile& file = result.file;
 
   report.differing_keys = differing_settings(file, cfg_);
   if (!report.differing_keys.empty()) {
-    log("warning: the settings in " + path.string() + " differ from the runtime ones in " +
+    emit("warning: the settings in " + path.string() + " differ from the runtime ones in " +
         join(report.differing_keys) + " (file: " + show_settings(file.settings, file.variant()) +
         (file.has_extension ? "" : " (assumed)") + "; runtime: " + show_settings(to_settings(cfg_), to_string(cfg_.variant)) +
         "); the runtime settings are used and the trained projection is kept");
@@ -251,7 +249,7 @@ LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
     const std::string problem = entry_shape_problem(entry);
     if (!problem.empty()) {
       report.skipped_entries.push_back(entry.key + ": " + problem);
-      log("warning: skipping state " + entry.key + " of " + path.string() + ": " + problem);
+      emit("warning: skipping state " + entry.key + " of " + path.string() + ": " + problem);
       continue;
     }
     if (!loaded_.count(entry.key)) loaded_order_.push_back(entry.key);
@@ -259,7 +257,7 @@ LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
     report.loaded_keys.push_back(entry.key);
   }
   for (auto& [key, module] : modules_) restore(key, module);
-  log("loaded " + path.string() + " (" + join(report.loaded_keys) + ")");
+  emit("loaded " + path.string() + " (" + join(report.loaded_keys) + ")");
   return report;
 }
 

@@ -94,7 +94,8 @@ class AttentionBackend : public torch::nn::Module {
   bool uses_sla() const { return use_sla_; }
   std::vector<SparseLinearAttention> modules() const;  // key order
 
-  // Where log lines go (default: stderr with a "sla: " prefix). Tests capture them.
+  // Where log lines go; empty (the default): nowhere. The library never prints: the caller
+  // decides (the example DiT prints them on stderr with a "sla: " prefix; tests capture them).
   std::function<void(const std::string&)> log;
 
  private:
@@ -106,6 +107,9 @@ class AttentionBackend : public torch::nn::Module {
   std::optional<Fallback> fallback_reason(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           const std::optional<at::Tensor>& attn_mask, double dropout_p,
                                           bool is_causal, bool enable_gqa) const;
+  void emit(const std::string& line) const {  // to log, when set
+    if (log) log(line);
+  }
   void log_once(Fallback reason);
   // On CUDA with the kernels built: why they refuse (kernels::why_not via cuda_kernels_support).
   void log_once_kernels(const std::string& why);

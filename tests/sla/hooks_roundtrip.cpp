@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
   try {
     const std::string mode = argc > 2 ? argv[1] : "";
     sla::AttentionBackend backend(options());
+    // The library logs nowhere by default; the Python test reads the lines from stderr.
+    backend.log = [](const std::string& line) { std::cerr << "sla: " << line << std::endl; };
     if (mode == "write" && argc == 3) {
       auto a = backend.materialize(32, at::kCPU, at::kBFloat16);
       auto b = backend.materialize(16, at::kCPU, at::kHalf);
