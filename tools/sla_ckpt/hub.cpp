@@ -126,7 +126,7 @@ Subcommand register_hub(CLI::App& parent) {
       "writes and private repos need it and public repos are readable anonymously; without one, private\n"
       "repos still need some Authorization header.\n"
       "Fault injection (tests): --fault 'drop:path=big.bin,after=1M,times=1', kinds drop, truncate,\n"
-      "status (code=500|429|...), corrupt, ignore-range; times=N or always; see src/hub/server/faults.h.");
+      "status (code=500|429|...), corrupt, ignore-range; times=N or always; see src/hub/server/include/faults.h.");
   serve->add_option("--root", opts->server.root, "Folder that holds repos, objects and refs (created if missing)")
       ->required();
   serve->add_option("--host", opts->server.host, "Address to listen on")->capture_default_str();
