@@ -349,18 +349,13 @@ Float32Tensor f32_values(const Tensor& t, const std::string& where) {
   return out;
 }
 
-// "<head_dim>:<token>" with a positive decimal head_dim.
+// "<head_dim>:<token>" with a positive decimal head_dim and a token.
 bool split_state_key(const std::string& key, int64_t* head_dim, std::string* token) {
-  auto colon = key.find(':');
-  if (colon == std::string::npos || colon == 0 || colon > 9 || colon + 1 == key.size()) return false;
-  int64_t d = 0;
-  for (size_t i = 0; i < colon; ++i) {
-    if (key[i] < '0' || key[i] > '9') return false;
-    d = d * 10 + (key[i] - '0');
-  }
-  *head_dim = d;
-  *token = key.substr(colon + 1);
-  return d > 0;
+  StateKey parsed = parse_state_key(key);
+  if (parsed.head_dim <= 0 || parsed.dtype_token.empty()) return false;
+  *head_dim = parsed.head_dim;
+  *token = std::move(parsed.dtype_token);
+  return true;
 }
 
 json parse_metadata_json(const File& twin, const std::string& key, const std::string& where) {
@@ -374,20 +369,19 @@ json parse_metadata_json(const File& twin, const std::string& key, const std::st
 }
 
 SlaSettings settings_from_json(const json& s, const std::string& where) {
-  const char* keys[] = {"topk", "feature_map", "blkq", "blkk", "tie_feature_map_qk"};
-  if (!s.is_object() || s.size() != 5)
-    throw CheckpointError("E_SCHEMA", "settings must hold exactly topk, feature_map, blkq, blkk, tie_feature_map_qk", where);
-  for (const char* k : keys)
+  if (!s.is_object() || s.size() != std::size(kSettingKeys))
+    throw CheckpointError("E_SCHEMA", "settings must hold exactly " + setting_keys_text(), where);
+  for (const char* k : kSettingKeys)
     if (!s.contains(k)) throw CheckpointError("E_SCHEMA", std::string("settings lack '") + k + "'", where);
-  if (!s["topk"].is_number() || !s["feature_map"].is_string() || !s["blkq"].is_number_integer() ||
-      !s["blkk"].is_number_integer() || !s["tie_feature_map_qk"].is_boolean())
+  if (!s[kSettingTopk].is_number() || !s[kSettingFeatureMap].is_string() || !s[kSettingBlkq].is_number_integer() ||
+      !s[kSettingBlkk].is_number_integer() || !s[kSettingTieFeatureMapQk].is_boolean())
     throw CheckpointError("E_SCHEMA", "settings have a value of the wrong type: " + s.dump(), where);
   SlaSettings out;
-  out.topk = s["topk"].get<double>();
-  out.feature_map = s["feature_map"].get<std::string>();
-  out.blkq = s["blkq"].get<int64_t>();
-  out.blkk = s["blkk"].get<int64_t>();
-  out.tie_feature_map_qk = s["tie_feature_map_qk"].get<bool>();
+  out.topk = s[kSettingTopk].get<double>();
+  out.feature_map = s[kSettingFeatureMap].get<std::string>();
+  out.blkq = s[kSettingBlkq].get<int64_t>();
+  out.blkk = s[kSettingBlkk].get<int64_t>();
+  out.tie_feature_map_qk = s[kSettingTieFeatureMapQk].get<bool>();
   return out;
 }
 
@@ -397,12 +391,7 @@ File to_sla_twin(const SlaFile& sla) {
   File twin;
   twin.metadata["format"] = kTwinFormat;
   twin.metadata["version"] = std::to_string(sla.version);
-  twin.metadata["settings"] = json{{"topk", sla.settings.topk},
-                                   {"feature_map", sla.settings.feature_map},
-                                   {"blkq", sla.settings.blkq},
-                                   {"blkk", sla.settings.blkk},
-                                   {"tie_feature_map_qk", sla.settings.tie_feature_map_qk}}
-                                  .dump();
+  twin.metadata["settings"] = settings_to_json(sla.settings).dump();
   if (sla.has_extension) twin.metadata[kExtensionKey] = sla.extension.dump();
   for (const auto& entry : sla.entries) {
     twin.tensors.push_back(f32_tensor(entry.key + "/proj_l.weight", entry.weight));

@@ -21,7 +21,6 @@ using Kind = pt::Value::Kind;
 
 constexpr const char* kWeight = "proj_l.weight";
 constexpr const char* kBias = "proj_l.bias";
-constexpr const char* kSettingKeys[] = {"topk", "feature_map", "blkq", "blkk", "tie_feature_map_qk"};
 
 std::string type_of(const Value& v) {
   if (v.kind == Kind::Tensor) return "tensor";
@@ -44,11 +43,9 @@ struct Payload {
 
 // "<digits>:<token>" -> head_dim and token; head_dim 0 when it does not parse.
 void parse_key(SlaEntry& entry) {
-  size_t colon = entry.key.find(':');
-  entry.dtype_token = colon == std::string::npos ? std::string() : entry.key.substr(colon + 1);
-  std::string digits = entry.key.substr(0, colon);
-  bool ok = !digits.empty() && digits.size() <= 6 && digits.find_first_not_of("0123456789") == std::string::npos;
-  entry.head_dim = ok ? std::stoll(digits) : 0;
+  StateKey parsed = parse_state_key(entry.key);
+  entry.head_dim = parsed.head_dim;
+  entry.dtype_token = std::move(parsed.dtype_token);
 }
 
 void read_settings(const Value& v, Payload& p) {
@@ -63,17 +60,17 @@ void read_settings(const Value& v, Payload& p) {
     std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
     std::string where = "settings/" + name;
     auto wrong = [&](const char* expected) { p.problem("E_SCHEMA", name + " is a " + type_of(*value) + ", expected " + expected, where); };
-    if (name == "topk") {
+    if (name == kSettingTopk) {
       if (value->kind == Kind::Float) s.topk = value->real;
       else if (value->kind == Kind::Int) s.topk = double(value->integer);
       else wrong("a float");
-    } else if (name == "feature_map") {
+    } else if (name == kSettingFeatureMap) {
       if (value->kind == Kind::String) s.feature_map = value->text;
       else wrong("a str");
-    } else if (name == "blkq" || name == "blkk") {
-      if (value->kind == Kind::Int) (name == "blkq" ? s.blkq : s.blkk) = value->integer;
+    } else if (name == kSettingBlkq || name == kSettingBlkk) {
+      if (value->kind == Kind::Int) (name == kSettingBlkq ? s.blkq : s.blkk) = value->integer;
       else wrong("an int");
-    } else if (name == "tie_feature_map_qk") {
+    } else if (name == kSettingTieFeatureMapQk) {
       if (value->kind == Kind::Bool) s.tie_feature_map_qk = value->boolean;
       else wrong("a bool");
     } else {
@@ -220,11 +217,11 @@ pt::ValuePtr tensor_value(const Float32Tensor& t) {
 // The payload exactly as SimpleTuner builds it, plus our extension key when it has content.
 pt::ValuePtr to_value(const SlaFile& file) {
   auto settings = Value::dict();
-  settings->set("topk", Value::from_double(file.settings.topk));
-  settings->set("feature_map", Value::from_string(file.settings.feature_map));
-  settings->set("blkq", Value::from_int(file.settings.blkq));
-  settings->set("blkk", Value::from_int(file.settings.blkk));
-  settings->set("tie_feature_map_qk", Value::from_bool(file.settings.tie_feature_map_qk));
+  settings->set(kSettingTopk, Value::from_double(file.settings.topk));
+  settings->set(kSettingFeatureMap, Value::from_string(file.settings.feature_map));
+  settings->set(kSettingBlkq, Value::from_int(file.settings.blkq));
+  settings->set(kSettingBlkk, Value::from_int(file.settings.blkk));
+  settings->set(kSettingTieFeatureMapQk, Value::from_bool(file.settings.tie_feature_map_qk));
   auto state = Value::dict();
   for (const SlaEntry& e : file.entries) {
     auto tensors = Value::dict();
@@ -324,12 +321,15 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
     problems.push_back({code, std::move(message), std::move(where)});
   };
   const SlaSettings& s = file.settings;
-  if (!(s.topk > 0 && s.topk <= 1)) problem("E_SCHEMA", "topk " + std::to_string(s.topk) + " outside (0, 1]", "settings/topk");
-  if (s.feature_map != "softmax" && s.feature_map != "elu" && s.feature_map != "relu")
-    problem("E_SCHEMA", "feature_map \"" + s.feature_map.substr(0, 40) + "\" is not softmax, elu or relu", "settings/feature_map");
-  for (auto [name, block] : {std::pair<const char*, int64_t>{"blkq", s.blkq}, {"blkk", s.blkk}})
-    if (block != 32 && block != 64 && block != 128)
-      problem("E_SCHEMA", std::string(name) + " " + std::to_string(block) + " is not 32, 64 or 128", std::string("settings/") + name);
+  const std::string at = "settings/";
+  if (!topk_allowed(s.topk))
+    problem("E_SCHEMA", std::string(kSettingTopk) + " " + std::to_string(s.topk) + " outside (0, 1]", at + kSettingTopk);
+  if (!feature_map_allowed(s.feature_map))
+    problem("E_SCHEMA", std::string(kSettingFeatureMap) + " \"" + s.feature_map.substr(0, 40) + "\" is not " + feature_maps_text(),
+            at + kSettingFeatureMap);
+  for (auto [name, block] : {std::pair<const char*, int64_t>{kSettingBlkq, s.blkq}, {kSettingBlkk, s.blkk}})
+    if (!block_size_allowed(block))
+      problem("E_SCHEMA", std::string(name) + " " + std::to_string(block) + " is not " + block_sizes_text(), at + name);
   if (file.version != kSlaFormatVersion)
     problem("E_SCHEMA", "unknown payload version " + std::to_string(file.version) + " (this toolkit reads version 1)", "version");
 
@@ -339,12 +339,8 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
     std::string where = "state/" + e.key;
     if (!keys.insert(e.key).second) problem("E_SCHEMA", "duplicate state key", where);
     // "<head_dim>:<token>": decimal head_dim > 0, token [a-z0-9_]+ (SimpleTuner skips other keys).
-    size_t colon = e.key.find(':');
-    std::string digits = e.key.substr(0, colon);
-    bool grammar = colon != std::string::npos && !digits.empty() && digits.size() <= 6 &&
-                   digits.find_first_not_of("0123456789") == std::string::npos && colon + 1 < e.key.size() &&
-                   e.key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_", colon + 1) == std::string::npos;
-    int64_t d = grammar ? std::stoll(digits) : 0;
+    const StateKey parsed = parse_state_key(e.key);
+    int64_t d = parsed.well_formed ? parsed.head_dim : 0;
     if (d <= 0) {
       problem("E_SCHEMA", "state key \"" + e.key.substr(0, 60) + "\" does not match <head_dim>:<dtype> (SimpleTuner skips it)", where);
       continue;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "errors.h"
+#include "sla_settings.h"
 
 #include <nlohmann/json.hpp>
 
@@ -26,14 +27,6 @@ inline constexpr int64_t kSlaFormatVersion = 1;
 inline constexpr size_t kMaxStateEntries = 1024;  // E_LIMIT (thrown: the file is not read further)
 inline constexpr int64_t kMaxHeadDim = 4096;      // E_SCHEMA (a problem: the entry's values are not checked)
 
-struct SlaSettings {
-  double topk = 0.2;
-  std::string feature_map = "softmax";  // softmax | elu | relu
-  int64_t blkq = 64;                    // 32 | 64 | 128
-  int64_t blkk = 64;                    // 32 | 64 | 128
-  bool tie_feature_map_qk = true;
-};
-
 // A contiguous row-major float32 tensor.
 struct Float32Tensor {
   std::vector<int64_t> shape;
@@ -41,8 +34,8 @@ struct Float32Tensor {
 };
 
 struct SlaEntry {
-  std::string key;          // "<head_dim>:<dtype token>", e.g. "128:bf16"
-  int64_t head_dim = 0;     // parsed from key
+  std::string key;          // make_state_key(head_dim, dtype_token), e.g. "128:bf16"
+  int64_t head_dim = 0;     // parse_state_key(key)
   std::string dtype_token;  // bf16 | fp16 | fp32 | another torch dtype name
   Float32Tensor weight;     // proj_l.weight [D, D]
   Float32Tensor bias;       // proj_l.bias   [D]

@@ -361,7 +361,7 @@ class Verifier {
               origin + " covered by " + join(same_dim, ", ") + " (weights' dtype unknown)", where);
         continue;
       }
-      const std::string wanted = dim + ":" + model.dtype_token;
+      const std::string wanted = dim + kStateKeySeparator + model.dtype_token;
       const std::string dtype_origin = model.dtype_token + " weights in " + model.dtype_source;
       if (std::find(same_dim.begin(), same_dim.end(), wanted) != same_dim.end())
         add("coverage", CheckStatus::kOk, "entry " + wanted + " covers " + origin + " and " + dtype_origin, where);
@@ -378,15 +378,14 @@ class Verifier {
 
   void check_settings(const SlaFile& file, const std::string& where) {
     const SlaSettings& s = file.settings;
-    auto block_ok = [](int64_t b) { return b == 32 || b == 64 || b == 128; };
     std::vector<std::string> unsupported;
-    if (!(s.topk > 0.0 && s.topk <= 1.0)) unsupported.push_back("topk " + std::to_string(s.topk) + " not in (0, 1]");
-    if (s.feature_map != "softmax" && s.feature_map != "elu" && s.feature_map != "relu")
-      unsupported.push_back("feature_map '" + s.feature_map + "' not softmax|elu|relu");
-    if (!block_ok(s.blkq)) unsupported.push_back("blkq " + std::to_string(s.blkq) + " not 32|64|128");
-    if (!block_ok(s.blkk)) unsupported.push_back("blkk " + std::to_string(s.blkk) + " not 32|64|128");
-    const std::string summary = "topk " + json(s.topk).dump() + ", " + s.feature_map + ", blkq " +
-                                std::to_string(s.blkq) + ", blkk " + std::to_string(s.blkk) +
+    if (!topk_allowed(s.topk)) unsupported.push_back(std::string(kSettingTopk) + " " + std::to_string(s.topk) + " not in (0, 1]");
+    if (!feature_map_allowed(s.feature_map))
+      unsupported.push_back(std::string(kSettingFeatureMap) + " '" + s.feature_map + "' not " + feature_maps_text("|"));
+    for (auto [name, block] : {std::pair<const char*, int64_t>{kSettingBlkq, s.blkq}, {kSettingBlkk, s.blkk}})
+      if (!block_size_allowed(block)) unsupported.push_back(name + (" " + std::to_string(block)) + " not " + block_sizes_text("|"));
+    const std::string summary = std::string(kSettingTopk) + " " + json(s.topk).dump() + ", " + s.feature_map + ", " +
+                                kSettingBlkq + " " + std::to_string(s.blkq) + ", " + kSettingBlkk + " " + std::to_string(s.blkk) +
                                 (s.tie_feature_map_qk ? ", tied" : ", untied");
     if (!unsupported.empty())
       add("settings", CheckStatus::kFail, "unsupported by our kernels: " + join(unsupported, "; "), where);
@@ -460,9 +459,7 @@ class Verifier {
     }
     std::vector<std::string> diffs;
     const SlaSettings &a = pt.settings, &b = twin.settings;
-    if (a.topk != b.topk || a.feature_map != b.feature_map || a.blkq != b.blkq || a.blkk != b.blkk ||
-        a.tie_feature_map_qk != b.tie_feature_map_qk)
-      diffs.push_back("settings differ");
+    if (a != b) diffs.push_back("settings differ");
     if (pt.version != twin.version) diffs.push_back("version differs");
     for (const auto& e : pt.entries) {
       const SlaEntry* o = twin.find(e.key);

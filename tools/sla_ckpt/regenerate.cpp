@@ -65,23 +65,25 @@ json parse_settings_text(const std::string& text, const std::string& where) {
 
 // Defaults overlaid with `given`; unknown keys and bad values are errors.
 json resolve_settings(const json& given, const std::string& where) {
-  json s = {{"topk", 0.2}, {"feature_map", "softmax"}, {"blkq", 64}, {"blkk", 64}, {"tie_feature_map_qk", true},
-            {"variant", "all"}};
+  json s = settings_to_json(SlaSettings{});
+  s[kSettingVariant] = kDefaultVariant;
   for (const auto& item : given.items()) {
     if (!s.contains(item.key()))
       throw CheckpointError("E_CONFIG", "unknown SLA setting '" + item.key() + "'", where);
     s[item.key()] = item.value();
   }
-  auto block_ok = [](const json& b) { return b.is_number_integer() && (b == 32 || b == 64 || b == 128); };
-  if (!s["topk"].is_number() || !(s["topk"].get<double>() > 0 && s["topk"].get<double>() <= 1))
-    throw CheckpointError("E_CONFIG", "topk must be a number in (0, 1]", where);
-  if (s["feature_map"] != "softmax" && s["feature_map"] != "elu" && s["feature_map"] != "relu")
-    throw CheckpointError("E_CONFIG", "feature_map must be softmax, elu or relu", where);
-  if (!block_ok(s["blkq"]) || !block_ok(s["blkk"]))
-    throw CheckpointError("E_CONFIG", "blkq and blkk must be 32, 64 or 128", where);
-  if (!s["tie_feature_map_qk"].is_boolean()) throw CheckpointError("E_CONFIG", "tie_feature_map_qk must be a bool", where);
-  if (s["variant"] != "all" && s["variant"] != "complement")
-    throw CheckpointError("E_CONFIG", "variant must be all or complement", where);
+  const json &topk = s[kSettingTopk], &feature_map = s[kSettingFeatureMap], &variant = s[kSettingVariant];
+  auto block_ok = [](const json& b) { return b.is_number_integer() && block_size_allowed(b.get<int64_t>()); };
+  if (!topk.is_number() || !topk_allowed(topk.get<double>()))
+    throw CheckpointError("E_CONFIG", std::string(kSettingTopk) + " must be a number in (0, 1]", where);
+  if (!feature_map.is_string() || !feature_map_allowed(feature_map.get<std::string>()))
+    throw CheckpointError("E_CONFIG", std::string(kSettingFeatureMap) + " must be " + feature_maps_text(), where);
+  if (!block_ok(s[kSettingBlkq]) || !block_ok(s[kSettingBlkk]))
+    throw CheckpointError("E_CONFIG", std::string(kSettingBlkq) + " and " + kSettingBlkk + " must be " + block_sizes_text(), where);
+  if (!s[kSettingTieFeatureMapQk].is_boolean())
+    throw CheckpointError("E_CONFIG", std::string(kSettingTieFeatureMapQk) + " must be a bool", where);
+  if (!variant.is_string() || !variant_allowed(variant.get<std::string>()))
+    throw CheckpointError("E_CONFIG", std::string(kSettingVariant) + " must be " + variants_text(), where);
   return s;
 }
 
@@ -114,10 +116,7 @@ std::optional<std::pair<json, std::string>> settings_from_sibling_checkpoint(con
     if (newest.empty() || fs::path(newest) == folder) continue;
     const fs::path file = fs::path(newest) / kSlaFileName;
     try {
-      const SlaSettings s = load_sla_file(file.string()).file.settings;
-      return std::pair{json{{"topk", s.topk}, {"feature_map", s.feature_map}, {"blkq", s.blkq}, {"blkk", s.blkk},
-                            {"tie_feature_map_qk", s.tie_feature_map_qk}},
-                       file.string()};
+      return std::pair{json(settings_to_json(load_sla_file(file.string()).file.settings)), file.string()};
     } catch (const CheckpointError&) {
       continue;  // unreadable: not a source of settings
     }

@@ -232,15 +232,15 @@ int run(const json& plan, bool as_json) {
   const at::Device device = device_of(plan);
   slackpt::SlaFile file;
   const json& s = plan["settings"];
-  file.settings.topk = s["topk"];
-  file.settings.feature_map = s["feature_map"];
-  file.settings.blkq = s["blkq"];
-  file.settings.blkk = s["blkk"];
-  file.settings.tie_feature_map_qk = s["tie_feature_map_qk"];
+  file.settings.topk = s[slackpt::kSettingTopk];
+  file.settings.feature_map = s[slackpt::kSettingFeatureMap];
+  file.settings.blkq = s[slackpt::kSettingBlkq];
+  file.settings.blkk = s[slackpt::kSettingBlkk];
+  file.settings.tie_feature_map_qk = s[slackpt::kSettingTieFeatureMapQk];
   const std::string from = plan["inputs"];
   file.extension = {{"regenerated", true},
                     {"regenerated_from", from},
-                    {"variant", sla::to_string(cfg.variant)},
+                    {slackpt::kSettingVariant, sla::to_string(cfg.variant)},
                     {"writer", "sla-ckpt-regenerate " SLA_TOOLKIT_VERSION},
                     {"regenerated_device", device.is_cuda() ? "cuda" : "cpu"}};
   file.has_extension = true;
