@@ -1,13 +1,12 @@
-// How the Hub libraries (client and server) hand text to their caller instead of printing it: a
-// log callback, called from any thread the library runs on. An empty LogFn means silent. Only
-// tools/ decides where the lines go (stderr, a file, nowhere).
-// To move to src/checkpoint (the ground floor) when that layer takes a shared log type.
+// How the libraries hand text to their caller instead of printing it: a log callback, called
+// from any thread the library runs on. An empty LogFn means silent. Only the caller (tools/, an
+// example, a test) decides where the lines go. In the ground floor so every library can take one.
 #pragma once
 
 #include <functional>
 #include <string_view>
 
-namespace slahub {
+namespace slackpt {
 
 enum class LogLevel { kDebug, kInfo, kWarning, kError };
 
@@ -18,4 +17,4 @@ inline void log_to(const LogFn& log, LogLevel level, std::string_view message) {
   if (log) log(level, message);
 }
 
-}  // namespace slahub
+}  // namespace slackpt

@@ -84,7 +84,7 @@ class SignalStopper {
 };
 
 // The server's lines go to stderr, as "hub serve: <line>".
-void log_to_stderr(slahub::LogLevel, std::string_view line) { fmt::print(stderr, "hub serve: {}\n", line); }
+void log_to_stderr(slackpt::LogLevel, std::string_view line) { fmt::print(stderr, "hub serve: {}\n", line); }
 
 Exit run_serve(ServeOptions& opts) {
   for (const auto& spec : opts.fault_specs) opts.server.faults.push_back(slahub::server::parse_fault_spec(spec));

@@ -23,6 +23,10 @@
 
 namespace slahub::server {
 
+using slackpt::LogFn;
+using slackpt::LogLevel;
+using slackpt::log_to;
+
 struct Fault {
   enum Kind { kDrop, kTruncate, kStatus, kCorrupt, kIgnoreRange } kind = kStatus;
   std::string path_glob = "*";

@@ -15,6 +15,10 @@
 
 namespace slahub::server {
 
+using slackpt::LogFn;
+using slackpt::LogLevel;
+using slackpt::log_to;
+
 // Who may do what (as on the Hub): reads of public repos are open to anonymous callers; private
 // repos are only seen with a token; writes need the token when one is configured. A caller is
 // authenticated by "authorization: Bearer <token>" with the configured token or, when none is
