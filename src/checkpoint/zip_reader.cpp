@@ -101,8 +101,24 @@ const ZipEntry* ZipArchive::find(std::string_view record) const {
   return nullptr;
 }
 
-ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, const Limits& limits,
-                    const ZipOptions& options) {
+namespace {
+
+// The extent of the central directory, from the end record (and the zip64 one when present).
+struct Directory {
+  uint64_t count = 0;     // entries
+  uint64_t size = 0;      // bytes
+  uint64_t offset = 0;    // where it starts
+  size_t tail_start = 0;  // where it must end: the zip64 end record or the end record
+};
+
+// One entry's bytes: local header, data and descriptor.
+struct Extent {
+  uint64_t begin, end;
+  size_t index;
+};
+
+// The first bytes: a zip (not the legacy format), and within the size cap.
+void check_start(const uint8_t* data, size_t size, const std::string& name, const Limits& limits) {
   if (size < kEndSize) throw CheckpointError("E_NOT_ZIP", "file has " + std::to_string(size) + " bytes, too short for a zip", name);
   if (le32(data) != kLocalSig) {
     if (looks_legacy(data, size))
@@ -111,8 +127,10 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
   }
   if (size > limits.max_file_bytes)
     throw CheckpointError("E_LIMIT", "file has " + std::to_string(size) + " bytes, cap is " + std::to_string(limits.max_file_bytes), name);
+}
 
-  // ---- end of central directory: exactly the last 22 bytes --------------------------------------
+// The end of central directory record: exactly the last 22 bytes.
+Directory read_end_record(const uint8_t* data, size_t size, const std::string& name) {
   size_t end_pos = size - kEndSize;
   if (le32(data + end_pos) != kEndSig || ByteReader::le(data + end_pos + 20, 2) != 0) {
     size_t lowest = end_pos > 0xFFFF ? end_pos - 0xFFFF : 0;
@@ -129,14 +147,21 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
   ByteReader end(data + end_pos, kEndSize, name, "E_TRUNCATED", end_pos);
   end.u32("signature");
   uint64_t disk = end.u16("disk number"), cd_disk = end.u16("central directory disk");
-  uint64_t count_disk = end.u16("entries on disk"), count = end.u16("entry count");
-  uint64_t cd_size = end.u32("central directory size"), cd_offset = end.u32("central directory offset");
+  uint64_t count_disk = end.u16("entries on disk");
+  Directory dir;
+  dir.count = end.u16("entry count");
+  dir.size = end.u32("central directory size");
+  dir.offset = end.u32("central directory offset");
+  dir.tail_start = end_pos;
   if (disk != 0 || cd_disk != 0) throw CheckpointError("E_ZIP64", "multi-disk archives are not supported", name);
-  if (count_disk != count) throw CheckpointError("E_ZIP64", "entry counts disagree in the end record", name);
+  if (count_disk != dir.count) throw CheckpointError("E_ZIP64", "entry counts disagree in the end record", name);
+  return dir;
+}
 
-  // ---- ZIP64 end record + locator, when present -------------------------------------------------
-  size_t tail_start = end_pos;  // where the central directory must end
-  bool needs_zip64 = count == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_offset == 0xFFFFFFFFu;
+// The ZIP64 end record and locator, when present: they replace the end record's sentinels.
+void read_zip64_end(const uint8_t* data, const std::string& name, Directory& dir) {
+  const size_t end_pos = dir.tail_start;
+  const bool needs_zip64 = dir.count == 0xFFFF || dir.size == 0xFFFFFFFFu || dir.offset == 0xFFFFFFFFu;
   if (end_pos >= kZip64LocatorSize && le32(data + end_pos - kZip64LocatorSize) == kZip64LocatorSig) {
     size_t loc_pos = end_pos - kZip64LocatorSize;
     ByteReader loc(data + loc_pos, kZip64LocatorSize, name, "E_ZIP64", loc_pos);
@@ -158,38 +183,38 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
     uint64_t z_count_disk = z.u64("entries on disk"), z_count = z.u64("entry count");
     uint64_t z_cd_size = z.u64("central directory size"), z_cd_offset = z.u64("central directory offset");
     if (z_count_disk != z_count) throw CheckpointError("E_ZIP64", "entry counts disagree in the zip64 end record", name);
-    if ((count != 0xFFFF && count != z_count) || (cd_size != 0xFFFFFFFFu && cd_size != z_cd_size) ||
-        (cd_offset != 0xFFFFFFFFu && cd_offset != z_cd_offset))
+    if ((dir.count != 0xFFFF && dir.count != z_count) || (dir.size != 0xFFFFFFFFu && dir.size != z_cd_size) ||
+        (dir.offset != 0xFFFFFFFFu && dir.offset != z_cd_offset))
       throw CheckpointError("E_ZIP64", "end record and zip64 end record disagree", name);
-    count = z_count;
-    cd_size = z_cd_size;
-    cd_offset = z_cd_offset;
-    tail_start = static_cast<size_t>(z_offset);
+    dir.count = z_count;
+    dir.size = z_cd_size;
+    dir.offset = z_cd_offset;
+    dir.tail_start = static_cast<size_t>(z_offset);
   } else if (needs_zip64) {
     throw CheckpointError("E_ZIP64", "end record holds 0xFFFF.. sentinels but there is no zip64 locator", name);
   }
-  if (count > limits.max_entries)
-    throw CheckpointError("E_LIMIT", std::to_string(count) + " entries, cap is " + std::to_string(limits.max_entries), name);
-  uint64_t cd_end = 0;
-  if (!checked_add(cd_offset, cd_size, &cd_end) || cd_end > size)
-    throw CheckpointError("E_TRUNCATED", "central directory at " + std::to_string(cd_offset) + " (+" + std::to_string(cd_size) +
-                                             ") runs past the end of the file", name);
-  if (cd_end > tail_start) throw CheckpointError("E_OVERLAP", "central directory overlaps the end records", name);
-  if (cd_end < tail_start)
-    throw CheckpointError("E_TRAILING_OR_PREFIX", std::to_string(tail_start - cd_end) + " unaccounted bytes after the central directory", name);
+}
 
-  // ---- central directory ------------------------------------------------------------------------
-  ZipArchive archive;
-  archive.entries.reserve(static_cast<size_t>(count));
-  struct Extent {
-    uint64_t begin, end;
-    size_t index;
-  };
-  std::vector<Extent> extents;
+// The entry cap, and the central directory between the entries and the end records.
+void check_directory_bounds(const Directory& dir, size_t size, const std::string& name, const Limits& limits) {
+  if (dir.count > limits.max_entries)
+    throw CheckpointError("E_LIMIT", std::to_string(dir.count) + " entries, cap is " + std::to_string(limits.max_entries), name);
+  uint64_t cd_end = 0;
+  if (!checked_add(dir.offset, dir.size, &cd_end) || cd_end > size)
+    throw CheckpointError("E_TRUNCATED", "central directory at " + std::to_string(dir.offset) + " (+" + std::to_string(dir.size) +
+                                             ") runs past the end of the file", name);
+  if (cd_end > dir.tail_start) throw CheckpointError("E_OVERLAP", "central directory overlaps the end records", name);
+  if (cd_end < dir.tail_start)
+    throw CheckpointError("E_TRAILING_OR_PREFIX", std::to_string(dir.tail_start - cd_end) + " unaccounted bytes after the central directory", name);
+}
+
+// The central directory: one entry per record, one top folder, unique names; cd_flags per entry.
+void read_central_directory(const uint8_t* data, const Directory& dir, const std::string& name, ZipArchive& archive,
+                            std::vector<uint16_t>& cd_flags) {
+  archive.entries.reserve(static_cast<size_t>(dir.count));
   std::unordered_set<std::string_view> names;
-  std::vector<uint16_t> cd_flags;
-  ByteReader cd(data + cd_offset, static_cast<size_t>(cd_size), name + " central directory", "E_ZIP64", cd_offset);
-  for (uint64_t i = 0; i < count; ++i) {
+  ByteReader cd(data + dir.offset, static_cast<size_t>(dir.size), name + " central directory", "E_ZIP64", dir.offset);
+  for (uint64_t i = 0; i < dir.count; ++i) {
     if (cd.u32("central directory signature") != kCentralSig)
       throw CheckpointError("E_ZIP64", "central directory entry " + std::to_string(i) + " has a bad signature (counts disagree?)", name);
     cd.u16("version made by");
@@ -237,17 +262,22 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
     cd_flags.push_back(flags);
   }
   if (!cd.at_end())
-    throw CheckpointError("E_ZIP64", std::to_string(cd.remaining()) + " bytes left in the central directory after " + std::to_string(count) + " entries (counts disagree)", name);
+    throw CheckpointError("E_ZIP64", std::to_string(cd.remaining()) + " bytes left in the central directory after " + std::to_string(dir.count) + " entries (counts disagree)", name);
   for (auto& e : archive.entries) {
     e.record = e.name.substr(archive.prefix.size() + 1);
     if (!names.insert(e.name).second) throw CheckpointError("E_DUP_NAME", "duplicate entry name", e.name);
   }
+}
 
-  // ---- local headers, data, descriptors -----------------------------------------------------------
+// Each entry's local header, data and descriptor, against the central directory.
+std::vector<Extent> read_local_records(const uint8_t* data, size_t size, const Directory& dir,
+                                       const std::vector<uint16_t>& cd_flags, const ZipOptions& options,
+                                       ZipArchive& archive) {
+  std::vector<Extent> extents;
   for (size_t i = 0; i < archive.entries.size(); ++i) {
     ZipEntry& e = archive.entries[i];
     if (e.header_offset >= size) throw CheckpointError("E_RECORD_OOB", "local header offset " + std::to_string(e.header_offset) + " is past the end of the file", e.name);
-    if (e.header_offset >= cd_offset) throw CheckpointError("E_OVERLAP", "local header at " + std::to_string(e.header_offset) + " lies inside the central directory", e.name);
+    if (e.header_offset >= dir.offset) throw CheckpointError("E_OVERLAP", "local header at " + std::to_string(e.header_offset) + " lies inside the central directory", e.name);
     ByteReader local(data + e.header_offset, static_cast<size_t>(size - e.header_offset), e.name, "E_RECORD_OOB", e.header_offset);
     if (local.u32("local header signature") != kLocalSig)
       throw CheckpointError("E_HEADER_MISMATCH", "no local header at offset " + std::to_string(e.header_offset), e.name);
@@ -273,11 +303,11 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
     uint64_t data_end = 0;
     if (!checked_add(e.data_offset, e.size, &data_end) || data_end > size)
       throw CheckpointError("E_RECORD_OOB", "data at " + std::to_string(e.data_offset) + " (+" + std::to_string(e.size) + " bytes) runs past the end of the file", e.name);
-    if (data_end > cd_offset) throw CheckpointError("E_OVERLAP", "data runs into the central directory", e.name);
+    if (data_end > dir.offset) throw CheckpointError("E_OVERLAP", "data runs into the central directory", e.name);
     e.data = data + e.data_offset;
     uint64_t entry_end = data_end;
     if (deferred) {
-      ByteReader desc(data + data_end, static_cast<size_t>(cd_offset - data_end), e.name, "E_HEADER_MISMATCH", data_end);
+      ByteReader desc(data + data_end, static_cast<size_t>(dir.offset - data_end), e.name, "E_HEADER_MISMATCH", data_end);
       if (desc.remaining() >= 4 && le32(data + data_end) == kDescriptorSig) desc.u32("descriptor signature");
       uint32_t d_crc = desc.u32("descriptor crc32");
       bool wide = zip64 || e.size >= 0xFFFFFFFFu;
@@ -294,8 +324,11 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
     }
     extents.push_back({e.header_offset, entry_end, i});
   }
+  return extents;
+}
 
-  // ---- entries tile [0, central directory) with no gaps and no overlaps ---------------------------
+// The entries tile [0, central directory) with no gaps and no overlaps.
+void check_tiling(std::vector<Extent> extents, const Directory& dir, const std::string& name, const ZipArchive& archive) {
   std::sort(extents.begin(), extents.end(), [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
   uint64_t cursor = 0;
   for (const Extent& x : extents) {
@@ -306,10 +339,12 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
                                                         (cursor == 0 ? " before the first entry" : " between entries"), entry);
     cursor = x.end;
   }
-  if (cursor != cd_offset)
-    throw CheckpointError("E_TRAILING_OR_PREFIX", std::to_string(cd_offset - cursor) + " unaccounted bytes before the central directory", name);
+  if (cursor != dir.offset)
+    throw CheckpointError("E_TRAILING_OR_PREFIX", std::to_string(dir.offset - cursor) + " unaccounted bytes before the central directory", name);
+}
 
-  // ---- CRC32 of every entry -------------------------------------------------------------------------
+// The CRC32 of every entry (large ones deferred to the reader when options say so).
+void check_crcs(const std::string& name, const ZipOptions& options, ZipArchive& archive) {
   size_t zero_crc = 0, nonempty = 0;
   for (auto& e : archive.entries) {
     if (e.size == 0) continue;
@@ -335,6 +370,21 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
     archive.crc_disabled = true;
     archive.warnings.push_back(name + ": every crc is zero; contents not checked");
   }
+}
+
+}  // namespace
+
+ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, const Limits& limits,
+                    const ZipOptions& options) {
+  check_start(data, size, name, limits);
+  Directory dir = read_end_record(data, size, name);
+  read_zip64_end(data, name, dir);
+  check_directory_bounds(dir, size, name, limits);
+  ZipArchive archive;
+  std::vector<uint16_t> cd_flags;
+  read_central_directory(data, dir, name, archive, cd_flags);
+  check_tiling(read_local_records(data, size, dir, cd_flags, options, archive), dir, name, archive);
+  check_crcs(name, options, archive);
   return archive;
 }
 
