@@ -1,0 +1,199 @@
+// The checks on a readable SLA file.
+#include "verify_internal.h"
+
+#include "mapped_file.h"
+#include "safetensors.h"
+#include "sla_state.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <unistd.h>
+
+namespace slackpt::verify_detail {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// ---- reading the SLA file -------------------------------------------------------------------------
+
+LoadedSla load_any(const fs::path& p) {
+  if (p.extension() == ".safetensors") {
+    SlaFile file = safetensors::from_sla_twin(safetensors::read_file(p.string()), p.string());
+    return {file, check_sla_file(file)};
+  }
+  SlaLoadResult result = load_sla_file(p.string());
+  return {std::move(result.file), std::move(result.problems)};
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+  return out;
+}
+
+void Verifier::add(const std::string& id, CheckStatus status, const std::string& message, const std::string& where) {
+  report_.checks.push_back({id, status, message, where});
+}
+
+void Verifier::check_schema(const LoadedSla& sla, const std::string& where) {
+  size_t count = 0;
+  for (const auto& p : sla.problems) {
+    if (p.code == "E_VALUES") continue;  // the values check below reports these with more detail
+    add("schema", CheckStatus::kFail, p.code + ": " + p.message, where + (p.where.empty() ? "" : ": " + p.where));
+    ++count;
+  }
+  if (count == 0)
+    add("schema", CheckStatus::kOk,
+        "settings, version 1 and " + std::to_string(sla.file.entries.size()) + " state entries are well formed", where);
+}
+
+void Verifier::check_coverage(const SlaFile& file, const ModelShape& model, const std::string& where) {
+  if (model.head_dims.empty()) {
+    add("coverage", CheckStatus::kOk,
+        "not checked: no model config with the attention shape found (pass --model-config)", where);
+    return;
+  }
+  for (int64_t d : model.head_dims) {
+    const std::string dim = std::to_string(d);
+    std::vector<std::string> same_dim;
+    for (const auto& e : file.entries)
+      if (e.head_dim == d) same_dim.push_back(e.key);
+    const std::string origin = "head_dim " + dim + " from " + model.config_path;
+    if (model.dtype_token.empty()) {
+      if (same_dim.empty())
+        add("coverage", CheckStatus::kFail, "no state entry for " + origin + " (weights' dtype unknown)", where);
+      else
+        add("coverage", CheckStatus::kOk,
+            origin + " covered by " + join(same_dim, ", ") + " (weights' dtype unknown)", where);
+      continue;
+    }
+    const std::string wanted = dim + kStateKeySeparator + model.dtype_token;
+    const std::string dtype_origin = model.dtype_token + " weights in " + model.dtype_source;
+    if (std::find(same_dim.begin(), same_dim.end(), wanted) != same_dim.end())
+      add("coverage", CheckStatus::kOk, "entry " + wanted + " covers " + origin + " and " + dtype_origin, where);
+    else if (!same_dim.empty())
+      add("coverage", CheckStatus::kWarn,
+          "no entry " + wanted + " for " + dtype_origin + "; " + join(same_dim, ", ") +
+              " would be applied across dtypes",
+          where);
+    else
+      add("coverage", CheckStatus::kFail,
+          "no state entry for " + origin + " (expected " + wanted + "); that attention would run untrained", where);
+  }
+}
+
+void Verifier::check_settings(const SlaFile& file, const std::string& where) {
+  const SlaSettings& s = file.settings;
+  std::vector<std::string> unsupported;
+  if (!topk_allowed(s.topk)) unsupported.push_back(std::string(kSettingTopk) + " " + std::to_string(s.topk) + " not in (0, 1]");
+  if (!feature_map_allowed(s.feature_map))
+    unsupported.push_back(std::string(kSettingFeatureMap) + " '" + s.feature_map + "' not " + feature_maps_text("|"));
+  for (auto [name, block] : {std::pair<const char*, int64_t>{kSettingBlkq, s.blkq}, {kSettingBlkk, s.blkk}})
+    if (!block_size_allowed(block)) unsupported.push_back(name + (" " + std::to_string(block)) + " not " + block_sizes_text("|"));
+  const std::string summary = std::string(kSettingTopk) + " " + json(s.topk).dump() + ", " + s.feature_map + ", " +
+                              kSettingBlkq + " " + std::to_string(s.blkq) + ", " + kSettingBlkk + " " + std::to_string(s.blkk) +
+                              (s.tie_feature_map_qk ? ", tied" : ", untied");
+  if (!unsupported.empty())
+    add("settings", CheckStatus::kFail, "unsupported by our kernels: " + join(unsupported, "; "), where);
+  else if (!reference_kernel_accepts(s.blkq, s.blkk))
+    add("settings", CheckStatus::kWarn,
+        summary + ": the public reference implementation (thu-ml/SLA) asserts blkq in {64, 128} and blkk == 64; "
+                  "with these settings SimpleTuner silently falls back to dense attention (our kernels run them)",
+        where);
+  else
+    add("settings", CheckStatus::kOk, summary, where);
+}
+
+void Verifier::check_variant(const SlaFile& file, const std::string& where) {
+  if (!file.has_extension || !file.extension.contains("variant")) {
+    add("variant", CheckStatus::kWarn, "variant not recorded; assumed 'all' (linear branch over all keys)", where);
+    return;
+  }
+  const json& v = file.extension["variant"];
+  if (v == "all" || v == "complement")
+    add("variant", CheckStatus::kOk, "variant '" + v.get<std::string>() + "' recorded", where);
+  else
+    add("variant", CheckStatus::kFail, "unknown variant " + v.dump() + " (expected all | complement)", where);
+}
+
+void Verifier::check_values(const SlaFile& file, const std::string& where) {
+  bool any = false;
+  for (const auto& e : file.entries) {
+    size_t non_finite = 0;
+    bool all_zero = true;
+    for (const auto* t : {&e.weight, &e.bias})
+      for (float x : t->values) {
+        if (!std::isfinite(x)) ++non_finite;
+        if (x != 0.0f) all_zero = false;
+      }
+    if (non_finite > 0) {
+      add("values", CheckStatus::kFail, std::to_string(non_finite) + " non-finite values in " + e.key, where + ": " + e.key);
+      any = true;
+    } else if (all_zero) {
+      add("values", CheckStatus::kWarn, "untrained: freshly initialised (all-zero projection) in " + e.key,
+          where + ": " + e.key);
+      any = true;
+    }
+  }
+  if (!any) add("values", CheckStatus::kOk, "all values finite, projections trained (non-zero)", where);
+}
+
+void Verifier::check_provenance(const SlaFile& file, const std::string& where) {
+  const json& ext = file.extension;
+  if (file.has_extension && ext.contains("regenerated") && ext["regenerated"] == true) {
+    std::string from = ext.contains("regenerated_from") && ext["regenerated_from"].is_string()
+                           ? " from " + ext["regenerated_from"].get<std::string>()
+                           : "";
+    add("provenance", CheckStatus::kWarn, "regenerated" + from + ", not trained with the model", where);
+    return;
+  }
+  std::string writer = file.has_extension && ext.contains("writer") && ext["writer"].is_string()
+                           ? "written by " + ext["writer"].get<std::string>()
+                           : "no writer recorded";
+  add("provenance", CheckStatus::kOk, "trained with the model (not marked regenerated); " + writer, where);
+}
+
+// The .pt and its safetensors twin must hold the same payload.
+void Verifier::check_twin(const SlaFile& pt, const fs::path& twin_path) {
+  const std::string where = twin_path.string();
+  SlaFile twin;
+  try {
+    twin = load_any(twin_path).file;
+  } catch (const std::exception& e) {
+    add("twin", CheckStatus::kFail, std::string("the safetensors twin cannot be read: ") + e.what(), where);
+    return;
+  }
+  std::vector<std::string> diffs;
+  const SlaSettings &a = pt.settings, &b = twin.settings;
+  if (a != b) diffs.push_back("settings differ");
+  if (pt.version != twin.version) diffs.push_back("version differs");
+  for (const auto& e : pt.entries) {
+    const SlaEntry* o = twin.find(e.key);
+    if (!o) {
+      diffs.push_back(e.key + " missing in the twin");
+      continue;
+    }
+    auto same = [](const Float32Tensor& x, const Float32Tensor& y) {
+      return x.shape == y.shape && x.values.size() == y.values.size() &&
+             std::memcmp(x.values.data(), y.values.data(), x.values.size() * sizeof(float)) == 0;
+    };
+    if (!same(e.weight, o->weight) || !same(e.bias, o->bias)) diffs.push_back(e.key + " tensors differ");
+  }
+  for (const auto& e : twin.entries)
+    if (!pt.find(e.key)) diffs.push_back(e.key + " only in the twin");
+  if (diffs.empty())
+    add("twin", CheckStatus::kOk, "sla_attention.pt and its safetensors twin hold the same tensors", where);
+  else
+    add("twin", CheckStatus::kFail, "sla_attention.pt and its safetensors twin disagree: " + join(diffs, "; "), where);
+}
+
+}  // namespace slackpt::verify_detail
