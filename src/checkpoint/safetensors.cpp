@@ -391,7 +391,7 @@ File to_sla_twin(const SlaFile& sla) {
   File twin;
   twin.metadata["format"] = kTwinFormat;
   twin.metadata["version"] = std::to_string(sla.version);
-  twin.metadata["settings"] = settings_to_json(sla.settings).dump();
+  twin.metadata["settings"] = json(settings_to_json(sla.settings)).dump();  // sorted keys, as before
   if (sla.has_extension) twin.metadata[kExtensionKey] = sla.extension.dump();
   for (const auto& entry : sla.entries) {
     twin.tensors.push_back(f32_tensor(entry.key + "/proj_l.weight", entry.weight));

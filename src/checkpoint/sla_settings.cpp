@@ -1,7 +1,11 @@
 // The settings schema's helpers: membership, message texts, JSON form and the state key.
 #include "sla_settings.h"
 
+#include "sla_state.h"  // settings_to_json
+
 #include <nlohmann/json.hpp>
+
+#include <type_traits>
 
 namespace slackpt {
 namespace {
@@ -11,7 +15,7 @@ std::string list_text(const T (&items)[N], const char* last_separator) {
   std::string out;
   for (std::size_t i = 0; i < N; ++i) {
     if (i > 0) out += i + 1 == N ? last_separator : ", ";
-    if constexpr (std::is_same_v<T, int64_t>) out += std::to_string(items[i]);
+    if constexpr (std::is_integral_v<T>) out += std::to_string(items[i]);
     else out += items[i];
   }
   return out;
@@ -41,8 +45,8 @@ bool operator==(const SlaSettings& a, const SlaSettings& b) {
          a.tie_feature_map_qk == b.tie_feature_map_qk;
 }
 
-nlohmann::json settings_to_json(const SlaSettings& s) {
-  nlohmann::json j = nlohmann::json::object();
+nlohmann::ordered_json settings_to_json(const SlaSettings& s) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
   j[kSettingTopk] = s.topk;
   j[kSettingFeatureMap] = s.feature_map;
   j[kSettingBlkq] = s.blkq;

@@ -3,15 +3,13 @@
 // reader and writer of settings (the .pt and its safetensors twin, the validator, regenerate, the
 // module's SlaConfig) goes through here; tests/checkpoint/test_settings_keys.py fails when a key name is
 // written as a string literal in a second source file.
-// Dependency-free apart from the standard library and nlohmann::json (already public in
-// sla::checkpoint), so torch-free and CUDA-free users (the kernels' table) may include it.
+// Dependency-free (the standard library only): the torch-free kernels' support table
+// (src/sla/kernels/support.h) takes its block sizes from here. The JSON form, settings_to_json, is
+// declared in sla_state.h.
 #pragma once
-
-#include <nlohmann/json_fwd.hpp>
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -35,9 +33,10 @@ inline constexpr const char* kSettingVariant = "variant";
 inline constexpr double kDefaultTopk = 0.2;
 constexpr bool topk_allowed(double topk) { return topk > 0.0 && topk <= 1.0; }
 
-// blkq and blkk: the block sizes (rows of q and k per block). The one table: the kernels' support
-// matrix (src/sla/kernels/support.h) uses the same sizes.
-inline constexpr int64_t kBlockSizes[] = {32, 64, 128};
+// blkq and blkk: the block sizes (rows of q and k per block). The one table of them: the kernels'
+// support matrix (src/sla/kernels/support.h) refers to it and generate_instantiations.py reads this
+// line (keep it on one line).
+inline constexpr int kBlockSizes[] = {32, 64, 128};
 inline constexpr int64_t kDefaultBlkq = 64;
 inline constexpr int64_t kDefaultBlkk = 64;
 constexpr bool block_size_allowed(int64_t block) {
@@ -75,9 +74,6 @@ struct SlaSettings {
 
 bool operator==(const SlaSettings& a, const SlaSettings& b);
 inline bool operator!=(const SlaSettings& a, const SlaSettings& b) { return !(a == b); }
-
-// The settings as a JSON object of the five keys.
-nlohmann::json settings_to_json(const SlaSettings& s);
 
 // ---- state keys ------------------------------------------------------------------------------------
 // "<head_dim>:<dtype token>", e.g. "128:bf16": what SimpleTuner writes and reads.

@@ -27,6 +27,9 @@ inline constexpr int64_t kSlaFormatVersion = 1;
 inline constexpr size_t kMaxStateEntries = 1024;  // E_LIMIT (thrown: the file is not read further)
 inline constexpr int64_t kMaxHeadDim = 4096;      // E_SCHEMA (a problem: the entry's values are not checked)
 
+// The settings as a JSON object of the five keys in file order (defined with the schema, sla_settings.cpp).
+nlohmann::ordered_json settings_to_json(const SlaSettings& s);
+
 // A contiguous row-major float32 tensor.
 struct Float32Tensor {
   std::vector<int64_t> shape;

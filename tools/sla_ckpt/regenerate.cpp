@@ -65,7 +65,7 @@ json parse_settings_text(const std::string& text, const std::string& where) {
 
 // Defaults overlaid with `given`; unknown keys and bad values are errors.
 json resolve_settings(const json& given, const std::string& where) {
-  json s = settings_to_json(SlaSettings{});
+  json s = settings_to_json(SlaSettings{});  // sorted keys, as before
   s[kSettingVariant] = kDefaultVariant;
   for (const auto& item : given.items()) {
     if (!s.contains(item.key()))

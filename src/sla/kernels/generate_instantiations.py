@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes instantiations/: one translation unit per (pass, dtype, head_dim, blkq), each holding the
 blkk variants, so the kernels compile in parallel. The matrix is read from support.h (kHeadDims,
-kBlockSizes, kElemTypes), the one table of what the kernels support; run from any folder after
+kElemTypes), the one table of what the kernels support, and the settings schema
+(src/checkpoint/sla_settings.h: kBlockSizes, the block sizes support.h refers to); run from any folder after
 changing it. The output is checked in; CMake compiles the subset SLA_KERNEL_HDIMS / SLA_KERNEL_DTYPES
 names, by these file names."""
 import pathlib
@@ -14,17 +15,18 @@ PASSES = {"fwd": "sla_fwd_launch.cuh", "bwd": "sla_bwd_launch.cuh"}
 EXTRA_ARGS = {"fwd": "", "bwd": "BwdStage, "}
 
 
-def table(text, name):
+def table(text, name, source="support.h"):
     m = re.search(r"inline constexpr \w+ " + name + r"\[\] = \{([^}]*)\};", text)
     if not m:
-        raise SystemExit(f"support.h: no one-line table {name}")
+        raise SystemExit(f"{source}: no one-line table {name}")
     return [item.strip() for item in m.group(1).split(",") if item.strip()]
 
 
 def main():
     support = (HERE / "support.h").read_text()
     head_dims = [int(v) for v in table(support, "kHeadDims")]
-    blocks = [int(v) for v in table(support, "kBlockSizes")]
+    schema = (HERE.parent.parent / "checkpoint" / "sla_settings.h").read_text()
+    blocks = [int(v) for v in table(schema, "kBlockSizes", "sla_settings.h")]
     dtypes = [ELEM_TYPES[v.split("::")[-1]] for v in table(support, "kElemTypes")]
     out_dir = HERE / "instantiations"
     out_dir.mkdir(exist_ok=True)

@@ -3,12 +3,14 @@
 // (can_implement) and the user-facing "why not" text. Users: can_implement and why_not (support.cpp),
 // the dispatch (static_switch.h folds every case the table leaves out), generate_instantiations.py
 // (reads the three k* lines below) and the CMake filter of SLA_KERNEL_HDIMS / SLA_KERNEL_DTYPES
-// (reads kHeadDims and kElemTypes; keep each table on one line, `inline constexpr T kName[] = {...};`),
+// (reads kHeadDims and kElemTypes; keep each table on one line, `inline constexpr T kName[] = {...};`;
+// the block sizes are the settings schema's table, src/checkpoint/sla_settings.h, read from there),
 // the torch glue (src/sla/cuda) and, through it, the module, the operators and the hooks' fallback log.
 // Torch-free and CUDA-free.
 #pragma once
 
 #include "sla_params.h"
+#include "sla_settings.h"  // kBlockSizes: the block sizes a file may record are the ones the kernels run
 
 #include <cstddef>
 #include <cstdint>
@@ -18,7 +20,7 @@ namespace sla::kernels {
 
 // ---- the support matrix -------------------------------------------------------------------------
 inline constexpr int kHeadDims[] = {64, 128};
-inline constexpr int kBlockSizes[] = {32, 64, 128};
+inline constexpr const auto& kBlockSizes = slackpt::kBlockSizes;
 inline constexpr ElemType kElemTypes[] = {ElemType::kBf16, ElemType::kFp16};
 
 // Bounds of the launch grids: L rows in int32 offsets, B and H in grid.y / grid.z.
