@@ -134,9 +134,9 @@ void AttentionBackend::materialize_loaded(at::Device device) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& state_key_name : loaded_order_) {
-      const auto colon = state_key_name.find(':');
-      const auto dtype = dtype_from_token(state_key_name.substr(colon + 1));
-      if (dtype) wanted.emplace_back(std::stoll(state_key_name.substr(0, colon)), *dtype);
+      const slackpt::StateKey parsed = slackpt::parse_state_key(state_key_name);
+      const auto dtype = dtype_from_token(parsed.dtype_token);
+      if (dtype && parsed.head_dim > 0) wanted.emplace_back(parsed.head_dim, *dtype);
     }
   }
   for (const auto& [head_dim, dtype] : wanted) materialize(head_dim, device, dtype);
@@ -144,13 +144,13 @@ void AttentionBackend::materialize_loaded(at::Device device) {
 
 void AttentionBackend::restore(const ModuleKey& key, SparseLinearAttention& module) {
   const auto& [head_dim, token, device] = key;
-  const std::string exact = std::to_string(head_dim) + ":" + token;
+  const std::string exact = slackpt::make_state_key(head_dim, token);
   std::string source;
   if (loaded_.count(exact)) {
     source = exact;
   } else {
     for (const auto& candidate : loaded_order_) {
-      if (candidate.rfind(std::to_string(head_dim) + ":", 0) == 0) {
+      if (candidate.rfind(slackpt::make_state_key(head_dim, ""), 0) == 0) {
         source = candidate;
         break;
       }
@@ -203,7 +203,7 @@ void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
     for (const auto& [key, module] : modules_) {
       // One state per (head_dim, dtype): SimpleTuner's key has no device; the first device wins.
       const auto dtype = dtype_from_token(std::get<1>(key));
-      const std::string name = std::to_string(std::get<0>(key)) + ":" + std::get<1>(key);
+      const std::string name = slackpt::make_state_key(std::get<0>(key), std::get<1>(key));
       if (!seen.insert(name).second) continue;
       slackpt::SlaEntry entry = make_entry(std::get<0>(key), dtype.value_or(at::kFloat), module->proj_l->weight,
                                            module->proj_l->bias);

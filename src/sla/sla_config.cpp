@@ -14,7 +14,9 @@
 namespace sla {
 namespace {
 
-constexpr const char* kAllowedKeys = "topk, feature_map, blkq, blkk, tie_feature_map_qk, variant";
+using namespace slackpt;  // the settings schema (sla_settings.h)
+
+std::string allowed_keys() { return setting_keys_text() + ", " + kSettingVariant; }
 
 // "a" + b + ... for any streamable values (fmt is not used here: LibTorch ships its own fmt headers,
 // which would shadow the system library's).
@@ -130,8 +132,8 @@ std::string literal_to_json(const std::string& text) {
 std::string show(const nlohmann::json& value) { return value.dump(); }
 
 double read_topk(const nlohmann::json& value) {
-  if (!value.is_number() || !(value.get<double>() > 0.0 && value.get<double>() <= 1.0))
-    fail(cat("topk must be a number with 0 < topk <= 1, got ", show(value)));
+  if (!value.is_number() || !topk_allowed(value.get<double>()))
+    fail(cat(kSettingTopk, " must be a number with 0 < ", kSettingTopk, " <= 1, got ", show(value)));
   return value.get<double>();
 }
 
@@ -139,28 +141,27 @@ int64_t read_block(const char* key, const nlohmann::json& value) {
   const bool integral = value.is_number_integer() ||
                         (value.is_number_float() && std::floor(value.get<double>()) == value.get<double>());
   const double number = value.is_number() ? value.get<double>() : 0.0;
-  if (!integral || (number != 32 && number != 64 && number != 128))
-    fail(cat(key, " must be one of 32, 64, 128, got ", show(value)));
+  if (!integral || !block_size_allowed(static_cast<int64_t>(number)))
+    fail(cat(key, " must be one of ", block_sizes_text(", "), ", got ", show(value)));
   return static_cast<int64_t>(number);
 }
 
 FeatureMap read_feature_map(const nlohmann::json& value) {
   if (value.is_string()) {
     const auto name = value.get<std::string>();
-    if (name == "softmax") return FeatureMap::kSoftmax;
-    if (name == "elu") return FeatureMap::kElu;
-    if (name == "relu") return FeatureMap::kRelu;
+    for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu})
+      if (feature_map_allowed(name) && name == to_string(f)) return f;
   }
-  fail(cat("feature_map must be one of softmax, elu, relu, got ", show(value)));
+  fail(cat(kSettingFeatureMap, " must be one of ", feature_maps_text(", "), ", got ", show(value)));
 }
 
 Variant read_variant(const nlohmann::json& value) {
   if (value.is_string()) {
     const auto name = value.get<std::string>();
-    if (name == "all") return Variant::kAll;
-    if (name == "complement") return Variant::kComplement;
+    for (Variant v : {Variant::kAll, Variant::kComplement})
+      if (variant_allowed(name) && name == to_string(v)) return v;
   }
-  fail(cat("variant must be one of all, complement, got ", show(value)));
+  fail(cat(kSettingVariant, " must be one of ", variants_text(", "), ", got ", show(value)));
 }
 
 bool read_bool(const char* key, const nlohmann::json& value) {
@@ -186,20 +187,20 @@ SlaConfig SlaConfig::parse(const std::string& text) {
 
   for (const auto& [key, value] : object.items()) {
     if (value.is_null()) continue;  // None = the default
-    if (key == "topk") {
+    if (key == kSettingTopk) {
       cfg.topk = read_topk(value);
-    } else if (key == "feature_map") {
+    } else if (key == kSettingFeatureMap) {
       cfg.feature_map = read_feature_map(value);
-    } else if (key == "blkq") {
-      cfg.blkq = read_block("blkq", value);
-    } else if (key == "blkk") {
-      cfg.blkk = read_block("blkk", value);
-    } else if (key == "tie_feature_map_qk") {
-      cfg.tie_feature_map_qk = read_bool("tie_feature_map_qk", value);
-    } else if (key == "variant") {
+    } else if (key == kSettingBlkq) {
+      cfg.blkq = read_block(kSettingBlkq, value);
+    } else if (key == kSettingBlkk) {
+      cfg.blkk = read_block(kSettingBlkk, value);
+    } else if (key == kSettingTieFeatureMapQk) {
+      cfg.tie_feature_map_qk = read_bool(kSettingTieFeatureMapQk, value);
+    } else if (key == kSettingVariant) {
       cfg.variant = read_variant(value);
     } else {
-      fail(cat("unknown key '", key, "' (allowed keys: ", kAllowedKeys, ")"));
+      fail(cat("unknown key '", key, "' (allowed keys: ", allowed_keys(), ")"));
     }
   }
   return cfg;
@@ -207,12 +208,12 @@ SlaConfig SlaConfig::parse(const std::string& text) {
 
 std::string SlaConfig::to_json() const {
   nlohmann::ordered_json j;
-  j["topk"] = topk;
-  j["feature_map"] = to_string(feature_map);
-  j["blkq"] = blkq;
-  j["blkk"] = blkk;
-  j["tie_feature_map_qk"] = tie_feature_map_qk;
-  j["variant"] = to_string(variant);
+  j[slackpt::kSettingTopk] = topk;
+  j[slackpt::kSettingFeatureMap] = to_string(feature_map);
+  j[slackpt::kSettingBlkq] = blkq;
+  j[slackpt::kSettingBlkk] = blkk;
+  j[slackpt::kSettingTieFeatureMapQk] = tie_feature_map_qk;
+  j[slackpt::kSettingVariant] = to_string(variant);
   return j.dump();
 }
 

@@ -2,6 +2,8 @@
 // literal as SimpleTuner accepts it ({'topk': 0.15, 'blkq': 32, 'tie_feature_map_qk': False}).
 #pragma once
 
+#include "sla_settings.h"  // the schema: keys, allowed values, defaults
+
 #include <cstdint>
 #include <string>
 
@@ -11,11 +13,11 @@ enum class FeatureMap { kSoftmax, kElu, kRelu };
 enum class Variant { kAll, kComplement };  // linear branch over all keys, or over unselected blocks only
 
 struct SlaConfig {
-  double topk = 0.2;
-  FeatureMap feature_map = FeatureMap::kSoftmax;
-  int64_t blkq = 64;  // 32 | 64 | 128
-  int64_t blkk = 64;  // 32 | 64 | 128
-  bool tie_feature_map_qk = true;
+  double topk = slackpt::kDefaultTopk;
+  FeatureMap feature_map = FeatureMap::kSoftmax;  // slackpt::kDefaultFeatureMap
+  int64_t blkq = slackpt::kDefaultBlkq;           // slackpt::kBlockSizes
+  int64_t blkk = slackpt::kDefaultBlkk;           // slackpt::kBlockSizes
+  bool tie_feature_map_qk = slackpt::kDefaultTieFeatureMapQk;
   Variant variant = Variant::kAll;  // ours; recorded in the file's extension key
 
   // Parses JSON or a Python-dict literal. Unknown keys and out-of-range values throw

@@ -30,7 +30,7 @@ std::optional<at::ScalarType> dtype_from_token(const std::string& token) {
 }
 
 std::string state_key(int64_t head_dim, at::ScalarType dtype) {
-  return std::to_string(head_dim) + ":" + dtype_token(dtype);
+  return slackpt::make_state_key(head_dim, dtype_token(dtype));
 }
 
 slackpt::Float32Tensor to_float32_tensor(const at::Tensor& t) {
@@ -90,12 +90,12 @@ std::vector<std::string> differing_settings(const slackpt::SlaFile& file, const 
   const slackpt::SlaSettings ours = to_settings(runtime);
   const slackpt::SlaSettings& theirs = file.settings;
   std::vector<std::string> keys;
-  if (ours.topk != theirs.topk) keys.push_back("topk");
-  if (ours.feature_map != theirs.feature_map) keys.push_back("feature_map");
-  if (ours.blkq != theirs.blkq) keys.push_back("blkq");
-  if (ours.blkk != theirs.blkk) keys.push_back("blkk");
-  if (ours.tie_feature_map_qk != theirs.tie_feature_map_qk) keys.push_back("tie_feature_map_qk");
-  if (file.variant() != to_string(runtime.variant)) keys.push_back("variant");
+  if (ours.topk != theirs.topk) keys.push_back(slackpt::kSettingTopk);
+  if (ours.feature_map != theirs.feature_map) keys.push_back(slackpt::kSettingFeatureMap);
+  if (ours.blkq != theirs.blkq) keys.push_back(slackpt::kSettingBlkq);
+  if (ours.blkk != theirs.blkk) keys.push_back(slackpt::kSettingBlkk);
+  if (ours.tie_feature_map_qk != theirs.tie_feature_map_qk) keys.push_back(slackpt::kSettingTieFeatureMapQk);
+  if (file.variant() != to_string(runtime.variant)) keys.push_back(slackpt::kSettingVariant);
   return keys;
 }
 

@@ -34,9 +34,7 @@ nlohmann::ordered_json to_json(const SlaInspection& r, const std::string& path) 
   out["path"] = path;
   out["format"] = r.format;
   out["version"] = r.has_payload_version ? json(r.file.version) : json(nullptr);
-  out["settings"] = r.has_settings ? json{{"topk", s.topk}, {"feature_map", s.feature_map}, {"blkq", s.blkq}, {"blkk", s.blkk},
-                                          {"tie_feature_map_qk", s.tie_feature_map_qk}}
-                                   : json(nullptr);
+  out["settings"] = r.has_settings ? settings_to_json(s) : json(nullptr);
   out["variant"] = {{"value", r.file.variant()}, {"recorded", r.file.extension.contains("variant")}};
   out["entries"] = json::array();
   for (const EntrySummary& e : r.entries) {
