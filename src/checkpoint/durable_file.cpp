@@ -35,9 +35,10 @@ std::string temp_name_for(const std::string& path) {
   return folder + "/." + base + "." + suffix + ".tmp";
 }
 
-mode_t final_mode(const std::string& path) {
+mode_t final_mode(const std::string& path, std::optional<unsigned> new_file_mode) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0) return st.st_mode & 07777;
+  if (new_file_mode) return static_cast<mode_t>(*new_file_mode & 07777);
   mode_t mask = ::umask(0);
   ::umask(mask);
   return 0666 & ~mask;
@@ -72,7 +73,8 @@ class TempFile {
 }  // namespace
 
 void write_file_durably(const std::string& path, const uint8_t* data, size_t size,
-                        const std::function<void(const std::string& temp_path)>& validate) {
+                        const std::function<void(const std::string& temp_path)>& validate,
+                        std::optional<unsigned> new_file_mode) {
   if (path.empty() || path.back() == '/') write_error("not a file path", path, 0);
   TempFile temp(temp_name_for(path));
   if (temp.fd() < 0) write_error("cannot create a temp file in " + parent_folder(path), path, errno);
@@ -85,7 +87,7 @@ void write_file_durably(const std::string& path, const uint8_t* data, size_t siz
   }
   // A failed fsync may have dropped the data for good (the pages are marked clean): fatal.
   if (::fsync(temp.fd()) != 0) write_error("fsync failed", path, errno);
-  if (::fchmod(temp.fd(), final_mode(path)) != 0) write_error("chmod failed", path, errno);
+  if (::fchmod(temp.fd(), final_mode(path, new_file_mode)) != 0) write_error("chmod failed", path, errno);
   if (temp.close() != 0) write_error("close failed", path, errno);
 
   try {
@@ -102,6 +104,20 @@ void write_file_durably(const std::string& path, const uint8_t* data, size_t siz
   int err = errno;
   ::close(dir);
   if (rc != 0) write_error("written, but fsync of the folder failed", path, err);
+}
+
+bool is_durable_temp_name(std::string_view name) {
+  constexpr std::string_view kSuffix = ".tmp";
+  constexpr size_t kTagLength = 16;
+  // "." + at least one character + "." + 16 hex + ".tmp"
+  if (name.size() < 1 + 1 + 1 + kTagLength + kSuffix.size() || name.front() != '.') return false;
+  if (name.substr(name.size() - kSuffix.size()) != kSuffix) return false;
+  std::string_view rest = name.substr(0, name.size() - kSuffix.size());
+  if (rest[rest.size() - kTagLength - 1] != '.') return false;
+  for (char c : rest.substr(rest.size() - kTagLength)) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
 }
 
 }  // namespace slackpt

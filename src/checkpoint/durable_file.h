@@ -8,13 +8,21 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace slackpt {
 
 // validate(temp_path) throws to reject the written bytes. Failures throw CheckpointError E_WRITE
-// naming the path and the cause.
+// naming the path and the cause. new_file_mode, when given, is the mode of a target that does not
+// exist yet (e.g. 0600 for a secret); otherwise the umask default applies.
 void write_file_durably(const std::string& path, const uint8_t* data, size_t size,
-                        const std::function<void(const std::string& temp_path)>& validate);
+                        const std::function<void(const std::string& temp_path)>& validate,
+                        std::optional<unsigned> new_file_mode = std::nullopt);
+
+// Whether a folder entry is the temp file of a write_file_durably that was killed midway
+// (".<target name>.<16 hex>.tmp"), so that owners of a folder can sweep such leftovers.
+bool is_durable_temp_name(std::string_view name);
 
 }  // namespace slackpt

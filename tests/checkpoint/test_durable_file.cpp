@@ -135,3 +135,32 @@ TEST_CASE("durable write: running out of space mid-write leaves the target untou
   CHECK(slurp(target) == "precious");
   CHECK(dir.files() == std::vector<std::string>{"out.pt"});
 }
+
+TEST_CASE("durable write gives a new file the requested mode and keeps an existing file's") {
+  TempDir dir;
+  std::string target = dir.path + "/secret";
+  slackpt::write_file_durably(target, reinterpret_cast<const uint8_t*>("k1"), 2, [](const std::string&) {}, 0600);
+  struct stat st {};
+  REQUIRE(::stat(target.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  ::chmod(target.c_str(), 0640);
+  slackpt::write_file_durably(target, reinterpret_cast<const uint8_t*>("k2"), 2, [](const std::string&) {}, 0600);
+  REQUIRE(::stat(target.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0640);
+  CHECK(slurp(target) == "k2");
+}
+
+TEST_CASE("a killed durable write's temp name is recognised, and nothing else is") {
+  TempDir dir;
+  std::string seen_temp;
+  slackpt::write_file_durably(dir.path + "/refs.json", reinterpret_cast<const uint8_t*>("{}"), 2,
+                              [&](const std::string& temp) { seen_temp = temp.substr(temp.rfind('/') + 1); });
+  CHECK(slackpt::is_durable_temp_name(seen_temp));
+  CHECK(slackpt::is_durable_temp_name(".main.0123456789abcdef.tmp"));
+  CHECK_FALSE(slackpt::is_durable_temp_name("main.0123456789abcdef.tmp"));    // not hidden
+  CHECK_FALSE(slackpt::is_durable_temp_name(".main.0123456789abcdeg.tmp"));   // not hex
+  CHECK_FALSE(slackpt::is_durable_temp_name(".main.0123456789abcde.tmp"));    // 15 digits
+  CHECK_FALSE(slackpt::is_durable_temp_name("..0123456789abcdef.tmp"));       // no target name
+  CHECK_FALSE(slackpt::is_durable_temp_name(".gitattributes"));
+  CHECK_FALSE(slackpt::is_durable_temp_name(".tmp"));
+}

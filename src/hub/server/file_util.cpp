@@ -1,5 +1,6 @@
 #include "file_util.h"
 
+#include "durable_file.h"
 #include "hashing.h"
 
 #include <dirent.h>
@@ -127,7 +128,9 @@ std::string write_temp_file(const std::string& folder, std::string_view data) {
 }
 
 void write_file_atomic(const std::string& path, std::string_view data) {
-  commit_temp_file(write_temp_file(parent_of(path), data), path);
+  // The one durable write of the project; every file of the server root is private to it (0600).
+  slackpt::write_file_durably(path, reinterpret_cast<const uint8_t*>(data.data()), data.size(),
+                              [](const std::string&) {}, 0600);
 }
 
 std::string read_file(const std::string& path) {

@@ -1,5 +1,5 @@
-// Small POSIX file helpers of the server: durable atomic writes (temp file in the target's folder,
-// fsync, rename, fsync of the folder), whole-file reads, folder listing and removal, an exclusive
+// Small POSIX file helpers of the server: atomic writes (whole files through the project's one
+// durable write, streamed uploads through temp files committed by rename), whole-file reads, folder listing and removal, an exclusive
 // lock on a file, and an incremental sha256.
 #pragma once
 
@@ -14,7 +14,8 @@ namespace slahub::server {
 // Creates every missing folder of path (like mkdir -p). Throws naming the folder.
 void make_dirs(const std::string& path);
 
-// Replaces path with data: temp file beside it, fsync, rename, fsync of the folder.
+// Replaces path with data through write_file_durably (src/checkpoint): temp file beside it, fsync,
+// rename, fsync of the folder; a new file gets mode 0600.
 void write_file_atomic(const std::string& path, std::string_view data);
 
 // Writes data to a fresh temp file in folder and fsyncs it; returns its path (nothing is left

@@ -1,5 +1,7 @@
 #include "repo_store.h"
 
+#include "durable_file.h"
+
 #include "file_util.h"
 #include "hashing.h"
 #include "hub_text.h"
@@ -139,11 +141,12 @@ void apply_operation(Tree& tree, const CommitOperation& op) {
   }
 }
 
-// Leftovers of atomic writes (write_file_atomic) that were killed midway.
+// Leftovers of writes that were killed midway: temp files of write_temp_file (".tmp-*") and of
+// write_file_atomic (write_file_durably's names).
 void remove_temp_files_below(const std::string& dir) {
   for (const auto& name : list_dir(dir)) {
     std::string path = dir + "/" + name;
-    if (name.rfind(".tmp-", 0) == 0) {
+    if (name.rfind(".tmp-", 0) == 0 || slackpt::is_durable_temp_name(name)) {
       remove_tree(path);
     } else if (file_size_or_missing(path) < 0) {
       remove_temp_files_below(path);
