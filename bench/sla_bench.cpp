@@ -7,6 +7,7 @@
 // included), the card, and a markdown table.
 //
 // Example: sla-bench --reps 20 --markdown results.md --commit $(git rev-parse --short HEAD)
+#include "cuda_timing.h"
 #include "sla_config.h"
 #include "sla_kernels.h"
 
@@ -28,6 +29,8 @@
 #include <vector>
 
 namespace {
+
+using sla_bench::median_ms;
 
 // printf-style formatting into a std::string (torch's bundled fmt headers may not match the
 // system libfmt, so the benchmark does without fmt).
@@ -54,29 +57,6 @@ struct Row {
   double dense_peak_gib, sla_peak_gib;
   double block_map_ms;  // the block map alone, part of the SLA forward
 };
-
-// Median of `reps` CUDA-event timings of fn, after `warmup` untimed calls.
-double median_ms(const std::function<void()>& fn, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> ms;
-  auto stream = at::cuda::getCurrentCUDAStream();
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  for (int i = 0; i < reps; ++i) {
-    cudaEventRecord(start, stream);
-    fn();
-    cudaEventRecord(stop, stream);
-    cudaEventSynchronize(stop);
-    float t = 0;
-    cudaEventElapsedTime(&t, start, stop);
-    ms.push_back(t);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 using AttnFn = std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>;
 

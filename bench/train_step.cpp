@@ -14,6 +14,7 @@
 // k, rotary embeddings, the patch and text embedders.
 //
 // Example: sla-train-bench --reps 10 --markdown train.md --commit $(git rev-parse --short HEAD)
+#include "cuda_timing.h"
 #include "dit.h"
 #include "hooks.h"
 
@@ -38,6 +39,8 @@
 
 namespace {
 
+using sla_bench::median_ms;
+
 struct Mechanism {
   std::string label;       // as printed
   std::string attention;   // BackendOptions::attention_mechanism
@@ -50,29 +53,6 @@ struct Result {
   double step_ms, peak_gib;
   double attention_ms;  // one self-attention call alone, forward (gradients on) + backward
 };
-
-// Median of `reps` CUDA-event timings of fn, after `warmup` untimed calls.
-double median_ms(const std::function<void()>& fn, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn();
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    cudaEventRecord(start, stream);
-    fn();
-    cudaEventRecord(stop, stream);
-    cudaEventSynchronize(stop);
-    float t = 0;
-    cudaEventElapsedTime(&t, start, stop);
-    ms.push_back(t);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 // bf16 autocast on CUDA for the forward, as `with torch.autocast("cuda", torch.bfloat16)` does:
 // on at construction, off and the cast cache cleared at destruction.
