@@ -2,6 +2,7 @@
 // (pickle_reader) and the storages it references, under the rules of pt_format.h.
 #pragma once
 
+#include "errors.h"
 #include "mapped_file.h"
 #include "pt_format.h"
 #include "pt_value.h"
@@ -38,6 +39,21 @@ struct PtFile {
   // it after the last read of any tensor, and before reporting an error found in the bytes.
   void check_unchanged() const {
     if (mapped) mapped->check_unchanged();
+  }
+
+  // read(), a computation over this file's bytes, followed by check_unchanged(); when read()
+  // throws a CheckpointError, check_unchanged() runs first so that a file rewritten underneath is
+  // reported as E_CHANGED rather than as whatever the torn bytes looked like.
+  template <typename Read>
+  auto read_unchanged(Read&& read) const -> decltype(read()) {
+    try {
+      auto result = read();
+      check_unchanged();
+      return result;
+    } catch (const CheckpointError&) {
+      check_unchanged();
+      throw;
+    }
   }
 };
 

@@ -284,14 +284,7 @@ SlaLoadResult load_payload(const pt::PtFile& pt) {
 }
 
 SlaLoadResult load_from(const pt::PtFile& pt) {
-  try {
-    SlaLoadResult result = load_payload(pt);
-    pt.check_unchanged();  // the values were copied from the file's bytes just now
-    return result;
-  } catch (const CheckpointError&) {
-    pt.check_unchanged();
-    throw;
-  }
+  return pt.read_unchanged([&] { return load_payload(pt); });  // the values are copies of the file's bytes
 }
 
 }  // namespace
@@ -457,14 +450,7 @@ SlaInspection inspect_sla_file(const std::string& path) {
   pt::ReadOptions options;
   options.zip.defer_crc_at_least = uint64_t(1) << 20;
   pt::PtFile pt = pt::read_pt_file(path, options);
-  try {
-    SlaInspection out = summarise(pt);
-    pt.check_unchanged();  // the statistics were computed from the file's bytes just now
-    return out;
-  } catch (const CheckpointError&) {
-    pt.check_unchanged();
-    throw;
-  }
+  return pt.read_unchanged([&] { return summarise(pt); });  // statistics of the file's bytes
 }
 
 void write_sla_file(const std::string& path, const SlaFile& file) {
