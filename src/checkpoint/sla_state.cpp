@@ -174,10 +174,16 @@ Payload read_payload(const Value& root) {
 }
 
 // Row-major float32 copy of a tensor (any strides).
+bool is_floating(pt::DType dtype) {
+  return dtype == pt::DType::Float32 || dtype == pt::DType::Float64 || dtype == pt::DType::Float16 ||
+         dtype == pt::DType::BFloat16;
+}
+
+// The tensor's values as float (float32 copied as stored, other floating dtypes converted).
 std::vector<float> float32_values(const pt::Tensor& t) {
   std::vector<float> out(t.numel());
   if (out.empty()) return out;  // a zero-size dim: nothing to copy (and memcpy may not see null)
-  if (t.is_contiguous()) {
+  if (t.dtype == pt::DType::Float32 && t.is_contiguous()) {
     std::memcpy(out.data(), t.storage->bytes + uint64_t(t.storage_offset) * sizeof(float), out.size() * sizeof(float));
   } else {
     for (uint64_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(t.element(i));
@@ -271,8 +277,10 @@ SlaLoadResult load_payload(const pt::PtFile& pt) {
   for (size_t i = 0; i < p.file.entries.size(); ++i) {
     SlaEntry& entry = p.file.entries[i];
     for (const auto& [name, tensor] : p.tensors[i]) {
-      // Only the two known tensors carry values; any other name is already a reported problem.
-      if (tensor->dtype != pt::DType::Float32 || (name != kWeight && name != kBias)) continue;
+      // Only the two known tensors carry values; any other name is already a reported problem. A
+      // floating dtype other than float32 (also a reported problem) is read as float, so that its
+      // values are still judged (a trained bf16 projection is not "all zero").
+      if (!is_floating(tensor->dtype) || (name != kWeight && name != kBias)) continue;
       (name == kWeight ? entry.weight : entry.bias).values = float32_values(*tensor);
     }
   }

@@ -208,6 +208,30 @@ def test_values_non_finite_fail_and_all_zero_warn(tmp_path):
     assert "untrained: freshly initialised" in messages(report, "values")
 
 
+def test_half_precision_projection_values_are_judged(tmp_path):
+    # proj_l stored in bf16 / fp16 (not SimpleTuner's float32): its values are still read, so a
+    # trained projection is not called untrained, and an all-zero one still is.
+    for dtype in (torch.bfloat16, torch.float16):
+        trained = {k: v.to(dtype) for k, v in trained_entry(64).items()}
+        write_sla_pt(tmp_path / "sla_attention.pt", state={"64:bf16": trained})
+        code, report = verify_json(tmp_path / "sla_attention.pt")
+        assert statuses(report, "values") == ["ok"], (dtype, messages(report, "values"))
+        assert "untrained" not in messages(report, "values")
+
+        zero = {"proj_l.weight": torch.zeros(64, 64, dtype=dtype), "proj_l.bias": torch.zeros(64, dtype=dtype)}
+        write_sla_pt(tmp_path / "sla_attention.pt", state={"64:bf16": zero})
+        code, report = verify_json(tmp_path / "sla_attention.pt")
+        assert statuses(report, "values") == ["warn"], (dtype, messages(report, "values"))
+        assert "untrained: freshly initialised" in messages(report, "values")
+
+        bad = dict(trained)
+        bad["proj_l.bias"] = bad["proj_l.bias"].clone()
+        bad["proj_l.bias"][1] = math.nan
+        write_sla_pt(tmp_path / "sla_attention.pt", state={"64:bf16": bad})
+        code, report = verify_json(tmp_path / "sla_attention.pt")
+        assert code == 1 and "1 non-finite values in 64:bf16" in messages(report, "values")
+
+
 def test_regenerated_file_warns(tmp_path):
     write_sla_pt(tmp_path / "sla_attention.pt",
                  extension={"regenerated": True, "regenerated_from": "random normal", "variant": "all"})
