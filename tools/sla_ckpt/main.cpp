@@ -12,8 +12,11 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <exception>
+#include <optional>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 #ifndef SLA_TOOLKIT_VERSION
@@ -65,6 +68,53 @@ int run_mapped(const Subcommand& sub) {
   }
 }
 
+// Edits (insert, delete, substitute, swap of neighbours) that turn a into b.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// The first argument when it is neither an option nor a command: one line naming it, and the
+// closest command when one is within two edits ("did you mean"), else the list of commands.
+std::optional<std::string> unknown_command(const CLI::App& app, int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return std::nullopt;
+  const std::string word = argv[1];
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+  if (std::find(names.begin(), names.end(), word) != names.end()) return std::nullopt;
+  std::string best;
+  size_t best_distance = 3;
+  for (const auto& name : names) {
+    size_t distance = edit_distance(word, name);
+    if (distance < best_distance) best = name, best_distance = distance;
+  }
+  std::string line = "sla-ckpt: unknown command '" + word + "'";  // say() escapes it
+  if (!best.empty()) return line + "; did you mean '" + best + "'?";
+  std::string list;
+  for (const auto& name : names) list += (list.empty() ? "" : ", ") + name;
+  return line + "; the commands are " + list;
+}
+
+// A command-line error: one line naming the command, then where to find the usage. Help and
+// --version are not errors and go through CLI11 as usual.
+int report_parse_error(const CLI::App& app, const CLI::ParseError& e) {
+  if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e) == 0 ? kOk : kUnusable;
+  std::string command;
+  for (const CLI::App* sub : app.get_subcommands({}))
+    if (sub->parsed()) command = sub->get_name();
+  const std::string prefix = command.empty() ? "sla-ckpt: " : "sla-ckpt " + command + ": ";
+  say(stderr, prefix + e.what());
+  say(stderr, prefix + "see 'sla-ckpt " + (command.empty() ? "" : command + " ") + "--help'");
+  return kUnusable;
+}
+
 }  // namespace
 }  // namespace slackpt::cli
 
@@ -81,11 +131,14 @@ int main(int argc, char** argv) {
       register_push(app),    register_pull(app),   register_hub(app),
 #endif
   };
+  if (auto line = unknown_command(app, argc, argv)) {
+    say(stderr, *line);
+    return kUnusable;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? kOk : kUnusable;
+    return report_parse_error(app, e);
   }
   for (auto& sub : subcommands) {
     if (sub.app->parsed()) return run_mapped(sub);
