@@ -121,7 +121,7 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
       v.check_schema(*sla, where);
       v.check_coverage(sla->file, model, where);
       v.check_settings(sla->file, where);
-      v.check_variant(sla->file, where);
+      v.check_variant(sla->file, options.variant, where);
       v.check_values(sla->file, where);
       v.check_provenance(sla->file, where);
       const fs::path other = target.extension() == ".safetensors" ? pt_path : twin_path;

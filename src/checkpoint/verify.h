@@ -16,6 +16,9 @@ struct VerifyOptions {
   bool expect_sla = false;   // the caller knows the model was trained with SLA
   std::string model_config;  // a config.json giving the attention shape; empty = look for one
   bool strict = false;       // warnings count as failures in VerifyReport::ok
+  // The linear-branch variant the user states ("all" | "complement"), for files that cannot record
+  // it (SimpleTuner drops our extension key); empty: unknown unless the file records it.
+  std::string variant;
 };
 
 enum class CheckStatus { kOk, kWarn, kFail };

@@ -113,16 +113,30 @@ void Verifier::check_settings(const SlaFile& file, const std::string& where) {
     add("settings", CheckStatus::kOk, summary, where);
 }
 
-void Verifier::check_variant(const SlaFile& file, const std::string& where) {
-  if (!file.has_extension || !file.extension.contains("variant")) {
-    add("variant", CheckStatus::kWarn, "variant not recorded; assumed 'all' (linear branch over all keys)", where);
+void Verifier::check_variant(const SlaFile& file, const std::string& stated, const std::string& where) {
+  const bool recorded = file.has_extension && file.extension.contains("variant");
+  if (!recorded) {
+    if (!stated.empty()) {
+      add("variant", CheckStatus::kOk, "variant '" + stated + "' as stated (--variant); the file does not record it", where);
+      return;
+    }
+    add("variant", CheckStatus::kWarn,
+        "variant unknown: the file does not record it (SimpleTuner drops it on save); files SimpleTuner saved "
+        "before 2025-12-15 used 'complement', later ones 'all', and a consumer running the other variant gets "
+        "wrong outputs; state it with --variant all|complement",
+        where);
     return;
   }
   const json& v = file.extension["variant"];
-  if (v == "all" || v == "complement")
-    add("variant", CheckStatus::kOk, "variant '" + v.get<std::string>() + "' recorded", where);
-  else
+  if (v != "all" && v != "complement") {
     add("variant", CheckStatus::kFail, "unknown variant " + v.dump() + " (expected all | complement)", where);
+    return;
+  }
+  const std::string value = v.get<std::string>();
+  if (!stated.empty() && stated != value)
+    add("variant", CheckStatus::kFail, "variant '" + value + "' recorded, but --variant " + stated + " was stated", where);
+  else
+    add("variant", CheckStatus::kOk, "variant '" + value + "' recorded", where);
 }
 
 void Verifier::check_values(const SlaFile& file, const std::string& where) {

@@ -93,7 +93,7 @@ class Verifier {
   void check_schema(const LoadedSla& sla, const std::string& where);
   void check_coverage(const SlaFile& file, const ModelShape& model, const std::string& where);
   void check_settings(const SlaFile& file, const std::string& where);
-  void check_variant(const SlaFile& file, const std::string& where);
+  void check_variant(const SlaFile& file, const std::string& stated, const std::string& where);
   void check_values(const SlaFile& file, const std::string& where);
   void check_provenance(const SlaFile& file, const std::string& where);
   // The .pt and its safetensors twin must hold the same payload.

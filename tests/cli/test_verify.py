@@ -40,13 +40,29 @@ def test_human_output_is_one_line_per_check(tmp_path):
     assert any(line.startswith("warn") and "variant" in line for line in lines)
 
 
-def test_variant_assumed_is_a_warning_and_strict_fails(tmp_path):
+def test_variant_unknown_is_a_warning_until_stated(tmp_path):
     ck = simpletuner_checkpoint(tmp_path, 10)  # plain SimpleTuner payload, no extension key
     code, report = verify_json(ck)
     assert code == 0 and statuses(report, "variant") == ["warn"]
-    assert "assumed 'all'" in messages(report, "variant")
+    assert "variant unknown" in messages(report, "variant") and "--variant" in messages(report, "variant")
+    assert "assumed" not in messages(report, "variant")
     code, report = verify_json(ck, "--strict")
     assert code == 1 and report["ok"] is False
+    # Once the user states what the file cannot record, a correct SimpleTuner file passes --strict.
+    for variant in ("all", "complement"):
+        code, report = verify_json(ck, "--strict", "--variant", variant)
+        assert code == 0 and report["ok"] is True, report
+        assert statuses(report, "variant") == ["ok"] and f"'{variant}' as stated" in messages(report, "variant")
+    assert run_ckpt("verify", ck, "--variant", "both").returncode == 2
+
+
+def test_stated_variant_must_match_a_recorded_one(tmp_path):
+    write_sla_pt(tmp_path / "sla_attention.pt", extension={"variant": "complement"})
+    code, report = verify_json(tmp_path / "sla_attention.pt", "--variant", "complement")
+    assert statuses(report, "variant") == ["ok"] and "'complement' recorded" in messages(report, "variant")
+    code, report = verify_json(tmp_path / "sla_attention.pt", "--variant", "all")
+    assert code == 1 and statuses(report, "variant") == ["fail"]
+    assert "'complement' recorded, but --variant all was stated" in messages(report, "variant")
 
 
 def test_lora_output_without_the_file_names_the_newest_checkpoint_file(tmp_path):

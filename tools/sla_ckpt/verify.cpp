@@ -1,4 +1,4 @@
-// sla-ckpt verify PATH [--expect-sla] [--model-config FILE] [--strict] [--json]
+// sla-ckpt verify PATH [--expect-sla] [--model-config FILE] [--strict] [--variant V] [--json]
 // Runs the checkpoint validator (src/checkpoint/verify.h) and prints one line per check, or the
 // report as JSON. Exit 0: nothing failed (warnings too with --strict); 1: a check failed; 2: PATH
 // cannot be read or the arguments are wrong.
@@ -50,6 +50,10 @@ Subcommand register_verify(CLI::App& parent) {
                   "config.json with attention_head_dim (or hidden_size / num_attention_heads)")
       ->check(CLI::ExistingFile);
   app->add_flag("--strict", args->options.strict, "Warnings fail too");
+  app->add_option("--variant", args->options.variant,
+                  "The linear-branch variant the model was trained with, for files that do not record it "
+                  "(SimpleTuner's): all | complement")
+      ->check(CLI::IsMember({"all", "complement"}));
   app->add_flag("--json", args->json, "Print {path, kind, sla_expected, checks: [{id, status, message, where}], ok}");
   app->footer("Example: sla-ckpt verify output/checkpoint-500 --expect-sla --json");
   return {app, [args] { return run_verify(*args); }};
