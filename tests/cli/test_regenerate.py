@@ -222,6 +222,32 @@ def test_help_has_an_example():
     assert r.returncode == 0 and "Example:" in r.stdout
 
 
+def example_dit_like_checkpoint(tmp_path):
+    """What regenerate recognises as the example DiT's checkpoint: SlaDiT config, float32 weights, training state."""
+    ck = tmp_path / "run" / "checkpoint-3"
+    write_transformer(ck, head_dim=32, heads=2, dtype=torch.float32)
+    config = ck / "transformer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "_class_name": "SlaDiT"}))
+    (ck / "training_state.json").write_text(json.dumps({"global_step": 3}))
+    return ck
+
+
+def test_example_dit_checkpoint_honours_head_dim_and_dtype(tmp_path):
+    # Without flags the example's own step decides the entries; --head-dim/--dtype must not be dropped.
+    ck = example_dit_like_checkpoint(tmp_path)
+    assert plan(ck)["mode"] == "example-dit"
+    p = plan(ck, "--dtype", "bf16", "--head-dim", "32")
+    assert p["mode"] == "dense-distillation" and "--head-dim/--dtype" in p["mode_reason"]
+    assert [e["key"] for e in p["entries"]] == ["32:bf16"]
+    assert [e["key"] for e in plan(ck, "--dtype", "fp16")["entries"]] == ["32:fp16"]
+    assert [e["key"] for e in plan(ck, "--head-dim", "64")["entries"]] == ["64:bf16"]
+    if not REGEN:
+        return
+    r = run_ckpt("regenerate", ck, "--dtype", "bf16", "--head-dim", "32", "--json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert set(torch.load(ck / "sla_attention.pt", weights_only=True)["state"]) == {"32:bf16"}
+
+
 def test_lora_output_plan_takes_shape_and_settings_from_its_newest_checkpoint(tmp_path):
     out = tmp_path / "output"
     settings = {"topk": 0.25, "feature_map": "elu", "blkq": 128, "blkk": 64, "tie_feature_map_qk": True}

@@ -207,7 +207,14 @@ Plan make_plan(const RegenerateArgs& args) {
   plan["device"] = args.device;
   // The example DiT's own checkpoints get one real training step of its objective; any other
   // model one step of distillation from dense attention on q/k/v samples.
-  if (is_example_dit_checkpoint(folder) && args.calibration.empty()) {
+  // --head-dim / --dtype name the entries to write; the example DiT's forward decides its own, so
+  // with either flag the plan distils exactly the named entries instead (flags are never ignored).
+  const bool entries_named = !args.head_dims.empty() || !args.dtype.empty();
+  if (is_example_dit_checkpoint(folder) && args.calibration.empty() && entries_named) {
+    plan["mode"] = "dense-distillation";
+    plan["mode_reason"] = std::string("--head-dim/--dtype name the entries; the example DiT's own step writes the "
+                                      "entries its forward creates, so the named ones are distilled from dense attention");
+  } else if (is_example_dit_checkpoint(folder) && args.calibration.empty()) {
     plan["mode"] = "example-dit";
     plan["inputs"] = "example-dit checkpoint " + args.folder;
     // The entries are those of the SLA modules the model's own forward creates (dtype per device).
