@@ -1,4 +1,4 @@
-// /api/... handlers: whoami, repo creation, YAML validation, repo info, tree, preupload, commit.
+// /api/... handlers: whoami, repo creation and deletion, settings, listings, YAML validation, repo info, tree, refs, commits, tags, preupload, commit.
 #include "bounded_json.h"
 #include "call.h"
 #include "file_util.h"
@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <optional>
 #include <cstring>
 #include <ctime>
 #include <set>
@@ -359,6 +361,192 @@ void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const st
                  {"pullRequestUrl", nullptr}};
   if (result.pr_number > 0) answer["pullRequestUrl"] = url + "/discussions/" + std::to_string(result.pr_number);
   call.reply_json(200, answer);
+}
+
+}  // namespace slahub::server
+
+namespace slahub::server {
+namespace {
+
+// One page of a listing, as the Hub pages: `limit` items per page (bounded), `p` the page index,
+// and a Link header to the next page that the client's paginate() follows.
+struct Page {
+  size_t limit = 50;
+  size_t index = 0;
+};
+
+size_t small_number_param(const Call& call, const char* name, size_t fallback, size_t max) {
+  if (!call.req.has_param(name)) return fallback;
+  std::string v = call.req.get_param_value(name);
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos) {
+    throw bad_request(std::string("query parameter ") + name + " is not a number: '" + v.substr(0, 40) + "'");
+  }
+  return std::min<size_t>(std::stoul(v), max);
+}
+
+Page page_of(const Call& call, size_t max_limit) {
+  Page page;
+  page.limit = std::max<size_t>(1, small_number_param(call, "limit", 50, max_limit));
+  page.index = small_number_param(call, "p", 0, 100000000);
+  return page;
+}
+
+std::string encode_query(const std::string& text) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+void link_next_page(Call& call, const Page& page) {
+  std::string url = call.base_url + call.req.target.substr(0, call.req.target.find('?')) + "?p=" + std::to_string(page.index + 1) +
+                    "&limit=" + std::to_string(page.limit);
+  for (const auto& [key, value] : call.req.params) {
+    if (key != "p" && key != "limit") url += "&" + encode_query(key) + "=" + encode_query(value);
+  }
+  call.res.set_header("Link", "<" + url + ">; rel=\"next\"");
+}
+
+}  // namespace
+
+void handle_list_refs(ServerContext& ctx, Call& call, const RepoRef& repo) {
+  auto refs = ctx.store.list_refs(repo);
+  auto listing = [](const std::vector<RepoStore::Ref>& list, const std::string& prefix) {
+    json out = json::array();
+    for (const auto& r : list) out.push_back({{"name", r.name}, {"ref", prefix + r.name}, {"targetCommit", r.commit}});
+    return out;
+  };
+  json body = {{"branches", listing(refs.branches, "refs/heads/")},
+               {"tags", listing(refs.tags, "refs/tags/")},
+               {"converts", json::array()}};
+  if (call.flag("include_prs")) body["pullRequests"] = listing(refs.pull_requests, "refs/pr/");
+  call.reply_json(200, body);
+}
+
+void handle_list_commits(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
+  Page page = page_of(call, 1000);
+  auto commit = ctx.store.resolve(repo, revision);
+  bool formatted = false;
+  for (const auto& [key, value] : call.req.params) formatted |= (key == "expand[]" || key == "expand") && value == "formatted";
+  // First-parent history, newest first.
+  size_t skip = page.index * page.limit;
+  json items = json::array();
+  while (commit && items.size() < page.limit) {
+    if (skip > 0) {
+      --skip;
+    } else {
+      json item = {{"id", commit->id},
+                   {"authors", json::array({{{"user", ctx.options.user}}})},
+                   {"date", iso_time(commit->created_ns)},
+                   {"title", commit->summary},
+                   {"message", commit->description}};
+      if (formatted) item["formatted"] = {{"title", commit->summary}, {"message", commit->description}};
+      items.push_back(item);
+    }
+    commit = commit->parents.empty() ? nullptr : ctx.store.commit_by_id(repo, commit->parents.front());
+  }
+  if (commit) link_next_page(call, page);
+  call.reply_json(200, items);
+}
+
+void handle_create_tag(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision) {
+  ctx.store.require_repo(repo);
+  json body = call.read_json_object(kJsonBodyLimit);
+  if (!body.contains("tag") || !body["tag"].is_string()) throw bad_request("create tag: missing \"tag\"");
+  std::string tag = body["tag"].get<std::string>();
+  if (!ctx.store.create_tag(repo, tag, revision)) throw HttpError(409, "", "Tag already exists: refs/tags/" + tag);
+  call.reply_json(200, json::object());
+}
+
+void handle_delete_tag(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& tag) {
+  ctx.store.delete_tag(repo, tag);
+  call.reply_json(200, json::object());
+}
+
+void handle_delete_branch(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch) {
+  ctx.store.delete_branch(repo, branch);
+  call.reply_json(200, json::object());
+}
+
+void handle_super_squash(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch) {
+  ctx.store.require_repo(repo);
+  std::string text = call.read_body(kJsonBodyLimit);
+  json body = text.empty() ? json::object() : parse_json_bounded(text, "super-squash body");
+  std::string message = "Super-squash branch '" + branch + "'";
+  if (body.is_object() && body.contains("message") && body["message"].is_string()) message = body["message"].get<std::string>();
+  call.reply_json(200, {{"commitId", ctx.store.super_squash(repo, branch, message)}});
+}
+
+void handle_repo_settings(ServerContext& ctx, Call& call, const RepoRef& repo) {
+  ctx.store.require_repo(repo);
+  json body = call.read_json_object(kJsonBodyLimit);
+  std::optional<bool> make_private;
+  if (body.contains("private") && body["private"].is_boolean()) make_private = body["private"].get<bool>();
+  if (body.contains("visibility")) {
+    const json& v = body["visibility"];
+    if (!v.is_string() || (v != "private" && v != "public")) {
+      throw bad_request("settings: visibility must be \"private\" or \"public\" on this server");
+    }
+    make_private = v == "private";
+  }
+  if (body.contains("gated") && !(body["gated"].is_boolean() && !body["gated"].get<bool>())) {
+    throw bad_request("settings: gated repos are not supported by this server");
+  }
+  if (make_private) ctx.store.set_private(repo, *make_private);
+  call.reply_json(200, json::object());
+}
+
+void handle_delete_repo(ServerContext& ctx, Call& call) {
+  json body = call.read_json_object(kJsonBodyLimit);
+  std::string type = body.contains("type") && body["type"].is_string() ? body["type"].get<std::string>() : "model";
+  if (type != "model" && type != "dataset") throw bad_request("repo type '" + type + "' is not supported by this server");
+  if (!body.contains("name") || !body["name"].is_string()) throw bad_request("missing \"name\"");
+  std::string ns = body.contains("organization") && body["organization"].is_string()
+                       ? body["organization"].get<std::string>()
+                       : ctx.options.user;
+  RepoRef repo = make_repo_ref(type + "s", ns, body["name"].get<std::string>());
+  if (!ctx.store.delete_repo(repo)) throw HttpError(404, "RepoNotFound", "Repository not found: " + repo.id());
+  call.reply_json(200, json::object());
+}
+
+void handle_list_repos(ServerContext& ctx, Call& call, const std::string& type_plural) {
+  Page page = page_of(call, 1000);
+  std::string search = call.req.get_param_value("search");
+  std::string author = call.req.get_param_value("author");
+  size_t skip = page.index * page.limit;
+  json items = json::array();
+  bool more = false;
+  for (const RepoRef& repo : ctx.store.list_repos(type_plural)) {
+    if (!author.empty() && repo.ns != author) continue;
+    if (!search.empty() && repo.id().find(search) == std::string::npos) continue;
+    bool is_private = ctx.store.is_private(repo);
+    if (is_private && !call.authenticated) continue;
+    if (skip > 0) {
+      --skip;
+      continue;
+    }
+    if (items.size() == page.limit) {
+      more = true;
+      break;
+    }
+    auto head = ctx.store.resolve(repo, "main");
+    json item = {{"_id", repo.id()},  {"id", repo.id()},       {"author", repo.ns},
+                 {"sha", head->id},   {"lastModified", iso_time(head->created_ns)},
+                 {"private", is_private}, {"gated", false}, {"disabled", false},
+                 {"downloads", 0},    {"likes", 0},            {"tags", json::array()}};
+    if (type_plural == "models") item["modelId"] = repo.id();
+    items.push_back(item);
+  }
+  if (more) link_next_page(call, page);
+  call.reply_json(200, items);
 }
 
 }  // namespace slahub::server

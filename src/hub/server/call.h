@@ -80,6 +80,16 @@ void handle_paths_info(ServerContext& ctx, Call& call, const RepoRef& repo, cons
 void handle_create_branch(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch);
 void handle_preupload(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
 void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
+void handle_list_refs(ServerContext& ctx, Call& call, const RepoRef& repo);
+void handle_list_commits(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
+void handle_create_tag(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& revision);
+void handle_delete_tag(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& tag);
+void handle_delete_branch(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch);
+void handle_super_squash(ServerContext& ctx, Call& call, const RepoRef& repo, const std::string& branch);
+void handle_repo_settings(ServerContext& ctx, Call& call, const RepoRef& repo);
+void handle_delete_repo(ServerContext& ctx, Call& call);
+// GET /api/models and /api/datasets: the repos of a type (public ones only for anonymous callers).
+void handle_list_repos(ServerContext& ctx, Call& call, const std::string& type_plural);
 
 void handle_lfs_batch(ServerContext& ctx, Call& call, const RepoRef& repo);
 void handle_lfs_verify(ServerContext& ctx, Call& call, const RepoRef& repo);

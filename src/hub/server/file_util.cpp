@@ -181,6 +181,13 @@ void remove_tree(const std::string& path) {
   }
 }
 
+void remove_file_durably(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) throw io_error("cannot remove", path);
+  sync_dir(parent_of(path));
+}
+
+void sync_parent_dir(const std::string& path) { sync_dir(parent_of(path)); }
+
 int64_t seconds_since_modified(const std::string& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return -1;

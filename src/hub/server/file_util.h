@@ -76,6 +76,10 @@ class BufferedFileWriter {
 std::vector<std::string> list_dir(const std::string& path);
 // Removes a file, or a folder and everything below it (no symlinks are followed); missing is fine.
 void remove_tree(const std::string& path);
+// Removes one file and fsyncs its folder, so the removal survives a crash; throws on failure.
+void remove_file_durably(const std::string& path);
+// fsyncs the folder that holds path.
+void sync_parent_dir(const std::string& path);
 // Seconds since the entry, or anything directly inside a folder, was last modified (the newest
 // mtime counts); -1 when it does not exist.
 int64_t seconds_since_modified(const std::string& path);

@@ -88,17 +88,26 @@ void route_api(ServerContext& ctx, Call& call) {
   const auto& s = call.segments;
   const std::string& m = call.req.method;
   bool get = m == "GET" || m == "HEAD";
+  if (s.size() == 2 && is_repo_type(s[1]) && get) return handle_list_repos(ctx, call, s[1]);
   if (s.size() < 4 || !is_repo_type(s[1])) require_login(call, ctx.options);
   if (s.size() == 2 && s[1] == "whoami-v2" && get) return handle_whoami(ctx, call);
   if (s.size() == 3 && s[1] == "repos" && s[2] == "create" && m == "POST") return handle_create_repo(ctx, call);
   if (s.size() == 2 && s[1] == "validate-yaml" && m == "POST") return handle_validate_yaml(ctx, call);
+  if (s.size() == 3 && s[1] == "repos" && s[2] == "delete" && m == "DELETE") return handle_delete_repo(ctx, call);
   if (s.size() < 4 || !is_repo_type(s[1])) not_found(call);
   RepoRef repo = make_repo_ref(s[1], s[2], s[3]);
   bool read = get || (s.size() >= 6 && s[4] == "paths-info");
   require_access(ctx, call, repo, !read);
   if (s.size() == 4 && get) return handle_repo_info(ctx, call, repo, "main");
   const std::string& action = s[4];
+  if (s.size() == 5 && action == "refs" && get) return handle_list_refs(ctx, call, repo);
+  if (s.size() == 5 && action == "settings" && m == "PUT") return handle_repo_settings(ctx, call, repo);
   if (s.size() >= 6) {
+    if (action == "commits" && get) return handle_list_commits(ctx, call, repo, join_segments(s, 5));
+    if (action == "tag" && m == "POST") return handle_create_tag(ctx, call, repo, join_segments(s, 5));
+    if (action == "tag" && m == "DELETE") return handle_delete_tag(ctx, call, repo, join_segments(s, 5));
+    if (action == "branch" && m == "DELETE") return handle_delete_branch(ctx, call, repo, join_segments(s, 5));
+    if (action == "super-squash" && m == "POST") return handle_super_squash(ctx, call, repo, join_segments(s, 5));
     if (action == "revision" && get) return handle_repo_info(ctx, call, repo, join_segments(s, 5));
     if (action == "tree" && get) return handle_tree(ctx, call, repo, s[5], join_segments(s, 6));
     if (action == "branch" && m == "POST") return handle_create_branch(ctx, call, repo, join_segments(s, 5));

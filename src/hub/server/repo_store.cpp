@@ -10,7 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <regex>
 
 namespace slahub::server {
@@ -302,7 +305,149 @@ std::shared_ptr<const Commit> RepoStore::resolve(const RepoRef& repo, const std:
     if (auto c = load_commit(repo, read_file(ref))) return c;
     throw std::runtime_error("ref " + ref + " names a missing commit");
   }
+  std::string tag = tag_path(repo, revision);
+  if (!tag.empty() && file_exists(tag)) {
+    if (auto c = load_commit(repo, read_file(tag))) return c;
+    throw std::runtime_error("tag " + tag + " names a missing commit");
+  }
+  if (auto c = commit_by_prefix(repo, revision)) return c;
   throw HttpError(404, "RevisionNotFound", "Invalid rev id: " + revision + " in " + repo.id());
+}
+
+std::string RepoStore::tag_path(const RepoRef& repo, const std::string& revision) const {
+  std::string tag = revision.rfind("refs/tags/", 0) == 0 ? revision.substr(10) : revision;
+  if (!is_branch_name(tag)) return {};
+  return repo_dir(repo) + "/refs/tags/" + tag;
+}
+
+std::shared_ptr<const Commit> RepoStore::commit_by_prefix(const RepoRef& repo, const std::string& prefix) const {
+  if (prefix.size() < 4 || prefix.size() >= 40 || !is_lower_hex(prefix)) return nullptr;
+  std::string found;
+  for (const auto& file : list_dir(repo_dir(repo) + "/commits")) {
+    if (file.size() != 45 || file.compare(40, 5, ".json") != 0 || file.compare(0, prefix.size(), prefix) != 0) continue;
+    if (!found.empty()) {
+      throw HttpError(404, "RevisionNotFound", "Ambiguous rev id: " + prefix + " in " + repo.id());
+    }
+    found = file.substr(0, 40);
+  }
+  return found.empty() ? nullptr : load_commit(repo, found);
+}
+
+bool RepoStore::create_tag(const RepoRef& repo, const std::string& tag, const std::string& revision) {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  if (!is_branch_name(tag) || tag.rfind("refs/", 0) == 0 || is_commit_id(tag)) {
+    throw bad_request("invalid tag name '" + tag + "'");
+  }
+  auto target = resolve(repo, revision);
+  std::string ref = repo_dir(repo) + "/refs/tags/" + tag;
+  if (file_exists(ref)) return false;
+  make_dirs(ref.substr(0, ref.rfind('/')));
+  write_file_atomic(ref, target->id);
+  return true;
+}
+
+
+void RepoStore::delete_tag(const RepoRef& repo, const std::string& tag) {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  require_repo(repo);
+  std::string ref = tag_path(repo, tag);
+  if (ref.empty() || !file_exists(ref)) throw HttpError(404, "RevisionNotFound", "Invalid tag: " + tag + " in " + repo.id());
+  remove_file_durably(ref);
+}
+
+void RepoStore::delete_branch(const RepoRef& repo, const std::string& branch) {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  require_repo(repo);
+  std::string name = branch.rfind("refs/heads/", 0) == 0 ? branch.substr(11) : branch;
+  if (name == "main") throw HttpError(403, "", "Cannot delete the default branch main of " + repo.id());
+  std::string ref = is_branch_name(name) ? repo_dir(repo) + "/refs/heads/" + name : std::string();
+  if (ref.empty() || !file_exists(ref)) {
+    throw HttpError(404, "RevisionNotFound", "Invalid branch: " + branch + " in " + repo.id());
+  }
+  remove_file_durably(ref);
+}
+
+namespace {
+// Files below dir, as paths relative to it ("a/b"), sorted.
+void list_files_below(const std::string& dir, const std::string& prefix, std::vector<std::string>& out) {
+  auto names = list_dir(dir);
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
+    std::string path = dir + "/" + name;
+    if (slackpt::is_durable_temp_name(name) || name.rfind(".tmp-", 0) == 0) continue;
+    if (file_size_or_missing(path) >= 0) {
+      out.push_back(prefix + name);
+    } else {
+      list_files_below(path, prefix + name + "/", out);
+    }
+  }
+}
+}  // namespace
+
+RepoStore::Refs RepoStore::list_refs(const RepoRef& repo) const {
+  require_repo(repo);
+  Refs refs;
+  auto collect = [&](const std::string& sub, std::vector<Ref>& out) {
+    std::vector<std::string> names;
+    list_files_below(repo_dir(repo) + "/refs/" + sub, "", names);
+    for (const auto& name : names) out.push_back({name, read_file(repo_dir(repo) + "/refs/" + sub + "/" + name)});
+  };
+  collect("heads", refs.branches);
+  collect("tags", refs.tags);
+  collect("pr", refs.pull_requests);
+  return refs;
+}
+
+bool RepoStore::delete_repo(const RepoRef& repo) {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  if (!repo_exists(repo)) return false;
+  std::string dir = repo_dir(repo);
+  // repo.json first: its absence is what makes the repo gone, even if the removal is cut short.
+  remove_file_durably(dir + "/repo.json");
+  remove_tree(dir);
+  sync_parent_dir(dir);
+  std::lock_guard<std::mutex> cache_lock(cache_mutex_);
+  commit_cache_.clear();
+  return true;
+}
+
+void RepoStore::set_private(const RepoRef& repo, bool is_private) {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  require_repo(repo);
+  std::string meta_path = repo_dir(repo) + "/repo.json";
+  json meta = json::parse(read_file(meta_path));
+  meta["private"] = is_private;
+  write_file_atomic(meta_path, meta.dump());
+}
+
+std::vector<RepoRef> RepoStore::list_repos(const std::string& type_plural) const {
+  std::vector<RepoRef> out;
+  std::string base = root_ + "/repos/" + type_plural;
+  for (const auto& ns : list_dir(base)) {
+    for (const auto& name : list_dir(base + "/" + ns)) {
+      RepoRef repo{type_plural, ns, name};
+      if (repo_exists(repo)) out.push_back(repo);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const RepoRef& a, const RepoRef& b) { return a.id() < b.id(); });
+  return out;
+}
+
+std::string RepoStore::super_squash(const RepoRef& repo, const std::string& branch, const std::string& message) {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  std::string ref = ref_path(repo, branch);
+  if (ref.empty() || ref.find("/refs/heads/") == std::string::npos || !file_exists(ref)) {
+    require_repo(repo);
+    throw HttpError(404, "RevisionNotFound", "Invalid branch: " + branch + " in " + repo.id());
+  }
+  auto head = resolve(repo, branch);
+  Commit squashed;
+  squashed.summary = message;
+  squashed.created_ns = now_ns();
+  squashed.tree = head->tree;
+  std::string id = write_commit(repo, std::move(squashed));
+  write_file_atomic(ref, id);
+  return id;
 }
 
 std::string RepoStore::write_commit(const RepoRef& repo, Commit commit) {

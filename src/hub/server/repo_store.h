@@ -124,6 +124,35 @@ class RepoStore {
   // Throws a 400 HttpError for a name that is not a valid branch name.
   bool create_branch(const RepoRef& repo, const std::string& branch, const std::string& starting_point);
 
+  // Creates tag at the commit revision resolves to; false when the tag exists. A 400 HttpError for
+  // an invalid name.
+  bool create_tag(const RepoRef& repo, const std::string& tag, const std::string& revision);
+  // Removes a tag or a branch (not main); a 404 HttpError when it does not exist, 403 for main.
+  void delete_tag(const RepoRef& repo, const std::string& tag);
+  void delete_branch(const RepoRef& repo, const std::string& branch);
+
+  struct Ref {
+    std::string name;    // "main", "v1", "1" (a pull request's number)
+    std::string commit;  // 40-hex target
+  };
+  struct Refs {
+    std::vector<Ref> branches, tags, pull_requests;
+  };
+  Refs list_refs(const RepoRef& repo) const;
+
+  // A commit of this repo by its full id; null when there is none.
+  std::shared_ptr<const Commit> commit_by_id(const RepoRef& repo, const std::string& id) const {
+    return load_commit(repo, id);
+  }
+
+  // Removes the repo (its refs, commits and LFS markers; shared objects stay); false if missing.
+  bool delete_repo(const RepoRef& repo);
+  void set_private(const RepoRef& repo, bool is_private);
+  // The repos of one type ("models"/"datasets"), sorted by id.
+  std::vector<RepoRef> list_repos(const std::string& type_plural) const;
+  // Replaces the history of branch by one commit (no parent) with its head's files; returns its id.
+  std::string super_squash(const RepoRef& repo, const std::string& branch, const std::string& message);
+
   // Content storage by sha256.
   std::string object_path(const std::string& sha256) const;
   // Size of the stored object, or -1 when it is not stored.
@@ -146,6 +175,9 @@ class RepoStore {
  private:
   std::string repo_dir(const RepoRef& repo) const;
   std::string ref_path(const RepoRef& repo, const std::string& revision) const;
+  std::string tag_path(const RepoRef& repo, const std::string& revision) const;
+  // The one commit whose id starts with a 4..39 hex prefix; null when none or several.
+  std::shared_ptr<const Commit> commit_by_prefix(const RepoRef& repo, const std::string& prefix) const;
   std::shared_ptr<const Commit> load_commit(const RepoRef& repo, const std::string& id) const;
   std::string write_commit(const RepoRef& repo, Commit commit);
   std::string lfs_marker(const RepoRef& repo, const std::string& sha256) const;
