@@ -449,4 +449,8 @@ SlaFile from_sla_twin(const File& twin, const std::string& where) {
   return sla;
 }
 
+SlaInspection inspect_sla_twin(const std::string& path) {
+  return inspect_sla_payload(from_sla_twin(read_file(path), path), "safetensors");
+}
+
 }  // namespace slackpt::safetensors

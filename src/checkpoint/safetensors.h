@@ -92,4 +92,8 @@ File to_sla_twin(const SlaFile& sla);
 // layout. Schema rules of the payload itself are check_sla_file's.
 SlaFile from_sla_twin(const File& twin, const std::string& where);
 
+// What `sla-ckpt inspect` reports for a twin (format "safetensors"): the .pt's report shape.
+// Throws CheckpointError when the file is not a readable twin.
+SlaInspection inspect_sla_twin(const std::string& path);
+
 }  // namespace slackpt::safetensors

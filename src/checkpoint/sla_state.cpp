@@ -52,8 +52,18 @@ void read_settings(const Value& v, Payload& p) {
   if (v.kind != Kind::Dict) return p.problem("E_SCHEMA", "settings is a " + type_of(v) + ", expected a dict", "settings");
   p.has_settings = true;
   SlaSettings& s = p.file.settings;
-  for (const char* key : kSettingKeys)
-    if (!v.get(key)) p.problem("E_SCHEMA", std::string("missing setting ") + key, std::string("settings/") + key);
+  for (const char* key : kSettingKeys) {
+    if (v.get(key)) continue;
+    if (std::string(key) == kSettingTieFeatureMapQk)  // SimpleTuner's own test payload has only the other four
+      p.problem(kCompatWarning,
+                std::string("no ") + key + " (SimpleTuner's test payload has four settings): the default " +
+                    (kDefaultTieFeatureMapQk ? "True" : "False") +
+                    " applies, which changes nothing for the parameter-free feature maps; SimpleTuner compares the "
+                    "settings dict with its runtime one, so it warns on load and the runtime settings win",
+                std::string("settings/") + key);
+    else
+      p.problem("E_SCHEMA", std::string("missing setting ") + key, std::string("settings/") + key);
+  }
   for (const auto& entry : v.entries) {
     const auto& k = entry.first;
     const auto& value = entry.second;  // not a structured binding: lambdas capture it (C++17)
@@ -74,7 +84,10 @@ void read_settings(const Value& v, Payload& p) {
       if (value->kind == Kind::Bool) s.tie_feature_map_qk = value->boolean;
       else wrong("a bool");
     } else {
-      p.problem("E_SCHEMA", "unexpected setting " + name + " (SimpleTuner compares settings for equality)", where);
+      p.problem(kCompatWarning,
+                "unknown setting " + name + " ignored (a newer writer's?); SimpleTuner compares the settings dict with "
+                "its runtime one, so it warns on load and the runtime settings win",
+                where);
     }
   }
 }
@@ -92,8 +105,11 @@ void read_entry(const std::string& key, const Value& v, Payload& p) {
       std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
       std::string at = where + "/" + name;
       if (name != kWeight && name != kBias) {
-        p.problem("E_SCHEMA", "unexpected tensor " + name + " (expected proj_l.weight and proj_l.bias)", at);
-        if (value->kind != Kind::Tensor) continue;
+        // Ignored, not judged: SimpleTuner applies the state with load_state_dict(strict=False), which skips it.
+        p.problem(kCompatWarning, "unknown entry item " + name + " ignored (SimpleTuner loads the state with strict=False, "
+                                  "which skips it; only proj_l.weight and proj_l.bias are read)", at);
+        if (value->kind == Kind::Tensor) tensors.emplace_back(name, value->tensor);  // summarised by inspect
+        continue;
       }
       if (value->kind != Kind::Tensor) {
         p.problem("E_SCHEMA", name + " is a " + type_of(*value) + ", expected a tensor", at);
@@ -138,8 +154,10 @@ Payload read_payload(const Value& root) {
     p.problem("E_SCHEMA", "top level is a " + type_of(root) + ", expected a dict {settings, state, version}", "/");
     return p;
   }
-  for (const char* key : {"settings", "state", "version"})
+  for (const char* key : {"settings", "state"})
     if (!root.get(key)) p.problem("E_SCHEMA", std::string("missing top-level key ") + key, key);
+  if (!root.get("version"))
+    p.problem(kCompatWarning, "no version: read as version 1 (SimpleTuner does not check the version)", "version");
   for (const auto& [k, value] : root.entries) {
     std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
     if (name == "settings") {
@@ -266,7 +284,12 @@ std::string archive_prefix_for(const std::string& path) {
   return ok ? stem : "archive";
 }
 
-void throw_first(const std::vector<Problem>& problems) {
+// Throws the first problem that is not a warning (the writer passes none at all: see write_sla_file).
+void throw_first(const std::vector<Problem>& all, bool warnings_too = false) {
+  std::vector<Problem> problems;
+  for (const Problem& p : all)
+    if (warnings_too || !is_warning(p)) problems.push_back(p);
+  if (problems.empty()) return;
   const Problem& p = problems.front();
   std::string more = problems.size() > 1 ? " (and " + std::to_string(problems.size() - 1) + " more problems)" : "";
   throw CheckpointError(p.code, p.message + more, p.where);
@@ -332,7 +355,11 @@ std::vector<Problem> check_sla_file(const SlaFile& file) {
     if (!block_size_allowed(block))
       problem("E_SCHEMA", std::string(name) + " " + std::to_string(block) + " is not " + block_sizes_text(), at + name);
   if (file.version != kSlaFormatVersion)
-    problem("E_SCHEMA", "unknown payload version " + std::to_string(file.version) + " (this toolkit reads version 1)", "version");
+    problem(kCompatWarning,
+            "payload version " + std::to_string(file.version) +
+                " is not 1: read as version 1, anything this toolkit does not know is reported (SimpleTuner does not "
+                "check the version)",
+            "version");
 
   std::unordered_set<std::string_view> keys;
   for (size_t i = 0; i < file.entries.size(); ++i) {
@@ -393,11 +420,18 @@ SlaLoadResult load_sla_buffer(const uint8_t* data, size_t size, const std::strin
 
 SlaFile read_sla_file(const std::string& path) {
   SlaLoadResult result = load_sla_file(path);
-  if (!result.problems.empty()) throw_first(result.problems);
+  throw_first(result.problems);
   return std::move(result.file);
 }
 
 namespace {
+
+// Moves the forward-compatibility warnings out of the problems.
+void split_warnings(SlaInspection& out) {
+  std::vector<Problem> problems;
+  for (Problem& p : out.problems) (is_warning(p) ? out.compat : problems).push_back(std::move(p));
+  out.problems = std::move(problems);
+}
 
 // The inspection of a read file: payload, schema problems and the statistics of every tensor.
 SlaInspection summarise(const pt::PtFile& pt) {
@@ -438,7 +472,7 @@ SlaInspection summarise(const pt::PtFile& pt) {
       t.abs_max = stats.abs_max;
       t.nonfinite = stats.nonfinite;
       t.finite = stats.nonfinite == 0;
-      if (stats.nonfinite && tensor->dtype == pt::DType::Float32)
+      if (stats.nonfinite && tensor->dtype == pt::DType::Float32 && (name == kWeight || name == kBias))
         out.problems.push_back(nonfinite_problem("state/" + e.key + "/" + name, stats.nonfinite, t.numel));
       summary.tensors.push_back(std::move(t));
     }
@@ -448,6 +482,7 @@ SlaInspection summarise(const pt::PtFile& pt) {
   for (const auto& [key, deferred] : unchecked)
     pt::check_deferred_crc(*deferred, crc32_update(0, deferred->entry.data, static_cast<size_t>(deferred->entry.size)));
   out.file = std::move(p.file);
+  split_warnings(out);
   return out;
 }
 
@@ -461,18 +496,51 @@ SlaInspection inspect_sla_file(const std::string& path) {
   return pt.read_unchanged([&] { return summarise(pt); });  // statistics of the file's bytes
 }
 
+SlaInspection inspect_sla_payload(const SlaFile& file, const std::string& format) {
+  SlaInspection out;
+  out.format = format;
+  out.has_payload_version = true;  // the caller's reader refuses a payload without them
+  out.has_settings = true;
+  out.problems = check_sla_file(file);
+  for (const SlaEntry& e : file.entries) {
+    EntrySummary summary{e.key, e.head_dim, e.dtype_token, {}};
+    for (const auto& [name, tensor] : {std::pair<const char*, const Float32Tensor*>{kWeight, &e.weight}, {kBias, &e.bias}}) {
+      if (tensor->values.size() != product(tensor->shape)) continue;  // reported by check_sla_file
+      const pt::ValuePtr value = tensor_value(*tensor);             // a view of the values, no copy
+      const pt::TensorStats stats = pt::tensor_stats(*value->tensor);
+      TensorSummary t;
+      t.name = name;
+      t.dtype = std::string(pt::dtype_info(pt::DType::Float32).name);
+      t.shape = tensor->shape;
+      t.numel = tensor->values.size();
+      t.sum = stats.sum;
+      t.min = stats.min;
+      t.max = stats.max;
+      t.abs_max = stats.abs_max;
+      t.nonfinite = stats.nonfinite;
+      t.finite = stats.nonfinite == 0;
+      summary.tensors.push_back(std::move(t));
+    }
+    out.entries.push_back(std::move(summary));
+  }
+  out.file = file;
+  for (SlaEntry& e : out.file.entries) e.weight.values.clear(), e.bias.values.clear();  // entries without values
+  split_warnings(out);
+  return out;
+}
+
 void write_sla_file(const std::string& path, const SlaFile& file) {
   std::vector<Problem> problems = check_sla_file(file);
   for (const SlaEntry& e : file.entries)
     for (const Float32Tensor* t : {&e.weight, &e.bias})
       if (t->values.size() != product(t->shape))
         problems.push_back({"E_SCHEMA", "tensor of shape " + shape_text(t->shape) + " holds " + std::to_string(t->values.size()) + " values", "state/" + e.key});
-  if (!problems.empty()) throw_first(problems);
+  throw_first(problems, /*warnings_too=*/true);  // this writer writes version 1 and nothing unknown
 
   std::vector<uint8_t> bytes = pt::encode_pt(*to_value(file), archive_prefix_for(path));
   write_file_durably(path, bytes.data(), bytes.size(), [&](const std::string& temp) {
     SlaLoadResult back = load_sla_file(temp);
-    if (!back.problems.empty()) throw_first(back.problems);
+    throw_first(back.problems, /*warnings_too=*/true);
     bool same = back.file.entries.size() == file.entries.size() && back.file.version == file.version &&
                 back.file.extension == file.extension;
     for (size_t i = 0; same && i < file.entries.size(); ++i) {

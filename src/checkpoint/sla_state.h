@@ -63,6 +63,13 @@ struct Problem {
   std::string where;
 };
 
+// Forward compatibility: what SimpleTuner reads without complaint although this toolkit's format
+// version 1 does not have it (a version other than 1 or none, an extra setting, an extra tensor in an
+// entry, a missing tie_feature_map_qk) is a Problem with this code, a warning: the file is still
+// valid, and the message says what was ignored or which default applies.
+inline constexpr const char* kCompatWarning = "W_COMPAT";
+inline bool is_warning(const Problem& p) { return p.code == kCompatWarning; }
+
 struct SlaLoadResult {
   SlaFile file;                   // best effort when problems exist
   std::vector<Problem> problems;  // schema and value problems; empty = valid
@@ -75,7 +82,7 @@ SlaLoadResult load_sla_file(const std::string& path);
 // The same from bytes in memory (the fuzz target's entry point). name is used in messages.
 SlaLoadResult load_sla_buffer(const uint8_t* data, size_t size, const std::string& name);
 
-// Reads a .pt file and throws CheckpointError on the first problem of any kind.
+// Reads a .pt file and throws CheckpointError on the first problem (warnings, is_warning, pass).
 SlaFile read_sla_file(const std::string& path);
 
 // Schema and value checks of an in-memory file (what load_sla_file reports).
@@ -118,11 +125,16 @@ struct SlaInspection {
   SlaFile file;                       // settings, version, extension; entries without values
   std::vector<EntrySummary> entries;  // file order
   std::vector<Problem> problems;      // schema and value problems; empty = valid
+  std::vector<Problem> compat;        // forward-compatibility warnings (kCompatWarning), not problems
   std::vector<std::string> warnings;  // container warnings (e.g. misaligned records)
 };
 
 // Reads path like load_sla_file but summarises tensors instead of copying them. Throws
 // CheckpointError when the container or pickle cannot be read at all.
 SlaInspection inspect_sla_file(const std::string& path);
+
+// The same report for a payload already in memory (the safetensors twin: safetensors::inspect_sla_twin):
+// its schema problems and the statistics of its float32 values, computed as for a .pt's.
+SlaInspection inspect_sla_payload(const SlaFile& file, const std::string& format);
 
 }  // namespace slackpt

@@ -45,15 +45,20 @@ void Verifier::add(const std::string& id, CheckStatus status, const std::string&
 }
 
 void Verifier::check_schema(const LoadedSla& sla, const std::string& where) {
-  size_t count = 0;
+  size_t count = 0, warnings = 0;
   for (const auto& p : sla.problems) {
     if (p.code == "E_VALUES") continue;  // the values check below reports these with more detail
-    add("schema", CheckStatus::kFail, p.code + ": " + p.message, where + (p.where.empty() ? "" : ": " + p.where));
-    ++count;
+    // Forward compatibility: SimpleTuner reads the file as it is; the message says what was ignored.
+    const bool warning = is_warning(p);
+    add("schema", warning ? CheckStatus::kWarn : CheckStatus::kFail, p.code + ": " + p.message,
+        where + (p.where.empty() ? "" : ": " + p.where));
+    ++(warning ? warnings : count);
   }
   if (count == 0)
     add("schema", CheckStatus::kOk,
-        "settings, version 1 and " + std::to_string(sla.file.entries.size()) + " state entries are well formed", where);
+        "settings, version and " + std::to_string(sla.file.entries.size()) + " state entries are well formed" +
+            (warnings ? " (" + std::to_string(warnings) + " forward-compatibility warnings above)" : ""),
+        where);
 }
 
 void Verifier::check_coverage(const SlaFile& file, const ModelShape& model, const std::string& where) {

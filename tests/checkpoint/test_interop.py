@@ -187,11 +187,12 @@ def test_inspect_json_matches_torch(tmp_path):
     out = inspect(path, "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert list(report) == ["path", "format", "version", "settings", "variant", "entries", "problems", "regenerated"]
+    assert list(report) == ["path", "format", "version", "settings", "variant", "entries", "problems", "warnings",
+                            "regenerated"]
     assert report["version"] == 1
     assert report["settings"] == SETTINGS
     assert report["variant"] == {"value": "all", "recorded": False}
-    assert report["problems"] == []
+    assert report["problems"] == [] and report["warnings"] == []
     assert [e["key"] for e in report["entries"]] == list(obj["state"])
     for entry in report["entries"]:
         head_dim, token = entry["key"].split(":")
@@ -226,8 +227,6 @@ def test_inspect_text_and_recorded_extension(tmp_path):
 @pytest.mark.parametrize("mutate, problems", [
     (lambda p: p["settings"].update(topk=1.5), [("E_SCHEMA", "settings/topk")]),
     (lambda p: p["settings"].update(blkq=32, feature_map="gelu"), [("E_SCHEMA", "settings/feature_map")]),
-    (lambda p: p["settings"].update(extra=1), [("E_SCHEMA", "settings/extra")]),
-    (lambda p: p.update(version=2), [("E_SCHEMA", "version")]),
     (lambda p: p["state"]["8:bf16"].update({"proj_l.weight": p["state"]["8:bf16"]["proj_l.weight"].bfloat16()}),
      [("E_SCHEMA", "state/8:bf16/proj_l.weight")]),
     (lambda p: p["state"]["8:bf16"]["proj_l.bias"].__setitem__(3, float("nan")), [("E_VALUES", "state/8:bf16/proj_l.bias")]),
@@ -436,3 +435,22 @@ def test_writer_refuses_invalid_payload_and_keeps_target(tmp_path):
     assert result.returncode == 2 and "E_SCHEMA" in result.stderr
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sla_attention.pt", "spec.json"]
+
+
+# Forward compatibility (issue 17): what SimpleTuner reads without complaint is a warning, not a problem.
+@pytest.mark.parametrize("mutate, where", [
+    (lambda p: p["settings"].update(extra=1), "settings/extra"),
+    (lambda p: p.update(version=2), "version"),
+])
+def test_inspect_reports_forward_compat_warnings(tmp_path, mutate, where):
+    obj = simpletuner_payload(dims=((8, "bf16"),))
+    obj["settings"]["blkq"] = 64
+    mutate(obj)
+    path = tmp_path / "sla_attention.pt"
+    torch.save(obj, path)
+    out = inspect(path, "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["problems"] == [] and [(w["code"], w["where"]) for w in report["warnings"]] == [("W_COMPAT", where)]
+    human = inspect(path)
+    assert human.returncode == 0 and "warning: W_COMPAT: " in human.stdout

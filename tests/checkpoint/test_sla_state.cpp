@@ -125,7 +125,7 @@ TEST_CASE("check_sla_file reports every problem with its location") {
   f.entries.push_back(entry("abc", 1, 0));
   f.entries.push_back(entry("4:bf16", 4, 0));
   std::vector<std::string> expected = {"E_SCHEMA settings/topk", "E_SCHEMA settings/feature_map", "E_SCHEMA settings/blkq",
-                                       "E_SCHEMA settings/blkk", "E_SCHEMA version", "E_VALUES state/4:bf16/proj_l.weight",
+                                       "E_SCHEMA settings/blkk", "W_COMPAT version", "E_VALUES state/4:bf16/proj_l.weight",
                                        "E_SCHEMA state/2:fp16/proj_l.bias", "E_SCHEMA state/abc", "E_SCHEMA state/4:bf16"};
   CHECK(codes(check_sla_file(f)) == expected);
   f = sample();
@@ -186,13 +186,15 @@ TEST_CASE("load and inspect report schema problems of a readable file") {
 
   SlaLoadResult loaded = load_sla_buffer(bytes.data(), bytes.size(), "mem");
   std::vector<std::string> expected = {"E_SCHEMA settings/feature_map", "E_SCHEMA settings/blkq", "E_SCHEMA settings/blkk",
-                                       "E_SCHEMA settings/tie_feature_map_qk", "E_SCHEMA state/4:bf16/proj_l.bias",
-                                       "E_VALUES state/4:bf16/proj_l.weight"};
-  CHECK(sorted(codes(loaded.problems)) == sorted(expected));
+                                       "E_SCHEMA state/4:bf16/proj_l.bias", "E_VALUES state/4:bf16/proj_l.weight"};
+  std::vector<std::string> with_warning = expected;
+  with_warning.push_back("W_COMPAT settings/tie_feature_map_qk");  // a default applies (SimpleTuner's test payload)
+  CHECK(sorted(codes(loaded.problems)) == sorted(with_warning));
   CHECK(code_of([&] { read_sla_file(path); }) == "E_SCHEMA");
 
   SlaInspection seen = inspect_sla_file(path);
   CHECK(sorted(codes(seen.problems)) == sorted(expected));
+  CHECK(codes(seen.compat) == std::vector<std::string>{"W_COMPAT settings/tie_feature_map_qk"});
   REQUIRE(seen.entries.size() == 1);
   REQUIRE(seen.entries[0].tensors.size() == 1);
   const TensorSummary& w = seen.entries[0].tensors[0];

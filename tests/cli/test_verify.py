@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -293,3 +294,74 @@ def test_unusable_input_exits_2(tmp_path):
 def test_help_has_an_example():
     r = run_ckpt("verify", "--help")
     assert r.returncode == 0 and "Example:" in r.stdout
+
+
+def _rewrite_payload(ck, mutate):
+    """Loads the checkpoint's file with torch, changes it the way another writer would, saves it back."""
+    payload = torch.load(ck / "sla_attention.pt", weights_only=True)
+    mutate(payload)
+    torch.save(payload, ck / "sla_attention.pt")
+
+
+def _simpletuner_test_settings(p):
+    # SimpleTuner's own test payload: four settings keys, no tie_feature_map_qk.
+    p["settings"] = {"topk": 0.2, "feature_map": "softmax", "blkq": 64, "blkk": 64}
+
+
+FORWARD_COMPAT = [
+    ("version_2", lambda p: p.__setitem__("version", 2), "version", ["payload version 2 is not 1", "read as version 1"]),
+    ("no_version", lambda p: p.pop("version"), "version", ["no version", "read as version 1"]),
+    ("extra_setting", lambda p: p["settings"].__setitem__("sparsity_schedule", "linear"), "settings/sparsity_schedule",
+     ["unknown setting sparsity_schedule ignored", "runtime settings win"]),
+    ("extra_tensor", lambda p: p["state"]["64:bf16"].__setitem__("proj_l.scale", torch.ones(64)),
+     "state/64:bf16/proj_l.scale", ["unknown entry item proj_l.scale ignored", "strict=False"]),
+    ("four_settings", _simpletuner_test_settings, "settings/tie_feature_map_qk",
+     ["no tie_feature_map_qk", "the default True applies", "changes nothing for the parameter-free feature maps"]),
+]
+
+
+@pytest.mark.parametrize("name,mutate,where,words", FORWARD_COMPAT, ids=[c[0] for c in FORWARD_COMPAT])
+def test_forward_compatible_payloads_are_warnings(tmp_path, name, mutate, where, words):
+    ck = simpletuner_checkpoint(tmp_path / "output", 100, extension={"variant": "all", "writer": "test"})
+    _rewrite_payload(ck, mutate)
+    code, report = verify_json(ck)
+    assert code == 0 and report["ok"] is True, report
+    schema = [c for c in report["checks"] if c["id"] == "schema"]
+    warns = [c for c in schema if c["status"] == "warn"]
+    assert len(warns) == 1, schema
+    assert warns[0]["where"].endswith(f"sla_attention.pt: {where}") and warns[0]["message"].startswith("W_COMPAT: ")
+    for w in words:
+        assert w in warns[0]["message"], (w, warns[0]["message"])
+    assert "fail" not in statuses(report, "schema") and "ok" in statuses(report, "schema")
+    # --strict: a warning is not a pass.
+    code, report = verify_json(ck, "--strict")
+    assert code == 1 and report["ok"] is False
+    # inspect: valid (exit 0), no problems, the same warning in its own list.
+    r = run_ckpt("inspect", ck / "sla_attention.pt", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    seen = json.loads(r.stdout)
+    assert seen["problems"] == []
+    assert [(w["code"], w["where"]) for w in seen["warnings"]] == [("W_COMPAT", where)]
+    assert all(w in seen["warnings"][0]["message"] for w in words)
+    if name == "four_settings":
+        assert seen["settings"]["tie_feature_map_qk"] is True  # the default the message names
+    if name == "extra_tensor":  # still summarised, never judged
+        assert [t["name"] for t in seen["entries"][0]["tensors"]] == ["proj_l.weight", "proj_l.bias", "proj_l.scale"]
+    assert seen["version"] == {"version_2": 2, "no_version": None}.get(name, 1)
+    text = run_ckpt("inspect", ck / "sla_attention.pt")
+    assert text.returncode == 0 and f"warning: W_COMPAT: " in text.stdout and "problems: none" in text.stdout
+
+
+def test_forward_compat_does_not_hide_real_problems(tmp_path):
+    """A version 2 file whose weight has the wrong shape still fails: only the version is a warning."""
+    ck = simpletuner_checkpoint(tmp_path / "output", 100, extension={"variant": "all"})
+    _rewrite_payload(ck, lambda p: (p.__setitem__("version", 2),
+                                    p["state"]["64:bf16"].__setitem__("proj_l.bias", torch.zeros(63))))
+    code, report = verify_json(ck)
+    assert code == 1
+    schema = {c["status"]: c for c in report["checks"] if c["id"] == "schema"}
+    assert set(schema) == {"warn", "fail"} and "proj_l.bias" in schema["fail"]["where"]
+    r = run_ckpt("inspect", ck / "sla_attention.pt", "--json")
+    seen = json.loads(r.stdout)
+    assert r.returncode == 1 and [p["where"] for p in seen["problems"]] == ["state/64:bf16/proj_l.bias"]
+    assert [w["where"] for w in seen["warnings"]] == ["version"]

@@ -1,7 +1,7 @@
 // What the reader promises about a loaded file, checked by the fuzz entry points. A broken promise
 // aborts, which libFuzzer and the replay report as a finding.
 // Shape: tensor values that are present match their shape (a best-effort file may leave a tensor
-// it could not read empty); with no problems reported, every entry is proj_l.weight [D, D] and
+// it could not read empty); with no problems reported (warnings aside), every entry is proj_l.weight [D, D] and
 // proj_l.bias [D] for the key's head_dim, and head_dim is at most kMaxHeadDim.
 // Cost (issue 11): what a file makes the reader hold or walk is bounded by what it stores - at most
 // kMaxStateEntries entries, values copied out of at most input size + the reader's slack, and, in
@@ -12,6 +12,7 @@
 #include "pt_reader.h"
 #include "sla_state.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -47,7 +48,8 @@ inline void check_promises(const SlaFile& file, const std::vector<Problem>& prob
       }
       copied += t->values.size() * sizeof(float);
     }
-    if (!problems.empty()) continue;
+    // forward-compatibility warnings (W_COMPAT) leave a file valid: the promise holds for them too
+    if (std::any_of(problems.begin(), problems.end(), [](const Problem& p) { return !is_warning(p); })) continue;
     const int64_t d = entry.head_dim;
     if (d <= 0) broken_promise("valid entry with head_dim <= 0", entry.key);
     if (d > kMaxHeadDim) broken_promise("valid entry with head_dim above kMaxHeadDim", entry.key);

@@ -136,6 +136,11 @@ def check_run(entry, result, json_mode):
         stdout = result.stdout.decode(errors="replace")
         assert any(code in stdout or code in stderr for code in entry["expected_codes"]), \
             f"expected one of {entry['expected_codes']} in the report: {what}, stdout: {stdout[-2000:]!r}"
+    elif "W_COMPAT" in entry["expected_codes"]:
+        # valid with forward-compatibility warnings (W_COMPAT): they are in the report
+        stdout = result.stdout.decode(errors="replace")
+        assert "W_COMPAT" in stdout, \
+            f"expected one of {entry['expected_codes']} in the report: {what}, stdout: {stdout[-2000:]!r}"
     report = None
     if json_mode and (result.returncode in (0, 1) or result.stdout.strip()):
         report = json.loads(result.stdout)

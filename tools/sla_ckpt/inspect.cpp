@@ -1,10 +1,11 @@
-// sla-ckpt inspect FILE [--json]: what an sla_attention.pt holds (version, settings, variant,
+// sla-ckpt inspect FILE [--json]: what an sla_attention.pt (or its .safetensors twin) holds (version, settings, variant,
 // each entry's tensors with summary statistics) and every schema problem with its location.
 // Exit 0 valid, 1 readable with problems, 2 unreadable or bad arguments.
 #include "cli.h"
 #include "printable.h"
 
 #include "errors.h"
+#include "safetensors.h"
 #include "sla_state.h"
 
 #include <fmt/core.h>
@@ -46,6 +47,8 @@ nlohmann::ordered_json to_json(const SlaInspection& r, const std::string& path) 
   }
   out["problems"] = json::array();
   for (const Problem& p : r.problems) out["problems"].push_back({{"code", p.code}, {"message", p.message}, {"where", p.where}});
+  out["warnings"] = json::array();  // forward compatibility (W_COMPAT): the file is still valid
+  for (const Problem& p : r.compat) out["warnings"].push_back({{"code", p.code}, {"message", p.message}, {"where", p.where}});
   if (r.file.has_extension) out["extension"] = r.file.extension;
   out["regenerated"] = is_regenerated(r.file);
   return out;
@@ -56,7 +59,8 @@ std::string shape_text(const std::vector<int64_t>& shape) { return "[" + fmt::fo
 // Every line goes through say(): keys, names, the writer and messages come from the file.
 void print_human(const SlaInspection& r, const std::string& path) {
   const SlaSettings& s = r.file.settings;
-  say(stdout, fmt::format("{}: torch.save archive \"{}/\" (record version {})", path, r.prefix, r.container_version));
+  if (r.format == "safetensors") say(stdout, fmt::format("{}: safetensors twin", path));
+  else say(stdout, fmt::format("{}: torch.save archive \"{}/\" (record version {})", path, r.prefix, r.container_version));
   say(stdout, fmt::format("version: {}", r.has_payload_version ? std::to_string(r.file.version) : std::string("missing")));
   if (r.has_settings)
     say(stdout, fmt::format("settings: topk={} feature_map={} blkq={} blkk={} tie_feature_map_qk={}", s.topk, s.feature_map,
@@ -77,6 +81,7 @@ void print_human(const SlaInspection& r, const std::string& path) {
                               t.finite ? "finite" : fmt::format("{} non-finite", t.nonfinite)));
   }
   for (const std::string& w : r.warnings) say(stderr, fmt::format("sla-ckpt inspect: warning: {}", w));
+  for (const Problem& p : r.compat) say(stdout, fmt::format("warning: {}: {} in {}", p.code, p.message, p.where));
   if (r.problems.empty()) {
     say(stdout, "problems: none");
     return;
@@ -86,7 +91,9 @@ void print_human(const SlaInspection& r, const std::string& path) {
 }
 
 Exit run_inspect(const InspectOptions& opts) {
-  const SlaInspection result = inspect_sla_file(opts.file);  // CheckpointError: unreadable (exit 2)
+  // CheckpointError: unreadable (exit 2). A .safetensors name is the twin, anything else a torch.save file.
+  const bool twin = opts.file.size() >= 12 && opts.file.compare(opts.file.size() - 12, 12, ".safetensors") == 0;
+  const SlaInspection result = twin ? safetensors::inspect_sla_twin(opts.file) : inspect_sla_file(opts.file);
   // replace: a path given on the command line need not be UTF-8
   if (opts.json) fmt::print("{}\n", to_json(result, opts.file).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   else print_human(result, opts.file);
@@ -98,8 +105,8 @@ Exit run_inspect(const InspectOptions& opts) {
 Subcommand register_inspect(CLI::App& parent) {
   auto opts = std::make_shared<InspectOptions>();
   Subcommand sub;
-  sub.app = parent.add_subcommand("inspect", "Show what an sla_attention.pt holds and every problem with its location");
-  sub.app->add_option("FILE", opts->file, "the .pt file (torch.save format)")->required();
+  sub.app = parent.add_subcommand("inspect", "Show what an sla_attention.pt or its .safetensors twin holds and every problem with its location");
+  sub.app->add_option("FILE", opts->file, "the .pt file (torch.save format) or its .safetensors twin")->required();
   sub.app->add_flag("--json", opts->json, "print one JSON object instead of text");
   sub.app->footer(
       "Example: sla-ckpt inspect checkpoint-500/sla_attention.pt --json\n"
