@@ -91,8 +91,10 @@ std::string read_string(const std::string& text, size_t& pos) {
   }
 }
 
-// Python-dict literal (or JSON) -> JSON text.
-std::string literal_to_json(const std::string& text) {
+// Python-dict literal (or JSON) -> JSON text. `json_words`, when given, receives one note per JSON
+// word (true/false/null) that Python's ast.literal_eval, which SimpleTuner parses sla_config with,
+// rejects (it reads them as names).
+std::string literal_to_json(const std::string& text, std::vector<std::string>* json_words = nullptr) {
   std::string out;
   size_t pos = 0;
   while (pos < text.size()) {
@@ -103,6 +105,10 @@ std::string literal_to_json(const std::string& text) {
       size_t end = pos;
       while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
       const std::string word = text.substr(pos, end - pos);
+      if (json_words && (word == "true" || word == "false" || word == "null")) {
+        const char* python = word == "true" ? "True" : word == "false" ? "False" : "None";
+        json_words->push_back(cat("'", word, "' at offset ", pos, " (write ", python, ")"));
+      }
       if (word == "True" || word == "true") {
         out += "true";
       } else if (word == "False" || word == "false") {
@@ -204,6 +210,20 @@ SlaConfig SlaConfig::parse(const std::string& text) {
     }
   }
   return cfg;
+}
+
+std::vector<std::string> SlaConfig::simpletuner_rejects(const std::string& text) {
+  std::vector<std::string> words;
+  try {
+    literal_to_json(text, &words);
+  } catch (const std::invalid_argument&) {
+    return {};  // not parseable here either: parse() reports it
+  }
+  if (words.empty()) return {};
+  std::string list;
+  for (const auto& w : words) list += (list.empty() ? "" : ", ") + w;
+  return {cat("sla_config would not parse in SimpleTuner: it reads the string with Python's ast.literal_eval, "
+              "which rejects JSON's true/false/null: ", list)};
 }
 
 std::string SlaConfig::to_json() const {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sla {
 
@@ -23,6 +24,9 @@ struct SlaConfig {
   // Parses JSON or a Python-dict literal. Unknown keys and out-of-range values throw
   // std::invalid_argument naming the key and the allowed values.
   static SlaConfig parse(const std::string& text);
+  // Why SimpleTuner, which parses sla_config with Python's ast.literal_eval, would reject a string
+  // that parse() accepts (JSON's true/false/null): one line, or nothing when it would parse there.
+  static std::vector<std::string> simpletuner_rejects(const std::string& text);
   std::string to_json() const;
 };
 

@@ -6,6 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 
@@ -101,4 +106,51 @@ TEST_CASE("malformed text is an error, not a default", "[config]") {
   CHECK_THAT(parse_error("{topk: 0.1}"), contains_text("unexpected word 'topk'"));
   CHECK_THAT(parse_error("[1, 2]"), contains_text("expected an object"));
   CHECK_THAT(parse_error("0.2"), contains_text("expected an object"));
+}
+
+namespace {
+
+// The oracle: does Python's ast.literal_eval (what SimpleTuner parses sla_config with) accept it?
+// Runs the project's Python with the text in a file (no shell quoting of the text).
+bool python_literal_eval_accepts(const std::string& text) {
+  const std::string path = "test_sla_config_literal_" + std::to_string(::getpid()) + ".txt";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+  }
+  const std::string cmd = std::string(SLA_PYTHON) + " -c \"import ast,sys; ast.literal_eval(open(sys.argv[1]).read())\" " +
+                          path + " 2>/dev/null";
+  const int status = std::system(cmd.c_str());
+  std::remove(path.c_str());
+  return status == 0;
+}
+
+}  // namespace
+
+TEST_CASE("a string SimpleTuner's ast.literal_eval would reject is accepted here, and said", "[config]") {
+  struct Case {
+    std::string text;
+    bool python_rejects;
+  };
+  const Case cases[] = {
+      {"{\"topk\": 0.1, \"tie_feature_map_qk\": false}", true},     // JSON's false
+      {"{'tie_feature_map_qk': true, 'blkq': null}", true},         // JSON's true and null
+      {"{\"topk\": 0.1, \"tie_feature_map_qk\": False}", false},    // double-quoted keys are Python too
+      {"{'topk': 0.2, 'blkq': None, 'tie_feature_map_qk': True,}", false},
+      {"{'feature_map': 'softmax', 'variant': 'all'}", false},      // 'true' nowhere outside a string
+      {"{\"feature_map\": \"elu\", \"topk\": 1e-1}", false},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.text);
+    CHECK_NOTHROW(SlaConfig::parse(c.text));  // accepted here, as today
+    const auto notes = SlaConfig::simpletuner_rejects(c.text);
+    CHECK(notes.empty() == !c.python_rejects);
+    if (std::string(SLA_PYTHON).empty()) continue;
+    CHECK(python_literal_eval_accepts(c.text) == !c.python_rejects);  // the expectation matches Python itself
+  }
+  const auto notes = SlaConfig::simpletuner_rejects("{'tie_feature_map_qk': true, 'blkq': null}");
+  REQUIRE(notes.size() == 1);
+  CHECK_THAT(notes[0], sla_test::contains_text("would not parse in SimpleTuner"));
+  CHECK_THAT(notes[0], sla_test::contains_text("'true' at offset 23 (write True)"));
+  CHECK_THAT(notes[0], sla_test::contains_text("'null' at offset 37 (write None)"));
 }
