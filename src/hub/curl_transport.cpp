@@ -181,7 +181,8 @@ class CurlTransport : public HttpTransport {
       if (t.too_large)
         throw TransportError("the answer is too large (over " + std::to_string(kMaxHeaderBytes) + " bytes of headers or " +
                              std::to_string(request.max_body_bytes) + " bytes of body) (" + request.method + " " + request.url + ")");
-      throw TransportError(std::string(curl_easy_strerror(rc)) + " (" + request.method + " " + request.url + ")");
+      const bool unreachable = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY;
+      throw TransportError(std::string(curl_easy_strerror(rc)) + " (" + request.method + " " + request.url + ")", unreachable);
     }
     return response;
   }

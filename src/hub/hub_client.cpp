@@ -18,6 +18,14 @@ namespace slahub {
 HubError::HubError(std::string code, const std::string& message, int status, std::string url)
     : std::runtime_error(code + ": " + message), code_(std::move(code)), status_(status), url_(std::move(url)) {}
 
+bool is_unusable_input(const HubError& error) {
+  static const char* const kUnusable[] = {"RepoNotFound", "RevisionNotFound", "EntryNotFound", "GatedRepo", "DisabledRepo",
+                                          "E_HUB_NOT_FOUND", "E_HUB_AUTH", "E_HUB_UNREACHABLE", "E_HUB_UNSAFE"};
+  for (const char* code : kUnusable)
+    if (error.code() == code) return true;
+  return false;
+}
+
 RepoType parse_repo_type(const std::string& name) {
   if (name == "model") return RepoType::kModel;
   if (name == "dataset") return RepoType::kDataset;
@@ -139,6 +147,8 @@ HubError error_from_response(const HttpRequest& request, const HttpResponse& res
     code = "E_HUB_AUTH", what = "authentication failed: set HF_TOKEN or log in (hf auth login)";
   } else if (response.status == 403) {
     code = "E_HUB_AUTH", what = "forbidden: the token lacks the permission (a write token is needed to push)";
+  } else if (response.status == 404) {
+    code = "E_HUB_NOT_FOUND", what = "not found (no such repository, revision or file)";
   } else if (response.status == 429) {
     code = "E_HUB_HTTP", what = "rate limited";
   } else if (response.status == 416) {
@@ -247,7 +257,7 @@ HttpResponse HubClient::send(const HttpRequest& request, bool retry) {
       }
       return response;
     } catch (const TransportError& e) {
-      if (last) throw HubError("E_HUB_NETWORK", std::string(e.what()) + (retry ? " (after retries)" : ""), 0, request.url);
+      if (last) throw HubError(e.unreachable() ? "E_HUB_UNREACHABLE" : "E_HUB_NETWORK", std::string(e.what()) + (retry ? " (after retries)" : ""), 0, request.url);
       sleep(backoff_seconds(attempt, nullptr));
     }
   }
@@ -278,6 +288,21 @@ std::string HubClient::revision_sha(const RepoRef& repo, const std::string& revi
   return checked_commit(info["sha"].get<std::string>(), "revision answer 'sha'", "GET " + url);
 }
 
+void HubClient::create_branch(const RepoRef& repo, const std::string& branch) {
+  HttpRequest request;
+  request.method = "POST";
+  request.url = api_url(repo, "branch/" + percent_encode(branch, false));
+  request.headers = hub_headers();
+  HttpResponse response;
+  try {
+    response = perform(request);
+  } catch (const TransportError& e) {
+    throw HubError(e.unreachable() ? "E_HUB_UNREACHABLE" : "E_HUB_NETWORK", e.what(), 0, request.url);
+  }
+  if (response.status == 409) return;  // exists: fine
+  if (response.status >= 400) throw error_from_response(request, response);
+}
+
 std::string HubClient::create_repo(const RepoRef& repo, bool private_repo) {
   const auto slash = repo.id.find('/');
   nlohmann::json body{{"name", repo.id.substr(slash + 1)}, {"organization", repo.id.substr(0, slash)}};
@@ -294,7 +319,7 @@ std::string HubClient::create_repo(const RepoRef& repo, bool private_repo) {
   try {
     response = perform(request);
   } catch (const TransportError& e) {
-    throw HubError("E_HUB_NETWORK", e.what(), 0, url);
+    throw HubError(e.unreachable() ? "E_HUB_UNREACHABLE" : "E_HUB_NETWORK", e.what(), 0, url);
   }
   if (response.status == 409) return config_.endpoint + "/" + repo.web_prefix() + repo.id;  // exists: fine
   if (response.status >= 400) throw error_from_response(request, response);

@@ -22,7 +22,7 @@ inline constexpr int kMaxRedirects = 10;
 
 // A failed Hub operation. code is the Hub's X-Error-Code when it sent one (RepoNotFound,
 // RevisionNotFound, EntryNotFound, GatedRepo, ...), else one of ours: E_HUB_AUTH (401/403),
-// E_HUB_HTTP (another status), E_HUB_NETWORK (no answer), E_HUB_INTEGRITY (size or hash mismatch),
+// E_HUB_NOT_FOUND (404 without a code), E_HUB_HTTP (another status), E_HUB_UNREACHABLE (no connection could be made), E_HUB_NETWORK (the exchange broke off), E_HUB_INTEGRITY (size or hash mismatch),
 // E_HUB_PROTOCOL (an answer we cannot use), E_HUB_UNSAFE (a value the server sent, or a revision
 // name, that would escape the cache or cannot be checked: untrusted.h). status is 0 when no HTTP
 // answer applies.
@@ -38,6 +38,11 @@ class HubError : public std::runtime_error {
   int status_;
   std::string url_;
 };
+
+// True when the error means the input cannot be used (the repo, revision or file does not exist,
+// the repo is gated or disabled, authentication failed, the endpoint cannot be reached, or a value is
+// unsafe), as opposed to a check that failed (integrity, protocol). Tools map it to exit code 2.
+bool is_unusable_input(const HubError& error);
 
 enum class RepoType { kModel, kDataset };
 RepoType parse_repo_type(const std::string& name);  // "model" | "dataset"; throws std::invalid_argument
@@ -109,6 +114,10 @@ class HubClient {
 
   // GET /api/{Ts}/{ID}/revision/{REV} -> the 40-hex commit of REV.
   std::string revision_sha(const RepoRef& repo, const std::string& revision);
+
+  // POST /api/{Ts}/{ID}/branch/{BRANCH} from the default branch (as huggingface_hub's
+  // create_branch); a branch that already exists is fine.
+  void create_branch(const RepoRef& repo, const std::string& branch);
 
   // POST /api/repos/create; an existing repo is fine. Returns the repo URL.
   std::string create_repo(const RepoRef& repo, bool private_repo);

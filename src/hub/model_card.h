@@ -16,8 +16,10 @@ inline constexpr const char* kSlaRequiredLine =
 
 std::string sla_card_section(const slackpt::SlaFile& sla);
 
-// The card with its marked section replaced, or appended when absent. An empty card gets a
-// minimal front matter first.
+// The card with its text kept: the marked section replaced, or appended when absent; a bare
+// SLA-required line elsewhere (SimpleTuner writes one) is dropped, since the section carries it;
+// the tags sla and sparse-linear-attention merged into the YAML front matter (a block or flow
+// `tags` list; added when absent), or a front matter added when the card has none.
 std::string with_sla_section(const std::string& card, const slackpt::SlaFile& sla);
 
 }  // namespace slahub

@@ -57,9 +57,15 @@ struct HttpResponse {
 // The request did not complete: refused or dropped connection, timeout, a body cut short, an answer
 // over max_body_bytes or with more than 256 KiB of headers. Data already handed to the sink stays
 // delivered; the caller may resume from there.
+// unreachable: no connection could be made at all (host not resolved, connection refused).
 class TransportError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit TransportError(const std::string& message, bool unreachable = false)
+      : std::runtime_error(message), unreachable_(unreachable) {}
+  bool unreachable() const noexcept { return unreachable_; }
+
+ private:
+  bool unreachable_;
 };
 
 class HttpTransport {

@@ -119,12 +119,36 @@ void preupload(HubClient& client, const RepoRef& repo, std::vector<Staged>& stag
 }
 
 // The ids, computed once: sha256 for LFS files, the git blob sha1 (and the bytes) for regular ones.
-void compute_oids(std::vector<Staged>& staged, int threads) {
+// The sha256 of a file, streamed, reporting the bytes hashed.
+std::string sha256_file_with_progress(const std::string& path, const std::function<void(uint64_t)>& progress) {
+  if (!progress) return sha256_file_hex(path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw HubError("E_IO", "cannot read " + path);
+  ContentHasher hasher(ContentHasher::Kind::kSha256, 0);
+  std::vector<char> buffer(size_t{4} << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const auto got = static_cast<size_t>(in.gcount());
+    if (got == 0) break;
+    hasher.update(buffer.data(), got);
+    progress(got);
+  }
+  if (in.bad()) throw HubError("E_IO", "reading " + path + " failed");
+  return hasher.hex();
+}
+
+void compute_oids(std::vector<Staged>& staged, int threads, const CommitOptions& options) {
+  if (options.on_hash_total) {
+    uint64_t total = 0;
+    for (const auto& s : staged)
+      if (!s.ignored && s.mode == "lfs" && !s.item->content) total += s.size;
+    options.on_hash_total(total);
+  }
   parallel_for(staged.size(), threads, [&](size_t i) {
     Staged& s = staged[i];
     if (s.ignored) return;
     if (s.mode == "lfs") {
-      s.oid = s.item->content ? sha256_hex(*s.item->content) : sha256_file_hex(s.item->local_path);
+      s.oid = s.item->content ? sha256_hex(*s.item->content) : sha256_file_with_progress(s.item->local_path, options.hash_progress);
     } else {
       s.content = s.item->content ? *s.item->content : read_range(s.item->local_path, s.size);
       if (s.content.size() != s.size) throw HubError("E_IO", s.item->local_path + " changed size while uploading");
@@ -334,11 +358,21 @@ CommitResult upload_commit(HubClient& client, const RepoRef& repo, const std::ve
                            const CommitOptions& options) {
   if (options.create_repo) client.create_repo(repo, options.private_repo);
   std::vector<Staged> staged = stage(items);
-  const std::string parent = client.revision_sha(repo, options.revision);
-  preupload(client, repo, staged, options);
-  compute_oids(staged, options.threads);
-
   CommitResult result;
+  std::string parent;
+  try {
+    parent = client.revision_sha(repo, options.revision);
+  } catch (const HubError& e) {
+    const bool missing = e.code() == "RevisionNotFound" || e.code() == "E_HUB_NOT_FOUND";
+    const bool branch_name = options.revision.rfind("refs/", 0) != 0 && !(options.revision.size() == 40 && is_lower_hex(options.revision));
+    if (!options.create_branch || !missing || !branch_name) throw;
+    client.create_branch(repo, options.revision);
+    result.branch_created = true;
+    parent = client.revision_sha(repo, options.revision);
+  }
+  preupload(client, repo, staged, options);
+  compute_oids(staged, options.threads, options);
+
   result.files = planned(staged);
   std::vector<Staged*> lfs_files;
   std::vector<Staged*> committed;

@@ -26,10 +26,13 @@ struct CommitOptions {
   std::string description;
   bool create_pr = false;
   bool create_repo = false;
+  bool create_branch = false;  // a revision that is not yet a branch is created from the default branch
   bool private_repo = false;
   int threads = 5;
   std::function<void(uint64_t bytes)> progress;    // bytes of LFS content sent
   std::function<void(uint64_t bytes)> on_lfs_total;  // bytes that go through LFS, once known
+  std::function<void(uint64_t bytes)> on_hash_total;  // bytes of LFS files to hash (sha256), once known
+  std::function<void(uint64_t bytes)> hash_progress;  // bytes hashed so far (newly)
 };
 
 struct PlannedFile {
@@ -45,7 +48,8 @@ struct CommitResult {
   std::string commit_url;
   std::string pull_request_url;  // with create_pr
   std::string revision;          // the branch, or refs/pr/N
-  bool no_op = false;            // nothing changed: no commit was made
+  bool no_op = false;            // nothing changed: no commit was made (and no pull request opened)
+  bool branch_created = false;   // options.create_branch made the revision
   std::vector<PlannedFile> files;
 };
 

@@ -117,16 +117,18 @@ TEST_CASE("errors are typed from X-Error-Code and carry status and URL") {
     std::string body;
     std::string code;
     std::string text;
+    bool unusable;  // exit 2 in the tools (is_unusable_input), not 1
   };
   const std::vector<Case> cases = {
-      {404, {{"X-Error-Code", "RepoNotFound"}}, "", "RepoNotFound", "repository not found"},
-      {404, {{"X-Error-Code", "RevisionNotFound"}}, "", "RevisionNotFound", "revision not found"},
-      {404, {{"X-Error-Code", "EntryNotFound"}}, "", "EntryNotFound", "file not found"},
-      {403, {{"X-Error-Code", "GatedRepo"}}, "", "GatedRepo", "gated"},
+      {404, {{"X-Error-Code", "RepoNotFound"}}, "", "RepoNotFound", "repository not found", true},
+      {404, {{"X-Error-Code", "RevisionNotFound"}}, "", "RevisionNotFound", "revision not found", true},
+      {404, {{"X-Error-Code", "EntryNotFound"}}, "", "EntryNotFound", "file not found", true},
+      {404, {}, "", "E_HUB_NOT_FOUND", "not found", true},
+      {403, {{"X-Error-Code", "GatedRepo"}}, "", "GatedRepo", "gated", true},
       {401, {{"X-Error-Message", "Invalid credentials in Authorization header"}}, "", "E_HUB_AUTH",
-       "Invalid credentials in Authorization header"},
-      {403, {}, R"({"error":"You don't have the rights"})", "E_HUB_AUTH", "You don't have the rights"},
-      {500, {}, "boom", "E_HUB_HTTP", "boom"},
+       "Invalid credentials in Authorization header", true},
+      {403, {}, R"({"error":"You don't have the rights"})", "E_HUB_AUTH", "You don't have the rights", true},
+      {500, {}, "boom", "E_HUB_HTTP", "boom", false},
   };
   for (const auto& c : cases) {
     fake.on("GET", "/revision/", {c.status, c.headers, c.body});
@@ -135,6 +137,7 @@ TEST_CASE("errors are typed from X-Error-Code and carry status and URL") {
       FAIL("no error for " << c.code);
     } catch (const HubError& e) {
       CHECK(e.code() == c.code);
+      CHECK(is_unusable_input(e) == c.unusable);
       CHECK(e.status() == c.status);
       CHECK(e.url() == request.url);
       CHECK(contains(e.what(), c.text));

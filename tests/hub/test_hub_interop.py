@@ -61,7 +61,8 @@ def test_push_then_python_snapshot_download_is_identical(server, checkpoint, tmp
         if rel != "README.md":
             assert got[rel] == digest, rel
     card = Path(snap, "README.md").read_text()
-    assert card.startswith("---\nlicense: apache-2.0\n---\n# my model\n")
+    # the card keeps its text; our tags are merged into its front matter (issue 17, part 4)
+    assert card.startswith("---\nlicense: apache-2.0\ntags:\n- sla\n- sparse-linear-attention\n---\n# my model\n")
     assert SLA_CARD_LINE in card and "| blkq | 64 |" in card and "| variant | all" in card
     assert "128:bf16" in card
 
@@ -299,11 +300,26 @@ def test_pr_push_and_pull_by_pr_ref(server, checkpoint, tmp_path):
 
 
 def test_errors_are_typed(server, tmp_path):
+    # A repo or revision that does not exist, a refused token and an endpoint nobody answers are
+    # "the input cannot be used": exit 2 (README's exit-code table), one line naming which.
     env = hub_env(server, tmp_path / "hf")
     r = run_ckpt("pull", "alice/does-not-exist", env=env)
-    assert r.returncode == 1 and "RepoNotFound" in r.stderr, r.stderr
+    assert r.returncode == 2 and "RepoNotFound" in r.stderr, r.stderr
     r = run_ckpt("pull", "alice/ckpt", "--revision", "nope", env=env)
-    assert r.returncode == 1 and "RevisionNotFound" in r.stderr, r.stderr
+    assert r.returncode == 2 and "RevisionNotFound" in r.stderr, r.stderr
     bad = hub_env(server, tmp_path / "hf", HF_TOKEN="wrong")
     r = run_ckpt("pull", "alice/ckpt", env=bad)
-    assert r.returncode == 1 and "HTTP 401" in r.stderr, r.stderr
+    assert r.returncode == 2 and "HTTP 401" in r.stderr and "E_HUB_AUTH" in r.stderr, r.stderr
+    d = tmp_path / "up"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    r = run_ckpt("push", d, "alice/denied", env=bad)
+    assert r.returncode == 2 and "E_HUB_AUTH" in r.stderr, r.stderr
+    # A port nothing listens on: bind one, note it, close it.
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gone = dict(env, HF_ENDPOINT=f"http://127.0.0.1:{port}")
+    r = run_ckpt("pull", "alice/ckpt", env=gone, timeout=120)
+    assert r.returncode == 2 and "E_HUB_UNREACHABLE" in r.stderr, r.stderr

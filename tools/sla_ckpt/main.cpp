@@ -54,7 +54,7 @@ int run_mapped(const Subcommand& sub) {
 #ifdef SLA_HAVE_HUB
   } catch (const slahub::HubError& e) {
     report(prefix, e.what(), CliError::Text::kOneLine);
-    return e.code() == slahub::kUnsafeCode ? kUnusable : kFailed;
+    return slahub::is_unusable_input(e) ? kUnusable : kFailed;
 #endif
   } catch (const CheckpointError& e) {
     report(prefix, e.what(), CliError::Text::kOneLine);

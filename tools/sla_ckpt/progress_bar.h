@@ -1,7 +1,9 @@
-// A byte-count progress bar on stderr, drawn only when stderr is a terminal (quiet in logs and
-// tests), fed by the Hub library's progress callbacks (on_total / progress). Thread-safe:
-// downloads and part uploads report from several threads. Drawing is the tool's job; the library
-// only reports bytes.
+// A byte-count progress bar on stderr, fed by the Hub library's progress callbacks (on_total /
+// progress). On a terminal it is redrawn in place; without one (logs, CI) a line is printed every
+// few seconds once a transfer runs that long (SLA_CKPT_PROGRESS_INTERVAL_S, default 5), so logs
+// show life, and short transfers print nothing. finish() (on success) ends the bar at 100 %.
+// Thread-safe: downloads and part uploads report from several threads. Drawing is the tool's job;
+// the library only reports bytes.
 #pragma once
 
 #include <chrono>
@@ -17,11 +19,13 @@ class ProgressBar {
   ~ProgressBar();  // ends the line when something was drawn
   void set_total(uint64_t bytes);
   void add(uint64_t bytes);
+  void finish();  // the work is done: the bar ends at 100 % (bytes skipped or reused count as done)
 
  private:
   void draw(bool force);
   std::string label_;
-  bool enabled_;
+  bool tty_;
+  std::chrono::duration<double> interval_;  // between lines without a terminal
   std::mutex mutex_;
   uint64_t total_ = 0, done_ = 0;
   bool drawn_ = false;

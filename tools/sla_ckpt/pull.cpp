@@ -1,7 +1,8 @@
 // sla-ckpt pull REPO_ID [--revision R] [--local-dir DIR] [--include GLOB] [--repo-type model|dataset] [--json]
 // Downloads into the Hugging Face cache (shared with the Python client) or a local folder, every
 // file checked against the Hub's sha256 / git sha1 before it lands, then verifies the result: an
-// SLA model that arrives without a valid sla_attention.pt is an error. Prints the snapshot path.
+// SLA model that arrives without a valid sla_attention.pt is an error (only the files of this pull
+// are judged). Prints the snapshot path. An --include that matches no file is exit 2.
 // Everything the server sends is checked before use (src/hub/untrusted.h): a hostile Hub cannot
 // make it write outside the cache or --local-dir, skip a hash check, or take the token elsewhere.
 // Exit 0: pulled and verified; 1: the Hub failed or verify failed; 2: bad arguments, or the server
@@ -18,6 +19,11 @@
 
 #include <fmt/core.h>
 
+#include <filesystem>
+#include <random>
+
+namespace fs = std::filesystem;
+
 namespace slackpt::cli {
 namespace {
 
@@ -26,6 +32,40 @@ struct PullArgs {
   std::vector<std::string> include;
   bool json = false;
 };
+
+void replace_all(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
+}
+
+// Verifies exactly the files of this pull, not whatever else the snapshot folder holds (another
+// client may have put files there): a temporary view (snapshots/<commit>/ of links to the pulled
+// files) is verified, and the report names the real folder.
+VerifyReport verify_pulled(const slahub::SnapshotResult& result) {
+  std::random_device random;
+  const fs::path base = fs::temp_directory_path() / fmt::format("sla-ckpt-pull-{:08x}{:08x}", random(), random());
+  const fs::path view = base / "snapshots" / (result.commit.empty() ? std::string("view") : result.commit);
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+    }
+  } cleanup{base};
+  fs::create_directories(view);
+  for (const auto& f : result.files) {
+    const fs::path link = view / f.path;
+    fs::create_directories(link.parent_path());
+    fs::create_symlink(fs::absolute(fs::path(result.path) / f.path), link);
+  }
+  VerifyReport report = verify_path(view.string(), VerifyOptions{});
+  const std::string from = view.string(), to = result.path;
+  replace_all(report.path, from, to);
+  for (auto& c : report.checks) {
+    replace_all(c.where, from, to);
+    replace_all(c.message, from, to);
+  }
+  return report;
+}
 
 Exit run_pull(const PullArgs& args) {
   slahub::check_repo_id(args.repo_id);  // std::invalid_argument: bad arguments
@@ -44,12 +84,18 @@ Exit run_pull(const PullArgs& args) {
     ProgressBar bar("pull " + repo.id);
     options.on_total = [&](uint64_t total) { bar.set_total(total); };
     options.progress = [&](uint64_t bytes) { bar.add(bytes); };
-    result = slahub::snapshot_download(client, repo, options);  // HubError: exit 1, or 2 for E_HUB_UNSAFE
+    result = slahub::snapshot_download(client, repo, options);  // HubError: exit 2 when the input cannot be used (is_unusable_input), else 1
+    bar.finish();
   }
 
+  if (result.files.empty() && !args.include.empty()) {
+    std::string globs;
+    for (const auto& g : args.include) globs += (globs.empty() ? "" : ", ") + g;
+    throw CliError(kUnusable, "no file of " + repo.id + "@" + args.revision + " matches --include " + globs);
+  }
   VerifyReport report;
   try {
-    report = verify_path(result.path, VerifyOptions{});
+    report = verify_pulled(result);
   } catch (const CheckpointError& e) {  // the download is there but unreadable: a failed check, not bad input
     throw CliError(kFailed, "verify: " + std::string(e.what()));
   }

@@ -1,4 +1,4 @@
-// sla-ckpt push DIR REPO_ID [--revision R] [--create-pr] [--private] [--include GLOB] [--exclude GLOB]
+// sla-ckpt push DIR REPO_ID [--revision R] [--create-pr] [--private] [--include-checkpoints] [--include GLOB] [--exclude GLOB]
 //                           [--message M] [--sla-from PATH] [--dry-run] [--repo-type model|dataset] [--json]
 // Verifies the folder first: an SLA model is pushed only with a valid sla_attention.pt (the
 // folder's own, the newest checkpoint's beside a training output, or --sla-from). The model card
@@ -21,6 +21,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -31,7 +32,7 @@ namespace {
 struct PushArgs {
   std::string folder, repo_id, revision = "main", message, sla_from, repo_type = "model";
   std::vector<std::string> include, exclude;
-  bool create_pr = false, private_repo = false, dry_run = false, json = false;
+  bool create_pr = false, private_repo = false, dry_run = false, json = false, include_checkpoints = false;
 };
 
 // The push is refused with this message (exit 1).
@@ -88,13 +89,27 @@ std::string read_text(const std::string& path) {
   return text.str();
 }
 
-// Files of the folder as the Hub will see them; .git and .cache/huggingface are never uploaded.
+// A training run's intermediate checkpoint folder (checkpoint-<step>/ at the top of the folder):
+// the full training state, optimizer included, so gigabytes the model does not need.
+bool is_training_checkpoint(const fs::path& rel) {
+  const std::string name = rel.generic_string();
+  return name.rfind("checkpoint-", 0) == 0 && name.find('/') == std::string::npos;
+}
+
+// Files of the folder as the Hub will see them; .git and .cache/huggingface are never uploaded,
+// checkpoint-*/ folders only with --include-checkpoints (a note on stderr says what was left out).
 std::vector<slahub::UploadItem> collect_files(const PushArgs& args) {
   std::vector<slahub::UploadItem> items;
+  std::vector<std::string> left_out;
   const fs::path root(args.folder);
   for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
     const std::string rel = fs::relative(it->path(), root).generic_string();
     if (it->is_directory() && (rel == ".git" || rel == ".cache/huggingface" || rel == ".cache")) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_directory() && !args.include_checkpoints && is_training_checkpoint(rel)) {
+      left_out.push_back(rel + "/");
       it.disable_recursion_pending();
       continue;
     }
@@ -104,6 +119,13 @@ std::vector<slahub::UploadItem> collect_files(const PushArgs& args) {
     items.push_back({rel, it->path().string(), std::nullopt});
   }
   std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.path_in_repo < b.path_in_repo; });
+  if (!left_out.empty()) {
+    std::sort(left_out.begin(), left_out.end());
+    std::string names;
+    for (const auto& name : left_out) names += (names.empty() ? "" : ", ") + name;
+    fmt::print(stderr, "sla-ckpt push: left out {} training checkpoint folder(s) ({}); pass --include-checkpoints to upload them\n",
+               left_out.size(), names);
+  }
   return items;
 }
 
@@ -147,13 +169,32 @@ SlaDecision verify_or_refuse(const PushArgs& args) {
   }
 }
 
-// Step 3: what goes up: the folder's files, and for an SLA model its file and the card's section.
-std::vector<slahub::UploadItem> items_to_upload(const PushArgs& args, const SlaDecision& sla) {
+// The repo's README.md at the revision, or "" when the repo, revision or file does not exist yet.
+// For a dry run, any failure reads as "".
+std::string remote_card(slahub::HubClient& client, const slahub::RepoRef& repo, const PushArgs& args) {
+  slahub::HttpRequest request;
+  request.url = client.resolve_url(repo, args.revision, "README.md");
+  request.headers = client.hub_headers();
+  request.follow_redirects = true;
+  request.max_body_bytes = uint64_t{8} << 20;
+  try {
+    return client.send(request, true).body;
+  } catch (const slahub::HubError& e) {
+    const bool absent = e.status() == 404;
+    if (absent || args.dry_run) return {};
+    throw CliError(slahub::is_unusable_input(e) ? kUnusable : kFailed, "reading the repo's model card: " + std::string(e.what()));
+  }
+}
+
+// Step 3: what goes up: the folder's files, and for an SLA model its file and the card's section
+// (on the folder's README.md, else on the one the repo already has, whose text is kept).
+std::vector<slahub::UploadItem> items_to_upload(slahub::HubClient& client, const slahub::RepoRef& repo, const PushArgs& args,
+                                                const SlaDecision& sla) {
   std::vector<slahub::UploadItem> items = collect_files(args);
   if (sla.sla_model) {
     if (sla.source->external) put_item(items, {kSlaFileName, sla.source->path, std::nullopt});
     const std::string card_path = (fs::path(args.folder) / "README.md").string();
-    const std::string card = fs::is_regular_file(card_path) ? read_text(card_path) : std::string();
+    const std::string card = fs::is_regular_file(card_path) ? read_text(card_path) : remote_card(client, repo, args);
     put_item(items, {"README.md", {}, slahub::with_sla_section(card, sla.file)});
   }
   if (items.empty()) throw CliError(kFailed, "nothing to upload in " + args.folder);
@@ -166,6 +207,7 @@ slahub::CommitOptions commit_options(const PushArgs& args) {
   options.create_pr = args.create_pr;
   options.private_repo = args.private_repo;
   options.create_repo = !args.dry_run;
+  options.create_branch = !args.dry_run;
   if (!args.message.empty()) options.message = args.message;
   return options;
 }
@@ -191,25 +233,38 @@ Exit print_dry_run(slahub::HubClient& client, const slahub::RepoRef& repo, const
   return kOk;
 }
 
-// Step 4: the commit, with a progress bar over the LFS bytes; any Hub failure is exit 1.
+// Step 4: the commit, with a progress bar over the LFS bytes; a Hub failure is exit 1, or 2 when the
+// input cannot be used (slahub::is_unusable_input).
 slahub::CommitResult commit(slahub::HubClient& client, const slahub::RepoRef& repo,
                             const std::vector<slahub::UploadItem>& items, slahub::CommitOptions options) {
+  std::optional<ProgressBar> hashing(std::in_place, "hash " + repo.id);  // the sha256 of each LFS file, first
   ProgressBar bar("push " + repo.id);
-  options.on_lfs_total = [&](uint64_t total) { bar.set_total(total); };
+  options.on_hash_total = [&](uint64_t total) { hashing->set_total(total); };
+  options.hash_progress = [&](uint64_t bytes) { hashing->add(bytes); };
+  options.on_lfs_total = [&](uint64_t total) {
+    hashing->finish();
+    hashing.reset();
+    bar.set_total(total);
+  };
   options.progress = [&](uint64_t bytes) { bar.add(bytes); };
   try {
-    return slahub::upload_commit(client, repo, items, options);
+    slahub::CommitResult result = slahub::upload_commit(client, repo, items, options);
+    if (hashing) hashing->finish();
+    bar.finish();
+    return result;
   } catch (const slahub::HubError& e) {
-    throw CliError(kFailed, e.what());
+    throw CliError(slahub::is_unusable_input(e) ? kUnusable : kFailed, e.what());
   }
 }
 
 void print_result(const slahub::CommitResult& result, const slahub::RepoRef& repo, const PushArgs& args,
                   const SlaDecision& sla) {
+  if (result.branch_created) fmt::print(stderr, "sla-ckpt push: created branch {} of {} from its default branch\n", args.revision, repo.id);
   if (args.json) {
     fmt::print("{}\n", nlohmann::json{{"repo", repo.id}, {"revision", result.revision}, {"commit", result.commit_oid},
                                       {"commit_url", result.commit_url}, {"pull_request_url", result.pull_request_url},
-                                      {"no_op", result.no_op}, {"files", plan_json(result.files)},
+                                      {"no_op", result.no_op}, {"branch_created", result.branch_created},
+                                      {"pull_request_opened", !result.pull_request_url.empty()}, {"files", plan_json(result.files)},
                                       {"sla_file", sla.source ? sla.source->path : ""}}
                            .dump(2));
     return;
@@ -221,7 +276,8 @@ void print_result(const slahub::CommitResult& result, const slahub::RepoRef& rep
     lfs += f.mode == "lfs";
   }
   if (result.no_op)
-    fmt::print("nothing changed: {}@{} is already at {}\n", repo.id, args.revision, result.commit_oid);
+    fmt::print("nothing changed: {}@{} is already at {}{}\n", repo.id, args.revision, result.commit_oid,
+               args.create_pr ? "; no pull request was opened" : "");
   else
     fmt::print("pushed {} files ({} LFS) to {}@{}: commit {}\n{}\n", sent, lfs, repo.id, result.revision, result.commit_oid,
                result.pull_request_url.empty() ? result.commit_url : result.pull_request_url);
@@ -230,9 +286,9 @@ void print_result(const slahub::CommitResult& result, const slahub::RepoRef& rep
 Exit run_push(const PushArgs& args) {
   const slahub::RepoRef repo = check_arguments(args);
   const SlaDecision sla = verify_or_refuse(args);
-  const std::vector<slahub::UploadItem> items = items_to_upload(args, sla);
   auto transport = slahub::make_curl_transport();
   slahub::HubClient client(slahub::HubConfig::from_environment(slahub::process_environment(), SLA_TOOLKIT_VERSION), *transport);
+  const std::vector<slahub::UploadItem> items = items_to_upload(client, repo, args, sla);
   const slahub::CommitOptions options = commit_options(args);
   if (args.dry_run) return print_dry_run(client, repo, items, options, args, sla);
   print_result(commit(client, repo, items, options), repo, args, sla);
@@ -246,9 +302,12 @@ Subcommand register_push(CLI::App& parent) {
   CLI::App* app = parent.add_subcommand("push", "Upload a model folder to the Hub in one commit, sla_attention.pt guaranteed");
   app->add_option("folder", args->folder, "The folder to upload (a checkpoint, a training output, a model)")->required();
   app->add_option("repo_id", args->repo_id, "namespace/name on the Hub (HF_ENDPOINT, HF_TOKEN)")->required();
-  app->add_option("--revision", args->revision, "Branch to commit to")->capture_default_str();
+  app->add_option("--revision", args->revision, "Branch to commit to (created from the default branch when it does not exist)")
+      ->capture_default_str();
   app->add_flag("--create-pr", args->create_pr, "Open a pull request instead of committing to the branch");
   app->add_flag("--private", args->private_repo, "Create the repo private when it does not exist");
+  app->add_flag("--include-checkpoints", args->include_checkpoints,
+                "Also upload the checkpoint-*/ folders (training state, optimizer included); left out by default");
   app->add_option("--include", args->include, "Only files matching this glob (repeatable)");
   app->add_option("--exclude", args->exclude, "Leave out files matching this glob (repeatable)");
   app->add_option("--message", args->message, "Commit message");
