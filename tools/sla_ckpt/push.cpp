@@ -66,7 +66,9 @@ SlaDecision verify_before_push(const PushArgs& args) {
                   failures_of(folder_report) +
                   "\n  fix: put the trained sla_attention.pt in the folder, or pass --sla-from PATH");
   if (decision.source->external) {
-    const VerifyReport file_report = verify_path(decision.source->path, VerifyOptions{true, {}, false});
+    VerifyOptions expect_sla;
+    expect_sla.expect_sla = true;
+    const VerifyReport file_report = verify_path(decision.source->path, expect_sla);
     if (file_report.has_failure())
       throw Refusal("refusing to push: " + decision.source->path + " (" + decision.source->reason + ") is not a valid SLA file" +
                     failures_of(file_report));
