@@ -208,6 +208,7 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)), device_(o
   sla::BackendOptions backend_options;
   backend_options.attention_mechanism = options_.attention_mechanism;
   backend_options.sla_config = options_.sla_config;
+  backend_options.state_dtype = options_.state_dtype;
   backend_ = std::make_shared<sla::AttentionBackend>(backend_options);
   // The library logs nowhere by default; the example shows its lines on stderr.
   backend_->log = [](const std::string& line) { std::cerr << "sla: " << line << std::endl; };
@@ -273,6 +274,7 @@ void Trainer::save_checkpoint(const std::string& dir) const {
                                 {"losses", losses_},
                                 {"attention_mechanism", options_.attention_mechanism},
                                 {"sla_config", backend_->config().to_json()},
+                                {"state_dtype", options_.state_dtype},
                                 {"batch_size", options_.batch_size},
                                 {"learning_rate", options_.learning_rate},
                                 {"model", model_json(options_.model)}};
@@ -293,6 +295,7 @@ TrainOptions Trainer::options_from_checkpoint(const std::string& dir) {
   options.seed = state.at("seed").get<uint64_t>();
   options.attention_mechanism = state.at("attention_mechanism").get<std::string>();
   options.sla_config = state.at("sla_config").get<std::string>();
+  options.state_dtype = state.value("state_dtype", std::string("auto"));  // absent in older checkpoints
   options.batch_size = state.at("batch_size").get<int64_t>();
   options.learning_rate = state.at("learning_rate").get<double>();
   return options;

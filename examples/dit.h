@@ -87,6 +87,9 @@ struct TrainOptions {
   DitConfig model;
   std::string attention_mechanism = "sla";  // sla | sdpa
   std::string sla_config;                   // JSON or Python-dict literal
+  // sla::BackendOptions::state_dtype: the saved file also holds "<D>:bf16" entries (the dtype a
+  // consumer such as SimpleTuner runs SLA in) when this run's queries are float32 (CPU). "" = off.
+  std::string state_dtype = "auto";
   uint64_t seed = 0;
   std::string device = "cpu";
   int64_t batch_size = 8;

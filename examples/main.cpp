@@ -48,7 +48,7 @@ int run(int argc, char** argv) {
       "Trains a small DiT with Sparse-Linear Attention on synthetic images (CPU or CUDA).\n"
       "Example:\n"
       "  sla-dit-example --output-dir run --steps 40 --checkpoint-every 20 \\\n"
-      "      --attention-mechanism sla --sla-config \"{'topk': 0.25, 'blkq': 32, 'blkk': 32}\"\n"
+      "      --attention-mechanism sla --sla-config \"{'topk': 0.25, 'blkq': 64, 'blkk': 64}\"\n"
       "  sla-dit-example --output-dir run --steps 60 --resume-from run/checkpoint-40"};
   app.add_option("--steps", steps, "total optimizer steps (a resumed run continues up to this step)")
       ->check(CLI::NonNegativeNumber);
@@ -56,6 +56,11 @@ int run(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--output-dir", output_dir, "folder for the checkpoint-<step>/ folders");
   app.add_option("--sla-config", options.sla_config, "SLA settings as JSON or a Python dict, e.g. \"{'topk': 0.2}\"");
+  std::string state_dtype = "auto";
+  app.add_option("--state-dtype", state_dtype,
+                 "dtype of the saved SLA entries for a float32 (CPU) run: bf16, fp16, auto (bf16, what SimpleTuner "
+                 "looks up) or none (only the run's own <D>:fp32 entries, which SimpleTuner ignores)")
+      ->check(CLI::IsMember({"bf16", "fp16", "auto", "none"}));
   app.add_option("--attention-mechanism", options.attention_mechanism, "sla or sdpa")
       ->check(CLI::IsMember({"sla", "sdpa"}));
   app.add_option("--seed", options.seed, "seed of the weights and of every batch");
@@ -71,6 +76,7 @@ int run(int argc, char** argv) {
     return app.exit(e);
   }
 
+  options.state_dtype = state_dtype == "none" ? "" : state_dtype;
   at::set_num_threads(threads);
   if (resume_from == "latest") {
     resume_from = latest_checkpoint(output_dir);

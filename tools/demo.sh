@@ -17,9 +17,16 @@ ckpt_tool="$build/tools/sla_ckpt/sla-ckpt"
 python="$root/.venv/bin/python"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "train the example DiT with SLA on CPU"
+# Blocks 64/64 (or 128/64): settings every consumer runs; the public implementation that SimpleTuner
+# uses asserts blkq in {64, 128} and blkk == 64 and falls back to dense attention otherwise. Our kernels
+# also run 32/32 (SLA_DEMO_BLOCK=32; verify then warns). The example writes "<D>:bf16" entries too
+# (--state-dtype auto), the ones SimpleTuner looks up.
+blkq="${SLA_DEMO_BLOCK:-64}"
+blkk="${SLA_DEMO_BLOCK:-64}"
+step "train the example DiT with SLA on CPU (blocks $blkq/$blkk)"
 "$build/examples/sla-dit-example" --output-dir "$out/run" --steps 40 --checkpoint-every 20 \
-  --attention-mechanism sla --sla-config "{'topk': 0.25, 'blkq': 32, 'blkk': 32}" >"$out/losses.jsonl"
+  --attention-mechanism sla --state-dtype auto \
+  --sla-config "{'topk': 0.25, 'blkq': $blkq, 'blkk': $blkk}" >"$out/losses.jsonl"
 ckpt="$(ls -d "$out"/run/checkpoint-* | sort -t- -k2 -n | tail -1)"
 
 step "inspect $ckpt/sla_attention.pt"

@@ -35,9 +35,9 @@ const char* describe(Fallback reason) {
 
 namespace {
 
-std::string join(const std::vector<std::string>& items) {
+std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
   std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
   return out;
 }
 
@@ -52,7 +52,8 @@ std::string show_settings(const slackpt::SlaSettings& s, const std::string& vari
 
 AttentionBackend::AttentionBackend(BackendOptions options)
     : options_(std::move(options)),
-      cfg_(SlaConfig::parse(options_.sla_config)) {
+      cfg_(SlaConfig::parse(options_.sla_config)),
+      config_warnings_(SlaConfig::simpletuner_rejects(options_.sla_config)) {
   if (options_.attention_mechanism == "sla") {
     use_sla_ = true;
   } else if (options_.attention_mechanism == "sdpa") {
@@ -60,6 +61,14 @@ AttentionBackend::AttentionBackend(BackendOptions options)
   } else {
     throw std::invalid_argument("attention_mechanism must be one of sla, sdpa, got '" +
                                 options_.attention_mechanism + "'");
+  }
+  const std::string& sd = options_.state_dtype;
+  if (sd == "auto" || sd == "bf16") {
+    state_token_ = "bf16";
+  } else if (sd == "fp16" || sd.empty()) {
+    state_token_ = sd;
+  } else {
+    throw std::invalid_argument("state_dtype must be one of bf16, fp16, auto or empty, got '" + sd + "'");
   }
 }
 
@@ -121,6 +130,8 @@ SparseLinearAttention AttentionBackend::materialize(int64_t head_dim, at::Device
   std::lock_guard<std::mutex> lock(mutex_);
   const ModuleKey key{head_dim, dtype_token(dtype), device.str()};
   if (auto found = modules_.find(key); found != modules_.end()) return found->second;
+  if (modules_.empty())
+    for (const auto& w : config_warnings_) emit("warning: " + w);
   SparseLinearAttention module(head_dim, cfg_);
   module->to(device);
   module->train(is_training());
@@ -136,6 +147,7 @@ void AttentionBackend::materialize_loaded(at::Device device) {
     for (const auto& state_key_name : loaded_order_) {
       const slackpt::StateKey parsed = slackpt::parse_state_key(state_key_name);
       const auto dtype = dtype_from_token(parsed.dtype_token);
+      if (loaded_copies_.count(state_key_name)) continue;  // a state_dtype copy: no module of its own
       if (dtype && parsed.head_dim > 0) wanted.emplace_back(parsed.head_dim, *dtype);
     }
   }
@@ -194,6 +206,7 @@ std::vector<SparseLinearAttention> AttentionBackend::modules() const {
 void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
   if (!options_.is_main_process) return;
   slackpt::SlaFile file;
+  std::vector<std::string> copies;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (modules_.empty()) return;
@@ -211,8 +224,24 @@ void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
       entry.dtype_token = std::get<1>(key);
       file.entries.push_back(std::move(entry));
     }
+    // state_dtype: the entries the consumer will look up, for modules that ran in another dtype.
+    if (!state_token_.empty()) {
+      const size_t own = file.entries.size();
+      for (size_t i = 0; i < own; ++i) {
+        const slackpt::SlaEntry& source = file.entries[i];
+        if (source.dtype_token == "bf16" || source.dtype_token == "fp16") continue;
+        const std::string name = slackpt::make_state_key(source.head_dim, state_token_);
+        if (!seen.insert(name).second) continue;  // a module of that dtype exists, or already copied
+        slackpt::SlaEntry copy = source;
+        copy.key = name;
+        copy.dtype_token = state_token_;
+        copies.push_back(name);
+        file.entries.push_back(std::move(copy));
+      }
+    }
   }
   file.extension = {{"variant", to_string(cfg_.variant)}, {"writer", std::string("sla-toolkit ") + SLA_TOOLKIT_VERSION}};
+  if (!copies.empty()) file.extension["state_dtype_copies"] = join(copies, ",");  // "16:bf16,32:bf16": the extension is flat
   file.has_extension = true;
   fs::create_directories(dir);
   const std::string path = (fs::path(dir) / slackpt::kSlaFileName).string();
@@ -245,6 +274,11 @@ LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
   }
 
   std::lock_guard<std::mutex> lock(mutex_);
+  if (file.has_extension && file.extension.contains("state_dtype_copies") &&
+      file.extension["state_dtype_copies"].is_string()) {
+    std::stringstream list(file.extension["state_dtype_copies"].get<std::string>());
+    for (std::string k; std::getline(list, k, ',');) loaded_copies_.insert(k);
+  }
   for (const slackpt::SlaEntry& entry : file.entries) {
     const std::string problem = entry_shape_problem(entry);
     if (!problem.empty()) {

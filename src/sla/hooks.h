@@ -40,6 +40,15 @@ struct BackendOptions {
   std::string attention_mechanism = "sla";  // "sla" or "sdpa" (plain scaled_dot_product_attention)
   std::string sla_config;                   // JSON or Python-dict literal; empty = defaults
   bool is_main_process = true;              // only the main process writes sla_attention.pt
+  // The dtype the model will run in, for the saved state. SimpleTuner runs SLA only for bf16/fp16
+  // queries and looks up exactly "<D>:bf16" / "<D>:fp16", so a run on CPU or in float32 writes
+  // "<D>:fp32" entries it never applies (it runs with a zero proj_l). "bf16" or "fp16" (the
+  // mixed-precision dtype of the run): every module whose queries are not bf16/fp16 is also written
+  // as "<D>:<state_dtype>" (proj_l is float32 either way), unless a module of that dtype exists;
+  // the "<D>:fp32" entry stays, so this run resumes exactly (the copies are marked in our extension
+  // key and not materialised on resume). "auto": bf16 (SimpleTuner's default mixed precision).
+  // Empty (the default): entries only in the dtypes the run used.
+  std::string state_dtype;
 };
 
 // Why a call went to plain SDPA instead of SLA.
@@ -91,6 +100,9 @@ class AttentionBackend : public torch::nn::Module {
   LoadReport on_load_checkpoint(const std::string& dir);
 
   const SlaConfig& config() const { return cfg_; }
+  // SlaConfig::simpletuner_rejects of options.sla_config: also logged as a warning when the first
+  // SLA module is created (a config copied to SimpleTuner would not parse there).
+  const std::vector<std::string>& config_warnings() const { return config_warnings_; }
   bool uses_sla() const { return use_sla_; }
   std::vector<SparseLinearAttention> modules() const;  // key order
 
@@ -125,6 +137,9 @@ class AttentionBackend : public torch::nn::Module {
   std::set<std::string> logged_kernels_;
   std::map<std::string, LoadedState> loaded_;  // state key -> tensors
   std::vector<std::string> loaded_order_;      // file order, for the other-dtype choice
+  std::set<std::string> loaded_copies_;        // keys written as state_dtype copies: not materialised
+  std::string state_token_;                    // "bf16" | "fp16" | "" (from options_.state_dtype)
+  std::vector<std::string> config_warnings_;
 };
 
 }  // namespace sla

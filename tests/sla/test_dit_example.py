@@ -22,7 +22,7 @@ def train(output_dir, *args):
 
 def test_help_names_every_option():
     out = subprocess.run([EXE, "--help"], check=True, capture_output=True, text=True).stdout
-    for option in ("--steps", "--checkpoint-every", "--output-dir", "--sla-config", "--attention-mechanism",
+    for option in ("--steps", "--checkpoint-every", "--output-dir", "--sla-config", "--attention-mechanism", "--state-dtype",
                    "--seed", "--resume-from", "--device", "Example"):
         assert option in out
 
@@ -55,9 +55,51 @@ def test_checkpoint_folder_contents(tmp_path):
     payload = torch.load(ckpt / "sla_attention.pt", weights_only=True)
     assert payload["settings"] == {"topk": 0.25, "feature_map": "softmax", "blkq": 32, "blkk": 32,
                                    "tie_feature_map_qk": True}
-    assert list(payload["state"]) == ["32:fp32"]
+    # The run's own float32 entry, and the bf16 one SimpleTuner looks up (--state-dtype auto, the default).
+    assert list(payload["state"]) == ["32:fp32", "32:bf16"]
     # proj_l starts at zero and has learned something in four steps.
     assert payload["state"]["32:fp32"]["proj_l.weight"].abs().sum() > 0
+    for name in ("proj_l.weight", "proj_l.bias"):
+        assert torch.equal(payload["state"]["32:bf16"][name], payload["state"]["32:fp32"][name])
+    assert payload["sla_toolkit"]["state_dtype_copies"] == "32:bf16"
+
+
+def simpletuner_lookup(payload, head_dim, dtype):
+    """SimpleTuner's lookup: SLA only for bf16/fp16 queries, state key exactly "<D>:bf16" / "<D>:fp16"."""
+    token = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
+    return payload["state"].get(f"{head_dim}:{token}") if token else None
+
+
+def test_state_dtype_makes_a_file_simpletuner_applies(tmp_path):
+    train(tmp_path / "auto", "--steps", 2)
+    payload = torch.load(tmp_path / "auto" / "checkpoint-2" / "sla_attention.pt", weights_only=True)
+    assert simpletuner_lookup(payload, 32, torch.bfloat16) is not None
+    train(tmp_path / "fp16", "--steps", 2, "--state-dtype", "fp16")
+    payload = torch.load(tmp_path / "fp16" / "checkpoint-2" / "sla_attention.pt", weights_only=True)
+    assert list(payload["state"]) == ["32:fp32", "32:fp16"]
+    train(tmp_path / "none", "--steps", 2, "--state-dtype", "none")
+    payload = torch.load(tmp_path / "none" / "checkpoint-2" / "sla_attention.pt", weights_only=True)
+    assert list(payload["state"]) == ["32:fp32"]
+    assert all(simpletuner_lookup(payload, 32, d) is None for d in (torch.bfloat16, torch.float16, torch.float32))
+
+
+def test_demo_defaults_are_blocks_every_consumer_runs(tmp_path):
+    # The demo's main job: blocks the public implementation accepts (blkq in {64, 128}, blkk == 64), 32 an option.
+    demo = open(os.path.join(os.environ.get("SLA_SOURCE_DIR", "."), "tools", "demo.sh")).read()
+    assert 'blkq="${SLA_DEMO_BLOCK:-64}"' in demo and 'blkk="${SLA_DEMO_BLOCK:-64}"' in demo
+    assert "'blkq': $blkq, 'blkk': $blkk" in demo and "'blkq': 32" not in demo
+    out = subprocess.run([EXE, "--output-dir", str(tmp_path), "--steps", "2", "--seed", "3",
+                          "--sla-config", "{'topk': 0.25, 'blkq': 64, 'blkk': 64}"], check=True,
+                         capture_output=True, text=True)
+    assert "SimpleTuner" not in out.stderr
+    ckpt_tool = os.environ.get("SLA_CKPT")
+    if ckpt_tool:
+        r = subprocess.run([ckpt_tool, "verify", str(tmp_path / "checkpoint-2"), "--json"], capture_output=True, text=True)
+        report = json.loads(r.stdout)
+        status = {c["id"]: c["status"] for c in report["checks"]}
+        assert status["settings"] == "ok" and status["coverage"] == "ok", report
+    # 32 stays an option our kernels run.
+    train(tmp_path / "b32", "--steps", 1)
 
 
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):

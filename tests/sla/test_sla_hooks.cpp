@@ -131,9 +131,9 @@ TEST_CASE("attention_mechanism sdpa never builds SLA; unknown mechanisms are rej
   const at::Tensor q = randn({1, 2, 64, 16}), k = randn({1, 2, 64, 16}), v = randn({1, 2, 64, 16});
   CHECK(at::equal((*c.backend)(q, k, v), at::scaled_dot_product_attention(q, k, v)));
   CHECK(c.backend->modules().empty());
-  CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"flash", "", true}),
+  CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"flash", "", true, ""}),
                     sla_test::contains_text("attention_mechanism must be one of sla, sdpa"));
-  CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"sla", "{'blkq': 16}", true}),
+  CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"sla", "{'blkq': 16}", true, ""}),
                     sla_test::contains_text("blkq must be one of 32, 64, 128"));
 }
 
@@ -260,4 +260,73 @@ TEST_CASE("a bf16 state is applied to an fp16 run with a notice", "[hooks]") {
   CHECK(reader.count("applying the 16:bf16 projection") == 1);
   // Another head_dim gets nothing from it.
   CHECK(reader.backend->materialize(32, at::kCPU, at::kHalf)->proj_l->weight.abs().sum().item<double>() == 0);
+}
+
+TEST_CASE("state_dtype: a float32 run also writes the <D>:bf16 entry SimpleTuner looks up, and resumes exactly", "[hooks]") {
+  TempDir dir;
+  BackendOptions options;
+  options.sla_config = "{'topk': 0.5}";
+  options.state_dtype = "auto";  // bf16
+  AttentionBackend writer(options);
+  auto m32 = writer.materialize(32, at::kCPU, at::kFloat);   // a CPU / float32 run
+  auto h16 = writer.materialize(16, at::kCPU, at::kHalf);    // already a consumer dtype: no copy
+  auto f16 = writer.materialize(16, at::kCPU, at::kFloat);   // its bf16 copy, beside the fp16 module
+  set_weights(m32, 0.37);
+  set_weights(h16, 1.3);
+  set_weights(f16, 2.1);
+  writer.on_save_checkpoint(dir.path.string());
+  const slackpt::SlaFile file = slackpt::read_sla_file((dir.path / "sla_attention.pt").string());
+  std::vector<std::string> keys;
+  for (const auto& e : file.entries) keys.push_back(e.key);
+  CHECK(keys == std::vector<std::string>{"16:fp16", "16:fp32", "32:fp32", "16:bf16", "32:bf16"});
+  const slackpt::SlaEntry* copy = file.find("32:bf16");
+  const slackpt::SlaEntry* own = file.find("32:fp32");
+  REQUIRE(copy);
+  REQUIRE(own);
+  CHECK(copy->dtype_token == "bf16");
+  CHECK(copy->weight.values == own->weight.values);
+  CHECK(copy->bias.values == own->bias.values);
+  CHECK(file.find("16:bf16")->weight.values == file.find("16:fp32")->weight.values);
+  CHECK(file.extension.at("state_dtype_copies") == "16:bf16,32:bf16");
+
+  // Resume: the copies get no module of their own, so the optimizer sees the same groups.
+  AttentionBackend reader(options);
+  reader.on_load_checkpoint(dir.path.string());
+  reader.materialize_loaded(at::kCPU);
+  CHECK(reader.modules().size() == 3);
+  auto again = reader.materialize(32, at::kCPU, at::kFloat);
+  CHECK(at::equal(again->proj_l->weight, m32->proj_l->weight));
+
+  // Off (the default): only the dtypes the run used; bad values are refused.
+  BackendOptions off;
+  off.sla_config = "{'topk': 0.5}";
+  AttentionBackend plain(off);
+  plain.materialize(32, at::kCPU, at::kFloat);
+  TempDir other;
+  plain.on_save_checkpoint(other.path.string());
+  const slackpt::SlaFile only = slackpt::read_sla_file((other.path / "sla_attention.pt").string());
+  CHECK(only.entries.size() == 1);
+  CHECK(only.find("32:fp32"));
+  CHECK_FALSE(only.extension.contains("state_dtype_copies"));
+  BackendOptions bad;
+  bad.state_dtype = "fp32";
+  CHECK_THROWS_AS(AttentionBackend(bad), std::invalid_argument);
+  BackendOptions half;
+  half.state_dtype = "fp16";
+  AttentionBackend fp16_writer(half);
+  fp16_writer.materialize(32, at::kCPU, at::kFloat);
+  TempDir third;
+  fp16_writer.on_save_checkpoint(third.path.string());
+  CHECK(slackpt::read_sla_file((third.path / "sla_attention.pt").string()).find("32:fp16"));
+}
+
+TEST_CASE("an sla_config SimpleTuner would reject is said once, when SLA first runs", "[hooks]") {
+  Captured json_words("{\"topk\": 0.5, \"tie_feature_map_qk\": false}");
+  CHECK(json_words.backend->config_warnings().size() == 1);
+  json_words.backend->materialize(32, at::kCPU, at::kFloat);
+  json_words.backend->materialize(16, at::kCPU, at::kFloat);
+  CHECK(json_words.count("warning: sla_config would not parse in SimpleTuner") == 1);
+  Captured python_words("{\"topk\": 0.5, \"tie_feature_map_qk\": False}");
+  python_words.backend->materialize(32, at::kCPU, at::kFloat);
+  CHECK(python_words.count("SimpleTuner") == 0);
 }
