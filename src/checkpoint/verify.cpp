@@ -119,7 +119,7 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
     }
     if (sla) {
       v.check_schema(*sla, where);
-      v.check_coverage(sla->file, model, where);
+      v.check_coverage(sla->file, model, where, evidence.reasons.size() > 1);
       v.check_settings(sla->file, where);
       v.check_variant(sla->file, options.variant, where);
       v.check_values(sla->file, where);

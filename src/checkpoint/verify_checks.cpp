@@ -61,38 +61,78 @@ void Verifier::check_schema(const LoadedSla& sla, const std::string& where) {
         where);
 }
 
-void Verifier::check_coverage(const SlaFile& file, const ModelShape& model, const std::string& where) {
+namespace {
+
+// SimpleTuner runs SLA only for bf16/fp16 queries and looks up exactly "<D>:bf16" / "<D>:fp16".
+bool consumer_token(const std::string& token) { return token == "bf16" || token == "fp16"; }
+
+const char* const kConsumerLookup =
+    "SimpleTuner runs SLA only for bf16/fp16 queries and looks up '<D>:bf16' / '<D>:fp16'";
+
+}  // namespace
+
+void Verifier::check_coverage(const SlaFile& file, const ModelShape& model, const std::string& where,
+                              bool sla_claimed) {
+  // A file whose entries no bf16/fp16 run can use (e.g. only "<D>:fp32", trained on CPU or in float32):
+  // SimpleTuner finds no entry and runs every attention with a zero proj_l, silently.
+  std::vector<std::string> keys, usable;
+  for (const auto& e : file.entries) {
+    keys.push_back(e.key);
+    if (consumer_token(e.dtype_token)) usable.push_back(e.key);
+  }
+  if (!keys.empty() && usable.empty()) {
+    add("coverage", sla_claimed ? CheckStatus::kFail : CheckStatus::kWarn,
+        "entries " + join(keys, ", ") + " serve no bf16/fp16 run: " + kConsumerLookup +
+            "; it finds none here and runs with a zero proj_l (untrained); fix: write the run's dtype "
+            "(hooks state_dtype, or `sla-ckpt regenerate --dtype bf16`)",
+        where);
+    return;
+  }
   if (model.head_dims.empty()) {
     add("coverage", CheckStatus::kOk,
-        "not checked: no model config with the attention shape found (pass --model-config)", where);
+        "not checked: no model config with the attention shape found (pass --model-config); SimpleTuner can apply " +
+            join(usable, ", "),
+        where);
     return;
   }
   for (int64_t d : model.head_dims) {
     const std::string dim = std::to_string(d);
-    std::vector<std::string> same_dim;
+    std::vector<std::string> same_dim, same_dim_usable;
     for (const auto& e : file.entries)
-      if (e.head_dim == d) same_dim.push_back(e.key);
+      if (e.head_dim == d) {
+        same_dim.push_back(e.key);
+        if (consumer_token(e.dtype_token)) same_dim_usable.push_back(e.key);
+      }
     const std::string origin = "head_dim " + dim + " from " + model.config_path;
-    if (model.dtype_token.empty()) {
-      if (same_dim.empty())
-        add("coverage", CheckStatus::kFail, "no state entry for " + origin + " (weights' dtype unknown)", where);
-      else
-        add("coverage", CheckStatus::kOk,
-            origin + " covered by " + join(same_dim, ", ") + " (weights' dtype unknown)", where);
+    if (same_dim_usable.empty()) {
+      add("coverage", CheckStatus::kFail,
+          "no " + dim + ":bf16 or " + dim + ":fp16 entry for " + origin +
+              (same_dim.empty() ? "" : " (only " + join(same_dim, ", ") + ")") + ": " + kConsumerLookup +
+              "; it runs that attention with a zero proj_l (untrained)",
+          where);
+      continue;
+    }
+    // fp32 weights: the query dtype is the run's mixed-precision dtype, not the weights'.
+    if (model.dtype_token.empty() || !consumer_token(model.dtype_token)) {
+      const std::string why = model.dtype_token.empty() ? "weights' dtype unknown"
+                                                        : model.dtype_token + " weights; the run's dtype decides";
+      add("coverage", CheckStatus::kOk,
+          origin + ": SimpleTuner applies " + join(same_dim_usable, ", ") + " in a run of that dtype (" + why + ")",
+          where);
       continue;
     }
     const std::string wanted = dim + kStateKeySeparator + model.dtype_token;
     const std::string dtype_origin = model.dtype_token + " weights in " + model.dtype_source;
     if (std::find(same_dim.begin(), same_dim.end(), wanted) != same_dim.end())
-      add("coverage", CheckStatus::kOk, "entry " + wanted + " covers " + origin + " and " + dtype_origin, where);
-    else if (!same_dim.empty())
-      add("coverage", CheckStatus::kWarn,
-          "no entry " + wanted + " for " + dtype_origin + "; " + join(same_dim, ", ") +
-              " would be applied across dtypes",
-          where);
+      add("coverage", CheckStatus::kOk,
+          "SimpleTuner applies entry " + wanted + " to " + origin + " and " + dtype_origin, where);
     else
-      add("coverage", CheckStatus::kFail,
-          "no state entry for " + origin + " (expected " + wanted + "); that attention would run untrained", where);
+      add("coverage", CheckStatus::kWarn,
+          "no entry " + wanted + " for " + dtype_origin + ": SimpleTuner looks up exactly '" + wanted +
+              "' and runs a " + model.dtype_token + " run with a zero proj_l (untrained); " +
+              join(same_dim_usable, ", ") + " serves only a run in that dtype (only our loader would apply it "
+              "across dtypes)",
+          where);
   }
 }
 

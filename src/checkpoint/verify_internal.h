@@ -91,7 +91,9 @@ class Verifier {
   explicit Verifier(VerifyReport& report) : report_(report) {}
   void add(const std::string& id, CheckStatus status, const std::string& message, const std::string& where);
   void check_schema(const LoadedSla& sla, const std::string& where);
-  void check_coverage(const SlaFile& file, const ModelShape& model, const std::string& where);
+  // sla_claimed: evidence beyond the file itself (model card, training config, --expect-sla, a
+  // checkpoint's file); a file no bf16/fp16 run can use is then a failure, else a warning.
+  void check_coverage(const SlaFile& file, const ModelShape& model, const std::string& where, bool sla_claimed);
   void check_settings(const SlaFile& file, const std::string& where);
   void check_variant(const SlaFile& file, const std::string& stated, const std::string& where);
   void check_values(const SlaFile& file, const std::string& where);

@@ -135,7 +135,7 @@ def test_full_pipeline_folder_coverage_across_dtypes_and_missing_head_dim(tmp_pa
     code, report = verify_json(out)
     assert report["kind"] == "pipeline-output"
     assert code == 0 and statuses(report, "coverage") == ["warn"]
-    assert "applied across dtypes" in messages(report, "coverage") and "fp16" in messages(report, "coverage")
+    assert "looks up exactly '64:fp16'" in messages(report, "coverage") and "zero proj_l" in messages(report, "coverage")
 
     write_sla_pt(out / "sla_attention.pt", state={"64:fp16": trained_entry(64), "64:bf16": trained_entry(64)})
     code, report = verify_json(out)
@@ -146,6 +146,44 @@ def test_full_pipeline_folder_coverage_across_dtypes_and_missing_head_dim(tmp_pa
     code, report = verify_json(out, "--model-config", cfg)
     assert code == 1 and statuses(report, "coverage") == ["fail"]
     assert "head_dim 128" in messages(report, "coverage")
+
+
+def test_fp32_only_entries_are_what_simpletuner_ignores(tmp_path):
+    # Trained on CPU / in float32: only "<D>:fp32". SimpleTuner runs SLA only for bf16/fp16 queries and
+    # looks up "<D>:bf16" / "<D>:fp16", so it runs with a zero proj_l; verify must say so.
+    expected_text = ("SimpleTuner runs SLA only for bf16/fp16 queries and looks up '<D>:bf16' / '<D>:fp16'; "
+                     "it finds none here and runs with a zero proj_l")
+    # Only the file itself as evidence: a warning (exit 0).
+    lone = tmp_path / "lone"
+    write_sla_pt(lone / "sla_attention.pt", state={"64:fp32": trained_entry(64), "128:fp32": trained_entry(128)})
+    code, report = verify_json(lone)
+    assert code == 0 and statuses(report, "coverage") == ["warn"], report
+    assert expected_text in messages(report, "coverage") and "64:fp32" in messages(report, "coverage")
+    # SLA expected (the model card says so, or --expect-sla): a failure, whatever the weights' dtype.
+    for dtype in (torch.bfloat16, torch.float32):
+        ck = simpletuner_checkpoint(tmp_path / str(dtype), 10, state={"64:fp32": trained_entry(64)})
+        write_transformer(ck, head_dim=64, dtype=dtype)
+        code, report = verify_json(ck)
+        assert code == 0 and statuses(report, "coverage") == ["warn"], report
+        (ck / "README.md").write_text(SLA_CARD_LINE + "\n")
+        code, report = verify_json(ck)
+        assert code == 1 and statuses(report, "coverage") == ["fail"], report
+        assert expected_text in messages(report, "coverage")
+    code, report = verify_json(lone, "--expect-sla")
+    assert code == 1 and statuses(report, "coverage") == ["fail"]
+    # One usable entry next to the fp32 one is enough; fp32 weights: the run's dtype decides.
+    ck = simpletuner_checkpoint(tmp_path / "mixed", 10, state={"64:fp32": trained_entry(64), "64:bf16": trained_entry(64)})
+    write_transformer(ck, head_dim=64, dtype=torch.float32)
+    code, report = verify_json(ck)
+    assert code == 0 and statuses(report, "coverage") == ["ok"], report
+    assert "SimpleTuner applies 64:bf16" in messages(report, "coverage")
+    # A head dim whose only entry is fp32, next to a usable one for another dim: that dim fails.
+    write_sla_pt(ck / "sla_attention.pt", state={"32:fp32": trained_entry(32), "64:bf16": trained_entry(64)})
+    cfg = tmp_path / "small.json"
+    cfg.write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 2}))  # head_dim 32
+    code, report = verify_json(ck, "--model-config", cfg)
+    assert code == 1 and statuses(report, "coverage") == ["fail"]
+    assert "no 32:bf16 or 32:fp16 entry" in messages(report, "coverage") and "only 32:fp32" in messages(report, "coverage")
 
 
 def test_weights_dtype_is_the_majority_float_dtype(tmp_path):
