@@ -192,6 +192,22 @@ Payload read_payload(const Value& root) {
 }
 
 // Row-major float32 copy of a tensor (any strides).
+TensorSummary tensor_summary(const std::string& name, pt::DType dtype, const std::vector<int64_t>& shape,
+                             uint64_t numel, const pt::TensorStats& stats) {
+  TensorSummary t;
+  t.name = name;
+  t.dtype = std::string(pt::dtype_info(dtype).name);
+  t.shape = shape;
+  t.numel = numel;
+  t.sum = stats.sum;
+  t.min = stats.min;
+  t.max = stats.max;
+  t.abs_max = stats.abs_max;
+  t.nonfinite = stats.nonfinite;
+  t.finite = stats.nonfinite == 0;
+  return t;
+}
+
 bool is_floating(pt::DType dtype) {
   return dtype == pt::DType::Float32 || dtype == pt::DType::Float64 || dtype == pt::DType::Float16 ||
          dtype == pt::DType::BFloat16;
@@ -461,17 +477,7 @@ SlaInspection summarise(const pt::PtFile& pt) {
       } else {
         stats = pt::tensor_stats(*tensor);
       }
-      TensorSummary t;
-      t.name = name;
-      t.dtype = std::string(pt::dtype_info(tensor->dtype).name);
-      t.shape = tensor->shape;
-      t.numel = tensor->numel();
-      t.sum = stats.sum;
-      t.min = stats.min;
-      t.max = stats.max;
-      t.abs_max = stats.abs_max;
-      t.nonfinite = stats.nonfinite;
-      t.finite = stats.nonfinite == 0;
+      TensorSummary t = tensor_summary(name, tensor->dtype, tensor->shape, tensor->numel(), stats);
       if (stats.nonfinite && tensor->dtype == pt::DType::Float32 && (name == kWeight || name == kBias))
         out.problems.push_back(nonfinite_problem("state/" + e.key + "/" + name, stats.nonfinite, t.numel));
       summary.tensors.push_back(std::move(t));
@@ -508,17 +514,7 @@ SlaInspection inspect_sla_payload(const SlaFile& file, const std::string& format
       if (tensor->values.size() != product(tensor->shape)) continue;  // reported by check_sla_file
       const pt::ValuePtr value = tensor_value(*tensor);             // a view of the values, no copy
       const pt::TensorStats stats = pt::tensor_stats(*value->tensor);
-      TensorSummary t;
-      t.name = name;
-      t.dtype = std::string(pt::dtype_info(pt::DType::Float32).name);
-      t.shape = tensor->shape;
-      t.numel = tensor->values.size();
-      t.sum = stats.sum;
-      t.min = stats.min;
-      t.max = stats.max;
-      t.abs_max = stats.abs_max;
-      t.nonfinite = stats.nonfinite;
-      t.finite = stats.nonfinite == 0;
+      TensorSummary t = tensor_summary(name, pt::DType::Float32, tensor->shape, tensor->values.size(), stats);
       summary.tensors.push_back(std::move(t));
     }
     out.entries.push_back(std::move(summary));
