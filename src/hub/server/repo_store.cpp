@@ -334,16 +334,7 @@ std::shared_ptr<const Commit> RepoStore::commit_by_prefix(const RepoRef& repo, c
 }
 
 bool RepoStore::create_tag(const RepoRef& repo, const std::string& tag, const std::string& revision) {
-  std::lock_guard<std::mutex> lock(state_mutex_);
-  if (!is_branch_name(tag) || tag.rfind("refs/", 0) == 0 || is_commit_id(tag)) {
-    throw bad_request("invalid tag name '" + tag + "'");
-  }
-  auto target = resolve(repo, revision);
-  std::string ref = repo_dir(repo) + "/refs/tags/" + tag;
-  if (file_exists(ref)) return false;
-  make_dirs(ref.substr(0, ref.rfind('/')));
-  write_file_atomic(ref, target->id);
-  return true;
+  return create_ref(repo, "tags", "tag", tag, revision);
 }
 
 
@@ -500,15 +491,20 @@ CommitResult RepoStore::commit(const RepoRef& repo, const std::string& revision,
 }
 
 bool RepoStore::create_branch(const RepoRef& repo, const std::string& branch, const std::string& starting_point) {
+  return create_ref(repo, "heads", "branch", branch, starting_point);
+}
+
+bool RepoStore::create_ref(const RepoRef& repo, const std::string& folder, const std::string& kind,
+                           const std::string& name, const std::string& revision) {
   std::lock_guard<std::mutex> lock(state_mutex_);
-  if (!is_branch_name(branch) || branch.rfind("refs/", 0) == 0 || is_commit_id(branch)) {
-    throw bad_request("invalid branch name '" + branch + "'");
+  if (!is_branch_name(name) || name.rfind("refs/", 0) == 0 || is_commit_id(name)) {
+    throw bad_request("invalid " + kind + " name '" + name + "'");
   }
-  auto start = resolve(repo, starting_point);
-  std::string ref = repo_dir(repo) + "/refs/heads/" + branch;
+  auto target = resolve(repo, revision);
+  std::string ref = repo_dir(repo) + "/refs/" + folder + "/" + name;
   if (file_exists(ref)) return false;
   make_dirs(ref.substr(0, ref.rfind('/')));
-  write_file_atomic(ref, start->id);
+  write_file_atomic(ref, target->id);
   return true;
 }
 

@@ -173,6 +173,10 @@ class RepoStore {
   size_t remove_stale_uploads(int64_t max_age_seconds);
 
  private:
+  // refs/<folder>/<name> (folder "heads" or "tags") at the commit revision resolves to; kind names
+  // it in the error. false when it exists.
+  bool create_ref(const RepoRef& repo, const std::string& folder, const std::string& kind, const std::string& name,
+                  const std::string& revision);
   std::string repo_dir(const RepoRef& repo) const;
   std::string ref_path(const RepoRef& repo, const std::string& revision) const;
   std::string tag_path(const RepoRef& repo, const std::string& revision) const;
