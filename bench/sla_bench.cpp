@@ -8,8 +8,8 @@
 //
 // Example: sla-bench --reps 20 --markdown results.md --commit $(git rev-parse --short HEAD)
 #include "cuda_timing.h"
-#include "sla_config.h"
-#include "sla_kernels.h"
+#include "sla/sla_config.h"
+#include "sla/sla_kernels.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>

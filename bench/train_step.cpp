@@ -16,7 +16,7 @@
 // Example: sla-train-bench --reps 10 --markdown train.md --commit $(git rev-parse --short HEAD)
 #include "cuda_timing.h"
 #include "dit.h"
-#include "hooks.h"
+#include "sla/hooks.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>

@@ -1,5 +1,5 @@
-# install/export: `cmake --install <build> --prefix P` puts the libraries, their headers (flat, as
-# the targets include them today: include/sla_toolkit, kernels in include/sla_toolkit/kernels) and
+# install/export: `cmake --install <build> --prefix P` puts the libraries, their headers
+# (include/sla_toolkit/sla/checkpoint, .../sla, .../sla/kernels: "sla/checkpoint/x.h" as in the tree) and
 # lib/cmake/sla_toolkit/ there; an outside project then does find_package(sla_toolkit) and links
 # sla::checkpoint, sla::sla (LibTorch builds) and sla::kernels (CUDA builds). LibTorch is found the
 # way this build found it (SlaTorch.cmake through SLA_PYTHON, overridable by the consumer).
@@ -10,39 +10,31 @@ include(CMakePackageConfigHelpers)
 set(SLA_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/sla_toolkit)
 set(SLA_INSTALL_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR}/sla_toolkit)
 
-# Plain include directories of a target become build-tree only, plus the installed folder.
-function(sla_install_interface_includes target install_dir)
-  get_target_property(dirs ${target} INTERFACE_INCLUDE_DIRECTORIES)
-  set(wrapped "")
-  foreach(dir IN LISTS dirs)
-    if(dir MATCHES "^\\$<")
-      list(APPEND wrapped "${dir}")
-    else()
-      list(APPEND wrapped "$<BUILD_INTERFACE:${dir}>")
-    endif()
+# A target's headers (each prefix of sla_public_headers) go to include/sla_toolkit/<prefix>, the
+# installed include root, so consumers write #include "sla/checkpoint/x.h" as the project does.
+function(sla_install_public_headers target export_name)
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${export_name})
+  target_include_directories(${target} INTERFACE $<INSTALL_INTERFACE:${SLA_INSTALL_INCLUDEDIR}>)
+  get_target_property(entries ${target} SLA_PUBLIC_HEADERS)
+  foreach(entry IN LISTS entries)
+    string(REPLACE "=" ";" pair "${entry}")
+    list(GET pair 0 prefix)
+    list(GET pair 1 dir)
+    file(GLOB headers ${dir}/*.h)
+    install(FILES ${headers} DESTINATION ${SLA_INSTALL_INCLUDEDIR}/${prefix})
   endforeach()
-  list(APPEND wrapped "$<INSTALL_INTERFACE:${install_dir}>")
-  list(REMOVE_DUPLICATES wrapped)
-  set_property(TARGET ${target} PROPERTY INTERFACE_INCLUDE_DIRECTORIES "${wrapped}")
 endfunction()
 
 set(exported sla_checkpoint)
-sla_install_interface_includes(sla_checkpoint ${SLA_INSTALL_INCLUDEDIR})
-set_target_properties(sla_checkpoint PROPERTIES EXPORT_NAME checkpoint)
-file(GLOB headers ${PROJECT_SOURCE_DIR}/src/checkpoint/*.h)
-install(FILES ${headers} DESTINATION ${SLA_INSTALL_INCLUDEDIR})
+sla_install_public_headers(sla_checkpoint checkpoint)
 if(TARGET sla_core)
   list(APPEND exported sla_core)
-  set_target_properties(sla_core PROPERTIES EXPORT_NAME sla)
-  file(GLOB headers ${PROJECT_SOURCE_DIR}/src/sla/*.h)
-  install(FILES ${headers} DESTINATION ${SLA_INSTALL_INCLUDEDIR})
+  sla_install_public_headers(sla_core sla)
   install(FILES ${PROJECT_SOURCE_DIR}/cmake/SlaTorch.cmake DESTINATION ${SLA_INSTALL_CMAKEDIR})
 endif()
 if(TARGET sla_kernels)
   list(APPEND exported sla_kernels)
-  set_target_properties(sla_kernels PROPERTIES EXPORT_NAME kernels)
-  file(GLOB headers ${PROJECT_SOURCE_DIR}/src/sla/kernels/*.h)
-  install(FILES ${headers} DESTINATION ${SLA_INSTALL_INCLUDEDIR}/kernels)
+  sla_install_public_headers(sla_kernels kernels)
 endif()
 install(TARGETS ${exported} EXPORT sla_toolkit
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

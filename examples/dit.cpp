@@ -1,6 +1,6 @@
 #include "dit.h"
 
-#include "safetensors.h"
+#include "sla/checkpoint/safetensors.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/activation.h>
@@ -22,7 +22,7 @@
 
 namespace sla_dit {
 namespace fs = std::filesystem;
-namespace st = slackpt::safetensors;
+namespace st = sla::checkpoint::safetensors;
 
 namespace {
 

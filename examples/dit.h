@@ -18,7 +18,7 @@
 //   sla_attention.pt                                    the SLA state (when SLA ran)
 #pragma once
 
-#include "hooks.h"
+#include "sla/hooks.h"
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 inline bool checked_add(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_add_overflow(a, b, out); }
 inline bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
@@ -74,4 +74,4 @@ class ByteReader {
   uint64_t base_;
 };
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

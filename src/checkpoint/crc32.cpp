@@ -11,7 +11,7 @@
 #include <immintrin.h>
 #endif
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 namespace {
 
@@ -125,4 +125,4 @@ uint32_t crc32_concat(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
   return static_cast<uint32_t>(::crc32_combine(crc_a, crc_b, static_cast<z_off_t>(length_b)));
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 // Same contract as zlib's crc32(crc, data, size): pass 0 to start, the previous result to continue.
 uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size);
@@ -14,4 +14,4 @@ uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size);
 // The CRC of A followed by B, from crc(A), crc(B) and B's length.
 uint32_t crc32_concat(uint32_t crc_a, uint32_t crc_b, uint64_t length_b);
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 namespace {
 
@@ -120,4 +120,4 @@ bool is_durable_temp_name(std::string_view name) {
   return true;
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 // validate(temp_path) throws to reject the written bytes. Failures throw CheckpointError E_WRITE
 // naming the path and the cause. new_file_mode, when given, is the mode of a target that does not
@@ -25,4 +25,4 @@ void write_file_durably(const std::string& path, const uint8_t* data, size_t siz
 // (".<target name>.<16 hex>.tmp"), so that owners of a folder can sweep such leftovers.
 bool is_durable_temp_name(std::string_view name);
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 class CheckpointError : public std::runtime_error {
  public:
@@ -24,4 +24,4 @@ class CheckpointError : public std::runtime_error {
   std::string where_;
 };
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

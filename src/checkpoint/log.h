@@ -6,7 +6,7 @@
 #include <functional>
 #include <string_view>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 enum class LogLevel { kDebug, kInfo, kWarning, kError };
 
@@ -17,4 +17,4 @@ inline void log_to(const LogFn& log, LogLevel level, std::string_view message) {
   if (log) log(level, message);
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

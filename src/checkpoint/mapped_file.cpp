@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 namespace {
 
@@ -181,4 +181,4 @@ MappedFile::~MappedFile() {
   ::close(fd_);
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -16,7 +16,7 @@
 #include <memory>
 #include <string>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 // Opens path read-only without blocking, after checking that it is a regular file; returns the
 // descriptor (O_CLOEXEC) and its size. Throws CheckpointError E_IO naming what the path is
@@ -55,4 +55,4 @@ class MappedFile {
   int64_t mtime_ns_ = 0;
 };
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

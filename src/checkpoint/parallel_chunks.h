@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 // How many chunks parallel_chunks will use for n elements.
 inline size_t chunk_count(uint64_t n, uint64_t min_chunk) {
@@ -29,4 +29,4 @@ void parallel_chunks(uint64_t n, uint64_t min_chunk, Fn fn) {
   for (auto& w : workers) w.join();
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

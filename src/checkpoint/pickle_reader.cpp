@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 namespace {
 
@@ -515,4 +515,4 @@ ValuePtr read_pickle(const uint8_t* data, size_t size, const std::string& where,
   return Machine(data, size, where, limits, resolve_storage).run();
 }
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

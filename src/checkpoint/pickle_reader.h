@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 // Hands out the storage for a persistent id ('storage', <dtype>, key, location, numel); it
 // checks that the record exists and has numel * itemsize bytes. The same key must always give
@@ -22,4 +22,4 @@ using StorageResolver =
 ValuePtr read_pickle(const uint8_t* data, size_t size, const std::string& where, const Limits& limits,
                      const StorageResolver& resolve_storage);
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

@@ -51,7 +51,7 @@
 #include <optional>
 #include <string_view>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 enum class DType : uint8_t { Float32, Float64, Float16, BFloat16, Int64, Int32, Int16, Int8, UInt8, Bool };
 
@@ -103,4 +103,4 @@ struct Limits {
 inline constexpr uint32_t kRecordAlignment = 64;
 inline constexpr std::string_view kTorchSaveVersion = "3\n";
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

@@ -10,7 +10,7 @@
 #include <map>
 #include <unordered_map>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 namespace {
 
@@ -174,4 +174,4 @@ PtFile read_pt_buffer(const uint8_t* data, size_t size, const std::string& name,
   return read_archive(data, size, name, options, nullptr);
 }
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

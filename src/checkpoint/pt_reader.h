@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 struct ReadOptions {
   Limits limits;
@@ -67,4 +67,4 @@ PtFile read_pt_file(const std::string& path, const ReadOptions& options = {});
 // Reads from memory. The caller keeps data alive as long as any tensor of the result is used.
 PtFile read_pt_buffer(const uint8_t* data, size_t size, const std::string& name, const ReadOptions& options = {});
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

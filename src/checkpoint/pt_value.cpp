@@ -4,7 +4,7 @@
 #include <cstring>
 #include <limits>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 namespace {
 ValuePtr make(Value::Kind kind) {
@@ -105,4 +105,4 @@ std::string_view kind_name(Value::Kind kind) {
   return "?";
 }
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 // One torch storage: numel elements of dtype at bytes. owner keeps the bytes alive (the mapped
 // file, or a buffer the writer's caller filled); it may be null when the caller owns the bytes.
@@ -75,4 +75,4 @@ struct Value {
 
 std::string_view kind_name(Value::Kind kind);
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

@@ -8,7 +8,7 @@
 #include <map>
 #include <unordered_map>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 namespace {
 
@@ -367,4 +367,4 @@ std::vector<uint8_t> encode_pt(const Value& root, const std::string& prefix) {
   return zip.finish();
 }
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

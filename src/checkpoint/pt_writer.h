@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 // prefix: the archive's top folder (torch uses the file's stem). Storages are numbered in first-
 // use order; a storage shared by several tensors is written once. Throws CheckpointError (E_TYPE
@@ -25,4 +25,4 @@ struct Record {
 };
 std::vector<uint8_t> encode_archive(const std::string& prefix, const std::vector<Record>& records);
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

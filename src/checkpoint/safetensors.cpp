@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-namespace slackpt::safetensors {
+namespace sla::checkpoint::safetensors {
 namespace {
 
 using nlohmann::json;
@@ -453,4 +453,4 @@ SlaInspection inspect_sla_twin(const std::string& path) {
   return inspect_sla_payload(from_sla_twin(read_file(path), path), "safetensors");
 }
 
-}  // namespace slackpt::safetensors
+}  // namespace sla::checkpoint::safetensors

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-namespace slackpt::safetensors {
+namespace sla::checkpoint::safetensors {
 
 inline constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the Rust reader's own cap
 inline constexpr uint64_t kDefaultMaxFileBytes = 4ull << 30;
@@ -96,4 +96,4 @@ SlaFile from_sla_twin(const File& twin, const std::string& where);
 // Throws CheckpointError when the file is not a readable twin.
 SlaInspection inspect_sla_twin(const std::string& path);
 
-}  // namespace slackpt::safetensors
+}  // namespace sla::checkpoint::safetensors

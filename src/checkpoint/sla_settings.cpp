@@ -7,7 +7,7 @@
 
 #include <type_traits>
 
-namespace slackpt {
+namespace sla::checkpoint {
 namespace {
 
 template <class T, std::size_t N>
@@ -78,4 +78,4 @@ StateKey parse_state_key(std::string_view key) {
   return out;
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 // ---- keys ----------------------------------------------------------------------------------------
 // The five keys of the file's "settings" dict, in the order SimpleTuner writes them.
@@ -89,4 +89,4 @@ struct StateKey {
 };
 StateKey parse_state_key(std::string_view key);
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

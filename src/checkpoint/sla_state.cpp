@@ -12,7 +12,7 @@
 #include <memory>
 #include <unordered_set>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 namespace {
 
@@ -550,4 +550,4 @@ void write_sla_file(const std::string& path, const SlaFile& file) {
   });
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

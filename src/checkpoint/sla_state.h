@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 inline constexpr const char* kSlaFileName = "sla_attention.pt";
 inline constexpr const char* kSlaTwinName = "sla_attention.safetensors";
@@ -137,4 +137,4 @@ SlaInspection inspect_sla_file(const std::string& path);
 // its schema problems and the statistics of its float32 values, computed as for a .pt's.
 SlaInspection inspect_sla_payload(const SlaFile& file, const std::string& format);
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

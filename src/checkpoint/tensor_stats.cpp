@@ -12,7 +12,7 @@
 #include <emmintrin.h>
 #endif
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 namespace {
 
@@ -228,4 +228,4 @@ TensorStats tensor_stats(const Tensor& t) {
   return s;
 }
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 struct TensorStats {
   double sum = 0, min = 0, max = 0, abs_max = 0;  // 0 when there is no finite element
@@ -21,4 +21,4 @@ TensorStats tensor_stats(const Tensor& tensor);
 // summarising a large record reads it once.
 TensorStats tensor_stats_with_storage_crc(const Tensor& tensor, uint32_t* storage_crc);
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

@@ -3,7 +3,7 @@
 
 #include <string_view>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 inline bool is_valid_utf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -28,4 +28,4 @@ inline bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -19,7 +19,7 @@
 #include <sstream>
 #include <unistd.h>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 using namespace verify_detail;
 
@@ -47,7 +47,7 @@ bool VerifyReport::has_failure() const {
 json VerifyReport::to_json() const {
   json list = json::array();
   for (const auto& c : checks)
-    list.push_back({{"id", c.id}, {"status", slackpt::to_string(c.status)}, {"message", c.message}, {"where", c.where}});
+    list.push_back({{"id", c.id}, {"status", sla::checkpoint::to_string(c.status)}, {"message", c.message}, {"where", c.where}});
   return {{"path", path}, {"kind", kind}, {"sla_expected", sla_expected}, {"checks", list}, {"ok", ok}};
 }
 
@@ -145,4 +145,4 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
   return report;
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 struct VerifyOptions {
   bool expect_sla = false;   // the caller knows the model was trained with SLA
@@ -67,4 +67,4 @@ std::string newest_checkpoint_folder(const std::string& folder);
 // assert and silently runs dense attention. Exposed for regenerate and inspect.
 bool reference_kernel_accepts(int64_t blkq, int64_t blkk);
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

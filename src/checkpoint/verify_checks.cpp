@@ -18,7 +18,7 @@
 #include <sstream>
 #include <unistd.h>
 
-namespace slackpt::verify_detail {
+namespace sla::checkpoint::verify_detail {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -255,4 +255,4 @@ void Verifier::check_twin(const SlaFile& pt, const fs::path& twin_path) {
     add("twin", CheckStatus::kFail, "sla_attention.pt and its safetensors twin disagree: " + join(diffs, "; "), where);
 }
 
-}  // namespace slackpt::verify_detail
+}  // namespace sla::checkpoint::verify_detail

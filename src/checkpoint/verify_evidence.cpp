@@ -18,7 +18,7 @@
 #include <sstream>
 #include <unistd.h>
 
-namespace slackpt::verify_detail {
+namespace sla::checkpoint::verify_detail {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -92,4 +92,4 @@ Evidence gather_evidence(const fs::path& folder, bool file_present, const Verify
   return ev;
 }
 
-}  // namespace slackpt::verify_detail
+}  // namespace sla::checkpoint::verify_detail

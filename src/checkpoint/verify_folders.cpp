@@ -18,7 +18,7 @@
 #include <sstream>
 #include <unistd.h>
 
-namespace slackpt::verify_detail {
+namespace sla::checkpoint::verify_detail {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -123,9 +123,9 @@ std::string classify(const fs::path& path, const fs::path& folder, bool path_is_
   return "folder";
 }
 
-}  // namespace slackpt::verify_detail
+}  // namespace sla::checkpoint::verify_detail
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 using namespace verify_detail;
 
@@ -140,4 +140,4 @@ std::string newest_checkpoint_folder(const std::string& folder) {
   return best;
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace slackpt::verify_detail {
+namespace sla::checkpoint::verify_detail {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -105,4 +105,4 @@ class Verifier {
   VerifyReport& report_;
 };
 
-}  // namespace slackpt::verify_detail
+}  // namespace sla::checkpoint::verify_detail

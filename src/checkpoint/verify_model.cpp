@@ -18,7 +18,7 @@
 #include <sstream>
 #include <unistd.h>
 
-namespace slackpt::verify_detail {
+namespace sla::checkpoint::verify_detail {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -95,9 +95,9 @@ void find_weights_dtype(const fs::path& folder, ModelShape& shape) {
   }
 }
 
-}  // namespace slackpt::verify_detail
+}  // namespace sla::checkpoint::verify_detail
 
-namespace slackpt {
+namespace sla::checkpoint {
 
 using namespace verify_detail;
 
@@ -133,4 +133,4 @@ ModelShape find_model_shape(const std::string& folder_text, const std::string& m
   return shape;
 }
 
-}  // namespace slackpt
+}  // namespace sla::checkpoint

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <unordered_set>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 namespace {
 
@@ -388,4 +388,4 @@ ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, c
   return archive;
 }
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace slackpt::pt {
+namespace sla::checkpoint::pt {
 
 struct ZipEntry {
   std::string name;            // full name, "<prefix>/<record>"
@@ -48,4 +48,4 @@ CheckpointError crc_mismatch(const ZipEntry& entry, uint32_t computed);
 ZipArchive read_zip(const uint8_t* data, size_t size, const std::string& name, const Limits& limits,
                     const ZipOptions& options = {});
 
-}  // namespace slackpt::pt
+}  // namespace sla::checkpoint::pt

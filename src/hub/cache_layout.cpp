@@ -1,8 +1,8 @@
 #include "cache_layout.h"
 
-#include "durable_file.h"
-#include "errors.h"
-#include "hashing.h"
+#include "sla/checkpoint/durable_file.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/hub/common/hashing.h"
 #include "untrusted.h"
 
 #include <fcntl.h>
@@ -20,7 +20,7 @@
 
 namespace fs = std::filesystem;
 
-namespace slahub {
+namespace sla::hub {
 namespace {
 
 [[noreturn]] void io_error(const std::string& what, const std::string& path) {
@@ -80,9 +80,9 @@ void fsync_dir_of(const std::string& path) {
 void write_file_atomic(const std::string& path, const std::string& content) {
   make_dirs(fs::path(path).parent_path().string());
   try {
-    slackpt::write_file_durably(path, reinterpret_cast<const uint8_t*>(content.data()), content.size(),
+    sla::checkpoint::write_file_durably(path, reinterpret_cast<const uint8_t*>(content.data()), content.size(),
                                 [](const std::string&) {});
-  } catch (const slackpt::CheckpointError& e) {
+  } catch (const sla::checkpoint::CheckpointError& e) {
     throw HubError("E_IO", e.what(), 0, path);
   }
 }
@@ -221,4 +221,4 @@ void LocalDirMetadata::write(const std::string& path, const std::string& commit,
   write_file_atomic(metadata_path(path), commit + "\n" + etag + "\n" + stamp + "\n");
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -15,7 +15,7 @@
 #include <optional>
 #include <string>
 
-namespace slahub {
+namespace sla::hub {
 
 // HF_HUB_CACHE > HUGGINGFACE_HUB_CACHE > $HF_HOME/hub
 std::string hub_cache_dir(const EnvLookup& env);
@@ -89,4 +89,4 @@ class FileLock {
   int fd_ = -1;
 };
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -1,6 +1,6 @@
 #include "transport.h"
 
-#include "hub_text.h"
+#include "sla/hub/common/hub_text.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <mutex>
 
-namespace slahub {
+namespace sla::hub {
 
 std::optional<std::string> HttpResponse::header(const std::string& name) const {
   std::string lower = name;
@@ -215,4 +215,4 @@ class CurlTransport : public HttpTransport {
 
 std::unique_ptr<HttpTransport> make_curl_transport() { return std::make_unique<CurlTransport>(); }
 
-}  // namespace slahub
+}  // namespace sla::hub

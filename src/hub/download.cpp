@@ -1,6 +1,6 @@
 #include "download.h"
 
-#include "hashing.h"
+#include "sla/hub/common/hashing.h"
 #include "untrusted.h"
 
 #include <fcntl.h>
@@ -22,7 +22,7 @@
 
 namespace fs = std::filesystem;
 
-namespace slahub {
+namespace sla::hub {
 namespace {
 
 constexpr int kMaxFailuresWithoutProgress = 5;  // the resume loop of section 5.2
@@ -530,4 +530,4 @@ SnapshotResult snapshot_download(HubClient& client, const RepoRef& repo, const S
   return result;
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

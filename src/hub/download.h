@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace slahub {
+namespace sla::hub {
 
 struct FileMetadata {
   std::string commit;        // X-Repo-Commit
@@ -76,4 +76,4 @@ SnapshotResult snapshot_download(HubClient& client, const RepoRef& repo, const S
 
 bool matches_any_glob(const std::string& path, const std::vector<std::string>& globs);  // fnmatch, '*' crosses '/'
 
-}  // namespace slahub
+}  // namespace sla::hub

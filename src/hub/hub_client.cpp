@@ -1,6 +1,6 @@
 #include "hub_client.h"
 
-#include "hub_text.h"
+#include "sla/hub/common/hub_text.h"
 #include "untrusted.h"
 
 #include <fmt/core.h>
@@ -13,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-namespace slahub {
+namespace sla::hub {
 
 HubError::HubError(std::string code, const std::string& message, int status, std::string url)
     : std::runtime_error(code + ": " + message), code_(std::move(code)), status_(status), url_(std::move(url)) {}
@@ -328,4 +328,4 @@ std::string HubClient::create_repo(const RepoRef& repo, bool private_repo) {
   return config_.endpoint + "/" + repo.web_prefix() + repo.id;
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

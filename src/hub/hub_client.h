@@ -3,7 +3,7 @@
 // failures become typed errors. Upload and download build on it (upload.h, download.h).
 #pragma once
 
-#include "hub_text.h"
+#include "sla/hub/common/hub_text.h"
 
 #include "transport.h"
 
@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace slahub {
+namespace sla::hub {
 
 inline constexpr const char* kHfHubCompatVersion = "1.29.0";
 // Redirects followed per request (curl's default limit of 50 made small and explicit).
@@ -135,4 +135,4 @@ HubError error_from_response(const HttpRequest& request, const HttpResponse& res
 bool is_retryable_status(int status);  // 408 429 500 502 503 504
 bool is_commit_sha(const std::string& revision);  // ^[0-9a-f]{40}$
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -6,9 +6,9 @@
 #include <optional>
 #include <vector>
 
-namespace slahub {
+namespace sla::hub {
 
-std::string sla_card_section(const slackpt::SlaFile& sla) {
+std::string sla_card_section(const sla::checkpoint::SlaFile& sla) {
   std::string states;
   for (const auto& entry : sla.entries) states += (states.empty() ? "" : ", ") + entry.key;
   const std::string variant = sla.has_extension ? sla.variant() : sla.variant() + " (assumed: the file does not record it)";
@@ -113,7 +113,7 @@ std::string join_lines(const std::vector<std::string>& lines, size_t from, size_
 
 }  // namespace
 
-std::string with_sla_section(const std::string& card, const slackpt::SlaFile& sla) {
+std::string with_sla_section(const std::string& card, const sla::checkpoint::SlaFile& sla) {
   const std::string section = sla_card_section(sla);
   // Our previous section becomes a placeholder line that keeps its place; bare SLA lines go.
   const std::string placeholder = "\x01sla-section\x01";
@@ -154,4 +154,4 @@ std::string with_sla_section(const std::string& card, const slackpt::SlaFile& sl
   return out + "\n" + section;
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

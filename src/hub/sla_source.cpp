@@ -1,12 +1,12 @@
 #include "sla_source.h"
 
-#include "sla_state.h"
+#include "sla/checkpoint/sla_state.h"
 
 #include <filesystem>
 
 namespace fs = std::filesystem;
 
-namespace slahub {
+namespace sla::hub {
 
 std::optional<std::string> newest_checkpoint_sla_file(const std::string& folder) {
   std::optional<std::string> best;
@@ -18,7 +18,7 @@ std::optional<std::string> newest_checkpoint_sla_file(const std::string& folder)
     if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size()) continue;
     const std::string step = name.substr(prefix.size());
     if (step.find_first_not_of("0123456789") != std::string::npos || step.size() > 18) continue;
-    const fs::path file = it->path() / slackpt::kSlaFileName;
+    const fs::path file = it->path() / sla::checkpoint::kSlaFileName;
     if (!fs::is_regular_file(file, ec)) continue;
     if (std::stoll(step) > best_step) {
       best_step = std::stoll(step);
@@ -30,7 +30,7 @@ std::optional<std::string> newest_checkpoint_sla_file(const std::string& folder)
 
 std::optional<SlaSource> find_sla_source(const std::string& folder, const std::string& sla_from) {
   if (!sla_from.empty()) return SlaSource{sla_from, "--sla-from", true};
-  const fs::path own = fs::path(folder) / slackpt::kSlaFileName;
+  const fs::path own = fs::path(folder) / sla::checkpoint::kSlaFileName;
   std::error_code ec;
   if (fs::is_regular_file(own, ec)) return SlaSource{own.string(), "the folder's own", false};
   if (auto newest = newest_checkpoint_sla_file(folder))
@@ -38,4 +38,4 @@ std::optional<SlaSource> find_sla_source(const std::string& folder, const std::s
   return std::nullopt;
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-namespace slahub {
+namespace sla::hub {
 
 struct SlaSource {
   std::string path;    // the file to upload as sla_attention.pt at the repo root
@@ -20,4 +20,4 @@ std::optional<std::string> newest_checkpoint_sla_file(const std::string& folder)
 // sla_from when given, else folder/sla_attention.pt, else the newest checkpoint's; nothing when none.
 std::optional<SlaSource> find_sla_source(const std::string& folder, const std::string& sla_from);
 
-}  // namespace slahub
+}  // namespace sla::hub

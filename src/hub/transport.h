@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace slahub {
+namespace sla::hub {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
@@ -79,4 +79,4 @@ class HttpTransport {
 // https only; redirects are answered as they are (3xx), never followed.
 std::unique_ptr<HttpTransport> make_curl_transport();
 
-}  // namespace slahub
+}  // namespace sla::hub

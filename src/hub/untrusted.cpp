@@ -1,6 +1,6 @@
 #include "untrusted.h"
 
-#include "hub_text.h"
+#include "sla/hub/common/hub_text.h"
 
 #include <sys/stat.h>
 
@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <memory>
 
-namespace slahub {
+namespace sla::hub {
 namespace {
 
 constexpr size_t kMaxShownBytes = 400;
@@ -180,4 +180,4 @@ std::string resolve_location(const std::string& base_url, const std::string& loc
   return url;
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace slahub {
+namespace sla::hub {
 
 inline constexpr const char* kUnsafeCode = "E_HUB_UNSAFE";
 
@@ -47,4 +47,4 @@ std::string url_origin(const std::string& url);
 // "?query" or a relative path). Refused unless it is http(s), printable ASCII without spaces.
 std::string resolve_location(const std::string& base_url, const std::string& location);
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -1,6 +1,6 @@
 #include "upload.h"
 
-#include "hashing.h"
+#include "sla/hub/common/hashing.h"
 #include "untrusted.h"
 
 #include <openssl/evp.h>
@@ -16,7 +16,7 @@
 #include <sstream>
 #include <thread>
 
-namespace slahub {
+namespace sla::hub {
 namespace {
 
 constexpr size_t kPreuploadChunk = 256;  // files per preupload and per LFS batch call
@@ -429,4 +429,4 @@ CommitResult upload_commit(HubClient& client, const RepoRef& repo, const std::ve
   return result;
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace slahub {
+namespace sla::hub {
 
 struct UploadItem {
   std::string path_in_repo;
@@ -62,4 +62,4 @@ CommitResult upload_commit(HubClient& client, const RepoRef& repo, const std::ve
 
 std::string base64_encode(const std::string& data);
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -1,7 +1,7 @@
 #include "hooks.h"
 
 #include "sla_kernels.h"
-#include "sla_state.h"
+#include "sla/checkpoint/sla_state.h"
 #include "sla_state_torch.h"
 
 #include <ATen/core/grad_mode.h>
@@ -41,7 +41,7 @@ std::string join(const std::vector<std::string>& items, const std::string& sep =
   return out;
 }
 
-std::string show_settings(const slackpt::SlaSettings& s, const std::string& variant) {
+std::string show_settings(const sla::checkpoint::SlaSettings& s, const std::string& variant) {
   std::ostringstream out;
   out << "topk=" << s.topk << " feature_map=" << s.feature_map << " blkq=" << s.blkq << " blkk=" << s.blkk
       << " tie_feature_map_qk=" << (s.tie_feature_map_qk ? "true" : "false") << " variant=" << variant;
@@ -145,7 +145,7 @@ void AttentionBackend::materialize_loaded(at::Device device) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& state_key_name : loaded_order_) {
-      const slackpt::StateKey parsed = slackpt::parse_state_key(state_key_name);
+      const sla::checkpoint::StateKey parsed = sla::checkpoint::parse_state_key(state_key_name);
       const auto dtype = dtype_from_token(parsed.dtype_token);
       if (loaded_copies_.count(state_key_name)) continue;  // a state_dtype copy: no module of its own
       if (dtype && parsed.head_dim > 0) wanted.emplace_back(parsed.head_dim, *dtype);
@@ -156,19 +156,19 @@ void AttentionBackend::materialize_loaded(at::Device device) {
 
 void AttentionBackend::restore(const ModuleKey& key, SparseLinearAttention& module) {
   const auto& [head_dim, token, device] = key;
-  const std::string exact = slackpt::make_state_key(head_dim, token);
+  const std::string exact = sla::checkpoint::make_state_key(head_dim, token);
   std::string source;
   if (loaded_.count(exact)) {
     source = exact;
   } else {
     for (const auto& candidate : loaded_order_) {
-      if (candidate.rfind(slackpt::make_state_key(head_dim, ""), 0) == 0) {
+      if (candidate.rfind(sla::checkpoint::make_state_key(head_dim, ""), 0) == 0) {
         source = candidate;
         break;
       }
     }
     if (source.empty()) return;
-    emit("notice: no state for " + exact + " in " + slackpt::kSlaFileName + "; applying the " + source +
+    emit("notice: no state for " + exact + " in " + sla::checkpoint::kSlaFileName + "; applying the " + source +
         " projection instead (proj_l is float32, so it carries over between attention dtypes)");
   }
   at::NoGradGuard no_grad;
@@ -205,20 +205,20 @@ std::vector<SparseLinearAttention> AttentionBackend::modules() const {
 
 void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
   if (!options_.is_main_process) return;
-  slackpt::SlaFile file;
+  sla::checkpoint::SlaFile file;
   std::vector<std::string> copies;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (modules_.empty()) return;
     file.settings = to_settings(cfg_);
-    file.version = slackpt::kSlaFormatVersion;
+    file.version = sla::checkpoint::kSlaFormatVersion;
     std::set<std::string> seen;
     for (const auto& [key, module] : modules_) {
       // One state per (head_dim, dtype): SimpleTuner's key has no device; the first device wins.
       const auto dtype = dtype_from_token(std::get<1>(key));
-      const std::string name = slackpt::make_state_key(std::get<0>(key), std::get<1>(key));
+      const std::string name = sla::checkpoint::make_state_key(std::get<0>(key), std::get<1>(key));
       if (!seen.insert(name).second) continue;
-      slackpt::SlaEntry entry = make_entry(std::get<0>(key), dtype.value_or(at::kFloat), module->proj_l->weight,
+      sla::checkpoint::SlaEntry entry = make_entry(std::get<0>(key), dtype.value_or(at::kFloat), module->proj_l->weight,
                                            module->proj_l->bias);
       entry.key = name;
       entry.dtype_token = std::get<1>(key);
@@ -228,11 +228,11 @@ void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
     if (!state_token_.empty()) {
       const size_t own = file.entries.size();
       for (size_t i = 0; i < own; ++i) {
-        const slackpt::SlaEntry& source = file.entries[i];
+        const sla::checkpoint::SlaEntry& source = file.entries[i];
         if (source.dtype_token == "bf16" || source.dtype_token == "fp16") continue;
-        const std::string name = slackpt::make_state_key(source.head_dim, state_token_);
+        const std::string name = sla::checkpoint::make_state_key(source.head_dim, state_token_);
         if (!seen.insert(name).second) continue;  // a module of that dtype exists, or already copied
-        slackpt::SlaEntry copy = source;
+        sla::checkpoint::SlaEntry copy = source;
         copy.key = name;
         copy.dtype_token = state_token_;
         copies.push_back(name);
@@ -244,26 +244,26 @@ void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
   if (!copies.empty()) file.extension["state_dtype_copies"] = join(copies, ",");  // "16:bf16,32:bf16": the extension is flat
   file.has_extension = true;
   fs::create_directories(dir);
-  const std::string path = (fs::path(dir) / slackpt::kSlaFileName).string();
-  slackpt::write_sla_file(path, file);
+  const std::string path = (fs::path(dir) / sla::checkpoint::kSlaFileName).string();
+  sla::checkpoint::write_sla_file(path, file);
   emit("wrote " + path + " (" + std::to_string(file.entries.size()) + " state" +
       (file.entries.size() == 1 ? "" : "s") + ")");
 }
 
 LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
   LoadReport report;
-  const fs::path path = fs::path(dir) / slackpt::kSlaFileName;
+  const fs::path path = fs::path(dir) / sla::checkpoint::kSlaFileName;
   if (!fs::exists(path)) {
     emit("no " + path.string() + "; SLA projections start from zero");
     return report;
   }
   report.found = true;
-  const slackpt::SlaLoadResult result = slackpt::load_sla_file(path.string());
+  const sla::checkpoint::SlaLoadResult result = sla::checkpoint::load_sla_file(path.string());
   for (const auto& problem : result.problems) {
     emit("warning: " + path.string() + ": " + problem.code + ": " + problem.message +
         (problem.where.empty() ? "" : " at " + problem.where));
   }
-  const slackpt::SlaFile& file = result.file;
+  const sla::checkpoint::SlaFile& file = result.file;
 
   report.differing_keys = differing_settings(file, cfg_);
   if (!report.differing_keys.empty()) {
@@ -279,7 +279,7 @@ LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
     std::stringstream list(file.extension["state_dtype_copies"].get<std::string>());
     for (std::string k; std::getline(list, k, ',');) loaded_copies_.insert(k);
   }
-  for (const slackpt::SlaEntry& entry : file.entries) {
+  for (const sla::checkpoint::SlaEntry& entry : file.entries) {
     const std::string problem = entry_shape_problem(entry);
     if (!problem.empty()) {
       report.skipped_entries.push_back(entry.key + ": " + problem);

@@ -5,7 +5,7 @@
 // SimpleTuner, float64 for a float64 run so the float64 oracle stays exact.
 #include "reference.h"
 
-#include "support.h"  // kLinearEps
+#include "sla/kernels/support.h"  // kLinearEps
 
 #include <ATen/core/grad_mode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>

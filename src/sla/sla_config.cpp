@@ -14,7 +14,7 @@
 namespace sla {
 namespace {
 
-using namespace slackpt;  // the settings schema (sla_settings.h)
+using namespace sla::checkpoint;  // the settings schema (sla_settings.h)
 
 std::string allowed_keys() { return setting_keys_text() + ", " + kSettingVariant; }
 
@@ -228,12 +228,12 @@ std::vector<std::string> SlaConfig::simpletuner_rejects(const std::string& text)
 
 std::string SlaConfig::to_json() const {
   nlohmann::ordered_json j;
-  j[slackpt::kSettingTopk] = topk;
-  j[slackpt::kSettingFeatureMap] = to_string(feature_map);
-  j[slackpt::kSettingBlkq] = blkq;
-  j[slackpt::kSettingBlkk] = blkk;
-  j[slackpt::kSettingTieFeatureMapQk] = tie_feature_map_qk;
-  j[slackpt::kSettingVariant] = to_string(variant);
+  j[sla::checkpoint::kSettingTopk] = topk;
+  j[sla::checkpoint::kSettingFeatureMap] = to_string(feature_map);
+  j[sla::checkpoint::kSettingBlkq] = blkq;
+  j[sla::checkpoint::kSettingBlkk] = blkk;
+  j[sla::checkpoint::kSettingTieFeatureMapQk] = tie_feature_map_qk;
+  j[sla::checkpoint::kSettingVariant] = to_string(variant);
   return j.dump();
 }
 

@@ -2,7 +2,7 @@
 // literal as SimpleTuner accepts it ({'topk': 0.15, 'blkq': 32, 'tie_feature_map_qk': False}).
 #pragma once
 
-#include "sla_settings.h"  // the schema: keys, allowed values, defaults
+#include "sla/checkpoint/sla_settings.h"  // the schema: keys, allowed values, defaults
 
 #include <cstdint>
 #include <string>
@@ -14,11 +14,11 @@ enum class FeatureMap { kSoftmax, kElu, kRelu };
 enum class Variant { kAll, kComplement };  // linear branch over all keys, or over unselected blocks only
 
 struct SlaConfig {
-  double topk = slackpt::kDefaultTopk;
-  FeatureMap feature_map = FeatureMap::kSoftmax;  // slackpt::kDefaultFeatureMap
-  int64_t blkq = slackpt::kDefaultBlkq;           // slackpt::kBlockSizes
-  int64_t blkk = slackpt::kDefaultBlkk;           // slackpt::kBlockSizes
-  bool tie_feature_map_qk = slackpt::kDefaultTieFeatureMapQk;
+  double topk = sla::checkpoint::kDefaultTopk;
+  FeatureMap feature_map = FeatureMap::kSoftmax;  // sla::checkpoint::kDefaultFeatureMap
+  int64_t blkq = sla::checkpoint::kDefaultBlkq;           // sla::checkpoint::kBlockSizes
+  int64_t blkk = sla::checkpoint::kDefaultBlkk;           // sla::checkpoint::kBlockSizes
+  bool tie_feature_map_qk = sla::checkpoint::kDefaultTieFeatureMapQk;
   Variant variant = Variant::kAll;  // ours; recorded in the file's extension key
 
   // Parses JSON or a Python-dict literal. Unknown keys and out-of-range values throw

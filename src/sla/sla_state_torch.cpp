@@ -30,19 +30,19 @@ std::optional<at::ScalarType> dtype_from_token(const std::string& token) {
 }
 
 std::string state_key(int64_t head_dim, at::ScalarType dtype) {
-  return slackpt::make_state_key(head_dim, dtype_token(dtype));
+  return sla::checkpoint::make_state_key(head_dim, dtype_token(dtype));
 }
 
-slackpt::Float32Tensor to_float32_tensor(const at::Tensor& t) {
+sla::checkpoint::Float32Tensor to_float32_tensor(const at::Tensor& t) {
   const at::Tensor cpu = t.detach().to(at::kCPU, at::kFloat).contiguous();
-  slackpt::Float32Tensor out;
+  sla::checkpoint::Float32Tensor out;
   out.shape.assign(cpu.sizes().begin(), cpu.sizes().end());
   out.values.resize(static_cast<size_t>(cpu.numel()));
   std::memcpy(out.values.data(), cpu.data_ptr<float>(), out.values.size() * sizeof(float));
   return out;
 }
 
-at::Tensor to_tensor(const slackpt::Float32Tensor& t) {
+at::Tensor to_tensor(const sla::checkpoint::Float32Tensor& t) {
   int64_t numel = 1;
   for (int64_t d : t.shape) numel *= d;
   if (numel != static_cast<int64_t>(t.values.size()))
@@ -52,9 +52,9 @@ at::Tensor to_tensor(const slackpt::Float32Tensor& t) {
   return out;
 }
 
-slackpt::SlaEntry make_entry(int64_t head_dim, at::ScalarType dtype, const at::Tensor& weight,
+sla::checkpoint::SlaEntry make_entry(int64_t head_dim, at::ScalarType dtype, const at::Tensor& weight,
                              const at::Tensor& bias) {
-  slackpt::SlaEntry entry;
+  sla::checkpoint::SlaEntry entry;
   entry.key = state_key(head_dim, dtype);
   entry.head_dim = head_dim;
   entry.dtype_token = dtype_token(dtype);
@@ -63,9 +63,9 @@ slackpt::SlaEntry make_entry(int64_t head_dim, at::ScalarType dtype, const at::T
   return entry;
 }
 
-std::string entry_shape_problem(const slackpt::SlaEntry& entry) {
+std::string entry_shape_problem(const sla::checkpoint::SlaEntry& entry) {
   const int64_t d = entry.head_dim;
-  auto shape_ok = [](const slackpt::Float32Tensor& t, std::vector<int64_t> shape) {
+  auto shape_ok = [](const sla::checkpoint::Float32Tensor& t, std::vector<int64_t> shape) {
     size_t numel = 1;
     for (int64_t s : shape) numel *= static_cast<size_t>(s);
     return t.shape == shape && t.values.size() == numel;
@@ -76,8 +76,8 @@ std::string entry_shape_problem(const slackpt::SlaEntry& entry) {
   return "";
 }
 
-slackpt::SlaSettings to_settings(const SlaConfig& cfg) {
-  slackpt::SlaSettings s;
+sla::checkpoint::SlaSettings to_settings(const SlaConfig& cfg) {
+  sla::checkpoint::SlaSettings s;
   s.topk = cfg.topk;
   s.feature_map = to_string(cfg.feature_map);
   s.blkq = cfg.blkq;
@@ -86,16 +86,16 @@ slackpt::SlaSettings to_settings(const SlaConfig& cfg) {
   return s;
 }
 
-std::vector<std::string> differing_settings(const slackpt::SlaFile& file, const SlaConfig& runtime) {
-  const slackpt::SlaSettings ours = to_settings(runtime);
-  const slackpt::SlaSettings& theirs = file.settings;
+std::vector<std::string> differing_settings(const sla::checkpoint::SlaFile& file, const SlaConfig& runtime) {
+  const sla::checkpoint::SlaSettings ours = to_settings(runtime);
+  const sla::checkpoint::SlaSettings& theirs = file.settings;
   std::vector<std::string> keys;
-  if (ours.topk != theirs.topk) keys.push_back(slackpt::kSettingTopk);
-  if (ours.feature_map != theirs.feature_map) keys.push_back(slackpt::kSettingFeatureMap);
-  if (ours.blkq != theirs.blkq) keys.push_back(slackpt::kSettingBlkq);
-  if (ours.blkk != theirs.blkk) keys.push_back(slackpt::kSettingBlkk);
-  if (ours.tie_feature_map_qk != theirs.tie_feature_map_qk) keys.push_back(slackpt::kSettingTieFeatureMapQk);
-  if (file.variant() != to_string(runtime.variant)) keys.push_back(slackpt::kSettingVariant);
+  if (ours.topk != theirs.topk) keys.push_back(sla::checkpoint::kSettingTopk);
+  if (ours.feature_map != theirs.feature_map) keys.push_back(sla::checkpoint::kSettingFeatureMap);
+  if (ours.blkq != theirs.blkq) keys.push_back(sla::checkpoint::kSettingBlkq);
+  if (ours.blkk != theirs.blkk) keys.push_back(sla::checkpoint::kSettingBlkk);
+  if (ours.tie_feature_map_qk != theirs.tie_feature_map_qk) keys.push_back(sla::checkpoint::kSettingTieFeatureMapQk);
+  if (file.variant() != to_string(runtime.variant)) keys.push_back(sla::checkpoint::kSettingVariant);
   return keys;
 }
 

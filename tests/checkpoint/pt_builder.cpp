@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-namespace slackpt::test {
+namespace sla::checkpoint::test {
 
 Pickle& Pickle::op(uint8_t code) {
   bytes.push_back(code);
@@ -93,4 +93,4 @@ Bytes rename_everywhere(Bytes archive, const std::string& from, const std::strin
   return archive;
 }
 
-}  // namespace slackpt::test
+}  // namespace sla::checkpoint::test

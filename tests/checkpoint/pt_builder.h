@@ -3,14 +3,14 @@
 // except for the one defect a test wants.
 #pragma once
 
-#include "errors.h"
-#include "pt_writer.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/pt_writer.h"
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace slackpt::test {
+namespace sla::checkpoint::test {
 
 using Bytes = std::vector<uint8_t>;
 
@@ -79,4 +79,4 @@ std::string code_of(Fn&& fn) {
   return what.substr(0, what.find(':'));
 }
 
-}  // namespace slackpt::test
+}  // namespace sla::checkpoint::test

@@ -6,8 +6,8 @@
 //          {"t": "dict", "ordered": bool, "v": [[key, value], ...]},
 //          {"t": "tensor", "dtype", "shape", "strides", "offset", "storage", "storage_numel",
 //           "requires_grad", "values": [row-major elements; NaN/Inf as strings]}
-#include "errors.h"
-#include "pt_reader.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/pt_reader.h"
 
 #include <nlohmann/json.hpp>
 
@@ -17,7 +17,7 @@
 
 namespace {
 
-using slackpt::pt::Value;
+using sla::checkpoint::pt::Value;
 
 nlohmann::json number(double x) {
   if (std::isnan(x)) return "nan";
@@ -49,7 +49,7 @@ nlohmann::json dump(const Value& v) {
       nlohmann::json values = nlohmann::json::array();
       for (uint64_t i = 0; i < t.numel(); ++i) values.push_back(number(t.element(i)));
       return {{"t", "tensor"},
-              {"dtype", std::string(slackpt::pt::dtype_info(t.dtype).name)},
+              {"dtype", std::string(sla::checkpoint::pt::dtype_info(t.dtype).name)},
               {"shape", t.shape},
               {"strides", t.strides},
               {"offset", t.storage_offset},
@@ -70,11 +70,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    slackpt::pt::PtFile file = slackpt::pt::read_pt_file(argv[1]);
+    sla::checkpoint::pt::PtFile file = sla::checkpoint::pt::read_pt_file(argv[1]);
     nlohmann::json out = {{"prefix", file.prefix}, {"version", file.version}, {"byteorder", file.byteorder}, {"root", dump(*file.root)}};
     std::cout << out.dump() << "\n";
     return 0;
-  } catch (const slackpt::CheckpointError& e) {
+  } catch (const sla::checkpoint::CheckpointError& e) {
     std::fprintf(stderr, "pt-dump: %s\n", e.what());
     return 2;
   }

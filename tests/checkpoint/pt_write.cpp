@@ -6,11 +6,11 @@
 //                                        "root": <tagged value as pt-dump prints it>}
 //                                written with encode_pt + write_file_durably
 // Exit 0, or 2 with the one-line error on stderr.
-#include "durable_file.h"
-#include "errors.h"
-#include "pt_reader.h"
-#include "pt_writer.h"
-#include "sla_state.h"
+#include "sla/checkpoint/durable_file.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/pt_reader.h"
+#include "sla/checkpoint/pt_writer.h"
+#include "sla/checkpoint/sla_state.h"
 
 #include <nlohmann/json.hpp>
 
@@ -23,8 +23,8 @@
 namespace {
 
 using nlohmann::json;
-using slackpt::pt::Value;
-using slackpt::pt::ValuePtr;
+using sla::checkpoint::pt::Value;
+using sla::checkpoint::pt::ValuePtr;
 
 double number(const json& j) {
   if (j.is_string()) {
@@ -42,7 +42,7 @@ std::vector<float> floats(const json& j) {
 }
 
 void write_sla(const json& spec, const std::string& out) {
-  slackpt::SlaFile file;
+  sla::checkpoint::SlaFile file;
   const json& s = spec.at("settings");
   file.settings.topk = s.at("topk").get<double>();
   file.settings.feature_map = s.at("feature_map").get<std::string>();
@@ -52,7 +52,7 @@ void write_sla(const json& spec, const std::string& out) {
   file.version = spec.value("version", int64_t(1));
   if (spec.contains("extension")) file.extension = spec.at("extension");
   for (const json& e : spec.at("entries")) {
-    slackpt::SlaEntry entry;
+    sla::checkpoint::SlaEntry entry;
     entry.key = e.at("key").get<std::string>();
     entry.weight.values = floats(e.at("weight"));
     entry.bias.values = floats(e.at("bias"));
@@ -63,12 +63,12 @@ void write_sla(const json& spec, const std::string& out) {
     entry.bias.shape = {d};
     file.entries.push_back(std::move(entry));
   }
-  slackpt::write_sla_file(out, file);
+  sla::checkpoint::write_sla_file(out, file);
 }
 
 // Storage bytes from JSON numbers, in the dtype's little-endian encoding.
-std::vector<uint8_t> storage_bytes(slackpt::pt::DType dtype, const json& values) {
-  using slackpt::pt::DType;
+std::vector<uint8_t> storage_bytes(sla::checkpoint::pt::DType dtype, const json& values) {
+  using sla::checkpoint::pt::DType;
   std::vector<uint8_t> bytes;
   auto put = [&](const void* p, size_t n) { bytes.insert(bytes.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n); };
   for (const json& v : values) {
@@ -89,19 +89,19 @@ std::vector<uint8_t> storage_bytes(slackpt::pt::DType dtype, const json& values)
 }
 
 struct TreeBuilder {
-  std::map<std::string, std::shared_ptr<slackpt::pt::Storage>> storages;
+  std::map<std::string, std::shared_ptr<sla::checkpoint::pt::Storage>> storages;
   std::vector<std::shared_ptr<std::vector<uint8_t>>> buffers;
 
   void add_storage(const std::string& key, const json& spec) {
-    auto storage = std::make_shared<slackpt::pt::Storage>();
+    auto storage = std::make_shared<sla::checkpoint::pt::Storage>();
     std::string dtype = spec.at("dtype").get<std::string>();
     bool found = false;
-    for (const auto& info : slackpt::pt::kDTypes)
+    for (const auto& info : sla::checkpoint::pt::kDTypes)
       if (info.name == dtype) { storage->dtype = info.dtype; found = true; }
     if (!found) throw std::runtime_error("pt-write: unknown dtype " + dtype);
     auto buffer = std::make_shared<std::vector<uint8_t>>();
     if (spec.contains("bits")) {  // raw element bits, for dtypes JSON numbers cannot carry exactly
-      size_t itemsize = slackpt::pt::dtype_info(storage->dtype).itemsize;
+      size_t itemsize = sla::checkpoint::pt::dtype_info(storage->dtype).itemsize;
       for (const json& b : spec.at("bits")) {
         uint64_t v = b.get<uint64_t>();
         for (size_t i = 0; i < itemsize; ++i) buffer->push_back(uint8_t(v >> (8 * i)));
@@ -109,7 +109,7 @@ struct TreeBuilder {
     } else {
       *buffer = storage_bytes(storage->dtype, spec.at("values"));
     }
-    storage->numel = buffer->size() / slackpt::pt::dtype_info(storage->dtype).itemsize;
+    storage->numel = buffer->size() / sla::checkpoint::pt::dtype_info(storage->dtype).itemsize;
     storage->bytes = buffer->data();
     storage->owner = buffer;
     storages[key] = storage;
@@ -134,7 +134,7 @@ struct TreeBuilder {
       return d;
     }
     if (t == "tensor") {
-      auto tensor = std::make_shared<slackpt::pt::Tensor>();
+      auto tensor = std::make_shared<sla::checkpoint::pt::Tensor>();
       tensor->storage = storages.at(j.at("storage").get<std::string>());
       tensor->dtype = tensor->storage->dtype;
       tensor->shape = j.at("shape").get<std::vector<int64_t>>();
@@ -151,8 +151,8 @@ void write_tree(const json& spec, const std::string& out) {
   TreeBuilder builder;
   for (const auto& [key, storage] : spec.at("storages").items()) builder.add_storage(key, storage);
   ValuePtr root = builder.build(spec.at("root"));
-  std::vector<uint8_t> bytes = slackpt::pt::encode_pt(*root, spec.at("prefix").get<std::string>());
-  slackpt::write_file_durably(out, bytes.data(), bytes.size(), [](const std::string& temp) { slackpt::pt::read_pt_file(temp); });
+  std::vector<uint8_t> bytes = sla::checkpoint::pt::encode_pt(*root, spec.at("prefix").get<std::string>());
+  sla::checkpoint::write_file_durably(out, bytes.data(), bytes.size(), [](const std::string& temp) { sla::checkpoint::pt::read_pt_file(temp); });
 }
 
 }  // namespace

@@ -1,12 +1,12 @@
-#include "byte_reader.h"
+#include "sla/checkpoint/byte_reader.h"
 
 #include "pt_builder.h"
 
 #include <catch.hpp>
 
-using slackpt::ByteReader;
-using slackpt::test::code_of;
-using slackpt::test::error_of;
+using sla::checkpoint::ByteReader;
+using sla::checkpoint::test::code_of;
+using sla::checkpoint::test::error_of;
 
 TEST_CASE("byte reader reads little-endian fields in order") {
   const uint8_t data[] = {0x01, 0x34, 0x12, 0x78, 0x56, 0x34, 0x12, 1, 0, 0, 0, 0, 0, 0, 0x80};
@@ -37,9 +37,9 @@ TEST_CASE("byte reader uses the caller's error code") {
 
 TEST_CASE("checked arithmetic detects overflow") {
   uint64_t out = 0;
-  CHECK(slackpt::checked_add(1, 2, &out));
+  CHECK(sla::checkpoint::checked_add(1, 2, &out));
   CHECK(out == 3);
-  CHECK_FALSE(slackpt::checked_add(UINT64_MAX, 1, &out));
-  CHECK(slackpt::checked_mul(1ull << 31, 1ull << 31, &out));
-  CHECK_FALSE(slackpt::checked_mul(1ull << 32, 1ull << 32, &out));
+  CHECK_FALSE(sla::checkpoint::checked_add(UINT64_MAX, 1, &out));
+  CHECK(sla::checkpoint::checked_mul(1ull << 31, 1ull << 31, &out));
+  CHECK_FALSE(sla::checkpoint::checked_mul(1ull << 32, 1ull << 32, &out));
 }

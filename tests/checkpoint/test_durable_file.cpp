@@ -1,4 +1,4 @@
-#include "durable_file.h"
+#include "sla/checkpoint/durable_file.h"
 
 #include "pt_builder.h"
 
@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-using slackpt::test::code_of;
-using slackpt::test::error_of;
+using sla::checkpoint::test::code_of;
+using sla::checkpoint::test::error_of;
 
 namespace {
 
@@ -45,7 +45,7 @@ std::string slurp(const std::string& path) {
 void spit(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
 void write(const std::string& path, const std::string& text) {
-  slackpt::write_file_durably(path, reinterpret_cast<const uint8_t*>(text.data()), text.size(), [](const std::string&) {});
+  sla::checkpoint::write_file_durably(path, reinterpret_cast<const uint8_t*>(text.data()), text.size(), [](const std::string&) {});
 }
 
 }  // namespace
@@ -54,7 +54,7 @@ TEST_CASE("durable write creates the file with the umask mode and leaves no temp
   TempDir dir;
   std::string target = dir.path + "/out.pt";
   std::string seen_temp;
-  slackpt::write_file_durably(target, reinterpret_cast<const uint8_t*>("abc"), 3, [&](const std::string& temp) {
+  sla::checkpoint::write_file_durably(target, reinterpret_cast<const uint8_t*>("abc"), 3, [&](const std::string& temp) {
     seen_temp = temp;
     CHECK(slurp(temp) == "abc");  // validation reads the complete temp, in the same folder
   });
@@ -86,8 +86,8 @@ TEST_CASE("durable write: a validation failure leaves the target untouched and r
   std::string target = dir.path + "/out.pt";
   spit(target, "precious");
   std::string e = error_of([&] {
-    slackpt::write_file_durably(target, reinterpret_cast<const uint8_t*>("bad"), 3, [](const std::string& temp) {
-      throw slackpt::CheckpointError("E_CRC", "crc mismatch", temp);
+    sla::checkpoint::write_file_durably(target, reinterpret_cast<const uint8_t*>("bad"), 3, [](const std::string& temp) {
+      throw sla::checkpoint::CheckpointError("E_CRC", "crc mismatch", temp);
     });
   });
   CHECK(e.rfind("E_WRITE: the written file did not validate (E_CRC: crc mismatch in ", 0) == 0);
@@ -139,12 +139,12 @@ TEST_CASE("durable write: running out of space mid-write leaves the target untou
 TEST_CASE("durable write gives a new file the requested mode and keeps an existing file's") {
   TempDir dir;
   std::string target = dir.path + "/secret";
-  slackpt::write_file_durably(target, reinterpret_cast<const uint8_t*>("k1"), 2, [](const std::string&) {}, 0600);
+  sla::checkpoint::write_file_durably(target, reinterpret_cast<const uint8_t*>("k1"), 2, [](const std::string&) {}, 0600);
   struct stat st {};
   REQUIRE(::stat(target.c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0600);
   ::chmod(target.c_str(), 0640);
-  slackpt::write_file_durably(target, reinterpret_cast<const uint8_t*>("k2"), 2, [](const std::string&) {}, 0600);
+  sla::checkpoint::write_file_durably(target, reinterpret_cast<const uint8_t*>("k2"), 2, [](const std::string&) {}, 0600);
   REQUIRE(::stat(target.c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0640);
   CHECK(slurp(target) == "k2");
@@ -153,14 +153,14 @@ TEST_CASE("durable write gives a new file the requested mode and keeps an existi
 TEST_CASE("a killed durable write's temp name is recognised, and nothing else is") {
   TempDir dir;
   std::string seen_temp;
-  slackpt::write_file_durably(dir.path + "/refs.json", reinterpret_cast<const uint8_t*>("{}"), 2,
+  sla::checkpoint::write_file_durably(dir.path + "/refs.json", reinterpret_cast<const uint8_t*>("{}"), 2,
                               [&](const std::string& temp) { seen_temp = temp.substr(temp.rfind('/') + 1); });
-  CHECK(slackpt::is_durable_temp_name(seen_temp));
-  CHECK(slackpt::is_durable_temp_name(".main.0123456789abcdef.tmp"));
-  CHECK_FALSE(slackpt::is_durable_temp_name("main.0123456789abcdef.tmp"));    // not hidden
-  CHECK_FALSE(slackpt::is_durable_temp_name(".main.0123456789abcdeg.tmp"));   // not hex
-  CHECK_FALSE(slackpt::is_durable_temp_name(".main.0123456789abcde.tmp"));    // 15 digits
-  CHECK_FALSE(slackpt::is_durable_temp_name("..0123456789abcdef.tmp"));       // no target name
-  CHECK_FALSE(slackpt::is_durable_temp_name(".gitattributes"));
-  CHECK_FALSE(slackpt::is_durable_temp_name(".tmp"));
+  CHECK(sla::checkpoint::is_durable_temp_name(seen_temp));
+  CHECK(sla::checkpoint::is_durable_temp_name(".main.0123456789abcdef.tmp"));
+  CHECK_FALSE(sla::checkpoint::is_durable_temp_name("main.0123456789abcdef.tmp"));    // not hidden
+  CHECK_FALSE(sla::checkpoint::is_durable_temp_name(".main.0123456789abcdeg.tmp"));   // not hex
+  CHECK_FALSE(sla::checkpoint::is_durable_temp_name(".main.0123456789abcde.tmp"));    // 15 digits
+  CHECK_FALSE(sla::checkpoint::is_durable_temp_name("..0123456789abcdef.tmp"));       // no target name
+  CHECK_FALSE(sla::checkpoint::is_durable_temp_name(".gitattributes"));
+  CHECK_FALSE(sla::checkpoint::is_durable_temp_name(".tmp"));
 }

@@ -1,10 +1,10 @@
 // A file that shrinks while it is read (a trainer rewriting it) and inputs that are not regular
 // files: the reader must report them as one error, never die of SIGBUS or block on open.
-#include "errors.h"
-#include "mapped_file.h"
-#include "pt_reader.h"
-#include "sla_state.h"
-#include "tensor_stats.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/mapped_file.h"
+#include "sla/checkpoint/pt_reader.h"
+#include "sla/checkpoint/sla_state.h"
+#include "sla/checkpoint/tensor_stats.h"
 
 #include "pt_builder.h"
 
@@ -20,8 +20,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-using namespace slackpt;
-using slackpt::test::error_of;
+using namespace sla::checkpoint;
+using sla::checkpoint::test::error_of;
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "pickle_reader.h"
+#include "sla/checkpoint/pickle_reader.h"
 
 #include "pt_builder.h"
 
@@ -6,8 +6,8 @@
 
 #include <map>
 
-using namespace slackpt;
-using namespace slackpt::test;
+using namespace sla::checkpoint;
+using namespace sla::checkpoint::test;
 
 namespace {
 

@@ -1,11 +1,11 @@
-#include "pt_reader.h"
+#include "sla/checkpoint/pt_reader.h"
 
 #include "pt_builder.h"
 
 #include <catch.hpp>
 
-using namespace slackpt;
-using namespace slackpt::test;
+using namespace sla::checkpoint;
+using namespace sla::checkpoint::test;
 
 namespace {
 

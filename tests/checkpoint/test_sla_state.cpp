@@ -1,7 +1,7 @@
-#include "crc32.h"
-#include "pt_reader.h"
-#include "sla_state.h"
-#include "tensor_stats.h"
+#include "sla/checkpoint/crc32.h"
+#include "sla/checkpoint/pt_reader.h"
+#include "sla/checkpoint/sla_state.h"
+#include "sla/checkpoint/tensor_stats.h"
 
 #include "pt_builder.h"
 
@@ -13,9 +13,9 @@
 #include <fstream>
 #include <unistd.h>
 
-using namespace slackpt;
-using slackpt::test::code_of;
-using slackpt::test::error_of;
+using namespace sla::checkpoint;
+using sla::checkpoint::test::code_of;
+using sla::checkpoint::test::error_of;
 
 namespace {
 

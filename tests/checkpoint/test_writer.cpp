@@ -1,6 +1,6 @@
-#include "pt_reader.h"
-#include "pt_writer.h"
-#include "zip_reader.h"
+#include "sla/checkpoint/pt_reader.h"
+#include "sla/checkpoint/pt_writer.h"
+#include "sla/checkpoint/zip_reader.h"
 
 #include "pt_builder.h"
 
@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstring>
 
-using namespace slackpt;
+using namespace sla::checkpoint;
 using pt::Value;
 
 namespace {

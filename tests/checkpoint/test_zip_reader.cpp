@@ -1,11 +1,11 @@
-#include "zip_reader.h"
+#include "sla/checkpoint/zip_reader.h"
 
 #include "pt_builder.h"
 
 #include <catch.hpp>
 
-using namespace slackpt;
-using namespace slackpt::test;
+using namespace sla::checkpoint;
+using namespace sla::checkpoint::test;
 
 namespace {
 

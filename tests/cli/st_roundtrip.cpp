@@ -1,8 +1,8 @@
 // Test helper: reads IN with the strict safetensors reader and writes it to OUT with the writer,
 // printing what it read as JSON ({"metadata", "tensors": [{"name", "dtype", "shape"}]}). Errors go
 // to stderr with exit 1. Lets pytest check both directions against Python safetensors.
-#include "errors.h"
-#include "safetensors.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/safetensors.h"
 
 #include <nlohmann/json.hpp>
 
@@ -10,7 +10,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
-  using namespace slackpt::safetensors;
+  using namespace sla::checkpoint::safetensors;
   if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "--header-only")) {
     std::cerr << "usage: st_roundtrip IN OUT [--header-only]\n";
     return 2;
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     for (const auto& t : f.tensors) tensors.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}});
     write_file(argv[2], f);
     std::cout << nlohmann::json{{"metadata", f.metadata}, {"tensors", tensors}}.dump() << "\n";
-  } catch (const slackpt::CheckpointError& e) {
+  } catch (const sla::checkpoint::CheckpointError& e) {
     std::cerr << e.what() << "\n";
     return 1;
   }

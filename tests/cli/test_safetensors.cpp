@@ -2,8 +2,8 @@
 // round trip, the SLA twin mapping, and the atomic write leaving no temp behind.
 #include "catch.hpp"
 
-#include "errors.h"
-#include "safetensors.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/safetensors.h"
 
 #include <cstring>
 #include <filesystem>
@@ -12,8 +12,8 @@
 
 #include <unistd.h>
 
-using namespace slackpt;
-using namespace slackpt::safetensors;
+using namespace sla::checkpoint;
+using namespace sla::checkpoint::safetensors;
 
 namespace {
 

@@ -68,9 +68,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   records.push_back({"archive/version", {'3', '\n'}});
   const std::vector<uint8_t> file = stored_zip(records);
   try {
-    slackpt::fuzz::check_tree_cost(slackpt::pt::read_pt_buffer(file.data(), file.size(), "fuzz_pickle.pt"), file.size());
-    slackpt::fuzz::check_promises(slackpt::load_sla_buffer(file.data(), file.size(), "fuzz_pickle.pt"), file.size());
-  } catch (const slackpt::CheckpointError&) {
+    sla::checkpoint::fuzz::check_tree_cost(sla::checkpoint::pt::read_pt_buffer(file.data(), file.size(), "fuzz_pickle.pt"), file.size());
+    sla::checkpoint::fuzz::check_promises(sla::checkpoint::load_sla_buffer(file.data(), file.size(), "fuzz_pickle.pt"), file.size());
+  } catch (const sla::checkpoint::CheckpointError&) {
     // a refusal: fine
   }
   return 0;

@@ -9,8 +9,8 @@
 // reference through the memo counted) within that same budget.
 #pragma once
 
-#include "pt_reader.h"
-#include "sla_state.h"
+#include "sla/checkpoint/pt_reader.h"
+#include "sla/checkpoint/sla_state.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-namespace slackpt::fuzz {
+namespace sla::checkpoint::fuzz {
 
 [[noreturn]] inline void broken_promise(const char* what, const std::string& key) {
   std::fprintf(stderr, "fuzz: broken promise: %s (entry '%s')\n", what, key.substr(0, 200).c_str());
@@ -93,4 +93,4 @@ inline void check_tree_cost(const pt::PtFile& file, size_t input_size) {
   if (bytes > budget) broken_promise("tensor views reached through the tree exceed the file size + slack", "");
 }
 
-}  // namespace slackpt::fuzz
+}  // namespace sla::checkpoint::fuzz

@@ -7,9 +7,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     // the raw tree first: what every consumer walks (inspect's statistics, the copies below)
-    slackpt::fuzz::check_tree_cost(slackpt::pt::read_pt_buffer(data, size, "fuzz.pt"), size);
-    slackpt::fuzz::check_promises(slackpt::load_sla_buffer(data, size, "fuzz.pt"), size);
-  } catch (const slackpt::CheckpointError&) {
+    sla::checkpoint::fuzz::check_tree_cost(sla::checkpoint::pt::read_pt_buffer(data, size, "fuzz.pt"), size);
+    sla::checkpoint::fuzz::check_promises(sla::checkpoint::load_sla_buffer(data, size, "fuzz.pt"), size);
+  } catch (const sla::checkpoint::CheckpointError&) {
     // a refusal: fine
   }
   return 0;

@@ -4,14 +4,14 @@
 // libFuzzer timeout (a header costing more than linear time: 40k tensors once took 18 s) or a broken
 // promise (fuzz_promises.h: entry counts, values within the file's size) is a finding.
 #include "fuzz_promises.h"
-#include "safetensors.h"
+#include "sla/checkpoint/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    const slackpt::safetensors::File file = slackpt::safetensors::parse_buffer(data, size, "fuzz.safetensors");
-    const slackpt::SlaFile sla = slackpt::safetensors::from_sla_twin(file, "fuzz.safetensors");
-    slackpt::fuzz::check_promises(sla, slackpt::check_sla_file(sla), size);
-  } catch (const slackpt::CheckpointError&) {
+    const sla::checkpoint::safetensors::File file = sla::checkpoint::safetensors::parse_buffer(data, size, "fuzz.safetensors");
+    const sla::checkpoint::SlaFile sla = sla::checkpoint::safetensors::from_sla_twin(file, "fuzz.safetensors");
+    sla::checkpoint::fuzz::check_promises(sla, sla::checkpoint::check_sla_file(sla), size);
+  } catch (const sla::checkpoint::CheckpointError&) {
     // a refusal: fine
   }
   return 0;

@@ -5,9 +5,9 @@
 // reference block map; outputs land in NaN-poisoned memory and must come back finite.
 #include "catch.hpp"
 #include "gpu_skip.h"
-#include "reference.h"
-#include "sla_kernels.h"
-#include "sparse_linear_attention.h"
+#include "sla/reference.h"
+#include "sla/sla_kernels.h"
+#include "sla/sparse_linear_attention.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>

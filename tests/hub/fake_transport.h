@@ -4,8 +4,8 @@
 // throw before answering. Every request is recorded.
 #pragma once
 
-#include "hub_client.h"
-#include "transport.h"
+#include "sla/hub/hub_client.h"
+#include "sla/hub/transport.h"
 
 #include <algorithm>
 #include <cctype>
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace slahub::testing {
+namespace sla::hub::testing {
 
 struct FakeReply {
   int status = 200;
@@ -117,4 +117,4 @@ struct FakeHub {
   }
 };
 
-}  // namespace slahub::testing
+}  // namespace sla::hub::testing

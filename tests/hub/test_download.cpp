@@ -1,9 +1,9 @@
 // Downloads on a scripted transport: cache layout, resume, restart, truncation, integrity.
 #include "catch.hpp"
 
-#include "download.h"
+#include "sla/hub/download.h"
 #include "fake_transport.h"
-#include "hashing.h"
+#include "sla/hub/common/hashing.h"
 
 #include <unistd.h>
 
@@ -12,9 +12,9 @@
 #include <sstream>
 
 namespace fs = std::filesystem;
-using namespace slahub;
-using slahub::testing::FakeReply;
-using slahub::testing::FakeTransport;
+using namespace sla::hub;
+using sla::hub::testing::FakeReply;
+using sla::hub::testing::FakeTransport;
 
 namespace {
 
@@ -82,7 +82,7 @@ struct Repo {
   }
 };
 
-struct Fixture : slahub::testing::FakeHub {
+struct Fixture : sla::hub::testing::FakeHub {
   TempDir tmp;
   Repo repo;
   SnapshotOptions options() {

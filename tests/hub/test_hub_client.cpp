@@ -2,7 +2,7 @@
 #include "catch.hpp"
 
 #include "fake_transport.h"
-#include "hub_client.h"
+#include "sla/hub/hub_client.h"
 
 #include <unistd.h>
 
@@ -11,9 +11,9 @@
 #include <fstream>
 #include <map>
 
-using namespace slahub;
-using slahub::testing::FakeReply;
-using slahub::testing::FakeTransport;
+using namespace sla::hub;
+using sla::hub::testing::FakeReply;
+using sla::hub::testing::FakeTransport;
 
 namespace {
 

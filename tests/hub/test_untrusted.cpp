@@ -3,10 +3,10 @@
 // endpoint's origin across redirects, and redirects are bounded.
 #include "catch.hpp"
 
-#include "download.h"
+#include "sla/hub/download.h"
 #include "fake_transport.h"
-#include "hashing.h"
-#include "untrusted.h"
+#include "sla/hub/common/hashing.h"
+#include "sla/hub/untrusted.h"
 
 #include <unistd.h>
 
@@ -15,8 +15,8 @@
 #include <set>
 
 namespace fs = std::filesystem;
-using namespace slahub;
-using slahub::testing::FakeReply;
+using namespace sla::hub;
+using sla::hub::testing::FakeReply;
 
 namespace {
 
@@ -165,7 +165,7 @@ TEST_CASE("url_origin and resolve_location") {
 }
 
 TEST_CASE("redirects: the token stays on the endpoint's origin, the count is bounded, 303 becomes a GET") {
-  slahub::testing::FakeHub hub;
+  sla::hub::testing::FakeHub hub;
   HttpRequest request;
   request.url = "http://hub.test/start";
   request.headers = hub.client.hub_headers();
@@ -238,7 +238,7 @@ TEST_CASE("redirects: the token stays on the endpoint's origin, the count is bou
 namespace {
 
 // A one-file repo whose answers a test can poison before the snapshot runs.
-struct HostileRepo : slahub::testing::FakeHub {
+struct HostileRepo : sla::hub::testing::FakeHub {
   TempDir tmp;
   std::string content = "{\"attention_head_dim\": 128}\n";
   std::string etag = git_blob_sha1_hex(content);

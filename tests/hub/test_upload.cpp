@@ -2,10 +2,10 @@
 // the NDJSON commit.
 #include "catch.hpp"
 
-#include "cache_layout.h"
+#include "sla/hub/cache_layout.h"
 #include "fake_transport.h"
-#include "hashing.h"
-#include "upload.h"
+#include "sla/hub/common/hashing.h"
+#include "sla/hub/upload.h"
 
 #include <unistd.h>
 
@@ -14,16 +14,16 @@
 #include <sstream>
 
 namespace fs = std::filesystem;
-using namespace slahub;
-using slahub::testing::FakeReply;
-using slahub::testing::FakeTransport;
+using namespace sla::hub;
+using sla::hub::testing::FakeReply;
+using sla::hub::testing::FakeTransport;
 
 namespace {
 
 const std::string kParent = "1111111111111111111111111111111111111111";
 const std::string kNew = "2222222222222222222222222222222222222222";
 
-struct UploadFixture : slahub::testing::FakeHub {
+struct UploadFixture : sla::hub::testing::FakeHub {
   fs::path dir = fs::temp_directory_path() / ("hubcli_up_" + std::to_string(::getpid()) + "_" + random_hex8());
   std::string big = std::string(2500, 'b') + "end";
   std::string small = "{\"a\": 1}\n";

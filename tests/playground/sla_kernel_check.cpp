@@ -5,9 +5,9 @@
 // Prints, for o and the gradients of q, k, v, proj_l.weight, proj_l.bias: max and mean |kernel -
 // reference| and max |reference|; then the kernels' mean forward and forward+backward times over
 // `reps` runs (CUDA events, after one warm-up). Unsupported configurations print why_not's line.
-#include "reference.h"
-#include "sla_config.h"
-#include "sla_kernels.h"
+#include "sla/reference.h"
+#include "sla/sla_config.h"
+#include "sla/sla_kernels.h"
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>

@@ -2,7 +2,7 @@
 // an oracle independent of the LibTorch reference (no tensor ops beyond element access).
 #pragma once
 
-#include "sla_config.h"
+#include "sla/sla_config.h"
 
 #include <ATen/ATen.h>
 

@@ -5,7 +5,7 @@
 //   hooks_roundtrip read <dir> <head_dim> <dtype>
 //                                 loads <dir> into a fresh backend, runs one SLA call with that
 //                                 (head_dim, dtype) and prints the module's proj_l as JSON on stdout
-#include "hooks.h"
+#include "sla/hooks.h"
 
 #include <ATen/core/grad_mode.h>
 

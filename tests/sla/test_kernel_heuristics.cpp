@@ -1,8 +1,8 @@
 // The kernels' pure sizing functions (src/sla/kernels/tile_config.h, linear_launch.h), on the CPU:
 // they decide stages and splits, so a wrong answer costs speed, not correctness, and no GPU test
 // would notice.
-#include "linear_launch.h"
-#include "tile_config.h"
+#include "sla/kernels/linear_launch.h"
+#include "sla/kernels/tile_config.h"
 
 #include <catch.hpp>
 

@@ -4,7 +4,7 @@
 // of -DSLA_KERNEL_HDIMS=64 -DSLA_KERNEL_DTYPES=bf16 gets (SUBSET_BUILD).
 #include <catch.hpp>
 
-#include "support.h"
+#include "sla/kernels/support.h"
 
 #include <filesystem>
 #include <set>

@@ -1,6 +1,6 @@
 // SlaConfig::parse: JSON and Python-dict literals, defaults, and one error per bad key naming the
 // allowed values.
-#include "sla_config.h"
+#include "sla/sla_config.h"
 
 #include <catch.hpp>
 

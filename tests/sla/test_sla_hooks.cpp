@@ -1,9 +1,9 @@
 // The attention backend and its checkpoint hooks: every SDPA fallback (said once), SLA where it
 // applies, parameter groups registered once in key order, train/eval following the model, and
 // sla_attention.pt save -> load (identical weights, settings mismatch, another dtype's state).
-#include "hooks.h"
-#include "reference.h"
-#include "sla_state.h"
+#include "sla/hooks.h"
+#include "sla/reference.h"
+#include "sla/checkpoint/sla_state.h"
 
 #include <catch.hpp>
 
@@ -186,7 +186,7 @@ TEST_CASE("save then load restores identical proj_l into existing and future mod
   writer.backend->on_save_checkpoint(dir.path.string());
   REQUIRE(fs::exists(dir.path / "sla_attention.pt"));
 
-  const slackpt::SlaFile file = slackpt::read_sla_file((dir.path / "sla_attention.pt").string());
+  const sla::checkpoint::SlaFile file = sla::checkpoint::read_sla_file((dir.path / "sla_attention.pt").string());
   CHECK(file.entries.size() == 2);
   CHECK(file.find("32:bf16"));
   CHECK(file.find("16:fp16"));
@@ -275,12 +275,12 @@ TEST_CASE("state_dtype: a float32 run also writes the <D>:bf16 entry SimpleTuner
   set_weights(h16, 1.3);
   set_weights(f16, 2.1);
   writer.on_save_checkpoint(dir.path.string());
-  const slackpt::SlaFile file = slackpt::read_sla_file((dir.path / "sla_attention.pt").string());
+  const sla::checkpoint::SlaFile file = sla::checkpoint::read_sla_file((dir.path / "sla_attention.pt").string());
   std::vector<std::string> keys;
   for (const auto& e : file.entries) keys.push_back(e.key);
   CHECK(keys == std::vector<std::string>{"16:fp16", "16:fp32", "32:fp32", "16:bf16", "32:bf16"});
-  const slackpt::SlaEntry* copy = file.find("32:bf16");
-  const slackpt::SlaEntry* own = file.find("32:fp32");
+  const sla::checkpoint::SlaEntry* copy = file.find("32:bf16");
+  const sla::checkpoint::SlaEntry* own = file.find("32:fp32");
   REQUIRE(copy);
   REQUIRE(own);
   CHECK(copy->dtype_token == "bf16");
@@ -304,7 +304,7 @@ TEST_CASE("state_dtype: a float32 run also writes the <D>:bf16 entry SimpleTuner
   plain.materialize(32, at::kCPU, at::kFloat);
   TempDir other;
   plain.on_save_checkpoint(other.path.string());
-  const slackpt::SlaFile only = slackpt::read_sla_file((other.path / "sla_attention.pt").string());
+  const sla::checkpoint::SlaFile only = sla::checkpoint::read_sla_file((other.path / "sla_attention.pt").string());
   CHECK(only.entries.size() == 1);
   CHECK(only.find("32:fp32"));
   CHECK_FALSE(only.extension.contains("state_dtype_copies"));
@@ -317,7 +317,7 @@ TEST_CASE("state_dtype: a float32 run also writes the <D>:bf16 entry SimpleTuner
   fp16_writer.materialize(32, at::kCPU, at::kFloat);
   TempDir third;
   fp16_writer.on_save_checkpoint(third.path.string());
-  CHECK(slackpt::read_sla_file((third.path / "sla_attention.pt").string()).find("32:fp16"));
+  CHECK(sla::checkpoint::read_sla_file((third.path / "sla_attention.pt").string()).find("32:fp16"));
 }
 
 TEST_CASE("an sla_config SimpleTuner would reject is said once, when SLA first runs", "[hooks]") {

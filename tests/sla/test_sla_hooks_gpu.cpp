@@ -9,8 +9,8 @@
 #include <catch.hpp>
 
 #include "gpu_skip.h"
-#include "hooks.h"
-#include "reference.h"
+#include "sla/hooks.h"
+#include "sla/reference.h"
 
 #include <ATen/Context.h>
 

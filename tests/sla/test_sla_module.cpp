@@ -1,7 +1,7 @@
 // SparseLinearAttention: zero-initialised float32 proj_l, the reference path on CPU, and a float32
 // projection whatever the module is cast to or whatever autocast says.
-#include "reference.h"
-#include "sparse_linear_attention.h"
+#include "sla/reference.h"
+#include "sla/sparse_linear_attention.h"
 
 #include <catch.hpp>
 

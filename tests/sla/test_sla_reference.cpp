@@ -1,7 +1,7 @@
 // The LibTorch reference against the definition: brute-force loops in double (block map, LUT,
 // output) and finite differences of its autograd gradients in float64.
 #include "brute_force.h"
-#include "reference.h"
+#include "sla/reference.h"
 
 #include <catch.hpp>
 

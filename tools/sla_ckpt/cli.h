@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace slackpt::cli {
+namespace sla::cli {
 
 enum Exit : int {
   kOk = 0,        // nothing failed (warnings allowed unless --strict)
@@ -56,4 +56,4 @@ Subcommand register_pull(CLI::App& parent);
 Subcommand register_hub(CLI::App& parent);  // "hub serve"
 #endif
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

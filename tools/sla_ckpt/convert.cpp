@@ -5,16 +5,16 @@
 #include "cli.h"
 #include "printable.h"
 
-#include "errors.h"
-#include "safetensors.h"
-#include "sla_state.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/safetensors.h"
+#include "sla/checkpoint/sla_state.h"
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 
-namespace slackpt::cli {
+namespace sla::cli {
 namespace {
 
 struct ConvertArgs {
@@ -85,4 +85,4 @@ Subcommand register_convert(CLI::App& parent) {
   return {app, [args] { return run_convert(*args); }};
 }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

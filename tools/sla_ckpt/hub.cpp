@@ -1,9 +1,9 @@
 // sla-ckpt hub serve: run the local Hub-compatible server (src/hub/server) until SIGINT/SIGTERM.
 #include "cli.h"
 
-#include "durable_file.h"
-#include "hub_server.h"
-#include "hub_text.h"
+#include "sla/checkpoint/durable_file.h"
+#include "sla/hub_server/hub_server.h"
+#include "sla/hub/common/hub_text.h"
 
 #include <fmt/core.h>
 #include <pthread.h>
@@ -16,11 +16,11 @@
 #include <memory>
 #include <thread>
 
-namespace slackpt::cli {
+namespace sla::cli {
 namespace {
 
 struct ServeOptions {
-  slahub::server::ServerOptions server;
+  sla::hub::server::ServerOptions server;
   std::vector<std::string> fault_specs;
   std::string fault_file;
   std::string port_file;
@@ -42,7 +42,7 @@ std::string read_text_file(const std::string& path) {
 // the client's token file), else from --token, else from $SLA_HUB_TOKEN; empty: none.
 std::string configured_token(const ServeOptions& opts) {
   if (!opts.token_file.empty()) {
-    std::string token = slahub::trim(read_text_file(opts.token_file));
+    std::string token = sla::hub::trim(read_text_file(opts.token_file));
     if (token.empty()) throw std::invalid_argument("--token-file " + opts.token_file + " is empty");
     return token;
   }
@@ -52,14 +52,14 @@ std::string configured_token(const ServeOptions& opts) {
     return opts.token_on_command_line;
   }
   const char* env = std::getenv(kTokenEnv);
-  return env ? slahub::trim(env) : std::string();
+  return env ? sla::hub::trim(env) : std::string();
 }
 
 // Stops the server on SIGINT/SIGTERM. The signals are blocked in every thread (they inherit the
 // mask) and taken by one sigwait thread, so stop() runs in ordinary thread context.
 class SignalStopper {
  public:
-  explicit SignalStopper(slahub::server::HubServer& server) {
+  explicit SignalStopper(sla::hub::server::HubServer& server) {
     sigemptyset(&signals_);
     sigaddset(&signals_, SIGINT);
     sigaddset(&signals_, SIGTERM);
@@ -84,23 +84,23 @@ class SignalStopper {
 };
 
 // The server's lines go to stderr, as "hub serve: <line>".
-void log_to_stderr(slackpt::LogLevel, std::string_view line) { fmt::print(stderr, "hub serve: {}\n", line); }
+void log_to_stderr(sla::checkpoint::LogLevel, std::string_view line) { fmt::print(stderr, "hub serve: {}\n", line); }
 
 Exit run_serve(ServeOptions& opts) {
-  for (const auto& spec : opts.fault_specs) opts.server.faults.push_back(slahub::server::parse_fault_spec(spec));
+  for (const auto& spec : opts.fault_specs) opts.server.faults.push_back(sla::hub::server::parse_fault_spec(spec));
   if (!opts.fault_file.empty()) {
-    for (auto& f : slahub::server::parse_fault_file(opts.fault_file)) opts.server.faults.push_back(f);
+    for (auto& f : sla::hub::server::parse_fault_file(opts.fault_file)) opts.server.faults.push_back(f);
   }
   if (opts.server.multipart_chunk == 0) throw std::invalid_argument("--multipart-chunk must be positive");
   opts.server.token = configured_token(opts);
   opts.server.log = log_to_stderr;
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up mid-body must not kill the server
-  slahub::server::HubServer server(opts.server);
+  sla::hub::server::HubServer server(opts.server);
   SignalStopper stopper(server);
   int port = server.bind();
   if (!opts.port_file.empty()) {
     const std::string text = std::to_string(port) + "\n";
-    slackpt::write_file_durably(opts.port_file, reinterpret_cast<const uint8_t*>(text.data()), text.size(),
+    sla::checkpoint::write_file_durably(opts.port_file, reinterpret_cast<const uint8_t*>(text.data()), text.size(),
                                 [](const std::string&) {});
   }
   fmt::print(stderr, "hub serve: root {}{}{}\n", opts.server.root, opts.server.token.empty() ? "" : ", token required",
@@ -168,4 +168,4 @@ Subcommand register_hub(CLI::App& parent) {
   return sub;
 }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

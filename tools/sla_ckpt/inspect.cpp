@@ -4,9 +4,9 @@
 #include "cli.h"
 #include "printable.h"
 
-#include "errors.h"
-#include "safetensors.h"
-#include "sla_state.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/safetensors.h"
+#include "sla/checkpoint/sla_state.h"
 
 #include <fmt/core.h>
 #include <fmt/format.h>
@@ -14,7 +14,7 @@
 
 #include <string>
 
-namespace slackpt::cli {
+namespace sla::cli {
 
 namespace {
 
@@ -115,4 +115,4 @@ Subcommand register_inspect(CLI::App& parent) {
   return sub;
 }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

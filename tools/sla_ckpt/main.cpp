@@ -3,11 +3,11 @@
 // one place that turns an error into an exit code and a line on stderr.
 #include "cli.h"
 
-#include "errors.h"
+#include "sla/checkpoint/errors.h"
 #include "printable.h"
 #ifdef SLA_HAVE_HUB
-#include "hub_client.h"
-#include "untrusted.h"
+#include "sla/hub/hub_client.h"
+#include "sla/hub/untrusted.h"
 #endif
 
 #include <fmt/core.h>
@@ -23,7 +23,7 @@
 #define SLA_TOOLKIT_VERSION "0.0.0"
 #endif
 
-namespace slackpt::cli {
+namespace sla::cli {
 namespace {
 
 // Prints the message of a failure, prefixed, every line escaped.
@@ -52,9 +52,9 @@ int run_mapped(const Subcommand& sub) {
     report(prefix, e.what(), e.text());
     return e.code();
 #ifdef SLA_HAVE_HUB
-  } catch (const slahub::HubError& e) {
+  } catch (const sla::hub::HubError& e) {
     report(prefix, e.what(), CliError::Text::kOneLine);
-    return slahub::is_unusable_input(e) ? kUnusable : kFailed;
+    return sla::hub::is_unusable_input(e) ? kUnusable : kFailed;
 #endif
   } catch (const CheckpointError& e) {
     report(prefix, e.what(), CliError::Text::kOneLine);
@@ -116,10 +116,10 @@ int report_parse_error(const CLI::App& app, const CLI::ParseError& e) {
 }
 
 }  // namespace
-}  // namespace slackpt::cli
+}  // namespace sla::cli
 
 int main(int argc, char** argv) {
-  using namespace slackpt::cli;
+  using namespace sla::cli;
   CLI::App app{"sla-ckpt: the checkpoint toolkit for Sparse-Linear Attention (sla_attention.pt)"};
   app.set_version_flag("--version", "sla-ckpt " SLA_TOOLKIT_VERSION);
   app.require_subcommand(1);

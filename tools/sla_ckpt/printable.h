@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace slackpt::cli {
+namespace sla::cli {
 
 // Control characters (C0, DEL, C1), bidirectional overrides and bytes that are not UTF-8 become
 // \n, \r, \t, \xNN or \uNNNN; everything else is kept as it is.
@@ -62,4 +62,4 @@ inline std::string printable(std::string_view s) {
 // Prints line, escaped, and a newline.
 inline void say(std::FILE* to, std::string_view line) { fmt::print(to, "{}\n", printable(line)); }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

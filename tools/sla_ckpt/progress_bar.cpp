@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-namespace slackpt::cli {
+namespace sla::cli {
 namespace {
 
 double interval_seconds() {
@@ -72,4 +72,4 @@ void ProgressBar::draw(bool force) {
   std::fflush(stderr);
 }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

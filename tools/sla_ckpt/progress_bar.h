@@ -11,7 +11,7 @@
 #include <mutex>
 #include <string>
 
-namespace slackpt::cli {
+namespace sla::cli {
 
 class ProgressBar {
  public:
@@ -32,4 +32,4 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

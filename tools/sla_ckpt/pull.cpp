@@ -9,13 +9,13 @@
 // sent a value that cannot be used (an ETag, commit id, file name or redirect; E_HUB_UNSAFE).
 #include "cli.h"
 
-#include "cache_layout.h"
-#include "download.h"
-#include "errors.h"
-#include "hub_client.h"
+#include "sla/hub/cache_layout.h"
+#include "sla/hub/download.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/hub/hub_client.h"
 #include "progress_bar.h"
-#include "untrusted.h"
-#include "verify.h"
+#include "sla/hub/untrusted.h"
+#include "sla/checkpoint/verify.h"
 
 #include <fmt/core.h>
 
@@ -24,7 +24,7 @@
 
 namespace fs = std::filesystem;
 
-namespace slackpt::cli {
+namespace sla::cli {
 namespace {
 
 struct PullArgs {
@@ -40,7 +40,7 @@ void replace_all(std::string& text, const std::string& from, const std::string& 
 // Verifies exactly the files of this pull, not whatever else the snapshot folder holds (another
 // client may have put files there): a temporary view (snapshots/<commit>/ of links to the pulled
 // files) is verified, and the report names the real folder.
-VerifyReport verify_pulled(const slahub::SnapshotResult& result) {
+VerifyReport verify_pulled(const sla::hub::SnapshotResult& result) {
   std::random_device random;
   const fs::path base = fs::temp_directory_path() / fmt::format("sla-ckpt-pull-{:08x}{:08x}", random(), random());
   const fs::path view = base / "snapshots" / (result.commit.empty() ? std::string("view") : result.commit);
@@ -68,23 +68,23 @@ VerifyReport verify_pulled(const slahub::SnapshotResult& result) {
 }
 
 Exit run_pull(const PullArgs& args) {
-  slahub::check_repo_id(args.repo_id);  // std::invalid_argument: bad arguments
-  const slahub::RepoRef repo{args.repo_id, slahub::parse_repo_type(args.repo_type)};
-  const auto env = slahub::process_environment();
-  auto transport = slahub::make_curl_transport();
-  slahub::HubClient client(slahub::HubConfig::from_environment(env, SLA_TOOLKIT_VERSION), *transport);
+  sla::hub::check_repo_id(args.repo_id);  // std::invalid_argument: bad arguments
+  const sla::hub::RepoRef repo{args.repo_id, sla::hub::parse_repo_type(args.repo_type)};
+  const auto env = sla::hub::process_environment();
+  auto transport = sla::hub::make_curl_transport();
+  sla::hub::HubClient client(sla::hub::HubConfig::from_environment(env, SLA_TOOLKIT_VERSION), *transport);
 
-  slahub::SnapshotOptions options;
+  sla::hub::SnapshotOptions options;
   options.revision = args.revision;
-  options.cache_dir = slahub::hub_cache_dir(env);
+  options.cache_dir = sla::hub::hub_cache_dir(env);
   if (!args.local_dir.empty()) options.local_dir = args.local_dir;
   options.include = args.include;
-  slahub::SnapshotResult result;
+  sla::hub::SnapshotResult result;
   {
     ProgressBar bar("pull " + repo.id);
     options.on_total = [&](uint64_t total) { bar.set_total(total); };
     options.progress = [&](uint64_t bytes) { bar.add(bytes); };
-    result = slahub::snapshot_download(client, repo, options);  // HubError: exit 2 when the input cannot be used (is_unusable_input), else 1
+    result = sla::hub::snapshot_download(client, repo, options);  // HubError: exit 2 when the input cannot be used (is_unusable_input), else 1
     bar.finish();
   }
 
@@ -140,4 +140,4 @@ Subcommand register_pull(CLI::App& parent) {
   return {app, [args] { return run_pull(*args); }};
 }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

@@ -6,16 +6,16 @@
 // Exit 0: pushed (or dry run listed); 1: refused or the Hub failed; 2: bad arguments or input.
 #include "cli.h"
 
-#include "cache_layout.h"
-#include "download.h"
-#include "errors.h"
-#include "hub_client.h"
-#include "model_card.h"
+#include "sla/hub/cache_layout.h"
+#include "sla/hub/download.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/hub/hub_client.h"
+#include "sla/hub/model_card.h"
 #include "progress_bar.h"
-#include "sla_source.h"
-#include "sla_state.h"
-#include "upload.h"
-#include "verify.h"
+#include "sla/hub/sla_source.h"
+#include "sla/checkpoint/sla_state.h"
+#include "sla/hub/upload.h"
+#include "sla/checkpoint/verify.h"
 
 #include <fmt/core.h>
 
@@ -26,7 +26,7 @@
 
 namespace fs = std::filesystem;
 
-namespace slackpt::cli {
+namespace sla::cli {
 namespace {
 
 struct PushArgs {
@@ -43,7 +43,7 @@ struct Refusal : std::runtime_error {
 // What the verify step decided: the SLA file to upload (when the model uses SLA) and its content.
 struct SlaDecision {
   bool sla_model = false;
-  std::optional<slahub::SlaSource> source;
+  std::optional<sla::hub::SlaSource> source;
   SlaFile file;
 };
 
@@ -58,7 +58,7 @@ std::string failures_of(const VerifyReport& report, const std::string& skip_id =
 SlaDecision verify_before_push(const PushArgs& args) {
   SlaDecision decision;
   const VerifyReport folder_report = verify_path(args.folder, VerifyOptions{});
-  decision.source = slahub::find_sla_source(args.folder, args.sla_from);
+  decision.source = sla::hub::find_sla_source(args.folder, args.sla_from);
   decision.sla_model = folder_report.sla_expected || decision.source.has_value();
   if (!decision.sla_model) return decision;
   if (!decision.source)
@@ -100,8 +100,8 @@ bool is_training_checkpoint(const fs::path& rel) {
 
 // Files of the folder as the Hub will see them; .git and .cache/huggingface are never uploaded,
 // checkpoint-*/ folders only with --include-checkpoints (a note on stderr says what was left out).
-std::vector<slahub::UploadItem> collect_files(const PushArgs& args) {
-  std::vector<slahub::UploadItem> items;
+std::vector<sla::hub::UploadItem> collect_files(const PushArgs& args) {
+  std::vector<sla::hub::UploadItem> items;
   std::vector<std::string> left_out;
   const fs::path root(args.folder);
   for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
@@ -116,8 +116,8 @@ std::vector<slahub::UploadItem> collect_files(const PushArgs& args) {
       continue;
     }
     if (!it->is_regular_file()) continue;
-    if (!args.include.empty() && !slahub::matches_any_glob(rel, args.include)) continue;
-    if (slahub::matches_any_glob(rel, args.exclude)) continue;
+    if (!args.include.empty() && !sla::hub::matches_any_glob(rel, args.include)) continue;
+    if (sla::hub::matches_any_glob(rel, args.exclude)) continue;
     items.push_back({rel, it->path().string(), std::nullopt});
   }
   std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.path_in_repo < b.path_in_repo; });
@@ -131,7 +131,7 @@ std::vector<slahub::UploadItem> collect_files(const PushArgs& args) {
   return items;
 }
 
-void put_item(std::vector<slahub::UploadItem>& items, slahub::UploadItem item) {
+void put_item(std::vector<sla::hub::UploadItem>& items, sla::hub::UploadItem item) {
   for (auto& existing : items)
     if (existing.path_in_repo == item.path_in_repo) {
       existing = std::move(item);
@@ -140,13 +140,13 @@ void put_item(std::vector<slahub::UploadItem>& items, slahub::UploadItem item) {
   items.push_back(std::move(item));
 }
 
-void print_plan(const std::vector<slahub::PlannedFile>& plan, const std::string& note) {
+void print_plan(const std::vector<sla::hub::PlannedFile>& plan, const std::string& note) {
   for (const auto& f : plan)
     fmt::print("{:<8} {:>14}  {}{}\n", f.mode, f.size, f.path_in_repo, f.unchanged ? "  (unchanged, skipped)" : f.ignored ? "  (ignored)" : "");
   if (!note.empty()) fmt::print("{}\n", note);
 }
 
-nlohmann::json plan_json(const std::vector<slahub::PlannedFile>& plan) {
+nlohmann::json plan_json(const std::vector<sla::hub::PlannedFile>& plan) {
   nlohmann::json files = nlohmann::json::array();
   for (const auto& f : plan)
     files.push_back({{"path", f.path_in_repo}, {"size", f.size}, {"mode", f.mode}, {"unchanged", f.unchanged}, {"ignored", f.ignored}});
@@ -154,10 +154,10 @@ nlohmann::json plan_json(const std::vector<slahub::PlannedFile>& plan) {
 }
 
 // Step 1: the arguments name a folder and a well-formed repo (std::invalid_argument otherwise).
-slahub::RepoRef check_arguments(const PushArgs& args) {
+sla::hub::RepoRef check_arguments(const PushArgs& args) {
   if (!fs::is_directory(args.folder)) throw CliError(kUnusable, args.folder + " is not a folder");
-  slahub::check_repo_id(args.repo_id);
-  return {args.repo_id, slahub::parse_repo_type(args.repo_type)};
+  sla::hub::check_repo_id(args.repo_id);
+  return {args.repo_id, sla::hub::parse_repo_type(args.repo_type)};
 }
 
 // Step 2: verify; a folder that cannot be pushed, or cannot be read, is a refusal (exit 1).
@@ -173,38 +173,38 @@ SlaDecision verify_or_refuse(const PushArgs& args) {
 
 // The repo's README.md at the revision, or "" when the repo, revision or file does not exist yet.
 // For a dry run, any failure reads as "".
-std::string remote_card(slahub::HubClient& client, const slahub::RepoRef& repo, const PushArgs& args) {
-  slahub::HttpRequest request;
+std::string remote_card(sla::hub::HubClient& client, const sla::hub::RepoRef& repo, const PushArgs& args) {
+  sla::hub::HttpRequest request;
   request.url = client.resolve_url(repo, args.revision, "README.md");
   request.headers = client.hub_headers();
   request.follow_redirects = true;
   request.max_body_bytes = uint64_t{8} << 20;
   try {
     return client.send(request, true).body;
-  } catch (const slahub::HubError& e) {
+  } catch (const sla::hub::HubError& e) {
     const bool absent = e.status() == 404;
     if (absent || args.dry_run) return {};
-    throw CliError(slahub::is_unusable_input(e) ? kUnusable : kFailed, "reading the repo's model card: " + std::string(e.what()));
+    throw CliError(sla::hub::is_unusable_input(e) ? kUnusable : kFailed, "reading the repo's model card: " + std::string(e.what()));
   }
 }
 
 // Step 3: what goes up: the folder's files, and for an SLA model its file and the card's section
 // (on the folder's README.md, else on the one the repo already has, whose text is kept).
-std::vector<slahub::UploadItem> items_to_upload(slahub::HubClient& client, const slahub::RepoRef& repo, const PushArgs& args,
+std::vector<sla::hub::UploadItem> items_to_upload(sla::hub::HubClient& client, const sla::hub::RepoRef& repo, const PushArgs& args,
                                                 const SlaDecision& sla) {
-  std::vector<slahub::UploadItem> items = collect_files(args);
+  std::vector<sla::hub::UploadItem> items = collect_files(args);
   if (sla.sla_model) {
     if (sla.source->external) put_item(items, {kSlaFileName, sla.source->path, std::nullopt});
     const std::string card_path = (fs::path(args.folder) / "README.md").string();
     const std::string card = fs::is_regular_file(card_path) ? read_text(card_path) : remote_card(client, repo, args);
-    put_item(items, {"README.md", {}, slahub::with_sla_section(card, sla.file)});
+    put_item(items, {"README.md", {}, sla::hub::with_sla_section(card, sla.file)});
   }
   if (items.empty()) throw CliError(kFailed, "nothing to upload in " + args.folder);
   return items;
 }
 
-slahub::CommitOptions commit_options(const PushArgs& args) {
-  slahub::CommitOptions options;
+sla::hub::CommitOptions commit_options(const PushArgs& args) {
+  sla::hub::CommitOptions options;
   options.revision = args.revision;
   options.create_pr = args.create_pr;
   options.private_repo = args.private_repo;
@@ -215,13 +215,13 @@ slahub::CommitOptions commit_options(const PushArgs& args) {
 }
 
 // --dry-run: how each file would go up; without a server, the modes are unknown.
-Exit print_dry_run(slahub::HubClient& client, const slahub::RepoRef& repo, const std::vector<slahub::UploadItem>& items,
-                   const slahub::CommitOptions& options, const PushArgs& args, const SlaDecision& sla) {
-  std::vector<slahub::PlannedFile> plan;
+Exit print_dry_run(sla::hub::HubClient& client, const sla::hub::RepoRef& repo, const std::vector<sla::hub::UploadItem>& items,
+                   const sla::hub::CommitOptions& options, const PushArgs& args, const SlaDecision& sla) {
+  std::vector<sla::hub::PlannedFile> plan;
   std::string note;
   try {
-    plan = slahub::plan_upload(client, repo, items, options);
-  } catch (const slahub::HubError& e) {
+    plan = sla::hub::plan_upload(client, repo, items, options);
+  } catch (const sla::hub::HubError& e) {
     note = "upload modes unknown: the server could not be asked (" + std::string(e.what()) + ")";
     for (const auto& item : items)
       plan.push_back({item.path_in_repo, item.content ? item.content->size() : fs::file_size(item.local_path), "unknown"});
@@ -236,9 +236,9 @@ Exit print_dry_run(slahub::HubClient& client, const slahub::RepoRef& repo, const
 }
 
 // Step 4: the commit, with a progress bar over the LFS bytes; a Hub failure is exit 1, or 2 when the
-// input cannot be used (slahub::is_unusable_input).
-slahub::CommitResult commit(slahub::HubClient& client, const slahub::RepoRef& repo,
-                            const std::vector<slahub::UploadItem>& items, slahub::CommitOptions options) {
+// input cannot be used (sla::hub::is_unusable_input).
+sla::hub::CommitResult commit(sla::hub::HubClient& client, const sla::hub::RepoRef& repo,
+                            const std::vector<sla::hub::UploadItem>& items, sla::hub::CommitOptions options) {
   std::optional<ProgressBar> hashing(std::in_place, "hash " + repo.id);  // the sha256 of each LFS file, first
   ProgressBar bar("push " + repo.id);
   options.on_hash_total = [&](uint64_t total) { hashing->set_total(total); };
@@ -250,16 +250,16 @@ slahub::CommitResult commit(slahub::HubClient& client, const slahub::RepoRef& re
   };
   options.progress = [&](uint64_t bytes) { bar.add(bytes); };
   try {
-    slahub::CommitResult result = slahub::upload_commit(client, repo, items, options);
+    sla::hub::CommitResult result = sla::hub::upload_commit(client, repo, items, options);
     if (hashing) hashing->finish();
     bar.finish();
     return result;
-  } catch (const slahub::HubError& e) {
-    throw CliError(slahub::is_unusable_input(e) ? kUnusable : kFailed, e.what());
+  } catch (const sla::hub::HubError& e) {
+    throw CliError(sla::hub::is_unusable_input(e) ? kUnusable : kFailed, e.what());
   }
 }
 
-void print_result(const slahub::CommitResult& result, const slahub::RepoRef& repo, const PushArgs& args,
+void print_result(const sla::hub::CommitResult& result, const sla::hub::RepoRef& repo, const PushArgs& args,
                   const SlaDecision& sla) {
   if (result.branch_created) fmt::print(stderr, "sla-ckpt push: created branch {} of {} from its default branch\n", args.revision, repo.id);
   if (args.json) {
@@ -286,12 +286,12 @@ void print_result(const slahub::CommitResult& result, const slahub::RepoRef& rep
 }
 
 Exit run_push(const PushArgs& args) {
-  const slahub::RepoRef repo = check_arguments(args);
+  const sla::hub::RepoRef repo = check_arguments(args);
   const SlaDecision sla = verify_or_refuse(args);
-  auto transport = slahub::make_curl_transport();
-  slahub::HubClient client(slahub::HubConfig::from_environment(slahub::process_environment(), SLA_TOOLKIT_VERSION), *transport);
-  const std::vector<slahub::UploadItem> items = items_to_upload(client, repo, args, sla);
-  const slahub::CommitOptions options = commit_options(args);
+  auto transport = sla::hub::make_curl_transport();
+  sla::hub::HubClient client(sla::hub::HubConfig::from_environment(sla::hub::process_environment(), SLA_TOOLKIT_VERSION), *transport);
+  const std::vector<sla::hub::UploadItem> items = items_to_upload(client, repo, args, sla);
+  const sla::hub::CommitOptions options = commit_options(args);
   if (args.dry_run) return print_dry_run(client, repo, items, options, args, sla);
   print_result(commit(client, repo, items, options), repo, args, sla);
   return kOk;
@@ -322,4 +322,4 @@ Subcommand register_push(CLI::App& parent) {
   return {app, [args] { return run_push(*args); }};
 }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

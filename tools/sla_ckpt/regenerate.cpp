@@ -8,10 +8,10 @@
 // step and writes the file. Keeping LibTorch out of sla-ckpt keeps inspect/verify quick to start.
 #include "cli.h"
 
-#include "errors.h"
-#include "safetensors.h"
-#include "sla_state.h"
-#include "verify.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/safetensors.h"
+#include "sla/checkpoint/sla_state.h"
+#include "sla/checkpoint/verify.h"
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
@@ -27,7 +27,7 @@
 #include <optional>
 #include <set>
 
-namespace slackpt::cli {
+namespace sla::cli {
 namespace {
 
 namespace fs = std::filesystem;
@@ -304,4 +304,4 @@ Subcommand register_regenerate(CLI::App& parent) {
   return {app, [args] { return run_regenerate(*args); }};
 }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

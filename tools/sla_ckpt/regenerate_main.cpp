@@ -16,11 +16,11 @@
 // freezes them, and takes one step of the example's flow-matching loss on its synthetic batch in
 // which only proj_l of the SLA modules learns (SGD, learning rate chosen as above so that the loss
 // on that batch goes down). The backend writes the file's entries, exactly as the trainer would.
-#include "errors.h"
-#include "safetensors.h"
-#include "sla_config.h"
-#include "sla_state.h"
-#include "reference.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/safetensors.h"
+#include "sla/sla_config.h"
+#include "sla/checkpoint/sla_state.h"
+#include "sla/reference.h"
 #include "dit.h"
 
 #include <ATen/ATen.h>
@@ -57,17 +57,17 @@ struct EntryResult {
   double error_before = 0;
   double error_after = 0;
   double learning_rate = 0;
-  slackpt::SlaEntry entry;
+  sla::checkpoint::SlaEntry entry;
 };
 
-at::ScalarType scalar_type_of(slackpt::safetensors::Dtype dtype) {
-  using slackpt::safetensors::Dtype;
+at::ScalarType scalar_type_of(sla::checkpoint::safetensors::Dtype dtype) {
+  using sla::checkpoint::safetensors::Dtype;
   switch (dtype) {
     case Dtype::kF64: return at::kDouble;
     case Dtype::kF32: return at::kFloat;
     case Dtype::kF16: return at::kHalf;
     case Dtype::kBF16: return at::kBFloat16;
-    default: throw slackpt::CheckpointError("E_CONFIG", std::string("calibration dtype ") + dtype_name(dtype) + " unsupported");
+    default: throw sla::checkpoint::CheckpointError("E_CONFIG", std::string("calibration dtype ") + dtype_name(dtype) + " unsupported");
   }
 }
 
@@ -75,12 +75,12 @@ at::ScalarType scalar_type_of(slackpt::safetensors::Dtype dtype) {
 std::array<at::Tensor, 3> calibration_inputs(const json& plan, int64_t head_dim, const sla::SlaConfig& cfg) {
   if (plan.contains("calibration")) {
     const std::string path = plan["calibration"];
-    const auto file = slackpt::safetensors::read_file(path);
+    const auto file = sla::checkpoint::safetensors::read_file(path);
     std::array<at::Tensor, 3> out;
     const char* names[] = {"q", "k", "v"};
     for (int i = 0; i < 3; ++i) {
       const auto* t = file.find(names[i]);
-      if (!t) throw slackpt::CheckpointError("E_CONFIG", std::string("calibration lacks ") + names[i], path);
+      if (!t) throw sla::checkpoint::CheckpointError("E_CONFIG", std::string("calibration lacks ") + names[i], path);
       out[i] = at::from_blob(const_cast<uint8_t*>(t->bytes.data()), t->shape,
                              at::TensorOptions().dtype(scalar_type_of(t->dtype)))
                    .to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
@@ -130,7 +130,7 @@ StepResult descend(const std::vector<at::Tensor>& params, const std::function<at
     r.loss_after = loss_at(r.learning_rate);
     if (r.loss_after < r.loss_before) return r;
   }
-  throw slackpt::CheckpointError("E_REGENERATE", "the SLA step did not lower the loss (gradient vanished?)", where);
+  throw sla::checkpoint::CheckpointError("E_REGENERATE", "the SLA step did not lower the loss (gradient vanished?)", where);
 }
 
 EntryResult regenerate_entry(const json& pair, const json& plan, const sla::SlaConfig& cfg, const at::Device& device) {
@@ -141,7 +141,7 @@ EntryResult regenerate_entry(const json& pair, const json& plan, const sla::SlaC
   const at::ScalarType dtype = device.is_cuda() ? (token == "fp16" ? at::kHalf : at::kBFloat16) : at::kFloat;
   auto [q32, k32, v32] = calibration_inputs(plan, head_dim, cfg);
   if (q32.size(3) != head_dim)
-    throw slackpt::CheckpointError("E_CONFIG", "calibration head_dim differs from entry " + pair["key"].get<std::string>());
+    throw sla::checkpoint::CheckpointError("E_CONFIG", "calibration head_dim differs from entry " + pair["key"].get<std::string>());
   const at::Tensor q = q32.to(device, dtype), k = k32.to(device, dtype), v = v32.to(device, dtype);
   const at::Tensor dense = at::scaled_dot_product_attention(q32.to(device), k32.to(device), v32.to(device));
 
@@ -188,7 +188,7 @@ int run_example_dit(const json& plan, bool as_json) {
   for (const auto& module : trainer.backend().modules())
     for (const auto& p : module->proj_l->parameters()) params.push_back(p);
   if (params.empty())
-    throw slackpt::CheckpointError("E_REGENERATE", "the model ran no attention through SLA (all calls fell back)", dir);
+    throw sla::checkpoint::CheckpointError("E_REGENERATE", "the model ran no attention through SLA (all calls fell back)", dir);
   const StepResult r = descend(params, [&] { return trainer.loss_on_batch(step + 1); }, dir);
   std::fprintf(stderr, "example-dit: flow-matching loss on the batch of step %lld before %.6g, after %.6g "
                "(one SGD step on proj_l only, lr %.4g, %s)\n",
@@ -197,11 +197,11 @@ int run_example_dit(const json& plan, bool as_json) {
   // The backend lays out the entries as training writes them; written to a scratch folder, then
   // marked as regenerated and written atomically beside the checkpoint's other files.
   const fs::path scratch = fs::temp_directory_path() / ("sla-ckpt-regenerate-" + std::to_string(::getpid()));
-  slackpt::SlaFile file;
+  sla::checkpoint::SlaFile file;
   trainer.backend().log = [](const std::string&) {};  // its "wrote <scratch>" line would mislead
   try {
     trainer.backend().on_save_checkpoint(scratch.string());
-    file = slackpt::load_sla_file((scratch / slackpt::kSlaFileName).string()).file;
+    file = sla::checkpoint::load_sla_file((scratch / sla::checkpoint::kSlaFileName).string()).file;
   } catch (...) {
     fs::remove_all(scratch);
     throw;
@@ -213,7 +213,7 @@ int run_example_dit(const json& plan, bool as_json) {
   file.extension["regenerated_device"] = device.is_cuda() ? "cuda" : "cpu";
   file.extension["writer"] = "sla-ckpt-regenerate " SLA_TOOLKIT_VERSION;
   file.has_extension = true;
-  slackpt::write_sla_file(plan["output"], file);
+  sla::checkpoint::write_sla_file(plan["output"], file);
 
   const json report = {{"output", plan["output"]}, {"device", device.str()}, {"regenerated_from", from},
                        {"mode", "example-dit"}, {"step_batch", step + 1}, {"loss_before", r.loss_before},
@@ -230,17 +230,17 @@ int run(const json& plan, bool as_json) {
   if (plan.value("mode", "") == "example-dit") return run_example_dit(plan, as_json);
   const sla::SlaConfig cfg = sla::SlaConfig::parse(plan["settings"].dump());
   const at::Device device = device_of(plan);
-  slackpt::SlaFile file;
+  sla::checkpoint::SlaFile file;
   const json& s = plan["settings"];
-  file.settings.topk = s[slackpt::kSettingTopk];
-  file.settings.feature_map = s[slackpt::kSettingFeatureMap];
-  file.settings.blkq = s[slackpt::kSettingBlkq];
-  file.settings.blkk = s[slackpt::kSettingBlkk];
-  file.settings.tie_feature_map_qk = s[slackpt::kSettingTieFeatureMapQk];
+  file.settings.topk = s[sla::checkpoint::kSettingTopk];
+  file.settings.feature_map = s[sla::checkpoint::kSettingFeatureMap];
+  file.settings.blkq = s[sla::checkpoint::kSettingBlkq];
+  file.settings.blkk = s[sla::checkpoint::kSettingBlkk];
+  file.settings.tie_feature_map_qk = s[sla::checkpoint::kSettingTieFeatureMapQk];
   const std::string from = plan["inputs"];
   file.extension = {{"regenerated", true},
                     {"regenerated_from", from},
-                    {slackpt::kSettingVariant, sla::to_string(cfg.variant)},
+                    {sla::checkpoint::kSettingVariant, sla::to_string(cfg.variant)},
                     {"writer", "sla-ckpt-regenerate " SLA_TOOLKIT_VERSION},
                     {"regenerated_device", device.is_cuda() ? "cuda" : "cpu"}};
   file.has_extension = true;
@@ -254,7 +254,7 @@ int run(const json& plan, bool as_json) {
         {{"key", r.key}, {"error_before", r.error_before}, {"error_after", r.error_after}, {"learning_rate", r.learning_rate}});
     file.entries.push_back(std::move(r.entry));
   }
-  slackpt::write_sla_file(plan["output"], file);
+  sla::checkpoint::write_sla_file(plan["output"], file);
   if (as_json)
     std::printf("%s\n", report.dump(2).c_str());
   else
@@ -279,7 +279,7 @@ int main(int argc, char** argv) {
   }
   try {
     return run(json::parse(plan_text), as_json);
-  } catch (const slackpt::CheckpointError& e) {
+  } catch (const sla::checkpoint::CheckpointError& e) {
     std::fprintf(stderr, "sla-ckpt regenerate: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {

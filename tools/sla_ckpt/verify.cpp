@@ -5,12 +5,12 @@
 #include "cli.h"
 #include "printable.h"
 
-#include "errors.h"
-#include "verify.h"
+#include "sla/checkpoint/errors.h"
+#include "sla/checkpoint/verify.h"
 
 #include <fmt/core.h>
 
-namespace slackpt::cli {
+namespace sla::cli {
 namespace {
 
 struct VerifyArgs {
@@ -59,4 +59,4 @@ Subcommand register_verify(CLI::App& parent) {
   return {app, [args] { return run_verify(*args); }};
 }
 
-}  // namespace slackpt::cli
+}  // namespace sla::cli

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
-namespace slahub {
+namespace sla::hub {
 namespace {
 
 using DigestCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
@@ -113,4 +113,4 @@ std::string git_blob_sha1_file_hex(const std::string& path) {
   return d.hex();
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

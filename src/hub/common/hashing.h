@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace slahub {
+namespace sla::hub {
 
 std::string sha256_hex(std::string_view data);
 std::string git_blob_sha1_hex(std::string_view data);
@@ -35,4 +35,4 @@ class ContentHasher {
   std::unique_ptr<State> state_;
 };
 
-}  // namespace slahub
+}  // namespace sla::hub

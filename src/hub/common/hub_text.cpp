@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace slahub {
+namespace sla::hub {
 
 std::string trim(std::string_view s) {
   const char* space = " \t\r\n\f\v";
@@ -31,4 +31,4 @@ std::string percent_encode(std::string_view text, bool keep_slash) {
   return out;
 }
 
-}  // namespace slahub
+}  // namespace sla::hub

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-namespace slahub {
+namespace sla::hub {
 
 // s without leading and trailing ASCII white space (" \t\r\n\f\v").
 std::string trim(std::string_view s);
@@ -16,4 +16,4 @@ bool is_lower_hex(std::string_view s);
 // Percent-encoding as Python's urllib.parse.quote: keep [A-Za-z0-9_.~-], and '/' only when asked.
 std::string percent_encode(std::string_view text, bool keep_slash);
 
-}  // namespace slahub
+}  // namespace sla::hub

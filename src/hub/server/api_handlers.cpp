@@ -2,7 +2,7 @@
 #include "bounded_json.h"
 #include "call.h"
 #include "file_util.h"
-#include "hashing.h"
+#include "sla/hub/common/hashing.h"
 #include "http_error.h"
 #include "upload_mode.h"
 #include "url_codec.h"
@@ -16,7 +16,7 @@
 #include <ctime>
 #include <set>
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 using nlohmann::json;
@@ -363,9 +363,9 @@ void handle_commit(ServerContext& ctx, Call& call, const RepoRef& repo, const st
   call.reply_json(200, answer);
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 // One page of a listing, as the Hub pages: `limit` items per page (bounded), `p` the page index,
@@ -549,4 +549,4 @@ void handle_list_repos(ServerContext& ctx, Call& call, const std::string& type_p
   call.reply_json(200, items);
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -2,7 +2,7 @@
 
 #include "http_error.h"
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 nlohmann::json parse_json_bounded(std::string_view text, const std::string& what, JsonLimits limits) {
   using json = nlohmann::json;
@@ -25,4 +25,4 @@ nlohmann::json parse_json_bounded(std::string_view text, const std::string& what
   }
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 struct JsonLimits {
   int max_depth = 32;           // nested objects/arrays; Hub bodies need 4 at most
@@ -21,4 +21,4 @@ struct JsonLimits {
 // max_depth, and a 413 HttpError when it holds more than max_values values.
 nlohmann::json parse_json_bounded(std::string_view text, const std::string& what, JsonLimits limits = {});
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -2,12 +2,12 @@
 
 #include "bounded_json.h"
 #include "http_error.h"
-#include "hub_text.h"
+#include "sla/hub/common/hub_text.h"
 
 #include <limits>
 #include <regex>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 bool Call::flag(const std::string& name) const {
   if (!req.has_param(name.c_str())) return false;
@@ -92,4 +92,4 @@ bool is_sha256_hex(const std::string& s) {
   return s.size() == 64 && is_lower_hex(s);
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -2,8 +2,8 @@
 // one request with its decoded path segments, its body reader and the response to fill.
 #pragma once
 
-#include "faults.h"
-#include "hub_server.h"
+#include "sla/hub_server/faults.h"
+#include "sla/hub_server/hub_server.h"
 #include "repo_store.h"
 
 #include <httplib.h>
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 // Request size limits (the README lists them). Every body is streamed against one of these, and
 // the pre-routing check refuses a declared length above the largest before anything is read.
@@ -102,4 +102,4 @@ void handle_resolve(ServerContext& ctx, Call& call, const RepoRef& repo, const s
 // /_blob/<sha256>/<path>: the signed content URL LFS resolves redirect to.
 void handle_blob(ServerContext& ctx, Call& call);
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -13,7 +13,7 @@
 #include <optional>
 #include <regex>
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 constexpr size_t kReadBlock = 1 << 20;
@@ -146,4 +146,4 @@ void handle_blob(ServerContext& ctx, Call& call) {
   serve_object(ctx, call, sha256, static_cast<uint64_t>(size), join_segments(s, 2));
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

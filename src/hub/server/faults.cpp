@@ -1,4 +1,4 @@
-#include "faults.h"
+#include "sla/hub_server/faults.h"
 
 #include <fnmatch.h>
 #include <nlohmann/json.hpp>
@@ -10,7 +10,7 @@
 
 #include "file_util.h"
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 const std::map<std::string, Fault::Kind>& kinds() {
@@ -136,4 +136,4 @@ std::optional<Fault> FaultPlan::take(const std::string& repo_path) {
   return std::nullopt;
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -1,7 +1,7 @@
 #include "file_util.h"
 
-#include "durable_file.h"
-#include "hashing.h"
+#include "sla/checkpoint/durable_file.h"
+#include "sla/hub/common/hashing.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,7 +17,7 @@
 #include <stdexcept>
 #include <vector>
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 std::runtime_error io_error(const std::string& what, const std::string& path) {
@@ -129,7 +129,7 @@ std::string write_temp_file(const std::string& folder, std::string_view data) {
 
 void write_file_atomic(const std::string& path, std::string_view data) {
   // The one durable write of the project; every file of the server root is private to it (0600).
-  slackpt::write_file_durably(path, reinterpret_cast<const uint8_t*>(data.data()), data.size(),
+  sla::checkpoint::write_file_durably(path, reinterpret_cast<const uint8_t*>(data.data()), data.size(),
                               [](const std::string&) {}, 0600);
 }
 
@@ -225,4 +225,4 @@ std::string random_hex(size_t bytes) {
   return s;
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

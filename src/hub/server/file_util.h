@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 // Creates every missing folder of path (like mkdir -p). Throws naming the folder.
 void make_dirs(const std::string& path);
@@ -93,4 +93,4 @@ std::string sha256_of_file(const std::string& path);
 
 std::string random_hex(size_t bytes);
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

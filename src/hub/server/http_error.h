@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 class HttpError : public std::runtime_error {
  public:
@@ -23,4 +23,4 @@ class HttpError : public std::runtime_error {
 
 inline HttpError bad_request(const std::string& message) { return HttpError(400, "", message); }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -1,4 +1,4 @@
-#include "hub_server.h"
+#include "sla/hub_server/hub_server.h"
 
 #include "call.h"
 #include "http_error.h"
@@ -18,7 +18,7 @@
 #include <set>
 #include <thread>
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 using nlohmann::json;
@@ -349,4 +349,4 @@ void HubServer::stop() {
   impl_->http.stop();
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -9,7 +9,7 @@
 // of one answer total at most kMaxBatchAnswer bytes; past any of them the request gets a 413.
 #include "call.h"
 #include "file_util.h"
-#include "hashing.h"
+#include "sla/hub/common/hashing.h"
 #include "http_error.h"
 #include "url_codec.h"
 
@@ -20,7 +20,7 @@
 #include <mutex>
 #include <optional>
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 using nlohmann::json;
@@ -288,4 +288,4 @@ void handle_lfs_upload(ServerContext& ctx, Call& call) {
   throw HttpError(404, "", "unknown LFS upload URL");
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -1,10 +1,10 @@
 #include "repo_store.h"
 
-#include "durable_file.h"
+#include "sla/checkpoint/durable_file.h"
 
 #include "file_util.h"
-#include "hashing.h"
-#include "hub_text.h"
+#include "sla/hub/common/hashing.h"
+#include "sla/hub/common/hub_text.h"
 #include "http_error.h"
 
 #include <nlohmann/json.hpp>
@@ -16,7 +16,7 @@
 #include <cstring>
 #include <regex>
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 using nlohmann::json;
@@ -149,7 +149,7 @@ void apply_operation(Tree& tree, const CommitOperation& op) {
 void remove_temp_files_below(const std::string& dir) {
   for (const auto& name : list_dir(dir)) {
     std::string path = dir + "/" + name;
-    if (name.rfind(".tmp-", 0) == 0 || slackpt::is_durable_temp_name(name)) {
+    if (name.rfind(".tmp-", 0) == 0 || sla::checkpoint::is_durable_temp_name(name)) {
       remove_tree(path);
     } else if (file_size_or_missing(path) < 0) {
       remove_temp_files_below(path);
@@ -365,7 +365,7 @@ void list_files_below(const std::string& dir, const std::string& prefix, std::ve
   std::sort(names.begin(), names.end());
   for (const auto& name : names) {
     std::string path = dir + "/" + name;
-    if (slackpt::is_durable_temp_name(name) || name.rfind(".tmp-", 0) == 0) continue;
+    if (sla::checkpoint::is_durable_temp_name(name) || name.rfind(".tmp-", 0) == 0) continue;
     if (file_size_or_missing(path) >= 0) {
       out.push_back(prefix + name);
     } else {
@@ -557,4 +557,4 @@ FileEntry RepoStore::store_regular_content(const std::string& data) {
   return entry;
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -36,7 +36,7 @@
 #include <string>
 #include <vector>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 struct RepoRef {
   std::string type_plural;  // "models" or "datasets"
@@ -195,4 +195,4 @@ class RepoStore {
   mutable std::map<std::string, std::shared_ptr<const Commit>> commit_cache_;  // key: commit file path; bounded
 };
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -4,7 +4,7 @@
 
 #include <sstream>
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 bool pattern_matches(const std::string& pattern, const std::string& path) {
@@ -44,4 +44,4 @@ bool wants_lfs(const std::string& gitattributes, const std::string& path, uint64
          sample.find('\0') != std::string::npos;
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 constexpr uint64_t kLfsSizeThreshold = 10ull << 20;
 
@@ -17,4 +17,4 @@ bool gitattributes_says_lfs(const std::string& gitattributes, const std::string&
 
 bool wants_lfs(const std::string& gitattributes, const std::string& path, uint64_t size, const std::string& sample);
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

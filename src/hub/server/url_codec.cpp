@@ -1,6 +1,6 @@
 #include "url_codec.h"
 
-#include "hub_text.h"
+#include "sla/hub/common/hub_text.h"
 
 #include "http_error.h"
 
@@ -10,7 +10,7 @@
 #include <cctype>
 #include <cstdint>
 
-namespace slahub::server {
+namespace sla::hub::server {
 namespace {
 
 int hex_value(char c) {
@@ -124,4 +124,4 @@ bool equal_constant_time(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

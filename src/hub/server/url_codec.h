@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
 // Splits the raw request path (no query) at '/' and percent-decodes each segment; empty segments
 // are dropped. Throws a 400 HttpError on a malformed escape.
@@ -27,4 +27,4 @@ std::string hmac_hex(const std::string& key, const std::string& message);
 // Compares two strings in time independent of where they differ.
 bool equal_constant_time(const std::string& a, const std::string& b);
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

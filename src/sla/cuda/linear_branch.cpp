@@ -1,8 +1,8 @@
 #include "linear_branch.h"
 
-#include "linear_launch.h"
-#include "reference.h"
-#include "sla_launch.h"
+#include "sla/kernels/linear_launch.h"
+#include "sla/reference.h"
+#include "sla/kernels/sla_launch.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/csrc/autograd/autograd.h>

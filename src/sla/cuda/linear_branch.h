@@ -9,8 +9,8 @@
 //                       no epsilon; o_l = 0 where nothing is left (every block selected).
 #pragma once
 
-#include "sla_config.h"
-#include "sla_params.h"
+#include "sla/sla_config.h"
+#include "sla/kernels/sla_params.h"
 
 #include <ATen/ATen.h>
 

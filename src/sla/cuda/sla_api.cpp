@@ -2,10 +2,10 @@
 // through can_implement and why_not of kernels/support.h), allocation, the params struct, the block
 // map glue and the autograd Function. The kernels (sla::kernels, src/sla/kernels/) never see torch:
 // this folder, src/sla/cuda/, is where torch and the kernels meet.
-#include "sla_kernels.h"
+#include "sla/sla_kernels.h"
 
 #include "linear_branch.h"
-#include "sla_launch.h"
+#include "sla/kernels/sla_launch.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/core/grad_mode.h>
@@ -255,11 +255,11 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     // the D x D state, or for complement the mask.
     ctx->save_for_backward(
         {in.q, in.k, in.v, proj_w, proj_b, st.o, st.lse, st.lut, st.mask, st.fused.state, st.fused.z, st.fused.s});
-    ctx->saved_data[slackpt::kSettingTopk] = cfg.topk;
-    ctx->saved_data[slackpt::kSettingFeatureMap] = int64_t(cfg.feature_map);
-    ctx->saved_data[slackpt::kSettingBlkq] = cfg.blkq;
-    ctx->saved_data[slackpt::kSettingBlkk] = cfg.blkk;
-    ctx->saved_data[slackpt::kSettingVariant] = int64_t(cfg.variant);
+    ctx->saved_data[sla::checkpoint::kSettingTopk] = cfg.topk;
+    ctx->saved_data[sla::checkpoint::kSettingFeatureMap] = int64_t(cfg.feature_map);
+    ctx->saved_data[sla::checkpoint::kSettingBlkq] = cfg.blkq;
+    ctx->saved_data[sla::checkpoint::kSettingBlkk] = cfg.blkk;
+    ctx->saved_data[sla::checkpoint::kSettingVariant] = int64_t(cfg.variant);
     ctx->saved_data["scale"] = scale;
     return st.o;
   }
@@ -270,11 +270,11 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     const auto s = ctx->get_saved_variables();
     const c10::cuda::CUDAGuard guard(s[0].device());
     SlaConfig cfg;
-    cfg.topk = ctx->saved_data[slackpt::kSettingTopk].toDouble();
-    cfg.feature_map = FeatureMap(ctx->saved_data[slackpt::kSettingFeatureMap].toInt());
-    cfg.blkq = ctx->saved_data[slackpt::kSettingBlkq].toInt();
-    cfg.blkk = ctx->saved_data[slackpt::kSettingBlkk].toInt();
-    cfg.variant = Variant(ctx->saved_data[slackpt::kSettingVariant].toInt());
+    cfg.topk = ctx->saved_data[sla::checkpoint::kSettingTopk].toDouble();
+    cfg.feature_map = FeatureMap(ctx->saved_data[sla::checkpoint::kSettingFeatureMap].toInt());
+    cfg.blkq = ctx->saved_data[sla::checkpoint::kSettingBlkq].toInt();
+    cfg.blkk = ctx->saved_data[sla::checkpoint::kSettingBlkk].toInt();
+    cfg.variant = Variant(ctx->saved_data[sla::checkpoint::kSettingVariant].toInt());
     ForwardState st;
     st.o = s[5];
     st.lse = s[6];

@@ -10,7 +10,7 @@
 #pragma once
 
 #include "sla_params.h"
-#include "sla_settings.h"  // kBlockSizes: the block sizes a file may record are the ones the kernels run
+#include "sla/checkpoint/sla_settings.h"  // kBlockSizes: the block sizes a file may record are the ones the kernels run
 
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +20,7 @@ namespace sla::kernels {
 
 // ---- the support matrix -------------------------------------------------------------------------
 inline constexpr int kHeadDims[] = {64, 128};
-inline constexpr const auto& kBlockSizes = slackpt::kBlockSizes;
+inline constexpr const auto& kBlockSizes = sla::checkpoint::kBlockSizes;
 inline constexpr ElemType kElemTypes[] = {ElemType::kBf16, ElemType::kFp16};
 
 // Bounds of the launch grids: L rows in int32 offsets, B and H in grid.y / grid.z.

@@ -5,10 +5,10 @@
 //   sla::backward(grad_o, q, k, v, proj_w, proj_b, ...same options) -> (dq, dk, dv, d proj_w, d proj_b)
 // feature_map: "softmax" | "elu" | "relu"; variant: "all" | "complement"; scale <= 0 means D^-1/2.
 // Python: torch.ops.load_library("libsla_ops.so"); torch.ops.sla.forward(...).
-#include "reference.h"
-#include "sla_config.h"
+#include "sla/reference.h"
+#include "sla/sla_config.h"
 #ifdef SLA_HAVE_CUDA_KERNELS
-#include "sla_kernels.h"
+#include "sla/sla_kernels.h"
 #endif
 
 #include <torch/csrc/autograd/autograd.h>

@@ -13,7 +13,7 @@
 //   ignore-range  answer a Range request with 200 and the whole body
 #pragma once
 
-#include "log.h"
+#include "sla/checkpoint/log.h"
 
 #include <cstdint>
 #include <mutex>
@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
-using slackpt::LogFn;
-using slackpt::LogLevel;
-using slackpt::log_to;
+using sla::checkpoint::LogFn;
+using sla::checkpoint::LogLevel;
+using sla::checkpoint::log_to;
 
 struct Fault {
   enum Kind { kDrop, kTruncate, kStatus, kCorrupt, kIgnoreRange } kind = kStatus;
@@ -57,4 +57,4 @@ class FaultPlan {
   LogFn log_;
 };
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server

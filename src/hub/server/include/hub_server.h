@@ -6,18 +6,18 @@
 #pragma once
 
 #include "faults.h"
-#include "log.h"
+#include "sla/checkpoint/log.h"
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-namespace slahub::server {
+namespace sla::hub::server {
 
-using slackpt::LogFn;
-using slackpt::LogLevel;
-using slackpt::log_to;
+using sla::checkpoint::LogFn;
+using sla::checkpoint::LogLevel;
+using sla::checkpoint::log_to;
 
 // Who may do what (as on the Hub): reads of public repos are open to anonymous callers; private
 // repos are only seen with a token; writes need the token when one is configured. A caller is
@@ -58,4 +58,4 @@ class HubServer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace slahub::server
+}  // namespace sla::hub::server
