@@ -66,10 +66,8 @@ void average_gradients(const ProcessGroupPtr& group, const std::vector<at::Tenso
 // The shard lengths of a sequence of `length` rows over `parts` ranks (torch.tensor_split's rule).
 std::vector<int64_t> shard_lengths(int64_t length, int64_t parts);
 
-// This rank's shard of x along `dim` (a view) and its inverse, the whole sequence on every rank
-// (differentiable: the gradient of the gather is this rank's shard of the incoming gradient).
+// This rank's shard of x along `dim` (a view; shard_lengths' rule).
 at::Tensor shard_sequence(const at::Tensor& x, int64_t dim, const ProcessGroupPtr& group);
-at::Tensor gather_sequence(const at::Tensor& x, int64_t dim, const ProcessGroupPtr& group, int64_t length = -1);
 
 // Attention on the whole sequence: q, k, v (B, h, L, D) -> o (B, h, L, D).
 using AttentionFn = std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>;
