@@ -1,10 +1,10 @@
 #include "sla/checkpoint/durable_file.h"
 
 #include "pt_builder.h"
+#include "temp_dir.h"
 
 #include <catch.hpp>
 
-#include <dirent.h>
 #include <fstream>
 #include <signal.h>
 #include <sys/resource.h>
@@ -12,31 +12,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <string>
-#include <vector>
+#include <set>
 
 using sla::checkpoint::test::code_of;
 using sla::checkpoint::test::error_of;
+using sla::test::entries_under;
+using sla::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/sla_durable_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    DIR* d = ::opendir(path.c_str());
-    while (dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") out.push_back(e->d_name);
-    ::closedir(d);
-    return out;
-  }
-};
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -65,7 +49,7 @@ TEST_CASE("durable write creates the file with the umask mode and leaves no temp
   mode_t mask = ::umask(0);
   ::umask(mask);
   CHECK((st.st_mode & 0777) == (0666 & ~mask));
-  CHECK(dir.files() == std::vector<std::string>{"out.pt"});
+  CHECK(entries_under(dir.path) == std::set<std::string>{"out.pt"});
 }
 
 TEST_CASE("durable write replaces an existing file and keeps its mode") {
@@ -78,7 +62,7 @@ TEST_CASE("durable write replaces an existing file and keeps its mode") {
   struct stat st {};
   ::stat(target.c_str(), &st);
   CHECK((st.st_mode & 0777) == 0640);
-  CHECK(dir.files().size() == 1);
+  CHECK(entries_under(dir.path).size() == 1);
 }
 
 TEST_CASE("durable write: a validation failure leaves the target untouched and removes the temp") {
@@ -93,7 +77,7 @@ TEST_CASE("durable write: a validation failure leaves the target untouched and r
   CHECK(e.rfind("E_WRITE: the written file did not validate (E_CRC: crc mismatch in ", 0) == 0);
   CHECK(e.find(" in " + target) != std::string::npos);
   CHECK(slurp(target) == "precious");
-  CHECK(dir.files() == std::vector<std::string>{"out.pt"});
+  CHECK(entries_under(dir.path) == std::set<std::string>{"out.pt"});
 }
 
 TEST_CASE("durable write: unusable folders give E_WRITE naming the path") {
@@ -111,7 +95,7 @@ TEST_CASE("durable write: unusable folders give E_WRITE naming the path") {
   ::mkdir((dir.path + "/adir").c_str(), 0755);
   spit(dir.path + "/adir/keep", "k");
   CHECK(error_of([&] { write(dir.path + "/adir", "x"); }).find("rename failed") != std::string::npos);
-  for (const std::string& name : dir.files()) CHECK(name[0] != '.');  // no temp left behind
+  for (const std::string& name : entries_under(dir.path)) CHECK(name[0] != '.');  // no temp left behind
 }
 
 TEST_CASE("durable write: running out of space mid-write leaves the target untouched") {
@@ -133,7 +117,7 @@ TEST_CASE("durable write: running out of space mid-write leaves the target untou
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(slurp(target) == "precious");
-  CHECK(dir.files() == std::vector<std::string>{"out.pt"});
+  CHECK(entries_under(dir.path) == std::set<std::string>{"out.pt"});
 }
 
 TEST_CASE("durable write gives a new file the requested mode and keeps an existing file's") {

@@ -7,13 +7,13 @@
 #include "sla/checkpoint/tensor_stats.h"
 
 #include "pt_builder.h"
+#include "temp_dir.h"
 
 #include <catch.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <fcntl.h>
-#include <cstdlib>
 #include <fstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,17 +22,9 @@
 
 using namespace sla::checkpoint;
 using sla::checkpoint::test::error_of;
+using sla::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/sla_mapped_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 void write_bytes(const std::string& path, size_t size, char fill) {
   std::ofstream(path, std::ios::binary) << std::string(size, fill);

@@ -4,18 +4,19 @@
 #include "sla/checkpoint/tensor_stats.h"
 
 #include "pt_builder.h"
+#include "temp_dir.h"
 
 #include <catch.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <fstream>
 #include <unistd.h>
 
 using namespace sla::checkpoint;
 using sla::checkpoint::test::code_of;
 using sla::checkpoint::test::error_of;
+using sla::test::TempDir;
 
 namespace {
 
@@ -39,15 +40,6 @@ SlaFile sample() {
   f.entries = {entry("4:bf16", 4, 1.0f), entry("2:fp16", 2, 2.0f)};
   return f;
 }
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/sla_state_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 std::vector<std::string> codes(const std::vector<Problem>& problems) {
   std::vector<std::string> out;

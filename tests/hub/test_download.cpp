@@ -4,6 +4,7 @@
 #include "sla/hub/download.h"
 #include "fake_transport.h"
 #include "sla/hub/common/hashing.h"
+#include "temp_dir.h"
 
 #include <unistd.h>
 
@@ -15,6 +16,8 @@ namespace fs = std::filesystem;
 using namespace sla::hub;
 using sla::hub::testing::FakeReply;
 using sla::hub::testing::FakeTransport;
+using sla::test::entries_under;
+using sla::test::TempDir;
 
 namespace {
 
@@ -26,22 +29,6 @@ std::string read_all(const fs::path& p) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("hubcli_dl_" + std::to_string(::getpid()) + "_" + random_hex8());
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::vector<std::string> files_under(const fs::path& dir) {
-  std::vector<std::string> out;
-  if (!fs::exists(dir)) return out;
-  for (auto& e : fs::recursive_directory_iterator(dir)) out.push_back(fs::relative(e.path(), dir).string());
-  return out;
 }
 
 // A small repo: a regular file and an LFS file (served through an absolute redirect to a CDN).
@@ -87,11 +74,11 @@ struct Fixture : sla::hub::testing::FakeHub {
   Repo repo;
   SnapshotOptions options() {
     SnapshotOptions o;
-    o.cache_dir = (tmp.path / "hub").string();
+    o.cache_dir = (tmp / "hub").string();
     o.threads = 1;
     return o;
   }
-  fs::path repo_dir() { return tmp.path / "hub" / "models--alice--m1"; }
+  fs::path repo_dir() { return tmp / "hub" / "models--alice--m1"; }
 };
 
 }  // namespace
@@ -104,7 +91,7 @@ TEST_CASE("snapshot into the cache: Python's layout exactly") {
   const SnapshotResult result = snapshot_download(f.client, f.repo.ref, f.options());
   CHECK(result.commit == kCommit);
   CHECK(result.path == (f.repo_dir() / "snapshots" / kCommit).string());
-  CHECK(read_all(f.tmp.path / "hub" / "CACHEDIR.TAG").rfind("Signature: 8a477f597d28d172789f06886806bc55\n", 0) == 0);
+  CHECK(read_all(f.tmp / "hub" / "CACHEDIR.TAG").rfind("Signature: 8a477f597d28d172789f06886806bc55\n", 0) == 0);
   CHECK(read_all(f.repo_dir() / "refs" / "main") == kCommit);  // no trailing newline
   CHECK(read_all(f.repo_dir() / "blobs" / f.repo.config_etag) == f.repo.config);
   CHECK(read_all(f.repo_dir() / "blobs" / f.repo.big_etag) == f.repo.big);
@@ -116,7 +103,7 @@ TEST_CASE("snapshot into the cache: Python's layout exactly") {
   CHECK(tree["format_version"] == 1);
   CHECK(tree["files"]["sub/deep/big.bin"]["lfs_sha256"] == f.repo.big_etag);
   CHECK(tree["files"]["config.json"]["blob_id"] == f.repo.config_etag);
-  for (const auto& name : files_under(f.repo_dir() / "blobs")) CHECK(name.find(".incomplete") == std::string::npos);
+  for (const auto& name : entries_under(f.repo_dir() / "blobs")) CHECK(name.find(".incomplete") == std::string::npos);
 
   // The HEAD asks for identity encoding; authorization never goes to the CDN host.
   for (const auto& r : f.fake.requests()) {
@@ -194,7 +181,7 @@ TEST_CASE("a body truncated without an error is resumed; endless truncation fail
     CHECK_FALSE(fs::exists(f.repo_dir() / "snapshots" / kCommit / "sub/deep/big.bin"));
     // The bytes got so far stay under the one deterministic name, for the next pull to resume.
     CHECK(read_all(f.repo_dir() / "blobs" / (f.repo.big_etag + ".incomplete")) == f.repo.big.substr(0, 100));
-    for (const auto& name : files_under(f.repo_dir() / "blobs"))
+    for (const auto& name : entries_under(f.repo_dir() / "blobs"))
       if (name.find(".incomplete") != std::string::npos) CHECK(name == f.repo.big_etag + ".incomplete");
     CHECK_FALSE(fs::exists(f.repo_dir() / "trees"));  // an incomplete snapshot has no tree cache
   }
@@ -271,7 +258,7 @@ TEST_CASE("wrong content: the sha256 (LFS) or git sha1 (regular) check fails and
     CHECK_FALSE(fs::exists(f.repo_dir() / "blobs" / f.repo.config_etag));
     CHECK_FALSE(fs::exists(f.repo_dir() / "snapshots" / kCommit / "config.json"));
   }
-  for (const auto& name : files_under(f.repo_dir() / "blobs")) CHECK(name.find(".incomplete") == std::string::npos);
+  for (const auto& name : entries_under(f.repo_dir() / "blobs")) CHECK(name.find(".incomplete") == std::string::npos);
 }
 
 TEST_CASE("download status retries: 429 with Retry-After, then the body") {
@@ -302,7 +289,7 @@ TEST_CASE("local-dir download writes the file and then its metadata; a second ru
   f.repo.script_metadata(f.fake);
   f.fake.on("GET", "http://cdn.test/blob/", {200, {}, f.repo.big});
   auto o = f.options();
-  const fs::path local = f.tmp.path / "local";
+  const fs::path local = f.tmp / "local";
   o.local_dir = local.string();
   snapshot_download(f.client, f.repo.ref, o);
   CHECK(read_all(local / "sub/deep/big.bin") == f.repo.big);

@@ -7,6 +7,7 @@
 #include "fake_transport.h"
 #include "sla/hub/common/hashing.h"
 #include "sla/hub/untrusted.h"
+#include "temp_dir.h"
 
 #include <unistd.h>
 
@@ -17,27 +18,12 @@
 namespace fs = std::filesystem;
 using namespace sla::hub;
 using sla::hub::testing::FakeReply;
+using sla::test::entries_under;
+using sla::test::TempDir;
 
 namespace {
 
 const std::string kCommit = "0123456789abcdef0123456789abcdef01234567";
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("hubcli_untrusted_" + std::to_string(::getpid()) + "_" + random_hex8());
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-// Every entry under dir (links not followed), as relative paths.
-std::set<std::string> entries_under(const fs::path& dir) {
-  std::set<std::string> out;
-  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it)
-    out.insert(fs::relative(it->path(), dir).string());
-  return out;
-}
 
 bool has_header(const HttpRequest& r, const std::string& name) {
   return std::any_of(r.headers.begin(), r.headers.end(), [&](const auto& h) { return h.first == name; });
@@ -119,7 +105,7 @@ TEST_CASE("repo paths: relative, no '..', '.', empty component, backslash, NUL o
 
 TEST_CASE("confined_path: symlinks already on disk cannot lead out of the root") {
   TempDir tmp;
-  const fs::path root = tmp.path / "root", outside = tmp.path / "outside";
+  const fs::path root = tmp / "root", outside = tmp / "outside";
   fs::create_directories(root / "snapshots" / "c");
   fs::create_directories(root / "blobs");
   fs::create_directories(outside);
@@ -140,7 +126,7 @@ TEST_CASE("confined_path: symlinks already on disk cannot lead out of the root")
   CHECK(fs::is_empty(outside / "file") == false);
   CHECK(entries_under(outside) == std::set<std::string>{"file"});
   // A root that does not exist yet has nothing below it to check.
-  CHECK(confined_path((tmp.path / "absent").string(), "a/b") == (tmp.path / "absent").string() + "/a/b");
+  CHECK(confined_path((tmp / "absent").string(), "a/b") == (tmp / "absent").string() + "/a/b");
 }
 
 TEST_CASE("url_origin and resolve_location") {
@@ -246,8 +232,8 @@ struct HostileRepo : sla::hub::testing::FakeHub {
   HeaderList head_headers{{"X-Repo-Commit", kCommit}, {"ETag", "\"" + etag + "\""}, {"Content-Length", std::to_string(content.size())}};
   std::string sha = kCommit;
 
-  fs::path cache() const { return tmp.path / "cache"; }
-  fs::path local() const { return tmp.path / "local"; }
+  fs::path cache() const { return tmp / "cache"; }
+  fs::path local() const { return tmp / "local"; }
 
   // Runs a snapshot (into the cache, or local_dir) and returns the E_HUB_UNSAFE message ("" if none).
   std::string pull(bool into_local_dir) {
@@ -274,8 +260,8 @@ TEST_CASE("a hostile ETag, commit or tree entry is refused and nothing lands out
   const bool into_local_dir = GENERATE(false, true);
   {
     HostileRepo repo;
-    fs::create_directories(repo.tmp.path / "victim");
-    std::ofstream(repo.tmp.path / "victim" / "secret") << "do not link me";
+    fs::create_directories(repo.tmp / "victim");
+    std::ofstream(repo.tmp / "victim" / "secret") << "do not link me";
     const std::string escape = "../../../../victim/secret";  // from blobs/ (and deeper) up into tmp
 
     std::string field;

@@ -2,12 +2,10 @@
 // the NDJSON commit.
 #include "catch.hpp"
 
-#include "sla/hub/cache_layout.h"
 #include "fake_transport.h"
 #include "sla/hub/common/hashing.h"
 #include "sla/hub/upload.h"
-
-#include <unistd.h>
+#include "temp_dir.h"
 
 #include <filesystem>
 #include <fstream>
@@ -24,18 +22,17 @@ const std::string kParent = "1111111111111111111111111111111111111111";
 const std::string kNew = "2222222222222222222222222222222222222222";
 
 struct UploadFixture : sla::hub::testing::FakeHub {
-  fs::path dir = fs::temp_directory_path() / ("hubcli_up_" + std::to_string(::getpid()) + "_" + random_hex8());
+  sla::test::TempDir tmp;
+  fs::path dir = tmp.path;
   std::string big = std::string(2500, 'b') + "end";
   std::string small = "{\"a\": 1}\n";
   RepoRef repo{"alice/m1", RepoType::kModel};
 
   UploadFixture() {
-    fs::create_directories(dir);
     std::ofstream(dir / "big.bin", std::ios::binary) << big;
     std::ofstream(dir / "config.json", std::ios::binary) << small;
     std::ofstream(dir / "empty.txt", std::ios::binary);
   }
-  ~UploadFixture() { fs::remove_all(dir); }
 
   std::vector<UploadItem> items() {
     return {{"big.bin", (dir / "big.bin").string(), std::nullopt},
