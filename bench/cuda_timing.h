@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-namespace sla_bench {
+namespace sla::bench {
 
 // Median of `reps` CUDA-event timings of fn in milliseconds, after `warmup` untimed calls.
 inline double median_ms(const std::function<void()>& fn, int warmup, int reps) {
@@ -32,4 +32,4 @@ inline double median_ms(const std::function<void()>& fn, int warmup, int reps) {
   return ms[ms.size() / 2];
 }
 
-}  // namespace sla_bench
+}  // namespace sla::bench

@@ -30,7 +30,7 @@
 
 namespace {
 
-using sla_bench::median_ms;
+using sla::bench::median_ms;
 
 // printf-style formatting into a std::string (torch's bundled fmt headers may not match the
 // system libfmt, so the benchmark does without fmt).

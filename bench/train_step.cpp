@@ -39,7 +39,7 @@
 
 namespace {
 
-using sla_bench::median_ms;
+using sla::bench::median_ms;
 
 struct Mechanism {
   std::string label;       // as printed

@@ -2,6 +2,7 @@
 // writes checkpoint-<step>/ folders and resumes from them. Losses go to stdout as JSON lines,
 // logs to stderr.
 #include "dit.h"
+#include "dit_regenerate.h"
 
 #include <ATen/Parallel.h>
 
@@ -70,10 +71,21 @@ int run(int argc, char** argv) {
   app.add_option("--learning-rate", options.learning_rate, "AdamW learning rate")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "CPU threads (the model is tiny: one is fastest and deterministic)")
       ->check(CLI::PositiveNumber);
+  sla_dit::RegenerateOptions regenerate;
+  app.add_option("--regenerate", regenerate.checkpoint_dir,
+                 "rebuild a missing sla_attention.pt of one of this example's checkpoints with one step of its own "
+                 "objective in which only proj_l learns (any model: sla-ckpt regenerate)");
+  app.add_flag("--force", regenerate.force, "with --regenerate: replace a valid sla_attention.pt");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (!regenerate.checkpoint_dir.empty()) {
+    regenerate.sla_config = options.sla_config;
+    regenerate.device = app.count("--device") ? options.device : "auto";
+    sla_dit::regenerate_checkpoint(regenerate);
+    return 0;
   }
 
   options.state_dtype = state_dtype == "none" ? "" : state_dtype;

@@ -16,7 +16,7 @@ using Catch::Approx;  // v2 has Approx at global scope
 #include <catch2/catch.hpp>
 #endif
 
-namespace sla_test {
+namespace sla::test {
 // A matcher for "the string contains this text", under its v2 or v3 name.
 inline auto contains_text(const std::string& text) {
 #ifdef SLA_CATCH_V3
@@ -25,4 +25,4 @@ inline auto contains_text(const std::string& text) {
   return Catch::Matchers::Contains(text);
 #endif
 }
-}  // namespace sla_test
+}  // namespace sla::test

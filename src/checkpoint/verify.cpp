@@ -121,9 +121,10 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
       v.check_schema(*sla, where);
       v.check_coverage(sla->file, model, where, evidence.reasons.size() > 1);
       v.check_settings(sla->file, where);
-      v.check_variant(sla->file, options.variant, where);
+      const std::optional<LineageRecord> lineage = find_lineage_record(target, sla->file);
+      v.check_variant(sla->file, options.variant, lineage, where);
       v.check_values(sla->file, where);
-      v.check_provenance(sla->file, where);
+      v.check_provenance(sla->file, lineage, where);
       const fs::path other = target.extension() == ".safetensors" ? pt_path : twin_path;
       if (is_file(other) && !(target.extension() == ".safetensors" && only_twin)) {
         if (target.extension() == ".safetensors") {

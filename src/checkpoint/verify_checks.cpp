@@ -158,8 +158,20 @@ void Verifier::check_settings(const SlaFile& file, const std::string& where) {
     add("settings", CheckStatus::kOk, summary, where);
 }
 
-void Verifier::check_variant(const SlaFile& file, const std::string& stated, const std::string& where) {
+void Verifier::check_variant(const SlaFile& file, const std::string& stated, const std::optional<LineageRecord>& lineage,
+                             const std::string& where) {
   const bool recorded = file.has_extension && file.extension.contains("variant");
+  if (!recorded && lineage && lineage->extension.contains("variant") && lineage->extension["variant"].is_string()) {
+    const std::string inherited = lineage->extension["variant"].get<std::string>();
+    const std::string source = "the run's earlier " + lineage->file.string() +
+                               " records it (this file descends from it; SimpleTuner's save drops our key)";
+    if (!stated.empty() && stated != inherited)
+      add("variant", CheckStatus::kWarn, "variant '" + stated + "' as stated (--variant), but " + source + " as '" + inherited + "'",
+          where);
+    else
+      add("variant", CheckStatus::kOk, "variant '" + inherited + "' inherited: " + source, where);
+    return;
+  }
   if (!recorded) {
     if (!stated.empty()) {
       add("variant", CheckStatus::kOk, "variant '" + stated + "' as stated (--variant); the file does not record it", where);
@@ -206,13 +218,34 @@ void Verifier::check_values(const SlaFile& file, const std::string& where) {
   if (!any) add("values", CheckStatus::kOk, "all values finite, projections trained (non-zero)", where);
 }
 
-void Verifier::check_provenance(const SlaFile& file, const std::string& where) {
+void Verifier::check_provenance(const SlaFile& file, const std::optional<LineageRecord>& lineage, const std::string& where) {
   const json& ext = file.extension;
+  auto regenerated_from = [](const json& e) {
+    return e.contains("regenerated_from") && e["regenerated_from"].is_string() ? " from " + e["regenerated_from"].get<std::string>()
+                                                                               : std::string();
+  };
   if (file.has_extension && ext.contains("regenerated") && ext["regenerated"] == true) {
-    std::string from = ext.contains("regenerated_from") && ext["regenerated_from"].is_string()
-                           ? " from " + ext["regenerated_from"].get<std::string>()
-                           : "";
-    add("provenance", CheckStatus::kWarn, "regenerated" + from + ", not trained with the model", where);
+    add("provenance", CheckStatus::kWarn, "regenerated" + regenerated_from(ext) + ", not trained with the model", where);
+    return;
+  }
+  if (lineage && lineage->extension.contains("regenerated") && lineage->extension["regenerated"] == true) {
+    const std::string origin = "the run's earlier " + lineage->file.string() + " was regenerated" +
+                               regenerated_from(lineage->extension) + " (its record; SimpleTuner's save drops our key)";
+    if (lineage->identical)
+      add("provenance", CheckStatus::kWarn, "regenerated, not trained with the model: " + origin + ", and this file holds the same values",
+          where);
+    else
+      add("provenance", CheckStatus::kOk, "trained further from a regenerated start: " + origin + "; the values have changed since",
+          where);
+    return;
+  }
+  if (lineage) {
+    const json& rec = lineage->extension;
+    add("provenance", CheckStatus::kOk,
+        "trained with the model; descends from the run's earlier " + lineage->file.string() +
+            (rec.contains("writer") && rec["writer"].is_string() ? " (written by " + rec["writer"].get<std::string>() + ")" : "") +
+            ", not regenerated",
+        where);
     return;
   }
   std::string writer = file.has_extension && ext.contains("writer") && ext["writer"].is_string()

@@ -3,6 +3,7 @@
 //   verify_evidence.cpp  SLA evidence (model card, training config, checkpoint files)
 //   verify_model.cpp     model discovery (attention head dims, the weights' dtype)
 //   verify_checks.cpp    the checks on a readable file (schema, coverage, settings, ..., twin)
+//   verify_lineage.cpp   the record a file without our extension key inherits from its run
 //   verify.cpp           verify_path: the order of the checks and the report
 #pragma once
 
@@ -85,6 +86,17 @@ LoadedSla load_any(const fs::path& p);
 
 std::string join(const std::vector<std::string>& parts, const std::string& sep);
 
+// ---- lineage (verify_lineage.cpp) ----
+
+// The extension key of the earlier checkpoint of the same run that a file without one descends
+// from (same settings, all of its entries present with the same shapes), newest first.
+struct LineageRecord {
+  fs::path file;    // that checkpoint's sla_attention.pt
+  json extension;   // its record
+  bool identical;   // its entries' values are bit-identical in the file (re-saved, not trained further)
+};
+std::optional<LineageRecord> find_lineage_record(const fs::path& target, const SlaFile& file);
+
 // The checks; each adds its lines to the report.
 class Verifier {
  public:
@@ -95,9 +107,11 @@ class Verifier {
   // checkpoint's file); a file no bf16/fp16 run can use is then a failure, else a warning.
   void check_coverage(const SlaFile& file, const ModelShape& model, const std::string& where, bool sla_claimed);
   void check_settings(const SlaFile& file, const std::string& where);
-  void check_variant(const SlaFile& file, const std::string& stated, const std::string& where);
+  // lineage: what a file without our key inherits from its run (find_lineage_record).
+  void check_variant(const SlaFile& file, const std::string& stated, const std::optional<LineageRecord>& lineage,
+                     const std::string& where);
   void check_values(const SlaFile& file, const std::string& where);
-  void check_provenance(const SlaFile& file, const std::string& where);
+  void check_provenance(const SlaFile& file, const std::optional<LineageRecord>& lineage, const std::string& where);
   // The .pt and its safetensors twin must hold the same payload.
   void check_twin(const SlaFile& pt, const fs::path& twin_path);
 

@@ -174,3 +174,74 @@ def test_tools_include_public_headers_only():
     assert private, "no private server headers found: the rule checks nothing"
     bad = [(p, inc) for p in source_files("tools") for inc in includes_of(p) if Path(inc).name in private]
     assert not bad, "tools include private headers:\n" + "\n".join(f"  {p.relative_to(ROOT)} includes {inc}" for p, inc in bad)
+
+
+def library_headers():
+    """Header name -> its folder, for every header of a library under src/ (names are unique there)."""
+    headers = {}
+    for path in source_files("src"):
+        if path.suffix in {".h", ".hpp", ".cuh"}:
+            assert path.name not in headers, f"two library headers named {path.name}: prefixes would be ambiguous"
+            headers[path.name] = path.parent
+    return headers
+
+
+def test_includes_are_project_prefixed():
+    # A library header is included as "sla/<area>/x.h" from anywhere but its own folder, where it is
+    # included plainly; a flat "errors.h" from another folder would find nothing to compile against.
+    headers = library_headers()
+    assert {"errors.h", "sla_config.h", "hub_client.h", "support.h"} <= set(headers)
+    prefixes = {"src/checkpoint": "sla/checkpoint/", "src/hub/common": "sla/hub/common/",
+                "src/hub/server/include": "sla/hub_server/", "src/hub": "sla/hub/", "src/sla": "sla/"}
+    bad = []
+    for path in source_files("src", "tools", "tests", "examples", "bench"):
+        for inc in includes_of(path):
+            name = Path(inc).name
+            if name not in headers:
+                continue  # a tool's or test's own header
+            folder = headers[name]
+            if inc == name and path.parent == folder:
+                continue
+            rel = folder.relative_to(ROOT).as_posix()
+            area = next(a for a in prefixes if rel == a or rel.startswith(a + "/"))
+            want = prefixes[area] + (folder / name).relative_to(ROOT / area).as_posix()
+            if inc != want:
+                bad.append(f"  {path.relative_to(ROOT)} includes \"{inc}\" (want \"{want}\")")
+    assert not bad, "includes without the project prefix:\n" + "\n".join(bad)
+
+
+def test_one_root_namespace():
+    # sla::checkpoint, sla::hub, sla::cli, sla::kernels... under one root; the old roots are gone.
+    bad = []
+    for path in source_files("src", "tools", "tests", "examples", "bench"):
+        code = strip_comments_and_strings(path.read_text(errors="replace"))
+        for match in re.finditer(r"^\s*namespace\s+([A-Za-z_][\w:]*)\s*\{", code, re.M):
+            root = match.group(1).split("::")[0]
+            if root not in {"sla", "sla_dit"}:
+                bad.append(f"  {path.relative_to(ROOT)}: namespace {match.group(1)}")
+    assert not bad, "namespaces outside the root sla (the example's own: sla_dit):\n" + "\n".join(bad)
+
+
+def ninja_link_statements(build_dir):
+    """Output -> the text of its link statement (inputs, implicit inputs, LINK_LIBRARIES) in build.ninja."""
+    text = (build_dir / "build.ninja").read_text()
+    statements = {}
+    for block in re.split(r"\n(?=build )", text):
+        head = block.split("\n", 1)[0]
+        m = re.match(r"build (\S+?): (\S*LINKER\S*) ", head)
+        if m:
+            statements[m.group(1)] = block
+    return statements
+
+
+def test_tools_link_no_example():
+    build = Path(os.environ.get("SLA_BUILD_DIR", ""))
+    if not (build / "build.ninja").is_file():
+        pytest.skip("no Ninja build folder (SLA_BUILD_DIR) to read link lines from")
+    links = ninja_link_statements(build)
+    tools = {out: block for out, block in links.items() if out.startswith("tools/")}
+    assert any(out.endswith("/sla-ckpt") for out in tools), f"sla-ckpt's link not found among {sorted(links)[:20]}"
+    example_outputs = [out for out in links if out.startswith("examples/")]
+    assert example_outputs, "no example target in the build: the rule checks nothing"
+    bad = [out for out, block in tools.items() if re.search(r"(^|[\s/])examples/|libsla_dit", block)]
+    assert not bad, f"tools link an example target: {bad}"

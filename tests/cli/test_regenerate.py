@@ -2,7 +2,8 @@
 is built) the one-step rebuild of sla_attention.pt whose result passes verify and loads in Python
 torch.load(weights_only=True); with --calibration the error after the step is lower than before,
 and the written projection lowers the MSE against dense attention when recomputed in Python; for a
-checkpoint of the example DiT, one real SLA-only training step after which the example resumes."""
+checkpoint of the example DiT, `sla-dit-example --regenerate` takes one real SLA-only training step
+after which the example resumes."""
 import json
 import os
 import subprocess
@@ -156,11 +157,14 @@ def test_example_dit_checkpoint_gets_one_real_sla_only_training_step(tmp_path):
     (ck / "sla_attention.pt").unlink()
     before = {p.relative_to(ck): p.read_bytes() for p in ck.rglob("*") if p.is_file()}
 
+    # sla-ckpt distils any model from dense attention, and names the example's own step.
     p = plan(ck)
-    assert p["mode"] == "example-dit"
+    assert p["mode"] == "dense-distillation" and "sla-dit-example --regenerate" in p["note"]
     assert p["settings"]["blkq"] == 32 and p["settings"]["topk"] == 0.5
 
-    r = run_ckpt("regenerate", ck, "--json", "--device", "cpu")
+    # The example takes one step of its own objective, with the settings sla-ckpt's plan found.
+    r = subprocess.run([DIT_EXAMPLE, "--regenerate", str(ck), "--device", "cpu"], capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["mode"] == "example-dit"
@@ -185,6 +189,10 @@ def test_example_dit_checkpoint_gets_one_real_sla_only_training_step(tmp_path):
         assert entry["proj_l.weight"].abs().sum() > 0 or entry["proj_l.bias"].abs().sum() > 0
     assert payload["sla_toolkit"]["regenerated"] is True
     assert payload["sla_toolkit"]["regenerated_from"] == f"example-dit checkpoint {ck}"
+
+    # A valid file is replaced only with --force.
+    r = subprocess.run([DIT_EXAMPLE, "--regenerate", str(ck)], capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "--force" in r.stderr
 
     # The checkpoint resumes (weights, optimizer with the SLA group, SLA state) and trains on.
     losses = run_dit_example("--output-dir", run, "--steps", 4, "--resume-from", ck, "--sla-config", settings)
@@ -233,11 +241,11 @@ def example_dit_like_checkpoint(tmp_path):
 
 
 def test_example_dit_checkpoint_honours_head_dim_and_dtype(tmp_path):
-    # Without flags the example's own step decides the entries; --head-dim/--dtype must not be dropped.
+    # --head-dim/--dtype name the entries; without them the model config and weights decide.
     ck = example_dit_like_checkpoint(tmp_path)
-    assert plan(ck)["mode"] == "example-dit"
+    assert [e["key"] for e in plan(ck)["entries"]] == ["32:bf16"]
     p = plan(ck, "--dtype", "bf16", "--head-dim", "32")
-    assert p["mode"] == "dense-distillation" and "--head-dim/--dtype" in p["mode_reason"]
+    assert p["mode"] == "dense-distillation"
     assert [e["key"] for e in p["entries"]] == ["32:bf16"]
     assert [e["key"] for e in plan(ck, "--dtype", "fp16")["entries"]] == ["32:fp16"]
     assert [e["key"] for e in plan(ck, "--head-dim", "64")["entries"]] == ["64:bf16"]

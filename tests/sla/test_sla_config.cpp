@@ -70,9 +70,9 @@ TEST_CASE("Python literal details: None, trailing comma, exponent, escaped quote
   CHECK(cfg.blkq == 64);
   // True inside a string is a string, not a boolean; the quote inside the string survives.
   CHECK_THAT(parse_error("{'feature_map': 'True \\' \"x'}"),
-             sla_test::contains_text("feature_map must be one of softmax, elu, relu, got \"True ' \\\"x\""));
+             sla::test::contains_text("feature_map must be one of softmax, elu, relu, got \"True ' \\\"x\""));
   CHECK_THAT(parse_error("{'tie_feature_map_qk': 'False'}"),
-             sla_test::contains_text("tie_feature_map_qk must be one of true, false, got \"False\""));
+             sla::test::contains_text("tie_feature_map_qk must be one of true, false, got \"False\""));
 }
 
 TEST_CASE("round trip through to_json", "[config]") {
@@ -86,7 +86,7 @@ TEST_CASE("round trip through to_json", "[config]") {
 }
 
 TEST_CASE("bad values name the key and the allowed values", "[config]") {
-  using sla_test::contains_text;
+  using sla::test::contains_text;
   CHECK_THAT(parse_error("{'topk': 0}"), contains_text("topk must be a number with 0 < topk <= 1, got 0"));
   CHECK_THAT(parse_error("{'topk': 1.5}"), contains_text("topk must be a number with 0 < topk <= 1, got 1.5"));
   CHECK_THAT(parse_error("{'topk': True}"), contains_text("topk must be a number"));
@@ -100,7 +100,7 @@ TEST_CASE("bad values name the key and the allowed values", "[config]") {
 }
 
 TEST_CASE("malformed text is an error, not a default", "[config]") {
-  using sla_test::contains_text;
+  using sla::test::contains_text;
   CHECK_THAT(parse_error("{'topk': 0.1"), contains_text("sla_config: not a JSON object or Python dict"));
   CHECK_THAT(parse_error("{'topk: 0.1}"), contains_text("unterminated string"));
   CHECK_THAT(parse_error("{topk: 0.1}"), contains_text("unexpected word 'topk'"));
@@ -150,7 +150,7 @@ TEST_CASE("a string SimpleTuner's ast.literal_eval would reject is accepted here
   }
   const auto notes = SlaConfig::simpletuner_rejects("{'tie_feature_map_qk': true, 'blkq': null}");
   REQUIRE(notes.size() == 1);
-  CHECK_THAT(notes[0], sla_test::contains_text("would not parse in SimpleTuner"));
-  CHECK_THAT(notes[0], sla_test::contains_text("'true' at offset 23 (write True)"));
-  CHECK_THAT(notes[0], sla_test::contains_text("'null' at offset 37 (write None)"));
+  CHECK_THAT(notes[0], sla::test::contains_text("would not parse in SimpleTuner"));
+  CHECK_THAT(notes[0], sla::test::contains_text("'true' at offset 23 (write True)"));
+  CHECK_THAT(notes[0], sla::test::contains_text("'null' at offset 37 (write None)"));
 }

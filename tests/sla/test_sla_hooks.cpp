@@ -132,9 +132,9 @@ TEST_CASE("attention_mechanism sdpa never builds SLA; unknown mechanisms are rej
   CHECK(at::equal((*c.backend)(q, k, v), at::scaled_dot_product_attention(q, k, v)));
   CHECK(c.backend->modules().empty());
   CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"flash", "", true, ""}),
-                    sla_test::contains_text("attention_mechanism must be one of sla, sdpa"));
+                    sla::test::contains_text("attention_mechanism must be one of sla, sdpa"));
   CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"sla", "{'blkq': 16}", true, ""}),
-                    sla_test::contains_text("blkq must be one of 32, 64, 128"));
+                    sla::test::contains_text("blkq must be one of 32, 64, 128"));
 }
 
 TEST_CASE("one module per (head_dim, dtype); parameters reach the optimizer once, in key order", "[hooks]") {

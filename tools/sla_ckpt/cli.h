@@ -11,6 +11,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace sla::cli {
 
@@ -45,6 +46,9 @@ struct Subcommand {
   std::function<int()> run;
   std::string name;
 };
+
+// This process's command line, as main received it (regenerate hands it on unchanged).
+const std::vector<std::string>& command_line();
 
 Subcommand register_inspect(CLI::App& parent);
 Subcommand register_verify(CLI::App& parent);

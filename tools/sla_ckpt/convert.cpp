@@ -15,6 +15,7 @@
 #include <filesystem>
 
 namespace sla::cli {
+using namespace sla::checkpoint;  // the CLI speaks the checkpoint library's types throughout
 namespace {
 
 struct ConvertArgs {

@@ -15,6 +15,7 @@
 #include <string>
 
 namespace sla::cli {
+using namespace sla::checkpoint;  // the CLI speaks the checkpoint library's types throughout
 
 namespace {
 

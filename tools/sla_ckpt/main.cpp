@@ -24,6 +24,11 @@
 #endif
 
 namespace sla::cli {
+using namespace sla::checkpoint;  // the CLI speaks the checkpoint library's types throughout
+
+static std::vector<std::string> g_command_line;
+const std::vector<std::string>& command_line() { return g_command_line; }
+
 namespace {
 
 // Prints the message of a failure, prefixed, every line escaped.
@@ -125,10 +130,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer("Exit codes: 0 ok, 1 a check failed or the file has problems, 2 unreadable input or bad arguments.");
 
+  g_command_line.assign(argv, argv + argc);
   std::vector<Subcommand> subcommands = {
+#ifdef SLA_REGENERATE_IN_PROCESS  // sla-ckpt-regenerate: the regenerate subcommand alone, with LibTorch
+      register_regenerate(app),
+#else
       register_inspect(app), register_verify(app), register_convert(app), register_regenerate(app),
 #ifdef SLA_HAVE_HUB
       register_push(app),    register_pull(app),   register_hub(app),
+#endif
 #endif
   };
   if (auto line = unknown_command(app, argc, argv)) {

@@ -25,6 +25,7 @@
 namespace fs = std::filesystem;
 
 namespace sla::cli {
+using namespace sla::checkpoint;  // the CLI speaks the checkpoint library's types throughout
 namespace {
 
 struct PullArgs {

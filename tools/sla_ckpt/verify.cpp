@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 namespace sla::cli {
+using namespace sla::checkpoint;  // the CLI speaks the checkpoint library's types throughout
 namespace {
 
 struct VerifyArgs {
