@@ -2,16 +2,15 @@
 benchmark measures it, against the same call queued behind a 3 ms GPU sleep (the host is then
 ahead, so only GPU work is left). cuDNN SDPA alongside, same inputs. Usage:
 SLA_OPS_LIB=.../libsla_ops.so python3 bench/host_wait.py"""
-import os
 import statistics
 import time
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sla_case import make_inputs
+from sla_case import import_sla_toolkit, make_inputs
 
-torch.ops.load_library(os.environ["SLA_OPS_LIB"])
+sla = import_sla_toolkit()
 
 CASES = [((1, 24, 4608, 128), 0.2, 128, 64), ((1, 24, 4608, 128), 0.2, 64, 64), ((1, 12, 32760, 128), 0.05, 128, 64)]
 
@@ -37,14 +36,13 @@ def timed(fn, behind_sleep):
 
 for (B, H, L, D), topk, bq, bk in CASES:
     q, k, v, g, w, b = make_inputs(B, H, L, D)
-    args = (topk, bq, bk, "softmax", "all", 0.0)
-    o = torch.ops.sla.forward(q, k, v, w, b, *args)
+    o = sla.sla_attention(q, k, v, w, b, topk, blkq=bq, blkk=bk)
     with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
         o_dense = torch.nn.functional.scaled_dot_product_attention(q, k, v)
 
     def sla_forward():
         with torch.no_grad():
-            torch.ops.sla.forward(q, k, v, w, b, *args)
+            sla.sla_attention(q, k, v, w, b, topk, blkq=bq, blkk=bk)
 
     def dense_forward():
         with torch.no_grad(), sdpa_kernel(SDPBackend.CUDNN_ATTENTION):

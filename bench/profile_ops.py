@@ -1,31 +1,28 @@
-"""Per-kernel GPU time of one SLA forward and backward (torch.profiler over the sla:: operators),
+"""Per-kernel GPU time of one SLA forward and backward (torch.profiler over sla_toolkit.sla_attention),
 to see where the time goes around the sparse kernels. Usage: SLA_OPS_LIB=.../libsla_ops.so
 python3 bench/profile_ops.py"""
-import os
-
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from sla_case import make_inputs
+from sla_case import import_sla_toolkit, make_inputs
 
-torch.ops.load_library(os.environ["SLA_OPS_LIB"])
+sla = import_sla_toolkit()
 
 CASES = [((1, 24, 4608, 128), 0.2, 128, 64), ((1, 12, 32760, 128), 0.05, 128, 64)]
 
 for (B, H, L, D), topk, bq, bk in CASES:
     q, k, v, g, w, b = make_inputs(B, H, L, D)
-    args = (topk, bq, bk, "softmax", "all", 0.0)
     for _ in range(3):
-        torch.ops.sla.forward(q, k, v, w, b, *args).backward(g)
+        sla.sla_attention(q, k, v, w, b, topk, blkq=bq, blkk=bk).backward(g)
     torch.cuda.synchronize()
     for phase in ("forward", "backward"):
         with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
             for _ in range(5):
                 if phase == "forward":
                     with torch.no_grad():
-                        torch.ops.sla.forward(q, k, v, w, b, *args)
+                        sla.sla_attention(q, k, v, w, b, topk, blkq=bq, blkk=bk)
                 else:
-                    o = torch.ops.sla.forward(q, k, v, w, b, *args)
+                    o = sla.sla_attention(q, k, v, w, b, topk, blkq=bq, blkk=bk)
                     torch.cuda.synchronize()
                     o.backward(g)
             torch.cuda.synchronize()

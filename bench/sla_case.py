@@ -1,7 +1,20 @@
 """Inputs of one benchmark case for the Python bench scripts: q, k, v and dO as (B, L, H, D) bf16
 memory viewed as (B, H, L, D) (the layout of the C++ benchmark), q, k, v requiring gradients, and
-a random nonzero proj_l (weight, bias) in float32."""
+a random nonzero proj_l (weight, bias) in float32; and the sla_toolkit package they time."""
+import importlib.util
+import sys
+from pathlib import Path
+
 import torch
+
+
+def import_sla_toolkit():
+    """sla_toolkit as installed (pip install .), else this checkout's python/ folder with the operator
+    library of $SLA_OPS_LIB or build/ (python/sla_toolkit/_library.py)."""
+    if importlib.util.find_spec("sla_toolkit") is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    import sla_toolkit
+    return sla_toolkit
 
 
 def make_inputs(B, H, L, D, device="cuda", seed=0):

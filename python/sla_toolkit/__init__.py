@@ -50,9 +50,11 @@ def _export_optional(module_name: str, names: tuple[str, ...]) -> list[str]:
     return list(names)
 
 
-__all__ = ["__version__"]
-__all__ += _export_optional("ops", ("sla_attention", "block_map"))
-__all__ += _export_optional("module", ("SparseLinearAttention",))
+from . import ops  # noqa: E402  (fake implementations and autograd of the loaded operators)
+from .module import SparseLinearAttention  # noqa: E402
+from .ops import block_map, kernels_why_not, sla_attention  # noqa: E402
+
+__all__ = ["__version__", "SparseLinearAttention", "block_map", "kernels_why_not", "ops", "sla_attention"]
 __all__ += _export_optional("state", ("save_sla_state", "load_sla_state"))
 
 

@@ -1,5 +1,6 @@
-"""The sla:: LibTorch operators from Python: CUDA (fused kernels) against CPU (the reference) on
-the same inputs, forward through autograd and the explicit backward operator."""
+"""The sla:: LibTorch operators from Python, loaded raw (no sla_toolkit): CUDA (fused kernels)
+against CPU (the reference) on the same inputs, sla::attention_fwd and sla::attention_bwd on the
+forward's saved tensors. tests/python/test_package_gpu.py covers autograd, compile, CUDA graphs."""
 import os
 import sys
 
@@ -23,24 +24,25 @@ def test_cuda_ops_match_cpu_reference(variant):
     w = torch.randn(D, D, device="cuda") / D**0.5
     b = torch.randn(D, device="cuda")
     args = (0.3, 64, 32, "softmax", variant, 0.0)
+    cpu = [t.double().cpu() for t in (q, k, v, w, b)]
 
     lut, mask = torch.ops.sla.block_map(q, k, 0.3, 64, 32)
-    lut_ref, mask_ref = torch.ops.sla.block_map(q.double().cpu(), k.double().cpu(), 0.3, 64, 32)
+    lut_ref, mask_ref = torch.ops.sla.block_map(cpu[0], cpu[1], 0.3, 64, 32)
     assert torch.equal(lut.cpu(), lut_ref) and torch.equal(mask.cpu(), mask_ref)
 
-    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
-    o = torch.ops.sla.forward(qg, kg, vg, w, b, *args)
-    o_ref = torch.ops.sla.forward(q.double().cpu(), k.double().cpu(), v.double().cpu(), w.double().cpu(),
-                                  b.double().cpu(), *args)
+    saved = torch.ops.sla.attention_fwd(q, k, v, w, b, *args)
+    o = saved[0]
+    assert saved[1].numel() > 0  # the kernels' path: lse and the block map are saved for the backward
+    saved_ref = torch.ops.sla.attention_fwd(*cpu, *args)
+    o_ref = saved_ref[0]
     assert (o.double().cpu() - o_ref).abs().max() < 0.05 * o_ref.abs().max()
 
     g = torch.randn_like(o)
-    o.backward(g)
-    grads = torch.ops.sla.backward(g, q, k, v, w, b, *args)
-    grads_ref = torch.ops.sla.backward(g.double().cpu(), q.double().cpu(), k.double().cpu(), v.double().cpu(),
-                                       w.double().cpu(), b.double().cpu(), *args)
-    for autograd_g, op_g, ref_g in zip((qg.grad, kg.grad, vg.grad), grads[:3], grads_ref[:3]):
+    grads = torch.ops.sla.attention_bwd(g, q, k, v, w, b, *saved, *args)
+    grads_ref = torch.ops.sla.attention_bwd(g.double().cpu(), *cpu, *saved_ref, *args)
+    again = torch.ops.sla.attention_bwd(g, q, k, v, w, b, *saved, *args)
+    for op_g, ref_g, again_g in zip(grads[:3], grads_ref[:3], again[:3]):
         assert (op_g.double().cpu() - ref_g).abs().max() < 0.05 * ref_g.abs().max()
-        assert torch.equal(autograd_g, op_g)  # deterministic kernels: the same bits both ways
+        assert torch.equal(op_g, again_g)  # deterministic kernels: the same bits every time
     for op_g, ref_g in zip(grads[3:], grads_ref[3:]):
         assert (op_g.double().cpu() - ref_g).abs().max() < 1e-3 * (ref_g.abs().max() + 1)

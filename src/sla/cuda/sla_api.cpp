@@ -59,22 +59,26 @@ struct KeyBlockIndex {
 // L, B, H beyond int range saturate, so that can_implement reports them (kTooLarge).
 int clamp_int(int64_t v) { return int(std::min<int64_t>(v, std::numeric_limits<int>::max())); }
 
-SlaParams base_params(const at::Tensor& q, const SlaConfig& cfg, double scale) {
+// sizes: (B, H, L, D) of q (= k = v).
+SlaParams base_params(at::IntArrayRef sizes, at::ScalarType dtype, const SlaConfig& cfg, double scale) {
   SlaParams p{};
-  p.elem = q.scalar_type() == at::kHalf ? kernels::ElemType::kFp16 : kernels::ElemType::kBf16;
-  p.head_dim = clamp_int(q.size(3));
+  p.elem = dtype == at::kHalf ? kernels::ElemType::kFp16 : kernels::ElemType::kBf16;
+  p.head_dim = clamp_int(sizes[3]);
   p.blkq = clamp_int(cfg.blkq);
   p.blkk = clamp_int(cfg.blkk);
-  p.batch = clamp_int(q.size(0));
-  p.heads = clamp_int(q.size(1));
-  p.seqlen = clamp_int(q.size(2));
+  p.batch = clamp_int(sizes[0]);
+  p.heads = clamp_int(sizes[1]);
+  p.seqlen = clamp_int(sizes[2]);
   if (p.blkq <= 0 || p.blkk <= 0) return p;  // can_implement refuses it; no division below
-  p.num_q_blocks = int((q.size(2) + cfg.blkq - 1) / cfg.blkq);
-  p.num_k_blocks = int((q.size(2) + cfg.blkk - 1) / cfg.blkk);
+  p.num_q_blocks = int((sizes[2] + cfg.blkq - 1) / cfg.blkq);
+  p.num_k_blocks = int((sizes[2] + cfg.blkk - 1) / cfg.blkk);
   p.blocks_per_row = int(reference::blocks_per_row(cfg.topk, p.num_k_blocks));
-  p.scale = effective_scale(scale, q.size(3));
+  p.scale = effective_scale(scale, sizes[3]);
   p.scale_log2 = p.scale * 1.4426950408889634f;
   return p;
+}
+SlaParams base_params(const at::Tensor& q, const SlaConfig& cfg, double scale) {
+  return base_params(q.sizes(), q.scalar_type(), cfg, scale);
 }
 
 void check_status(const SlaParams& p) {
@@ -242,6 +246,30 @@ Inputs prepare(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, co
   return {kernel_layout(q), kernel_layout(k), kernel_layout(v)};
 }
 
+// FusedLinearState::eps for sequence length L (the state is divided by c = L).
+float fused_eps(int64_t seqlen) { return float(kernels::kLinearEps / double(seqlen)); }
+
+void check_proj(const at::Tensor& q, const at::Tensor& proj_w, const at::Tensor& proj_b) {
+  const int64_t D = q.size(-1);
+  TORCH_CHECK(proj_w.dim() == 2 && proj_w.size(0) == D && proj_w.size(1) == D,
+              "sla kernels: expected proj_w of shape (D, D) = (", D, ", ", D, "), got ", proj_w.sizes());
+  TORCH_CHECK(proj_b.dim() == 1 && proj_b.size(0) == D, "sla kernels: expected proj_b of shape (", D, "), got ",
+              proj_b.sizes());
+  TORCH_CHECK(proj_w.device() == q.device() && proj_b.device() == q.device(),
+              "sla kernels: expected proj_w and proj_b on ", q.device(), ", got ", proj_w.device(), " and ",
+              proj_b.device());
+}
+
+// A saved tensor handed back by a caller: the kernels read it through raw pointers, so it must be
+// exactly what the forward produced (shape, dtype, device, contiguous).
+void check_saved(const char* name, const at::Tensor& t, at::IntArrayRef sizes, at::ScalarType dtype,
+                 const at::Tensor& q) {
+  TORCH_CHECK(t.defined() && t.sizes() == sizes && t.scalar_type() == dtype && t.device() == q.device() &&
+                  t.is_contiguous(),
+              "sla kernels: expected saved ", name, " of shape ", sizes, ", ", c10::toString(dtype), ", contiguous on ",
+              q.device(), ", got ", t.defined() ? shape_str(t) + " " + c10::toString(t.scalar_type()) : "undefined");
+}
+
 class SlaFunction : public torch::autograd::Function<SlaFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
@@ -283,7 +311,7 @@ class SlaFunction : public torch::autograd::Function<SlaFunction> {
     st.fused.state = s[9];
     st.fused.z = s[10];
     st.fused.s = s[11];
-    st.fused.eps = float(kernels::kLinearEps / double(s[0].size(2)));
+    st.fused.eps = fused_eps(s[0].size(2));
     auto g = sla_backward(grad_out[0], s[0], s[1], s[2], s[3], s[4], cfg, ctx->saved_data["scale"].toDouble(), st);
     return {g[0], g[1], g[2], g[3], g[4], at::Tensor(), at::Tensor()};
   }
@@ -312,8 +340,19 @@ bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Te
     return fail("expected q, k, v of one dtype");
   }
   if (k.device() != q.device() || v.device() != q.device()) return fail("expected q, k, v on one device");
+  return cuda_kernels_support_shape(q.sizes(), q.scalar_type(), cfg, why);
+}
+
+bool cuda_kernels_support_shape(at::IntArrayRef sizes, at::ScalarType dtype, const SlaConfig& cfg,
+                                std::string* why) {
+  auto fail = [&](const std::string& msg) {
+    if (why != nullptr) *why = msg;
+    return false;
+  };
+  if (sizes.size() != 4) return fail("expected 4-d (B, H, L, D) tensors, got " + c10::str(sizes));
+  if (dtype != at::kBFloat16 && dtype != at::kHalf) return fail(kernels::expected_dtypes() + ", got " + c10::toString(dtype));
   // Head dim, block sizes, the dtypes this build holds, sizes: the kernels' one validator.
-  const SlaParams p = base_params(q, cfg, 0.0);
+  const SlaParams p = base_params(sizes, dtype, cfg, 0.0);
   const kernels::Status s = kernels::can_implement(p);
   if (s != kernels::Status::kSuccess) return fail(kernels::why_not(s, p));
   return true;
@@ -322,14 +361,7 @@ bool cuda_kernels_support(const at::Tensor& q, const at::Tensor& k, const at::Te
 at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& proj_w, const at::Tensor& proj_b, const SlaConfig& cfg,
                               double scale) {
-  const int64_t D = q.size(-1);
-  TORCH_CHECK(proj_w.dim() == 2 && proj_w.size(0) == D && proj_w.size(1) == D,
-              "sla kernels: expected proj_w of shape (D, D) = (", D, ", ", D, "), got ", proj_w.sizes());
-  TORCH_CHECK(proj_b.dim() == 1 && proj_b.size(0) == D, "sla kernels: expected proj_b of shape (", D, "), got ",
-              proj_b.sizes());
-  TORCH_CHECK(proj_w.device() == q.device() && proj_b.device() == q.device(),
-              "sla kernels: expected proj_w and proj_b on ", q.device(), ", got ", proj_w.device(), " and ",
-              proj_b.device());
+  check_proj(q, proj_w, proj_b);
   const NoAutocast no_autocast;
   const bool needs_grad = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() ||
                                                          v.requires_grad() || proj_w.requires_grad() ||
@@ -360,6 +392,54 @@ std::vector<at::Tensor> cuda_sla_backward(const at::Tensor& grad_o, const at::Te
   at::NoGradGuard no_grad;
   const Inputs in = prepare(q, k, v, cfg);
   const ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale);
+  return sla_backward(grad_o, in.q, in.k, in.v, proj_w, proj_b, cfg, scale, st);
+}
+
+SlaSaved cuda_sla_forward_saved(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& proj_w, const at::Tensor& proj_b, const SlaConfig& cfg,
+                                double scale) {
+  check_proj(q, proj_w, proj_b);
+  const c10::cuda::CUDAGuard guard(q.device());
+  const NoAutocast no_autocast;
+  at::NoGradGuard no_grad;
+  const Inputs in = prepare(q, k, v, cfg);
+  ForwardState st = sla_forward(in.q, in.k, in.v, proj_w, proj_b, cfg, scale);
+  return {st.o, st.lse, st.lut, st.fused.state, st.fused.z, st.fused.s};
+}
+
+std::vector<at::Tensor> cuda_sla_backward_saved(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                                const at::Tensor& v, const at::Tensor& proj_w,
+                                                const at::Tensor& proj_b, const SlaSaved& saved,
+                                                const SlaConfig& cfg, double scale) {
+  check_proj(q, proj_w, proj_b);
+  TORCH_CHECK(grad_o.sizes() == q.sizes() && grad_o.device() == q.device(), "sla kernels: expected grad_o of shape ",
+              q.sizes(), " on ", q.device(), ", got ", shape_str(grad_o), " on ", grad_o.device());
+  const c10::cuda::CUDAGuard guard(q.device());
+  const NoAutocast no_autocast;
+  at::NoGradGuard no_grad;
+  const Inputs in = prepare(q, k, v, cfg);
+  const SlaParams p = base_params(in.q, cfg, scale);
+  const int64_t bh = int64_t(p.batch) * p.heads, d = p.head_dim;
+  TORCH_CHECK(saved.o.defined() && saved.o.sizes() == q.sizes() && saved.o.scalar_type() == q.scalar_type() &&
+                  saved.o.device() == q.device(),
+              "sla kernels: expected saved o of q's shape, dtype and device");
+  check_saved("lse", saved.lse, {bh, p.seqlen}, at::kFloat, q);
+  check_saved("lut", saved.lut, {bh, p.num_q_blocks, p.blocks_per_row}, at::kInt, q);
+  ForwardState st;
+  st.o = kernel_layout(saved.o);
+  st.lse = saved.lse;
+  st.lut = saved.lut;
+  if (cfg.variant == Variant::kAll) {
+    check_saved("lin_state", saved.lin_state, {bh, d, d}, q.scalar_type(), q);
+    check_saved("lin_z", saved.lin_z, {bh, d}, at::kFloat, q);
+    check_saved("lin_s", saved.lin_s, {bh, d, d}, at::kFloat, q);
+    st.fused.state = saved.lin_state;
+    st.fused.z = saved.lin_z;
+    st.fused.s = saved.lin_s;
+    st.fused.eps = fused_eps(p.seqlen);
+  } else {
+    st.mask = selection_mask(saved.lut, in.q, p.num_k_blocks);
+  }
   return sla_backward(grad_o, in.q, in.k, in.v, proj_w, proj_b, cfg, scale, st);
 }
 
