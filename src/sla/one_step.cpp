@@ -30,7 +30,7 @@ OneStep descend_once(const std::vector<at::Tensor>& params, const std::function<
     r.loss_after = loss_at(r.learning_rate);
     if (r.loss_after < r.loss_before) return r;
   }
-  throw CheckpointError("E_REGENERATE", "the SLA step did not lower the loss (gradient vanished?)", where);
+  throw sla::checkpoint::CheckpointError("E_REGENERATE", "the SLA step did not lower the loss (gradient vanished?)", where);
 }
 
 }  // namespace sla
