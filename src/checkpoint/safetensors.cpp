@@ -368,20 +368,28 @@ json parse_metadata_json(const File& twin, const std::string& key, const std::st
   }
 }
 
-SlaSettings settings_from_json(const json& s, const std::string& where) {
-  if (!s.is_object() || s.size() != std::size(kSettingKeys))
-    throw CheckpointError("E_SCHEMA", "settings must hold exactly " + setting_keys_text(), where);
-  for (const char* k : kSettingKeys)
-    if (!s.contains(k)) throw CheckpointError("E_SCHEMA", std::string("settings lack '") + k + "'", where);
+// The five settings; a missing tie_feature_map_qk and unknown keys are warnings, as in the .pt.
+SlaSettings settings_from_json(const json& s, const std::string& where, std::vector<Problem>& warnings) {
+  if (!s.is_object()) throw CheckpointError("E_SCHEMA", "settings are not a JSON object", where);
+  for (const char* k : kSettingKeys) {
+    if (s.contains(k)) continue;
+    if (std::string(k) != kSettingTieFeatureMapQk) throw CheckpointError("E_SCHEMA", std::string("settings lack '") + k + "'", where);
+    warnings.push_back(compat_missing_tie_feature_map_qk());
+  }
+  for (const auto& [key, value] : s.items())
+    if (std::find_if(std::begin(kSettingKeys), std::end(kSettingKeys), [&](const char* k) { return key == k; }) ==
+        std::end(kSettingKeys))
+      warnings.push_back(compat_unknown_setting(key));
+  const bool tie_given = s.contains(kSettingTieFeatureMapQk);
   if (!s[kSettingTopk].is_number() || !s[kSettingFeatureMap].is_string() || !s[kSettingBlkq].is_number_integer() ||
-      !s[kSettingBlkk].is_number_integer() || !s[kSettingTieFeatureMapQk].is_boolean())
+      !s[kSettingBlkk].is_number_integer() || (tie_given && !s[kSettingTieFeatureMapQk].is_boolean()))
     throw CheckpointError("E_SCHEMA", "settings have a value of the wrong type: " + s.dump(), where);
   SlaSettings out;
   out.topk = s[kSettingTopk].get<double>();
   out.feature_map = s[kSettingFeatureMap].get<std::string>();
   out.blkq = s[kSettingBlkq].get<int64_t>();
   out.blkk = s[kSettingBlkk].get<int64_t>();
-  out.tie_feature_map_qk = s[kSettingTieFeatureMapQk].get<bool>();
+  if (tie_given) out.tie_feature_map_qk = s[kSettingTieFeatureMapQk].get<bool>();
   return out;
 }
 
@@ -400,15 +408,20 @@ File to_sla_twin(const SlaFile& sla) {
   return twin;
 }
 
-SlaFile from_sla_twin(const File& twin, const std::string& where) {
+SlaFile from_sla_twin(const File& twin, const std::string& where, std::vector<Problem>* warnings_out) {
   auto format = twin.metadata.find("format");
   if (format == twin.metadata.end() || format->second != kTwinFormat)
     throw CheckpointError("E_SCHEMA", "__metadata__ 'format' is not 'sla_attention'", where);
+  std::vector<Problem> warnings;
   SlaFile sla;
-  const json version = parse_metadata_json(twin, "version", where);
-  if (!version.is_number_integer()) throw CheckpointError("E_SCHEMA", "version is not an integer", where);
-  sla.version = version.get<int64_t>();
-  sla.settings = settings_from_json(parse_metadata_json(twin, "settings", where), where);
+  if (twin.metadata.count("version")) {
+    const json version = parse_metadata_json(twin, "version", where);
+    if (!version.is_number_integer()) throw CheckpointError("E_SCHEMA", "version is not an integer", where);
+    sla.version = version.get<int64_t>();
+  } else {
+    warnings.push_back(compat_missing_version());  // read as version 1
+  }
+  sla.settings = settings_from_json(parse_metadata_json(twin, "settings", where), where, warnings);
   if (twin.metadata.count(kExtensionKey)) {
     sla.extension = parse_metadata_json(twin, kExtensionKey, where);
     if (!sla.extension.is_object()) throw CheckpointError("E_SCHEMA", "sla_toolkit is not a JSON object", where);
@@ -430,8 +443,10 @@ SlaFile from_sla_twin(const File& twin, const std::string& where) {
     if (slash == std::string::npos)
       throw CheckpointError("E_SCHEMA", "tensor name is not '<key>/proj_l.*'", where + ": " + t.name);
     const std::string key = t.name.substr(0, slash), param = t.name.substr(slash + 1);
-    if (param != "proj_l.weight" && param != "proj_l.bias")
-      throw CheckpointError("E_SCHEMA", "unexpected parameter '" + param + "'", where + ": " + t.name);
+    if (param != "proj_l.weight" && param != "proj_l.bias") {
+      warnings.push_back(compat_unknown_entry_item(key, param));  // ignored, as SimpleTuner's strict=False load does
+      continue;
+    }
     auto [at, fresh] = index.emplace(key, sla.entries.size());
     if (fresh) {
       SlaEntry e;
@@ -446,11 +461,14 @@ SlaFile from_sla_twin(const File& twin, const std::string& where) {
   for (const auto& e : sla.entries)
     if (e.weight.shape.empty() || e.bias.shape.empty())
       throw CheckpointError("E_SCHEMA", "state entry lacks proj_l.weight or proj_l.bias", where + ": " + e.key);
+  if (warnings_out) warnings_out->insert(warnings_out->end(), warnings.begin(), warnings.end());
   return sla;
 }
 
 SlaInspection inspect_sla_twin(const std::string& path) {
-  return inspect_sla_payload(from_sla_twin(read_file(path), path), "safetensors");
+  std::vector<Problem> warnings;
+  const SlaFile file = from_sla_twin(read_file(path), path, &warnings);
+  return inspect_sla_payload(file, "safetensors", warnings);
 }
 
 }  // namespace sla::checkpoint::safetensors

@@ -89,8 +89,11 @@ inline constexpr const char* kTwinFormat = "sla_attention";
 
 File to_sla_twin(const SlaFile& sla);
 // Rebuilds the SlaFile; throws CheckpointError (E_SCHEMA) when the twin does not have the twin's
-// layout. Schema rules of the payload itself are check_sla_file's.
-SlaFile from_sla_twin(const File& twin, const std::string& where);
+// layout. Schema rules of the payload itself are check_sla_file's. What a newer writer may add and
+// SimpleTuner would read past (no version, no tie_feature_map_qk, an unknown setting, an unknown
+// tensor of an entry) is read as the .pt's reader reads it, and each is a kCompatWarning appended
+// to `warnings` (when given).
+SlaFile from_sla_twin(const File& twin, const std::string& where, std::vector<Problem>* warnings = nullptr);
 
 // What `sla-ckpt inspect` reports for a twin (format "safetensors"): the .pt's report shape.
 // Throws CheckpointError when the file is not a readable twin.

@@ -14,6 +14,35 @@
 
 namespace sla::checkpoint {
 
+// ---- forward compatibility: one wording for the .pt and its twin (sla_state.h) ----
+
+Problem compat_missing_version() {
+  return {kCompatWarning, "no version: read as version 1 (SimpleTuner does not check the version)", "version"};
+}
+
+Problem compat_missing_tie_feature_map_qk() {
+  return {kCompatWarning,
+          std::string("no ") + kSettingTieFeatureMapQk + " (SimpleTuner's test payload has four settings): the default " +
+              (kDefaultTieFeatureMapQk ? "True" : "False") +
+              " applies, which changes nothing for the parameter-free feature maps; SimpleTuner compares the "
+              "settings dict with its runtime one, so it warns on load and the runtime settings win",
+          std::string("settings/") + kSettingTieFeatureMapQk};
+}
+
+Problem compat_unknown_setting(const std::string& name) {
+  return {kCompatWarning,
+          "unknown setting " + name + " ignored (a newer writer's?); SimpleTuner compares the settings dict with "
+          "its runtime one, so it warns on load and the runtime settings win",
+          "settings/" + name};
+}
+
+Problem compat_unknown_entry_item(const std::string& entry_key, const std::string& name) {
+  return {kCompatWarning,
+          "unknown entry item " + name + " ignored (SimpleTuner loads the state with strict=False, which skips it; "
+          "only proj_l.weight and proj_l.bias are read)",
+          "state/" + entry_key + "/" + name};
+}
+
 namespace {
 
 using pt::Value;
@@ -55,12 +84,7 @@ void read_settings(const Value& v, Payload& p) {
   for (const char* key : kSettingKeys) {
     if (v.get(key)) continue;
     if (std::string(key) == kSettingTieFeatureMapQk)  // SimpleTuner's own test payload has only the other four
-      p.problem(kCompatWarning,
-                std::string("no ") + key + " (SimpleTuner's test payload has four settings): the default " +
-                    (kDefaultTieFeatureMapQk ? "True" : "False") +
-                    " applies, which changes nothing for the parameter-free feature maps; SimpleTuner compares the "
-                    "settings dict with its runtime one, so it warns on load and the runtime settings win",
-                std::string("settings/") + key);
+      p.problems.push_back(compat_missing_tie_feature_map_qk());
     else
       p.problem("E_SCHEMA", std::string("missing setting ") + key, std::string("settings/") + key);
   }
@@ -84,10 +108,7 @@ void read_settings(const Value& v, Payload& p) {
       if (value->kind == Kind::Bool) s.tie_feature_map_qk = value->boolean;
       else wrong("a bool");
     } else {
-      p.problem(kCompatWarning,
-                "unknown setting " + name + " ignored (a newer writer's?); SimpleTuner compares the settings dict with "
-                "its runtime one, so it warns on load and the runtime settings win",
-                where);
+      p.problems.push_back(compat_unknown_setting(name));
     }
   }
 }
@@ -106,8 +127,7 @@ void read_entry(const std::string& key, const Value& v, Payload& p) {
       std::string at = where + "/" + name;
       if (name != kWeight && name != kBias) {
         // Ignored, not judged: SimpleTuner applies the state with load_state_dict(strict=False), which skips it.
-        p.problem(kCompatWarning, "unknown entry item " + name + " ignored (SimpleTuner loads the state with strict=False, "
-                                  "which skips it; only proj_l.weight and proj_l.bias are read)", at);
+        p.problems.push_back(compat_unknown_entry_item(key, name));
         if (value->kind == Kind::Tensor) tensors.emplace_back(name, value->tensor);  // summarised by inspect
         continue;
       }
@@ -156,8 +176,7 @@ Payload read_payload(const Value& root) {
   }
   for (const char* key : {"settings", "state"})
     if (!root.get(key)) p.problem("E_SCHEMA", std::string("missing top-level key ") + key, key);
-  if (!root.get("version"))
-    p.problem(kCompatWarning, "no version: read as version 1 (SimpleTuner does not check the version)", "version");
+  if (!root.get("version")) p.problems.push_back(compat_missing_version());
   for (const auto& [k, value] : root.entries) {
     std::string name = k->kind == Kind::String ? k->text : "<" + type_of(*k) + " key>";
     if (name == "settings") {
@@ -502,12 +521,16 @@ SlaInspection inspect_sla_file(const std::string& path) {
   return pt.read_unchanged([&] { return summarise(pt); });  // statistics of the file's bytes
 }
 
-SlaInspection inspect_sla_payload(const SlaFile& file, const std::string& format) {
+SlaInspection inspect_sla_payload(const SlaFile& file, const std::string& format, std::vector<Problem> reader_warnings) {
   SlaInspection out;
   out.format = format;
-  out.has_payload_version = true;  // the caller's reader refuses a payload without them
+  // The caller's reader refuses a payload without settings, and reads one without a version as
+  // version 1 with a warning at "version" (compat_missing_version).
+  out.has_payload_version = std::none_of(reader_warnings.begin(), reader_warnings.end(),
+                                         [](const Problem& p) { return p.where == "version"; });
   out.has_settings = true;
-  out.problems = check_sla_file(file);
+  out.problems = std::move(reader_warnings);
+  for (Problem& p : check_sla_file(file)) out.problems.push_back(std::move(p));
   for (const SlaEntry& e : file.entries) {
     EntrySummary summary{e.key, e.head_dim, e.dtype_token, {}};
     for (const auto& [name, tensor] : {std::pair<const char*, const Float32Tensor*>{kWeight, &e.weight}, {kBias, &e.bias}}) {

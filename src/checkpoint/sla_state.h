@@ -70,6 +70,12 @@ struct Problem {
 inline constexpr const char* kCompatWarning = "W_COMPAT";
 inline bool is_warning(const Problem& p) { return p.code == kCompatWarning; }
 
+// Those warnings, one wording for the .pt's reader and the twin's (safetensors::from_sla_twin).
+Problem compat_missing_version();                  // "version"
+Problem compat_missing_tie_feature_map_qk();       // "settings/tie_feature_map_qk"
+Problem compat_unknown_setting(const std::string& name);                                   // "settings/<name>"
+Problem compat_unknown_entry_item(const std::string& entry_key, const std::string& name);  // "state/<key>/<name>"
+
 struct SlaLoadResult {
   SlaFile file;                   // best effort when problems exist
   std::vector<Problem> problems;  // schema and value problems; empty = valid
@@ -134,7 +140,8 @@ struct SlaInspection {
 SlaInspection inspect_sla_file(const std::string& path);
 
 // The same report for a payload already in memory (the safetensors twin: safetensors::inspect_sla_twin):
-// its schema problems and the statistics of its float32 values, computed as for a .pt's.
-SlaInspection inspect_sla_payload(const SlaFile& file, const std::string& format);
+// its schema problems and the statistics of its float32 values, computed as for a .pt's;
+// reader_warnings are what its reader read past (kCompatWarning), reported first.
+SlaInspection inspect_sla_payload(const SlaFile& file, const std::string& format, std::vector<Problem> reader_warnings = {});
 
 }  // namespace sla::checkpoint

@@ -27,8 +27,10 @@ using nlohmann::json;
 
 LoadedSla load_any(const fs::path& p) {
   if (p.extension() == ".safetensors") {
-    SlaFile file = safetensors::from_sla_twin(safetensors::read_file(p.string()), p.string());
-    return {file, check_sla_file(file)};
+    std::vector<Problem> problems;  // what the twin's reader read past, then the payload's problems
+    SlaFile file = safetensors::from_sla_twin(safetensors::read_file(p.string()), p.string(), &problems);
+    for (Problem& problem : check_sla_file(file)) problems.push_back(std::move(problem));
+    return {file, problems};
   }
   SlaLoadResult result = load_sla_file(p.string());
   return {std::move(result.file), std::move(result.problems)};

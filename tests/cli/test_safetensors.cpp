@@ -240,9 +240,33 @@ TEST_CASE("from_sla_twin refuses files that are not twins") {
   CHECK(contains(twin_error(f), "lacks proj_l.weight or proj_l.bias"));
   f.tensors.push_back(f32("abc/proj_l.bias", {2}, {1, 2}));
   CHECK(contains(twin_error(f), "'<head_dim>:<dtype>'"));
-  f.tensors.back().name = "2:bf16/proj_x";
-  CHECK(contains(twin_error(f), "unexpected parameter"));
   f.tensors.pop_back();
   f.metadata["settings"] = R"({"topk":0.2})";
-  CHECK(contains(twin_error(f), "settings must hold exactly"));
+  CHECK(contains(twin_error(f), "settings lack 'feature_map'"));
+  f.metadata["settings"] = R"({"topk":0.2,"feature_map":"softmax","blkq":"64","blkk":64})";
+  CHECK(contains(twin_error(f), "wrong type"));
+  f.metadata["settings"] = R"({"topk":0.2,"feature_map":"softmax","blkq":64,"blkk":64})";
+  f.metadata["future"] = "1";  // like an unexpected top-level key of the .pt
+  CHECK(contains(twin_error(f), "unknown __metadata__ key 'future'"));
+}
+
+TEST_CASE("from_sla_twin reads past what a newer writer adds, with the .pt reader's warnings") {
+  File f;
+  f.metadata = {{"format", "sla_attention"}, {"settings", R"({"topk":0.2,"feature_map":"softmax","blkq":64,"blkk":64,"x":1})"}};
+  f.tensors.push_back(f32("2:bf16/proj_l.weight", {2, 2}, {1, 2, 3, 4}));
+  f.tensors.push_back(f32("2:bf16/proj_l.bias", {2}, {1, 2}));
+  f.tensors.push_back(f32("2:bf16/proj_x", {2}, {5, 6}));
+  std::vector<Problem> warnings;
+  const SlaFile sla = from_sla_twin(f, "t", &warnings);
+  CHECK(sla.version == 1);
+  CHECK(sla.settings.tie_feature_map_qk == kDefaultTieFeatureMapQk);
+  REQUIRE(sla.entries.size() == 1);
+  CHECK(sla.entries[0].bias.values == std::vector<float>{1, 2});
+  std::vector<std::string> where;
+  for (const Problem& p : warnings) {
+    CHECK(is_warning(p));
+    where.push_back(p.where);
+  }
+  CHECK(where == std::vector<std::string>{"version", "settings/tie_feature_map_qk", "settings/x", "state/2:bf16/proj_x"});
+  CHECK(warnings[3].message == compat_unknown_entry_item("2:bf16", "proj_x").message);
 }

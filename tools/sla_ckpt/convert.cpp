@@ -12,6 +12,7 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace sla::cli {
@@ -31,8 +32,8 @@ bool is_pt_path(const std::string& path) { return std::filesystem::path(path).ex
 SlaLoadResult load_input(const std::string& path) {
   if (!is_twin_path(path)) return load_sla_file(path);
   SlaLoadResult result;
-  result.file = safetensors::from_sla_twin(safetensors::read_file(path), path);
-  result.problems = check_sla_file(result.file);
+  result.file = safetensors::from_sla_twin(safetensors::read_file(path), path, &result.problems);
+  for (Problem& p : check_sla_file(result.file)) result.problems.push_back(std::move(p));
   return result;
 }
 
@@ -44,13 +45,20 @@ Exit run_convert(const ConvertArgs& args) {
   if (std::filesystem::exists(args.out, ec) && !args.force) {
     throw CliError(kUnusable, fmt::format("{} exists; pass --force to replace it", args.out));
   }
-  const SlaLoadResult input = load_input(args.in);  // CheckpointError: unreadable (exit 2)
-  if (!input.problems.empty()) {
-    for (const auto& p : input.problems)
-      say(stderr, fmt::format("sla-ckpt convert: {}: {} in {}{}", p.code, p.message, args.in, p.where.empty() ? "" : ": " + p.where));
+  SlaLoadResult input = load_input(args.in);  // CheckpointError: unreadable (exit 2)
+  const bool refused = std::any_of(input.problems.begin(), input.problems.end(), [](const Problem& p) { return !is_warning(p); });
+  // A forward-compatibility warning does not stop the conversion: OUT holds what this toolkit reads
+  // (format version 1, known settings and tensors), and each warning says what was not carried.
+  for (const auto& p : input.problems)
+    say(stderr, fmt::format("sla-ckpt convert: {}: {} in {}{}{}", p.code, p.message, args.in, p.where.empty() ? "" : ": " + p.where,
+                            refused || !is_warning(p) ? "" : " (written to OUT as read: version 1, only what this toolkit knows)"));
+  if (refused) {
     say(stderr, "sla-ckpt convert: refusing to convert a file with problems (see sla-ckpt verify)");
     return kFailed;
   }
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const auto& p : input.problems) warnings.push_back({{"code", p.code}, {"message", p.message}, {"where", p.where}});
+  input.file.version = kSlaFormatVersion;
   if (is_twin_path(args.out))  // CheckpointError: cannot be written (exit 2)
     safetensors::write_file(args.out, safetensors::to_sla_twin(input.file));
   else
@@ -64,7 +72,8 @@ Exit run_convert(const ConvertArgs& args) {
                                       {"format", is_twin_path(args.out) ? "safetensors" : "pt"},
                                       {"entries", keys},
                                       {"version", input.file.version},
-                                      {"has_extension", input.file.has_extension}}
+                                      {"has_extension", input.file.has_extension},
+                                      {"warnings", warnings}}
                            .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
     say(stdout, fmt::format("converted {} -> {} ({} state entries: {})", args.in, args.out, input.file.entries.size(),

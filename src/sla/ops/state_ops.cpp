@@ -76,6 +76,7 @@ void save_state(const std::string& path, double topk, const std::string& feature
 using LoadedState = std::tuple<double, std::string, int64_t, int64_t, bool, int64_t, std::string, std::vector<std::string>,
                                std::vector<at::Tensor>, std::vector<at::Tensor>>;
 
+// Forward-compatible extras (no version, an unknown setting or tensor) are read past, as for the .pt.
 ckpt::SlaFile read_twin(const std::string& path) {
   ckpt::SlaFile file = ckpt::safetensors::from_sla_twin(ckpt::safetensors::read_file(path), path);
   for (const ckpt::Problem& p : ckpt::check_sla_file(file))
