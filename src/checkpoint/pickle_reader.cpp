@@ -2,6 +2,7 @@
 
 #include "byte_reader.h"
 #include "errors.h"
+#include "text_escape.h"
 #include "utf8.h"
 
 #include <algorithm>
@@ -262,10 +263,7 @@ class Machine {
       item.callable = Callable::StorageClass;
       item.storage_dtype = *storage_dtype;
     } else {
-      std::string shown = (module + "." + name).substr(0, 120);
-      for (char& c : shown)
-        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-      fail("E_GLOBAL", "global " + shown + " is not allowed");
+      fail("E_GLOBAL", "global " + quoted_value(module + "." + name, 120) + " is not allowed");
     }
     push(std::move(item));
   }

@@ -5,6 +5,7 @@
 #include "errors.h"
 #include "mapped_file.h"
 #include "pickle_reader.h"
+#include "text_escape.h"
 
 #include <algorithm>
 #include <map>
@@ -19,11 +20,7 @@ bool all_digits(std::string_view s) { return !s.empty() && s.find_first_not_of("
 std::string_view text_of(const ZipEntry& e) { return {reinterpret_cast<const char*>(e.data), static_cast<size_t>(e.size)}; }
 
 // A short printable rendering of a record's content for messages.
-std::string shown(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 40)) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-  return "\"" + out + (s.size() > 40 ? "...\"" : "\"");
-}
+std::string shown(std::string_view s) { return "\"" + quoted_value(s, 40) + "\""; }
 
 enum class RecordKind { Pickle, Version, ByteOrder, FormatVersion, StorageAlignment, SerializationId, Storage };
 

@@ -3,6 +3,7 @@
 #include "byte_reader.h"
 #include "crc32.h"
 #include "errors.h"
+#include "text_escape.h"
 
 #include <algorithm>
 #include <unordered_set>
@@ -38,13 +39,7 @@ bool looks_legacy(const uint8_t* data, size_t size) {
 // [A-Za-z0-9._-]+; no empty, "." or ".." components.
 void check_name(const std::string& name, const std::string& file) {
   auto bad = [&](const std::string& why) {
-    std::string shown;
-    for (unsigned char c : name) {
-      if (shown.size() > 200) break;
-      if (c >= 0x20 && c < 0x7f) shown += static_cast<char>(c);
-      else shown += "\\x" + hex32(c).substr(6);
-    }
-    throw CheckpointError("E_BAD_NAME", "entry name \"" + shown + "\" " + why, file);
+    throw CheckpointError("E_BAD_NAME", "entry name \"" + quoted_value(name, 200) + "\" " + why, file);
   };
   if (name.empty()) bad("is empty");
   if (name.size() > 1024) bad("is longer than 1024 bytes");

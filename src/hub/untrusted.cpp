@@ -1,5 +1,6 @@
 #include "untrusted.h"
 
+#include "sla/checkpoint/text_escape.h"
 #include "sla/hub/common/hub_text.h"
 
 #include <sys/stat.h>
@@ -37,28 +38,7 @@ bool is_inside(const std::string& path, const std::string& root) {
 
 }  // namespace
 
-std::string escape_untrusted(std::string_view value) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < value.size(); ++i) {
-    if (out.size() >= kMaxShownBytes) {
-      out += "...";
-      break;
-    }
-    const auto c = static_cast<unsigned char>(value[i]);
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += "\\x";
-      out += digits[c >> 4];
-      out += digits[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
+std::string escape_untrusted(std::string_view value) { return sla::checkpoint::quoted_value(value, kMaxShownBytes); }
 
 void refuse_value(const std::string& field, std::string_view value, const std::string& why, const std::string& where) {
   throw HubError(kUnsafeCode, field + " \"" + escape_untrusted(value) + "\" is refused: " + why +

@@ -15,7 +15,7 @@ namespace sla::hub {
 inline constexpr const char* kUnsafeCode = "E_HUB_UNSAFE";
 
 // The value made printable on one line: bytes below 0x20, 0x7f and above 0x7f as \xNN, '\' and '"'
-// escaped; longer than 400 bytes is cut ("...").
+// escaped; longer than 400 bytes is cut ("..."). sla::checkpoint::quoted_value(value, 400).
 std::string escape_untrusted(std::string_view value);
 
 // Throws HubError(E_HUB_UNSAFE): `<field> "<escaped value>" is refused: <why> (<where>)`.
