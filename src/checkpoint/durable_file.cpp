@@ -3,6 +3,7 @@
 #include "errors.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <random>
@@ -22,17 +23,6 @@ std::string parent_folder(const std::string& path) {
   if (slash == std::string::npos) return ".";
   if (slash == 0) return "/";
   return path.substr(0, slash);
-}
-
-std::string temp_name_for(const std::string& path) {
-  std::string folder = parent_folder(path);
-  size_t slash = path.find_last_of('/');
-  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  std::random_device entropy;
-  uint64_t tag = (uint64_t(entropy()) << 32) ^ entropy() ^ uint64_t(::getpid());
-  char suffix[24];
-  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(tag));
-  return folder + "/." + base + "." + suffix + ".tmp";
 }
 
 mode_t final_mode(const std::string& path, std::optional<unsigned> new_file_mode) {
@@ -76,7 +66,7 @@ void write_file_durably(const std::string& path, const uint8_t* data, size_t siz
                         const std::function<void(const std::string& temp_path)>& validate,
                         std::optional<unsigned> new_file_mode) {
   if (path.empty() || path.back() == '/') write_error("not a file path", path, 0);
-  TempFile temp(temp_name_for(path));
+  TempFile temp(durable_temp_path(path));
   if (temp.fd() < 0) write_error("cannot create a temp file in " + parent_folder(path), path, errno);
 
   for (size_t done = 0; done < size;) {
@@ -104,6 +94,16 @@ void write_file_durably(const std::string& path, const uint8_t* data, size_t siz
   int err = errno;
   ::close(dir);
   if (rc != 0) write_error("written, but fsync of the folder failed", path, err);
+}
+
+std::string durable_temp_path(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::random_device entropy;
+  const uint64_t tag = (uint64_t(entropy()) << 32) ^ entropy() ^ uint64_t(::getpid());
+  char suffix[24];
+  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(tag));
+  return parent_folder(path) + "/." + base + "." + suffix + ".tmp";
 }
 
 bool is_durable_temp_name(std::string_view name) {

@@ -21,8 +21,14 @@ void write_file_durably(const std::string& path, const uint8_t* data, size_t siz
                         const std::function<void(const std::string& temp_path)>& validate,
                         std::optional<unsigned> new_file_mode = std::nullopt);
 
-// Whether a folder entry is the temp file of a write_file_durably that was killed midway
-// (".<target name>.<16 hex>.tmp"), so that owners of a folder can sweep such leftovers.
+// A fresh temp path beside path for a write that ends in a rename onto it:
+// "<folder>/.<name>.<16 random hex>.tmp". The one temp-name generator of the project (the durable
+// write, the Hub cache's symlinks, the Hub server's uploads), so one test tells leftovers apart.
+// Create it with O_EXCL (or symlink(), which fails on an existing name) all the same.
+std::string durable_temp_path(const std::string& path);
+
+// Whether a folder entry is a temp file named by durable_temp_path, left by a write that was
+// killed midway (".<target name>.<16 hex>.tmp"), so that owners of a folder can sweep such leftovers.
 bool is_durable_temp_name(std::string_view name);
 
 }  // namespace sla::checkpoint

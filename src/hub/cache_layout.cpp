@@ -15,7 +15,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -48,16 +47,6 @@ std::string repo_folder_name(const RepoRef& repo) {
   std::string out;
   for (char c : name) out += c == '/' ? std::string("--") : std::string(1, c);
   return out;
-}
-
-std::string random_hex8() {
-  static thread_local std::mt19937_64 rng(std::random_device{}() ^
-                                          static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  static const char* digits = "0123456789abcdef";
-  std::string s(8, '0');
-  uint64_t r = rng();
-  for (auto& c : s) c = digits[(r >>= 4) & 15];
-  return s;
 }
 
 void make_dirs(const std::string& path) {
@@ -157,7 +146,7 @@ void RepoCache::link_snapshot(const std::string& commit, const std::string& path
   std::string target;
   for (int i = 0; i < 2 + depth_of(path); ++i) target += "../";
   target += "blobs/" + etag;
-  const std::string temp = link + "." + random_hex8() + ".tmp";
+  const std::string temp = sla::checkpoint::durable_temp_path(link);
   if (symlink(target.c_str(), temp.c_str()) != 0) io_error("cannot create symlink", temp);
   if (rename(temp.c_str(), link.c_str()) != 0) {
     unlink(temp.c_str());

@@ -72,7 +72,6 @@ class LocalDirMetadata {
 };
 
 // Small durable-file helpers shared by the cache and the downloads.
-std::string random_hex8();
 void make_dirs(const std::string& path);
 void write_file_atomic(const std::string& path, const std::string& content);  // temp, fsync, rename
 void fsync_dir_of(const std::string& path);

@@ -140,6 +140,12 @@ TEST_CASE("a killed durable write's temp name is recognised, and nothing else is
   sla::checkpoint::write_file_durably(dir.path + "/refs.json", reinterpret_cast<const uint8_t*>("{}"), 2,
                               [&](const std::string& temp) { seen_temp = temp.substr(temp.rfind('/') + 1); });
   CHECK(sla::checkpoint::is_durable_temp_name(seen_temp));
+  // The generator that the durable write, the Hub cache and the Hub server share.
+  const std::string a = sla::checkpoint::durable_temp_path("/some/folder/refs.json");
+  CHECK(a.rfind("/some/folder/.refs.json.", 0) == 0);
+  CHECK(sla::checkpoint::is_durable_temp_name(a.substr(a.rfind('/') + 1)));
+  CHECK(a != sla::checkpoint::durable_temp_path("/some/folder/refs.json"));
+  CHECK(sla::checkpoint::durable_temp_path("refs.json").rfind("./.refs.json.", 0) == 0);
   CHECK(sla::checkpoint::is_durable_temp_name(".main.0123456789abcdef.tmp"));
   CHECK_FALSE(sla::checkpoint::is_durable_temp_name("main.0123456789abcdef.tmp"));    // not hidden
   CHECK_FALSE(sla::checkpoint::is_durable_temp_name(".main.0123456789abcdeg.tmp"));   // not hex

@@ -62,7 +62,7 @@ void make_dirs(const std::string& path) {
 
 Fd open_temp_file(const std::string& folder, std::string& temp_path) {
   for (int attempt = 0; attempt < 16; ++attempt) {
-    temp_path = folder + "/.tmp-" + random_hex(8);
+    temp_path = sla::checkpoint::durable_temp_path(folder + "/upload");
     Fd fd(::open(temp_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (fd.get() >= 0) return fd;
     if (errno != EEXIST) throw io_error("cannot create temp file", temp_path);

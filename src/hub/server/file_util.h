@@ -52,7 +52,8 @@ class Fd {
   int fd_;
 };
 
-// Opens a fresh, uniquely named temp file in folder (mode 0600); returns its path through temp_path.
+// Opens a fresh temp file in folder (mode 0600), named by durable_temp_path (".upload.<16 hex>.tmp"
+// in src/checkpoint); returns its path through temp_path.
 Fd open_temp_file(const std::string& folder, std::string& temp_path);
 // Writes all of data at offset (pwrite loop); throws on error.
 void write_at(int fd, const char* data, size_t size, uint64_t offset);

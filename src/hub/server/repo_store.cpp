@@ -144,8 +144,8 @@ void apply_operation(Tree& tree, const CommitOperation& op) {
   }
 }
 
-// Leftovers of writes that were killed midway: temp files of write_temp_file (".tmp-*") and of
-// write_file_atomic (write_file_durably's names).
+// Leftovers of writes that were killed midway: temp files named by durable_temp_path (the durable
+// write's and write_temp_file's), and ".tmp-*", the temp files of servers before it.
 void remove_temp_files_below(const std::string& dir) {
   for (const auto& name : list_dir(dir)) {
     std::string path = dir + "/" + name;
