@@ -39,27 +39,24 @@ class PickleWriter {
  private:
   void op(uint8_t code) { out_.push_back(code); }
 
+  // A memo opcode with its index: the one-byte form below 256, else the four-byte one.
+  void memo_op(uint8_t short_code, uint8_t long_code, uint32_t index) {
+    if (index < 256) {
+      op(short_code);
+      out_.push_back(uint8_t(index));
+    } else {
+      op(long_code);
+      put32(out_, index);
+    }
+  }
   // BINPUT / LONG_BINPUT the value just pushed.
   uint32_t memoize() {
     uint32_t index = next_memo_++;
-    if (index < 256) {
-      op('q');
-      out_.push_back(uint8_t(index));
-    } else {
-      op('r');
-      put32(out_, index);
-    }
+    memo_op('q', 'r', index);
     return index;
   }
-  void get(uint32_t index) {
-    if (index < 256) {
-      op('h');
-      out_.push_back(uint8_t(index));
-    } else {
-      op('j');
-      put32(out_, index);
-    }
-  }
+  // BINGET / LONG_BINGET.
+  void get(uint32_t index) { memo_op('h', 'j', index); }
 
   void save_int(int64_t v) {
     if (v >= 0 && v <= 0xff) {

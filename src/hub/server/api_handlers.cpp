@@ -3,6 +3,7 @@
 #include "call.h"
 #include "file_util.h"
 #include "sla/hub/common/hashing.h"
+#include "sla/hub/common/hub_text.h"
 #include "http_error.h"
 #include "upload_mode.h"
 #include "url_codec.h"
@@ -10,7 +11,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <optional>
 #include <cstring>
 #include <ctime>
@@ -391,26 +391,11 @@ Page page_of(const Call& call, size_t max_limit) {
   return page;
 }
 
-std::string encode_query(const std::string& text) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 void link_next_page(Call& call, const Page& page) {
   std::string url = call.base_url + call.req.target.substr(0, call.req.target.find('?')) + "?p=" + std::to_string(page.index + 1) +
                     "&limit=" + std::to_string(page.limit);
   for (const auto& [key, value] : call.req.params) {
-    if (key != "p" && key != "limit") url += "&" + encode_query(key) + "=" + encode_query(value);
+    if (key != "p" && key != "limit") url += "&" + percent_encode(key, false) + "=" + percent_encode(value, false);
   }
   call.res.set_header("Link", "<" + url + ">; rel=\"next\"");
 }
