@@ -1,6 +1,7 @@
 #include "dit.h"
 
 #include "sla/checkpoint/safetensors.h"
+#include "sla/distributed.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/activation.h>
@@ -14,6 +15,9 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <functional>
+#include <numeric>
+#include <sstream>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -111,6 +115,17 @@ Batch make_batch(const DitConfig& cfg, int64_t batch_size, uint64_t seed, int64_
   return b;
 }
 
+// (B, C, G*P, G*P) images -> (B, G*G, C*P*P) patches, and back.
+at::Tensor patchify(const at::Tensor& x, const DitConfig& cfg) {
+  const int64_t B = x.size(0), C = cfg.channels, P = cfg.patch_size, G = cfg.image_size / P;
+  return x.view({B, C, G, P, G, P}).permute({0, 2, 4, 1, 3, 5}).reshape({B, G * G, C * P * P});
+}
+
+at::Tensor unpatchify(const at::Tensor& patches, const DitConfig& cfg) {
+  const int64_t B = patches.size(0), C = cfg.channels, P = cfg.patch_size, G = cfg.image_size / P;
+  return patches.view({B, G, G, C, P, P}).permute({0, 3, 1, 4, 2, 5}).reshape({B, C, G * P, G * P});
+}
+
 }  // namespace
 
 at::Tensor synthetic_images(const DitConfig& cfg, int64_t batch_size, uint64_t seed, int64_t step) {
@@ -194,14 +209,15 @@ DitImpl::DitImpl(const DitConfig& cfg, std::shared_ptr<sla::AttentionBackend> ba
 }
 
 at::Tensor DitImpl::forward(const at::Tensor& x, const at::Tensor& t) {
-  const int64_t B = x.size(0), C = cfg_.channels, P = cfg_.patch_size, G = cfg_.image_size / P;
-  // (B, C, G*P, G*P) -> (B, G*G, C*P*P)
-  const at::Tensor patches = x.view({B, C, G, P, G, P}).permute({0, 2, 4, 1, 3, 5}).reshape({B, G * G, C * P * P});
+  return unpatchify(forward_patches(x, t, 0, cfg_.tokens()), cfg_);
+}
+
+at::Tensor DitImpl::forward_patches(const at::Tensor& x, const at::Tensor& t, int64_t start, int64_t count) {
+  const at::Tensor patches = patchify(x, cfg_).narrow(1, start, count);  // (B, count, C*P*P)
   const at::Tensor temb = time_fc2(torch::nn::functional::silu(time_fc1(time_embedding(t, cfg_.hidden_size()))));
-  at::Tensor h = patch_embed(patches) + position + temb.unsqueeze(1);
+  at::Tensor h = patch_embed(patches) + position.narrow(1, start, count) + temb.unsqueeze(1);
   for (const auto& block : *blocks) h = block->as<TransformerBlock>()->forward(h);
-  const at::Tensor pixels = head(final_norm(h));  // (B, G*G, C*P*P)
-  return pixels.view({B, G, G, C, P, P}).permute({0, 3, 1, 4, 2, 5}).reshape({B, C, G * P, G * P});
+  return head(final_norm(h));  // (B, count, C*P*P)
 }
 
 Trainer::Trainer(TrainOptions options) : options_(std::move(options)), device_(options_.device) {
@@ -209,22 +225,70 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)), device_(o
   backend_options.attention_mechanism = options_.attention_mechanism;
   backend_options.sla_config = options_.sla_config;
   backend_options.state_dtype = options_.state_dtype;
+  backend_options.process_group = options_.world_group;
+  backend_options.sequence_parallel_group = options_.sequence_group;
+  if (options_.sequence_group) {
+    const int64_t P = options_.sequence_group->getSize();
+    if (!options_.world_group || world_size() % P != 0 || options_.sequence_group->getRank() != rank() % P)
+      throw std::invalid_argument("sequence parallelism over " + std::to_string(P) +
+                                  " ranks needs a world of a multiple of " + std::to_string(P) +
+                                  " ranks whose groups are the consecutive ranks [k P, (k + 1) P)");
+    if (options_.model.num_attention_heads % P != 0)
+      throw std::invalid_argument("sequence parallelism over " + std::to_string(P) + " ranks: the model's " +
+                                  std::to_string(options_.model.num_attention_heads) +
+                                  " attention heads are not divisible by " + std::to_string(P));
+  }
+  if (options_.batch_size < data_shard().second)
+    throw std::invalid_argument("batch size " + std::to_string(options_.batch_size) + " is smaller than the " +
+                                std::to_string(data_shard().second) + " data-parallel ranks");
   backend_ = std::make_shared<sla::AttentionBackend>(backend_options);
   // The library logs nowhere by default; the example shows its lines on stderr.
   backend_->log = [](const std::string& line) { std::cerr << "sla: " << line << std::endl; };
   torch::manual_seed(options_.seed);
   model_ = Dit(options_.model, backend_);
   model_->to(device_);
+  // Seeded alike on every rank; rank 0's weights make sure of it.
+  if (options_.world_group) sla::broadcast_from_rank0(options_.world_group, model_->parameters());
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       model_->parameters(), torch::optim::AdamWOptions(options_.learning_rate).weight_decay(0.0));
 }
 
+int Trainer::rank() const { return options_.world_group ? options_.world_group->getRank() : 0; }
+
+int Trainer::world_size() const { return options_.world_group ? options_.world_group->getSize() : 1; }
+
+std::pair<int64_t, int64_t> Trainer::data_shard() const {
+  const int64_t P = options_.sequence_group ? options_.sequence_group->getSize() : 1;
+  return {rank() / P, world_size() / P};
+}
+
 at::Tensor Trainer::loss_on_batch(int64_t step) {
   const Batch batch = make_batch(options_.model, options_.batch_size, options_.seed, step, device_);
-  const at::Tensor t = batch.t.view({-1, 1, 1, 1});
-  const at::Tensor noisy = (1 - t) * batch.x0 + t * batch.x1;
-  const at::Tensor prediction = model_->forward(noisy, batch.t);
-  return torch::nn::functional::mse_loss(prediction, batch.x1 - batch.x0);
+  if (!options_.world_group) {
+    const at::Tensor t = batch.t.view({-1, 1, 1, 1});
+    const at::Tensor noisy = (1 - t) * batch.x0 + t * batch.x1;
+    const at::Tensor prediction = model_->forward(noisy, batch.t);
+    return torch::nn::functional::mse_loss(prediction, batch.x1 - batch.x0);
+  }
+  // This rank's images (data parallelism) and tokens (sequence parallelism).
+  const auto [index, count] = data_shard();
+  auto mine = [&, index = index, count = count](const at::Tensor& x) { return x.tensor_split(count, 0)[index]; };
+  const at::Tensor x1 = mine(batch.x1), x0 = mine(batch.x0), times = mine(batch.t);
+  const at::Tensor t = times.view({-1, 1, 1, 1});
+  const at::Tensor noisy = (1 - t) * x0 + t * x1;
+  int64_t start = 0, tokens = options_.model.tokens();
+  if (options_.sequence_group) {
+    const std::vector<int64_t> lens = sla::shard_lengths(tokens, options_.sequence_group->getSize());
+    const int64_t r = options_.sequence_group->getRank();
+    start = std::accumulate(lens.begin(), lens.begin() + r, int64_t{0});
+    tokens = lens[r];
+  }
+  const at::Tensor prediction = model_->forward_patches(noisy, times, start, tokens);
+  const at::Tensor target = patchify(x1 - x0, options_.model).narrow(1, start, tokens);
+  // Sum of this rank's squared errors over all the batch's elements, times the world size: the mean
+  // over ranks is the whole batch's mean squared error, and so are the averaged gradients.
+  const double elements = static_cast<double>(batch.x1.numel());
+  return (prediction - target).pow(2).sum() * (world_size() / elements);
 }
 
 double Trainer::train_step() {
@@ -233,9 +297,19 @@ double Trainer::train_step() {
   optimizer_->zero_grad();
   loss.backward();
   backend_->register_with(*optimizer_);  // SLA modules appear during the first forward
+  at::Tensor reported = loss.detach().to(at::kDouble);
+  if (options_.world_group) {
+    // The DDP rule for the model's parameters, the hooks' call for the SLA parameters.
+    std::vector<at::Tensor> trained;
+    for (const at::Tensor& p : model_->parameters())
+      if (p.requires_grad()) trained.push_back(p);
+    sla::average_gradients(options_.world_group, trained);
+    backend_->sync_gradients();
+    sla::all_reduce_mean(options_.world_group, {reported});
+  }
   optimizer_->step();
   ++step_;
-  losses_.push_back(loss.item<double>());
+  losses_.push_back(reported.item<double>());
   return losses_.back();
 }
 
@@ -244,7 +318,24 @@ void Trainer::freeze_all_but_sla() {
   optimizer_->zero_grad(/*set_to_none=*/true);
 }
 
+std::string Trainer::sla_digest() const {
+  std::string bytes;
+  for (const sla::SparseLinearAttention& module : backend_->modules()) {
+    for (const at::Tensor& p : module->parameters()) {
+      const at::Tensor cpu = p.detach().to(at::kCPU).contiguous();
+      bytes.append(static_cast<const char*>(cpu.data_ptr()), cpu.nbytes());
+    }
+  }
+  std::ostringstream out;
+  out << std::hex << std::hash<std::string>{}(bytes);
+  return out.str();
+}
+
 void Trainer::save_checkpoint(const std::string& dir) const {
+  if (rank() != 0) {  // rank 0 writes; the others wait until the folder is complete
+    options_.world_group->barrier()->wait();
+    return;
+  }
   const fs::path root(dir);
   fs::create_directories(root / "transformer");
 
@@ -280,6 +371,7 @@ void Trainer::save_checkpoint(const std::string& dir) const {
                                 {"model", model_json(options_.model)}};
   // Written last: a folder with training_state.json is complete.
   write_text_atomically(root / kStateName, state.dump(2) + "\n");
+  if (options_.world_group) options_.world_group->barrier()->wait();
 }
 
 std::unique_ptr<Trainer> Trainer::from_checkpoint(const std::string& dir, const TrainOptions* overrides) {

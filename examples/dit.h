@@ -16,6 +16,15 @@
 //   optimizer.pt                                        torch::save of the AdamW optimizer
 //   training_state.json                                 step, seed, losses, settings
 //   sla_attention.pt                                    the SLA state (when SLA ran)
+//
+// Several processes (TrainOptions::world_group, torch.distributed): every rank builds the same
+// model (rank 0's weights broadcast), step s's batch is split over the data-parallel ranks
+// (torch.tensor_split's rule), and with a sequence-parallel group of P ranks the 64 tokens are split
+// over those P ranks, attention running through Ulysses (sla/distributed.h). Each rank's loss is
+// its share of the global mean (sum of its squared errors x world size / all elements), so the
+// gradients averaged over the world are exactly the single-process gradients of the whole batch;
+// the reported loss is the mean over ranks. Rank 0 writes the one checkpoint folder; every rank
+// resumes from it, on any number of ranks (the batches do not depend on the world size).
 #pragma once
 
 #include "sla/hooks.h"
@@ -72,6 +81,9 @@ class DitImpl : public torch::nn::Module {
   DitImpl(const DitConfig& cfg, std::shared_ptr<sla::AttentionBackend> backend);
   // x: (B, C, H, W) noisy images, t: (B) times in [0, 1] -> predicted velocity (B, C, H, W).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t);
+  // The same prediction as patches, for the tokens [start, start + count) only (the sequence
+  // shard of a rank; its attention backend exchanges the rest): (B, count, C * patch^2).
+  at::Tensor forward_patches(const at::Tensor& x, const at::Tensor& t, int64_t start, int64_t count);
   const DitConfig& config() const { return cfg_; }
 
  private:
@@ -91,6 +103,10 @@ struct TrainOptions {
   // consumer such as SimpleTuner runs SLA in) when this run's queries are float32 (CPU). "" = off.
   std::string state_dtype = "auto";
   uint64_t seed = 0;
+  // torch.distributed: the ranks training this model (empty: one process), and the Ulysses group of
+  // this rank (ranks [k P, (k + 1) P) of the world; empty: no sequence parallelism).
+  sla::ProcessGroupPtr world_group;
+  sla::ProcessGroupPtr sequence_group;
   std::string device = "cpu";
   int64_t batch_size = 8;
   double learning_rate = 1e-3;
@@ -111,12 +127,19 @@ class Trainer {
 
   // Loads only the model weights of a checkpoint folder (no optimizer, no SLA state).
   void load_weights(const std::string& dir);
-  // The flow-matching loss of the model on the batch of `step` (with autograd graph).
+  // The flow-matching loss of the model on the batch of `step` (with autograd graph); with a
+  // world group, this rank's share of it (the mean over ranks is the loss of the whole batch).
   at::Tensor loss_on_batch(int64_t step);
 
   // Runs step() + 1: forward, backward, optimizer step. Returns the loss.
   double train_step();
+  // Rank 0 writes the folder; every rank returns once it is complete.
   void save_checkpoint(const std::string& dir) const;
+  // Rank and size of the world (0 and 1 for one process).
+  int rank() const;
+  int world_size() const;
+  // A digest of this rank's SLA parameters' bytes (equal on two ranks iff bit-identical, up to hash collisions).
+  std::string sla_digest() const;
 
   // Only the SLA projections learn from now on (what `sla-ckpt regenerate` needs).
   void freeze_all_but_sla();
@@ -129,6 +152,8 @@ class Trainer {
 
  private:
   void load_state(const std::string& dir);
+  // The data-parallel shard of this rank: (index, count) over world / P ranks.
+  std::pair<int64_t, int64_t> data_shard() const;
 
   TrainOptions options_;
   torch::Device device_;

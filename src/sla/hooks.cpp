@@ -52,6 +52,7 @@ std::string show_settings(const sla::checkpoint::SlaSettings& s, const std::stri
 
 AttentionBackend::AttentionBackend(BackendOptions options)
     : options_(std::move(options)),
+      group_(options_.process_group ? options_.process_group : options_.sequence_parallel_group),
       cfg_(SlaConfig::parse(options_.sla_config)),
       config_warnings_(SlaConfig::simpletuner_rejects(options_.sla_config)) {
   if (options_.attention_mechanism == "sla") {
@@ -99,9 +100,18 @@ void AttentionBackend::log_once(Fallback reason) {
 at::Tensor AttentionBackend::operator()(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
                                         const std::optional<at::Tensor>& attn_mask, double dropout_p,
                                         bool is_causal, std::optional<double> scale, bool enable_gqa) {
-  auto sdpa = [&] {
-    return at::scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa);
+  const AttentionFn sdpa_fn = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    return at::scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa);
   };
+  // With a sequence-parallel group, q, k, v are shards: whatever runs, runs on the whole sequence.
+  const ProcessGroupPtr& sp = options_.sequence_parallel_group;
+  auto whole_sequence = [&](const AttentionFn& attention) {
+    return sp ? ulysses_attention(query, key, value, attention, sp) : attention(query, key, value);
+  };
+  if (sp && attn_mask.has_value() && attn_mask->defined())
+    throw DistributedError("AttentionBackend: an attention mask of a sequence shard cannot be used with sequence "
+                           "parallelism (sequence_parallel_group is set)");
+  auto sdpa = [&] { return whole_sequence(sdpa_fn); };
   if (!use_sla_) return sdpa();
   if (const auto reason = fallback_reason(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa)) {
     log_once(*reason);
@@ -115,7 +125,9 @@ at::Tensor AttentionBackend::operator()(const at::Tensor& query, const at::Tenso
   }
 #endif
   SparseLinearAttention module = materialize(query.size(3), query.device(), query.scalar_type());
-  return module->forward(query, key, value, scale.value_or(0.0));
+  return whole_sequence([&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    return module->forward(q, k, v, scale.value_or(0.0));
+  });
 }
 
 void AttentionBackend::log_once_kernels(const std::string& why) {
@@ -132,12 +144,23 @@ SparseLinearAttention AttentionBackend::materialize(int64_t head_dim, at::Device
   if (auto found = modules_.find(key); found != modules_.end()) return found->second;
   if (modules_.empty())
     for (const auto& w : config_warnings_) emit("warning: " + w);
+  // Every rank creates this module now (the same forward): first agree on what it is.
+  if (group_) check_same_on_all_ranks(group_, "SLA settings or modules", module_signature(key));
   SparseLinearAttention module(head_dim, cfg_);
   module->to(device);
   module->train(is_training());
   restore(key, module);
+  if (group_) broadcast_from_rank0(group_, module->parameters());
   modules_.emplace(key, module);
   return module;
+}
+
+std::string AttentionBackend::module_signature(const ModuleKey& key) const {
+  const auto& [head_dim, token, device] = key;
+  // The device index may differ between ranks (a GPU each), its type may not.
+  return "(" + show_settings(to_settings(cfg_), to_string(cfg_.variant)) + "; module " +
+         sla::checkpoint::make_state_key(head_dim, token) + " on " +
+         c10::DeviceTypeName(at::Device(device).type(), /*lower_case=*/true) + ")";
 }
 
 void AttentionBackend::materialize_loaded(at::Device device) {
@@ -203,8 +226,16 @@ std::vector<SparseLinearAttention> AttentionBackend::modules() const {
   return out;
 }
 
+void AttentionBackend::sync_gradients() {
+  if (!group_) return;
+  std::vector<at::Tensor> params;
+  for (const SparseLinearAttention& module : modules())
+    for (const at::Tensor& p : module->parameters()) params.push_back(p);
+  average_gradients(group_, params);
+}
+
 void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
-  if (!options_.is_main_process) return;
+  if (!options_.is_main_process || (group_ && group_->getRank() != 0)) return;
   sla::checkpoint::SlaFile file;
   std::vector<std::string> copies;
   {
@@ -251,6 +282,21 @@ void AttentionBackend::on_save_checkpoint(const std::string& dir) const {
 }
 
 LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
+  const LoadReport report = load_file(dir);
+  if (group_) {
+    // Every rank read the folder; a rank that found other entries (another folder, no file) would
+    // restore other projections: refuse, then take rank 0's values for the modules that exist.
+    check_same_on_all_ranks(group_, "the SLA state loaded from the checkpoint",
+                            report.found ? "entries " + join(report.loaded_keys) : "no " + std::string(sla::checkpoint::kSlaFileName));
+    std::vector<at::Tensor> params;
+    for (const SparseLinearAttention& module : modules())
+      for (const at::Tensor& p : module->parameters()) params.push_back(p);
+    broadcast_from_rank0(group_, params);
+  }
+  return report;
+}
+
+LoadReport AttentionBackend::load_file(const std::string& dir) {
   LoadReport report;
   const fs::path path = fs::path(dir) / sla::checkpoint::kSlaFileName;
   if (!fs::exists(path)) {

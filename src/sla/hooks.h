@@ -16,8 +16,23 @@
 // rebuilds the same groups because materialize_loaded creates every module the checkpoint holds
 // before register_with. Models that create several modules at different steps should call
 // materialize() for each (head_dim, dtype) up front so both runs register them in one batch.
+//
+// Several processes (torch.distributed; distributed.h): set BackendOptions::process_group to the
+// group of ranks that train one model (data parallelism), and sequence_parallel_group for Ulysses.
+//   - Every SLA module is created identically on every rank: zero proj_l, then rank 0's values
+//     broadcast; its settings, head dim and dtype are checked against every rank's first (the first
+//     forward of a rank with other settings throws DistributedError on every rank, naming both).
+//   - Gradients: the trainer calls sync_gradients() after backward, before the optimizer step (an
+//     explicit call, not a hook: one all-reduce per step for all SLA parameters, at a point the
+//     trainer chooses, e.g. with its own gradient all-reduce).
+//   - Only rank 0 of the group (and only when is_main_process) writes sla_attention.pt; every rank
+//     loads it from the same folder, checks that all ranks found the same entries, and takes rank
+//     0's values (broadcast after the load).
+//   Each of these is a collective: every rank of the group calls it in the same order, as every
+//   rank of a data-parallel trainer runs the same model.
 #pragma once
 
+#include "distributed.h"
 #include "sla_config.h"
 #include "sparse_linear_attention.h"
 
@@ -49,6 +64,14 @@ struct BackendOptions {
   // key and not materialised on resume). "auto": bf16 (SimpleTuner's default mixed precision).
   // Empty (the default): entries only in the dtypes the run used.
   std::string state_dtype;
+  // The ranks that train this model together (data parallelism, and the sequence-parallel ranks):
+  // modules, settings and loads are kept identical over it, sync_gradients averages over it, and
+  // only its rank 0 writes the file. Empty: one process (or the sequence-parallel group, if set).
+  ProcessGroupPtr process_group;
+  // Ulysses: q, k, v passed to operator() are this rank's shards of the sequence (shard_lengths'
+  // rule); attention (SLA, or the SDPA fallback) runs on the whole sequence for H/P heads and the
+  // output is this rank's shard again (ulysses_attention). Its ranks must belong to process_group.
+  ProcessGroupPtr sequence_parallel_group;
 };
 
 // Why a call went to plain SDPA instead of SLA.
@@ -93,6 +116,12 @@ class AttentionBackend : public torch::nn::Module {
   // order; calling it again adds nothing.
   void register_with(torch::optim::Optimizer& optimizer);
 
+  // Averages the gradients of every SLA parameter over process_group (after backward, before the
+  // optimizer step; nothing without a group). A parameter without a gradient counts as zero.
+  void sync_gradients();
+  // The group sync_gradients and the checks use (process_group, else sequence_parallel_group; may be empty).
+  const ProcessGroupPtr& group() const { return group_; }
+
   // Follows the trainer: also sets the mode of every SLA module, present and future.
   void train(bool on = true) override;
 
@@ -126,8 +155,13 @@ class AttentionBackend : public torch::nn::Module {
   // On CUDA with the kernels built: why they refuse (kernels::why_not via cuda_kernels_support).
   void log_once_kernels(const std::string& why);
   void restore(const ModuleKey& key, SparseLinearAttention& module);
+  LoadReport load_file(const std::string& dir);  // on_load_checkpoint on this rank alone
+
+  // The description ranks must agree on for one module: settings, head dim, dtype, device type.
+  std::string module_signature(const ModuleKey& key) const;
 
   BackendOptions options_;
+  ProcessGroupPtr group_;
   SlaConfig cfg_;
   bool use_sla_;
 
