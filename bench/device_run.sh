@@ -32,6 +32,9 @@ grep -E "^(float|bfloat)" "$OUT/test.log" | awk '{r=$(NF-2)/($NF+1e-30); if (r>m
 (cd build && SLA_OPS_LIB=$PWD/src/sla/ops/libsla_ops.so python3 -m pytest -q -p no:cacheprovider \
   ../tests/gpu/test_sla_ops_gpu.py >"$OUT/pytest.log" 2>&1; echo "pytest ops rc=$?"; tail -5 "$OUT/pytest.log")
 ./build/bench/sla-bench --commit "$commit" --markdown "$OUT/results.md" "$@" 2>&1 | tee "$OUT/bench.log"
+# The same rows through the Python API (sla_toolkit, eager and compiled): ratios to compare with sla-bench's.
+SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py --commit "$commit" \
+  --markdown "$OUT/python_api.md" 2>&1 | tee "$OUT/python_api.log"
 if [ "${TRAIN_BENCH_ARGS:-}" != skip ]; then
   # shellcheck disable=SC2086 # word splitting of the arguments is intended
   ./build/bench/sla-train-bench --commit "$commit" --markdown "$OUT/train.md" ${TRAIN_BENCH_ARGS:-} 2>&1 |

@@ -110,3 +110,25 @@ def test_bad_options_are_refused_by_fake_and_real():
         sla_toolkit.sla_attention(q, k, v, w, b, 0.5, variant="none")
     with pytest.raises(ValueError, match="feature_map: expected softmax, elu or relu, got 'tanh'"):
         torch.ops.sla.attention_fwd(q, k, v, w, b, 0.5, 64, 64, "tanh", "all", 0.0)
+
+
+@pytest.mark.parametrize("D,variant", [(64, "all"), (64, "complement"), (96, "all")])
+def test_fake_cuda_outputs_follow_the_path_the_library_states(D, variant):
+    """Fake CUDA tensors (no device needed): the kernels' saved tensors where this build runs the
+    kernels on them, else the reference's empty ones (the GPU test compares fake and real)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        q = torch.empty(2, 300, 3, D, dtype=torch.bfloat16, device="cuda").transpose(1, 2)
+        w, b = torch.empty(D, D, device="cuda"), torch.empty(D, device="cuda")
+        out = torch.ops.sla.attention_fwd(q, q, q, w, b, 0.2, 128, 64, "softmax", variant, 0.0)
+    assert out[0].shape == q.shape and out[0].stride() == q.stride() and out[0].dtype == torch.bfloat16
+    assert all(t.device.type == "cuda" for t in out)
+    kernels = os.environ.get("SLA_WITH_CUDA_KERNELS") == "1" and D != 96
+    f32, i32, bf16 = torch.float32, torch.int32, torch.bfloat16
+    if kernels:  # B*H = 6, Nq = 3 (128-row blocks), Nk = 5, floor(0.2 * 5) = 1 block per row
+        lin = [((6, D, D), bf16), ((6, D), f32), ((6, D, D), f32)] if variant == "all" else \
+              [((0,), bf16), ((0,), f32), ((0,), f32)]
+        expected = [((6, 300), f32), ((6, 3, 1), i32)] + lin
+    else:
+        expected = [((0,), f32), ((0,), i32), ((0,), bf16), ((0,), f32), ((0,), f32)]
+    assert [(tuple(t.shape), t.dtype) for t in out[1:]] == expected
