@@ -31,3 +31,16 @@ if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/python -m pip install -q "${py_requirements[@]}" >&2
   echo "$want" > "$stamp"
 fi
+
+# SimpleTuner's real attention backend for tests/simpletuner (issue 17): the pinned package without
+# its training stack (--no-deps; the test imports only simpletuner.helpers.training.attention_backend),
+# plus what importing that module needs, each pinned and --no-deps so nothing above is replaced.
+# flit_core builds the drop-in python/dropin (pure Python) without network.
+st_requirements=(simpletuner==3.1.6 pillow==11.3.0 accelerate==1.16.0 diffusers==0.37.1 requests==2.34.2
+  urllib3==2.8.0 charset-normalizer==3.5.3 flit-core==4.2.0)
+st_stamp=.venv/.simpletuner
+if [[ "$(cat "$st_stamp" 2>/dev/null)" != "${st_requirements[*]}" ]]; then
+  echo "setup: installing into .venv (no dependencies): ${st_requirements[*]}" >&2
+  .venv/bin/python -m pip install -q --no-deps "${st_requirements[@]}" >&2
+  echo "${st_requirements[*]}" > "$st_stamp"
+fi
