@@ -1,6 +1,7 @@
 #include "download.h"
 
 #include "sla/hub/common/hashing.h"
+#include "sla/hub/common/hub_text.h"
 #include "untrusted.h"
 
 #include <fcntl.h>
@@ -293,9 +294,7 @@ namespace {
 void check_repo_file(const RepoFile& file, const std::string& where) {
   check_relative_path(file.path, "tree entry path", where);
   const std::string of = " of \"" + escape_untrusted(file.path) + "\"";
-  const auto is_hash = [](const std::string& s, size_t length) {
-    return s.size() == length && s.find_first_not_of("0123456789abcdef") == std::string::npos;
-  };
+  const auto is_hash = [](const std::string& s, size_t length) { return s.size() == length && is_lower_hex(s); };
   if (!is_hash(file.blob_id, 40)) refuse_value("tree entry oid" + of, file.blob_id, "must be 40 lower-case hex (git sha1)", where);
   if (file.lfs_sha256 && !is_hash(*file.lfs_sha256, 64))
     refuse_value("tree entry lfs.oid" + of, *file.lfs_sha256, "must be 64 lower-case hex (sha256)", where);

@@ -26,13 +26,7 @@ class Digest {
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     if (EVP_DigestFinal_ex(ctx_.get(), out, &len) != 1) throw std::runtime_error("openssl: digest final failed");
-    static const char* digits = "0123456789abcdef";
-    std::string s(2 * len, '0');
-    for (unsigned int i = 0; i < len; ++i) {
-      s[2 * i] = digits[out[i] >> 4];
-      s[2 * i + 1] = digits[out[i] & 15];
-    }
-    return s;
+    return hex_of(out, len);
   }
 
  private:
@@ -63,6 +57,17 @@ uint64_t file_size(const std::string& path) {
 }
 
 }  // namespace
+
+std::string hex_of(const void* bytes, size_t size) {
+  static const char* digits = "0123456789abcdef";
+  const auto* p = static_cast<const unsigned char*>(bytes);
+  std::string s(2 * size, '0');
+  for (size_t i = 0; i < size; ++i) {
+    s[2 * i] = digits[p[i] >> 4];
+    s[2 * i + 1] = digits[p[i] & 15];
+  }
+  return s;
+}
 
 struct ContentHasher::State {
   Kind kind;

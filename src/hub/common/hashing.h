@@ -2,12 +2,17 @@
 // sha1, sha1("blob <size>\0" + data) (regular files). Lower-case hex.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 
 namespace sla::hub {
+
+// Lower-case hex of size bytes (two digits a byte): the form of every digest, signature and
+// random id the client and the server write.
+std::string hex_of(const void* bytes, size_t size);
 
 std::string sha256_hex(std::string_view data);
 std::string git_blob_sha1_hex(std::string_view data);

@@ -216,13 +216,7 @@ std::string sha256_of_file(const std::string& path) { return sha256_file_hex(pat
 std::string random_hex(size_t bytes) {
   std::vector<unsigned char> raw(bytes);
   if (RAND_bytes(raw.data(), static_cast<int>(bytes)) != 1) throw std::runtime_error("openssl: no random bytes");
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (unsigned char c : raw) {
-    s += digits[c >> 4];
-    s += digits[c & 15];
-  }
-  return s;
+  return hex_of(raw.data(), raw.size());
 }
 
 }  // namespace sla::hub::server

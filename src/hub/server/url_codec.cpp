@@ -1,5 +1,6 @@
 #include "url_codec.h"
 
+#include "sla/hub/common/hashing.h"
 #include "sla/hub/common/hub_text.h"
 
 #include "http_error.h"
@@ -108,13 +109,7 @@ std::string hmac_hex(const std::string& key, const std::string& message) {
   unsigned int len = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
        message.size(), out, &len);
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (unsigned int i = 0; i < len; ++i) {
-    s += digits[out[i] >> 4];
-    s += digits[out[i] & 15];
-  }
-  return s;
+  return hex_of(out, len);
 }
 
 bool equal_constant_time(const std::string& a, const std::string& b) {
