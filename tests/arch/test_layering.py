@@ -241,7 +241,7 @@ def test_tools_link_no_example():
     links = ninja_link_statements(build)
     tools = {out: block for out, block in links.items() if out.startswith("tools/")}
     assert any(out.endswith("/sla-ckpt") for out in tools), f"sla-ckpt's link not found among {sorted(links)[:20]}"
-    example_outputs = [out for out in links if out.startswith("examples/")]
-    assert example_outputs, "no example target in the build: the rule checks nothing"
+    if not any(out.startswith("examples/") for out in links):
+        pytest.skip("a build without the example (SLA_WITH_TORCH=OFF): nothing a tool could link")
     bad = [out for out, block in tools.items() if re.search(r"(^|[\s/])examples/|libsla_dit", block)]
     assert not bad, f"tools link an example target: {bad}"
