@@ -394,9 +394,15 @@ TrainOptions Trainer::options_from_checkpoint(const std::string& dir) {
 }
 
 void Trainer::load_state(const std::string& dir) {
-  load_weights(dir);
   const fs::path root(dir);
   const nlohmann::json state = read_json(root / kStateName);
+  // Every rank must resume the same checkpoint (each reads the folder itself).
+  if (options_.world_group) {
+    sla::check_same_on_all_ranks(options_.world_group, "the checkpoints resumed from",
+                                 fs::weakly_canonical(root).string() + " at step " +
+                                     std::to_string(state.at("step").get<int64_t>()));
+  }
+  load_weights(dir);
 
   // SLA modules first, then the optimizer: its saved groups include theirs (register_with order).
   backend_->on_load_checkpoint(dir);

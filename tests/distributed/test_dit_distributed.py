@@ -2,8 +2,9 @@
 with half the batch each follows the single-process run on the whole batch (loss and proj_l within
 1e-5 relative), proj_l is bit-identical on every rank after every step, one checkpoint folder with
 one sla_attention.pt is written, and a resume on 1 or 2 ranks continues the trajectory; Ulysses
-(--sequence-parallel 2, started by the real torchrun) follows it too; a rank started with other SLA
-settings stops every rank at the first step with a message naming both."""
+(--sequence-parallel 2, started by the real torchrun; and 2 x 2 on 4 ranks) follows it too; a rank
+started with other SLA settings stops every rank at the first step with a message naming both, and
+ranks resuming different checkpoints are stopped."""
 import json
 import os
 import subprocess
@@ -122,6 +123,13 @@ def test_sequence_parallel_under_torchrun(reference, tmp_path):
     assert (tmp_path / "checkpoint-4" / "sla_attention.pt").is_file()
 
 
+def test_data_and_sequence_parallel_on_four_ranks(reference, tmp_path):
+    _, ref_steps = reference
+    ranks = world(4, tmp_path, "--steps", 3, "--sequence-parallel", 2)  # 2 data-parallel groups of 2
+    assert all(r.returncode == 0 for r in ranks), describe(ranks)
+    assert_follows(ref_steps[:3], ranks, 1)
+
+
 def test_rank_with_other_settings_fails_at_first_step(tmp_path):
     other = "{'topk': 0.5, 'blkq': 32, 'blkk': 32}"
     ranks = world(2, tmp_path, "--steps", 3, sla_config=lambda rank: other if rank == 1 else SLA_CONFIG)
@@ -131,3 +139,13 @@ def test_rank_with_other_settings_fails_at_first_step(tmp_path):
         assert "SLA settings or modules differ between ranks: rank 0 has (topk=0.25 " in r.stderr, describe(ranks)
         assert "rank 1 has (topk=0.5 " in r.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_ranks_resuming_different_checkpoints_are_stopped(data_parallel, tmp_path):
+    folder, _ = data_parallel
+    ranks = run_world(2, [LAUNCHER, "--output-dir", str(tmp_path), *COMMON, "--sla-config", SLA_CONFIG, "--steps", "12"],
+                      timeout=120, per_rank_args=lambda rank: ["--resume-from", str(folder / f"checkpoint-{5 * (rank + 1)}")])
+    assert all(r.returncode != 0 for r in ranks), describe(ranks)
+    for r in ranks:
+        assert "the checkpoints resumed from differ between ranks: rank 0 has " in r.stderr, describe(ranks)
+        assert "checkpoint-5 at step 5, rank 1 has " in r.stderr and "checkpoint-10 at step 10" in r.stderr
