@@ -52,8 +52,8 @@ def main() -> int:
         return torch.ops.sla_example.run(argv, "", "")  # prints the help; needs no group
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
-            print(f"torchrun_dit.py: ${name} is not set: start it with torchrun (see --help of this file's docstring)",
-                  file=sys.stderr)
+            print(f"torchrun_dit.py: ${name} is not set: start it with torchrun, e.g. "
+                  "torchrun --nproc-per-node 2 examples/torchrun_dit.py --output-dir run", file=sys.stderr)
             return 2
     library = ops_library()
     if not library.is_file():
