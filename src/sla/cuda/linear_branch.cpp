@@ -162,14 +162,13 @@ LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& 
 }
 
 LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor& k, const at::Tensor& v,
-                                    const at::Tensor& proj_w, const FusedLinearState& fused, const SlaConfig& cfg) {
+                                    const at::Tensor& proj_w, const FusedLinearState& fused, const SlaConfig& cfg,
+                                    bool key_pass) {
   at::NoGradGuard no_grad;
   LinearParams p = linear_params(k, cfg, LinearPass::kBwdK);
   const int64_t BH = int64_t(p.batch) * p.heads;
   const auto f32 = k.options().dtype(at::kFloat);
   LinearGrads g;
-  g.dk = at::empty(k.sizes(), f32);
-  g.dv = at::empty(v.sizes(), f32);
 
   // D x D algebra per (b, h) (LinearAlgebraParams): d proj_w, d proj_b, dS normalised, dz.
   const int64_t D = p.head_dim;
@@ -196,8 +195,16 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
   a.ds_scale = ds_scale.data_ptr<float>();
   a.dz = dz.data_ptr<float>();
   run_linear_grad_algebra(a, stream);
+  if (!key_pass) {
+    g.ds = ds;
+    g.ds_scale = ds_scale;
+    g.dz = dz;
+    return g;
+  }
 
   // Key side: dk and dv (no partials).
+  g.dk = at::empty(k.sizes(), f32);
+  g.dv = at::empty(v.sizes(), f32);
   p.k = tensor_ref(k);
   p.v = tensor_ref(v);
   p.ds = ds.data_ptr();
@@ -229,9 +236,13 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg) {
   const auto f32 = q.options().dtype(at::kFloat);
-  LinearGrads g{at::empty(q.sizes(), f32),        at::empty(k.sizes(), f32),
-                at::empty(v.sizes(), f32),        at::zeros(proj_w.sizes(), f32),
-                at::zeros(proj_b.sizes(), f32),   at::empty({q.size(0) * q.size(1), q.size(2)}, f32)};
+  LinearGrads g;
+  g.dq = at::empty(q.sizes(), f32);
+  g.dk = at::empty(k.sizes(), f32);
+  g.dv = at::empty(v.sizes(), f32);
+  g.dw = at::zeros(proj_w.sizes(), f32);
+  g.db = at::zeros(proj_b.sizes(), f32);
+  g.delta_lin = at::empty({q.size(0) * q.size(1), q.size(2)}, f32);
   const at::Tensor delta_lin = g.delta_lin.view({q.size(0), q.size(1), q.size(2)});
   // Recompute the chunk under autograd and differentiate it: the formulas of the spec (§4) are
   // exactly what autograd derives, and only one chunk's graph is alive at a time.

@@ -20,6 +20,9 @@ struct LinearGrads {
   at::Tensor dq, dk, dv;  // float32 (B, H, L, D), contiguous
   at::Tensor dw, db;      // float32 (D, D), (D)
   at::Tensor delta_lin;   // float32 (B*H, L): rowsum(dO ∘ proj_l(o_l)) (SlaParams::delta_lin)
+  // Variant all, key side left to the dk/dv pass (fused_linear_backward_k with key_pass false; dk,
+  // dv undefined then): dS L / ds_scale in q's dtype (B*H, D, D), ds_scale (B*H), dz (B*H, D).
+  at::Tensor ds, ds_scale, dz;
 };
 
 // What the fused forward epilogue needs for variant all, per (b, h), divided by c = L so that it
@@ -37,6 +40,8 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
 // on the current stream. The query side (one pass over q, dO) gives dq, delta_lin and the sums
 // the key side needs; the key side (D x D algebra, one pass over K, V) gives dk, dv, d proj_w,
 // d proj_b (its LinearGrads leaves dq and delta_lin undefined: they belong to the query side).
+// key_pass false: no key-side pass; dk, dv stay undefined and ds, ds_scale, dz are returned for
+// the dk/dv pass's epilogue (SlaParams::lin_ds, kernels::dkdv_fuses_linear).
 struct LinearQSide {
   at::Tensor dq;                         // float32 (B, H, L, D)
   at::Tensor delta_lin;                  // float32 (B*H, L): rowsum(dO ∘ proj_l(o_l))
@@ -45,7 +50,8 @@ struct LinearQSide {
 LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& proj_b,
                                     const FusedLinearState& fused, const SlaConfig& cfg);
 LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor& k, const at::Tensor& v,
-                                    const at::Tensor& proj_w, const FusedLinearState& fused, const SlaConfig& cfg);
+                                    const at::Tensor& proj_w, const FusedLinearState& fused, const SlaConfig& cfg,
+                                    bool key_pass = true);
 
 // The kernels' view of a (B, H, L, D) tensor (undefined: null).
 inline TensorRef tensor_ref(const at::Tensor& x) {

@@ -219,7 +219,17 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
     kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
     q_side.dq.reset();
     q_side.delta_lin.reset();
-    lin = kernels::fused_linear_backward_k(q_side, k, v, proj_w, st.fused, cfg);
+    // The key side in the dk/dv pass's epilogue where that pass is the wgmma one (no float32 dk,
+    // dv addends), else as its own pass.
+    const bool fuse_key_side = kernels::dkdv_fuses_linear(p);
+    lin = kernels::fused_linear_backward_k(q_side, k, v, proj_w, st.fused, cfg, !fuse_key_side);
+    if (fuse_key_side) {
+      p.feature_map = int(cfg.feature_map);
+      p.lin_ds = lin.ds.data_ptr();
+      p.lin_ds_scale = lin.ds_scale.data_ptr<float>();
+      p.lin_dz = lin.dz.data_ptr<float>();
+      p.lin_inv_len = float(1.0 / double(p.seqlen));
+    }
   } else {
     lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
     p.dq_add = ref(lin.dq);

@@ -72,6 +72,48 @@ __device__ __forceinline__ void feature_map_rows(uint32_t (&a_phi)[D / 16][4], f
     for (int r = 0; r < 4; ++r) a_phi[kk][r] = pack2<Elem>(x[kk][r][0], x[kk][r][1]);
 }
 
+// φ row-wise in place on a warp's 16 x D tile of A fragments, without den and without a float
+// copy of the tile (for epilogues where two 16 x D accumulators are already live): the same
+// values as feature_map_rows, whose order of operations it follows, exponentials recomputed.
+template <int D, class Elem>
+__device__ __forceinline__ void feature_map_rows_in_place(uint32_t (&a)[D / 16][4], int feature_map) {
+  auto elem = [&](int kk, int r, int e) { return to_float(reinterpret_cast<const Elem*>(&a[kk][r])[e]); };
+  float mx[2] = {-INFINITY, -INFINITY}, norm[2] = {1.f, 1.f};
+  if (feature_map == 0) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+        for (int r = half; r < 4; r += 2) mx[half] = fmaxf(mx[half], fmaxf(elem(kk, r, 0), elem(kk, r, 1)));
+      mx[half] = quad_max(mx[half]);
+      float sum = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+        for (int r = half; r < 4; r += 2)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) sum += __expf(elem(kk, r, e) - mx[half]);
+      norm[half] = 1.f / quad_sum(sum);
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      float y[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float v = elem(kk, r, e);
+        y[e] = feature_map == 0 ? __expf(v - mx[r & 1]) * norm[r & 1]
+               : feature_map == 1 ? (v > 0.f ? v + 1.f : __expf(v))
+                                  : fmaxf(v, 0.f);
+      }
+      a[kk][r] = pack2<Elem>(y[0], y[1]);
+    }
+  }
+}
+
 // Element (j, half, e) of a 16 x D C-layout tile (row g + 8 half, column 8j + 2t + e) read from
 // the same tile held as A fragments (see warp_mma.cuh): a[j / 2][half + 2 (j % 2)], element e.
 template <int D, class Elem>

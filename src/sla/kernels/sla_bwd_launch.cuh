@@ -6,6 +6,8 @@
 #include "sla_bwd_kernel.cuh"
 #include "sla_launch.h"
 
+#include <stdexcept>
+
 namespace sla::kernels {
 
 // 3. dk, dv over each key block's list of query blocks (on Hopper through wgmma)
@@ -17,6 +19,10 @@ void run_sla_bwd_dkdv_(const SlaParams& p, cudaStream_t stream) {
     return;
   }
 #endif
+  if (p.lin_ds != nullptr) {
+    throw std::runtime_error("sla kernels: the linear branch's key side is fused only into the wgmma dk/dv pass "
+                             "(dkdv_fuses_linear), not the mma.sync one");
+  }
   using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
   auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
   set_dynamic_smem(dkdv_kernel, Dkdv::kSmemBytes);

@@ -6,6 +6,7 @@
 // compute dS of block j. Compiled for sm_90a only (sla_bwd_sm90.cu); key blocks of 64 rows.
 #pragma once
 
+#include "feature_map.cuh"
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
 #include "wgmma.cuh"
@@ -178,6 +179,57 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
 #endif
 }
 
+// The dk/dv pass's epilogue with the linear branch's key side (SlaParams::lin_ds) for a warp's
+// 16 keys, rows row0.. of the sw128 K and V tiles (panel rows `rows`): writes
+//   dk = scale · acc_dk + φ'ᵀ(V dSᵀ + dz),  dv = acc_dv + φ(K) dS,  dS = lin_ds_scale · ds / L
+// as the key-side pass (linear_kernels.cuh) computes them, in the same order of operations. dV
+// first and 16 of its columns at a time, so that no third 16 x D accumulator is live beside dK, dV.
+template <class Elem, int D>
+__device__ __forceinline__ void dkdv_linear_epilogue(const SlaParams& p, float (&acc_dk)[D / 8][4],
+                                                     float (&acc_dv)[D / 8][4], const Elem* sK, const Elem* sV,
+                                                     int rows, int row0, const Elem* sDS, const float* sDz, int bh,
+                                                     Elem* dk, Elem* dv, int rows_valid, int lane) {
+  constexpr int kS = kSmemStride<D>;
+  const int t = lane & 3;
+  const float lin_scale = p.lin_ds_scale[bh] * p.lin_inv_len;
+  uint32_t a_phi[D / 16][4];  // K, then φ(K) (16 x D) as A fragments
+  load_a_frags_sw128<D>(a_phi, sK, rows, row0, lane);
+  feature_map_rows_in_place<D, Elem>(a_phi, p.feature_map);
+#pragma unroll
+  for (int jc = 0; jc < D / 16; ++jc) {
+    float acc_l[2][4];  // φ(K) dS, columns 16 jc..
+    zero(acc_l);
+    mma_a_b<16, D>(acc_l, a_phi, sDS + 16 * jc, kS, lane);
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc_dv[2 * jc + jj][i] += acc_l[jj][i] * lin_scale;
+  }
+  store_c_tile<D, Elem>(acc_dv, 1.f, dv, p.dv.row, nullptr, 0, rows_valid, lane);
+  float acc[D / 8][4];  // V dSᵀ, then dL/dφ(K), then dL/dK
+  zero(acc);
+  {
+    // One 16-column slice of V at a time (load_a_frags_sw128's addressing): fewer live registers.
+    const int row = row0 + (lane & 7) + ((lane >> 3) & 1) * 8, col = (lane >> 4) * 8;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t a_v[1][4];
+      ldmatrix_x4(a_v[0], sV + sw128_offset(row, kk * 16 + col, rows));
+      mma_a_bt<D, 16>(acc, a_v, sDS + 16 * kk, kS, lane);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[j][i] = acc[j][i] * lin_scale + sDz[8 * j + 2 * t + i % 2];
+  feature_map_backward_rows<D, Elem>(acc, a_phi, p.feature_map);
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[j][i] += acc_dk[j][i] * p.scale;
+  store_c_tile<D, Elem>(acc, 1.f, dk, p.dk.row, nullptr, 0, rows_valid, lane);
+}
+
 // The dk/dv pass (sla_bwd_kernel.cuh, stage 3) on Hopper: one CTA per (key block of 64 rows,
 // b, h) over the query blocks that selected it, in 64-row halves: with 128-row query blocks two
 // warpgroups take one half each and add their dK, dV partials at the end (in a fixed order).
@@ -333,6 +385,24 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
   }
   cp_async_wait<0>();
 
+  // Variant all's key side of the linear branch (SlaParams::lin_ds): dS (padded rows) and dz into
+  // stages the main loop is done with (the second one when two warpgroups exchange partials
+  // through the first).
+  Elem* sDS = reinterpret_cast<Elem*>(stages + (Tr::kWarpgroups == 2 ? Tr::kStageBytes : 0));  // [D][kS]
+  float* sDz = reinterpret_cast<float*>(sDS + D * kSmemStride<D>);                             // [D]
+  static_assert((Tr::kWarpgroups == 2 ? Tr::kStageBytes : 0) + D * kSmemStride<D> * 2 + D * 4 <=
+                    Tr::kStages * Tr::kStageBytes,
+                "dS and dz fit the free stages");
+  const bool lin = p.lin_ds != nullptr;
+  if (lin) {
+    __syncthreads();  // every warp is done with the stages
+    load_tile_async<D, D, Tr::kThreads>(sDS, static_cast<const Elem*>(p.lin_ds) + int64_t(bh) * D * D, D, D, tid);
+    cp_async_commit();
+    if (tid < D) sDz[tid] = p.lin_dz[int64_t(bh) * D + tid];
+    cp_async_wait<0>();
+    __syncthreads();
+  }
+
   if constexpr (Tr::kWarpgroups == 2) {
     // The second warpgroup's partials through shared memory ([register][thread]: conflict-free),
     // added by the first in a fixed order.
@@ -361,6 +431,11 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
   const int rows_valid = p.seqlen - wkey0;
   Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
   Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
+  if (lin) {
+    dkdv_linear_epilogue<Elem, D>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, bh, dk, dv, rows_valid,
+                                  lane);
+    return;
+  }
   const float* dk_add = p.dk_add.ptr == nullptr ? nullptr
                                                 : static_cast<const float*>(p.dk_add.ptr) + b * p.dk_add.batch +
                                                       h * p.dk_add.head + wkey0 * p.dk_add.row;

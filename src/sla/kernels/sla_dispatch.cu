@@ -96,6 +96,14 @@ bool use_sm90_kernels(const SlaParams& p) {
 #endif
 }
 
+bool dkdv_fuses_linear(const SlaParams& p) {
+  static const bool off = [] {
+    const char* env = std::getenv("SLA_FUSED_KEY_SIDE");
+    return env != nullptr && std::strcmp(env, "0") == 0;
+  }();
+  return !off && use_sm90_kernels(p) && sm90_dkdv_pays(p);
+}
+
 void run_sla_fwd(const SlaParams& p, cudaStream_t stream) {
 #ifdef SLA_HAVE_SM90A
   if (use_sm90_kernels(p)) {

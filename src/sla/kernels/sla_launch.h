@@ -37,6 +37,10 @@ bool use_sm90_kernels(const SlaParams& p);
 inline bool sm90_dkdv_pays(const SlaParams& p) {
   return p.blkq == 64 || int64_t(p.num_q_blocks) * p.blocks_per_row >= 12 * int64_t(p.num_k_blocks);
 }
+// Whether the dk/dv pass that p selects takes the linear branch's key side in its epilogue
+// (SlaParams::lin_ds): the wgmma pass does; the mma.sync pass reads dk_add, dv_add instead.
+// SLA_FUSED_KEY_SIDE=0 in the environment turns it off (for comparisons).
+bool dkdv_fuses_linear(const SlaParams& p);
 // The wgmma forward (sla_fwd_sm90.cu) and backward passes (sla_bwd_sm90.cu), present with SLA_HAVE_SM90A.
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream);
