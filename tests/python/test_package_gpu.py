@@ -85,6 +85,8 @@ def test_compiled_dit_block_at_flux_shape_matches_eager():
     eager = DiTBlock().cuda()
     model = copy.deepcopy(eager)
     x, c = torch.randn(1, 4608, 3072, device="cuda"), torch.randn(1, 3072, device="cuda")
+    q = torch.empty(1, 24, 4608, 128, device="cuda", dtype=torch.bfloat16)
+    assert ops.kernels_why_not(q, q, q, 0.05, 128, 64) == ""  # the block's attention runs the kernels
     explanation = torch._dynamo.explain(eager)(x, c)
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1, explanation.break_reasons
     torch._dynamo.reset()
