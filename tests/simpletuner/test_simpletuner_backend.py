@@ -221,6 +221,22 @@ def test_regenerated_file_resumed_trained_and_saved_by_simpletuner(dropin, examp
     assert "regenerated" in checks["provenance"]["message"] and "same values" in checks["provenance"]["message"]
 
 
+def test_distilled_file_of_regenerate_head_dim_dtype_used_by_simpletuner(dropin, tmp_path):
+    # `regenerate --head-dim 64 --dtype bf16` on a folder without a model: the entry a bf16 run of head dim 64 needs.
+    ck = tmp_path / "run" / "checkpoint-1"
+    ck.mkdir(parents=True)
+    r = ckpt("regenerate", ck, "--head-dim", 64, "--dtype", "bf16", "--device", "cpu", "--sla-config", "{'topk': 0.25}")
+    assert r.returncode == 0, r.stderr
+    dims, source = needed_head_dims(ck / "sla_attention.pt")
+    assert dims == [64] and list(source["state"]) == ["64:bf16"]
+    saved = tmp_path / "run" / "checkpoint-2"
+    report, tensors = simpletuner_step(dropin, ck, saved, dims, tmp_path)
+    check_applied_trained_and_saved(report, tensors, source, saved / "sla_attention.pt", dims)
+    r = ckpt("verify", saved / "sla_attention.pt", "--strict", "--variant", "all")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "trained further from a regenerated start" in r.stdout
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: SimpleTuner's unpatched CUDA path")
 def test_example_checkpoint_on_cuda_through_our_kernels(dropin, example_run, tmp_path):
     # On a GPU SimpleTuner's own fallback check is not touched: bf16 CUDA queries reach our module.
