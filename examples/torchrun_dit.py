@@ -66,8 +66,9 @@ def main() -> int:
     if device.startswith("cuda"):
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
-        if device == "cuda":  # one GPU per rank
-            argv = argv + ["--device", f"cuda:{local_rank}"]
+        if device == "cuda":  # one GPU per rank: --device cuda becomes cuda:LOCAL_RANK
+            argv = [f"cuda:{local_rank}" if arg == "cuda" and i > 0 and argv[i - 1] == "--device" else
+                    f"--device=cuda:{local_rank}" if arg == "--device=cuda" else arg for i, arg in enumerate(argv)]
         dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
     else:
         dist.init_process_group("gloo")
