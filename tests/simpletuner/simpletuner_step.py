@@ -77,7 +77,10 @@ for step in range(args.steps):
         if step == 0:
             key = (d, device.type, device.index, torch.bfloat16)
             module = controller._sla_cache.get(key)
-            applied[d] = {"built": module is not None, "class": f"{type(module).__module__}.{type(module).__name__}"}
+            applied[d] = {"built": module is not None, "class": f"{type(module).__module__}.{type(module).__name__}",
+                          # "" when our fused kernels run these inputs (CUDA), else the reason the reference runs
+                          "kernels_why_not": sla_toolkit.kernels_why_not(*(t.transpose(1, 2) for t in (q, k, v)),
+                                                                         settings["topk"], settings["blkq"], settings["blkk"])}
             if module is not None:
                 tensors["applied"][f"{d}:bf16"] = {n: t.detach().cpu().clone() for n, t in module.state_dict().items()}
         loss = loss + (o.float() - x.float().unsqueeze(1)).square().mean()

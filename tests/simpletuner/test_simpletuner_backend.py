@@ -107,7 +107,8 @@ def check_applied_trained_and_saved(report, tensors, source, saved, dims):
     assert report["sla_params_in_optimizer"] == 2 * len(dims)  # proj_l weight and bias per module, via add_param_group
     for d in dims:
         key = f"{d}:bf16"
-        assert report["modules"][str(d)] == {"built": True, "class": "sla_toolkit.module.SparseLinearAttention"}
+        module = report["modules"][str(d)]
+        assert module["built"] and module["class"] == "sla_toolkit.module.SparseLinearAttention"
         assert key in source["state"], f"the file lacks {key}, which a bf16 run of head dim {d} looks up"
         for name in ("proj_l.weight", "proj_l.bias"):
             applied, in_file = tensors["applied"][key][name], source["state"][key][name]
@@ -238,13 +239,17 @@ def test_distilled_file_of_regenerate_head_dim_dtype_used_by_simpletuner(dropin,
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: SimpleTuner's unpatched CUDA path")
-def test_example_checkpoint_on_cuda_through_our_kernels(dropin, example_run, tmp_path):
-    # On a GPU SimpleTuner's own fallback check is not touched: bf16 CUDA queries reach our module.
-    source_path = example_run / "checkpoint-2" / "sla_attention.pt"
-    dims, source = needed_head_dims(source_path)
-    run_dir = tmp_path / "run"
-    shutil.copytree(example_run / "checkpoint-2", run_dir / "checkpoint-2")
-    report, tensors = simpletuner_step(dropin, run_dir / "checkpoint-2", run_dir / "checkpoint-3", dims, tmp_path, device="cuda")
-    check_applied_trained_and_saved(report, tensors, source, run_dir / "checkpoint-3" / "sla_attention.pt", dims)
-    r = ckpt("verify", run_dir / "checkpoint-3" / "sla_attention.pt", "--strict", "--variant", "all")
+def test_on_cuda_simpletuner_trains_through_our_kernels(dropin, tmp_path):
+    # SimpleTuner's own fallback check is not touched: bf16 CUDA queries of head dim 128 reach our module,
+    # and the fused kernels run them (kernels_why_not is empty), from a regenerated 128:bf16 file.
+    ck = tmp_path / "run" / "checkpoint-1"
+    ck.mkdir(parents=True)
+    r = ckpt("regenerate", ck, "--head-dim", 128, "--dtype", "bf16", "--device", "cpu", "--sla-config", "{'topk': 0.25}")
+    assert r.returncode == 0, r.stderr
+    dims, source = needed_head_dims(ck / "sla_attention.pt")
+    saved = tmp_path / "run" / "checkpoint-2"
+    report, tensors = simpletuner_step(dropin, ck, saved, dims, tmp_path, device="cuda")
+    assert report["modules"]["128"]["kernels_why_not"] == "", report
+    check_applied_trained_and_saved(report, tensors, source, saved / "sla_attention.pt", dims)
+    r = ckpt("verify", saved / "sla_attention.pt", "--strict", "--variant", "all")
     assert r.returncode == 0, r.stdout + r.stderr
