@@ -175,6 +175,7 @@ void check_same_on_all_ranks(const ProcessGroupPtr& group, const std::string& wh
   if (group->getSize() == 1) return;
   const std::vector<int64_t> sizes = all_gather_int(group, static_cast<int64_t>(description.size()));
   const int64_t longest = *std::max_element(sizes.begin(), sizes.end());
+  if (longest == 0) return;  // every description is empty
   const auto options = at::TensorOptions().dtype(at::kByte);
   at::Tensor mine = at::zeros({longest}, options);
   std::copy(description.begin(), description.end(), mine.data_ptr<uint8_t>());
