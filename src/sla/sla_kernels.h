@@ -36,7 +36,7 @@ at::Tensor cuda_sla_attention(const at::Tensor& q, const at::Tensor& k, const at
 reference::BlockMap cuda_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg);
 
 // Gradients {dq, dk, dv, d proj_w, d proj_b} of sum(grad_o ∘ cuda_sla_attention(...)); recomputes
-// the forward. For callers outside autograd (the sla::backward operator).
+// the forward. For callers outside autograd (the kernel playground, tests/playground).
 std::vector<at::Tensor> cuda_sla_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                           const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                           const SlaConfig& cfg, double scale);
