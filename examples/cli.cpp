@@ -105,11 +105,11 @@ int run_example(int argc, char** argv, const Parallel& parallel) {
 
   const int64_t sequence_group_size = parallel.sequence ? parallel.sequence->getSize() : 1;
   if (sequence_parallel != sequence_group_size) {
+    const std::string has =
+        parallel.world ? "a sequence-parallel group of " + std::to_string(sequence_group_size) + " ranks"
+                       : "no process group (run it under torchrun through examples/torchrun_dit.py)";
     throw std::invalid_argument("--sequence-parallel " + std::to_string(sequence_parallel) + ": this process has " +
-                                (parallel.world ? "a sequence-parallel group of " + std::to_string(sequence_group_size) +
-                                                      " ranks"
-                                                : std::string("no process group (run it under torchrun through "
-                                                              "examples/torchrun_dit.py)")));
+                                has);
   }
   options.world_group = parallel.world;
   options.sequence_group = parallel.sequence;

@@ -286,8 +286,9 @@ LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
   if (group_) {
     // Every rank read the folder; a rank that found other entries (another folder, no file) would
     // restore other projections: refuse, then take rank 0's values for the modules that exist.
-    check_same_on_all_ranks(group_, "the SLA state loaded from the checkpoint",
-                            report.found ? "entries " + join(report.loaded_keys) : "no " + std::string(sla::checkpoint::kSlaFileName));
+    const std::string found = report.found ? "entries " + join(report.loaded_keys)
+                                           : "no " + std::string(sla::checkpoint::kSlaFileName);
+    check_same_on_all_ranks(group_, "the SLA state loaded from the checkpoint", found);
     std::vector<at::Tensor> params;
     for (const SparseLinearAttention& module : modules())
       for (const at::Tensor& p : module->parameters()) params.push_back(p);

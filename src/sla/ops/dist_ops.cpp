@@ -39,7 +39,8 @@ at::Tensor ulysses(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
   const SlaConfig cfg = config_of(topk, blkq, blkk, feature_map, variant);
   const AttentionFn sla = [&](const at::Tensor& hq, const at::Tensor& hk, const at::Tensor& hv) {
 #ifdef SLA_HAVE_CUDA_KERNELS
-    if (cuda_kernels_support(hq, hk, hv, cfg, nullptr)) return cuda_sla_attention(hq, hk, hv, proj_w, proj_b, cfg, scale);
+    if (cuda_kernels_support(hq, hk, hv, cfg, nullptr))
+      return cuda_sla_attention(hq, hk, hv, proj_w, proj_b, cfg, scale);
 #endif
     return reference::attention(hq, hk, hv, proj_w, proj_b, cfg, scale);
   };
