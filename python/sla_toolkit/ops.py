@@ -1,16 +1,15 @@
 """The ``sla::`` operators for torch.compile, AOTAutograd and CUDA graphs.
 
-The operators are registered in C++ (``src/sla/ops/sla_ops.cpp``, which states their contract);
-this module adds what the compiler stack needs from Python:
-
-- a fake implementation of each operator (``torch.library.register_fake``): the outputs' shapes,
-  dtypes, strides and devices, computed from the inputs' metadata without touching data. Fakes live
-  here rather than as C++ Meta kernels because one fact is not in the metadata a Meta kernel sees,
-  the device: on CUDA the forward takes the kernels' path where they support the inputs, and that
-  path returns saved tensors (lse, block map, linear state) the reference path has no use for.
-  The fake asks the library the same question the real operator does (``sla::kernels_support``);
-- the autograd formula of ``sla::attention_fwd`` (``torch.library.register_autograd``): its
-  backward is the operator ``sla::attention_bwd`` on the forward's saved outputs.
+The operators are registered in C++ (``src/sla/ops/sla_ops.cpp``, which states their contract),
+with the autograd formula of ``sla::attention_fwd`` (an Autograd-key kernel whose backward is
+``sla::attention_bwd`` on the forward's saved outputs). This module adds what the compiler stack
+needs from Python: a fake implementation of each operator (``torch.library.register_fake``), the
+outputs' shapes, dtypes, strides and devices computed from the inputs' metadata without touching
+data. Fakes live here rather than as C++ Meta kernels because one fact is not in the metadata a
+Meta kernel sees, the device: on CUDA the forward takes the kernels' path where they support the
+inputs, and that path returns saved tensors (lse, block map, linear state) the reference path has
+no use for. The fake asks the library the same question the real operator does
+(``sla::kernels_support``).
 
 ``sla_attention`` is the differentiable function to call; ``block_map`` the block selection.
 """
@@ -108,23 +107,6 @@ def _attention_bwd_fake(grad_o, q, k, v, proj_w, proj_b, o, lse, lut, lin_state,
     _check_options(feature_map, variant)
     return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(proj_w),
             torch.empty_like(proj_b))
-
-
-def _attention_setup_context(ctx, inputs, output):
-    q, k, v, proj_w, proj_b, topk, blkq, blkk, feature_map, variant, scale = inputs
-    o, lse, lut, lin_state, lin_z, lin_s = output
-    # o is saved as an output (no copy): modifying it in place makes the backward refuse.
-    ctx.save_for_backward(q, k, v, proj_w, proj_b, o, lse, lut, lin_state, lin_z, lin_s)
-    ctx.options = (topk, blkq, blkk, feature_map, variant, scale)
-    ctx.mark_non_differentiable(lse, lut, lin_state, lin_z, lin_s)
-
-
-def _attention_backward(ctx, grad_o, *_unused_grads):
-    grads = torch.ops.sla.attention_bwd(grad_o, *ctx.saved_tensors, *ctx.options)
-    return (*grads, None, None, None, None, None, None)
-
-
-torch.library.register_autograd("sla::attention_fwd", _attention_backward, setup_context=_attention_setup_context)
 
 
 def sla_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proj_w: torch.Tensor, proj_b: torch.Tensor,

@@ -13,6 +13,9 @@
 //   sla::kernels_support(shape, dtype, topk, blkq, blkk) -> str: "" when the fused kernels run q, k, v
 //       of this shape and dtype on a CUDA device, else why not (what the fake implementation asks)
 //
+// sla::attention_fwd carries its autograd formula (AttentionFunction below: o differentiable, the
+// backward is sla::attention_bwd); the fakes live in Python, so torch.compile needs sla_toolkit.
+//
 // Two paths, chosen from metadata alone (kernels_path below):
 //   kernels   (CUDA, and cuda_kernels_support): lse float32 (B*H, L), lut int32 (B*H, Nq, n), and for
 //             variant all lin_state (B*H, D, D) in q's dtype, lin_z float32 (B*H, D), lin_s float32
@@ -22,7 +25,7 @@
 // o and each gradient are laid out like at::empty_like of q (o, dq), k, v, proj_w, proj_b.
 // feature_map: "softmax" | "elu" | "relu"; variant: "all" | "complement"; scale <= 0 means D^-1/2.
 // Autocast never reaches inside: each path keeps its own precisions (proj_l in float32).
-// Python: import sla_toolkit (fake implementations, autograd); raw: torch.ops.load_library.
+// Python: import sla_toolkit (fake implementations); raw: torch.ops.load_library.
 #include "sla/reference.h"
 #include "sla/sla_config.h"
 #ifdef SLA_HAVE_CUDA_KERNELS
@@ -30,7 +33,9 @@
 #endif
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include <stdexcept>
@@ -172,6 +177,55 @@ Grads attention_bwd(const at::Tensor& grad_o, const at::Tensor& q, const at::Ten
           laid_out_like(proj_b, g[4])};
 }
 
+// The autograd formula of sla::attention_fwd, registered with the op (Autograd key): o is the one
+// differentiable output, and the backward is sla::attention_bwd on the forward's saved outputs.
+// In C++ so that an eager call pays one dispatcher round trip rather than a Python
+// autograd.Function; AOTAutograd traces through it like any ATen op's formula.
+class AttentionFunction : public torch::autograd::Function<AttentionFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q,
+                                                const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
+                                                const at::Tensor& proj_b, double topk, int64_t blkq, int64_t blkk,
+                                                const std::string& feature_map, const std::string& variant,
+                                                double scale) {
+    static const auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("sla::attention_fwd", "").typed<decltype(attention_fwd)>();
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;  // to the device kernel (or the fake)
+    const auto [o, lse, lut, lin_state, lin_z, lin_s] =
+        op.call(q, k, v, proj_w, proj_b, topk, blkq, blkk, feature_map, variant, scale);
+    // o is saved as an output (no copy): modifying it in place makes the backward refuse.
+    ctx->save_for_backward({q, k, v, proj_w, proj_b, o, lse, lut, lin_state, lin_z, lin_s});
+    ctx->mark_non_differentiable({lse, lut, lin_state, lin_z, lin_s});
+    ctx->saved_data["topk"] = topk;
+    ctx->saved_data["blkq"] = blkq;
+    ctx->saved_data["blkk"] = blkk;
+    ctx->saved_data["feature_map"] = feature_map;
+    ctx->saved_data["variant"] = variant;
+    ctx->saved_data["scale"] = scale;
+    return {o, lse, lut, lin_state, lin_z, lin_s};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    static const auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("sla::attention_bwd", "").typed<decltype(attention_bwd)>();
+    const auto s = ctx->get_saved_variables();
+    const auto& d = ctx->saved_data;
+    const auto [dq, dk, dv, dw, db] =
+        op.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], d.at("topk").toDouble(),
+                d.at("blkq").toInt(), d.at("blkk").toInt(), d.at("feature_map").toStringRef(),
+                d.at("variant").toStringRef(), d.at("scale").toDouble());
+    return {dq, dk, dv, dw, db, {}, {}, {}, {}, {}, {}};
+  }
+};
+
+Saved attention_fwd_autograd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
+                             const at::Tensor& proj_b, double topk, int64_t blkq, int64_t blkk, std::string feature_map,
+                             std::string variant, double scale) {
+  const auto out = AttentionFunction::apply(q, k, v, proj_w, proj_b, topk, blkq, blkk, feature_map, variant, scale);
+  return {out[0], out[1], out[2], out[3], out[4], out[5]};
+}
+
 std::string kernels_support(at::IntArrayRef shape, at::ScalarType dtype, double topk, int64_t blkq,
                             int64_t blkk) {
 #ifdef SLA_HAVE_CUDA_KERNELS
@@ -199,6 +253,10 @@ TORCH_LIBRARY(sla, m) {
   // No tensor arguments: one kernel for every dispatch key.
   m.def("kernels_support(int[] shape, ScalarType dtype, float topk, int blkq, int blkk) -> str",
         TORCH_FN(sla::kernels_support));
+}
+
+TORCH_LIBRARY_IMPL(sla, Autograd, m) {
+  m.impl("attention_fwd", TORCH_FN(sla::attention_fwd_autograd));
 }
 
 TORCH_LIBRARY_IMPL(sla, CPU, m) {
