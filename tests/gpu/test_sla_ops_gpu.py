@@ -1,6 +1,7 @@
 """The sla:: LibTorch operators from Python, loaded raw (no sla_toolkit): CUDA (fused kernels)
 against CPU (the reference) on the same inputs, sla::attention_fwd and sla::attention_bwd on the
-forward's saved tensors. tests/python/test_package_gpu.py covers autograd, compile, CUDA graphs."""
+forward's saved tensors, and the autograd formula registered with sla::attention_fwd.
+tests/python/test_package_gpu.py covers the package: opcheck, compile, CUDA graphs."""
 import os
 import sys
 
@@ -41,8 +42,11 @@ def test_cuda_ops_match_cpu_reference(variant):
     grads = torch.ops.sla.attention_bwd(g, q, k, v, w, b, *saved, *args)
     grads_ref = torch.ops.sla.attention_bwd(g.double().cpu(), *cpu, *saved_ref, *args)
     again = torch.ops.sla.attention_bwd(g, q, k, v, w, b, *saved, *args)
-    for op_g, ref_g, again_g in zip(grads[:3], grads_ref[:3], again[:3]):
+    # Through the op's own autograd formula (no sla_toolkit): the same bits as the explicit backward.
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    torch.ops.sla.attention_fwd(*leaves, w, b, *args)[0].backward(g)
+    for op_g, ref_g, again_g, leaf in zip(grads[:3], grads_ref[:3], again[:3], leaves):
         assert (op_g.double().cpu() - ref_g).abs().max() < 0.05 * ref_g.abs().max()
-        assert torch.equal(op_g, again_g)  # deterministic kernels: the same bits every time
+        assert torch.equal(op_g, again_g) and torch.equal(op_g, leaf.grad)  # deterministic kernels
     for op_g, ref_g in zip(grads[3:], grads_ref[3:]):
         assert (op_g.double().cpu() - ref_g).abs().max() < 1e-3 * (ref_g.abs().max() + 1)
