@@ -9,6 +9,7 @@
 //   sla::all_reduce_mean_(Tensor[] tensors, group)        each tensor becomes its mean over the group
 //   sla::broadcast_from_rank0_(Tensor[] tensors, group)   each tensor becomes rank 0's
 //   sla::check_same_on_all_ranks(group, what, description) throws, naming both, when ranks differ
+#include "op_config.h"
 #include "sla/distributed.h"
 #include "sla/reference.h"
 #include "sla/sla_config.h"
@@ -24,19 +25,10 @@
 namespace sla {
 namespace {
 
-// The operator's settings through SlaConfig::parse, so they are validated (and named) as the
-// trainer's sla_config is.
-SlaConfig config_of(double topk, int64_t blkq, int64_t blkk, const std::string& feature_map,
-                    const std::string& variant) {
-  return SlaConfig::parse("{\"topk\": " + c10::str(topk) + ", \"blkq\": " + std::to_string(blkq) + ", \"blkk\": " +
-                          std::to_string(blkk) + ", \"feature_map\": \"" + feature_map + "\", \"variant\": \"" +
-                          variant + "\"}");
-}
-
 at::Tensor ulysses(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                    const at::Tensor& proj_b, double topk, int64_t blkq, int64_t blkk, std::string feature_map,
                    std::string variant, double scale, std::string group, int64_t length) {
-  const SlaConfig cfg = config_of(topk, blkq, blkk, feature_map, variant);
+  const SlaConfig cfg = ops::make_config(topk, blkq, blkk, feature_map, variant);
   const AttentionFn sla = [&](const at::Tensor& hq, const at::Tensor& hk, const at::Tensor& hv) {
 #ifdef SLA_HAVE_CUDA_KERNELS
     if (cuda_kernels_support(hq, hk, hv, cfg, nullptr))

@@ -38,6 +38,10 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "op_config.h"
+
+#include "sla/checkpoint/sla_settings.h"
+
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -46,30 +50,7 @@
 namespace sla {
 namespace {
 
-FeatureMap parse_feature_map(const std::string& s) {
-  for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
-    if (s == to_string(f)) return f;
-  }
-  throw std::invalid_argument("sla ops: feature_map: expected softmax, elu or relu, got '" + s + "'");
-}
-
-Variant parse_variant(const std::string& s) {
-  for (Variant v : {Variant::kAll, Variant::kComplement}) {
-    if (s == to_string(v)) return v;
-  }
-  throw std::invalid_argument("sla ops: variant: expected all or complement, got '" + s + "'");
-}
-
-SlaConfig make_config(double topk, int64_t blkq, int64_t blkk, const std::string& feature_map,
-                      const std::string& variant) {
-  SlaConfig cfg;
-  cfg.topk = topk;
-  cfg.blkq = blkq;
-  cfg.blkk = blkk;
-  cfg.feature_map = parse_feature_map(feature_map);
-  cfg.variant = parse_variant(variant);
-  return cfg;
-}
+using ops::make_config;
 
 // The ops run with autocast off: a caller's autocast region must not recast the reference's
 // products or the projection (the kernels' glue excludes it too).
@@ -196,10 +177,10 @@ class AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     // o is saved as an output (no copy): modifying it in place makes the backward refuse.
     ctx->save_for_backward({q, k, v, proj_w, proj_b, o, lse, lut, lin_state, lin_z, lin_s});
     ctx->mark_non_differentiable({lse, lut, lin_state, lin_z, lin_s});
-    ctx->saved_data["topk"] = topk;
-    ctx->saved_data["blkq"] = blkq;
-    ctx->saved_data["blkk"] = blkk;
-    ctx->saved_data["feature_map"] = feature_map;
+    ctx->saved_data[sla::checkpoint::kSettingTopk] = topk;
+    ctx->saved_data[sla::checkpoint::kSettingBlkq] = blkq;
+    ctx->saved_data[sla::checkpoint::kSettingBlkk] = blkk;
+    ctx->saved_data[sla::checkpoint::kSettingFeatureMap] = feature_map;
     ctx->saved_data["variant"] = variant;
     ctx->saved_data["scale"] = scale;
     return {o, lse, lut, lin_state, lin_z, lin_s};
@@ -212,8 +193,8 @@ class AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     const auto s = ctx->get_saved_variables();
     const auto& d = ctx->saved_data;
     const auto [dq, dk, dv, dw, db] =
-        op.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], d.at("topk").toDouble(),
-                d.at("blkq").toInt(), d.at("blkk").toInt(), d.at("feature_map").toStringRef(),
+        op.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], d.at(sla::checkpoint::kSettingTopk).toDouble(),
+                d.at(sla::checkpoint::kSettingBlkq).toInt(), d.at(sla::checkpoint::kSettingBlkk).toInt(), d.at(sla::checkpoint::kSettingFeatureMap).toStringRef(),
                 d.at("variant").toStringRef(), d.at("scale").toDouble());
     return {dq, dk, dv, dw, db, {}, {}, {}, {}, {}, {}};
   }
