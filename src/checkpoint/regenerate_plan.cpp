@@ -2,15 +2,16 @@
 
 #include "errors.h"
 #include "safetensors.h"
+#include "settings_literal.h"
 #include "sla_state.h"
 #include "verify.h"
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <utility>
 
 namespace sla::checkpoint {
@@ -18,6 +19,18 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+// sla_config text (JSON or a Python-dict literal) as an object; CheckpointError names `where`.
+json parse_settings_text(const std::string& text, const std::string& where) {
+  json parsed;
+  try {
+    parsed = json::parse(settings_literal_to_json(text));
+  } catch (const std::exception&) {  // a malformed literal (invalid_argument) or JSON (json::exception)
+    throw CheckpointError("E_CONFIG", "SLA settings are neither JSON nor a Python dict: " + text, where);
+  }
+  if (!parsed.is_object()) throw CheckpointError("E_CONFIG", "SLA settings are not an object: " + text, where);
+  return parsed;
+}
 
 // Defaults overlaid with `given`; unknown keys and bad values are errors.
 json resolve_settings(const json& given, const std::string& where) {
@@ -108,23 +121,6 @@ FoundSettings found(const json& resolved, std::string source) {
 }
 
 }  // namespace
-
-json parse_settings_text(const std::string& text, const std::string& where) {
-  std::string s = text;
-  for (auto& c : s)
-    if (c == '\'') c = '"';
-  for (auto [from, to] : {std::pair{"True", "true"}, {"False", "false"}, {"None", "null"}})
-    for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at))
-      s.replace(at, std::strlen(from), to);
-  json parsed;
-  try {
-    parsed = json::parse(s);
-  } catch (const json::exception&) {
-    throw CheckpointError("E_CONFIG", "SLA settings are neither JSON nor a Python dict: " + text, where);
-  }
-  if (!parsed.is_object()) throw CheckpointError("E_CONFIG", "SLA settings are not an object: " + text, where);
-  return parsed;
-}
 
 RegeneratePlan make_regenerate_plan(const RegenerateRequest& request) {
   const fs::path folder(request.folder);

@@ -65,8 +65,4 @@ bool valid_sla_file_at(const std::string& path);
 // The plan as the dry run prints it.
 nlohmann::json to_json(const RegeneratePlan& plan);
 
-// A Python-dict literal as SimpleTuner accepts it ({'topk': 0.15, 'tie_feature_map_qk': False}) or
-// JSON, as an object; throws CheckpointError (E_CONFIG) naming `where`.
-nlohmann::json parse_settings_text(const std::string& text, const std::string& where);
-
 }  // namespace sla::checkpoint
