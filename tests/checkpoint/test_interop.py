@@ -224,6 +224,16 @@ def test_inspect_text_and_recorded_extension(tmp_path):
     assert "variant: all (assumed" in inspect(plain).stdout
 
 
+def saved_mutated_payload(tmp_path, mutate):
+    """SimpleTuner's payload (one 8:bf16 entry, blocks 64/64) changed by `mutate`, saved by torch.save."""
+    obj = simpletuner_payload(dims=((8, "bf16"),))
+    obj["settings"]["blkq"] = 64
+    mutate(obj)
+    path = tmp_path / "sla_attention.pt"
+    torch.save(obj, path)
+    return path
+
+
 @pytest.mark.parametrize("mutate, problems", [
     (lambda p: p["settings"].update(topk=1.5), [("E_SCHEMA", "settings/topk")]),
     (lambda p: p["settings"].update(blkq=32, feature_map="gelu"), [("E_SCHEMA", "settings/feature_map")]),
@@ -237,11 +247,7 @@ def test_inspect_text_and_recorded_extension(tmp_path):
     (lambda p: p.pop("settings"), [("E_SCHEMA", "settings")]),
 ])
 def test_inspect_reports_schema_problems(tmp_path, mutate, problems):
-    obj = simpletuner_payload(dims=((8, "bf16"),))
-    obj["settings"]["blkq"] = 64
-    mutate(obj)
-    path = tmp_path / "sla_attention.pt"
-    torch.save(obj, path)
+    path = saved_mutated_payload(tmp_path, mutate)
     out = inspect(path, "--json")
     assert out.returncode == 1, out.stderr
     found = [(p["code"], p["where"]) for p in json.loads(out.stdout)["problems"]]
@@ -443,11 +449,7 @@ def test_writer_refuses_invalid_payload_and_keeps_target(tmp_path):
     (lambda p: p.update(version=2), "version"),
 ])
 def test_inspect_reports_forward_compat_warnings(tmp_path, mutate, where):
-    obj = simpletuner_payload(dims=((8, "bf16"),))
-    obj["settings"]["blkq"] = 64
-    mutate(obj)
-    path = tmp_path / "sla_attention.pt"
-    torch.save(obj, path)
+    path = saved_mutated_payload(tmp_path, mutate)
     out = inspect(path, "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)

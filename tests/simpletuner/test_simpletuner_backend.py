@@ -222,13 +222,21 @@ def test_regenerated_file_resumed_trained_and_saved_by_simpletuner(dropin, examp
     assert "regenerated" in checks["provenance"]["message"] and "same values" in checks["provenance"]["message"]
 
 
-def test_distilled_file_of_regenerate_head_dim_dtype_used_by_simpletuner(dropin, tmp_path):
-    # `regenerate --head-dim 64 --dtype bf16` on a folder without a model: the entry a bf16 run of head dim 64 needs.
+def regenerated_run(tmp_path, head_dim):
+    """run/checkpoint-1 holding only `regenerate --head-dim D --dtype bf16`'s file (no model in the
+    folder): the folder, the head dims SimpleTuner's bf16 run needs from it, and the file's payload."""
     ck = tmp_path / "run" / "checkpoint-1"
     ck.mkdir(parents=True)
-    r = ckpt("regenerate", ck, "--head-dim", 64, "--dtype", "bf16", "--device", "cpu", "--sla-config", "{'topk': 0.25}")
+    r = ckpt("regenerate", ck, "--head-dim", head_dim, "--dtype", "bf16", "--device", "cpu",
+             "--sla-config", "{'topk': 0.25}")
     assert r.returncode == 0, r.stderr
     dims, source = needed_head_dims(ck / "sla_attention.pt")
+    return ck, dims, source
+
+
+def test_distilled_file_of_regenerate_head_dim_dtype_used_by_simpletuner(dropin, tmp_path):
+    # `regenerate --head-dim 64 --dtype bf16` on a folder without a model: the entry a bf16 run of head dim 64 needs.
+    ck, dims, source = regenerated_run(tmp_path, 64)
     assert dims == [64] and list(source["state"]) == ["64:bf16"]
     saved = tmp_path / "run" / "checkpoint-2"
     report, tensors = simpletuner_step(dropin, ck, saved, dims, tmp_path)
@@ -242,11 +250,7 @@ def test_distilled_file_of_regenerate_head_dim_dtype_used_by_simpletuner(dropin,
 def test_on_cuda_simpletuner_trains_through_our_kernels(dropin, tmp_path):
     # SimpleTuner's own fallback check is not touched: bf16 CUDA queries of head dim 128 reach our module,
     # and the fused kernels run them (kernels_why_not is empty), from a regenerated 128:bf16 file.
-    ck = tmp_path / "run" / "checkpoint-1"
-    ck.mkdir(parents=True)
-    r = ckpt("regenerate", ck, "--head-dim", 128, "--dtype", "bf16", "--device", "cpu", "--sla-config", "{'topk': 0.25}")
-    assert r.returncode == 0, r.stderr
-    dims, source = needed_head_dims(ck / "sla_attention.pt")
+    ck, dims, source = regenerated_run(tmp_path, 128)
     saved = tmp_path / "run" / "checkpoint-2"
     report, tensors = simpletuner_step(dropin, ck, saved, dims, tmp_path, device="cuda")
     assert report["modules"]["128"]["kernels_why_not"] == "", report
