@@ -10,15 +10,6 @@
 namespace sla::checkpoint {
 namespace {
 
-template <typename... Parts>
-std::string cat(const Parts&... parts) {
-  std::ostringstream out;
-  (out << ... << parts);
-  return out.str();
-}
-
-[[noreturn]] void fail(const std::string& message) { throw std::invalid_argument("sla_config: " + message); }
-
 // Appends a code point as UTF-8 (for \uXXXX and \xXX escapes of Python strings).
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
@@ -39,11 +30,11 @@ void append_utf8(std::string& out, uint32_t cp) {
 }
 
 uint32_t parse_hex(const std::string& text, size_t pos, size_t digits) {
-  if (pos + digits > text.size()) fail(cat("truncated escape at offset ", pos));
+  if (pos + digits > text.size()) settings_error(concat("truncated escape at offset ", pos));
   uint32_t value = 0;
   for (size_t i = 0; i < digits; ++i) {
     const char c = text[pos + i];
-    if (!std::isxdigit(static_cast<unsigned char>(c))) fail(cat("bad hex escape at offset ", pos));
+    if (!std::isxdigit(static_cast<unsigned char>(c))) settings_error(concat("bad hex escape at offset ", pos));
     value = value * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
                                                                                            : std::tolower(c) - 'a' + 10);
   }
@@ -56,14 +47,14 @@ std::string read_string(const std::string& text, size_t& pos) {
   const char quote = text[pos++];
   std::string value;
   while (true) {
-    if (pos >= text.size()) fail("unterminated string");
+    if (pos >= text.size()) settings_error("unterminated string");
     const char c = text[pos++];
     if (c == quote) return value;
     if (c != '\\') {
       value += c;
       continue;
     }
-    if (pos >= text.size()) fail("unterminated string");
+    if (pos >= text.size()) settings_error("unterminated string");
     const char e = text[pos++];
     switch (e) {
       case 'n': value += '\n'; break;
@@ -83,6 +74,8 @@ std::string read_string(const std::string& text, size_t& pos) {
 
 }  // namespace
 
+void settings_error(const std::string& message) { throw std::invalid_argument("sla_config: " + message); }
+
 std::string settings_literal_to_json(const std::string& text, std::vector<std::string>* json_words) {
   std::string out;
   size_t pos = 0;
@@ -96,7 +89,7 @@ std::string settings_literal_to_json(const std::string& text, std::vector<std::s
       const std::string word = text.substr(pos, end - pos);
       if (json_words && (word == "true" || word == "false" || word == "null")) {
         const char* python = word == "true" ? "True" : word == "false" ? "False" : "None";
-        json_words->push_back(cat("'", word, "' at offset ", pos, " (write ", python, ")"));
+        json_words->push_back(concat("'", word, "' at offset ", pos, " (write ", python, ")"));
       }
       if (word == "True" || word == "true") {
         out += "true";
@@ -107,7 +100,7 @@ std::string settings_literal_to_json(const std::string& text, std::vector<std::s
       } else if (!out.empty() && (std::isdigit(static_cast<unsigned char>(out.back())) || out.back() == '.')) {
         out += word;  // exponent of a number such as 1e-3: left to the JSON parser
       } else {
-        fail(cat("unexpected word '", word, "' at offset ", pos, " (a string needs quotes)"));
+        settings_error(concat("unexpected word '", word, "' at offset ", pos, " (a string needs quotes)"));
       }
       pos = end;
     } else if (c == ',') {

@@ -3,10 +3,23 @@
 // regenerate plan), in the ground floor because it is plain text handling.
 #pragma once
 
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace sla::checkpoint {
+
+// "a" + b + ... for any streamable values, for the messages of sla_config's readers (fmt is not
+// used: LibTorch ships its own fmt headers, which would shadow the system library's).
+template <typename... Parts>
+std::string concat(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
+}
+
+// The one error of every sla_config reader: std::invalid_argument("sla_config: " + message).
+[[noreturn]] void settings_error(const std::string& message);
 
 // The literal as JSON text, token by token: strings are copied with their escapes re-encoded,
 // True/False/None are rewritten only outside strings, a trailing comma before } or ] is dropped.

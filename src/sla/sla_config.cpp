@@ -19,22 +19,11 @@ using namespace sla::checkpoint;  // the settings schema (sla_settings.h)
 
 std::string allowed_keys() { return setting_keys_text() + ", " + kSettingVariant; }
 
-// "a" + b + ... for any streamable values (fmt is not used here: LibTorch ships its own fmt headers,
-// which would shadow the system library's).
-template <typename... Parts>
-std::string cat(const Parts&... parts) {
-  std::ostringstream out;
-  (out << ... << parts);
-  return out.str();
-}
-
-[[noreturn]] void fail(const std::string& message) { throw std::invalid_argument("sla_config: " + message); }
-
 std::string show(const nlohmann::json& value) { return value.dump(); }
 
 double read_topk(const nlohmann::json& value) {
   if (!value.is_number() || !topk_allowed(value.get<double>()))
-    fail(cat(kSettingTopk, " must be a number with 0 < ", kSettingTopk, " <= 1, got ", show(value)));
+    settings_error(concat(kSettingTopk, " must be a number with 0 < ", kSettingTopk, " <= 1, got ", show(value)));
   return value.get<double>();
 }
 
@@ -43,7 +32,7 @@ int64_t read_block(const char* key, const nlohmann::json& value) {
                         (value.is_number_float() && std::floor(value.get<double>()) == value.get<double>());
   const double number = value.is_number() ? value.get<double>() : 0.0;
   if (!integral || !block_size_allowed(static_cast<int64_t>(number)))
-    fail(cat(key, " must be one of ", block_sizes_text(", "), ", got ", show(value)));
+    settings_error(concat(key, " must be one of ", block_sizes_text(", "), ", got ", show(value)));
   return static_cast<int64_t>(number);
 }
 
@@ -53,7 +42,7 @@ FeatureMap read_feature_map(const nlohmann::json& value) {
     for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu})
       if (feature_map_allowed(name) && name == to_string(f)) return f;
   }
-  fail(cat(kSettingFeatureMap, " must be one of ", feature_maps_text(", "), ", got ", show(value)));
+  settings_error(concat(kSettingFeatureMap, " must be one of ", feature_maps_text(", "), ", got ", show(value)));
 }
 
 Variant read_variant(const nlohmann::json& value) {
@@ -62,11 +51,11 @@ Variant read_variant(const nlohmann::json& value) {
     for (Variant v : {Variant::kAll, Variant::kComplement})
       if (variant_allowed(name) && name == to_string(v)) return v;
   }
-  fail(cat(kSettingVariant, " must be one of ", variants_text(", "), ", got ", show(value)));
+  settings_error(concat(kSettingVariant, " must be one of ", variants_text(", "), ", got ", show(value)));
 }
 
 bool read_bool(const char* key, const nlohmann::json& value) {
-  if (!value.is_boolean()) fail(cat(key, " must be one of true, false, got ", show(value)));
+  if (!value.is_boolean()) settings_error(concat(key, " must be one of true, false, got ", show(value)));
   return value.get<bool>();
 }
 
@@ -81,10 +70,10 @@ SlaConfig SlaConfig::parse(const std::string& text) {
   try {
     object = nlohmann::json::parse(settings_literal_to_json(text));
   } catch (const nlohmann::json::parse_error& e) {
-    fail(cat("not a JSON object or Python dict: ", e.what()));
+    settings_error(concat("not a JSON object or Python dict: ", e.what()));
   }
   if (object.is_null()) return cfg;
-  if (!object.is_object()) fail(cat("expected an object such as {'topk': 0.2}, got ", show(object)));
+  if (!object.is_object()) settings_error(concat("expected an object such as {'topk': 0.2}, got ", show(object)));
 
   for (const auto& [key, value] : object.items()) {
     if (value.is_null()) continue;  // None = the default
@@ -101,7 +90,7 @@ SlaConfig SlaConfig::parse(const std::string& text) {
     } else if (key == kSettingVariant) {
       cfg.variant = read_variant(value);
     } else {
-      fail(cat("unknown key '", key, "' (allowed keys: ", allowed_keys(), ")"));
+      settings_error(concat("unknown key '", key, "' (allowed keys: ", allowed_keys(), ")"));
     }
   }
   return cfg;
@@ -117,7 +106,7 @@ std::vector<std::string> SlaConfig::simpletuner_rejects(const std::string& text)
   if (words.empty()) return {};
   std::string list;
   for (const auto& w : words) list += (list.empty() ? "" : ", ") + w;
-  return {cat("sla_config would not parse in SimpleTuner: it reads the string with Python's ast.literal_eval, "
+  return {concat("sla_config would not parse in SimpleTuner: it reads the string with Python's ast.literal_eval, "
               "which rejects JSON's true/false/null: ", list)};
 }
 
