@@ -2,7 +2,8 @@
 # One call on the GPU machine for the Python side: build (hub off), install the Python packages the
 # tests import but the machine lacks from wheels carried in .wheels/ (no network there), then the
 # GPU, distributed and SimpleTuner tests and the Python API benchmark beside sla-bench's rows.
-# Logs under $OUT (at most 8 files come back). Usage: bench/device_python.sh COMMIT [ctest -R regex]
+# Logs under $OUT (at most 8 files come back). Usage: bench/device_python.sh COMMIT [ctest -R regex];
+# DIAG: a command run after the build (its output in diag.log); BUILD_TARGETS: what to build.
 # .wheels/: pip download --no-deps --python-version 3.12 --only-binary=:all: <the pins of tools/setup.sh>
 set -uo pipefail
 OUT=${OUT:-$PWD/device_out}
@@ -12,20 +13,34 @@ tests=${2:-'py_test_package|py_test_state|py_test_simpletuner|py_test_ulysses|py
 summary="$OUT/summary.txt"
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$summary"
 if [ -d .wheels ]; then
+  # Only what the machine lacks, into a folder of its own on PYTHONPATH (the system's packages stay).
   missing=()
   for wheel in .wheels/*.whl; do
     name=$(basename "$wheel" | cut -d- -f1)
     python3 -m pip show -q "$name" >/dev/null 2>&1 || missing+=("$wheel")
   done
   echo "installing from .wheels: ${missing[*]##*/}" | tee -a "$summary"
-  [ ${#missing[@]} -eq 0 ] || python3 -m pip install -q --no-deps --no-index --break-system-packages "${missing[@]}" \
-    >>"$summary" 2>&1
+  [ ${#missing[@]} -eq 0 ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target /tmp/site "${missing[@]}" >>"$summary" 2>&1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 start=$(date +%s)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLA_WITH_HUB=OFF -DSLA_PYTHON="$(command -v python3)" \
   -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1
-cmake --build build -j16 -- -k 0 >>"$OUT/build.log" 2>&1 || echo "build: some targets failed" | tee -a "$summary"
+# What the Python tests and the benchmark run (BUILD_TARGETS=all: everything).
+targets=${BUILD_TARGETS:-sla_ops sla_dit_ops sla-dit-example sla-ckpt sla-ckpt-regenerate sla-bench}
+# shellcheck disable=SC2086 # one word per target
+cmake --build build -j16 --target $targets -- -k 0 >>"$OUT/build.log" 2>&1 ||
+  { echo "build: some targets failed" | tee -a "$summary"; grep -m5 -A8 "error" "$OUT/build.log" | tee -a "$summary"; }
 echo "build: $(( $(date +%s) - start )) s" | tee -a "$summary"
+# The package as a wheel built here (the same build folder), installed where the tests import it.
+python3 -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=build -w /tmp/wheel . >"$OUT/wheel.log" 2>&1 &&
+  python3 -m pip install -q --no-index --no-deps --target /tmp/pkg /tmp/wheel/*.whl >>"$OUT/wheel.log" 2>&1 &&
+  export PYTHONPATH=/tmp/pkg${PYTHONPATH:+:$PYTHONPATH}
+(cd /tmp && python3 -c "import sla_toolkit, torch; print('wheel:', sla_toolkit.__file__, torch.__version__)") 2>&1 |
+  tail -3 | tee -a "$summary"
+ls -la /tmp/wheel >>"$summary" 2>&1
+[ -z "${DIAG:-}" ] || (eval "$DIAG") >"$OUT/diag.log" 2>&1
 (cd build && ctest -R "$tests" --output-on-failure -j4 >"$OUT/ctest.log" 2>&1
   grep -E "tests passed|\*\*\*|Passed|Skipped" "$OUT/ctest.log" | tee -a "$summary")
 ./build/bench/sla-bench --commit "$commit" --markdown "$OUT/results.md" --quick >"$OUT/bench.log" 2>&1

@@ -5,6 +5,7 @@
 #include "sla/kernels/sla_launch.h"
 
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -245,7 +246,10 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
   g.delta_lin = at::empty({q.size(0) * q.size(1), q.size(2)}, f32);
   const at::Tensor delta_lin = g.delta_lin.view({q.size(0), q.size(1), q.size(2)});
   // Recompute the chunk under autograd and differentiate it: the formulas of the spec (§4) are
-  // exactly what autograd derives, and only one chunk's graph is alive at a time.
+  // exactly what autograd derives, and only one chunk's graph is alive at a time. In a fresh
+  // dispatch state: inside an operator's kernel (sla::attention_bwd) the dispatcher has excluded
+  // autograd, and a caller's dispatch mode (opcheck's schema check) would not record either.
+  const c10::impl::ForceDispatchKeyGuard fresh_dispatch(c10::default_included_set, c10::default_excluded_set);
   at::AutoGradMode grad_mode(true);
   for_each_chunk(q, [&](int64_t b, int64_t h0, int64_t h1) {
     const at::Tensor qc = chunk_of(q, b, h0, h1).to(at::kFloat).detach().requires_grad_(true);
