@@ -1,12 +1,13 @@
 """SLA through the Python API against cuDNN SDPA in the same process: sla_toolkit.sla_attention
-eager and under torch.compile(fullgraph=True), forward (inference, no_grad) and backward, at the Wan
-and Flux rows of the C++ benchmark (bench/sla_bench.cpp, `sla-bench`). Each figure is cuDNN's time
-over SLA's, median of CUDA-event timings; the backward is timed alone (the forward that builds its
-graph runs untimed before each call), gradients of q, k, v as in sla-bench. Compare the ratios with
-sla-bench's rows of the same run: the Python path should stay within 5 % of the C++ path.
+eager and under torch.compile(fullgraph=True), forward (inference, no_grad; training, with
+gradients on) and backward, at the Wan and Flux rows of the C++ benchmark (bench/sla_bench.cpp,
+`sla-bench`), measured the way sla-bench measures: each figure is cuDNN's time over SLA's, median
+of CUDA-event timings with the device idle before each call; the backward is timed alone on one
+retained graph, gradients of q, k, v returned. Compare the ratios with sla-bench's rows of the same
+run: the Python path should stay within 5 % of the C++ path.
 
 Usage, on a GPU machine with the operator library built (or sla_toolkit installed):
-  SLA_OPS_LIB=build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py [--reps N]
+  SLA_OPS_LIB=build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py [--reps N] [--rounds N]
       [--markdown FILE] [--commit ID]
 """
 import argparse
@@ -26,32 +27,37 @@ ROWS = [((1, 12, 32760, 128), 0.05, 128, 64), ((1, 24, 4608, 128), 0.05, 128, 64
         ((1, 24, 4608, 128), 0.2, 128, 64)]
 
 
-def median_ms(fn, warmup, reps, setup=None):
-    """Median CUDA-event time of fn() in ms; setup() runs untimed before each call."""
+def median_ms(fn, warmup, reps):
+    """Median CUDA-event time of fn() in ms, the device idle before each call (as sla-bench's median_ms)."""
+    for _ in range(warmup):
+        fn()
     times = []
-    for i in range(warmup + reps):
-        arg = setup() if setup else None
+    for _ in range(reps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn(arg)
+        fn()
         end.record()
         end.synchronize()
-        if i >= warmup:
-            times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end))
     return statistics.median(times)
 
 
-def fwd_bwd_ms(attn, q, k, v, grad_o, warmup, reps):
+def timings(attn, q, k, v, grad_o, warmup, reps):
+    """(inference fwd, training fwd, bwd) ms, measured as sla-bench measures them: the backward
+    alone, on one retained graph, gradients of q, k, v returned."""
     with torch.no_grad():
-        fwd = median_ms(lambda _: attn(q, k, v), warmup, reps)
-    bwd = median_ms(lambda o: torch.autograd.grad(o, (q, k, v), grad_o), warmup, reps, setup=lambda: attn(q, k, v))
-    return fwd, bwd
+        fwd = median_ms(lambda: attn(q, k, v), warmup, reps)
+    train_fwd = median_ms(lambda: attn(q, k, v), warmup, reps)
+    o = attn(q, k, v)
+    bwd = median_ms(lambda: torch.autograd.grad(o, (q, k, v), grad_o, retain_graph=True), warmup, reps)
+    return fwd, train_fwd, bwd
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--markdown", help="also write the markdown table to this file")
     parser.add_argument("--commit", default="unknown")
     args = parser.parse_args()
@@ -77,22 +83,29 @@ def main():
         compiled = torch.compile(eager, fullgraph=True, dynamic=False)
         with torch.no_grad():  # the compiled graph runs the same deterministic kernels
             assert torch.equal(compiled(q, k, v), eager(q, k, v)), "compiled output differs from eager"
-        d_fwd, d_bwd = fwd_bwd_ms(dense, q, k, v, grad_o, args.warmup, args.reps)
-        e_fwd, e_bwd = fwd_bwd_ms(eager, q, k, v, grad_o, args.warmup, args.reps)
-        c_fwd, c_bwd = fwd_bwd_ms(compiled, q, k, v, grad_o, args.warmup, args.reps)
-        row = (f"| {B},{H},{L},{D} | {topk:.2f} | {blkq}/{blkk} | {d_fwd:.3f} | {d_bwd:.3f} | "
-               f"{e_fwd:.3f} ({d_fwd / e_fwd:.2f}x) | {e_bwd:.3f} ({d_bwd / e_bwd:.2f}x) | "
-               f"{c_fwd:.3f} ({d_fwd / c_fwd:.2f}x) | {c_bwd:.3f} ({d_bwd / c_bwd:.2f}x) |")
+        # Rounds interleave the three, so clock changes hit each alike; each figure is the median over rounds.
+        rounds = [[timings(fn, q, k, v, grad_o, args.warmup, args.reps) for fn in (dense, eager, compiled)]
+                  for _ in range(args.rounds)]
+        (d_fwd, d_train, d_bwd), (e_fwd, e_train, e_bwd), (c_fwd, c_train, c_bwd) = [
+            [statistics.median(r[i][j] for r in rounds) for j in range(3)] for i in range(3)]
+
+        def cell(ms, dense_ms):
+            return f"{ms:.3f} ({dense_ms / ms:.2f}x)"
+
+        row = (f"| {B},{H},{L},{D} | {topk:.2f} | {blkq}/{blkk} | {d_fwd:.3f} / {d_train:.3f} / {d_bwd:.3f} | "
+               f"{cell(e_fwd, d_fwd)} | {cell(e_train, d_train)} | {cell(e_bwd, d_bwd)} | "
+               f"{cell(c_fwd, d_fwd)} | {cell(c_train, d_train)} | {cell(c_bwd, d_bwd)} |")
         print(row, flush=True)
         lines.append(row)
 
     header = (f"Card: {torch.cuda.get_device_name()}  \nCommit: {args.commit}  \ntorch {torch.__version__}; bf16, "
               "(B, L, H, D) memory viewed as (B, H, L, D); dense = cuDNN SDPA, eager; SLA = sla_toolkit.sla_attention "
-              "(variant all, softmax, random nonzero proj_l), eager and torch.compile(fullgraph=True); fwd under "
-              f"no_grad, bwd alone; median of {args.reps} CUDA-event timings after {args.warmup} warm-up calls; "
-              "(x) = dense time / SLA time.\n\n"
-              "| shape (B,H,L,D) | topk | blkq/blkk | dense fwd ms | dense bwd ms | eager fwd ms | eager bwd ms | "
-              "compiled fwd ms | compiled bwd ms |\n|---|---|---|---|---|---|---|---|---|\n")
+              "(variant all, softmax, random nonzero proj_l), eager and torch.compile(fullgraph=True); inference fwd "
+              "under no_grad, training fwd with gradients on, bwd alone on one retained graph (as sla-bench); median "
+              f"over {args.rounds} interleaved rounds of the median of {args.reps} CUDA-event timings after "
+              f"{args.warmup} warm-up calls; (x) = dense time / SLA time.\n\n"
+              "| shape (B,H,L,D) | topk | blkq/blkk | dense fwd / train fwd / bwd ms | eager fwd | eager train fwd | "
+              "eager bwd | compiled fwd | compiled train fwd | compiled bwd |\n|---|---|---|---|---|---|---|---|---|---|\n")
     table = header + "\n".join(lines) + "\n"
     if args.markdown:
         with open(args.markdown, "w") as f:
