@@ -131,9 +131,9 @@ TEST_CASE("attention_mechanism sdpa never builds SLA; unknown mechanisms are rej
   const at::Tensor q = randn({1, 2, 64, 16}), k = randn({1, 2, 64, 16}), v = randn({1, 2, 64, 16});
   CHECK(at::equal((*c.backend)(q, k, v), at::scaled_dot_product_attention(q, k, v)));
   CHECK(c.backend->modules().empty());
-  CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"flash", "", true, ""}),
+  CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"flash", "", true, "", nullptr, nullptr}),
                     sla::test::contains_text("attention_mechanism must be one of sla, sdpa"));
-  CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"sla", "{'blkq': 16}", true, ""}),
+  CHECK_THROWS_WITH(AttentionBackend(BackendOptions{"sla", "{'blkq': 16}", true, "", nullptr, nullptr}),
                     sla::test::contains_text("blkq must be one of 32, 64, 128"));
 }
 

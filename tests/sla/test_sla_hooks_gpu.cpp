@@ -15,7 +15,7 @@
 #include <ATen/Context.h>
 
 TEST_CASE("float32 on CUDA falls back to SDPA, once", "[hooks][gpu]") {
-  sla::AttentionBackend backend(sla::BackendOptions{"sla", "{'blkq': 32, 'blkk': 32}", true, ""});
+  sla::AttentionBackend backend(sla::BackendOptions{"sla", "{'blkq': 32, 'blkk': 32}", true, "", nullptr, nullptr});
   std::vector<std::string> lines;
   backend.log = [&](const std::string& line) { lines.push_back(line); };
   const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
@@ -28,7 +28,8 @@ TEST_CASE("float32 on CUDA falls back to SDPA, once", "[hooks][gpu]") {
 }
 
 TEST_CASE("bf16 on CUDA runs SLA and agrees with the float64 reference", "[hooks][gpu]") {
-  sla::AttentionBackend backend(sla::BackendOptions{"sla", "{'topk': 0.5, 'blkq': 64, 'blkk': 64}", true, ""});
+  sla::AttentionBackend backend(
+      sla::BackendOptions{"sla", "{'topk': 0.5, 'blkq': 64, 'blkk': 64}", true, "", nullptr, nullptr});
   const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
   const at::Tensor q = at::randn({1, 2, 256, 64}, opts), k = at::randn({1, 2, 256, 64}, opts),
                    v = at::randn({1, 2, 256, 64}, opts);
@@ -44,7 +45,7 @@ TEST_CASE("bf16 on CUDA runs SLA and agrees with the float64 reference", "[hooks
 }
 
 TEST_CASE("bf16 on CUDA that the kernels refuse runs the reference and says why, once", "[hooks][gpu]") {
-  sla::AttentionBackend backend(sla::BackendOptions{"sla", "{'blkq': 32, 'blkk': 32}", true, ""});
+  sla::AttentionBackend backend(sla::BackendOptions{"sla", "{'blkq': 32, 'blkk': 32}", true, "", nullptr, nullptr});
   std::vector<std::string> lines;
   backend.log = [&](const std::string& line) { lines.push_back(line); };
   const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
