@@ -53,6 +53,15 @@ def timings(attn, q, k, v, grad_o, warmup, reps):
     return fwd, train_fwd, bwd
 
 
+def step_ms(attn, q, k, v, grad_o, warmup, reps, cuda_graphs=False):
+    """One training step of the attention alone: forward with gradients, then the gradients of q, k, v."""
+    def step():
+        if cuda_graphs:  # a new iteration for cudagraph trees: the last step's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
+        torch.autograd.grad(attn(q, k, v), (q, k, v), grad_o)
+    return median_ms(step, warmup, reps)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=20)
@@ -69,7 +78,7 @@ def main():
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
             return F.scaled_dot_product_attention(q, k, v)
 
-    lines = []
+    lines, step_lines = [], []
     for (B, H, L, D), topk, blkq, blkk in ROWS:
         q, k, v, grad_o, w, b = make_inputs(B, H, L, D, seed=L * 131 + H)
         why = sla.kernels_why_not(q, k, v, topk, blkq, blkk)
@@ -89,8 +98,20 @@ def main():
         (d_fwd, d_train, d_bwd), (e_fwd, e_train, e_bwd), (c_fwd, c_train, c_bwd) = [
             [statistics.median(r[i][j] for r in rounds) for j in range(3)] for i in range(3)]
 
+        # The step (fwd + bwd) also through CUDA graphs (mode="reduce-overhead"): no host time per call.
+        graphed = torch.compile(eager, fullgraph=True, dynamic=False, mode="reduce-overhead")
+        steps = []
+        for _ in range(args.rounds):
+            steps.append([step_ms(fn, q, k, v, grad_o, args.warmup, args.reps, cuda_graphs=fn is graphed)
+                          for fn in (dense, eager, compiled, graphed)])
+        d_step, e_step, c_step, g_step = [statistics.median(r[i] for r in steps) for i in range(4)]
+
         def cell(ms, dense_ms):
             return f"{ms:.3f} ({dense_ms / ms:.2f}x)"
+
+        step_lines.append(f"| {B},{H},{L},{D} | {topk:.2f} | {blkq}/{blkk} | {d_step:.3f} | {cell(e_step, d_step)} | "
+                          f"{cell(c_step, d_step)} | {cell(g_step, d_step)} |")
+        print(step_lines[-1], flush=True)
 
         row = (f"| {B},{H},{L},{D} | {topk:.2f} | {blkq}/{blkk} | {d_fwd:.3f} / {d_train:.3f} / {d_bwd:.3f} | "
                f"{cell(e_fwd, d_fwd)} | {cell(e_train, d_train)} | {cell(e_bwd, d_bwd)} | "
@@ -106,7 +127,11 @@ def main():
               f"{args.warmup} warm-up calls; (x) = dense time / SLA time.\n\n"
               "| shape (B,H,L,D) | topk | blkq/blkk | dense fwd / train fwd / bwd ms | eager fwd | eager train fwd | "
               "eager bwd | compiled fwd | compiled train fwd | compiled bwd |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    table = header + "\n".join(lines) + "\n"
+    step_header = ("\n\nTraining step of the attention alone (forward with gradients, then the gradients of q, k, v), "
+                   "same timing; SLA eager, compiled, and compiled with mode=\"reduce-overhead\" (CUDA graphs):\n\n"
+                   "| shape (B,H,L,D) | topk | blkq/blkk | dense step ms | eager step | compiled step | "
+                   "compiled reduce-overhead step |\n|---|---|---|---|---|---|---|\n")
+    table = header + "\n".join(lines) + step_header + "\n".join(step_lines) + "\n"
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table)
