@@ -34,9 +34,10 @@ cmake --build build -j16 --target $targets -- -k 0 >>"$OUT/build.log" 2>&1 ||
   { echo "build: some targets failed" | tee -a "$summary"; grep -m5 -A8 "error" "$OUT/build.log" | tee -a "$summary"; }
 echo "build: $(( $(date +%s) - start )) s" | tee -a "$summary"
 # The package as a wheel built here (the same build folder), installed where the tests import it.
+# Into the interpreter's own environment, as tools/test.sh does (a throw-away machine), so that a
+# process started without PYTHONPATH imports it too (test_package_install.py).
 python3 -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=build -w /tmp/wheel . >"$OUT/wheel.log" 2>&1 &&
-  python3 -m pip install -q --no-index --no-deps --target /tmp/pkg /tmp/wheel/*.whl >>"$OUT/wheel.log" 2>&1 &&
-  export PYTHONPATH=/tmp/pkg${PYTHONPATH:+:$PYTHONPATH}
+  python3 -m pip install -q --no-index --no-deps --force-reinstall /tmp/wheel/*.whl >>"$OUT/wheel.log" 2>&1
 (cd /tmp && python3 -c "import sla_toolkit, torch; print('wheel:', sla_toolkit.__file__, torch.__version__)") 2>&1 |
   tail -3 | tee -a "$summary"
 ls -la /tmp/wheel >>"$summary" 2>&1

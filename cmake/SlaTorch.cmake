@@ -51,3 +51,16 @@ else()
   set(TORCH_LIBRARIES sla_torch_torch_cpu sla_torch_c10)
 endif()
 message(STATUS "SLA: LibTorch ${SLA_TORCH_VERSION} from ${SLA_TORCH_ROOT} (${TORCH_LIBRARIES})")
+
+# One C++ runtime per process: LibTorch's libraries use the shared libstdc++.so.6, and so must all
+# of ours that link them. A toolchain that links libstdc++ statically (the GPU machine's /opt/gcc
+# put a copy of it inside libsla_dit_ops.so, whose first `ostream << double` then crashed under
+# torchrun) would give the process two runtimes with separate locale state. Named by file name, so
+# that the shared library is linked even where the compiler's own folder holds only libstdc++.a;
+# listed after LibTorch, so every std:: symbol resolves to it before the driver's own -lstdc++.
+# tests/arch/test_cxx_runtime.py checks the built libraries.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_SYSTEM_NAME STREQUAL "Linux")
+  foreach(torch_target ${TORCH_LIBRARIES})
+    set_property(TARGET ${torch_target} APPEND PROPERTY INTERFACE_LINK_LIBRARIES "-l:libstdc++.so.6")
+  endforeach()
+endif()

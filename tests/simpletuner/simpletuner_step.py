@@ -75,7 +75,7 @@ for step in range(args.steps):
         # diffusers hands (B, L, H, D).transpose(1, 2): (B, H, L, D) views, not contiguous
         o = sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         if step == 0:
-            key = (d, device.type, device.index, torch.bfloat16)
+            key = (d, q.device.type, q.device.index, torch.bfloat16)  # SimpleTuner's key: the query's device (cuda:0)
             module = controller._sla_cache.get(key)
             applied[d] = {"built": module is not None, "class": f"{type(module).__module__}.{type(module).__name__}",
                           # "" when our fused kernels run these inputs (CUDA), else the reason the reference runs
