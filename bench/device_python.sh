@@ -9,7 +9,9 @@ set -uo pipefail
 OUT=${OUT:-$PWD/device_out}
 mkdir -p "$OUT"
 commit=${1:-unknown}
-tests=${2:-'py_test_package|py_test_state|py_test_simpletuner|py_test_ulysses|py_test_python_distributed|py_test_dit_distributed|py_test_dist_gpu_timing|py_test_sla_ops_gpu'}
+tests=${2:-'py_test_package|py_test_state|py_test_simpletuner|py_test_ulysses|py_test_python_distributed|py_test_dit_distributed|py_test_sla_ops_gpu|py_test_cxx_runtime'}
+# Timing tests run alone, after the others (nothing else on the machine while they measure).
+timing_tests=${TIMING_TESTS:-py_test_dist_gpu_timing}
 summary="$OUT/summary.txt"
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$summary"
 if [ -d .wheels ]; then
@@ -43,7 +45,8 @@ python3 -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=build -w /tmp
 ls -la /tmp/wheel >>"$summary" 2>&1
 [ -z "${DIAG:-}" ] || (eval "$DIAG") >"$OUT/diag.log" 2>&1
 (cd build && ctest -R "$tests" --output-on-failure -j4 >"$OUT/ctest.log" 2>&1
-  grep -E "tests passed|\*\*\*|Passed|Skipped" "$OUT/ctest.log" | tee -a "$summary")
+  [ -z "$timing_tests" ] || PYTEST_ADDOPTS=-s ctest -R "$timing_tests" --output-on-failure -V >>"$OUT/ctest.log" 2>&1
+  grep -E "tests passed|\*\*\*|Passed|Skipped|plain .* ms|process group of 1" "$OUT/ctest.log" | tee -a "$summary")
 ./build/bench/sla-bench --commit "$commit" --markdown "$OUT/results.md" --quick >"$OUT/bench.log" 2>&1
 SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py --commit "$commit" \
   --markdown "$OUT/python_api.md" >>"$OUT/bench.log" 2>&1
