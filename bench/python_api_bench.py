@@ -15,6 +15,7 @@ import statistics
 import sys
 
 import torch
+import torch._functorch.config
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -74,6 +75,10 @@ def main():
         print("python_api_bench: no CUDA device", file=sys.stderr)
         return 2
 
+    # The gradient arrives in o's layout ((B, L, H, D) memory); AOTAutograd would copy it to a
+    # contiguous tensor before every compiled backward unless it expects the output's strides.
+    torch._functorch.config.guess_tangent_strides_as_outputs = True
+
     def dense(q, k, v):
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
             return F.scaled_dot_product_attention(q, k, v)
@@ -122,7 +127,8 @@ def main():
 
     header = (f"Card: {torch.cuda.get_device_name()}  \nCommit: {args.commit}  \ntorch {torch.__version__}; bf16, "
               "(B, L, H, D) memory viewed as (B, H, L, D); dense = cuDNN SDPA, eager; SLA = sla_toolkit.sla_attention "
-              "(variant all, softmax, random nonzero proj_l), eager and torch.compile(fullgraph=True); inference fwd "
+              "(variant all, softmax, random nonzero proj_l), eager and torch.compile(fullgraph=True) (tangent strides "
+              "guessed as the output's); inference fwd "
               "under no_grad, training fwd with gradients on, bwd alone on one retained graph (as sla-bench); median "
               f"over {args.rounds} interleaved rounds of the median of {args.reps} CUDA-event timings after "
               f"{args.warmup} warm-up calls; (x) = dense time / SLA time.\n\n"
