@@ -47,7 +47,9 @@ ls -la /tmp/wheel >>"$summary" 2>&1
 (cd build && ctest -R "$tests" --output-on-failure -j4 >"$OUT/ctest.log" 2>&1
   [ -z "$timing_tests" ] || PYTEST_ADDOPTS=-s ctest -R "$timing_tests" --output-on-failure -V >>"$OUT/ctest.log" 2>&1
   grep -E "tests passed|\*\*\*|Passed|Skipped|plain .* ms|process group of 1" "$OUT/ctest.log" | tee -a "$summary")
-./build/bench/sla-bench --commit "$commit" --markdown "$OUT/results.md" --quick >"$OUT/bench.log" 2>&1
+[ -n "${SKIP_SLA_BENCH:-}" ] ||
+  ./build/bench/sla-bench --commit "$commit" --markdown "$OUT/results.md" --quick >"$OUT/bench.log" 2>&1
+# shellcheck disable=SC2086 # PY_BENCH_ARGS: more arguments, word by word
 SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py --commit "$commit" \
-  --markdown "$OUT/python_api.md" >>"$OUT/bench.log" 2>&1
+  --markdown "$OUT/python_api.md" ${PY_BENCH_ARGS:-} >>"$OUT/bench.log" 2>&1
 tail -12 "$OUT/bench.log" | tee -a "$summary"

@@ -7,7 +7,7 @@ retained graph, gradients of q, k, v returned. Compare the ratios with sla-bench
 run: the Python path should stay within 5 % of the C++ path.
 
 Usage, on a GPU machine with the operator library built (or sla_toolkit installed):
-  SLA_OPS_LIB=build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py [--reps N] [--rounds N]
+  SLA_OPS_LIB=build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py [--reps N] [--rounds N] [--rows I ...]
       [--markdown FILE] [--commit ID]
 """
 import argparse
@@ -68,6 +68,7 @@ def main():
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, nargs="+", help="which rows to run, by index into ROWS (default: all)")
     parser.add_argument("--markdown", help="also write the markdown table to this file")
     parser.add_argument("--commit", default="unknown")
     args = parser.parse_args()
@@ -84,7 +85,7 @@ def main():
             return F.scaled_dot_product_attention(q, k, v)
 
     lines, step_lines = [], []
-    for (B, H, L, D), topk, blkq, blkk in ROWS:
+    for (B, H, L, D), topk, blkq, blkk in [ROWS[i] for i in args.rows] if args.rows else ROWS:
         q, k, v, grad_o, w, b = make_inputs(B, H, L, D, seed=L * 131 + H)
         why = sla.kernels_why_not(q, k, v, topk, blkq, blkk)
         if why:
