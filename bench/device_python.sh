@@ -3,7 +3,8 @@
 # tests import but the machine lacks from wheels carried in .wheels/ (no network there), then the
 # GPU, distributed and SimpleTuner tests and the Python API benchmark beside sla-bench's rows.
 # Logs under $OUT (at most 8 files come back). Usage: bench/device_python.sh COMMIT [ctest -R regex];
-# DIAG: a command run after the build (its output in diag.log); BUILD_TARGETS: what to build.
+# DIAG: a command run after the build (its output in diag.log); BUILD_TARGETS: what to build;
+# SKIP_WHEEL, SKIP_SLA_BENCH, PY_BENCH_ARGS, TIMING_TESTS: for short calls.
 # .wheels/: pip download --no-deps --python-version 3.12 --only-binary=:all: <the pins of tools/setup.sh>
 set -uo pipefail
 OUT=${OUT:-$PWD/device_out}
@@ -38,7 +39,7 @@ echo "build: $(( $(date +%s) - start )) s" | tee -a "$summary"
 # The package as a wheel built here (the same build folder), installed where the tests import it.
 # Into the interpreter's own environment, as tools/test.sh does (a throw-away machine), so that a
 # process started without PYTHONPATH imports it too (test_package_install.py).
-python3 -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=build -w /tmp/wheel . >"$OUT/wheel.log" 2>&1 &&
+[ -n "${SKIP_WHEEL:-}" ] || python3 -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=build -w /tmp/wheel . >"$OUT/wheel.log" 2>&1 &&
   python3 -m pip install -q --no-index --no-deps --force-reinstall /tmp/wheel/*.whl >>"$OUT/wheel.log" 2>&1
 (cd /tmp && python3 -c "import sla_toolkit, torch; print('wheel:', sla_toolkit.__file__, torch.__version__)") 2>&1 |
   tail -3 | tee -a "$summary"
