@@ -7,6 +7,8 @@
 // included), the card, and a markdown table.
 //
 // Example: sla-bench --reps 20 --markdown results.md --commit $(git rev-parse --short HEAD)
+// `--variant both` runs every row with variant all and with variant complement (issue 16's
+// "complement within 15 % of all" rows); the default is variant all alone.
 #include "cuda_timing.h"
 #include "sla/sla_config.h"
 #include "sla/sla_kernels.h"
@@ -53,6 +55,7 @@ struct Row {
   Shape shape;
   double topk;
   int64_t blkq, blkk;
+  sla::Variant variant;
   double dense_fwd_ms, dense_train_fwd_ms, dense_bwd_ms, sla_fwd_ms, sla_train_fwd_ms, sla_bwd_ms;
   double dense_peak_gib, sla_peak_gib;
   double block_map_ms;  // the block map alone, part of the SLA forward
@@ -108,6 +111,7 @@ int main(int argc, char** argv) {
   int reps = 20, warmup = 5;
   std::string markdown, commit = "unknown";
   bool quick = false;
+  std::string variant_choice = "all";
   app.add_option("--reps", reps, "timed repetitions per measurement (median reported)")->check(CLI::Range(20, 1000));
   app.add_option("--warmup", warmup, "untimed calls before timing");
   app.add_option("--markdown", markdown, "also write the markdown table to this file");
@@ -115,7 +119,12 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick,
                "only the issue's target rows: (1,12,32760,128) topk 0.05 128/64 and 0.2 64/64, (1,24,4608,128) "
                "topk 0.2, (1,16,16384,64) topk 0.05 64/64");
+  app.add_option("--variant", variant_choice, "linear-branch variant of the SLA rows: all, complement, or both")
+      ->check(CLI::IsMember({"all", "complement", "both"}));
   CLI11_PARSE(app, argc, argv);
+  std::vector<sla::Variant> variants;
+  if (variant_choice != "complement") variants.push_back(sla::Variant::kAll);
+  if (variant_choice != "all") variants.push_back(sla::Variant::kComplement);
 
   if (!at::hasCUDA()) {
     std::fprintf(stderr, "sla-bench: no CUDA device\n");
@@ -148,34 +157,38 @@ int main(int argc, char** argv) {
                               (s.L == 32760 && s.B == 1 && topk == 0.2 && blkq == 64) ||
                               (s.L == 4608 && topk == 0.2) || (s.D == 64 && topk == 0.05 && blkq == 64);
         if (quick && !in_quick) continue;
-        sla::SlaConfig cfg;
-        cfg.topk = topk;
-        cfg.blkq = blkq;
-        cfg.blkk = blkk;
-        const auto f32 = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
-        const at::Tensor w = at::randn({s.D, s.D}, f32) * (1.0 / std::sqrt(double(s.D)));  // trained-like proj_l
-        const at::Tensor b = at::randn({s.D}, f32) * 0.1;
-        const AttnFn sla_fn = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-          return sla::cuda_sla_attention(q, k, v, w, b, cfg, 0.0);
-        };
-        const Timing t = time_attention(sla_fn, s, at::kBFloat16, warmup, reps);
-        double block_map_ms = 0;
-        {
-          const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
-          const at::Tensor q = at::randn({s.B, s.L, s.H, s.D}, opts).transpose(1, 2);
-          const at::Tensor k = at::randn({s.B, s.L, s.H, s.D}, opts).transpose(1, 2);
-          block_map_ms = median_ms([&] { sla::cuda_block_map(q, k, cfg); }, warmup, reps);
+        for (sla::Variant variant : variants) {
+          sla::SlaConfig cfg;
+          cfg.topk = topk;
+          cfg.blkq = blkq;
+          cfg.blkk = blkk;
+          cfg.variant = variant;
+          const auto f32 = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
+          const at::Tensor w = at::randn({s.D, s.D}, f32) * (1.0 / std::sqrt(double(s.D)));  // trained-like proj_l
+          const at::Tensor b = at::randn({s.D}, f32) * 0.1;
+          const AttnFn sla_fn = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+            return sla::cuda_sla_attention(q, k, v, w, b, cfg, 0.0);
+          };
+          const Timing t = time_attention(sla_fn, s, at::kBFloat16, warmup, reps);
+          double block_map_ms = 0;
+          {
+            const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+            const at::Tensor q = at::randn({s.B, s.L, s.H, s.D}, opts).transpose(1, 2);
+            const at::Tensor k = at::randn({s.B, s.L, s.H, s.D}, opts).transpose(1, 2);
+            block_map_ms = median_ms([&] { sla::cuda_block_map(q, k, cfg); }, warmup, reps);
+          }
+          Row r{s,        topk,           blkq,     blkk,       variant,    d.fwd_ms,   d.train_fwd_ms, d.bwd_ms,
+                t.fwd_ms, t.train_fwd_ms, t.bwd_ms, d.peak_gib, t.peak_gib, block_map_ms};
+          std::printf("%-18s topk %.2f %3lld/%-3lld %-10s dense fwd %8.3f train fwd %8.3f bwd %8.3f ms | sla fwd "
+                      "%8.3f ms (%5.2fx) train fwd %8.3f ms (%5.2fx) bwd %8.3f ms (%5.2fx) | peak fwd+bwd dense %.3f "
+                      "GiB sla %.3f GiB | block map %.3f ms\n",
+                      shape_name(s).c_str(), topk, (long long)blkq, (long long)blkk, sla::to_string(variant),
+                      d.fwd_ms, d.train_fwd_ms, d.bwd_ms, t.fwd_ms, d.fwd_ms / t.fwd_ms, t.train_fwd_ms,
+                      d.train_fwd_ms / t.train_fwd_ms, t.bwd_ms, d.bwd_ms / t.bwd_ms, d.peak_gib, t.peak_gib,
+                      block_map_ms);
+          std::fflush(stdout);
+          rows.push_back(r);
         }
-        Row r{s,        topk,           blkq,     blkk,       d.fwd_ms,   d.train_fwd_ms, d.bwd_ms,
-              t.fwd_ms, t.train_fwd_ms, t.bwd_ms, d.peak_gib, t.peak_gib, block_map_ms};
-        std::printf("%-18s topk %.2f %3lld/%-3lld dense fwd %8.3f train fwd %8.3f bwd %8.3f ms | sla fwd %8.3f ms "
-                    "(%5.2fx) train fwd %8.3f ms (%5.2fx) bwd %8.3f ms (%5.2fx) | peak fwd+bwd dense %.3f GiB sla "
-                    "%.3f GiB | block map %.3f ms\n",
-                    shape_name(s).c_str(), topk, (long long)blkq, (long long)blkk, d.fwd_ms, d.train_fwd_ms, d.bwd_ms,
-                    t.fwd_ms, d.fwd_ms / t.fwd_ms, t.train_fwd_ms, d.train_fwd_ms / t.train_fwd_ms, t.bwd_ms,
-                    d.bwd_ms / t.bwd_ms, d.peak_gib, t.peak_gib, block_map_ms);
-        std::fflush(stdout);
-        rows.push_back(r);
       }
     }
   }
@@ -186,21 +199,22 @@ int main(int argc, char** argv) {
   std::string md = sformat(
       "Date: %s  \nCard: %s  \nCommit: %s  \nbf16, (B, L, H, D) memory viewed as (B, H, L, D), median of %d CUDA-event "
       "timings after %d warm-up calls; dense = at::scaled_dot_product_attention, cuDNN backend only; SLA = "
-      "sla::cuda_sla_attention (block map + sparse + linear branch + proj_l), variant all, softmax feature map, "
+      "sla::cuda_sla_attention (block map + sparse + linear branch + proj_l), softmax feature map, "
       "random nonzero proj_l. fwd = inference (no_grad); train fwd = forward with gradients enabled (autograd node "
       "built, as in training). Peak = fwd + bwd, inputs and dO included.\n\n"
-      "| shape (B,H,L,D) | topk | blkq/blkk | dense fwd ms | dense train fwd ms | dense bwd ms | SLA fwd ms | "
-      "SLA train fwd ms | SLA bwd ms | fwd speed-up | train fwd speed-up | bwd speed-up | peak dense GiB | "
-      "peak SLA GiB | block map ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+      "| shape (B,H,L,D) | topk | blkq/blkk | variant | dense fwd ms | dense train fwd ms | dense bwd ms | "
+      "SLA fwd ms | SLA train fwd ms | SLA bwd ms | fwd speed-up | train fwd speed-up | bwd speed-up | "
+      "peak dense GiB | peak SLA GiB | block map ms |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
       date, card.c_str(), commit.c_str(), reps, warmup);
   for (const Row& r : rows) {
     md += sformat(
-        "| %s | %.2f | %lld/%lld | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx | %.3f | %.3f | "
-        "%.3f |\n",
-        shape_name(r.shape).c_str(), r.topk, (long long)r.blkq, (long long)r.blkk, r.dense_fwd_ms, r.dense_train_fwd_ms,
-        r.dense_bwd_ms, r.sla_fwd_ms, r.sla_train_fwd_ms, r.sla_bwd_ms, r.dense_fwd_ms / r.sla_fwd_ms,
-        r.dense_train_fwd_ms / r.sla_train_fwd_ms, r.dense_bwd_ms / r.sla_bwd_ms, r.dense_peak_gib, r.sla_peak_gib,
-        r.block_map_ms);
+        "| %s | %.2f | %lld/%lld | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx | %.3f | "
+        "%.3f | %.3f |\n",
+        shape_name(r.shape).c_str(), r.topk, (long long)r.blkq, (long long)r.blkk, sla::to_string(r.variant),
+        r.dense_fwd_ms, r.dense_train_fwd_ms, r.dense_bwd_ms, r.sla_fwd_ms, r.sla_train_fwd_ms, r.sla_bwd_ms,
+        r.dense_fwd_ms / r.sla_fwd_ms, r.dense_train_fwd_ms / r.sla_train_fwd_ms, r.dense_bwd_ms / r.sla_bwd_ms,
+        r.dense_peak_gib, r.sla_peak_gib, r.block_map_ms);
   }
   std::printf("\n%s", md.c_str());
   if (!markdown.empty()) std::ofstream(markdown) << md;
