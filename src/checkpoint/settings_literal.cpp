@@ -4,7 +4,6 @@
 
 #include <cctype>
 #include <cstdint>
-#include <sstream>
 #include <stdexcept>
 
 namespace sla::checkpoint {
@@ -116,6 +115,5 @@ std::string settings_literal_to_json(const std::string& text, std::vector<std::s
   }
   return out;
 }
-
 
 }  // namespace sla::checkpoint

@@ -9,7 +9,6 @@
 
 #include <cctype>
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 
 namespace sla {
@@ -37,19 +36,15 @@ int64_t read_block(const char* key, const nlohmann::json& value) {
 }
 
 FeatureMap read_feature_map(const nlohmann::json& value) {
-  if (value.is_string()) {
-    const auto name = value.get<std::string>();
-    for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu})
-      if (feature_map_allowed(name) && name == to_string(f)) return f;
+  if (value.is_string() && feature_map_allowed(value.get<std::string>())) {
+    if (const auto f = feature_map_named(value.get<std::string>())) return *f;
   }
   settings_error(concat(kSettingFeatureMap, " must be one of ", feature_maps_text(", "), ", got ", show(value)));
 }
 
 Variant read_variant(const nlohmann::json& value) {
-  if (value.is_string()) {
-    const auto name = value.get<std::string>();
-    for (Variant v : {Variant::kAll, Variant::kComplement})
-      if (variant_allowed(name) && name == to_string(v)) return v;
+  if (value.is_string() && variant_allowed(value.get<std::string>())) {
+    if (const auto v = variant_named(value.get<std::string>())) return *v;
   }
   settings_error(concat(kSettingVariant, " must be one of ", variants_text(", "), ", got ", show(value)));
 }
@@ -136,6 +131,18 @@ const char* to_string(Variant v) {
     case Variant::kComplement: return "complement";
   }
   return "?";
+}
+
+std::optional<FeatureMap> feature_map_named(const std::string& name) {
+  for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu})
+    if (name == to_string(f)) return f;
+  return std::nullopt;
+}
+
+std::optional<Variant> variant_named(const std::string& name) {
+  for (Variant v : {Variant::kAll, Variant::kComplement})
+    if (name == to_string(v)) return v;
+  return std::nullopt;
 }
 
 }  // namespace sla

@@ -5,6 +5,7 @@
 #include "sla/checkpoint/sla_settings.h"  // the schema: keys, allowed values, defaults
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,5 +33,8 @@ struct SlaConfig {
 
 const char* to_string(FeatureMap f);
 const char* to_string(Variant v);
+// The value whose to_string is `name`; nullopt for any other text.
+std::optional<FeatureMap> feature_map_named(const std::string& name);
+std::optional<Variant> variant_named(const std::string& name);
 
 }  // namespace sla

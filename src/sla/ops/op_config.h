@@ -11,21 +11,17 @@
 namespace sla::ops {
 
 inline FeatureMap parse_feature_map(const std::string& s) {
-  for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
-    if (s == to_string(f)) return f;
-  }
+  if (const auto f = feature_map_named(s)) return *f;
   throw std::invalid_argument("sla ops: feature_map: expected softmax, elu or relu, got '" + s + "'");
 }
 
 inline Variant parse_variant(const std::string& s) {
-  for (Variant v : {Variant::kAll, Variant::kComplement}) {
-    if (s == to_string(v)) return v;
-  }
+  if (const auto v = variant_named(s)) return *v;
   throw std::invalid_argument("sla ops: variant: expected all or complement, got '" + s + "'");
 }
 
 inline SlaConfig make_config(double topk, int64_t blkq, int64_t blkk, const std::string& feature_map,
-                      const std::string& variant) {
+                             const std::string& variant) {
   SlaConfig cfg;
   cfg.topk = topk;
   cfg.blkq = blkq;

@@ -181,7 +181,7 @@ class AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     ctx->saved_data[sla::checkpoint::kSettingBlkq] = blkq;
     ctx->saved_data[sla::checkpoint::kSettingBlkk] = blkk;
     ctx->saved_data[sla::checkpoint::kSettingFeatureMap] = feature_map;
-    ctx->saved_data["variant"] = variant;
+    ctx->saved_data[sla::checkpoint::kSettingVariant] = variant;
     ctx->saved_data["scale"] = scale;
     return {o, lse, lut, lin_state, lin_z, lin_s};
   }
@@ -192,10 +192,11 @@ class AttentionFunction : public torch::autograd::Function<AttentionFunction> {
         c10::Dispatcher::singleton().findSchemaOrThrow("sla::attention_bwd", "").typed<decltype(attention_bwd)>();
     const auto s = ctx->get_saved_variables();
     const auto& d = ctx->saved_data;
+    using namespace sla::checkpoint;  // the settings keys
     const auto [dq, dk, dv, dw, db] =
-        op.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], d.at(sla::checkpoint::kSettingTopk).toDouble(),
-                d.at(sla::checkpoint::kSettingBlkq).toInt(), d.at(sla::checkpoint::kSettingBlkk).toInt(), d.at(sla::checkpoint::kSettingFeatureMap).toStringRef(),
-                d.at("variant").toStringRef(), d.at("scale").toDouble());
+        op.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10],
+                d.at(kSettingTopk).toDouble(), d.at(kSettingBlkq).toInt(), d.at(kSettingBlkk).toInt(),
+                d.at(kSettingFeatureMap).toStringRef(), d.at(kSettingVariant).toStringRef(), d.at("scale").toDouble());
     return {dq, dk, dv, dw, db, {}, {}, {}, {}, {}, {}};
   }
 };
