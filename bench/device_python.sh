@@ -4,7 +4,8 @@
 # GPU, distributed and SimpleTuner tests and the Python API benchmark beside sla-bench's rows.
 # Logs under $OUT (at most 8 files come back). Usage: bench/device_python.sh COMMIT [ctest -R regex];
 # DIAG: a command run after the build (its output in diag.log); BUILD_TARGETS: what to build;
-# SKIP_WHEEL, SKIP_SLA_BENCH, PY_BENCH_ARGS, TIMING_TESTS: for short calls.
+# SKIP_WHEEL, SKIP_SLA_BENCH, PY_BENCH_ARGS, TIMING_TESTS: for short calls; SLA_BENCH_ARGS: more
+# arguments of sla-bench --quick (e.g. --variant both).
 # .wheels/: pip download --no-deps --python-version 3.12 --only-binary=:all: <the pins of tools/setup.sh>
 set -uo pipefail
 OUT=${OUT:-$PWD/device_out}
@@ -48,8 +49,9 @@ ls -la /tmp/wheel >>"$summary" 2>&1
 (cd build && ctest -R "$tests" --output-on-failure -j4 >"$OUT/ctest.log" 2>&1
   [ -z "$timing_tests" ] || PYTEST_ADDOPTS=-s ctest -R "$timing_tests" --output-on-failure -V >>"$OUT/ctest.log" 2>&1
   grep -E "tests passed|\*\*\*|Passed|Skipped|plain .* ms|process group of 1" "$OUT/ctest.log" | tee -a "$summary")
+# shellcheck disable=SC2086 # SLA_BENCH_ARGS: word by word
 [ -n "${SKIP_SLA_BENCH:-}" ] ||
-  ./build/bench/sla-bench --commit "$commit" --markdown "$OUT/results.md" --quick >"$OUT/bench.log" 2>&1
+  ./build/bench/sla-bench --commit "$commit" --markdown "$OUT/results.md" --quick ${SLA_BENCH_ARGS:-} >"$OUT/bench.log" 2>&1
 # shellcheck disable=SC2086 # PY_BENCH_ARGS: more arguments, word by word
 SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py --commit "$commit" \
   --markdown "$OUT/python_api.md" ${PY_BENCH_ARGS:-} >>"$OUT/bench.log" 2>&1

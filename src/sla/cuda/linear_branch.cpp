@@ -134,6 +134,43 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   return out;
 }
 
+FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
+                                         const at::Tensor& mask, const SlaConfig& cfg) {
+  at::NoGradGuard no_grad;
+  const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
+  const int64_t nq = mask.size(2), nk = mask.size(3), padded = nk * cfg.blkk;
+  const at::ScalarType dtype = k.scalar_type();
+  const double inv_len = 1.0 / double(L);
+  FusedLinearState out;
+  out.state = at::empty({B * H, nq, D, D}, k.options());
+  out.z = at::empty({B * H, nq, D}, k.options().dtype(at::kFloat));
+  out.eps = 0.f;
+  const at::Tensor state = out.state.view({B, H, nq, D * D});
+  const at::Tensor z = out.z.view({B, H, nq, D});
+  const at::Tensor w_t = proj_w.to(dtype).t();
+  for_each_chunk(k, [&](int64_t b, int64_t h0, int64_t h1) {
+    const int64_t c = h1 - h0;
+    // φ(K) by key block, rounded to q's dtype once; the padding rows zeroed after φ.
+    const at::Tensor kb = to_blocks(chunk_of(k, b, h0, h1), cfg.blkk);  // (c, Nk, blkk, D)
+    at::Tensor phi;
+    switch (cfg.feature_map) {
+      case FeatureMap::kSoftmax: phi = at::softmax(kb, -1); break;  // float32 inside
+      case FeatureMap::kElu: phi = (at::elu(kb.to(at::kFloat)) + 1).to(dtype); break;
+      case FeatureMap::kRelu: phi = at::relu(kb); break;  // exact
+    }
+    phi.view({c, padded, D}).narrow(1, L, padded - L).zero_();
+    const at::Tensor block_z = phi.sum(2, false, at::kFloat);                  // z_j (c, Nk, D)
+    const at::Tensor vw = at::matmul(to_blocks(chunk_of(v, b, h0, h1), cfg.blkk), w_t);  // V_j Wᵀ
+    const at::Tensor block_state = at::matmul(phi.transpose(2, 3), vw).view({c, nk, D * D});
+    // Σ over the blocks not selected, float32 accumulation, / c applied before the one rounding.
+    const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not();  // (c, Nq, Nk)
+    at::Tensor state_c = chunk_of(state, b, h0, h1), z_c = chunk_of(z, b, h0, h1);
+    at::baddbmm_out(state_c, state_c, unselected.to(dtype), block_state, 0, inv_len);
+    at::baddbmm_out(z_c, z_c, unselected.to(at::kFloat), block_z, 0, inv_len);
+  });
+  return out;
+}
+
 LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& proj_b,
                                     const FusedLinearState& fused, const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
@@ -215,22 +252,6 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
   p.dv_add = tensor_ref(g.dv);
   run_linear_bwd_k(p, stream);
   return g;
-}
-
-at::Tensor linear_branch_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& mask,
-                                 const SlaConfig& cfg) {
-  at::NoGradGuard no_grad;
-  at::Tensor out = at::empty(q.sizes(), q.options().dtype(at::kFloat));  // (B, H, L, D)
-  const at::Tensor w = proj_w.to(at::kFloat), bias = proj_b.to(at::kFloat);
-  for_each_chunk(q, [&](int64_t b, int64_t h0, int64_t h1) {
-    const at::Tensor mask_c = mask.defined() ? chunk_of(mask, b, h0, h1) : at::Tensor();
-    const at::Tensor o_l = linear_branch_chunk(chunk_of(q, b, h0, h1).to(at::kFloat),
-                                               chunk_of(k, b, h0, h1).to(at::kFloat),
-                                               chunk_of(v, b, h0, h1).to(at::kFloat), mask_c, cfg);
-    chunk_of(out, b, h0, h1).copy_(at::linear(o_l, w, bias));
-  });
-  return out;
 }
 
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,

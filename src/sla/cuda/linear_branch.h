@@ -2,7 +2,8 @@
 // (forward) and its input gradients (backward) as float32 addends, or for variant all its D x D
 // state, applied in the forward kernel's epilogue. Variant all runs on the linear-branch kernels
 // (linear_kernels.cuh: one pass over K, V forward; one over q, dO and one over K, V backward);
-// variant complement runs in ATen, float32, over chunks of heads so that its temporaries stay small.
+// variant complement's forward hands the epilogue one state per query block (complement_linear_state),
+// and its backward runs in ATen, float32, over chunks of heads so that its temporaries stay small.
 // ε = kLinearEps (kernels/support.h). LibTorch glue: lives in src/sla/cuda/, beside the module.
 //   variant all:        o_l = φ(q) S / (φ(q)·z + ε),  S = φ(K)ᵀ V, z = Σ_rows φ(K)
 //   variant complement: S, z summed over the key blocks NOT selected for the row's query block;
@@ -36,6 +37,14 @@ struct FusedLinearState {
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                     const SlaConfig& cfg);
 
+// Variant complement's per-query-block states for the forward epilogue (SlaParams::lin_per_q_block),
+// divided by c = L: state (B*H, Nq, D, D) q dtype, M_i / c = Σ_{j not selected for i} φ(K_j)ᵀ V_j Wᵀ / c;
+// z (B*H, Nq, D) float32, z_i / c; eps 0. mask: bool (B, H, Nq, Nk) selected blocks. On tensor cores
+// in q's dtype with float32 accumulation, as the forward kernel's own φ(Q) M: φ(K) and V Wᵀ are
+// rounded to q's dtype once each, the per-key-block products once, the sums over blocks once.
+FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
+                                         const at::Tensor& mask, const SlaConfig& cfg);
+
 // Variant all: the gradients of proj_l(linear branch) from the forward's state, in two halves
 // on the current stream. The query side (one pass over q, dO) gives dq, delta_lin and the sums
 // the key side needs; the key side (D x D algebra, one pass over K, V) gives dk, dv, d proj_w,
@@ -59,14 +68,9 @@ inline TensorRef tensor_ref(const at::Tensor& x) {
   return TensorRef{x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)};
 }
 
-// proj_l(o_l) as float32 (B, H, L, D), contiguous. mask: bool (B, H, Nq, Nk) selected blocks
-// (used by variant complement only; may be undefined for variant all).
-at::Tensor linear_branch_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& mask,
-                                 const SlaConfig& cfg);
-
 // Gradients of sum(grad_o ∘ proj_l(o_l)) for q, k, v, proj_w, proj_b, and delta_lin (recomputes
-// per chunk).
+// per chunk, float32). mask: bool (B, H, Nq, Nk) selected blocks (variant complement; may be
+// undefined for variant all).
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg);

@@ -26,7 +26,6 @@ using kernels::SlaParams;
 using kernels::TensorRef;
 using kernels::LinearGrads;
 using kernels::linear_branch_backward;
-using kernels::linear_branch_forward;
 
 std::string shape_str(const at::Tensor& t) {
   std::ostringstream s;
@@ -146,25 +145,27 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
                          const at::Tensor& proj_b, const SlaConfig& cfg, double scale) {
   ForwardState st;
   SlaParams p = base_params(q, cfg, scale);
-  // Variant all: the linear branch is fused into the kernel's epilogue; complement: float32 addend.
-  // The linear state pass goes first: the longest launch before the sparse kernel, it keeps the
+  // The linear branch is fused into the kernel's epilogue: variant all with one state per (b, h),
+  // kept for the backward; complement with one per query block, which the backward does not need.
+  // Variant all's state pass goes first: the longest launch before the sparse kernel, it keeps the
   // GPU busy while the host queues the block map.
-  kernels::FusedLinearState& fused = st.fused;
-  at::Tensor o_add, bias;
+  kernels::FusedLinearState complement;
   if (cfg.variant == Variant::kAll) {
-    fused = kernels::fused_linear_state(k, v, proj_w, cfg);
+    st.fused = kernels::fused_linear_state(k, v, proj_w, cfg);
     st.lut = device_block_map(q, k, cfg);
-    bias = proj_b.to(at::kFloat).contiguous();
-    p.feature_map = int(cfg.feature_map);
-    p.lin_state = fused.state.data_ptr();
-    p.lin_z = fused.z.data_ptr<float>();
-    p.lin_bias = bias.data_ptr<float>();
-    p.lin_eps = fused.eps;
   } else {
     st.lut = device_block_map(q, k, cfg);
     st.mask = selection_mask(st.lut, q, p.num_k_blocks);
-    o_add = linear_branch_forward(q, k, v, proj_w, proj_b, st.mask, cfg);
+    complement = kernels::complement_linear_state(k, v, proj_w, st.mask, cfg);
   }
+  const kernels::FusedLinearState& lin = cfg.variant == Variant::kAll ? st.fused : complement;
+  const at::Tensor bias = proj_b.to(at::kFloat).contiguous();
+  p.feature_map = int(cfg.feature_map);
+  p.lin_state = lin.state.data_ptr();
+  p.lin_z = lin.z.data_ptr<float>();
+  p.lin_bias = bias.data_ptr<float>();
+  p.lin_eps = lin.eps;
+  p.lin_per_q_block = cfg.variant == Variant::kComplement;
   st.o = at::empty_like(q);
   st.lse = at::empty({q.size(0) * q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
   p.lut = st.lut.data_ptr<int32_t>();
@@ -172,7 +173,6 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
   p.k = ref(k);
   p.v = ref(v);
   p.o = ref(st.o);
-  p.o_add = ref(o_add);
   p.lse = st.lse.data_ptr<float>();
   check_status(p);
   kernels::run_sla_fwd(p, at::cuda::getCurrentCUDAStream());

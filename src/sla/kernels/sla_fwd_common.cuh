@@ -72,15 +72,15 @@ __device__ __forceinline__ void rescale_rows(float (&acc_o)[D / 8][4], const flo
 }
 
 // Epilogue of a warp's 16 rows wrow0..: lse = ln(l) + max, o_s = O / l, then
-// o = o_s + linear branch, written once. The fused linear branch (variant all) computes
-// φ(Q) M / (φ(Q)·z + ε) + bias from the warp's Q fragments a_q, with M = S Wᵀ loaded into sM
-// (padded [D][D + 8], shared memory no longer used by the main loop; every thread of the CTA
-// must call this, since the load of M ends in a barrier). Otherwise the optional float32 addend
-// o_add (variant complement) is added.
+// o = o_s + linear branch, written once. The fused linear branch computes
+// φ(Q) M / (φ(Q)·z + ε) + bias from the warp's Q fragments a_q, with M = S Wᵀ (of the (b, h), or of
+// the query block qb: SlaParams::lin_per_q_block) loaded into sM (padded [D][D + 8], shared memory
+// no longer used by the main loop; every thread of the CTA must call this, since the load of M
+// ends in a barrier).
 template <class Elem, int D, int Threads>
 __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[D / 8][4], const float (&row_max)[2],
                                              const float (&row_sum)[2], const uint32_t (&a_q)[D / 16][4], Elem* sM,
-                                             int b, int h, int wrow0, int tid, int lane) {
+                                             int b, int h, int qb, int wrow0, int tid, int lane) {
   constexpr int kS = kSmemStride<D>;
   const int g = lane >> 2, t = lane & 3;
   const int bh = b * p.heads + h;
@@ -97,15 +97,17 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
   }
   rescale_rows<D>(acc_o, inv_l);
   if (p.lin_state != nullptr) {
-    load_tile_async<D, D, Threads>(sM, static_cast<const Elem*>(p.lin_state) + int64_t(bh) * D * D, D, D, tid);
+    const int64_t state = p.lin_per_q_block ? int64_t(bh) * p.num_q_blocks + qb : bh;  // which M and z
+    load_tile_async<D, D, Threads>(sM, static_cast<const Elem*>(p.lin_state) + state * D * D, D, D, tid);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
     // O += φ(Q) M / (φ(Q)·z + ε) + bias, φ row-wise over D on the Q fragments.
     float den[2];
     uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
-    feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + int64_t(bh) * D, p.lin_eps, lane);
-    const float inv_den[2] = {1.f / den[0], 1.f / den[1]};
+    feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + state * D, p.lin_eps, lane);
+    // den is 0 only where z is (complement, every key block selected): M is 0 too, the branch adds 0.
+    const float inv_den[2] = {den[0] > 0.f ? 1.f / den[0] : 0.f, den[1] > 0.f ? 1.f / den[1] : 0.f};
     // φ(Q) M sixteen columns at a time, so that no second 16 x D accumulator is live beside O: the
     // epilogue then needs no more registers than the main loop.
 #pragma unroll
@@ -126,10 +128,7 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
     }
   }
   Elem* o = static_cast<Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + wrow0 * p.o.row;
-  const float* add = p.o_add.ptr == nullptr ? nullptr
-                                            : static_cast<const float*>(p.o_add.ptr) + b * p.o_add.batch +
-                                                  h * p.o_add.head + wrow0 * p.o_add.row;
-  store_c_tile<D, Elem>(acc_o, 1.f, o, p.o.row, add, p.o_add.row, rows_valid, lane);
+  store_c_tile<D, Elem>(acc_o, 1.f, o, p.o.row, nullptr, 0, rows_valid, lane);
 }
 
 }  // namespace sla::kernels

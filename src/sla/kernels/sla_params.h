@@ -34,20 +34,24 @@ struct SlaParams {
 
   // Inputs, q dtype.
   TensorRef q, k, v;
-  // Forward outputs: o = o_s + o_add, o_s the sparse branch, o_add optional (float32: the linear
-  // branch after proj_l); lse float32 (B*H, L), natural log.
-  TensorRef o, o_add;
+  // Forward outputs: o = o_s + the linear branch after proj_l (lin_state below), o_s the sparse
+  // branch; lse float32 (B*H, L), natural log.
+  TensorRef o;
   float* lse = nullptr;
 
-  // Linear branch of variant all fused into the forward epilogue (lin_state == nullptr: off):
-  //   o += φ(q) M / (φ(q)·z + ε) + bias,  M = S W_projᵀ, ε = kLinearEps (support.h).
-  // lin_state: (B*H, D, D) q dtype, row-major, M / c; lin_z: (B*H, D) float32, z / c; lin_eps = ε / c,
-  // with c = L so that M and z stay O(1) in 16-bit (the quotient does not depend on c).
+  // Linear branch fused into the forward epilogue (lin_state == nullptr: off):
+  //   o += φ(q) M / (φ(q)·z + ε) + bias,  M = S W_projᵀ, ε = kLinearEps (support.h);
+  // a zero denominator (nothing left to attend linearly) adds the bias alone.
+  // Variant all: lin_state (B*H, D, D) q dtype, row-major, M / c; lin_z (B*H, D) float32, z / c;
+  // lin_eps = ε / c, with c = L so that M and z stay O(1) in 16-bit (the quotient does not depend on c).
+  // lin_per_q_block (variant complement): one state per query block, lin_state (B*H, Nq, D, D),
+  // lin_z (B*H, Nq, D), S and z summed over the key blocks not selected for it; lin_eps = 0.
   int feature_map = 0;              // 0 softmax, 1 elu + 1, 2 relu (sla::FeatureMap order)
   const void* lin_state = nullptr;
   const float* lin_z = nullptr;
   const float* lin_bias = nullptr;  // (D) float32
   float lin_eps = 0.f;
+  bool lin_per_q_block = false;
 
   // Backward: d_o input; o the forward's output; delta float32 (B*H, L) = rowsum(dO ∘ o_s), written
   // by the preprocess as rowsum(dO ∘ o) − delta_lin, so that o_s is never stored: delta_lin float32
