@@ -5,12 +5,11 @@
 #include "sla/kernels/sla_launch.h"
 
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
-#include <torch/csrc/autograd/autograd.h>
-#include <torch/csrc/autograd/grad_mode.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <functional>
+#include <stdexcept>
 
 namespace sla::kernels {
 
@@ -28,36 +27,36 @@ at::Tensor to_blocks(const at::Tensor& x, int64_t blk) {
   return at::constant_pad_nd(x, {0, 0, 0, n * blk - L}).reshape({x.size(0), n, blk, x.size(2)});
 }
 
-// o_l for one chunk: qc, kc, vc (c, L, D) float32; mask_c (c, Nq, Nk) bool for complement.
-at::Tensor linear_branch_chunk(const at::Tensor& qc, const at::Tensor& kc, const at::Tensor& vc,
-                               const at::Tensor& mask_c, const SlaConfig& cfg) {
-  const at::Tensor phi_q = feature_map(qc, cfg.feature_map);  // (c, L, D)
-  const at::Tensor phi_k = feature_map(kc, cfg.feature_map);  // (c, L, D)
-  if (cfg.variant == Variant::kAll) {
-    const at::Tensor state = at::bmm(phi_k.transpose(1, 2), vc);  // S: (c, D, D)
-    const at::Tensor z = phi_k.sum(1);                             // (c, D)
-    const at::Tensor den = at::bmm(phi_q, z.unsqueeze(2)) + kLinearEps;  // (c, L, 1)
-    return at::bmm(phi_q, state) / den;
+// The precision of variant complement's ATen passes, as the kernels': GEMM operands rounded to q's
+// dtype (`operand`), float32 products, sums and elementwise math (`acc`); float64 inputs (the tests'
+// oracle of the formulas) stay float64 throughout.
+struct Precision {
+  at::ScalarType operand, acc;
+  explicit Precision(at::ScalarType dtype)
+      : operand(dtype), acc(dtype == at::kBFloat16 || dtype == at::kHalf ? at::kFloat : dtype) {}
+  // a @ b, batched over the leading dimension (3-D), operands in `operand`, result in `acc`.
+  at::Tensor bmm(const at::Tensor& a, const at::Tensor& b) const {
+    if (operand == acc) return at::bmm(a.to(acc), b.to(acc));
+    return at::bmm(a.to(operand), b.to(operand), acc);
   }
-  const int64_t c = qc.size(0), L = qc.size(1), D = qc.size(2);
-  // Per key block states; the padding rows are zeroed after φ (φ(0) is not 0 for softmax, elu).
-  const at::Tensor kb = to_blocks(phi_k, cfg.blkk);                        // (c, Nk, blkk, D)
-  const at::Tensor vb = to_blocks(vc, cfg.blkk);                           // (c, Nk, blkk, D), zero pad
-  const int64_t nk = kb.size(1);
-  const at::Tensor valid_k = (at::arange(nk * cfg.blkk, qc.options()) < L).to(qc.scalar_type()).view({1, nk, cfg.blkk, 1});
-  const at::Tensor kbm = kb * valid_k;
-  const at::Tensor block_state = at::matmul(kbm.transpose(2, 3), vb).view({c, nk, D * D});  // S_j (c, Nk, D*D)
-  const at::Tensor block_z = kbm.sum(2);                                                   // z_j (c, Nk, D)
-  const at::Tensor unselected = mask_c.logical_not().to(qc.scalar_type());                 // (c, Nq, Nk)
-  const int64_t nq = unselected.size(1);
-  const at::Tensor state = at::bmm(unselected, block_state).view({c, nq, D, D});  // S_i (c, Nq, D, D)
-  const at::Tensor z = at::bmm(unselected, block_z);                              // z_i (c, Nq, D)
-  const at::Tensor qb = to_blocks(phi_q, cfg.blkq);                               // (c, Nq, blkq, D)
-  const at::Tensor num = at::matmul(qb, state);                                   // (c, Nq, blkq, D)
-  const at::Tensor den = at::matmul(qb, z.unsqueeze(3));                          // (c, Nq, blkq, 1)
-  // Nothing left to attend linearly: num is exactly 0 there; a safe denominator keeps 0 and finite grads.
-  const at::Tensor safe_den = at::where(den == 0, at::ones_like(den), den);
-  return (num / safe_den).view({c, nq * cfg.blkq, D}).slice(1, 0, L);
+  // a @ b for 2-D a, b, likewise.
+  at::Tensor mm(const at::Tensor& a, const at::Tensor& b) const {
+    if (operand == acc) return at::mm(a.to(acc), b.to(acc));
+    return at::mm(a.to(operand), b.to(operand), acc);
+  }
+};
+
+// (c, N, rows, D) blocks as (c * N, rows, D) for bmm.
+at::Tensor flat(const at::Tensor& x) { return x.reshape({-1, x.size(-2), x.size(-1)}); }
+
+// dφ -> dx for φ = feature_map(x), elementwise on (..., D) rows.
+at::Tensor feature_map_backward(const at::Tensor& x, const at::Tensor& phi, const at::Tensor& d_phi, FeatureMap f) {
+  switch (f) {
+    case FeatureMap::kSoftmax: return phi * (d_phi - (d_phi * phi).sum(-1, true));
+    case FeatureMap::kElu: return d_phi * at::where(x > 0, at::ones_like(phi), phi);  // φ = e^x for x ≤ 0
+    case FeatureMap::kRelu: return d_phi * (x > 0);
+  }
+  throw std::invalid_argument("sla: unknown feature map");
 }
 
 // Calls fn(b, h0, h1) over chunks of heads.
@@ -257,37 +256,67 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg) {
-  const auto f32 = q.options().dtype(at::kFloat);
+  at::NoGradGuard no_grad;
+  const Precision prec(q.scalar_type());
+  const auto acc = q.options().dtype(prec.acc);
+  const int64_t L = q.size(2), D = q.size(3);
   LinearGrads g;
-  g.dq = at::empty(q.sizes(), f32);
-  g.dk = at::empty(k.sizes(), f32);
-  g.dv = at::empty(v.sizes(), f32);
-  g.dw = at::zeros(proj_w.sizes(), f32);
-  g.db = at::zeros(proj_b.sizes(), f32);
-  g.delta_lin = at::empty({q.size(0) * q.size(1), q.size(2)}, f32);
-  const at::Tensor delta_lin = g.delta_lin.view({q.size(0), q.size(1), q.size(2)});
-  // Recompute the chunk under autograd and differentiate it: the formulas of the spec (§4) are
-  // exactly what autograd derives, and only one chunk's graph is alive at a time. In a fresh
-  // dispatch state: inside an operator's kernel (sla::attention_bwd) the dispatcher has excluded
-  // autograd, and a caller's dispatch mode (opcheck's schema check) would not record either.
-  const c10::impl::ForceDispatchKeyGuard fresh_dispatch(c10::default_included_set, c10::default_excluded_set);
-  at::AutoGradMode grad_mode(true);
+  g.dq = at::empty(q.sizes(), acc);
+  g.dk = at::empty(k.sizes(), acc);
+  g.dv = at::empty(v.sizes(), acc);
+  g.dw = at::zeros({D, D}, acc);
+  g.db = at::zeros({D}, acc);
+  g.delta_lin = at::empty({q.size(0) * q.size(1), L}, acc);
+  const at::Tensor delta_lin = g.delta_lin.view({q.size(0), q.size(1), L});
+  const at::Tensor w = proj_w.to(acc), bias = proj_b.to(acc);
+  // Per chunk, with U the (Nq, Nk) blocks not selected, rows by query block i and key block j:
+  //   S_j = φ(K_j)ᵀ V_j, z_j = Σ φ(K_j); S_i = Σ_j U_ij S_j, z_i likewise;
+  //   o_l = φ(q) S_i / den, den = φ(q)·z_i (0 where U's row is empty: o_l = 0 there);
+  //   u = dO W / den, dden = −u·o_l; dφ(q) = u S_iᵀ + dden z_i; dS_i = φ(q)ᵀ u, dz_i = Σ dden φ(q);
+  //   dS_j = Σ_i U_ij dS_i, dz_j likewise; dφ(K_j) = V_j dS_jᵀ + dz_j, dV_j = φ(K_j) dS_j;
+  //   d proj_w = Σ dOᵀ o_l, d proj_b = Σ dO, delta_lin = dO·(o_l Wᵀ + b).
   for_each_chunk(q, [&](int64_t b, int64_t h0, int64_t h1) {
-    const at::Tensor qc = chunk_of(q, b, h0, h1).to(at::kFloat).detach().requires_grad_(true);
-    const at::Tensor kc = chunk_of(k, b, h0, h1).to(at::kFloat).detach().requires_grad_(true);
-    const at::Tensor vc = chunk_of(v, b, h0, h1).to(at::kFloat).detach().requires_grad_(true);
-    const at::Tensor w = proj_w.to(at::kFloat).detach().requires_grad_(true);
-    const at::Tensor bias = proj_b.to(at::kFloat).detach().requires_grad_(true);
-    const at::Tensor mask_c = mask.defined() ? chunk_of(mask, b, h0, h1) : at::Tensor();
-    const at::Tensor y = at::linear(linear_branch_chunk(qc, kc, vc, mask_c, cfg), w, bias);
-    const at::Tensor gc = chunk_of(grad_o, b, h0, h1).to(at::kFloat);
-    chunk_of(delta_lin, b, h0, h1).copy_((gc * y.detach()).sum(-1));  // rowsum(dO ∘ proj_l(o_l))
-    const auto grads = torch::autograd::grad({y}, {qc, kc, vc, w, bias}, {gc});
-    chunk_of(g.dq, b, h0, h1).copy_(grads[0]);
-    chunk_of(g.dk, b, h0, h1).copy_(grads[1]);
-    chunk_of(g.dv, b, h0, h1).copy_(grads[2]);
-    g.dw.add_(grads[3]);
-    g.db.add_(grads[4]);
+    const int64_t c = h1 - h0;
+    const at::Tensor xq = to_blocks(chunk_of(q, b, h0, h1).to(prec.acc), cfg.blkq);  // (c, Nq, blkq, D)
+    const at::Tensor d_o = to_blocks(chunk_of(grad_o, b, h0, h1).to(prec.acc), cfg.blkq);  // 0 past L
+    const at::Tensor xk = to_blocks(chunk_of(k, b, h0, h1).to(prec.acc), cfg.blkk);  // (c, Nk, blkk, D)
+    const at::Tensor vb = to_blocks(chunk_of(v, b, h0, h1).to(prec.acc), cfg.blkk);
+    const int64_t nq = xq.size(1), nk = xk.size(1);
+    const at::Tensor phi_q = feature_map(xq, cfg.feature_map);
+    at::Tensor phi_k = feature_map(xk, cfg.feature_map);
+    phi_k.view({c, nk * cfg.blkk, D}).narrow(1, L, nk * cfg.blkk - L).zero_();  // φ(0) ≠ 0: padding must not count
+
+    const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not().to(prec.acc);  // U (c, Nq, Nk)
+    const at::Tensor block_s = prec.bmm(flat(phi_k).transpose(1, 2), flat(vb)).view({c, nk, D * D});
+    const at::Tensor block_z = phi_k.sum(2);                                           // (c, Nk, D)
+    const at::Tensor s_i = prec.bmm(unselected, block_s).view({c * nq, D, D});
+    const at::Tensor z_i = at::bmm(unselected, block_z).unsqueeze(2);                  // (c, Nq, 1, D)
+    const at::Tensor num = prec.bmm(flat(phi_q), s_i).view(phi_q.sizes());
+    const at::Tensor den = (phi_q * z_i).sum(-1, true);                                // (c, Nq, blkq, 1)
+    const at::Tensor safe_den = at::where(den == 0, at::ones_like(den), den);
+    const at::Tensor o_l = num / safe_den;
+
+    const at::Tensor rows_d_o = d_o.reshape({-1, D});
+    const at::Tensor d_o_w = prec.mm(rows_d_o, w).view(phi_q.sizes());                 // dO W = d o_l
+    const at::Tensor u = d_o_w / safe_den;
+    const at::Tensor d_den = -(u * o_l).sum(-1, true);
+    const at::Tensor d_phi_q = prec.bmm(flat(u), s_i.transpose(1, 2)).view(phi_q.sizes()) + d_den * z_i;
+    const at::Tensor d_s_i = prec.bmm(flat(phi_q).transpose(1, 2), flat(u)).view({c, nq, D * D});
+    const at::Tensor d_z_i = (d_den * phi_q).sum(2);                                    // (c, Nq, D)
+    const at::Tensor u_t = unselected.transpose(1, 2);
+    const at::Tensor d_s_j = prec.bmm(u_t, d_s_i).view({c * nk, D, D});
+    const at::Tensor d_z_j = at::bmm(u_t, d_z_i).unsqueeze(2);                          // (c, Nk, 1, D)
+    const at::Tensor d_phi_k = prec.bmm(flat(vb), d_s_j.transpose(1, 2)).view(phi_k.sizes()) + d_z_j;
+    const at::Tensor dv = prec.bmm(flat(phi_k), d_s_j).view(phi_k.sizes());
+
+    g.dw.add_(prec.mm(rows_d_o.t(), o_l.reshape({-1, D})));
+    g.db.add_(rows_d_o.sum(0));
+    const at::Tensor rows = (d_o_w * o_l).sum(-1) + at::matmul(d_o, bias);           // dO·(o_l Wᵀ + b)
+    chunk_of(delta_lin, b, h0, h1).copy_(rows.view({c, nq * cfg.blkq}).narrow(1, 0, L));
+    const auto unblock = [&](const at::Tensor& x) { return x.reshape({c, -1, D}).narrow(1, 0, L); };
+    chunk_of(g.dq, b, h0, h1).copy_(unblock(feature_map_backward(xq, phi_q, d_phi_q, cfg.feature_map)));
+    chunk_of(g.dk, b, h0, h1).copy_(unblock(feature_map_backward(xk, phi_k, d_phi_k, cfg.feature_map)));
+    chunk_of(g.dv, b, h0, h1).copy_(unblock(dv));
   });
   return g;
 }

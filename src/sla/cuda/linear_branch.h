@@ -3,7 +3,8 @@
 // state, applied in the forward kernel's epilogue. Variant all runs on the linear-branch kernels
 // (linear_kernels.cuh: one pass over K, V forward; one over q, dO and one over K, V backward);
 // variant complement's forward hands the epilogue one state per query block (complement_linear_state),
-// and its backward runs in ATen, float32, over chunks of heads so that its temporaries stay small.
+// and its backward runs in ATen (linear_branch_backward) over chunks of heads so that its
+// temporaries stay small.
 // ε = kLinearEps (kernels/support.h). LibTorch glue: lives in src/sla/cuda/, beside the module.
 //   variant all:        o_l = φ(q) S / (φ(q)·z + ε),  S = φ(K)ᵀ V, z = Σ_rows φ(K)
 //   variant complement: S, z summed over the key blocks NOT selected for the row's query block;
@@ -68,9 +69,10 @@ inline TensorRef tensor_ref(const at::Tensor& x) {
   return TensorRef{x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)};
 }
 
-// Gradients of sum(grad_o ∘ proj_l(o_l)) for q, k, v, proj_w, proj_b, and delta_lin (recomputes
-// per chunk, float32). mask: bool (B, H, Nq, Nk) selected blocks (variant complement; may be
-// undefined for variant all).
+// Variant complement: the gradients of sum(grad_o ∘ proj_l(o_l)) for q, k, v, proj_w, proj_b, and
+// delta_lin, recomputing the forward's block sums over chunks of heads in ATen; the formulas are in
+// linear_branch.cpp. mask: bool (B, H, Nq, Nk) selected blocks. GEMM operands in q's dtype with
+// float32 results, the rest float32, as the kernels (float64 inputs: float64 throughout).
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg);

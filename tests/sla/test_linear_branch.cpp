@@ -1,0 +1,82 @@
+// Variant complement's linear-branch backward of the fused path (src/sla/cuda/linear_branch.cpp,
+// hand-derived formulas over block sums) against autograd of the definition, in float64 on the
+// CPU: o_l[r] = Σ_m φ(q_r)·φ(k_m) v_m / Σ_m φ(q_r)·φ(k_m) over the keys m of the blocks not
+// selected for r's query block (0 where none is left), y = o_l Wᵀ + b, loss = Σ dO ∘ y.
+#include "catch.hpp"
+#include "sla/cuda/linear_branch.h"
+#include "sla/reference.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <string>
+
+using sla::FeatureMap;
+using sla::SlaConfig;
+using sla::Variant;
+
+namespace {
+
+// Keys' unselected mask per query row, (B, H, L, L) float64, from the block mask (B, H, Nq, Nk).
+at::Tensor row_mask(const at::Tensor& mask, int64_t L, int64_t blkq, int64_t blkk) {
+  const at::Tensor rows = at::arange(L, at::kLong).div(blkq, "floor"), cols = at::arange(L, at::kLong).div(blkk, "floor");
+  return mask.logical_not().index_select(2, rows).index_select(3, cols).to(at::kDouble);
+}
+
+struct Grads {
+  at::Tensor dq, dk, dv, dw, db, delta_lin;
+};
+
+Grads definition(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& w,
+                 const at::Tensor& b, const at::Tensor& d_o, const at::Tensor& mask, const SlaConfig& cfg) {
+  std::vector<at::Tensor> in;
+  for (const at::Tensor* t : {&q, &k, &v, &w, &b}) in.push_back(t->detach().requires_grad_(true));
+  const at::Tensor phi_q = sla::reference::feature_map(in[0], cfg.feature_map);
+  const at::Tensor phi_k = sla::reference::feature_map(in[1], cfg.feature_map);
+  const at::Tensor scores = at::matmul(phi_q, phi_k.transpose(-1, -2)) * row_mask(mask, q.size(2), cfg.blkq, cfg.blkk);
+  const at::Tensor den = scores.sum(-1, true);
+  const at::Tensor o_l = at::matmul(scores, in[2]) / at::where(den == 0, at::ones_like(den), den);
+  const at::Tensor y = at::linear(o_l, in[3], in[4]);
+  const auto g = torch::autograd::grad({y}, in, {d_o});
+  return {g[0], g[1], g[2], g[3], g[4], (d_o * y).sum(-1).flatten(0, 1).detach()};
+}
+
+double rel_err(const at::Tensor& got, const at::Tensor& want) {
+  return (got - want).abs().max().item<double>() / (want.abs().max().item<double>() + 1e-300);
+}
+
+}  // namespace
+
+TEST_CASE("complement backward: the block-sum formulas equal autograd of the definition (float64)") {
+  for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
+    for (auto [blkq, blkk] : {std::pair<int64_t, int64_t>{16, 32}, {32, 16}}) {
+      SlaConfig cfg;
+      cfg.feature_map = f;
+      cfg.variant = Variant::kComplement;
+      cfg.blkq = blkq;
+      cfg.blkk = blkk;
+      const int64_t B = 2, H = 3, L = 75, D = 8;  // partial last blocks of both sizes
+      const int64_t nq = (L + blkq - 1) / blkq, nk = (L + blkk - 1) / blkk;
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(int(f) * 100 + blkq));
+      const auto f64 = at::TensorOptions().dtype(at::kDouble);
+      const at::Tensor q = at::randn({B, H, L, D}, gen, f64), k = at::randn({B, H, L, D}, gen, f64);
+      const at::Tensor v = at::randn({B, H, L, D}, gen, f64), d_o = at::randn({B, H, L, D}, gen, f64);
+      const at::Tensor w = at::randn({D, D}, gen, f64) * 0.5, b = at::randn({D}, gen, f64) * 0.5;
+      at::Tensor mask = at::rand({B, H, nq, nk}, gen, f64) < 0.4;
+      mask[0][1][2].fill_(true);  // every key block selected: nothing left to attend linearly
+      mask[1][0][0].fill_(false);
+
+      const sla::kernels::LinearGrads ours = sla::kernels::linear_branch_backward(d_o, q, k, v, w, b, mask, cfg);
+      const Grads want = definition(q, k, v, w, b, d_o, mask, cfg);
+      const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> checks[] = {
+          {"dq", {ours.dq, want.dq}}, {"dk", {ours.dk, want.dk}},       {"dv", {ours.dv, want.dv}},
+          {"d proj_w", {ours.dw, want.dw}}, {"d proj_b", {ours.db, want.db}}, {"delta_lin", {ours.delta_lin, want.delta_lin}}};
+      for (const auto& [name, pair] : checks) {
+        INFO("feature map " << int(f) << ", blocks " << blkq << "/" << blkk << ", " << name);
+        REQUIRE(pair.first.sizes() == pair.second.sizes());
+        CHECK(rel_err(pair.first, pair.second) < 1e-10);
+      }
+    }
+  }
+}
