@@ -177,6 +177,7 @@ class AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     // o is saved as an output (no copy): modifying it in place makes the backward refuse.
     ctx->save_for_backward({q, k, v, proj_w, proj_b, o, lse, lut, lin_state, lin_z, lin_s});
     ctx->mark_non_differentiable({lse, lut, lin_state, lin_z, lin_s});
+    ctx->set_materialize_grads(false);  // no zero-filled gradients for the five saved outputs
     ctx->saved_data[sla::checkpoint::kSettingTopk] = topk;
     ctx->saved_data[sla::checkpoint::kSettingBlkq] = blkq;
     ctx->saved_data[sla::checkpoint::kSettingBlkk] = blkk;
@@ -190,6 +191,7 @@ class AttentionFunction : public torch::autograd::Function<AttentionFunction> {
                                                  torch::autograd::variable_list grads) {
     static const auto op =
         c10::Dispatcher::singleton().findSchemaOrThrow("sla::attention_bwd", "").typed<decltype(attention_bwd)>();
+    if (!grads[0].defined()) return torch::autograd::variable_list(11);  // o unused: no gradients
     const auto s = ctx->get_saved_variables();
     const auto& d = ctx->saved_data;
     using namespace sla::checkpoint;  // the settings keys
