@@ -27,13 +27,15 @@ at::Tensor to_blocks(const at::Tensor& x, int64_t blk) {
   return at::constant_pad_nd(x, {0, 0, 0, n * blk - L}).reshape({x.size(0), n, blk, x.size(2)});
 }
 
-// The precision of variant complement's ATen passes, as the kernels': GEMM operands rounded to q's
-// dtype (`operand`), float32 products, sums and elementwise math (`acc`); float64 inputs (the tests'
-// oracle of the formulas) stay float64 throughout.
+// The precision of variant complement's backward in ATen: for bf16, as the kernels, GEMM operands
+// rounded to bf16 (`operand`) with float32 products, sums and elementwise math (`acc`); fp16 runs
+// its GEMMs in float32, since the unnormalised block sums (up to L |v|) would overflow fp16's range;
+// float64 inputs (the tests' oracle of the formulas) stay float64 throughout.
 struct Precision {
   at::ScalarType operand, acc;
   explicit Precision(at::ScalarType dtype)
-      : operand(dtype), acc(dtype == at::kBFloat16 || dtype == at::kHalf ? at::kFloat : dtype) {}
+      : operand(dtype == at::kHalf ? at::kFloat : dtype),
+        acc(dtype == at::kBFloat16 || dtype == at::kHalf ? at::kFloat : dtype) {}
   // a @ b, batched over the leading dimension (3-D), operands in `operand`, result in `acc`.
   at::Tensor bmm(const at::Tensor& a, const at::Tensor& b) const {
     if (operand == acc) return at::bmm(a.to(acc), b.to(acc));
@@ -146,7 +148,9 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
   out.eps = 0.f;
   const at::Tensor state = out.state.view({B, H, nq, D * D});
   const at::Tensor z = out.z.view({B, H, nq, D});
-  const at::Tensor w_t = proj_w.to(dtype).t();
+  // bf16: the block products and sums on tensor cores; fp16: in float32 (the range of the sums).
+  const at::ScalarType op = Precision(dtype).operand;
+  const at::Tensor w_t = proj_w.to(op).t();
   for_each_chunk(k, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
     // φ(K) by key block, rounded to q's dtype once; the padding rows zeroed after φ.
@@ -159,12 +163,16 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
     }
     phi.view({c, padded, D}).narrow(1, L, padded - L).zero_();
     const at::Tensor block_z = phi.sum(2, false, at::kFloat);                  // z_j (c, Nk, D)
-    const at::Tensor vw = at::matmul(to_blocks(chunk_of(v, b, h0, h1), cfg.blkk), w_t);  // V_j Wᵀ
-    const at::Tensor block_state = at::matmul(phi.transpose(2, 3), vw).view({c, nk, D * D});
+    const at::Tensor vw = at::matmul(to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(op), w_t);  // V_j Wᵀ
+    const at::Tensor block_state = at::matmul(phi.to(op).transpose(2, 3), vw).view({c, nk, D * D});
     // Σ over the blocks not selected, float32 accumulation, / c applied before the one rounding.
-    const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not();  // (c, Nq, Nk)
+    const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not().to(op);  // (c, Nq, Nk)
     at::Tensor state_c = chunk_of(state, b, h0, h1), z_c = chunk_of(z, b, h0, h1);
-    at::baddbmm_out(state_c, state_c, unselected.to(dtype), block_state, 0, inv_len);
+    if (op == dtype) {
+      at::baddbmm_out(state_c, state_c, unselected, block_state, 0, inv_len);
+    } else {
+      state_c.copy_(at::bmm(unselected, block_state).mul_(inv_len));
+    }
     at::baddbmm_out(z_c, z_c, unselected.to(at::kFloat), block_z, 0, inv_len);
   });
   return out;

@@ -40,9 +40,10 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
 
 // Variant complement's per-query-block states for the forward epilogue (SlaParams::lin_per_q_block),
 // divided by c = L: state (B*H, Nq, D, D) q dtype, M_i / c = Σ_{j not selected for i} φ(K_j)ᵀ V_j Wᵀ / c;
-// z (B*H, Nq, D) float32, z_i / c; eps 0. mask: bool (B, H, Nq, Nk) selected blocks. On tensor cores
-// in q's dtype with float32 accumulation, as the forward kernel's own φ(Q) M: φ(K) and V Wᵀ are
-// rounded to q's dtype once each, the per-key-block products once, the sums over blocks once.
+// z (B*H, Nq, D) float32, z_i / c; eps 0. mask: bool (B, H, Nq, Nk) selected blocks. bf16: on
+// tensor cores with float32 accumulation, as the forward kernel's own φ(Q) M: φ(K) and V Wᵀ are
+// rounded to bf16 once each, the per-key-block products once, the sums over blocks once; fp16:
+// the products and sums in float32 (the unnormalised sums would leave fp16's range), M_i / c rounded once.
 FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                          const at::Tensor& mask, const SlaConfig& cfg);
 
@@ -71,8 +72,9 @@ inline TensorRef tensor_ref(const at::Tensor& x) {
 
 // Variant complement: the gradients of sum(grad_o ∘ proj_l(o_l)) for q, k, v, proj_w, proj_b, and
 // delta_lin, recomputing the forward's block sums over chunks of heads in ATen; the formulas are in
-// linear_branch.cpp. mask: bool (B, H, Nq, Nk) selected blocks. GEMM operands in q's dtype with
-// float32 results, the rest float32, as the kernels (float64 inputs: float64 throughout).
+// linear_branch.cpp. mask: bool (B, H, Nq, Nk) selected blocks. bf16: GEMM operands in bf16 with
+// float32 results, the rest float32, as the kernels; fp16: float32 throughout (fp16's range);
+// float64 inputs: float64 throughout.
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg);
