@@ -46,6 +46,13 @@ struct Precision {
     if (operand == acc) return at::mm(a.to(acc), b.to(acc));
     return at::mm(a.to(operand), b.to(operand), acc);
   }
+  // aᵀ b summed over many rows (d proj_w) at `acc`'s precision, for an `a` exact in `operand` (dO):
+  // b goes in as two operand-dtype parts, hi + lo.
+  at::Tensor mm_t_exact(const at::Tensor& a, const at::Tensor& b) const {
+    if (operand == acc) return at::mm(a.t().to(acc), b.to(acc));
+    const at::Tensor a_t = a.t().to(operand), hi = b.to(operand), lo = (b - hi.to(acc)).to(operand);
+    return at::mm(a_t, hi, acc).add_(at::mm(a_t, lo, acc));
+  }
 };
 
 // (c, N, rows, D) blocks as (c * N, rows, D) for bmm.
@@ -317,7 +324,7 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
     const at::Tensor d_phi_k = prec.bmm(flat(vb), d_s_j.transpose(1, 2)).view(phi_k.sizes()) + d_z_j;
     const at::Tensor dv = prec.bmm(flat(phi_k), d_s_j).view(phi_k.sizes());
 
-    g.dw.add_(prec.mm(rows_d_o.t(), o_l.reshape({-1, D})));
+    g.dw.add_(prec.mm_t_exact(rows_d_o, o_l.reshape({-1, D})));
     g.db.add_(rows_d_o.sum(0));
     const at::Tensor rows = (d_o_w * o_l).sum(-1) + at::matmul(d_o, bias);           // dO·(o_l Wᵀ + b)
     chunk_of(delta_lin, b, h0, h1).copy_(rows.view({c, nq * cfg.blkq}).narrow(1, 0, L));
