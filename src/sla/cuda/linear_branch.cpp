@@ -46,12 +46,16 @@ struct Precision {
     if (operand == acc) return at::mm(a.to(acc), b.to(acc));
     return at::mm(a.to(operand), b.to(operand), acc);
   }
-  // aᵀ b summed over many rows (d proj_w) at `acc`'s precision, for an `a` exact in `operand` (dO):
-  // b goes in as two operand-dtype parts, hi + lo.
-  at::Tensor mm_t_exact(const at::Tensor& a, const at::Tensor& b) const {
-    if (operand == acc) return at::mm(a.t().to(acc), b.to(acc));
-    const at::Tensor a_t = a.t().to(operand), hi = b.to(operand), lo = (b - hi.to(acc)).to(operand);
-    return at::mm(a_t, hi, acc).add_(at::mm(a_t, lo, acc));
+  // a @ b (3-D) with b kept at `acc`'s precision: b goes in as two operand-dtype parts, hi + lo, so
+  // that only a is rounded (the block sums and φ(q) S_i, on which o_l and d proj_w rest).
+  at::Tensor bmm_exact_b(const at::Tensor& a, const at::Tensor& b) const {
+    if (operand == acc) return at::bmm(a.to(acc), b.to(acc));
+    const at::Tensor a_op = a.to(operand), hi = b.to(operand), lo = (b - hi.to(acc)).to(operand);
+    return at::bmm(a_op, hi, acc).add_(at::bmm(a_op, lo, acc));
+  }
+  // aᵀ b summed over many rows (d proj_w), likewise for 2-D a (exact in `operand`: dO) and b.
+  at::Tensor mm_t_exact_b(const at::Tensor& a, const at::Tensor& b) const {
+    return bmm_exact_b(a.t().unsqueeze(0), b.unsqueeze(0)).squeeze(0);
   }
 };
 
@@ -304,9 +308,9 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
     const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not().to(prec.acc);  // U (c, Nq, Nk)
     const at::Tensor block_s = prec.bmm(flat(phi_k).transpose(1, 2), flat(vb)).view({c, nk, D * D});
     const at::Tensor block_z = phi_k.sum(2);                                           // (c, Nk, D)
-    const at::Tensor s_i = prec.bmm(unselected, block_s).view({c * nq, D, D});
+    const at::Tensor s_i = prec.bmm_exact_b(unselected, block_s).view({c * nq, D, D});
     const at::Tensor z_i = at::bmm(unselected, block_z).unsqueeze(2);                  // (c, Nq, 1, D)
-    const at::Tensor num = prec.bmm(flat(phi_q), s_i).view(phi_q.sizes());
+    const at::Tensor num = prec.bmm_exact_b(flat(phi_q), s_i).view(phi_q.sizes());
     const at::Tensor den = (phi_q * z_i).sum(-1, true);                                // (c, Nq, blkq, 1)
     const at::Tensor safe_den = at::where(den == 0, at::ones_like(den), den);
     const at::Tensor o_l = num / safe_den;
@@ -324,7 +328,7 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
     const at::Tensor d_phi_k = prec.bmm(flat(vb), d_s_j.transpose(1, 2)).view(phi_k.sizes()) + d_z_j;
     const at::Tensor dv = prec.bmm(flat(phi_k), d_s_j).view(phi_k.sizes());
 
-    g.dw.add_(prec.mm_t_exact(rows_d_o, o_l.reshape({-1, D})));
+    g.dw.add_(prec.mm_t_exact_b(rows_d_o, o_l.reshape({-1, D})));
     g.db.add_(rows_d_o.sum(0));
     const at::Tensor rows = (d_o_w * o_l).sum(-1) + at::matmul(d_o, bias);           // dO·(o_l Wᵀ + b)
     chunk_of(delta_lin, b, h0, h1).copy_(rows.view({c, nq * cfg.blkq}).narrow(1, 0, L));

@@ -73,8 +73,9 @@ inline TensorRef tensor_ref(const at::Tensor& x) {
 // Variant complement: the gradients of sum(grad_o ∘ proj_l(o_l)) for q, k, v, proj_w, proj_b, and
 // delta_lin, recomputing the forward's block sums over chunks of heads in ATen; the formulas are in
 // linear_branch.cpp. mask: bool (B, H, Nq, Nk) selected blocks. bf16: GEMM operands in bf16 with
-// float32 results, the rest float32, as the kernels; fp16: float32 throughout (fp16's range);
-// float64 inputs: float64 throughout.
+// float32 results, the rest float32, as the kernels, with o_l and d proj_w at float32 precision
+// but for φ(q), φ(K) (bf16, as the kernels); fp16: float32 throughout (fp16's range); float64
+// inputs: float64 throughout.
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg);
