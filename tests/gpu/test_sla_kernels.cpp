@@ -322,7 +322,7 @@ TEST_CASE("training path memory: the node keeps o and no o_s; the backward at mo
 }
 
 // Under bf16 autocast the fused path computes what it computes without it: the kernels fix their
-// own precisions, and the ATen ops around them (variant complement's float32 linear branch) are
+// own precisions, and the ATen ops around them (variant complement's block sums) are
 // kept out of autocast's reach.
 TEST_CASE("autocast does not change the fused path") {
   at::manual_seed(12);

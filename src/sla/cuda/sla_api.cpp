@@ -42,7 +42,7 @@ at::Tensor kernel_layout(const at::Tensor& x) {
 TensorRef ref(const at::Tensor& x) { return kernels::tensor_ref(x); }
 
 // The kernels fix their own precisions; under autocast the ATen ops around them (variant
-// complement's float32 linear branch, the block map's fallback scores) must not be recast.
+// complement's block sums and linear-branch backward, the block map's fallback scores) must not be recast.
 struct NoAutocast {
   c10::impl::ExcludeDispatchKeyGuard guard{c10::autocast_dispatch_keyset};
 };
