@@ -20,7 +20,8 @@ namespace {
 
 // Keys' unselected mask per query row, (B, H, L, L) float64, from the block mask (B, H, Nq, Nk).
 at::Tensor row_mask(const at::Tensor& mask, int64_t L, int64_t blkq, int64_t blkk) {
-  const at::Tensor rows = at::arange(L, at::kLong).div(blkq, "floor"), cols = at::arange(L, at::kLong).div(blkk, "floor");
+  const at::Tensor rows = at::arange(L, at::kLong).div(blkq, "floor");
+  const at::Tensor cols = at::arange(L, at::kLong).div(blkk, "floor");
   return mask.logical_not().index_select(2, rows).index_select(3, cols).to(at::kDouble);
 }
 
@@ -70,8 +71,12 @@ TEST_CASE("complement backward: the block-sum formulas equal autograd of the def
       const sla::kernels::LinearGrads ours = sla::kernels::linear_branch_backward(d_o, q, k, v, w, b, mask, cfg);
       const Grads want = definition(q, k, v, w, b, d_o, mask, cfg);
       const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> checks[] = {
-          {"dq", {ours.dq, want.dq}}, {"dk", {ours.dk, want.dk}},       {"dv", {ours.dv, want.dv}},
-          {"d proj_w", {ours.dw, want.dw}}, {"d proj_b", {ours.db, want.db}}, {"delta_lin", {ours.delta_lin, want.delta_lin}}};
+          {"dq", {ours.dq, want.dq}},
+          {"dk", {ours.dk, want.dk}},
+          {"dv", {ours.dv, want.dv}},
+          {"d proj_w", {ours.dw, want.dw}},
+          {"d proj_b", {ours.db, want.db}},
+          {"delta_lin", {ours.delta_lin, want.delta_lin}}};
       for (const auto& [name, pair] : checks) {
         INFO("feature map " << int(f) << ", blocks " << blkq << "/" << blkk << ", " << name);
         REQUIRE(pair.first.sizes() == pair.second.sizes());
