@@ -59,6 +59,13 @@ struct Precision {
   }
 };
 
+// Zeroes the rows past L of φ by blocks (c, N, blk, D): φ(0) ≠ 0 for softmax and elu, and the
+// padding must not count in the block sums.
+void zero_padding_rows(const at::Tensor& phi_blocks, int64_t L) {
+  const at::Tensor rows = phi_blocks.view({phi_blocks.size(0), -1, phi_blocks.size(3)});
+  rows.narrow(1, L, rows.size(1) - L).zero_();
+}
+
 // (c, N, rows, D) blocks as (c * N, rows, D) for bmm.
 at::Tensor flat(const at::Tensor& x) { return x.reshape({-1, x.size(-2), x.size(-1)}); }
 
@@ -150,7 +157,7 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
                                          const at::Tensor& mask, const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
   const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
-  const int64_t nq = mask.size(2), nk = mask.size(3), padded = nk * cfg.blkk;
+  const int64_t nq = mask.size(2), nk = mask.size(3);
   const at::ScalarType dtype = k.scalar_type();
   const double inv_len = 1.0 / double(L);
   FusedLinearState out;
@@ -160,19 +167,17 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
   const at::Tensor state = out.state.view({B, H, nq, D * D});
   const at::Tensor z = out.z.view({B, H, nq, D});
   // bf16: the block products and sums on tensor cores; fp16: in float32 (the range of the sums).
-  const at::ScalarType op = Precision(dtype).operand;
+  const Precision prec(dtype);
+  const at::ScalarType op = prec.operand;
   const at::Tensor w_t = proj_w.to(op).t();
   for_each_chunk(k, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
-    // φ(K) by key block, rounded to q's dtype once; the padding rows zeroed after φ.
+    // φ(K) by key block, rounded to q's dtype once (softmax computes in float32 inside, relu is
+    // exact; elu + 1 would round twice in 16 bits).
     const at::Tensor kb = to_blocks(chunk_of(k, b, h0, h1), cfg.blkk);  // (c, Nk, blkk, D)
-    at::Tensor phi;
-    switch (cfg.feature_map) {
-      case FeatureMap::kSoftmax: phi = at::softmax(kb, -1); break;  // float32 inside
-      case FeatureMap::kElu: phi = (at::elu(kb.to(at::kFloat)) + 1).to(dtype); break;
-      case FeatureMap::kRelu: phi = at::relu(kb); break;  // exact
-    }
-    phi.view({c, padded, D}).narrow(1, L, padded - L).zero_();
+    const bool widen = cfg.feature_map == FeatureMap::kElu;
+    const at::Tensor phi = feature_map(widen ? kb.to(at::kFloat) : kb, cfg.feature_map).to(dtype);
+    zero_padding_rows(phi, L);
     const at::Tensor block_z = phi.sum(2, false, at::kFloat);                  // z_j (c, Nk, D)
     const at::Tensor vw = at::matmul(to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(op), w_t);  // V_j Wᵀ
     const at::Tensor block_state = at::matmul(phi.to(op).transpose(2, 3), vw).view({c, nk, D * D});
@@ -302,31 +307,35 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
     const at::Tensor vb = to_blocks(chunk_of(v, b, h0, h1).to(prec.acc), cfg.blkk);
     const int64_t nq = xq.size(1), nk = xk.size(1);
     const at::Tensor phi_q = feature_map(xq, cfg.feature_map);
-    at::Tensor phi_k = feature_map(xk, cfg.feature_map);
-    phi_k.view({c, nk * cfg.blkk, D}).narrow(1, L, nk * cfg.blkk - L).zero_();  // φ(0) ≠ 0: padding must not count
+    const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
+    zero_padding_rows(phi_k, L);
+
+    // The GEMMs' rounded operands, each made once.
+    const at::Tensor phi_q_op = phi_q.to(prec.operand), phi_k_op = phi_k.to(prec.operand);
+    const at::Tensor vb_op = vb.to(prec.operand);
 
     const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not().to(prec.acc);  // U (c, Nq, Nk)
-    const at::Tensor block_s = prec.bmm(flat(phi_k).transpose(1, 2), flat(vb)).view({c, nk, D * D});
+    const at::Tensor block_s = prec.bmm(flat(phi_k_op).transpose(1, 2), flat(vb_op)).view({c, nk, D * D});
     const at::Tensor block_z = phi_k.sum(2);                                           // (c, Nk, D)
     const at::Tensor s_i = prec.bmm_exact_b(unselected, block_s).view({c * nq, D, D});
     const at::Tensor z_i = at::bmm(unselected, block_z).unsqueeze(2);                  // (c, Nq, 1, D)
-    const at::Tensor num = prec.bmm_exact_b(flat(phi_q), s_i).view(phi_q.sizes());
+    const at::Tensor num = prec.bmm_exact_b(flat(phi_q_op), s_i).view(phi_q.sizes());
     const at::Tensor den = (phi_q * z_i).sum(-1, true);                                // (c, Nq, blkq, 1)
     const at::Tensor safe_den = at::where(den == 0, at::ones_like(den), den);
     const at::Tensor o_l = num / safe_den;
 
     const at::Tensor rows_d_o = d_o.reshape({-1, D});
     const at::Tensor d_o_w = prec.mm(rows_d_o, w).view(phi_q.sizes());                 // dO W = d o_l
-    const at::Tensor u = d_o_w / safe_den;
+    const at::Tensor u = d_o_w / safe_den, u_op = u.to(prec.operand);
     const at::Tensor d_den = -(u * o_l).sum(-1, true);
-    const at::Tensor d_phi_q = prec.bmm(flat(u), s_i.transpose(1, 2)).view(phi_q.sizes()) + d_den * z_i;
-    const at::Tensor d_s_i = prec.bmm(flat(phi_q).transpose(1, 2), flat(u)).view({c, nq, D * D});
+    const at::Tensor d_phi_q = prec.bmm(flat(u_op), s_i.transpose(1, 2)).view(phi_q.sizes()) + d_den * z_i;
+    const at::Tensor d_s_i = prec.bmm(flat(phi_q_op).transpose(1, 2), flat(u_op)).view({c, nq, D * D});
     const at::Tensor d_z_i = (d_den * phi_q).sum(2);                                    // (c, Nq, D)
     const at::Tensor u_t = unselected.transpose(1, 2);
     const at::Tensor d_s_j = prec.bmm(u_t, d_s_i).view({c * nk, D, D});
     const at::Tensor d_z_j = at::bmm(u_t, d_z_i).unsqueeze(2);                          // (c, Nk, 1, D)
-    const at::Tensor d_phi_k = prec.bmm(flat(vb), d_s_j.transpose(1, 2)).view(phi_k.sizes()) + d_z_j;
-    const at::Tensor dv = prec.bmm(flat(phi_k), d_s_j).view(phi_k.sizes());
+    const at::Tensor d_phi_k = prec.bmm(flat(vb_op), d_s_j.transpose(1, 2)).view(phi_k.sizes()) + d_z_j;
+    const at::Tensor dv = prec.bmm(flat(phi_k_op), d_s_j).view(phi_k.sizes());
 
     g.dw.add_(prec.mm_t_exact_b(rows_d_o, o_l.reshape({-1, D})));
     g.db.add_(rows_d_o.sum(0));
