@@ -85,3 +85,36 @@ TEST_CASE("complement backward: the block-sum formulas equal autograd of the def
     }
   }
 }
+
+TEST_CASE("complement forward: per-query-block states equal the sums over unselected keys (float64)") {
+  for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
+    SlaConfig cfg;
+    cfg.feature_map = f;
+    cfg.variant = Variant::kComplement;
+    cfg.blkq = 32;
+    cfg.blkk = 16;
+    const int64_t B = 1, H = 2, L = 75, D = 8, nq = 3, nk = 5;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(7 + int(f)));
+    const auto f64 = at::TensorOptions().dtype(at::kDouble);
+    const at::Tensor k = at::randn({B, H, L, D}, gen, f64), v = at::randn({B, H, L, D}, gen, f64);
+    const at::Tensor w = at::randn({D, D}, gen, f64);
+    at::Tensor mask = at::rand({B, H, nq, nk}, gen, f64) < 0.4;
+    mask[0][1][2].fill_(true);  // every key block selected: state and z 0
+
+    const sla::kernels::FusedLinearState ours = sla::kernels::complement_linear_state(k, v, w, mask, cfg);
+    const at::Tensor keys = row_mask(mask, L, cfg.blkq, cfg.blkk);  // (B, H, L, L): query row, key
+    const at::Tensor phi_k = sla::reference::feature_map(k, f);
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t i = 0; i < nq; ++i) {
+        const at::Tensor unselected = keys[0][h][i * cfg.blkq].unsqueeze(1);  // (L, 1)
+        const at::Tensor phi = phi_k[0][h] * unselected;
+        const at::Tensor state = at::matmul(phi.t(), at::matmul(v[0][h], w.t())) / double(L);
+        const at::Tensor z = phi.sum(0) / double(L);
+        INFO("feature map " << int(f) << ", head " << h << ", query block " << i);
+        CHECK(rel_err(ours.state[h][i], state) < 1e-12);
+        CHECK(rel_err(ours.z[h][i].to(at::kDouble), z) < 1e-6);  // z is float32
+        CHECK(ours.eps == 0.f);
+      }
+    }
+  }
+}

@@ -176,7 +176,7 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
     // exact; elu + 1 would round twice in 16 bits).
     const at::Tensor kb = to_blocks(chunk_of(k, b, h0, h1), cfg.blkk);  // (c, Nk, blkk, D)
     const bool widen = cfg.feature_map == FeatureMap::kElu;
-    const at::Tensor phi = feature_map(widen ? kb.to(at::kFloat) : kb, cfg.feature_map).to(dtype);
+    const at::Tensor phi = feature_map(widen ? kb.to(prec.acc) : kb, cfg.feature_map).to(dtype);
     zero_padding_rows(phi, L);
     const at::Tensor block_z = phi.sum(2, false, at::kFloat);                  // z_j (c, Nk, D)
     const at::Tensor vw = at::matmul(to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(op), w_t);  // V_j Wᵀ
