@@ -1,7 +1,8 @@
 // Variant complement's linear-branch backward of the fused path (src/sla/cuda/linear_branch.cpp,
 // hand-derived formulas over block sums) against autograd of the definition, in float64 on the
 // CPU: o_l[r] = Σ_m φ(q_r)·φ(k_m) v_m / Σ_m φ(q_r)·φ(k_m) over the keys m of the blocks not
-// selected for r's query block (0 where none is left), y = o_l Wᵀ + b, loss = Σ dO ∘ y.
+// selected for r's query block (0 where none is left), y = o_l Wᵀ + b, loss = Σ dO ∘ y; and the
+// forward's per-query-block states (complement_linear_state) against those sums written out.
 #include "catch.hpp"
 #include "sla/cuda/linear_branch.h"
 #include "sla/reference.h"
