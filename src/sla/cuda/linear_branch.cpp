@@ -97,9 +97,11 @@ at::Tensor chunk_of(const at::Tensor& x, int64_t b, int64_t h0, int64_t h1) {
   return x.select(0, b).slice(0, h0, h1);
 }
 
-// Sizes of the linear-branch passes for x (B, H, L, D), splits for `pass` (linear_splits).
-LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg, LinearPass pass) {
+// Sizes of the linear-branch passes for x (B, H, L, D), splits for `pass` (linear_splits);
+// q_block_tiles > 0: the query-side pass per query block (LinearParams::q_block_tiles).
+LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg, LinearPass pass, int q_block_tiles = 0) {
   LinearParams p;
+  p.q_block_tiles = q_block_tiles;
   p.elem = x.scalar_type() == at::kHalf ? ElemType::kFp16 : ElemType::kBf16;
   p.head_dim = int(x.size(3));
   p.batch = int(x.size(0));
@@ -282,10 +284,103 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
   return g;
 }
 
+namespace {
+
+// Whether the complement's query side runs on the fused pass: 16-bit CUDA inputs whose query
+// blocks are whole row tiles (blkq a multiple of D: 128 at D = 128; 64 or 128 at D = 64).
+bool complement_fused_q_side(const at::Tensor& q, const SlaConfig& cfg) {
+  const at::ScalarType dtype = q.scalar_type();
+  return q.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf) &&
+         cfg.blkq % linear_tile_rows(int(q.size(3))) == 0;
+}
+
+// linear_branch_backward with the query side on sla_linear_bwd_q_kernel, per query block: it
+// reads the forward's M_i / L and z_i / L (complement_linear_state) and writes dq, delta_lin and,
+// per row tile, a = Σ dOᵀ φ(q) / den', dz and d proj_b partials. With A_j = Σ_i U_ij a_i, the
+// key side is dS_j = A_jᵀ W / L, so dφ(K_j) = (V_j Wᵀ) A_j / L + dz_j, dV_j = φ(K_j) A_jᵀ W / L,
+// and d proj_w = Σ_j A_j S_j / L with S_j = φ(K_j)ᵀ V_j (float32: d proj_w's precision).
+LinearGrads complement_backward_fused_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                                        const at::Tensor& mask, const SlaConfig& cfg) {
+  const Precision prec(q.scalar_type());
+  const auto f32 = q.options().dtype(at::kFloat);
+  const int64_t H = q.size(1), L = q.size(2), D = q.size(3);
+  const int64_t nq = mask.size(2), nk = mask.size(3);
+  const int tile_rows = linear_tile_rows(int(D));
+  const int64_t block_tiles = cfg.blkq / tile_rows, tiles = (L + tile_rows - 1) / tile_rows;
+  const double inv_len = 1.0 / double(L);
+  LinearGrads g;
+  g.dq = at::empty(q.sizes(), f32);
+  g.dk = at::empty(k.sizes(), f32);
+  g.dv = at::empty(v.sizes(), f32);
+  g.dw = at::zeros({D, D}, f32);
+  g.db = at::zeros({D}, f32);
+  g.delta_lin = at::empty({q.size(0) * H, L}, f32);
+  const at::Tensor w = proj_w.to(at::kFloat), bias = proj_b.to(at::kFloat).contiguous();
+  const at::Tensor w_op_t = w.to(prec.operand).t();
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  for_each_chunk(q, kBackwardChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
+    const int64_t c = h1 - h0;
+    const auto part = [&](const at::Tensor& x) { return chunk_of(x, b, h0, h1).unsqueeze(0); };  // (1, c, ...)
+    const FusedLinearState st = complement_linear_state(part(k), part(v), proj_w, part(mask), cfg);
+
+    // Query side, fused: per tile partials (tiles past the last stay 0 for the per-block sums).
+    LinearParams p = linear_params(part(q), cfg, LinearPass::kBwdQ, int(block_tiles));
+    p.num_q_blocks = int(nq);
+    const at::Tensor a_tile = at::empty({c, nq * block_tiles, D, D}, f32);
+    const at::Tensor dz_tile = at::empty({c, nq * block_tiles, D}, f32);
+    const at::Tensor db_tile = at::empty({c, nq * block_tiles, D}, f32);
+    if (nq * block_tiles > tiles) {
+      for (const at::Tensor& t : {a_tile, dz_tile, db_tile}) t.narrow(1, tiles, nq * block_tiles - tiles).zero_();
+    }
+    p.q = tensor_ref(part(q));
+    p.d_o = tensor_ref(part(grad_o));
+    p.m_scaled = st.state.data_ptr();
+    p.z_scaled = st.z.data_ptr<float>();
+    p.eps_scaled = 0.f;
+    p.a_part = a_tile.data_ptr<float>();
+    p.dz_part = dz_tile.data_ptr<float>();
+    p.db_part = db_tile.data_ptr<float>();
+    p.bias = bias.data_ptr<float>();
+    p.delta_lin = g.delta_lin.data_ptr<float>() + (b * H + h0) * L;
+    p.dq_add = tensor_ref(part(g.dq));
+    run_linear_bwd_q(p, stream);
+    const auto per_block = [&](const at::Tensor& x, int64_t n) {  // (c, Nq * block_tiles, ...) -> (c, Nq, n)
+      return (block_tiles == 1 ? x : x.view({c, nq, block_tiles, n}).sum(2)).view({c, nq, n});
+    };
+    const at::Tensor a_i = per_block(a_tile, D * D), dz_i = per_block(dz_tile, D);
+    g.db.add_(db_tile.sum(at::IntArrayRef{0, 1}));
+
+    // Key side: A_j, dz_j over the query blocks that did not select j.
+    const at::Tensor u_t = chunk_of(mask, b, h0, h1).logical_not().transpose(1, 2);  // (c, Nk, Nq)
+    const at::Tensor a_j = prec.bmm_exact_b(u_t.to(prec.operand), a_i).view({c * nk, D, D});
+    const at::Tensor dz_j = at::bmm(u_t.to(at::kFloat), dz_i).unsqueeze(2);             // (c, Nk, 1, D)
+    const at::Tensor xk = to_blocks(chunk_of(k, b, h0, h1).to(at::kFloat), cfg.blkk);  // (c, Nk, blkk, D)
+    const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
+    zero_padding_rows(phi_k, L);
+    const at::Tensor phi_k_op = phi_k.to(prec.operand);
+    const at::Tensor vb_op = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(prec.operand);
+    const at::Tensor block_s = prec.bmm(flat(phi_k_op).transpose(1, 2), flat(vb_op));  // S_j, float32
+    g.dw.add_(at::bmm(a_j, block_s).sum(0), inv_len);
+    const at::Tensor a_j_op = a_j.to(prec.operand);
+    const at::Tensor vw = at::matmul(vb_op, w_op_t);                                   // V_j Wᵀ
+    const at::Tensor d_phi_k = prec.bmm(flat(vw), a_j_op).view(phi_k.sizes()).mul_(inv_len).add_(dz_j);
+    const at::Tensor dv =
+        prec.mm(prec.bmm(flat(phi_k_op), a_j_op.transpose(1, 2)).view({-1, D}), w).view(phi_k.sizes()).mul_(inv_len);
+    const auto unblock = [&](const at::Tensor& x) { return x.reshape({c, -1, D}).narrow(1, 0, L); };
+    chunk_of(g.dk, b, h0, h1).copy_(unblock(feature_map_backward(xk, phi_k, d_phi_k, cfg.feature_map)));
+    chunk_of(g.dv, b, h0, h1).copy_(unblock(dv));
+  });
+  return g;
+}
+
+}  // namespace
+
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
+  if (complement_fused_q_side(q, cfg)) return complement_backward_fused_q(grad_o, q, k, v, proj_w, proj_b, mask, cfg);
   const Precision prec(q.scalar_type());
   const auto acc = q.options().dtype(prec.acc);
   const int64_t L = q.size(2), D = q.size(3);

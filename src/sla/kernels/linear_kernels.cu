@@ -52,7 +52,10 @@ int linear_resident_ctas(const LinearParams& p, LinearPass pass) {
       using Tr = LinearTraits<kD>;
       switch (pass) {
         case LinearPass::kState: return resident(&sla_linear_state_kernel<Elem, kD>, Tr::kThreads, Tr::kStateSmem);
-        case LinearPass::kBwdQ: return resident(&sla_linear_bwd_q_kernel<Elem, kD>, Tr::kThreads, Tr::kBwdQSmem);
+        case LinearPass::kBwdQ:
+          return p.q_block_tiles > 0
+                     ? resident(&sla_linear_bwd_q_kernel<Elem, kD, true>, Tr::kThreads, Tr::kBwdQPerBlockSmem)
+                     : resident(&sla_linear_bwd_q_kernel<Elem, kD, false>, Tr::kThreads, Tr::kBwdQSmem);
         case LinearPass::kBwdK: return resident(&sla_linear_bwd_k_kernel<Elem, kD>, Tr::kThreads, Tr::kBwdKSmem);
       }
       return 1;
@@ -74,8 +77,12 @@ void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       using Tr = LinearTraits<kD>;
-      launch(&sla_linear_bwd_q_kernel<Elem, kD>, dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kBwdQSmem, p,
-             stream);
+      const dim3 grid(p.splits, p.batch * p.heads);
+      if (p.q_block_tiles > 0) {
+        launch(&sla_linear_bwd_q_kernel<Elem, kD, true>, grid, Tr::kThreads, Tr::kBwdQPerBlockSmem, p, stream);
+      } else {
+        launch(&sla_linear_bwd_q_kernel<Elem, kD, false>, grid, Tr::kThreads, Tr::kBwdQSmem, p, stream);
+      }
     });
   });
 }

@@ -1,4 +1,5 @@
-// The linear branch of variant all on tensor cores, in three passes over rows (see LinearParams).
+// The linear branch of variant all on tensor cores, in three passes over rows (see LinearParams);
+// the query-side pass also serves variant complement, per query block (kPerBlock).
 // A CTA has D / 16 warps and works on tiles of D rows: for the row-wise math each warp owns 16
 // rows of the tile; for the sums over rows (Xᵀ Y, a D x D result) each warp owns 16 rows of the
 // result and reads the whole tile back from shared memory, transposed by ldmatrix. A CTA walks
@@ -26,9 +27,12 @@ struct LinearTraits {
   static constexpr int kStateSmem = kStages * 2 * kTileBytes + kWarps * D * 4;
   static constexpr int kBwdQSmem = (kStages * 2 + 1) * kTileBytes + (2 * kWarps + 2) * D * 4;
   static constexpr int kBwdKSmem = (kStages * 2 + 1) * kTileBytes + D * 4;
+  // Per query block (complement): M' and z' of each stage's tile beside it. D = 128: 213.5 KB.
+  static constexpr int kBwdQPerBlockSmem = kStages * 3 * kTileBytes + (2 * kWarps + kStages + 1) * D * 4;
   static_assert(kStages >= 2, "a tile loads while another one is computed");
   static_assert(kTileBytes % 16 == 0, "cp.async destinations stay 16-byte aligned from tile to tile");
-  static_assert(kStateSmem <= 227 * 1024 && kBwdQSmem <= 227 * 1024 && kBwdKSmem <= 227 * 1024,
+  static_assert(kStateSmem <= 227 * 1024 && kBwdQSmem <= 227 * 1024 && kBwdKSmem <= 227 * 1024 &&
+                    kBwdQPerBlockSmem <= 227 * 1024,
                 "sm_90: at most 227 KB of shared memory per CTA");
 };
 
@@ -166,45 +170,57 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
 }
 
 // Pass 2 (backward, query side): dq_add, delta_lin = rowsum(dO ∘ proj_l(o_l)) (what the sparse
-// preprocess subtracts from rowsum(dO ∘ o)), and partial sums of dOᵀ φ(q) / den', dden' φ(q), dO.
-template <class Elem, int D>
+// preprocess subtracts from rowsum(dO ∘ o)), and partial sums of dOᵀ φ(q) / den', dden' φ(q), dO:
+// per CTA over its tiles (variant all), or per tile (kPerBlock, variant complement: each tile
+// lies in one query block, whose M' and z' it reads, LinearParams::q_block_tiles; den' is 0
+// where every key block is selected, and the row's linear branch is 0 there).
+template <class Elem, int D, bool kPerBlock>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_kernel(const __grid_constant__ LinearParams p) {
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
+  constexpr int kSlots = kPerBlock ? Tr::kStages : 1;   // M' and z' once, or per stage
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Elem* sStages = reinterpret_cast<Elem*>(smem_raw);     // [kStages]: [R][kS] q rows, then φ(q) / den';
                                                          //            [R][kS] dO rows (0 past the end)
-  Elem* sM = sStages + Tr::kStages * Tr::kStageElems;    // [D][kS]: M'
-  float* sRed = reinterpret_cast<float*>(sM + D * kS);   // [2][kWarps][D]: dz, db column sums
-  float* sZ = sRed + 2 * Tr::kWarps * D;                 // [D]: z'
-  float* sB = sZ + D;                                    // [D]: proj_l's bias
+  Elem* sM = sStages + Tr::kStages * Tr::kStageElems;    // [kSlots][D][kS]: M'
+  float* sRed = reinterpret_cast<float*>(sM + kSlots * D * kS);  // [2][kWarps][D]: dz, db column sums
+  float* sZ = sRed + 2 * Tr::kWarps * D;                 // [kSlots][D]: z'
+  float* sB = sZ + kSlots * D;                           // [D]: proj_l's bias
 
   const int split = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane >> 2, t = lane & 3;
   const int tiles = (p.seqlen + R - 1) / R;
 
-  load_tile_async<D, D, Tr::kThreads>(sM, static_cast<const Elem*>(p.m_scaled) + int64_t(bh) * D * D, D, D, tid);
-  if (tid < D) {
-    sZ[tid] = p.z_scaled[int64_t(bh) * D + tid];
-    sB[tid] = p.bias[tid];
+  if constexpr (!kPerBlock) {
+    load_tile_async<D, D, Tr::kThreads>(sM, static_cast<const Elem*>(p.m_scaled) + int64_t(bh) * D * D, D, D, tid);
+    if (tid < D) sZ[tid] = p.z_scaled[int64_t(bh) * D + tid];
   }
+  if (tid < D) sB[tid] = p.bias[tid];
 
   float acc_a[D / 8][4];  // Σ dOᵀ φ(q) / den', rows 16 warp..
   zero(acc_a);
   float dz = 0.f, db = 0.f;  // column tid < D
-  auto load = [&](int tile, int stage) {  // M' joins the first tile's group
+  auto load = [&](int tile, int stage) {  // M' joins the first tile's group (or each tile's, kPerBlock)
     const int row0 = tile * R;
     Elem* sQ = sStages + stage * Tr::kStageElems;
     load_tile_async<R, D, Tr::kThreads>(sQ, row_ptr<Elem>(p.q, b, h, row0), p.q.row, p.seqlen - row0, tid);
     load_tile_async<R, D, Tr::kThreads>(sQ + R * kS, row_ptr<Elem>(p.d_o, b, h, row0), p.d_o.row, p.seqlen - row0,
                                         tid);
+    if constexpr (kPerBlock) {
+      const int64_t block = int64_t(bh) * p.num_q_blocks + tile / p.q_block_tiles;
+      load_tile_async<D, D, Tr::kThreads>(sM + stage * D * kS, static_cast<const Elem*>(p.m_scaled) + block * D * D,
+                                          D, D, tid);
+      if (tid < D / 4) cp_async_16(sZ + stage * D + 4 * tid, p.z_scaled + block * D + 4 * tid, true);
+    }
   };
   auto compute = [&](int tile, int stage) {
     const int row0 = tile * R;
     const int wrow0 = row0 + warp * 16;
     const int rows_valid = p.seqlen - wrow0;
     Elem* sQ = sStages + stage * Tr::kStageElems;
+    const Elem* sMt = sM + (kPerBlock ? stage : 0) * D * kS;  // this tile's M', z'
+    const float* sZt = sZ + (kPerBlock ? stage : 0) * D;
     const Elem* sG = sQ + R * kS;
     const Elem* gw = sG + warp * 16 * kS;
     Elem* qw = sQ + warp * 16 * kS;  // this warp's rows: q, then φ(q), then φ(q) / den'
@@ -215,7 +231,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
       {
         uint32_t a_x[D / 16][4], a_phi[D / 16][4];
         load_a_frags<D>(a_x, qw, kS, lane);
-        feature_map_rows<D, Elem>(a_phi, den, a_x, p.feature_map, sZ, p.eps_scaled, lane);
+        feature_map_rows<D, Elem>(a_phi, den, a_x, p.feature_map, sZt, p.eps_scaled, lane);
         __syncwarp();
         store_a_frags<D, Elem>(qw, kS, a_phi, lane);
         __syncwarp();
@@ -226,7 +242,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
         load_a_frags<D>(a_phi, qw, kS, lane);
         float acc_t[D / 8][4];  // t = φ(q) M'
         zero(acc_t);
-        mma_a_b<D, D>(acc_t, a_phi, sM, kS, lane);
+        mma_a_b<D, D>(acc_t, a_phi, sMt, kS, lane);
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           float dot = 0.f;
@@ -235,23 +251,24 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
             const Elem* pair = gw + (g + 8 * half) * kS + 8 * j + 2 * t;  // dO, C layout
             dot += to_float(pair[0]) * acc_t[j][2 * half] + to_float(pair[1]) * acc_t[j][2 * half + 1];
           }
-          dden[half] = -quad_sum(dot) / (den[half] * den[half]);
+          const float dot_all = quad_sum(dot);
+          dden[half] = den[half] > 0.f ? -dot_all / (den[half] * den[half]) : 0.f;
         }
       }
       {
-        const float inv_den[2] = {1.f / den[0], 1.f / den[1]};
+        const float inv_den[2] = {den[0] > 0.f ? 1.f / den[0] : 0.f, den[1] > 0.f ? 1.f / den[1] : 0.f};
         float acc_d[D / 8][4];  // dO M'ᵀ, then dL/dφ(q), then dL/dq
         zero(acc_d);
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {  // one 16-column slice of dO at a time: fewer live registers
           uint32_t a_g[1][4];
           load_a_frags<16>(a_g, gw + 16 * kk, kS, lane);
-          mma_a_bt<D, 16>(acc_d, a_g, sM + 16 * kk, kS, lane);
+          mma_a_bt<D, 16>(acc_d, a_g, sMt + 16 * kk, kS, lane);
         }
 #pragma unroll
         for (int j = 0; j < D / 8; ++j)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) acc_d[j][i] = acc_d[j][i] * inv_den[i / 2] + dden[i / 2] * sZ[8 * j + 2 * t + i % 2];
+          for (int i = 0; i < 4; ++i) acc_d[j][i] = acc_d[j][i] * inv_den[i / 2] + dden[i / 2] * sZt[8 * j + 2 * t + i % 2];
         uint32_t a_phi[D / 16][4];
         load_a_frags<D>(a_phi, qw, kS, lane);
         feature_map_backward_rows<D, Elem>(acc_d, a_phi, p.feature_map);
@@ -290,7 +307,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const Elem* pair = reinterpret_cast<const Elem*>(&a_phi[kk][r]);
-          const float inv = 1.f / den[r & 1];
+          const float inv = den[r & 1] > 0.f ? 1.f / den[r & 1] : 0.f;
           *reinterpret_cast<uint32_t*>(qw + (g + 8 * (r & 1)) * kS + 16 * kk + 8 * (r >> 1) + 2 * t) =
               pack2<Elem>(to_float(pair[0]) * inv, to_float(pair[1]) * inv);
         }
@@ -315,13 +332,25 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
       load_a_frags_t<16>(a_t, sG + 16 * kk * kS, kS, 16 * warp, lane);
       mma_a_b<D, 16>(acc_a, a_t, sQ + 16 * kk * kS, kS, lane);
     }
+    if constexpr (kPerBlock) {  // this tile's partials
+      const int64_t part = int64_t(bh) * p.num_q_blocks * p.q_block_tiles + tile;
+      store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
+      zero(acc_a);
+      if (tid < D) {
+        p.dz_part[part * D + tid] = dz * p.inv_len;
+        p.db_part[part * D + tid] = db;
+        dz = db = 0.f;
+      }
+    }
   };
   pipelined_tiles<Tr::kStages>(split, p.splits, tiles, load, compute);
-  const int64_t part = int64_t(bh) * p.splits + split;
-  store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
-  if (tid < D) {
-    p.dz_part[part * D + tid] = dz * p.inv_len;
-    p.db_part[part * D + tid] = db;
+  if constexpr (!kPerBlock) {
+    const int64_t part = int64_t(bh) * p.splits + split;
+    store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
+    if (tid < D) {
+      p.dz_part[part * D + tid] = dz * p.inv_len;
+      p.db_part[part * D + tid] = db;
+    }
   }
 }
 

@@ -96,8 +96,14 @@ struct LinearParams {
   float* state_part = nullptr;
   float* z_part = nullptr;
 
-  const void* m_scaled = nullptr;  // M' (B*H, D, D) q dtype
-  const float* z_scaled = nullptr; // z' (B*H, D)
+  const void* m_scaled = nullptr;  // M' (B*H, D, D) q dtype; per query block (B*H, Nq, D, D)
+  const float* z_scaled = nullptr; // z' (B*H, D); per query block (B*H, Nq, D)
+  // Variant complement's query-side pass: row tiles per query block (blkq / D, at least 1; 0 for
+  // variant all) and Nq. Then the state is the tile's query block's, and a_part, dz_part, db_part
+  // hold one partial per tile, (B*H, Nq * q_block_tiles, ...) (tiles past the last one left
+  // alone), instead of one per split.
+  int q_block_tiles = 0;
+  int num_q_blocks = 0;
   float eps_scaled = 0.f;
   float* a_part = nullptr;
   float* dz_part = nullptr;
