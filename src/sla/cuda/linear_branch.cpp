@@ -286,6 +286,21 @@ LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor&
 
 namespace {
 
+// The complement backward's outputs, in `options`: dq, dk, dv and delta_lin to be written in
+// full, d proj_w and d proj_b zero (sums over chunks).
+LinearGrads complement_grads(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             const at::TensorOptions& options) {
+  const int64_t L = q.size(2), D = q.size(3);
+  LinearGrads g;
+  g.dq = at::empty(q.sizes(), options);
+  g.dk = at::empty(k.sizes(), options);
+  g.dv = at::empty(v.sizes(), options);
+  g.dw = at::zeros({D, D}, options);
+  g.db = at::zeros({D}, options);
+  g.delta_lin = at::empty({q.size(0) * q.size(1), L}, options);
+  return g;
+}
+
 // Whether the complement's query side runs on the fused pass: 16-bit CUDA inputs whose query
 // blocks are whole row tiles (blkq a multiple of D: 128 at D = 128; 64 or 128 at D = 64).
 bool complement_fused_q_side(const at::Tensor& q, const SlaConfig& cfg) {
@@ -309,13 +324,7 @@ LinearGrads complement_backward_fused_q(const at::Tensor& grad_o, const at::Tens
   const int tile_rows = linear_tile_rows(int(D));
   const int64_t block_tiles = cfg.blkq / tile_rows, tiles = (L + tile_rows - 1) / tile_rows;
   const double inv_len = 1.0 / double(L);
-  LinearGrads g;
-  g.dq = at::empty(q.sizes(), f32);
-  g.dk = at::empty(k.sizes(), f32);
-  g.dv = at::empty(v.sizes(), f32);
-  g.dw = at::zeros({D, D}, f32);
-  g.db = at::zeros({D}, f32);
-  g.delta_lin = at::empty({q.size(0) * H, L}, f32);
+  LinearGrads g = complement_grads(q, k, v, f32);
   const at::Tensor w = proj_w.to(at::kFloat), bias = proj_b.to(at::kFloat).contiguous();
   const at::Tensor w_op_t = w.to(prec.operand).t();
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -389,13 +398,7 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
   const Precision prec(q.scalar_type());
   const auto acc = q.options().dtype(prec.acc);
   const int64_t L = q.size(2), D = q.size(3);
-  LinearGrads g;
-  g.dq = at::empty(q.sizes(), acc);
-  g.dk = at::empty(k.sizes(), acc);
-  g.dv = at::empty(v.sizes(), acc);
-  g.dw = at::zeros({D, D}, acc);
-  g.db = at::zeros({D}, acc);
-  g.delta_lin = at::empty({q.size(0) * q.size(1), L}, acc);
+  LinearGrads g = complement_grads(q, k, v, acc);
   const at::Tensor delta_lin = g.delta_lin.view({q.size(0), q.size(1), L});
   const at::Tensor w = proj_w.to(acc), bias = proj_b.to(acc);
   // Per chunk, with U the (Nq, Nk) blocks not selected, rows by query block i and key block j:
