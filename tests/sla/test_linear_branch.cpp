@@ -1,14 +1,17 @@
 // Variant complement's linear-branch backward of the fused path (src/sla/cuda/linear_branch.cpp,
 // hand-derived formulas over block sums) against autograd of the definition, in float64 on the
 // CPU: o_l[r] = Σ_m φ(q_r)·φ(k_m) v_m / Σ_m φ(q_r)·φ(k_m) over the keys m of the blocks not
-// selected for r's query block (0 where none is left), y = o_l Wᵀ + b, loss = Σ dO ∘ y; and the
-// forward's per-query-block states (complement_linear_state) against those sums written out.
+// selected for r's query block (0 where none is left), y = o_l Wᵀ + b, loss = Σ dO ∘ y; the same
+// with the query side handed in (complement_backward_from_q_side, whose query side is a CUDA
+// kernel in the library: here its contract computed row by row in float64); and the forward's
+// per-query-block states (complement_linear_state) against those sums written out.
 #include "catch.hpp"
 #include "sla/cuda/linear_branch.h"
 #include "sla/reference.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <string>
@@ -48,6 +51,34 @@ double rel_err(const at::Tensor& got, const at::Tensor& want) {
   return (got - want).abs().max().item<double>() / (want.abs().max().item<double>() + 1e-300);
 }
 
+// The query side's contract (ComplementQSideChunk, linear_branch.h) row by row in float64: each
+// row reads M' = M_i / L and z' = z_i / L of its query block; dq through autograd of φ.
+void query_side_by_rows(const sla::kernels::ComplementQSideChunk& c, const SlaConfig& cfg) {
+  const int64_t L = c.q.size(2), D = c.q.size(3);
+  const at::Tensor row_block = at::arange(L, at::kLong).div(cfg.blkq, "floor");
+  const at::Tensor row_tile = at::arange(L, at::kLong).div(c.tile_rows, "floor");
+  const at::AutoGradMode grad_mode(true);  // the caller runs under no_grad
+  const at::Tensor x = c.q[0].detach().requires_grad_(true), d_o = c.grad_o[0];  // (c, L, D)
+  const at::Tensor phi = sla::reference::feature_map(x, cfg.feature_map);
+  const at::Tensor m = c.state.state.index_select(1, row_block);  // (c, L, D, D)
+  const at::Tensor z = c.state.z.index_select(1, row_block);      // (c, L, D)
+  const at::Tensor den = (phi * z).sum(-1).detach();
+  const at::Tensor inv = at::where(den > 0, 1.0 / den, at::zeros_like(den));
+  const at::Tensor t = at::matmul(phi.detach().unsqueeze(-2), m).squeeze(-2);  // φ M'
+  const at::Tensor dden = -(d_o * t).sum(-1) * inv * inv;
+  const at::Tensor d_phi = at::matmul(d_o.unsqueeze(-2), m.transpose(-1, -2)).squeeze(-2) * inv.unsqueeze(-1) +
+                           dden.unsqueeze(-1) * z;
+  c.dq[0].copy_(torch::autograd::grad({phi}, {x}, {d_phi})[0]);
+  c.delta_lin.copy_(at::matmul(d_o, c.bias) - dden * den);
+  const at::Tensor phi_over = phi.detach() * inv.unsqueeze(-1);
+  const int64_t tiles = (L + c.tile_rows - 1) / c.tile_rows;
+  for (const at::Tensor& t_ : {c.a_tile, c.dz_tile, c.db_tile}) t_.narrow(1, 0, tiles).zero_();
+  c.a_tile.view({c.q.size(1), -1, D * D})
+      .index_add_(1, row_tile, (d_o.unsqueeze(-1) * phi_over.unsqueeze(-2)).flatten(2));
+  c.dz_tile.index_add_(1, row_tile, dden.unsqueeze(-1) * phi.detach() / double(L));
+  c.db_tile.index_add_(1, row_tile, d_o);
+}
+
 }  // namespace
 
 TEST_CASE("complement backward: the block-sum formulas equal autograd of the definition (float64)") {
@@ -70,6 +101,45 @@ TEST_CASE("complement backward: the block-sum formulas equal autograd of the def
       mask[1][0][0].fill_(false);
 
       const sla::kernels::LinearGrads ours = sla::kernels::linear_branch_backward(d_o, q, k, v, w, b, mask, cfg);
+      const Grads want = definition(q, k, v, w, b, d_o, mask, cfg);
+      const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> checks[] = {
+          {"dq", {ours.dq, want.dq}},
+          {"dk", {ours.dk, want.dk}},
+          {"dv", {ours.dv, want.dv}},
+          {"d proj_w", {ours.dw, want.dw}},
+          {"d proj_b", {ours.db, want.db}},
+          {"delta_lin", {ours.delta_lin, want.delta_lin}}};
+      for (const auto& [name, pair] : checks) {
+        INFO("feature map " << int(f) << ", blocks " << blkq << "/" << blkk << ", " << name);
+        REQUIRE(pair.first.sizes() == pair.second.sizes());
+        CHECK(rel_err(pair.first, pair.second) < 1e-10);
+      }
+    }
+  }
+}
+
+TEST_CASE("complement backward from a given query side: per-tile partials, the key side (float64)") {
+  for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
+    // Tiles of 8 rows: one per query block at blkq 8, four at blkq 32 (summed per block).
+    for (auto [blkq, blkk] : {std::pair<int64_t, int64_t>{8, 16}, {32, 16}}) {
+      SlaConfig cfg;
+      cfg.feature_map = f;
+      cfg.variant = Variant::kComplement;
+      cfg.blkq = blkq;
+      cfg.blkk = blkk;
+      const int64_t B = 2, H = 3, L = 75, D = 8;
+      const int64_t nq = (L + blkq - 1) / blkq, nk = (L + blkk - 1) / blkk;
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(int(f) * 10 + blkq + 5000));
+      const auto f64 = at::TensorOptions().dtype(at::kDouble);
+      const at::Tensor q = at::randn({B, H, L, D}, gen, f64), k = at::randn({B, H, L, D}, gen, f64);
+      const at::Tensor v = at::randn({B, H, L, D}, gen, f64), d_o = at::randn({B, H, L, D}, gen, f64);
+      const at::Tensor w = at::randn({D, D}, gen, f64) * 0.5, b = at::randn({D}, gen, f64) * 0.5;
+      at::Tensor mask = at::rand({B, H, nq, nk}, gen, f64) < 0.4;
+      mask[0][1][2].fill_(true);  // every key block selected: den' = 0 there
+      mask[1][0][0].fill_(false);
+
+      const sla::kernels::LinearGrads ours = sla::kernels::complement_backward_from_q_side(
+          d_o, q, k, v, w, b, mask, cfg, 8, [&](const sla::kernels::ComplementQSideChunk& c) { query_side_by_rows(c, cfg); });
       const Grads want = definition(q, k, v, w, b, d_o, mask, cfg);
       const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> checks[] = {
           {"dq", {ours.dq, want.dq}},
@@ -113,7 +183,7 @@ TEST_CASE("complement forward: per-query-block states equal the sums over unsele
         const at::Tensor z = phi.sum(0) / double(L);
         INFO("feature map " << int(f) << ", head " << h << ", query block " << i);
         CHECK(rel_err(ours.state[h][i], state) < 1e-12);
-        CHECK(rel_err(ours.z[h][i].to(at::kDouble), z) < 1e-6);  // z is float32
+        CHECK(rel_err(ours.z[h][i], z) < 1e-12);
         CHECK(ours.eps == 0.f);
       }
     }

@@ -169,12 +169,12 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
   const double inv_len = 1.0 / double(L);
   FusedLinearState out;
   out.state = at::empty({B * H, nq, D, D}, k.options());
-  out.z = at::empty({B * H, nq, D}, k.options().dtype(at::kFloat));
+  // bf16: the block products and sums on tensor cores; fp16: in float32 (the range of the sums).
+  const Precision prec(dtype);
+  out.z = at::empty({B * H, nq, D}, k.options().dtype(prec.acc));
   out.eps = 0.f;
   const at::Tensor state = out.state.view({B, H, nq, D * D});
   const at::Tensor z = out.z.view({B, H, nq, D});
-  // bf16: the block products and sums on tensor cores; fp16: in float32 (the range of the sums).
-  const Precision prec(dtype);
   const at::ScalarType op = prec.operand;
   const at::Tensor w_t = proj_w.to(op).t();
   for_each_chunk(k, kForwardChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
@@ -185,7 +185,7 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
     const bool widen = cfg.feature_map == FeatureMap::kElu;
     const at::Tensor phi = feature_map(widen ? kb.to(prec.acc) : kb, cfg.feature_map).to(dtype);
     zero_padding_rows(phi, L);
-    const at::Tensor block_z = phi.sum(2, false, at::kFloat);                  // z_j (c, Nk, D)
+    const at::Tensor block_z = phi.sum(2, false, prec.acc);                    // z_j (c, Nk, D)
     const at::Tensor vw = at::matmul(to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(op), w_t);  // V_j Wᵀ
     const at::Tensor block_state = at::matmul(phi.to(op).transpose(2, 3), vw).view({c, nk, D * D});
     // Σ over the blocks not selected, float32 accumulation, / c applied before the one rounding.
@@ -196,7 +196,7 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
     } else {
       state_c.copy_(at::bmm(unselected, block_state).mul_(inv_len));
     }
-    at::baddbmm_out(z_c, z_c, unselected.to(at::kFloat), block_z, 0, inv_len);
+    at::baddbmm_out(z_c, z_c, unselected.to(prec.acc), block_z, 0, inv_len);
   });
   return out;
 }
@@ -309,51 +309,45 @@ bool complement_fused_q_side(const at::Tensor& q, const SlaConfig& cfg) {
          cfg.blkq % linear_tile_rows(int(q.size(3))) == 0;
 }
 
-// linear_branch_backward with the query side on sla_linear_bwd_q_kernel, per query block: it
-// reads the forward's M_i / L and z_i / L (complement_linear_state) and writes dq, delta_lin and,
-// per row tile, a = Σ dOᵀ φ(q) / den', dz and d proj_b partials. With A_j = Σ_i U_ij a_i, the
-// key side is dS_j = A_jᵀ W / L, so dφ(K_j) = (V_j Wᵀ) A_j / L + dz_j, dV_j = φ(K_j) A_jᵀ W / L,
-// and d proj_w = Σ_j A_j S_j / L with S_j = φ(K_j)ᵀ V_j (float32: d proj_w's precision).
-LinearGrads complement_backward_fused_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
-                                        const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
-                                        const at::Tensor& mask, const SlaConfig& cfg) {
+}  // namespace
+
+// The query side's per-tile partials make the rest linear: with A_j = Σ_i U_ij a_i, the key side
+// is dS_j = A_jᵀ W / L, so dφ(K_j) = (V_j Wᵀ) A_j / L + dz_j, dV_j = φ(K_j) A_jᵀ W / L, and
+// d proj_w = Σ_j A_j S_j / L with S_j = φ(K_j)ᵀ V_j (float32: d proj_w's precision).
+LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                            const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                                            const at::Tensor& mask, const SlaConfig& cfg, int64_t tile_rows,
+                                            const ComplementQSide& q_side) {
+  at::NoGradGuard no_grad;
   const Precision prec(q.scalar_type());
-  const auto f32 = q.options().dtype(at::kFloat);
+  const auto acc = q.options().dtype(prec.acc);
   const int64_t H = q.size(1), L = q.size(2), D = q.size(3);
   const int64_t nq = mask.size(2), nk = mask.size(3);
-  const int tile_rows = linear_tile_rows(int(D));
+  TORCH_CHECK(cfg.blkq % tile_rows == 0, "sla: the query side's row tiles must divide blkq");
   const int64_t block_tiles = cfg.blkq / tile_rows, tiles = (L + tile_rows - 1) / tile_rows;
   const double inv_len = 1.0 / double(L);
-  LinearGrads g = complement_grads(q, k, v, f32);
-  const at::Tensor w = proj_w.to(at::kFloat), bias = proj_b.to(at::kFloat).contiguous();
+  LinearGrads g = complement_grads(q, k, v, acc);
+  const at::Tensor w = proj_w.to(prec.acc), bias = proj_b.to(prec.acc).contiguous();
   const at::Tensor w_op_t = w.to(prec.operand).t();
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   for_each_chunk(q, kBackwardChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
     const auto part = [&](const at::Tensor& x) { return chunk_of(x, b, h0, h1).unsqueeze(0); };  // (1, c, ...)
     const FusedLinearState st = complement_linear_state(part(k), part(v), proj_w, part(mask), cfg);
 
-    // Query side, fused: per tile partials (tiles past the last stay 0 for the per-block sums).
-    LinearParams p = linear_params(part(q), cfg, LinearPass::kBwdQ, int(block_tiles));
-    p.num_q_blocks = int(nq);
-    const at::Tensor a_tile = at::empty({c, nq * block_tiles, D, D}, f32);
-    const at::Tensor dz_tile = at::empty({c, nq * block_tiles, D}, f32);
-    const at::Tensor db_tile = at::empty({c, nq * block_tiles, D}, f32);
+    // Query side: per tile partials (tiles past the last stay 0 for the per-block sums).
+    ComplementQSideChunk chunk{part(q), part(grad_o), st, bias, tile_rows};
+    chunk.a_tile = at::empty({c, nq * block_tiles, D, D}, acc);
+    chunk.dz_tile = at::empty({c, nq * block_tiles, D}, acc);
+    chunk.db_tile = at::empty({c, nq * block_tiles, D}, acc);
     if (nq * block_tiles > tiles) {
-      for (const at::Tensor& t : {a_tile, dz_tile, db_tile}) t.narrow(1, tiles, nq * block_tiles - tiles).zero_();
+      for (const at::Tensor& t : {chunk.a_tile, chunk.dz_tile, chunk.db_tile}) {
+        t.narrow(1, tiles, nq * block_tiles - tiles).zero_();
+      }
     }
-    p.q = tensor_ref(part(q));
-    p.d_o = tensor_ref(part(grad_o));
-    p.m_scaled = st.state.data_ptr();
-    p.z_scaled = st.z.data_ptr<float>();
-    p.eps_scaled = 0.f;
-    p.a_part = a_tile.data_ptr<float>();
-    p.dz_part = dz_tile.data_ptr<float>();
-    p.db_part = db_tile.data_ptr<float>();
-    p.bias = bias.data_ptr<float>();
-    p.delta_lin = g.delta_lin.data_ptr<float>() + (b * H + h0) * L;
-    p.dq_add = tensor_ref(part(g.dq));
-    run_linear_bwd_q(p, stream);
+    chunk.dq = part(g.dq);
+    chunk.delta_lin = g.delta_lin.narrow(0, b * H + h0, c);
+    q_side(chunk);
+    const at::Tensor &a_tile = chunk.a_tile, &dz_tile = chunk.dz_tile, &db_tile = chunk.db_tile;
     const auto per_block = [&](const at::Tensor& x, int64_t n) {  // (c, Nq * block_tiles, ...) -> (c, Nq, n)
       return (block_tiles == 1 ? x : x.view({c, nq, block_tiles, n}).sum(2)).view({c, nq, n});
     };
@@ -363,8 +357,8 @@ LinearGrads complement_backward_fused_q(const at::Tensor& grad_o, const at::Tens
     // Key side: A_j, dz_j over the query blocks that did not select j.
     const at::Tensor u_t = chunk_of(mask, b, h0, h1).logical_not().transpose(1, 2);  // (c, Nk, Nq)
     const at::Tensor a_j = prec.bmm_exact_b(u_t.to(prec.operand), a_i).view({c * nk, D, D});
-    const at::Tensor dz_j = at::bmm(u_t.to(at::kFloat), dz_i).unsqueeze(2);             // (c, Nk, 1, D)
-    const at::Tensor xk = to_blocks(chunk_of(k, b, h0, h1).to(at::kFloat), cfg.blkk);  // (c, Nk, blkk, D)
+    const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i).unsqueeze(2);               // (c, Nk, 1, D)
+    const at::Tensor xk = to_blocks(chunk_of(k, b, h0, h1).to(prec.acc), cfg.blkk);   // (c, Nk, blkk, D)
     const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
     zero_padding_rows(phi_k, L);
     const at::Tensor phi_k_op = phi_k.to(prec.operand);
@@ -383,13 +377,38 @@ LinearGrads complement_backward_fused_q(const at::Tensor& grad_o, const at::Tens
   return g;
 }
 
+namespace {
+
+// The query side on sla_linear_bwd_q_kernel, per query block (LinearParams::q_block_tiles).
+void fused_q_side(const ComplementQSideChunk& chunk, const SlaConfig& cfg) {
+  const int64_t D = chunk.q.size(3);
+  LinearParams p = linear_params(chunk.q, cfg, LinearPass::kBwdQ, int(cfg.blkq / chunk.tile_rows));
+  p.num_q_blocks = int(chunk.state.state.size(1));
+  p.q = tensor_ref(chunk.q);
+  p.d_o = tensor_ref(chunk.grad_o);
+  p.m_scaled = chunk.state.state.data_ptr();
+  p.z_scaled = chunk.state.z.data_ptr<float>();
+  p.eps_scaled = 0.f;
+  p.a_part = chunk.a_tile.data_ptr<float>();
+  p.dz_part = chunk.dz_tile.data_ptr<float>();
+  p.db_part = chunk.db_tile.data_ptr<float>();
+  p.bias = chunk.bias.data_ptr<float>();
+  p.delta_lin = chunk.delta_lin.data_ptr<float>();
+  p.dq_add = tensor_ref(chunk.dq);
+  TORCH_CHECK(chunk.tile_rows == linear_tile_rows(int(D)), "sla: the query-side kernel's row tiles are D rows");
+  run_linear_bwd_q(p, at::cuda::getCurrentCUDAStream());
+}
+
 }  // namespace
 
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
-  if (complement_fused_q_side(q, cfg)) return complement_backward_fused_q(grad_o, q, k, v, proj_w, proj_b, mask, cfg);
+  if (complement_fused_q_side(q, cfg)) {
+    return complement_backward_from_q_side(grad_o, q, k, v, proj_w, proj_b, mask, cfg, linear_tile_rows(int(q.size(3))),
+                                           [&](const ComplementQSideChunk& chunk) { fused_q_side(chunk, cfg); });
+  }
   const Precision prec(q.scalar_type());
   const auto acc = q.options().dtype(prec.acc);
   const int64_t L = q.size(2), D = q.size(3);

@@ -17,6 +17,8 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
+
 namespace sla::kernels {
 
 struct LinearGrads {
@@ -82,5 +84,29 @@ inline TensorRef tensor_ref(const at::Tensor& x) {
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                    const at::Tensor& mask, const SlaConfig& cfg);
+
+// What the complement's query side computes for one chunk of c heads (sla_linear_bwd_q_kernel
+// per query block on CUDA; the tests hand in a float64 emulation): from q, grad_o (1, c, L, D),
+// the chunk's per-block states (complement_linear_state: M_i / L, z_i / L) and proj_l's bias,
+// it writes dq (1, c, L, D) and delta_lin (c, L) in full, and per row tile of tile_rows rows
+// (tile t in query block t / (blkq / tile_rows)) a = Σ dOᵀ φ(q) / den', dz = Σ dden' φ(q) / L and
+// db = Σ dO into a_tile (c, T, D, D), dz_tile, db_tile (c, T, D), T = Nq blkq / tile_rows, for
+// the tiles that hold rows (the others are 0). den' = φ(q)·z_i / L; where it is 0 (every key block
+// selected) the row's branch is 0. Accumulation dtype: float32 for 16-bit inputs.
+struct ComplementQSideChunk {
+  at::Tensor q, grad_o;
+  FusedLinearState state;
+  at::Tensor bias;
+  int64_t tile_rows = 0;
+  at::Tensor a_tile, dz_tile, db_tile, dq, delta_lin;
+};
+using ComplementQSide = std::function<void(const ComplementQSideChunk&)>;
+
+// linear_branch_backward with the query side given: the per-block sums and the key side in ATen
+// (linear_branch.cpp has the formulas); tile_rows must divide blkq.
+LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
+                                            const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                                            const at::Tensor& mask, const SlaConfig& cfg, int64_t tile_rows,
+                                            const ComplementQSide& q_side);
 
 }  // namespace sla::kernels
