@@ -51,6 +51,49 @@ double rel_err(const at::Tensor& got, const at::Tensor& want) {
   return (got - want).abs().max().item<double>() / (want.abs().max().item<double>() + 1e-300);
 }
 
+// A float64 problem: (2, 3, 75, 8), partial last blocks of both sizes; one query block with every
+// key block selected (nothing left to attend linearly), one with none.
+struct Problem {
+  SlaConfig cfg;
+  at::Tensor q, k, v, d_o, w, b, mask;
+};
+Problem problem(FeatureMap f, int64_t blkq, int64_t blkk, uint64_t seed) {
+  Problem p;
+  p.cfg.feature_map = f;
+  p.cfg.variant = Variant::kComplement;
+  p.cfg.blkq = blkq;
+  p.cfg.blkk = blkk;
+  const int64_t B = 2, H = 3, L = 75, D = 8;
+  const int64_t nq = (L + blkq - 1) / blkq, nk = (L + blkk - 1) / blkk;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  for (at::Tensor* t : {&p.q, &p.k, &p.v, &p.d_o}) *t = at::randn({B, H, L, D}, gen, f64);
+  p.w = at::randn({D, D}, gen, f64) * 0.5;
+  p.b = at::randn({D}, gen, f64) * 0.5;
+  p.mask = at::rand({B, H, nq, nk}, gen, f64) < 0.4;
+  p.mask[0][1][2].fill_(true);
+  p.mask[1][0][0].fill_(false);
+  return p;
+}
+
+// Every gradient and delta_lin against autograd of the definition, at 1e-10 of its largest element.
+void check_grads(const sla::kernels::LinearGrads& ours, const Problem& p) {
+  const SlaConfig& cfg = p.cfg;
+  const Grads want = definition(p.q, p.k, p.v, p.w, p.b, p.d_o, p.mask, cfg);
+  const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> checks[] = {
+      {"dq", {ours.dq, want.dq}},
+      {"dk", {ours.dk, want.dk}},
+      {"dv", {ours.dv, want.dv}},
+      {"d proj_w", {ours.dw, want.dw}},
+      {"d proj_b", {ours.db, want.db}},
+      {"delta_lin", {ours.delta_lin, want.delta_lin}}};
+  for (const auto& [name, pair] : checks) {
+    INFO("feature map " << int(cfg.feature_map) << ", blocks " << cfg.blkq << "/" << cfg.blkk << ", " << name);
+    REQUIRE(pair.first.sizes() == pair.second.sizes());
+    CHECK(rel_err(pair.first, pair.second) < 1e-10);
+  }
+}
+
 // The query side's contract (ComplementQSideChunk, linear_branch.h) row by row in float64: each
 // row reads M' = M_i / L and z' = z_i / L of its query block; dq through autograd of φ.
 void query_side_by_rows(const sla::kernels::ComplementQSideChunk& c, const SlaConfig& cfg) {
@@ -84,36 +127,8 @@ void query_side_by_rows(const sla::kernels::ComplementQSideChunk& c, const SlaCo
 TEST_CASE("complement backward: the block-sum formulas equal autograd of the definition (float64)") {
   for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
     for (auto [blkq, blkk] : {std::pair<int64_t, int64_t>{16, 32}, {32, 16}}) {
-      SlaConfig cfg;
-      cfg.feature_map = f;
-      cfg.variant = Variant::kComplement;
-      cfg.blkq = blkq;
-      cfg.blkk = blkk;
-      const int64_t B = 2, H = 3, L = 75, D = 8;  // partial last blocks of both sizes
-      const int64_t nq = (L + blkq - 1) / blkq, nk = (L + blkk - 1) / blkk;
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(int(f) * 100 + blkq));
-      const auto f64 = at::TensorOptions().dtype(at::kDouble);
-      const at::Tensor q = at::randn({B, H, L, D}, gen, f64), k = at::randn({B, H, L, D}, gen, f64);
-      const at::Tensor v = at::randn({B, H, L, D}, gen, f64), d_o = at::randn({B, H, L, D}, gen, f64);
-      const at::Tensor w = at::randn({D, D}, gen, f64) * 0.5, b = at::randn({D}, gen, f64) * 0.5;
-      at::Tensor mask = at::rand({B, H, nq, nk}, gen, f64) < 0.4;
-      mask[0][1][2].fill_(true);  // every key block selected: nothing left to attend linearly
-      mask[1][0][0].fill_(false);
-
-      const sla::kernels::LinearGrads ours = sla::kernels::linear_branch_backward(d_o, q, k, v, w, b, mask, cfg);
-      const Grads want = definition(q, k, v, w, b, d_o, mask, cfg);
-      const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> checks[] = {
-          {"dq", {ours.dq, want.dq}},
-          {"dk", {ours.dk, want.dk}},
-          {"dv", {ours.dv, want.dv}},
-          {"d proj_w", {ours.dw, want.dw}},
-          {"d proj_b", {ours.db, want.db}},
-          {"delta_lin", {ours.delta_lin, want.delta_lin}}};
-      for (const auto& [name, pair] : checks) {
-        INFO("feature map " << int(f) << ", blocks " << blkq << "/" << blkk << ", " << name);
-        REQUIRE(pair.first.sizes() == pair.second.sizes());
-        CHECK(rel_err(pair.first, pair.second) < 1e-10);
-      }
+      const Problem p = problem(f, blkq, blkk, uint64_t(int(f) * 100 + blkq));
+      check_grads(sla::kernels::linear_branch_backward(p.d_o, p.q, p.k, p.v, p.w, p.b, p.mask, p.cfg), p);
     }
   }
 }
@@ -122,37 +137,11 @@ TEST_CASE("complement backward from a given query side: per-tile partials, the k
   for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
     // Tiles of 8 rows: one per query block at blkq 8, four at blkq 32 (summed per block).
     for (auto [blkq, blkk] : {std::pair<int64_t, int64_t>{8, 16}, {32, 16}}) {
-      SlaConfig cfg;
-      cfg.feature_map = f;
-      cfg.variant = Variant::kComplement;
-      cfg.blkq = blkq;
-      cfg.blkk = blkk;
-      const int64_t B = 2, H = 3, L = 75, D = 8;
-      const int64_t nq = (L + blkq - 1) / blkq, nk = (L + blkk - 1) / blkk;
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(int(f) * 10 + blkq + 5000));
-      const auto f64 = at::TensorOptions().dtype(at::kDouble);
-      const at::Tensor q = at::randn({B, H, L, D}, gen, f64), k = at::randn({B, H, L, D}, gen, f64);
-      const at::Tensor v = at::randn({B, H, L, D}, gen, f64), d_o = at::randn({B, H, L, D}, gen, f64);
-      const at::Tensor w = at::randn({D, D}, gen, f64) * 0.5, b = at::randn({D}, gen, f64) * 0.5;
-      at::Tensor mask = at::rand({B, H, nq, nk}, gen, f64) < 0.4;
-      mask[0][1][2].fill_(true);  // every key block selected: den' = 0 there
-      mask[1][0][0].fill_(false);
-
-      const sla::kernels::LinearGrads ours = sla::kernels::complement_backward_from_q_side(
-          d_o, q, k, v, w, b, mask, cfg, 8, [&](const sla::kernels::ComplementQSideChunk& c) { query_side_by_rows(c, cfg); });
-      const Grads want = definition(q, k, v, w, b, d_o, mask, cfg);
-      const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> checks[] = {
-          {"dq", {ours.dq, want.dq}},
-          {"dk", {ours.dk, want.dk}},
-          {"dv", {ours.dv, want.dv}},
-          {"d proj_w", {ours.dw, want.dw}},
-          {"d proj_b", {ours.db, want.db}},
-          {"delta_lin", {ours.delta_lin, want.delta_lin}}};
-      for (const auto& [name, pair] : checks) {
-        INFO("feature map " << int(f) << ", blocks " << blkq << "/" << blkk << ", " << name);
-        REQUIRE(pair.first.sizes() == pair.second.sizes());
-        CHECK(rel_err(pair.first, pair.second) < 1e-10);
-      }
+      const Problem p = problem(f, blkq, blkk, uint64_t(int(f) * 10 + blkq + 5000));
+      check_grads(sla::kernels::complement_backward_from_q_side(
+                      p.d_o, p.q, p.k, p.v, p.w, p.b, p.mask, p.cfg, 8,
+                      [&](const sla::kernels::ComplementQSideChunk& c) { query_side_by_rows(c, p.cfg); }),
+                  p);
     }
   }
 }
