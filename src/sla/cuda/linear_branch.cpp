@@ -309,6 +309,26 @@ bool complement_fused_q_side(const at::Tensor& q, const SlaConfig& cfg) {
          cfg.blkq % linear_tile_rows(int(q.size(3))) == 0;
 }
 
+// The query side on sla_linear_bwd_q_kernel, per query block (LinearParams::q_block_tiles).
+void fused_q_side(const ComplementQSideChunk& chunk, const SlaConfig& cfg) {
+  TORCH_CHECK(chunk.tile_rows == linear_tile_rows(int(chunk.q.size(3))),
+              "sla: the query-side kernel's row tiles are D rows");
+  LinearParams p = linear_params(chunk.q, cfg, LinearPass::kBwdQ, int(cfg.blkq / chunk.tile_rows));
+  p.num_q_blocks = int(chunk.state.state.size(1));
+  p.q = tensor_ref(chunk.q);
+  p.d_o = tensor_ref(chunk.grad_o);
+  p.m_scaled = chunk.state.state.data_ptr();
+  p.z_scaled = chunk.state.z.data_ptr<float>();
+  p.eps_scaled = 0.f;
+  p.a_part = chunk.a_tile.data_ptr<float>();
+  p.dz_part = chunk.dz_tile.data_ptr<float>();
+  p.db_part = chunk.db_tile.data_ptr<float>();
+  p.bias = chunk.bias.data_ptr<float>();
+  p.delta_lin = chunk.delta_lin.data_ptr<float>();
+  p.dq_add = tensor_ref(chunk.dq);
+  run_linear_bwd_q(p, at::cuda::getCurrentCUDAStream());
+}
+
 }  // namespace
 
 // The query side's per-tile partials make the rest linear: with A_j = Σ_i U_ij a_i, the key side
@@ -335,19 +355,14 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     const FusedLinearState st = complement_linear_state(part(k), part(v), proj_w, part(mask), cfg);
 
     // Query side: per tile partials (tiles past the last stay 0 for the per-block sums).
-    ComplementQSideChunk chunk{part(q), part(grad_o), st, bias, tile_rows};
-    chunk.a_tile = at::empty({c, nq * block_tiles, D, D}, acc);
-    chunk.dz_tile = at::empty({c, nq * block_tiles, D}, acc);
-    chunk.db_tile = at::empty({c, nq * block_tiles, D}, acc);
+    const at::Tensor a_tile = at::empty({c, nq * block_tiles, D, D}, acc);
+    const at::Tensor dz_tile = at::empty({c, nq * block_tiles, D}, acc);
+    const at::Tensor db_tile = at::empty({c, nq * block_tiles, D}, acc);
     if (nq * block_tiles > tiles) {
-      for (const at::Tensor& t : {chunk.a_tile, chunk.dz_tile, chunk.db_tile}) {
-        t.narrow(1, tiles, nq * block_tiles - tiles).zero_();
-      }
+      for (const at::Tensor& t : {a_tile, dz_tile, db_tile}) t.narrow(1, tiles, nq * block_tiles - tiles).zero_();
     }
-    chunk.dq = part(g.dq);
-    chunk.delta_lin = g.delta_lin.narrow(0, b * H + h0, c);
-    q_side(chunk);
-    const at::Tensor &a_tile = chunk.a_tile, &dz_tile = chunk.dz_tile, &db_tile = chunk.db_tile;
+    q_side({part(q), part(grad_o), st, bias, tile_rows, a_tile, dz_tile, db_tile, part(g.dq),
+            g.delta_lin.narrow(0, b * H + h0, c)});
     const auto per_block = [&](const at::Tensor& x, int64_t n) {  // (c, Nq * block_tiles, ...) -> (c, Nq, n)
       return (block_tiles == 1 ? x : x.view({c, nq, block_tiles, n}).sum(2)).view({c, nq, n});
     };
@@ -376,30 +391,6 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
   });
   return g;
 }
-
-namespace {
-
-// The query side on sla_linear_bwd_q_kernel, per query block (LinearParams::q_block_tiles).
-void fused_q_side(const ComplementQSideChunk& chunk, const SlaConfig& cfg) {
-  const int64_t D = chunk.q.size(3);
-  LinearParams p = linear_params(chunk.q, cfg, LinearPass::kBwdQ, int(cfg.blkq / chunk.tile_rows));
-  p.num_q_blocks = int(chunk.state.state.size(1));
-  p.q = tensor_ref(chunk.q);
-  p.d_o = tensor_ref(chunk.grad_o);
-  p.m_scaled = chunk.state.state.data_ptr();
-  p.z_scaled = chunk.state.z.data_ptr<float>();
-  p.eps_scaled = 0.f;
-  p.a_part = chunk.a_tile.data_ptr<float>();
-  p.dz_part = chunk.dz_tile.data_ptr<float>();
-  p.db_part = chunk.db_tile.data_ptr<float>();
-  p.bias = chunk.bias.data_ptr<float>();
-  p.delta_lin = chunk.delta_lin.data_ptr<float>();
-  p.dq_add = tensor_ref(chunk.dq);
-  TORCH_CHECK(chunk.tile_rows == linear_tile_rows(int(D)), "sla: the query-side kernel's row tiles are D rows");
-  run_linear_bwd_q(p, at::cuda::getCurrentCUDAStream());
-}
-
-}  // namespace
 
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
