@@ -2,17 +2,19 @@
 eager and under torch.compile(fullgraph=True), forward (inference, no_grad; training, with
 gradients on) and backward, at the Wan and Flux rows of the C++ benchmark (bench/sla_bench.cpp,
 `sla-bench`), measured the way sla-bench measures: each figure is cuDNN's time over SLA's, median
-of CUDA-event timings with the device idle before each call; the backward is timed alone on one
-retained graph, gradients of q, k, v returned. Compare the ratios with sla-bench's rows of the same
+of CUDA-event timings with the device idle before each call (or, with --host-ahead, each call queued
+behind a GPU spin, so that only its GPU work is timed); the backward is timed alone on one retained
+graph, gradients of q, k, v returned. Compare the ratios with sla-bench's rows of the same
 run: the Python path should stay within 5 % of the C++ path.
 
 Usage, on a GPU machine with the operator library built (or sla_toolkit installed):
   SLA_OPS_LIB=build/src/sla/ops/libsla_ops.so python3 bench/python_api_bench.py [--reps N] [--rounds N] [--rows I ...]
-      [--markdown FILE] [--commit ID]
+      [--host-ahead] [--no-steps] [--markdown FILE] [--commit ID]
 """
 import argparse
 import statistics
 import sys
+import time
 
 import torch
 import torch._functorch.config
@@ -24,16 +26,45 @@ from sla_case import import_sla_toolkit, make_inputs
 sla = import_sla_toolkit()
 
 # (B, H, L, D), topk, blkq, blkk: Wan 2.1 (32760 tokens, 12 heads) and Flux (4608 tokens, 24 heads).
+CLOCKS = {False: "the device idle before each call (host time to the first kernel included)",
+          True: "each call queued behind a GPU spin (host ahead: GPU work alone)"}
 ROWS = [((1, 12, 32760, 128), 0.05, 128, 64), ((1, 24, 4608, 128), 0.05, 128, 64),
         ((1, 24, 4608, 128), 0.2, 128, 64)]
 
 
-def median_ms(fn, warmup, reps):
-    """Median CUDA-event time of fn() in ms, the device idle before each call (as sla-bench's median_ms)."""
+_spin_cycles_per_ms = None
+
+
+def spin_cycles_per_ms():
+    """GPU spin cycles per ms: a 1M-cycle torch.cuda._sleep timed with events (as bench/cuda_timing.h)."""
+    global _spin_cycles_per_ms
+    if _spin_cycles_per_ms is None:
+        torch.cuda._sleep(1_000_000)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(1_000_000)
+        end.record()
+        end.synchronize()
+        _spin_cycles_per_ms = 1_000_000 / max(start.elapsed_time(end), 1e-3)
+    return _spin_cycles_per_ms
+
+
+def median_ms(fn, warmup, reps, host_ahead=False):
+    """Median CUDA-event time of fn() in ms (as sla-bench's median_ms, bench/cuda_timing.h): the device
+    idle before each call, or with host_ahead each call queued behind a GPU spin of twice the longest
+    warm-up call's host time plus 1 ms, so that only the call's GPU work is timed."""
+    host_ms = 0.0
     for _ in range(warmup):
+        t0 = time.perf_counter()
         fn()
+        host_ms = max(host_ms, 1e3 * (time.perf_counter() - t0))
+        if host_ahead:
+            torch.cuda.synchronize()
+    spin = int(spin_cycles_per_ms() * (2 * host_ms + 1)) if host_ahead else 0
     times = []
     for _ in range(reps):
+        if spin:
+            torch.cuda._sleep(spin)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -43,24 +74,24 @@ def median_ms(fn, warmup, reps):
     return statistics.median(times)
 
 
-def timings(attn, q, k, v, grad_o, warmup, reps):
+def timings(attn, q, k, v, grad_o, warmup, reps, host_ahead):
     """(inference fwd, training fwd, bwd) ms, measured as sla-bench measures them: the backward
     alone, on one retained graph, gradients of q, k, v returned."""
     with torch.no_grad():
-        fwd = median_ms(lambda: attn(q, k, v), warmup, reps)
-    train_fwd = median_ms(lambda: attn(q, k, v), warmup, reps)
+        fwd = median_ms(lambda: attn(q, k, v), warmup, reps, host_ahead)
+    train_fwd = median_ms(lambda: attn(q, k, v), warmup, reps, host_ahead)
     o = attn(q, k, v)
-    bwd = median_ms(lambda: torch.autograd.grad(o, (q, k, v), grad_o, retain_graph=True), warmup, reps)
+    bwd = median_ms(lambda: torch.autograd.grad(o, (q, k, v), grad_o, retain_graph=True), warmup, reps, host_ahead)
     return fwd, train_fwd, bwd
 
 
-def step_ms(attn, q, k, v, grad_o, warmup, reps, cuda_graphs=False):
+def step_ms(attn, q, k, v, grad_o, warmup, reps, host_ahead, cuda_graphs=False):
     """One training step of the attention alone: forward with gradients, then the gradients of q, k, v."""
     def step():
         if cuda_graphs:  # a new iteration for cudagraph trees: the last step's outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         torch.autograd.grad(attn(q, k, v), (q, k, v), grad_o)
-    return median_ms(step, warmup, reps)
+    return median_ms(step, warmup, reps, host_ahead)
 
 
 def main():
@@ -69,6 +100,11 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, nargs="+", help="which rows to run, by index into ROWS (default: all)")
+    parser.add_argument("--host-ahead", action="store_true",
+                        help="time each call queued behind a GPU spin (GPU work alone, as sla-bench --host-ahead); "
+                        "default: the device idle before each call")
+    parser.add_argument("--steps", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the training step, eager, compiled and reduce-overhead (default: on)")
     parser.add_argument("--markdown", help="also write the markdown table to this file")
     parser.add_argument("--commit", default="unknown")
     args = parser.parse_args()
@@ -100,25 +136,25 @@ def main():
         with torch.no_grad():  # the compiled graph runs the same deterministic kernels
             assert torch.equal(compiled(q, k, v), eager(q, k, v)), "compiled output differs from eager"
         # Rounds interleave the three, so clock changes hit each alike; each figure is the median over rounds.
-        rounds = [[timings(fn, q, k, v, grad_o, args.warmup, args.reps) for fn in (dense, eager, compiled)]
+        rounds = [[timings(fn, q, k, v, grad_o, args.warmup, args.reps, args.host_ahead)
+                   for fn in (dense, eager, compiled)]
                   for _ in range(args.rounds)]
         (d_fwd, d_train, d_bwd), (e_fwd, e_train, e_bwd), (c_fwd, c_train, c_bwd) = [
             [statistics.median(r[i][j] for r in rounds) for j in range(3)] for i in range(3)]
 
-        # The step (fwd + bwd) also through CUDA graphs (mode="reduce-overhead"): no host time per call.
-        graphed = torch.compile(eager, fullgraph=True, dynamic=False, mode="reduce-overhead")
-        steps = []
-        for _ in range(args.rounds):
-            steps.append([step_ms(fn, q, k, v, grad_o, args.warmup, args.reps, cuda_graphs=fn is graphed)
-                          for fn in (dense, eager, compiled, graphed)])
-        d_step, e_step, c_step, g_step = [statistics.median(r[i] for r in steps) for i in range(4)]
-
         def cell(ms, dense_ms):
             return f"{ms:.3f} ({dense_ms / ms:.2f}x)"
 
-        step_lines.append(f"| {B},{H},{L},{D} | {topk:.2f} | {blkq}/{blkk} | {d_step:.3f} | {cell(e_step, d_step)} | "
-                          f"{cell(c_step, d_step)} | {cell(g_step, d_step)} |")
-        print(step_lines[-1], flush=True)
+        if args.steps:  # the step (fwd + bwd) also through CUDA graphs (mode="reduce-overhead"): no host time per call
+            graphed = torch.compile(eager, fullgraph=True, dynamic=False, mode="reduce-overhead")
+            steps = []
+            for _ in range(args.rounds):
+                steps.append([step_ms(fn, q, k, v, grad_o, args.warmup, args.reps, args.host_ahead,
+                                      cuda_graphs=fn is graphed) for fn in (dense, eager, compiled, graphed)])
+            d_step, e_step, c_step, g_step = [statistics.median(r[i] for r in steps) for i in range(4)]
+            step_lines.append(f"| {B},{H},{L},{D} | {topk:.2f} | {blkq}/{blkk} | {d_step:.3f} | "
+                              f"{cell(e_step, d_step)} | {cell(c_step, d_step)} | {cell(g_step, d_step)} |")
+            print(step_lines[-1], flush=True)
 
         row = (f"| {B},{H},{L},{D} | {topk:.2f} | {blkq}/{blkk} | {d_fwd:.3f} / {d_train:.3f} / {d_bwd:.3f} | "
                f"{cell(e_fwd, d_fwd)} | {cell(e_train, d_train)} | {cell(e_bwd, d_bwd)} | "
@@ -132,14 +168,14 @@ def main():
               "guessed as the output's); inference fwd "
               "under no_grad, training fwd with gradients on, bwd alone on one retained graph (as sla-bench); median "
               f"over {args.rounds} interleaved rounds of the median of {args.reps} CUDA-event timings after "
-              f"{args.warmup} warm-up calls; (x) = dense time / SLA time.\n\n"
+              f"{args.warmup} warm-up calls, {CLOCKS[args.host_ahead]}; (x) = dense time / SLA time.\n\n"
               "| shape (B,H,L,D) | topk | blkq/blkk | dense fwd / train fwd / bwd ms | eager fwd | eager train fwd | "
               "eager bwd | compiled fwd | compiled train fwd | compiled bwd |\n|---|---|---|---|---|---|---|---|---|---|\n")
     step_header = ("\n\nTraining step of the attention alone (forward with gradients, then the gradients of q, k, v), "
                    "same timing; SLA eager, compiled, and compiled with mode=\"reduce-overhead\" (CUDA graphs):\n\n"
                    "| shape (B,H,L,D) | topk | blkq/blkk | dense step ms | eager step | compiled step | "
                    "compiled reduce-overhead step |\n|---|---|---|---|---|---|---|\n")
-    table = header + "\n".join(lines) + step_header + "\n".join(step_lines) + "\n"
+    table = header + "\n".join(lines) + (step_header + "\n".join(step_lines) if step_lines else "") + "\n"
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table)

@@ -71,7 +71,8 @@ struct Timing {
 // graph node and its saved tensors are built, then dropped with the output); backward alone
 // (graph built once, retained, gradients returned rather than accumulated); peak memory of one
 // forward + backward from freshly allocated inputs.
-Timing time_attention(const AttnFn& attn, const Shape& s, at::ScalarType dtype, int warmup, int reps) {
+Timing time_attention(const AttnFn& attn, const Shape& s, at::ScalarType dtype, int warmup, int reps,
+                      sla::bench::Clock clock) {
   const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
   const auto dev = at::cuda::current_device();
   c10::cuda::CUDACachingAllocator::emptyCache();
@@ -92,11 +93,12 @@ Timing time_attention(const AttnFn& attn, const Shape& s, at::ScalarType dtype, 
   t.peak_gib = double(stats.allocated_bytes[0].peak - base) / double(1 << 30);
   {
     at::NoGradGuard no_grad;
-    t.fwd_ms = median_ms([&] { attn(q, k, v); }, warmup, reps);
+    t.fwd_ms = median_ms([&] { attn(q, k, v); }, warmup, reps, clock);
   }
-  t.train_fwd_ms = median_ms([&] { attn(q, k, v); }, warmup, reps);
+  t.train_fwd_ms = median_ms([&] { attn(q, k, v); }, warmup, reps, clock);
   const at::Tensor o = attn(q, k, v);
-  t.bwd_ms = median_ms([&] { torch::autograd::grad({o}, {q, k, v}, {grad_o}, /*retain_graph=*/true); }, warmup, reps);
+  t.bwd_ms = median_ms([&] { torch::autograd::grad({o}, {q, k, v}, {grad_o}, /*retain_graph=*/true); }, warmup,
+                       reps, clock);
   return t;
 }
 
@@ -110,7 +112,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Dense cuDNN attention vs fused SLA: forward and backward speed-up, peak memory"};
   int reps = 20, warmup = 5;
   std::string markdown, commit = "unknown";
-  bool quick = false;
+  bool quick = false, host_ahead = false;
   std::string variant_choice = "all";
   app.add_option("--reps", reps, "timed repetitions per measurement (median reported)")->check(CLI::Range(20, 1000));
   app.add_option("--warmup", warmup, "untimed calls before timing");
@@ -119,9 +121,14 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick,
                "only the issue's target rows: (1,12,32760,128) topk 0.05 128/64 and 0.2 64/64, (1,24,4608,128) "
                "topk 0.2, (1,16,16384,64) topk 0.05 64/64");
+  app.add_flag("--host-ahead", host_ahead,
+               "time each call queued behind a GPU spin, so the figures are GPU work alone (the host ahead, as in a "
+               "training loop); default: the device idle before each call, the host's time to the first kernel "
+               "included");
   app.add_option("--variant", variant_choice, "linear-branch variant of the SLA rows: all, complement, or both")
       ->check(CLI::IsMember({"all", "complement", "both"}));
   CLI11_PARSE(app, argc, argv);
+  const sla::bench::Clock clock = host_ahead ? sla::bench::Clock::kHostAhead : sla::bench::Clock::kDeviceIdle;
   std::vector<sla::Variant> variants;
   if (variant_choice != "complement") variants.push_back(sla::Variant::kAll);
   if (variant_choice != "all") variants.push_back(sla::Variant::kComplement);
@@ -150,7 +157,7 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (const Shape& s : shapes) {
     at::manual_seed(s.L * 131 + s.H);
-    const Timing d = time_attention(dense, s, at::kBFloat16, warmup, reps);
+    const Timing d = time_attention(dense, s, at::kBFloat16, warmup, reps, clock);
     for (double topk : topks) {
       for (auto [blkq, blkk] : blocks) {
         const bool in_quick = (s.L == 32760 && s.B == 1 && topk == 0.05 && blkq == 128) ||
@@ -169,13 +176,13 @@ int main(int argc, char** argv) {
           const AttnFn sla_fn = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
             return sla::cuda_sla_attention(q, k, v, w, b, cfg, 0.0);
           };
-          const Timing t = time_attention(sla_fn, s, at::kBFloat16, warmup, reps);
+          const Timing t = time_attention(sla_fn, s, at::kBFloat16, warmup, reps, clock);
           double block_map_ms = 0;
           {
             const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
             const at::Tensor q = at::randn({s.B, s.L, s.H, s.D}, opts).transpose(1, 2);
             const at::Tensor k = at::randn({s.B, s.L, s.H, s.D}, opts).transpose(1, 2);
-            block_map_ms = median_ms([&] { sla::cuda_block_map(q, k, cfg); }, warmup, reps);
+            block_map_ms = median_ms([&] { sla::cuda_block_map(q, k, cfg); }, warmup, reps, clock);
           }
           Row r{s,        topk,           blkq,     blkk,       variant,    d.fwd_ms,   d.train_fwd_ms, d.bwd_ms,
                 t.fwd_ms, t.train_fwd_ms, t.bwd_ms, d.peak_gib, t.peak_gib, block_map_ms};
@@ -198,7 +205,7 @@ int main(int argc, char** argv) {
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   std::string md = sformat(
       "Date: %s  \nCard: %s  \nCommit: %s  \nbf16, (B, L, H, D) memory viewed as (B, H, L, D), median of %d CUDA-event "
-      "timings after %d warm-up calls; dense = at::scaled_dot_product_attention, cuDNN backend only; SLA = "
+      "timings after %d warm-up calls, %s; dense = at::scaled_dot_product_attention, cuDNN backend only; SLA = "
       "sla::cuda_sla_attention (block map + sparse + linear branch + proj_l), softmax feature map, "
       "random nonzero proj_l. fwd = inference (no_grad); train fwd = forward with gradients enabled (autograd node "
       "built, as in training). Peak = fwd + bwd, inputs and dO included.\n\n"
@@ -206,7 +213,9 @@ int main(int argc, char** argv) {
       "SLA fwd ms | SLA train fwd ms | SLA bwd ms | fwd speed-up | train fwd speed-up | bwd speed-up | "
       "peak dense GiB | peak SLA GiB | block map ms |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-      date, card.c_str(), commit.c_str(), reps, warmup);
+      date, card.c_str(), commit.c_str(), reps, warmup,
+      host_ahead ? "each call queued behind a GPU spin (host ahead: GPU work alone)"
+                 : "the device idle before each call (host time to the first kernel included)");
   for (const Row& r : rows) {
     md += sformat(
         "| %s | %.2f | %lld/%lld | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx | %.3f | "
