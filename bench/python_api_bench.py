@@ -122,6 +122,8 @@ def main():
     # The gradient arrives in o's layout ((B, L, H, D) memory); AOTAutograd would copy it to a
     # contiguous tensor before every compiled backward unless it expects the output's strides.
     torch._functorch.config.guess_tangent_strides_as_outputs = True
+    # The backward is timed on a retained graph, which a compiled backward with donated buffers refuses.
+    torch._functorch.config.donated_buffer = False
 
     def dense(q, k, v):
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
