@@ -58,14 +58,6 @@ struct Precision {
     const at::Tensor a_op = a.to(operand), hi = b.to(operand), lo = (b - hi.to(acc)).to(operand);
     return at::bmm(a_op, hi, acc).add_(at::bmm(a_op, lo, acc));
   }
-  // a @ b (3-D) with both operands kept at `acc`'s precision, each as hi + lo operand-dtype parts:
-  // three products (lo·lo, about 2^-18 of the product for bf16, dropped).
-  at::Tensor bmm_exact(const at::Tensor& a, const at::Tensor& b) const {
-    if (operand == acc) return at::bmm(a.to(acc), b.to(acc));
-    const at::Tensor a_hi = a.to(operand), a_lo = (a - a_hi.to(acc)).to(operand);
-    const at::Tensor b_hi = b.to(operand), b_lo = (b - b_hi.to(acc)).to(operand);
-    return at::bmm(a_hi, b_hi, acc).add_(at::bmm(a_hi, b_lo, acc)).add_(at::bmm(a_lo, b_hi, acc));
-  }
   // aᵀ b summed over many rows (d proj_w), likewise for 2-D a (exact in `operand`: dO) and b.
   at::Tensor mm_t_exact_b(const at::Tensor& a, const at::Tensor& b) const {
     return bmm_exact_b(a.t().unsqueeze(0), b.unsqueeze(0)).squeeze(0);
@@ -374,14 +366,12 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     const auto per_block = [&](const at::Tensor& x, int64_t n) {  // (c, Nq * block_tiles, ...) -> (c, Nq, n)
       return (block_tiles == 1 ? x : x.view({c, nq, block_tiles, n}).sum(2)).view({c, nq, n});
     };
-    // a_iᵀ per block, so that the A_jᵀ below stack into one (Nk D) x D matrix per head.
-    const at::Tensor a_i_t = per_block(a_tile, D * D).view({c, nq, D, D}).transpose(2, 3).reshape({c, nq, D * D});
-    const at::Tensor dz_i = per_block(dz_tile, D);
+    const at::Tensor a_i = per_block(a_tile, D * D), dz_i = per_block(dz_tile, D);
     g.db.add_(db_tile.sum(at::IntArrayRef{0, 1}));
 
-    // Key side: A_jᵀ, dz_j over the query blocks that did not select j.
+    // Key side: A_j, dz_j over the query blocks that did not select j.
     const at::Tensor u_t = chunk_of(mask, b, h0, h1).logical_not().transpose(1, 2);  // (c, Nk, Nq)
-    const at::Tensor a_j_t = prec.bmm_exact_b(u_t.to(prec.operand), a_i_t);           // (c, Nk, D * D)
+    const at::Tensor a_j = prec.bmm_exact_b(u_t.to(prec.operand), a_i).view({c * nk, D, D});
     const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i).unsqueeze(2);               // (c, Nk, 1, D)
     const at::Tensor xk = to_blocks(chunk_of(k, b, h0, h1).to(prec.acc), cfg.blkk);   // (c, Nk, blkk, D)
     const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
@@ -389,15 +379,12 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     const at::Tensor phi_k_op = phi_k.to(prec.operand);
     const at::Tensor vb_op = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(prec.operand);
     const at::Tensor block_s = prec.bmm(flat(phi_k_op).transpose(1, 2), flat(vb_op));  // S_j, float32
-    // d proj_wᵀ = Σ_j S_jᵀ A_jᵀ / L: one GEMM per head over the Nk D stacked rows, both operands exact.
-    g.dw.add_(prec.bmm_exact(block_s.view({c, nk * D, D}).transpose(1, 2), a_j_t.view({c, nk * D, D})).sum(0).t(),
-              inv_len);
-    const at::Tensor a_j_t_op = a_j_t.to(prec.operand).view({c * nk, D, D});          // A_jᵀ
+    g.dw.add_(at::bmm(a_j, block_s).sum(0), inv_len);
+    const at::Tensor a_j_op = a_j.to(prec.operand);
     const at::Tensor vw = at::matmul(vb_op, w_op_t);                                   // V_j Wᵀ
-    const at::Tensor d_phi_k =
-        prec.bmm(flat(vw), a_j_t_op.transpose(1, 2)).view(phi_k.sizes()).mul_(inv_len).add_(dz_j);
+    const at::Tensor d_phi_k = prec.bmm(flat(vw), a_j_op).view(phi_k.sizes()).mul_(inv_len).add_(dz_j);
     const at::Tensor dv =
-        prec.mm(prec.bmm(flat(phi_k_op), a_j_t_op).view({-1, D}), w).view(phi_k.sizes()).mul_(inv_len);
+        prec.mm(prec.bmm(flat(phi_k_op), a_j_op.transpose(1, 2)).view({-1, D}), w).view(phi_k.sizes()).mul_(inv_len);
     const auto unblock = [&](const at::Tensor& x) { return x.reshape({c, -1, D}).narrow(1, 0, L); };
     chunk_of(g.dk, b, h0, h1).copy_(unblock(feature_map_backward(xk, phi_k, d_phi_k, cfg.feature_map)));
     chunk_of(g.dv, b, h0, h1).copy_(unblock(dv));
