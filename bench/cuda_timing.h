@@ -43,7 +43,8 @@ inline double median_ms(const std::function<void()>& fn, int warmup, int reps, C
   for (int i = 0; i < warmup; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     fn();
-    host_ms = std::max(host_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    const std::chrono::duration<double, std::milli> issued = std::chrono::steady_clock::now() - t0;
+    host_ms = std::max(host_ms, issued.count());
     if (clock == Clock::kHostAhead) cudaDeviceSynchronize();
   }
   // Twice the host's time plus a millisecond: ahead even when a call is slower to issue than usual.

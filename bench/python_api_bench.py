@@ -189,7 +189,8 @@ def main():
                    "same timing; SLA eager, compiled, and compiled with mode=\"reduce-overhead\" (CUDA graphs):\n\n"
                    "| shape (B,H,L,D) | topk | blkq/blkk | dense step ms | eager step | compiled step | "
                    "compiled reduce-overhead step |\n|---|---|---|---|---|---|---|\n")
-    table = header + "\n".join(lines) + (step_header + "\n".join(step_lines) if step_lines else "") + "\n"
+    step_table = step_header + "\n".join(step_lines) if step_lines else ""
+    table = header + "\n".join(lines) + step_table + "\n"
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table)
