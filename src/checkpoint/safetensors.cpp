@@ -376,10 +376,11 @@ SlaSettings settings_from_json(const json& s, const std::string& where, std::vec
     if (std::string(k) != kSettingTieFeatureMapQk) throw CheckpointError("E_SCHEMA", std::string("settings lack '") + k + "'", where);
     warnings.push_back(compat_missing_tie_feature_map_qk());
   }
-  for (const auto& [key, value] : s.items())
-    if (std::find_if(std::begin(kSettingKeys), std::end(kSettingKeys), [&](const char* k) { return key == k; }) ==
-        std::end(kSettingKeys))
+  for (const auto& item : s.items()) {
+    const std::string& key = item.key();  // a named variable: C++17 lambdas cannot capture a structured binding
+    if (std::none_of(std::begin(kSettingKeys), std::end(kSettingKeys), [&](const char* k) { return key == k; }))
       warnings.push_back(compat_unknown_setting(key));
+  }
   const bool tie_given = s.contains(kSettingTieFeatureMapQk);
   if (!s[kSettingTopk].is_number() || !s[kSettingFeatureMap].is_string() || !s[kSettingBlkq].is_number_integer() ||
       !s[kSettingBlkk].is_number_integer() || (tie_given && !s[kSettingTieFeatureMapQk].is_boolean()))
