@@ -44,6 +44,15 @@ int resident(Kernel kernel, int threads, int smem) {
   return ctas;
 }
 
+// The query-side pass's kernel and dynamic shared memory for p: per query block (variant
+// complement, LinearParams::q_block_tiles > 0) or over each CTA's tiles (variant all).
+template <class Elem, int kD>
+std::pair<void (*)(LinearParams), int> bwd_q_kernel(const LinearParams& p) {
+  using Tr = LinearTraits<kD>;
+  if (p.q_block_tiles > 0) return {&sla_linear_bwd_q_kernel<Elem, kD, true>, Tr::kBwdQPerBlockSmem};
+  return {&sla_linear_bwd_q_kernel<Elem, kD, false>, Tr::kBwdQSmem};
+}
+
 }  // namespace
 
 int linear_resident_ctas(const LinearParams& p, LinearPass pass) {
@@ -52,10 +61,10 @@ int linear_resident_ctas(const LinearParams& p, LinearPass pass) {
       using Tr = LinearTraits<kD>;
       switch (pass) {
         case LinearPass::kState: return resident(&sla_linear_state_kernel<Elem, kD>, Tr::kThreads, Tr::kStateSmem);
-        case LinearPass::kBwdQ:
-          return p.q_block_tiles > 0
-                     ? resident(&sla_linear_bwd_q_kernel<Elem, kD, true>, Tr::kThreads, Tr::kBwdQPerBlockSmem)
-                     : resident(&sla_linear_bwd_q_kernel<Elem, kD, false>, Tr::kThreads, Tr::kBwdQSmem);
+        case LinearPass::kBwdQ: {
+          const auto [kernel, smem] = bwd_q_kernel<Elem, kD>(p);
+          return resident(kernel, Tr::kThreads, smem);
+        }
         case LinearPass::kBwdK: return resident(&sla_linear_bwd_k_kernel<Elem, kD>, Tr::kThreads, Tr::kBwdKSmem);
       }
       return 1;
@@ -76,13 +85,8 @@ void run_linear_state(const LinearParams& p, cudaStream_t stream) {
 void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      using Tr = LinearTraits<kD>;
-      const dim3 grid(p.splits, p.batch * p.heads);
-      if (p.q_block_tiles > 0) {
-        launch(&sla_linear_bwd_q_kernel<Elem, kD, true>, grid, Tr::kThreads, Tr::kBwdQPerBlockSmem, p, stream);
-      } else {
-        launch(&sla_linear_bwd_q_kernel<Elem, kD, false>, grid, Tr::kThreads, Tr::kBwdQSmem, p, stream);
-      }
+      const auto [kernel, smem] = bwd_q_kernel<Elem, kD>(p);
+      launch(kernel, dim3(p.splits, p.batch * p.heads), LinearTraits<kD>::kThreads, smem, p, stream);
     });
   });
 }
