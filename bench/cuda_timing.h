@@ -18,24 +18,7 @@ namespace sla::bench {
 // the figure is the call's GPU work alone, as in a training loop whose host runs ahead.
 enum class Clock { kDeviceIdle, kHostAhead };
 
-// Spin cycles per millisecond of GPU time: a 1M-cycle at::cuda::sleep timed with events.
-inline double spin_cycles_per_ms() {
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  constexpr int64_t kCycles = 1'000'000;
-  at::cuda::sleep(kCycles);  // warm-up launch
-  cudaEventRecord(start, stream);
-  at::cuda::sleep(kCycles);
-  cudaEventRecord(stop, stream);
-  cudaEventSynchronize(stop);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return double(kCycles) / std::max(ms, 1e-3f);
-}
+inline double spin_cycles_per_ms();
 
 // Median of `reps` CUDA-event timings of fn in milliseconds, after `warmup` untimed calls.
 inline double median_ms(const std::function<void()>& fn, int warmup, int reps, Clock clock = Clock::kDeviceIdle) {
@@ -68,6 +51,12 @@ inline double median_ms(const std::function<void()>& fn, int warmup, int reps, C
   cudaEventDestroy(stop);
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
+}
+
+// Spin cycles per millisecond of GPU time: a 1M-cycle at::cuda::sleep, timed as above.
+inline double spin_cycles_per_ms() {
+  constexpr int64_t kCycles = 1'000'000;
+  return double(kCycles) / std::max(median_ms([] { at::cuda::sleep(kCycles); }, 1, 1), 1e-3);
 }
 
 }  // namespace sla::bench

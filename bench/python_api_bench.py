@@ -36,16 +36,10 @@ _spin_cycles_per_ms = None
 
 
 def spin_cycles_per_ms():
-    """GPU spin cycles per ms: a 1M-cycle torch.cuda._sleep timed with events (as bench/cuda_timing.h)."""
+    """GPU spin cycles per ms: a 1M-cycle torch.cuda._sleep timed by median_ms (as bench/cuda_timing.h)."""
     global _spin_cycles_per_ms
     if _spin_cycles_per_ms is None:
-        torch.cuda._sleep(1_000_000)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        torch.cuda._sleep(1_000_000)
-        end.record()
-        end.synchronize()
-        _spin_cycles_per_ms = 1_000_000 / max(start.elapsed_time(end), 1e-3)
+        _spin_cycles_per_ms = 1_000_000 / max(median_ms(lambda: torch.cuda._sleep(1_000_000), 1, 1), 1e-3)
     return _spin_cycles_per_ms
 
 
