@@ -15,14 +15,13 @@ namespace sla::kernels {
 
 namespace {
 
-// Elements (L x D per head) of one chunk of heads. The backward's ~15 live float32 temporaries per
-// chunk: 4M elements (16 MB each) keeps them around 250 MB at L = 32k, D = 128. The forward holds
-// few, mostly 16-bit (φ(K), V Wᵀ, the key blocks' states): 16M elements, about 200 MB at that size,
-// run in a quarter of the launches; measured on an H200 at (1, 12, 32760, 128), forward 2.8 -> 2.1
-// ms, and at (1, 24, 4608, 128), 0.93 -> 0.54 ms (one chunk), peak memory unchanged (the
-// backward's).
-constexpr int64_t kBackwardChunkElements = int64_t(1) << 22;
-constexpr int64_t kForwardChunkElements = int64_t(1) << 24;
+// Elements (L x D per head) of one chunk of heads, 16M: about 200 MB of mostly 16-bit temporaries in
+// the forward (φ(K), V Wᵀ, the key blocks' states), and the backward's float32 ones. Measured at 4M
+// against 16M: on an H200 the forward at (1, 12, 32760, 128) 2.8 -> 2.1 ms and at (1, 24, 4608, 128)
+// 0.93 -> 0.54 ms (one chunk); on an H100 the complement backward 2.51 -> 2.71x at the first shape,
+// 0.38 -> 0.42x at the second (fewer launches where the host is the bound), peak memory 2.385 ->
+// 2.322 GiB (bench/NOTES.md, session 12).
+constexpr int64_t kChunkElements = int64_t(1) << 24;
 
 using reference::feature_map;
 
@@ -177,7 +176,7 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
   const at::Tensor z = out.z.view({B, H, nq, D});
   const at::ScalarType op = prec.operand;
   const at::Tensor w_t = proj_w.to(op).t();
-  for_each_chunk(k, kForwardChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
+  for_each_chunk(k, kChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
     // φ(K) by key block, rounded to q's dtype once (softmax computes in float32 inside, relu is
     // exact; elu + 1 would round twice in 16 bits).
@@ -349,7 +348,7 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
   LinearGrads g = complement_grads(q, k, v, acc);
   const at::Tensor w = proj_w.to(prec.acc), bias = proj_b.to(prec.acc).contiguous();
   const at::Tensor w_op_t = w.to(prec.operand).t();
-  for_each_chunk(q, kBackwardChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
+  for_each_chunk(q, kChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
     const auto part = [&](const at::Tensor& x) { return chunk_of(x, b, h0, h1).unsqueeze(0); };  // (1, c, ...)
     const FusedLinearState st = complement_linear_state(part(k), part(v), proj_w, part(mask), cfg);
@@ -412,7 +411,7 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
   //   u = dO W / den, dden = −u·o_l; dφ(q) = u S_iᵀ + dden z_i; dS_i = φ(q)ᵀ u, dz_i = Σ dden φ(q);
   //   dS_j = Σ_i U_ij dS_i, dz_j likewise; dφ(K_j) = V_j dS_jᵀ + dz_j, dV_j = φ(K_j) dS_j;
   //   d proj_w = Σ dOᵀ o_l, d proj_b = Σ dO, delta_lin = dO·(o_l Wᵀ + b).
-  for_each_chunk(q, kBackwardChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
+  for_each_chunk(q, kChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
     const at::Tensor xq = to_blocks(chunk_of(q, b, h0, h1).to(prec.acc), cfg.blkq);  // (c, Nq, blkq, D)
     const at::Tensor d_o = to_blocks(chunk_of(grad_o, b, h0, h1).to(prec.acc), cfg.blkq);  // 0 past L
