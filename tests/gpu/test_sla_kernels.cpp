@@ -175,6 +175,15 @@ TEST_CASE("long lists of query blocks per key block (blkq 128)") {
   check_case({at::kHalf, 64, 128, 64, FeatureMap::kElu, Variant::kAll, false, 1.0, 12 * 128 + 45}, 3001);
 }
 
+// Long rows of the LUT over a long sequence: the Hopper forward's ring of K/V stages (5 at D 128,
+// 8 at D 64) wraps several times, and the selected blocks lie anywhere in the 130 key blocks.
+TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole sequence") {
+  const int64_t L = 64 * 128 + 77;  // 65 query blocks of 128, 130 key blocks of 64, both partial
+  check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.15, L}, 4000);
+  check_case({at::kHalf, 64, 128, 64, FeatureMap::kElu, Variant::kComplement, false, 0.2, L}, 4001);
+  check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kRelu, Variant::kAll, false, 0.15, L}, 4002);
+}
+
 TEST_CASE("a tiny topk still selects one block per row") {
   check_case({at::kHalf, 128, 128, 64, FeatureMap::kElu, Variant::kAll, true, 0.01}, 2000);
 }

@@ -75,12 +75,12 @@ __device__ __forceinline__ void rescale_rows(float (&acc_o)[D / 8][4], const flo
 // o = o_s + linear branch, written once. The fused linear branch computes
 // φ(Q) M / (φ(Q)·z + ε) + bias from the warp's Q fragments a_q, with M = S Wᵀ (of the (b, h), or of
 // the query block qb: SlaParams::lin_per_q_block) loaded into sM (padded [D][D + 8], shared memory
-// no longer used by the main loop; every thread of the CTA must call this, since the load of M
-// ends in a barrier).
-template <class Elem, int D, int Threads>
+// no longer used by the main loop). The load of M is shared by Threads threads (tid 0..Threads - 1)
+// and ends in `sync()`, a barrier among all of them: every one of them must call this.
+template <class Elem, int D, int Threads, class Sync>
 __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[D / 8][4], const float (&row_max)[2],
                                              const float (&row_sum)[2], const uint32_t (&a_q)[D / 16][4], Elem* sM,
-                                             int b, int h, int qb, int wrow0, int tid, int lane) {
+                                             int b, int h, int qb, int wrow0, int tid, int lane, Sync&& sync) {
   constexpr int kS = kSmemStride<D>;
   const int g = lane >> 2, t = lane & 3;
   const int bh = b * p.heads + h;
@@ -101,7 +101,7 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
     load_tile_async<D, D, Threads>(sM, static_cast<const Elem*>(p.lin_state) + state * D * D, D, D, tid);
     cp_async_commit();
     cp_async_wait<0>();
-    __syncthreads();
+    sync();
     // O += φ(Q) M / (φ(Q)·z + ε) + bias, φ row-wise over D on the Q fragments.
     float den[2];
     uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments

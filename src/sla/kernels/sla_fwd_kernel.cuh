@@ -99,7 +99,8 @@ __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
 
   // M of the fused linear branch goes where K and V were (the loop ended with a barrier and no copy
   // in flight), so that the main loop's shared memory holds only Q and the K, V stages.
-  fwd_epilogue<Elem, D, Tr::kThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, qb, row0 + warp * 16, tid, lane);
+  fwd_epilogue<Elem, D, Tr::kThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, qb, row0 + warp * 16, tid, lane,
+                                      [] { __syncthreads(); });
 }
 
 }  // namespace sla::kernels

@@ -144,7 +144,8 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
 
   uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
   if (p.lin_state != nullptr) load_a_frags_sw128<D>(a_q, sQ, BQ, warp * 16, lane);
-  fwd_epilogue<Elem, D, Tr::kThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, qb, row0 + warp * 16, tid, lane);
+  fwd_epilogue<Elem, D, Tr::kThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, qb, row0 + warp * 16, tid, lane,
+                                      [] { __syncthreads(); });
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif

@@ -1,0 +1,185 @@
+// Forward on Hopper, warp-specialised (FlashAttention-3's structure): one producer warpgroup and
+// BQ / 64 consumer warpgroups per CTA. The producer's first thread issues TMA loads of Q and of
+// the K/V blocks the LUT names into a ring of kStages stages, each guarded by two mbarriers (full:
+// the stage's bytes have landed; empty: every consumer warp is done with it); it then gives most
+// of its registers to the consumers (setmaxnreg). Each consumer warpgroup owns 64 query rows and
+// runs sla_fwd_sm90_kernel.cuh's loop (S = Q Kᵀ of block j issued ahead of O += P V of block
+// j - 1, the softmax of j overlapping the latter) without a CTA-wide barrier per block: the
+// warpgroups drift apart, so one's softmax overlaps the other's products. Epilogue as there.
+#pragma once
+
+#include "sla_fwd_common.cuh"
+#include "sla_params.h"
+#include "tma.cuh"
+#include "wgmma.cuh"
+
+#include <cmath>
+
+namespace sla::kernels {
+
+// The tensor maps of q, k, v (tma_host.h): boxes of 64 columns x BQ rows (q) or 64 rows (k, v).
+struct FwdTensorMaps {
+  CUtensorMap q, k, v;
+};
+
+template <class Elem, int D, int BQ>
+struct FwdWsSm90Traits {
+  static constexpr int kBlockK = 64;
+  static constexpr int kConsumers = BQ / 64;                 // warpgroups of 64 query rows
+  static constexpr int kThreads = 128 * (kConsumers + 1);    // + the producer warpgroup
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  static constexpr int kStages = D == 128 ? 5 : 8;
+  static constexpr int kQBytes = BQ * D * 2;                 // sw128 [D / 64][BQ][64]
+  static constexpr int kKBytes = kBlockK * D * 2;            // sw128 [D / 64][64][64]
+  static constexpr int kStageBytes = 2 * kKBytes;            // K and V
+  static constexpr int kBarrierBytes = 8 * (2 * kStages + 1);
+  static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kBarrierBytes;
+  // Registers per thread after the reallocation (multiples of 8; the sum over the CTA stays within
+  // the 64K the launch took: 168 per thread at 384 threads).
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 232;
+};
+
+template <class Elem, int D, int BQ>
+__global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
+    sla_fwd_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ FwdTensorMaps maps) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Tr = FwdWsSm90Traits<Elem, D, BQ>;
+  constexpr int BK = Tr::kBlockK;
+  constexpr int kS = Tr::kStages;
+  static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for O");
+  static_assert(BQ == 64 || BQ == 128, "one or two consumer warpgroups");
+  static_assert(kS * BK * D * 2 >= D * kSmemStride<D> * 2, "the K stages hold M after the loop");
+  static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
+  static_assert(Tr::kQBytes % 1024 == 0 && Tr::kKBytes % 1024 == 0, "every panel 1024-byte aligned");
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][BQ][64]
+  Elem* sK = sQ + BQ * D;                     // [kS] x sw128 [D / 64][BK][64]
+  Elem* sV = sK + kS * BK * D;                // [kS] x sw128 [D / 64][BK][64]
+  Elem* sM = sK;                              // padded [D][D + 8] after the loop: M = S Wᵀ
+  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * BK * D);  // [kS]
+  uint64_t* empty = full + kS;                                      // [kS]
+  uint64_t* q_full = empty + kS;
+
+  const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int bh = b * p.heads + h;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int row0 = qb * BQ;
+  const int n = p.blocks_per_row;
+  const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
+
+  if (tid == 0) {
+    for (int s = 0; s < kS; ++s) {
+      mbar_init(&full[s], 1);                     // the producer's arrival + the bytes
+      mbar_init(&empty[s], Tr::kConsumers * 4);   // one arrival per consumer warp
+    }
+    mbar_init(q_full, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (warp < 4) {  // the producer warpgroup
+    warpgroup_reg_dealloc<Tr::kProducerRegs>();
+    if (tid == 0) {
+      tma_prefetch_map(&maps.k);
+      tma_prefetch_map(&maps.v);
+      mbar_arrive_expect_tx(q_full, Tr::kQBytes);
+#pragma unroll
+      for (int c = 0; c < D / 64; ++c) tma_load_4d(sQ + c * BQ * 64, &maps.q, c * 64, row0, h, b, q_full);
+      for (int step = 0; step < n; ++step) {
+        const int stage = step % kS;
+        mbar_wait(&empty[stage], ((step / kS) & 1) ^ 1);  // its previous block is consumed
+        const int key0 = lut[step] * BK;
+        mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) {
+          tma_load_4d(sK + stage * BK * D + c * BK * 64, &maps.k, c * 64, key0, h, b, &full[stage]);
+          tma_load_4d(sV + stage * BK * D + c * BK * 64, &maps.v, c * 64, key0, h, b, &full[stage]);
+        }
+      }
+    }
+    return;
+  }
+
+  warpgroup_reg_alloc<Tr::kConsumerRegs>();
+  const int ctid = tid - 128, cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;
+  const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
+  auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };
+  auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, BK * 64 * 2); };
+  auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
+  // Once this warp's reads of a stage are complete (wgmma_wait), its lane 0 hands the stage back.
+  auto release = [&](int stage) {
+    if (lane == 0) mbar_arrive(&empty[stage]);
+  };
+
+  float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
+  zero(acc_o);
+  float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
+  float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
+  uint32_t a_p[BK / 16][4];                   // P of the previous block: A of its O += P V
+
+  mbar_wait(q_full, 0);
+  for (int step = 0; step < n; ++step) {
+    const int stage = step % kS;
+    mbar_wait(&full[stage], (step / kS) & 1);
+
+    float acc_s[BK / 8][4];  // S = Q Kᵀ (this warp's 16 rows x BK)
+    zero(acc_s);
+    fence_operand(acc_s);
+    fence_operand(acc_o);
+    fence_operand(a_p);
+    wgmma_fence();
+    const uint64_t dk = desc_k(stage);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, BQ), dk + k16_step(kk, BK));
+    }
+    wgmma_commit();
+    if (step > 0) {
+      wgmma_fence();
+      const uint64_t dv = desc_v((step - 1) % kS);
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + uint64_t(kk * 16 * 64 * 2 / 16));
+      wgmma_commit();
+      wgmma_wait<1>();
+    } else {
+      wgmma_wait<0>();
+    }
+    fence_operand(acc_s);
+
+    float alpha[2];
+    online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, lut[step] * BK, p, t);
+    wgmma_wait<0>();
+    fence_operand(acc_o);
+    if (step > 0) release((step - 1) % kS);
+    rescale_rows<D>(acc_o, alpha);
+    c_to_a<BK, Elem>(a_p, acc_s);
+  }
+  {  // the last block's O += P V
+    fence_operand(acc_o);
+    fence_operand(a_p);
+    wgmma_fence();
+    const uint64_t dv = desc_v((n - 1) % kS);
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + uint64_t(kk * 16 * 64 * 2 / 16));
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operand(acc_o);
+  }
+  // Every consumer warpgroup is done with the stages before they become M's (barrier 1: the
+  // consumers only; the producer has left).
+  const auto consumers_sync = [] { named_barrier_sync(1, Tr::kConsumerThreads); };
+  consumers_sync();
+
+  uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
+  if (p.lin_state != nullptr) load_a_frags_sw128<D>(a_q, sQ, BQ, cwarp * 16, lane);
+  fwd_epilogue<Elem, D, Tr::kConsumerThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, qb, row0 + cwarp * 16, ctid,
+                                              lane, consumers_sync);
+#else
+  __trap();  // built without sm_90a code: the launcher never selects this kernel then
+#endif
+}
+
+}  // namespace sla::kernels
