@@ -3,11 +3,11 @@
 
 #include <cuda_runtime.h>
 
+#include <map>
 #include <mutex>
-#include <set>
 #include <stdexcept>
 #include <string>
-#include <tuple>
+#include <utility>
 
 namespace sla::kernels {
 
@@ -26,19 +26,23 @@ inline void cuda_check(cudaError_t err, const char* what, const char* file, int 
 
 namespace sla::kernels {
 
-// cudaFuncSetAttribute(MaxDynamicSharedMemorySize) once per kernel, device and size; launches
-// repeat with the same sizes, and the call costs microseconds of host time each.
+// Raises a kernel's dynamic shared-memory limit (cudaFuncAttributeMaxDynamicSharedMemorySize) to
+// at least `bytes` on the current device. The attribute is a limit, not a per-launch size: setting
+// it to a smaller size than an earlier launch's would make that launch's size fail later ("invalid
+// argument"), so it only ever grows. Launches repeat with the same sizes, and the call costs
+// microseconds of host time, so it is made only when the limit must grow.
 template <class Kernel>
 void set_dynamic_smem(Kernel kernel, int bytes) {
   static std::mutex mutex;
-  static std::set<std::tuple<const void*, int, int>> done;  // kernel, device, bytes
+  static std::map<std::pair<const void*, int>, int> limit;  // (kernel, device) -> bytes set
   int device = 0;
   SLA_CUDA_CHECK(cudaGetDevice(&device));
-  const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), device, bytes);
+  const auto key = std::make_pair(reinterpret_cast<const void*>(kernel), device);
   const std::lock_guard<std::mutex> lock(mutex);
-  if (done.count(key) != 0) return;
+  int& current = limit[key];
+  if (bytes <= current) return;
   SLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  done.insert(key);
+  current = bytes;
 }
 
 }  // namespace sla::kernels
