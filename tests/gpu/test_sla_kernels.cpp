@@ -184,6 +184,14 @@ TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole se
   check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kRelu, Variant::kAll, false, 0.15, L}, 4002);
 }
 
+// The Hopper forward runs two query blocks of 64 per CTA: with an odd count the last CTA's second
+// warpgroup has no block of its own and must write nothing (5 query blocks of 64 here).
+TEST_CASE("an odd count of 64-row query blocks") {
+  for (Variant var : {Variant::kAll, Variant::kComplement}) {
+    check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kSoftmax, var, true, 0.5, 4 * 64 + 17}, 5000 + int(var));
+  }
+}
+
 TEST_CASE("a tiny topk still selects one block per row") {
   check_case({at::kHalf, 128, 128, 64, FeatureMap::kElu, Variant::kAll, true, 0.01}, 2000);
 }
@@ -208,6 +216,24 @@ TEST_CASE("the kernels' LUT equals the reference block map") {
       CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
       CHECK(ours.mask.cpu().equal(ref.mask.cpu()));
     }
+  }
+}
+
+// A kernel's dynamic shared-memory limit is a per-kernel attribute: a smaller launch must not lower
+// it under a larger size that was set before and comes again (the select kernel's size grows with
+// Nk; this order once failed with "invalid argument": the second 20000 found the limit at 1000's).
+TEST_CASE("the block map at growing, shrinking and again growing lengths") {
+  SlaConfig cfg;
+  cfg.topk = 0.2;
+  for (int64_t L : {20000, 1000, 20000, 3000}) {
+    at::manual_seed(L);
+    const at::Tensor q = random_input(1, 2, L, 64, at::kBFloat16, false);
+    const at::Tensor k = random_input(1, 2, L, 64, at::kBFloat16, false) + 0.5;
+    const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
+    const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
+    INFO("L " << L);
+    REQUIRE(ours.lut.sizes() == ref.lut.sizes());
+    CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
   }
 }
 

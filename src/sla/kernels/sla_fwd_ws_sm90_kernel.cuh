@@ -1,11 +1,14 @@
-// Forward on Hopper, warp-specialised (FlashAttention-3's structure): one producer warpgroup and
-// BQ / 64 consumer warpgroups per CTA. The producer's first thread issues TMA loads of Q and of
-// the K/V blocks the LUT names into a ring of kStages stages, each guarded by two mbarriers (full:
-// the stage's bytes have landed; empty: every consumer warp is done with it); it then gives most
-// of its registers to the consumers (setmaxnreg). Each consumer warpgroup owns 64 query rows and
-// runs sla_fwd_sm90_kernel.cuh's loop (S = Q Kᵀ of block j issued ahead of O += P V of block
-// j - 1, the softmax of j overlapping the latter) without a CTA-wide barrier per block: the
-// warpgroups drift apart, so one's softmax overlaps the other's products. Epilogue as there.
+// Forward on Hopper, warp-specialised (FlashAttention-3's structure): 128 query rows per CTA, one
+// producer warpgroup and two consumer warpgroups of 64 rows each. The producer's first thread
+// issues TMA loads of Q and of the K/V blocks the LUT names into a ring of kStages stages, each
+// guarded by two mbarriers (full: the stage's bytes have landed; empty: every consumer warp is done
+// with it); the producer keeps few registers, the consumers take the rest (setmaxnreg). Each
+// consumer warpgroup runs sla_fwd_sm90_kernel.cuh's loop (S = Q Kᵀ of block j issued ahead of
+// O += P V of block j - 1, the softmax of j overlapping the latter) without a CTA-wide barrier per
+// block: the warpgroups drift apart, so one's softmax overlaps the other's products. Query blocks
+// of 128 rows: both warpgroups walk one LUT row and share each stage. Query blocks of 64: each
+// warpgroup is one query block with its own LUT row, and a stage holds one K/V block for each.
+// Epilogue as sla_fwd_sm90_kernel.cuh's.
 #pragma once
 
 #include "sla_fwd_common.cuh"
@@ -17,7 +20,7 @@
 
 namespace sla::kernels {
 
-// The tensor maps of q, k, v (tma_host.h): boxes of 64 columns x BQ rows (q) or 64 rows (k, v).
+// The tensor maps of q, k, v (sla_fwd_sm90.cu): boxes of 64 columns x 128 rows (q) or 64 rows (k, v).
 struct FwdTensorMaps {
   CUtensorMap q, k, v;
 };
@@ -25,19 +28,23 @@ struct FwdTensorMaps {
 template <class Elem, int D, int BQ>
 struct FwdWsSm90Traits {
   static constexpr int kBlockK = 64;
-  static constexpr int kConsumers = BQ / 64;                 // warpgroups of 64 query rows
+  static constexpr int kRows = 128;                          // query rows per CTA
+  static constexpr int kQBlocks = kRows / BQ;                // query blocks per CTA (LUT rows)
+  static constexpr int kConsumers = 2;                       // warpgroups of 64 query rows
   static constexpr int kThreads = 128 * (kConsumers + 1);    // + the producer warpgroup
   static constexpr int kConsumerThreads = 128 * kConsumers;
-  static constexpr int kStages = D == 128 ? 5 : 8;
-  static constexpr int kQBytes = BQ * D * 2;                 // sw128 [D / 64][BQ][64]
+  static constexpr int kQBytes = kRows * D * 2;              // sw128 [D / 64][kRows][64]
   static constexpr int kKBytes = kBlockK * D * 2;            // sw128 [D / 64][64][64]
-  static constexpr int kStageBytes = 2 * kKBytes;            // K and V
+  static constexpr int kStageBytes = kQBlocks * 2 * kKBytes; // K and V of each query block
+  // As many stages as fit beside the alignment slack and the barriers: 6 and 13 (query blocks of
+  // 128, D 128 and 64), 3 and 6 (of 64).
+  static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes) / kStageBytes;
   static constexpr int kBarrierBytes = 8 * (2 * kStages + 1);
   static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kBarrierBytes;
   // Registers per thread after the reallocation (multiples of 8; the sum over the CTA stays within
   // the 64K the launch took: 168 per thread at 384 threads).
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 232;
+  static constexpr int kConsumerRegs = 240;
 };
 
 template <class Elem, int D, int BQ>
@@ -48,27 +55,34 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   constexpr int BK = Tr::kBlockK;
   constexpr int kS = Tr::kStages;
   static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for O");
-  static_assert(BQ == 64 || BQ == 128, "one or two consumer warpgroups");
-  static_assert(kS * BK * D * 2 >= D * kSmemStride<D> * 2, "the K stages hold M after the loop");
+  static_assert(BQ == 64 || BQ == 128, "one or two query blocks per CTA");
+  static_assert(kS >= 3, "a stage in use, the previous one's V, one in flight");
+  static_assert(kS * Tr::kQBlocks * BK * D >= 2 * D * kSmemStride<D>, "the K stages hold both M after the loop");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kKBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
-  Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][BQ][64]
-  Elem* sK = sQ + BQ * D;                     // [kS] x sw128 [D / 64][BK][64]
-  Elem* sV = sK + kS * BK * D;                // [kS] x sw128 [D / 64][BK][64]
-  Elem* sM = sK;                              // padded [D][D + 8] after the loop: M = S Wᵀ
-  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * BK * D);  // [kS]
+  constexpr int kRows = Tr::kRows, kQB = Tr::kQBlocks;
+  Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][kRows][64]
+  Elem* sK = sQ + kRows * D;                  // [kS][kQB] x sw128 [D / 64][BK][64]
+  Elem* sV = sK + kS * kQB * BK * D;          // [kS][kQB] x sw128 [D / 64][BK][64]
+  Elem* sM = sK;                              // [2] x padded [D][D + 8] after the loop: each warpgroup's M
+  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * kQB * BK * D);  // [kS]
   uint64_t* empty = full + kS;                                      // [kS]
   uint64_t* q_full = empty + kS;
 
-  const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int h = blockIdx.y, b = blockIdx.z;
   const int bh = b * p.heads + h;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int row0 = qb * BQ;
+  const int row0 = blockIdx.x * kRows;
   const int n = p.blocks_per_row;
-  const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
+  // Query block j of this CTA (its LUT row and linear state); past the last one (an odd count of
+  // 64-row blocks) it repeats the last block's work, and its rows, past L, are never written.
+  auto q_block = [&](int j) { return min(blockIdx.x * kQB + j, p.num_q_blocks - 1); };
+  auto lut_row = [&](int j) { return p.lut + (int64_t(bh) * p.num_q_blocks + q_block(j)) * n; };  // [n]
+  auto k_tile = [&](int stage, int j) { return sK + (stage * kQB + j) * BK * D; };
+  auto v_tile = [&](int stage, int j) { return sV + (stage * kQB + j) * BK * D; };
 
   if (tid == 0) {
     for (int s = 0; s < kS; ++s) {
@@ -87,16 +101,22 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
       tma_prefetch_map(&maps.v);
       mbar_arrive_expect_tx(q_full, Tr::kQBytes);
 #pragma unroll
-      for (int c = 0; c < D / 64; ++c) tma_load_4d(sQ + c * BQ * 64, &maps.q, c * 64, row0, h, b, q_full);
+      for (int c = 0; c < D / 64; ++c) tma_load_4d(sQ + c * kRows * 64, &maps.q, c * 64, row0, h, b, q_full);
+      const int32_t* luts[kQB];
+#pragma unroll
+      for (int j = 0; j < kQB; ++j) luts[j] = lut_row(j);
       for (int step = 0; step < n; ++step) {
         const int stage = step % kS;
-        mbar_wait(&empty[stage], ((step / kS) & 1) ^ 1);  // its previous block is consumed
-        const int key0 = lut[step] * BK;
+        mbar_wait(&empty[stage], ((step / kS) & 1) ^ 1);  // its previous blocks are consumed
         mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
 #pragma unroll
-        for (int c = 0; c < D / 64; ++c) {
-          tma_load_4d(sK + stage * BK * D + c * BK * 64, &maps.k, c * 64, key0, h, b, &full[stage]);
-          tma_load_4d(sV + stage * BK * D + c * BK * 64, &maps.v, c * 64, key0, h, b, &full[stage]);
+        for (int j = 0; j < kQB; ++j) {
+          const int key0 = luts[j][step] * BK;
+#pragma unroll
+          for (int c = 0; c < D / 64; ++c) {
+            tma_load_4d(k_tile(stage, j) + c * BK * 64, &maps.k, c * 64, key0, h, b, &full[stage]);
+            tma_load_4d(v_tile(stage, j) + c * BK * 64, &maps.v, c * 64, key0, h, b, &full[stage]);
+          }
         }
       }
     }
@@ -104,10 +124,12 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   }
 
   warpgroup_reg_alloc<Tr::kConsumerRegs>();
-  const int ctid = tid - 128, cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;
+  const int ctid = tid - 128, cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;  // ctid, cwarp: 0.. in the consumers
+  const int own = kQB == 1 ? 0 : wg;  // this warpgroup's query block in the CTA
+  const int32_t* lut = lut_row(own);
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
-  auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };
-  auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, BK * 64 * 2); };
+  auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
+  auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BK * 64 * 2); };
   auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
   // Once this warp's reads of a stage are complete (wgmma_wait), its lane 0 hands the stage back.
   auto release = [&](int stage) {
@@ -134,7 +156,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     const uint64_t dk = desc_k(stage);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, BQ), dk + k16_step(kk, BK));
+      wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, kRows), dk + k16_step(kk, BK));
     }
     wgmma_commit();
     if (step > 0) {
@@ -168,15 +190,14 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     wgmma_wait<0>();
     fence_operand(acc_o);
   }
-  // Every consumer warpgroup is done with the stages before they become M's (barrier 1: the
-  // consumers only; the producer has left).
-  const auto consumers_sync = [] { named_barrier_sync(1, Tr::kConsumerThreads); };
-  consumers_sync();
-
+  // Every consumer warpgroup is done with the stages before they hold M (barrier 1: the consumers
+  // only; the producer has left). Each warpgroup loads its own query block's M (variant complement:
+  // one per query block) and waits for it on its own barrier (2 + wg).
+  named_barrier_sync(1, Tr::kConsumerThreads);
   uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
-  if (p.lin_state != nullptr) load_a_frags_sw128<D>(a_q, sQ, BQ, cwarp * 16, lane);
-  fwd_epilogue<Elem, D, Tr::kConsumerThreads>(p, acc_o, row_max, row_sum, a_q, sM, b, h, qb, row0 + cwarp * 16, ctid,
-                                              lane, consumers_sync);
+  if (p.lin_state != nullptr) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
+  fwd_epilogue<Elem, D, 128>(p, acc_o, row_max, row_sum, a_q, sM + wg * D * kSmemStride<D>, b, h, q_block(own),
+                             row0 + cwarp * 16, ctid % 128, lane, [wg] { named_barrier_sync(2 + wg, 128); });
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif
