@@ -9,6 +9,7 @@
 #include "feature_map.cuh"
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
+#include "sla_sm90_steps.cuh"
 #include "wgmma.cuh"
 
 #include <cmath>
@@ -73,23 +74,14 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
   auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };             // K-major (S)
   auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, 0); };             // K-major (dP)
   auto desc_k_mn = [&](int stage) { return sw128_desc(sK + stage * BK * D, BK * 64 * 2); };  // MN-major (dQ)
-  auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
 
   load_tile_sw128_async<BQ, D, Tr::kThreads>(sQ, q + row0 * p.q.row, p.q.row, p.seqlen - row0, tid);
   load_tile_sw128_async<BQ, D, Tr::kThreads>(sdO, d_o + row0 * p.d_o.row, p.d_o.row, p.seqlen - row0, tid);
 #pragma unroll
   for (int s = 0; s < Tr::kStages - 2; ++s) issue_kv(s);  // the first group carries Q and dO too
 
-  // Per-row statistics of this lane's two rows (g, g + 8); rows past the end get P = 0.
   float lse2[2], delta[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int r = wrow0 + g + 8 * half;
-    const bool valid = r < p.seqlen;
-    lse2[half] = valid ? p.lse[int64_t(bh) * p.seqlen + r] * 1.4426950408889634f : INFINITY;
-    delta[half] = valid ? p.delta[int64_t(bh) * p.seqlen + r] : 0.f;
-  }
-
+  dq_row_stats(p, bh, wrow0, g, lse2, delta);
   float acc_dq[D / 8][4];  // dQ / scale (this warp's 16 rows x D)
   zero(acc_dq);
   uint32_t a_ds[BK / 16][4];  // dS of the previous block: A of its dQ += dS K
@@ -101,79 +93,17 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
     fence_proxy_async();
     __syncthreads();  // block `step` landed for everyone; everyone is done with block step - 2
     issue_kv(step + Tr::kStages - 2);
-
-    const int stage = step % Tr::kStages;
     if (step == 0) {
       load_a_frags_sw128<D>(a_q, sQ, BQ, warp * 16, lane);
       load_a_frags_sw128<D>(a_do, sdO, BQ, warp * 16, lane);
     }
-    float acc_s[BK / 8][4];   // S = Q Kᵀ, then P
-    float acc_dp[BK / 8][4];  // dP = dO Vᵀ, then dS
-    zero(acc_s);
-    zero(acc_dp);
-    fence_operand(acc_s);
-    fence_operand(acc_dp);
-    fence_operand(acc_dq);
-    fence_operand(a_ds);
-    fence_operand(a_q);
-    fence_operand(a_do);
-    wgmma_fence();
-    const uint64_t dk = desc_k(stage), dv = desc_v(stage);
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs_kmajor<Elem>(acc_s, a_q[kk], dk + k16_step(kk, BK));
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs_kmajor<Elem>(acc_dp, a_do[kk], dv + k16_step(kk, BK));
-    wgmma_commit();
-    if (step > 0) {
-      wgmma_fence();
-      const uint64_t dk_mn = desc_k_mn((step - 1) % Tr::kStages);
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) {
-        wgmma_rs<D, Elem>(acc_dq, a_ds[kk], dk_mn + uint64_t(kk * 16 * 64 * 2 / 16));
-      }
-      wgmma_commit();
-      wgmma_wait<1>();
-    } else {
-      wgmma_wait<0>();
-    }
-    fence_operand(acc_s);
-    fence_operand(acc_dp);
-
-    // P = 2^(S·scale·log2(e) − lse·log2(e)) (0 past the end); dS = P ∘ (dP − delta)
-    const int key0 = lut[step] * BK;
-    const bool partial = key0 + BK > p.seqlen;
-#pragma unroll
-    for (int j = 0; j < BK / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int half = e >> 1;
-        float pr = fast_exp2(fmaf(acc_s[j][e], p.scale_log2, -lse2[half]));
-        if (partial && key0 + 8 * j + 2 * t + (e & 1) >= p.seqlen) pr = 0.f;
-        acc_dp[j][e] = pr * (acc_dp[j][e] - delta[half]);
-      }
-    }
-    wgmma_wait<0>();
-    fence_operand(acc_dq);
-    c_to_a<BK, Elem>(a_ds, acc_dp);
+    const int stage = step % Tr::kStages, prev = (step + Tr::kStages - 1) % Tr::kStages;
+    dq_sm90_step<Elem, D, BK>(acc_dq, a_ds, a_q, a_do, desc_k(stage), desc_v(stage), desc_k_mn(prev), step > 0, lse2,
+                              delta, lut[step] * BK, p, t);
   }
-  {  // the last block's dQ += dS K
-    fence_operand(acc_dq);
-    fence_operand(a_ds);
-    wgmma_fence();
-    const uint64_t dk_mn = desc_k_mn((n - 1) % Tr::kStages);
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_dq, a_ds[kk], dk_mn + uint64_t(kk * 16 * 64 * 2 / 16));
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operand(acc_dq);
-  }
+  dq_sm90_finish<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % Tr::kStages));
   cp_async_wait<0>();
-
-  Elem* dq = static_cast<Elem*>(p.dq.ptr) + b * p.dq.batch + h * p.dq.head + wrow0 * p.dq.row;
-  const float* add = p.dq_add.ptr == nullptr ? nullptr
-                                             : static_cast<const float*>(p.dq_add.ptr) + b * p.dq_add.batch +
-                                                   h * p.dq_add.head + wrow0 * p.dq_add.row;
-  store_c_tile<D, Elem>(acc_dq, p.scale, dq, p.dq.row, add, p.dq_add.row, p.seqlen - wrow0, lane);
+  dq_store<Elem, D>(p, acc_dq, b, h, wrow0, lane);
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif
@@ -306,7 +236,6 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
     }
     cp_async_commit();
   };
-  auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
   const uint64_t desc_k = sw128_desc(sK, 0), desc_v = sw128_desc(sV, 0);
 
   load_tile_sw128_async<BK, D, Tr::kThreads>(sK, k + key0 * p.k.row, p.k.row, p.seqlen - key0, tid);

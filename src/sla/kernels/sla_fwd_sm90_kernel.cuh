@@ -8,6 +8,7 @@
 
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
+#include "sla_sm90_steps.cuh"
 #include "wgmma.cuh"
 
 #include <cmath>
@@ -71,12 +72,10 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
     }
     cp_async_commit();
   };
-  // Descriptors: Q of this warpgroup (its 64 rows of every panel), K and V of a stage. The k16
-  // steps advance the start address field (16-byte units) by constants.
+  // Descriptors: Q of this warpgroup (its 64 rows of every panel), K and V of a stage.
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };
   auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, BK * 64 * 2); };
-  auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
 
   load_tile_sw128_async<BQ, D, Tr::kThreads>(sQ, q + row0 * p.q.row, p.q.row, p.seqlen - row0, tid);
 #pragma unroll
@@ -88,57 +87,16 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
   uint32_t a_p[BK / 16][4];                   // P of the previous block: A of its O += P V
 
-  // Block `step`: S = Q Kᵀ is issued ahead of the previous block's O += P V, so the tensor cores
-  // work on both while this warpgroup waits for S, and on O += P V during the softmax. A stage
-  // is refilled two blocks after its own: its V is read until the next block's O += P V is done.
+  // A stage is refilled two blocks after its own: its V is read until the next block's step is done.
   for (int step = 0; step < n; ++step) {
     cp_async_wait<Tr::kStages - 3>();  // this thread's copies of block `step` have landed
     fence_proxy_async();
     __syncthreads();                   // everyone's have; everyone is done with block step - 2
     issue_kv(step + Tr::kStages - 2);
-
-    float acc_s[BK / 8][4];  // S = Q Kᵀ (this warp's 16 rows x BK)
-    zero(acc_s);
-    fence_operand(acc_s);  // registers written before the fence, as wgmma requires
-    fence_operand(acc_o);
-    fence_operand(a_p);
-    wgmma_fence();
-    const uint64_t dk = desc_k(step % Tr::kStages);
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, BQ), dk + k16_step(kk, BK));
-    }
-    wgmma_commit();
-    if (step > 0) {
-      wgmma_fence();  // ptxas wants one in this branch too
-      const uint64_t dv = desc_v((step - 1) % Tr::kStages);
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + uint64_t(kk * 16 * 64 * 2 / 16));
-      wgmma_commit();
-      wgmma_wait<1>();
-    } else {
-      wgmma_wait<0>();
-    }
-    fence_operand(acc_s);
-
-    float alpha[2];
-    online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, lut[step] * BK, p, t);
-    wgmma_wait<0>();
-    fence_operand(acc_o);
-    rescale_rows<D>(acc_o, alpha);
-    c_to_a<BK, Elem>(a_p, acc_s);
+    fwd_sm90_step<Elem, D, BK>(acc_o, row_max, row_sum, a_p, desc_q, BQ, desc_k(step % Tr::kStages),
+                               desc_v((step + Tr::kStages - 1) % Tr::kStages), step > 0, lut[step] * BK, p, t);
   }
-  {  // the last block's O += P V
-    fence_operand(acc_o);
-    fence_operand(a_p);
-    wgmma_fence();
-    const uint64_t dv = desc_v((n - 1) % Tr::kStages);
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + uint64_t(kk * 16 * 64 * 2 / 16));
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operand(acc_o);
-  }
+  fwd_sm90_finish<Elem, D, BK>(acc_o, a_p, desc_v((n - 1) % Tr::kStages));
   cp_async_wait<0>();  // the empty groups past the LUT's end
   __syncthreads();     // the K, V stages become M's
 

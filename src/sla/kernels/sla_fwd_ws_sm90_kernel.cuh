@@ -13,6 +13,7 @@
 
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
+#include "sla_sm90_steps.cuh"
 #include "tma.cuh"
 #include "wgmma.cuh"
 
@@ -36,8 +37,8 @@ struct FwdWsSm90Traits {
   static constexpr int kQBytes = kRows * D * 2;              // sw128 [D / 64][kRows][64]
   static constexpr int kKBytes = kBlockK * D * 2;            // sw128 [D / 64][64][64]
   static constexpr int kStageBytes = kQBlocks * 2 * kKBytes; // K and V of each query block
-  // As many stages as fit beside the alignment slack and the barriers: 6 and 13 (query blocks of
-  // 128, D 128 and 64), 3 and 6 (of 64).
+  // As many stages as fit beside the alignment slack and the barriers: 6 at D 128 with query
+  // blocks of 128, 3 with blocks of 64.
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes) / kStageBytes;
   static constexpr int kBarrierBytes = 8 * (2 * kStages + 1);
   static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kBarrierBytes;
@@ -130,11 +131,6 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
   auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BK * 64 * 2); };
-  auto k16_step = [](int kk, int panel_rows) { return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16); };
-  // Once this warp's reads of a stage are complete (wgmma_wait), its lane 0 hands the stage back.
-  auto release = [&](int stage) {
-    if (lane == 0) mbar_arrive(&empty[stage]);
-  };
 
   float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
   zero(acc_o);
@@ -144,52 +140,13 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
 
   mbar_wait(q_full, 0);
   for (int step = 0; step < n; ++step) {
-    const int stage = step % kS;
+    const int stage = step % kS, prev = (step + kS - 1) % kS;
     mbar_wait(&full[stage], (step / kS) & 1);
-
-    float acc_s[BK / 8][4];  // S = Q Kᵀ (this warp's 16 rows x BK)
-    zero(acc_s);
-    fence_operand(acc_s);
-    fence_operand(acc_o);
-    fence_operand(a_p);
-    wgmma_fence();
-    const uint64_t dk = desc_k(stage);
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, kRows), dk + k16_step(kk, BK));
-    }
-    wgmma_commit();
-    if (step > 0) {
-      wgmma_fence();
-      const uint64_t dv = desc_v((step - 1) % kS);
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + uint64_t(kk * 16 * 64 * 2 / 16));
-      wgmma_commit();
-      wgmma_wait<1>();
-    } else {
-      wgmma_wait<0>();
-    }
-    fence_operand(acc_s);
-
-    float alpha[2];
-    online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, lut[step] * BK, p, t);
-    wgmma_wait<0>();
-    fence_operand(acc_o);
-    if (step > 0) release((step - 1) % kS);
-    rescale_rows<D>(acc_o, alpha);
-    c_to_a<BK, Elem>(a_p, acc_s);
+    fwd_sm90_step<Elem, D, BK>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev), step > 0,
+                               lut[step] * BK, p, t);
+    if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous block
   }
-  {  // the last block's O += P V
-    fence_operand(acc_o);
-    fence_operand(a_p);
-    wgmma_fence();
-    const uint64_t dv = desc_v((n - 1) % kS);
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + uint64_t(kk * 16 * 64 * 2 / 16));
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operand(acc_o);
-  }
+  fwd_sm90_finish<Elem, D, BK>(acc_o, a_p, desc_v((n - 1) % kS));
   // Every consumer warpgroup is done with the stages before they hold M (barrier 1: the consumers
   // only; the producer has left). Each warpgroup loads its own query block's M (variant complement:
   // one per query block) and waits for it on its own barrier (2 + wg).

@@ -1,0 +1,131 @@
+// The dq pass on Hopper, warp-specialised as the forward (sla_fwd_ws_sm90_kernel.cuh): one
+// producer warpgroup issuing TMA loads of Q, dO and of the LUT's K/V blocks into an mbarrier-guarded
+// ring, two consumer warpgroups of 64 query rows running sla_bwd_dq_sm90_kernel's loop (S = Q Kᵀ
+// and dP = dO Vᵀ of block j issued ahead of dQ += dS K of block j - 1) without a CTA barrier per
+// block. Query blocks of 128 rows.
+#pragma once
+
+#include "sla_params.h"
+#include "sla_sm90_steps.cuh"
+#include "tma.cuh"
+#include "wgmma.cuh"
+
+#include <cmath>
+
+namespace sla::kernels {
+
+// The tensor maps of q, d_o (boxes of 64 columns x 128 rows), k and v (64 x 64).
+struct DqTensorMaps {
+  CUtensorMap q, d_o, k, v;
+};
+
+template <class Elem, int D>
+struct BwdDqWsSm90Traits {
+  static constexpr int kBlockK = 64;
+  static constexpr int kRows = 128;                       // one query block of 128 rows per CTA
+  static constexpr int kThreads = 3 * 128;                // producer + two consumer warpgroups
+  static constexpr int kQBytes = kRows * D * 2;           // Q and dO, each sw128 [D / 64][128][64]
+  static constexpr int kStageBytes = 2 * kBlockK * D * 2; // K and V, each sw128 [D / 64][64][64]
+  static constexpr int kStages = (227 * 1024 - 1024 - 256 - 2 * kQBytes) / kStageBytes;  // 5 at D 128
+  static constexpr int kSmemBytes = 1024 + 2 * kQBytes + kStages * kStageBytes + 8 * (2 * kStages + 1);
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+};
+
+template <class Elem, int D>
+__global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D>::kThreads, 1)
+    sla_bwd_dq_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ DqTensorMaps maps) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Tr = BwdDqWsSm90Traits<Elem, D>;
+  constexpr int BK = Tr::kBlockK, kRows = Tr::kRows, kS = Tr::kStages;
+  static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for dQ");
+  static_assert(kS >= 3, "a stage in use, the previous one's K, one in flight");
+  static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
+  static_assert(Tr::kQBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][128][64]
+  Elem* sdO = sQ + kRows * D;                 // sw128 [D / 64][128][64]
+  Elem* sK = sdO + kRows * D;                 // [kS] x sw128 [D / 64][BK][64]
+  Elem* sV = sK + kS * BK * D;                // [kS] x sw128 [D / 64][BK][64]
+  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * BK * D);  // [kS]
+  uint64_t* empty = full + kS;                                      // [kS]
+  uint64_t* q_full = empty + kS;
+
+  const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int bh = b * p.heads + h;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int row0 = qb * kRows;
+  const int n = p.blocks_per_row;
+  const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
+
+  if (tid == 0) {
+    for (int s = 0; s < kS; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], 8);  // one arrival per consumer warp
+    }
+    mbar_init(q_full, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (warp < 4) {  // the producer warpgroup
+    warpgroup_reg_dealloc<Tr::kProducerRegs>();
+    if (tid == 0) {
+      tma_prefetch_map(&maps.k);
+      tma_prefetch_map(&maps.v);
+      mbar_arrive_expect_tx(q_full, 2 * Tr::kQBytes);
+#pragma unroll
+      for (int c = 0; c < D / 64; ++c) {
+        tma_load_4d(sQ + c * kRows * 64, &maps.q, c * 64, row0, h, b, q_full);
+        tma_load_4d(sdO + c * kRows * 64, &maps.d_o, c * 64, row0, h, b, q_full);
+      }
+      for (int step = 0; step < n; ++step) {
+        const int stage = step % kS;
+        mbar_wait(&empty[stage], ((step / kS) & 1) ^ 1);
+        const int key0 = lut[step] * BK;
+        mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) {
+          tma_load_4d(sK + stage * BK * D + c * BK * 64, &maps.k, c * 64, key0, h, b, &full[stage]);
+          tma_load_4d(sV + stage * BK * D + c * BK * 64, &maps.v, c * 64, key0, h, b, &full[stage]);
+        }
+      }
+    }
+    return;
+  }
+
+  warpgroup_reg_alloc<Tr::kConsumerRegs>();
+  const int cwarp = warp - 4;  // 0..7 over the consumers: rows 16 cwarp..
+  const int g = lane >> 2, t = lane & 3;
+  const int wrow0 = row0 + cwarp * 16;
+  auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };             // K-major (S)
+  auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, 0); };             // K-major (dP)
+  auto desc_k_mn = [&](int stage) { return sw128_desc(sK + stage * BK * D, BK * 64 * 2); };  // MN-major (dQ)
+
+  float lse2[2], delta[2];
+  dq_row_stats(p, bh, wrow0, g, lse2, delta);
+  float acc_dq[D / 8][4];  // dQ / scale (this warp's 16 rows x D)
+  zero(acc_dq);
+  uint32_t a_ds[BK / 16][4];  // dS of the previous block: A of its dQ += dS K
+  uint32_t a_q[D / 16][4], a_do[D / 16][4];  // this warp's Q and dO rows as A fragments
+  mbar_wait(q_full, 0);
+  load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
+  load_a_frags_sw128<D>(a_do, sdO, kRows, cwarp * 16, lane);
+
+  for (int step = 0; step < n; ++step) {
+    const int stage = step % kS, prev = (step + kS - 1) % kS;
+    mbar_wait(&full[stage], (step / kS) & 1);
+    dq_sm90_step<Elem, D, BK>(acc_dq, a_ds, a_q, a_do, desc_k(stage), desc_v(stage), desc_k_mn(prev), step > 0, lse2,
+                              delta, lut[step] * BK, p, t);
+    if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous block
+  }
+  dq_sm90_finish<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % kS));
+  dq_store<Elem, D>(p, acc_dq, b, h, wrow0, lane);
+#else
+  __trap();  // built without sm_90a code: the launcher never selects this kernel then
+#endif
+}
+
+}  // namespace sla::kernels

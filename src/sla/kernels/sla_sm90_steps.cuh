@@ -1,0 +1,160 @@
+// The per-key-block steps of the Hopper forward and dq pass, shared by their cp.async kernels
+// (sla_fwd_sm90_kernel.cuh, sla_bwd_sm90_kernel.cuh) and their warp-specialised ones
+// (sla_fwd_ws_sm90_kernel.cuh, sla_bwd_dq_ws_sm90_kernel.cuh), which differ only in how the K/V
+// stages arrive. Each step is one warpgroup's: the products of block j are issued ahead of the
+// previous block's last product, so the tensor cores work on that one while the warps turn block
+// j's scores into probabilities. When a step returns, the previous block's stage is no longer read.
+// Include only from sources compiled for sm_90a.
+#pragma once
+
+#include "sla_fwd_common.cuh"
+#include "sla_params.h"
+#include "wgmma.cuh"
+
+namespace sla::kernels {
+
+// Descriptor offset (16-byte units) of the k16 step kk along the reduction dimension of a
+// K-major sw128 operand with `panel_rows` rows per 64-column panel.
+__device__ __forceinline__ uint64_t k16_step(int kk, int panel_rows) {
+  return uint64_t(((kk / 4) * panel_rows * 64 + (kk % 4) * 16) * 2 / 16);
+}
+// ... of an MN-major sw128 operand (rows = the reduction dimension): 16 rows further.
+__device__ __forceinline__ uint64_t mn_k16_step(int kk) { return uint64_t(kk * 16 * 64 * 2 / 16); }
+
+// Forward, key block `key0..`: S = Q Kᵀ (desc_q: this warpgroup's 64 rows of a Q tile of q_rows
+// rows per panel; dk: the block's K), issued ahead of O += P V of the previous block (P in a_p, V
+// at dv_prev; none at the first block); online softmax; a_p becomes this block's P.
+template <class Elem, int D, int BK>
+__device__ __forceinline__ void fwd_sm90_step(float (&acc_o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2],
+                                              uint32_t (&a_p)[BK / 16][4], uint64_t desc_q, int q_rows, uint64_t dk,
+                                              uint64_t dv_prev, bool has_prev, int key0, const SlaParams& p, int t) {
+  float acc_s[BK / 8][4];  // S = Q Kᵀ (this warp's 16 rows x BK)
+  zero(acc_s);
+  fence_operand(acc_s);  // registers written before the fence, as wgmma requires
+  fence_operand(acc_o);
+  fence_operand(a_p);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, q_rows), dk + k16_step(kk, BK));
+  wgmma_commit();
+  if (has_prev) {
+    wgmma_fence();  // ptxas wants one in this branch too
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv_prev + mn_k16_step(kk));
+    wgmma_commit();
+    wgmma_wait<1>();
+  } else {
+    wgmma_wait<0>();
+  }
+  fence_operand(acc_s);
+  float alpha[2];
+  online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, key0, p, t);
+  wgmma_wait<0>();
+  fence_operand(acc_o);
+  rescale_rows<D>(acc_o, alpha);
+  c_to_a<BK, Elem>(a_p, acc_s);
+}
+
+// Forward, after the last block: its O += P V.
+template <class Elem, int D, int BK>
+__device__ __forceinline__ void fwd_sm90_finish(float (&acc_o)[D / 8][4], uint32_t (&a_p)[BK / 16][4], uint64_t dv) {
+  fence_operand(acc_o);
+  fence_operand(a_p);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + mn_k16_step(kk));
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operand(acc_o);
+}
+
+// dq pass, key block `key0..`: S = Q Kᵀ and dP = dO Vᵀ (Q, dO from registers; dk, dv K-major),
+// issued ahead of dQ += dS K of the previous block (dS in a_ds, K MN-major at dk_mn_prev); then
+// P = 2^(S·scale·log2(e) − lse·log2(e)) (0 past the end), dS = P ∘ (dP − delta) into a_ds.
+template <class Elem, int D, int BK>
+__device__ __forceinline__ void dq_sm90_step(float (&acc_dq)[D / 8][4], uint32_t (&a_ds)[BK / 16][4],
+                                             uint32_t (&a_q)[D / 16][4], uint32_t (&a_do)[D / 16][4], uint64_t dk,
+                                             uint64_t dv, uint64_t dk_mn_prev, bool has_prev, const float (&lse2)[2],
+                                             const float (&delta)[2], int key0, const SlaParams& p, int t) {
+  float acc_s[BK / 8][4];   // S = Q Kᵀ, then P
+  float acc_dp[BK / 8][4];  // dP = dO Vᵀ, then dS
+  zero(acc_s);
+  zero(acc_dp);
+  fence_operand(acc_s);
+  fence_operand(acc_dp);
+  fence_operand(acc_dq);
+  fence_operand(a_ds);
+  fence_operand(a_q);
+  fence_operand(a_do);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs_kmajor<Elem>(acc_s, a_q[kk], dk + k16_step(kk, BK));
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs_kmajor<Elem>(acc_dp, a_do[kk], dv + k16_step(kk, BK));
+  wgmma_commit();
+  if (has_prev) {
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_dq, a_ds[kk], dk_mn_prev + mn_k16_step(kk));
+    wgmma_commit();
+    wgmma_wait<1>();
+  } else {
+    wgmma_wait<0>();
+  }
+  fence_operand(acc_s);
+  fence_operand(acc_dp);
+  const bool partial = key0 + BK > p.seqlen;
+#pragma unroll
+  for (int j = 0; j < BK / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int half = e >> 1;
+      float pr = fast_exp2(fmaf(acc_s[j][e], p.scale_log2, -lse2[half]));
+      if (partial && key0 + 8 * j + 2 * t + (e & 1) >= p.seqlen) pr = 0.f;
+      acc_dp[j][e] = pr * (acc_dp[j][e] - delta[half]);
+    }
+  }
+  wgmma_wait<0>();
+  fence_operand(acc_dq);
+  c_to_a<BK, Elem>(a_ds, acc_dp);
+}
+
+// dq pass, after the last block: its dQ += dS K.
+template <class Elem, int D, int BK>
+__device__ __forceinline__ void dq_sm90_finish(float (&acc_dq)[D / 8][4], uint32_t (&a_ds)[BK / 16][4],
+                                               uint64_t dk_mn) {
+  fence_operand(acc_dq);
+  fence_operand(a_ds);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_dq, a_ds[kk], dk_mn + mn_k16_step(kk));
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operand(acc_dq);
+}
+
+// dq pass: lse (log2 units) and delta of this lane's two rows (g, g + 8) of the warp's rows
+// wrow0..; rows past the end get lse = +inf, so that P = 0 there.
+__device__ __forceinline__ void dq_row_stats(const SlaParams& p, int bh, int wrow0, int g, float (&lse2)[2],
+                                             float (&delta)[2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = wrow0 + g + 8 * half;
+    const bool valid = r < p.seqlen;
+    lse2[half] = valid ? p.lse[int64_t(bh) * p.seqlen + r] * 1.4426950408889634f : INFINITY;
+    delta[half] = valid ? p.delta[int64_t(bh) * p.seqlen + r] : 0.f;
+  }
+}
+
+// dq pass: dq = scale · dQ (+ the float32 addend dq_add) of the warp's rows wrow0.., written once.
+template <class Elem, int D>
+__device__ __forceinline__ void dq_store(const SlaParams& p, float (&acc_dq)[D / 8][4], int b, int h, int wrow0,
+                                         int lane) {
+  Elem* dq = static_cast<Elem*>(p.dq.ptr) + b * p.dq.batch + h * p.dq.head + wrow0 * p.dq.row;
+  const float* add = p.dq_add.ptr == nullptr ? nullptr
+                                             : static_cast<const float*>(p.dq_add.ptr) + b * p.dq_add.batch +
+                                                   h * p.dq_add.head + wrow0 * p.dq_add.row;
+  store_c_tile<D, Elem>(acc_dq, p.scale, dq, p.dq.row, add, p.dq_add.row, p.seqlen - wrow0, lane);
+}
+
+}  // namespace sla::kernels
