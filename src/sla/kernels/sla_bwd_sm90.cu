@@ -1,6 +1,8 @@
-// The Hopper dq and dk/dv passes (sla_bwd_sm90_kernel.cuh, sla_bwd_dq_ws_sm90_kernel.cuh), compiled
-// for sm_90a alone: their launchers and the instantiations (dtype x head_dim x blkq, key blocks of 64).
+// The Hopper dq and dk/dv passes (sla_bwd_sm90_kernel.cuh; warp-specialised at D 128 with query
+// blocks of 128: sla_bwd_dq_ws_sm90_kernel.cuh, sla_bwd_dkdv_ws_sm90_kernel.cuh), compiled for sm_90a
+// alone: their launchers and the instantiations (dtype x head_dim x blkq, key blocks of 64).
 #include "cuda_check.h"
+#include "sla_bwd_dkdv_ws_sm90_kernel.cuh"
 #include "sla_bwd_dq_ws_sm90_kernel.cuh"
 #include "sla_bwd_sm90_kernel.cuh"
 #include "sla_launch.h"
@@ -33,6 +35,21 @@ void launch_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream) {
   set_dynamic_smem(kernel, Tr::kSmemBytes);
   kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   SLA_CUDA_CHECK_LAUNCH();
+}
+
+template <class Elem, int D>
+bool launch_bwd_dkdv_ws_sm90(const SlaParams& p, cudaStream_t stream) {
+  using Tr = BwdDkdvWsSm90Traits<Elem, D>;
+  DkdvTensorMaps maps;
+  if (!encode_rows_map(&maps.q, p.q, p, Tr::kRows) || !encode_rows_map(&maps.d_o, p.d_o, p, Tr::kRows) ||
+      !encode_rows_map(&maps.k, p.k, p, Tr::kBlockK) || !encode_rows_map(&maps.v, p.v, p, Tr::kBlockK)) {
+    return false;
+  }
+  auto kernel = &sla_bwd_dkdv_ws_sm90_kernel<Elem, D>;
+  set_dynamic_smem(kernel, Tr::kSmemBytes);
+  kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
+  SLA_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
 template <class Elem, int D, int BQ>
@@ -69,6 +86,9 @@ namespace sla::kernels {
 void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      if constexpr (kD == 128) {
+        if (p.blkq == 128 && warp_specialised_enabled() && launch_bwd_dkdv_ws_sm90<Elem, kD>(p, stream)) return;
+      }
       if (p.blkq == 64) {
         launch_bwd_dkdv_sm90<Elem, kD, 64>(p, stream);
       } else {

@@ -160,12 +160,136 @@ __device__ __forceinline__ void dkdv_linear_epilogue(const SlaParams& p, float (
   store_c_tile<D, Elem>(acc, 1.f, dk, p.dk.row, nullptr, 0, rows_valid, lane);
 }
 
+// dk/dv pass, one 64-row half of a query block (q_half, do_half: its rows of the sw128 Q and dO
+// tiles, q_rows rows per panel; lse_half in log2 units and delta_half of those rows): Sᵀ = K Qᵀ,
+// dPᵀ = V dOᵀ from shared memory, Pᵀ = 2^(Sᵀ·scale·log2(e) − lse), dSᵀ = Pᵀ ∘ (dPᵀ − delta), then
+// dV += Pᵀ dO and dK += dSᵀ Q with Pᵀ, dSᵀ from registers and dO, Q read MN-major. When it returns,
+// the half's tiles are no longer read.
+template <class Elem, int D>
+__device__ __forceinline__ void dkdv_sm90_step(float (&acc_dk)[D / 8][4], float (&acc_dv)[D / 8][4], uint64_t desc_k,
+                                               uint64_t desc_v, const Elem* q_half, const Elem* do_half, int q_rows,
+                                               const float* lse_half, const float* delta_half, const SlaParams& p,
+                                               int t) {
+  constexpr int kHalf = 64, BK = 64;
+  float acc_st[kHalf / 8][4];
+  float acc_dpt[kHalf / 8][4];
+  zero(acc_st);
+  zero(acc_dpt);
+  fence_operand(acc_st);
+  fence_operand(acc_dpt);
+  fence_operand(acc_dk);
+  fence_operand(acc_dv);
+  wgmma_fence();
+  const uint64_t dq_half = sw128_desc(q_half, 0), ddo_half = sw128_desc(do_half, 0);
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    wgmma_m64n64k16_ss<Elem>(acc_st, desc_k + k16_step(kk, BK), dq_half + k16_step(kk, q_rows));
+  }
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    wgmma_m64n64k16_ss<Elem>(acc_dpt, desc_v + k16_step(kk, BK), ddo_half + k16_step(kk, q_rows));
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operand(acc_st);
+  fence_operand(acc_dpt);
+#pragma unroll
+  for (int j = 0; j < kHalf / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int col = 8 * j + 2 * t + (e & 1);
+      const float pr = fast_exp2(fmaf(acc_st[j][e], p.scale_log2, -lse_half[col]));
+      acc_st[j][e] = pr;
+      acc_dpt[j][e] = pr * (acc_dpt[j][e] - delta_half[col]);
+    }
+  }
+  uint32_t a_p[kHalf / 16][4], a_ds[kHalf / 16][4];
+  c_to_a<kHalf, Elem>(a_p, acc_st);
+  c_to_a<kHalf, Elem>(a_ds, acc_dpt);
+  fence_operand(a_p);
+  fence_operand(a_ds);
+  wgmma_fence();
+  const uint64_t do_mn = sw128_desc(do_half, q_rows * 64 * 2), q_mn = sw128_desc(q_half, q_rows * 64 * 2);
+#pragma unroll
+  for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dv, a_p[kk], do_mn + mn_k16_step(kk));
+#pragma unroll
+  for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dk, a_ds[kk], q_mn + mn_k16_step(kk));
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operand(acc_dk);
+  fence_operand(acc_dv);
+}
+
+// dk/dv pass, after the walk (every stage read): the linear branch's key side loaded into free
+// stage memory when fused (SlaParams::lin_ds), the second warpgroup's dK, dV partials added by the
+// first in a fixed order (Warpgroups == 2), then dk, dv written once. Threads (tid 0..) share the
+// loads; `sync()` is a barrier among them, the dk/dv tiles sK, sV stay in place.
+template <class Elem, int D, int Warpgroups, int Threads, class Sync>
+__device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&acc_dk)[D / 8][4],
+                                                   float (&acc_dv)[D / 8][4], const Elem* sK, const Elem* sV,
+                                                   unsigned char* stages, int stage_bytes, int b, int h, int key0,
+                                                   int warp, int tid, int lane, Sync&& sync) {
+  constexpr int BK = 64;
+  const int bh = b * p.heads + h;
+  const int wg = warp / 4, wtid = tid % 128;
+  const int wkey0 = key0 + (warp % 4) * 16;
+  // dS (padded rows) and dz into stage memory (the second stage when the first carries partials).
+  Elem* sDS = reinterpret_cast<Elem*>(stages + (Warpgroups == 2 ? stage_bytes : 0));  // [D][kS]
+  float* sDz = reinterpret_cast<float*>(sDS + D * kSmemStride<D>);                   // [D]
+  const bool lin = p.lin_ds != nullptr;
+  if (lin) {
+    sync();  // every warp is done with the stages
+    load_tile_async<D, D, Threads>(sDS, static_cast<const Elem*>(p.lin_ds) + int64_t(bh) * D * D, D, D, tid);
+    cp_async_commit();
+    if (tid < D) sDz[tid] = p.lin_dz[int64_t(bh) * D + tid];
+    cp_async_wait<0>();
+    sync();
+  }
+  if constexpr (Warpgroups == 2) {
+    // The second warpgroup's partials through shared memory ([register][thread]: conflict-free).
+    float* sRed = reinterpret_cast<float*>(stages);  // [2][D / 2][128]
+    sync();
+    if (wg == 1) {
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          sRed[(4 * j + i) * 128 + wtid] = acc_dk[j][i];
+          sRed[(D / 2 + 4 * j + i) * 128 + wtid] = acc_dv[j][i];
+        }
+    }
+    sync();
+    if (wg == 1) return;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        acc_dk[j][i] += sRed[(4 * j + i) * 128 + wtid];
+        acc_dv[j][i] += sRed[(D / 2 + 4 * j + i) * 128 + wtid];
+      }
+  }
+  const int rows_valid = p.seqlen - wkey0;
+  Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
+  Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
+  if (lin) {
+    dkdv_linear_epilogue<Elem, D>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, bh, dk, dv, rows_valid,
+                                  lane);
+    return;
+  }
+  const float* dk_add = p.dk_add.ptr == nullptr ? nullptr
+                                                : static_cast<const float*>(p.dk_add.ptr) + b * p.dk_add.batch +
+                                                      h * p.dk_add.head + wkey0 * p.dk_add.row;
+  const float* dv_add = p.dv_add.ptr == nullptr ? nullptr
+                                                : static_cast<const float*>(p.dv_add.ptr) + b * p.dv_add.batch +
+                                                      h * p.dv_add.head + wkey0 * p.dv_add.row;
+  store_c_tile<D, Elem>(acc_dk, p.scale, dk, p.dk.row, dk_add, p.dk_add.row, rows_valid, lane);
+  store_c_tile<D, Elem>(acc_dv, 1.f, dv, p.dv.row, dv_add, p.dv_add.row, rows_valid, lane);
+}
+
 // The dk/dv pass (sla_bwd_kernel.cuh, stage 3) on Hopper: one CTA per (key block of 64 rows,
-// b, h) over the query blocks that selected it, in 64-row halves: with 128-row query blocks two
-// warpgroups take one half each and add their dK, dV partials at the end (in a fixed order).
-// Per half: Sᵀ = K Qᵀ and dPᵀ = V dOᵀ from shared memory, Pᵀ = exp(scale Sᵀ − lse), dSᵀ =
-// Pᵀ ∘ (dPᵀ − delta), then dV += Pᵀ dO and dK += dSᵀ Q with Pᵀ, dSᵀ from registers and dO, Q read
-// MN-major.
+// b, h) over the query blocks that selected it, in 64-row halves (dkdv_sm90_step): with 128-row
+// query blocks two warpgroups take one half each and add their dK, dV partials at the end (in a
+// fixed order).
 template <class Elem, int D, int BQ>
 struct BwdDkdvSm90Traits {
   static constexpr int kBlockK = 64;
@@ -206,9 +330,8 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
   const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int bh = b * p.heads + h;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int wg = warp / 4, wtid = tid % 128, t = lane & 3;
+  const int wg = warp / 4, t = lane & 3;
   const int key0 = kb * BK;
-  const int wkey0 = key0 + (warp % 4) * 16;
   const int count = p.kv_count[int64_t(bh) * p.num_k_blocks + kb];
   const int32_t* qblocks = p.kv_list + (int64_t(bh) * p.num_k_blocks + kb) * p.num_q_blocks;  // [count]
 
@@ -257,122 +380,16 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
     const Elem* do_half = sdO(stage) + wg * kHalf * 64;
     const float* lse_half = sLse(stage) + wg * kHalf;
     const float* delta_half = sDelta(stage) + wg * kHalf;
-
-    // Sᵀ = K Qᵀ, dPᵀ = V dOᵀ (64 keys x 64 queries each)
-    float acc_st[kHalf / 8][4];
-    float acc_dpt[kHalf / 8][4];
-    zero(acc_st);
-    zero(acc_dpt);
-    fence_operand(acc_st);
-    fence_operand(acc_dpt);
-    fence_operand(acc_dk);
-    fence_operand(acc_dv);
-    wgmma_fence();
-    const uint64_t dq_half = sw128_desc(q_half, 0), ddo_half = sw128_desc(do_half, 0);
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      wgmma_m64n64k16_ss<Elem>(acc_st, desc_k + k16_step(kk, BK), dq_half + k16_step(kk, BQ));
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      wgmma_m64n64k16_ss<Elem>(acc_dpt, desc_v + k16_step(kk, BK), ddo_half + k16_step(kk, BQ));
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operand(acc_st);
-    fence_operand(acc_dpt);
-
-    // Pᵀ = 2^(Sᵀ·scale·log2(e) − lse·log2(e)); dSᵀ = Pᵀ ∘ (dPᵀ − delta), per query column
-#pragma unroll
-    for (int j = 0; j < kHalf / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = 8 * j + 2 * t + (e & 1);
-        const float pr = fast_exp2(fmaf(acc_st[j][e], p.scale_log2, -lse_half[col]));
-        acc_st[j][e] = pr;
-        acc_dpt[j][e] = pr * (acc_dpt[j][e] - delta_half[col]);
-      }
-    }
-    uint32_t a_p[kHalf / 16][4], a_ds[kHalf / 16][4];
-    c_to_a<kHalf, Elem>(a_p, acc_st);
-    c_to_a<kHalf, Elem>(a_ds, acc_dpt);
-
-    // dV += Pᵀ dO, dK += dSᵀ Q: dO and Q (64 queries x D) MN-major, 16 queries per step
-    fence_operand(a_p);
-    fence_operand(a_ds);
-    wgmma_fence();
-    const uint64_t do_mn = sw128_desc(do_half, BQ * 64 * 2), q_mn = sw128_desc(q_half, BQ * 64 * 2);
-#pragma unroll
-    for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dv, a_p[kk], do_mn + uint64_t(kk * 16 * 64 * 2 / 16));
-#pragma unroll
-    for (int kk = 0; kk < kHalf / 16; ++kk) wgmma_rs<D, Elem>(acc_dk, a_ds[kk], q_mn + uint64_t(kk * 16 * 64 * 2 / 16));
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operand(acc_dk);
-    fence_operand(acc_dv);
+    dkdv_sm90_step<Elem, D>(acc_dk, acc_dv, desc_k, desc_v, q_half, do_half, BQ, lse_half, delta_half, p, t);
     __syncthreads();  // the next step refills this stage
   }
   cp_async_wait<0>();
 
-  // Variant all's key side of the linear branch (SlaParams::lin_ds): dS (padded rows) and dz into
-  // stages the main loop is done with (the second one when two warpgroups exchange partials
-  // through the first).
-  Elem* sDS = reinterpret_cast<Elem*>(stages + (Tr::kWarpgroups == 2 ? Tr::kStageBytes : 0));  // [D][kS]
-  float* sDz = reinterpret_cast<float*>(sDS + D * kSmemStride<D>);                             // [D]
   static_assert((Tr::kWarpgroups == 2 ? Tr::kStageBytes : 0) + D * kSmemStride<D> * 2 + D * 4 <=
                     Tr::kStages * Tr::kStageBytes,
                 "dS and dz fit the free stages");
-  const bool lin = p.lin_ds != nullptr;
-  if (lin) {
-    __syncthreads();  // every warp is done with the stages
-    load_tile_async<D, D, Tr::kThreads>(sDS, static_cast<const Elem*>(p.lin_ds) + int64_t(bh) * D * D, D, D, tid);
-    cp_async_commit();
-    if (tid < D) sDz[tid] = p.lin_dz[int64_t(bh) * D + tid];
-    cp_async_wait<0>();
-    __syncthreads();
-  }
-
-  if constexpr (Tr::kWarpgroups == 2) {
-    // The second warpgroup's partials through shared memory ([register][thread]: conflict-free),
-    // added by the first in a fixed order.
-    float* sRed = reinterpret_cast<float*>(stages);  // [2][D / 2][128]
-    __syncthreads();
-    if (wg == 1) {
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          sRed[(4 * j + i) * 128 + wtid] = acc_dk[j][i];
-          sRed[(D / 2 + 4 * j + i) * 128 + wtid] = acc_dv[j][i];
-        }
-    }
-    __syncthreads();
-    if (wg == 1) return;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        acc_dk[j][i] += sRed[(4 * j + i) * 128 + wtid];
-        acc_dv[j][i] += sRed[(D / 2 + 4 * j + i) * 128 + wtid];
-      }
-  }
-
-  const int rows_valid = p.seqlen - wkey0;
-  Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
-  Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
-  if (lin) {
-    dkdv_linear_epilogue<Elem, D>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, bh, dk, dv, rows_valid,
-                                  lane);
-    return;
-  }
-  const float* dk_add = p.dk_add.ptr == nullptr ? nullptr
-                                                : static_cast<const float*>(p.dk_add.ptr) + b * p.dk_add.batch +
-                                                      h * p.dk_add.head + wkey0 * p.dk_add.row;
-  const float* dv_add = p.dv_add.ptr == nullptr ? nullptr
-                                                : static_cast<const float*>(p.dv_add.ptr) + b * p.dv_add.batch +
-                                                      h * p.dv_add.head + wkey0 * p.dv_add.row;
-  store_c_tile<D, Elem>(acc_dk, p.scale, dk, p.dk.row, dk_add, p.dk_add.row, rows_valid, lane);
-  store_c_tile<D, Elem>(acc_dv, 1.f, dv, p.dv.row, dv_add, p.dv_add.row, rows_valid, lane);
+  dkdv_sm90_epilogue<Elem, D, Tr::kWarpgroups, Tr::kThreads>(p, acc_dk, acc_dv, sK, sV, stages, Tr::kStageBytes, b, h,
+                                                             key0, warp, tid, lane, [] { __syncthreads(); });
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif

@@ -1,0 +1,148 @@
+// The dk/dv pass on Hopper, warp-specialised (FlashAttention-3's structure, as the forward and the
+// dq pass): per (key block of 64 rows, b, h) one producer warpgroup and two consumer warpgroups.
+// The producer's first warp loads K and V once (TMA), then walks the key block's list of query
+// blocks (128 rows): per block it writes lse (log2 units) and delta of its rows into a stage and
+// has TMA bring Q and dO; the stage's full barrier completes with all 32 lanes' arrivals and the
+// bytes. Each consumer warpgroup takes one 64-row half of every query block (dkdv_sm90_step) and
+// hands the stage back per warp; the halves' partials are added at the end as in the cp.async pass
+// (dkdv_sm90_epilogue).
+#pragma once
+
+#include "sla_bwd_sm90_kernel.cuh"
+#include "sla_params.h"
+#include "sla_sm90_steps.cuh"
+#include "tma.cuh"
+#include "wgmma.cuh"
+
+#include <cmath>
+
+namespace sla::kernels {
+
+// The tensor maps of q, d_o (boxes of 64 columns x 128 rows), k and v (64 x 64).
+struct DkdvTensorMaps {
+  CUtensorMap q, d_o, k, v;
+};
+
+template <class Elem, int D>
+struct BwdDkdvWsSm90Traits {
+  static constexpr int kBlockK = 64;
+  static constexpr int kRows = 128;                        // query block
+  static constexpr int kThreads = 3 * 128;                 // producer + two consumer warpgroups
+  static constexpr int kConsumerThreads = 256;
+  static constexpr int kKVBytes = 2 * kBlockK * D * 2;     // K and V, each sw128 [D / 64][64][64]
+  static constexpr int kQBytes = kRows * D * 2;            // Q or dO, sw128 [D / 64][128][64]
+  // Q, dO, then lse and delta [128] each; rounded up so that every stage's panels stay aligned.
+  static constexpr int kStageBytes = (2 * kQBytes + 2 * kRows * 4 + 1023) / 1024 * 1024;
+  static constexpr int kStages = (227 * 1024 - 1024 - 256 - kKVBytes) / kStageBytes;  // 2 at D 128
+  static constexpr int kSmemBytes = 1024 + kKVBytes + kStages * kStageBytes + 8 * (2 * kStages + 1);
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+};
+
+template <class Elem, int D>
+__global__ void __launch_bounds__(BwdDkdvWsSm90Traits<Elem, D>::kThreads, 1)
+    sla_bwd_dkdv_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ DkdvTensorMaps maps) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Tr = BwdDkdvWsSm90Traits<Elem, D>;
+  constexpr int BK = Tr::kBlockK, kRows = Tr::kRows, kS = Tr::kStages;
+  constexpr int kHalf = 64;
+  static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for dK, dV");
+  static_assert(kS >= 2, "the stage in use and the next");
+  static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
+  static_assert(Tr::kKVBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
+  static_assert(2 * 128 * (D / 2) * 4 <= Tr::kStageBytes, "partials fit one stage");
+  static_assert(Tr::kStageBytes + D * kSmemStride<D> * 2 + D * 4 <= kS * Tr::kStageBytes, "dS and dz fit");
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  Elem* sK = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][BK][64]
+  Elem* sV = sK + BK * D;                     // sw128 [D / 64][BK][64]
+  unsigned char* stages = smem + Tr::kKVBytes;
+  auto sQ = [&](int stage) { return reinterpret_cast<Elem*>(stages + stage * Tr::kStageBytes); };
+  auto sdO = [&](int stage) { return sQ(stage) + kRows * D; };
+  auto sLse = [&](int stage) { return reinterpret_cast<float*>(sdO(stage) + kRows * D); };  // log2 units
+  auto sDelta = [&](int stage) { return sLse(stage) + kRows; };
+  uint64_t* full = reinterpret_cast<uint64_t*>(stages + kS * Tr::kStageBytes);  // [kS]
+  uint64_t* empty = full + kS;                                                   // [kS]
+  uint64_t* kv_full = empty + kS;
+
+  const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int bh = b * p.heads + h;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int key0 = kb * BK;
+  const int count = p.kv_count[int64_t(bh) * p.num_k_blocks + kb];
+  const int32_t* qblocks = p.kv_list + (int64_t(bh) * p.num_k_blocks + kb) * p.num_q_blocks;  // [count]
+
+  if (tid == 0) {
+    for (int s = 0; s < kS; ++s) {
+      mbar_init(&full[s], 32);  // the producer warp's lanes (lane 0's with the bytes)
+      mbar_init(&empty[s], 8);  // one arrival per consumer warp
+    }
+    mbar_init(kv_full, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (warp < 4) {  // the producer warpgroup
+    warpgroup_reg_dealloc<Tr::kProducerRegs>();
+    if (warp == 0) {
+      if (lane == 0) {
+        mbar_arrive_expect_tx(kv_full, Tr::kKVBytes);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) {
+          tma_load_4d(sK + c * BK * 64, &maps.k, c * 64, key0, h, b, kv_full);
+          tma_load_4d(sV + c * BK * 64, &maps.v, c * 64, key0, h, b, kv_full);
+        }
+      }
+      const float* lse = p.lse + int64_t(bh) * p.seqlen;
+      const float* delta = p.delta + int64_t(bh) * p.seqlen;
+      for (int step = 0; step < count; ++step) {
+        const int stage = step % kS;
+        mbar_wait(&empty[stage], ((step / kS) & 1) ^ 1);
+        const int row0 = qblocks[step] * kRows;
+        // Rows past the end: P = 0 (their Q, dO arrive as zeros).
+#pragma unroll
+        for (int i = lane; i < kRows; i += 32) {
+          const bool valid = row0 + i < p.seqlen;
+          sLse(stage)[i] = valid ? lse[row0 + i] * 1.4426950408889634f : INFINITY;
+          sDelta(stage)[i] = valid ? delta[row0 + i] : 0.f;
+        }
+        if (lane == 0) {
+          mbar_arrive_expect_tx(&full[stage], 2 * Tr::kQBytes);
+#pragma unroll
+          for (int c = 0; c < D / 64; ++c) {
+            tma_load_4d(sQ(stage) + c * kRows * 64, &maps.q, c * 64, row0, h, b, &full[stage]);
+            tma_load_4d(sdO(stage) + c * kRows * 64, &maps.d_o, c * 64, row0, h, b, &full[stage]);
+          }
+        } else {
+          mbar_arrive(&full[stage]);
+        }
+      }
+    }
+    return;
+  }
+
+  warpgroup_reg_alloc<Tr::kConsumerRegs>();
+  const int ctid = tid - 128, cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;
+  const uint64_t desc_k = sw128_desc(sK, 0), desc_v = sw128_desc(sV, 0);
+  float acc_dk[D / 8][4];  // dK / scale (this warp's 16 keys x D), over this warpgroup's halves
+  float acc_dv[D / 8][4];  // dV
+  zero(acc_dk);
+  zero(acc_dv);
+  mbar_wait(kv_full, 0);
+  for (int step = 0; step < count; ++step) {
+    const int stage = step % kS;
+    mbar_wait(&full[stage], (step / kS) & 1);
+    dkdv_sm90_step<Elem, D>(acc_dk, acc_dv, desc_k, desc_v, sQ(stage) + wg * kHalf * 64, sdO(stage) + wg * kHalf * 64,
+                            kRows, sLse(stage) + wg * kHalf, sDelta(stage) + wg * kHalf, p, t);
+    if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
+  }
+  dkdv_sm90_epilogue<Elem, D, 2, Tr::kConsumerThreads>(p, acc_dk, acc_dv, sK, sV, stages, Tr::kStageBytes, b, h, key0,
+                                                       cwarp, ctid, lane,
+                                                       [] { named_barrier_sync(1, Tr::kConsumerThreads); });
+#else
+  __trap();  // built without sm_90a code: the launcher never selects this kernel then
+#endif
+}
+
+}  // namespace sla::kernels
