@@ -39,6 +39,9 @@ _SM90_TRAP = ("device code of an sm_90a kernel compiled for another architecture
 EXCEPTIONS = {
     ("src/sla/kernels/sla_fwd_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
     ("src/sla/kernels/sla_bwd_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
+    ("src/sla/kernels/sla_fwd_ws_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
+    ("src/sla/kernels/sla_bwd_dq_ws_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
+    ("src/sla/kernels/sla_bwd_dkdv_ws_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
 }
 
 
