@@ -73,15 +73,7 @@ __global__ void __launch_bounds__(BwdDkdvWsSm90Traits<Elem, D>::kThreads, 1)
   const int count = p.kv_count[int64_t(bh) * p.num_k_blocks + kb];
   const int32_t* qblocks = p.kv_list + (int64_t(bh) * p.num_k_blocks + kb) * p.num_q_blocks;  // [count]
 
-  if (tid == 0) {
-    for (int s = 0; s < kS; ++s) {
-      mbar_init(&full[s], 32);  // the producer warp's lanes (lane 0's with the bytes)
-      mbar_init(&empty[s], 8);  // one arrival per consumer warp
-    }
-    mbar_init(kv_full, 1);
-    mbar_init_fence();
-  }
-  __syncthreads();
+  init_ring_barriers(full, empty, kS, 32, 8, kv_full);  // the producer warp's lanes (lane 0's with the bytes)
 
   if (warp < 4) {  // the producer warpgroup
     warpgroup_reg_dealloc<Tr::kProducerRegs>();

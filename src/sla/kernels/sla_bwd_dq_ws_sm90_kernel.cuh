@@ -60,15 +60,7 @@ __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D>::kThreads, 1)
   const int n = p.blocks_per_row;
   const int32_t* lut = p.lut + (int64_t(bh) * p.num_q_blocks + qb) * n;  // [n]
 
-  if (tid == 0) {
-    for (int s = 0; s < kS; ++s) {
-      mbar_init(&full[s], 1);
-      mbar_init(&empty[s], 8);  // one arrival per consumer warp
-    }
-    mbar_init(q_full, 1);
-    mbar_init_fence();
-  }
-  __syncthreads();
+  init_ring_barriers(full, empty, kS, 1, 8, q_full);  // one producer thread; all eight consumer warps
 
   if (warp < 4) {  // the producer warpgroup
     warpgroup_reg_dealloc<Tr::kProducerRegs>();
@@ -122,7 +114,7 @@ __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D>::kThreads, 1)
     if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous block
   }
   dq_sm90_finish<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % kS));
-  dq_store<Elem, D>(p, acc_dq, b, h, wrow0, lane);
+  store_rows<D, Elem>(acc_dq, p.scale, p.dq, p.dq_add, b, h, wrow0, p.seqlen, lane);  // written once
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif

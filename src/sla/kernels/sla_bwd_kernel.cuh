@@ -150,11 +150,7 @@ __global__ void __launch_bounds__(BwdDqTraits<Elem, D, BQ, BK>::kThreads)
     if (Tr::kStages == 1 && step + 1 < n) issue_kv(step + 1);
   }
 
-  Elem* dq = static_cast<Elem*>(p.dq.ptr) + b * p.dq.batch + h * p.dq.head + wrow0 * p.dq.row;
-  const float* add = p.dq_add.ptr == nullptr ? nullptr
-                                             : static_cast<const float*>(p.dq_add.ptr) + b * p.dq_add.batch +
-                                                   h * p.dq_add.head + wrow0 * p.dq_add.row;
-  store_c_tile<D, Elem>(acc_dq, p.scale, dq, p.dq.row, add, p.dq_add.row, p.seqlen - wrow0, lane);
+  store_rows<D, Elem>(acc_dq, p.scale, p.dq, p.dq_add, b, h, wrow0, p.seqlen, lane);
 }
 
 template <class Elem, int D, int BQ, int BK>
@@ -303,17 +299,8 @@ __global__ void __launch_bounds__(BwdDkdvTraits<Elem, D, BQ, BK>::kThreads)
     }
   }
 
-  const int rows_valid = p.seqlen - wkey0;
-  Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
-  Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
-  const float* dk_add = p.dk_add.ptr == nullptr ? nullptr
-                                                : static_cast<const float*>(p.dk_add.ptr) + b * p.dk_add.batch +
-                                                      h * p.dk_add.head + wkey0 * p.dk_add.row;
-  const float* dv_add = p.dv_add.ptr == nullptr ? nullptr
-                                                : static_cast<const float*>(p.dv_add.ptr) + b * p.dv_add.batch +
-                                                      h * p.dv_add.head + wkey0 * p.dv_add.row;
-  store_c_tile<D, Elem>(acc_dk, p.scale, dk, p.dk.row, dk_add, p.dk_add.row, rows_valid, lane);
-  store_c_tile<D, Elem>(acc_dv, 1.f, dv, p.dv.row, dv_add, p.dv_add.row, rows_valid, lane);
+  store_rows<D, Elem>(acc_dk, p.scale, p.dk, p.dk_add, b, h, wkey0, p.seqlen, lane);
+  store_rows<D, Elem>(acc_dv, 1.f, p.dv, p.dv_add, b, h, wkey0, p.seqlen, lane);
 }
 
 }  // namespace sla::kernels

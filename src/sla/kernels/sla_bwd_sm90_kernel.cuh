@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
   }
   dq_sm90_finish<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % Tr::kStages));
   cp_async_wait<0>();
-  dq_store<Elem, D>(p, acc_dq, b, h, wrow0, lane);
+  store_rows<D, Elem>(acc_dq, p.scale, p.dq, p.dq_add, b, h, wrow0, p.seqlen, lane);  // written once
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif
@@ -268,22 +268,15 @@ __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&a
         acc_dv[j][i] += sRed[(D / 2 + 4 * j + i) * 128 + wtid];
       }
   }
-  const int rows_valid = p.seqlen - wkey0;
-  Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
-  Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
   if (lin) {
-    dkdv_linear_epilogue<Elem, D>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, bh, dk, dv, rows_valid,
-                                  lane);
+    Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
+    Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
+    dkdv_linear_epilogue<Elem, D>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, bh, dk, dv,
+                                  p.seqlen - wkey0, lane);
     return;
   }
-  const float* dk_add = p.dk_add.ptr == nullptr ? nullptr
-                                                : static_cast<const float*>(p.dk_add.ptr) + b * p.dk_add.batch +
-                                                      h * p.dk_add.head + wkey0 * p.dk_add.row;
-  const float* dv_add = p.dv_add.ptr == nullptr ? nullptr
-                                                : static_cast<const float*>(p.dv_add.ptr) + b * p.dv_add.batch +
-                                                      h * p.dv_add.head + wkey0 * p.dv_add.row;
-  store_c_tile<D, Elem>(acc_dk, p.scale, dk, p.dk.row, dk_add, p.dk_add.row, rows_valid, lane);
-  store_c_tile<D, Elem>(acc_dv, 1.f, dv, p.dv.row, dv_add, p.dv_add.row, rows_valid, lane);
+  store_rows<D, Elem>(acc_dk, p.scale, p.dk, p.dk_add, b, h, wkey0, p.seqlen, lane);
+  store_rows<D, Elem>(acc_dv, 1.f, p.dv, p.dv_add, b, h, wkey0, p.seqlen, lane);
 }
 
 // The dk/dv pass (sla_bwd_kernel.cuh, stage 3) on Hopper: one CTA per (key block of 64 rows,

@@ -85,15 +85,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   auto k_tile = [&](int stage, int j) { return sK + (stage * kQB + j) * BK * D; };
   auto v_tile = [&](int stage, int j) { return sV + (stage * kQB + j) * BK * D; };
 
-  if (tid == 0) {
-    for (int s = 0; s < kS; ++s) {
-      mbar_init(&full[s], 1);                     // the producer's arrival + the bytes
-      mbar_init(&empty[s], Tr::kConsumers * 4);   // one arrival per consumer warp
-    }
-    mbar_init(q_full, 1);
-    mbar_init_fence();
-  }
-  __syncthreads();
+  init_ring_barriers(full, empty, kS, 1, Tr::kConsumers * 4, q_full);  // one producer thread; all consumer warps
 
   if (warp < 4) {  // the producer warpgroup
     warpgroup_reg_dealloc<Tr::kProducerRegs>();

@@ -146,15 +146,4 @@ __device__ __forceinline__ void dq_row_stats(const SlaParams& p, int bh, int wro
   }
 }
 
-// dq pass: dq = scale · dQ (+ the float32 addend dq_add) of the warp's rows wrow0.., written once.
-template <class Elem, int D>
-__device__ __forceinline__ void dq_store(const SlaParams& p, float (&acc_dq)[D / 8][4], int b, int h, int wrow0,
-                                         int lane) {
-  Elem* dq = static_cast<Elem*>(p.dq.ptr) + b * p.dq.batch + h * p.dq.head + wrow0 * p.dq.row;
-  const float* add = p.dq_add.ptr == nullptr ? nullptr
-                                             : static_cast<const float*>(p.dq_add.ptr) + b * p.dq_add.batch +
-                                                   h * p.dq_add.head + wrow0 * p.dq_add.row;
-  store_c_tile<D, Elem>(acc_dq, p.scale, dq, p.dq.row, add, p.dq_add.row, p.seqlen - wrow0, lane);
-}
-
 }  // namespace sla::kernels

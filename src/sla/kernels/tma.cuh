@@ -26,6 +26,23 @@ __device__ __forceinline__ void mbar_init_fence() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// The barriers of a ring of `stages` stages: full[s] completes with `producers` arrivals and the
+// stage's bytes, empty[s] with `readers` arrivals (one per consumer warp that reads the stage);
+// `once` (what is loaded a single time) with one arrival and its bytes. Initialised by thread 0;
+// every thread of the CTA calls this (it ends in __syncthreads).
+__device__ __forceinline__ void init_ring_barriers(uint64_t* full, uint64_t* empty, int stages, int producers,
+                                                   int readers, uint64_t* once) {
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) {
+      mbar_init(&full[s], producers);
+      mbar_init(&empty[s], readers);
+    }
+    mbar_init(once, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+}
+
 // One arrival that also announces `bytes` of TMA traffic the phase waits for.
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)

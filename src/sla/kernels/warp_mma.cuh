@@ -235,4 +235,17 @@ __device__ __forceinline__ void store_c_tile(const float (&c)[N / 8][4], float s
   }
 }
 
+// A warp's 16 x N tile into rows row0.. of head (b, h) of `out` (Elem, (B, H, L, D)-strided):
+// out = scale * c + add, `add` a float32 addend of the same layout (none where add.ptr is null);
+// rows past `seqlen` are skipped.
+template <int N, class Elem>
+__device__ __forceinline__ void store_rows(const float (&c)[N / 8][4], float scale, const TensorRef& out,
+                                           const TensorRef& add, int b, int h, int row0, int seqlen, int lane) {
+  Elem* o = static_cast<Elem*>(out.ptr) + b * out.batch + h * out.head + row0 * out.row;
+  const float* a = add.ptr == nullptr
+                       ? nullptr
+                       : static_cast<const float*>(add.ptr) + b * add.batch + h * add.head + row0 * add.row;
+  store_c_tile<N, Elem>(c, scale, o, out.row, a, add.row, seqlen - row0, lane);
+}
+
 }  // namespace sla::kernels
