@@ -14,11 +14,6 @@
 
 namespace sla::kernels {
 
-// The tensor maps of q, d_o (boxes of 64 columns x 128 rows), k and v (64 x 64).
-struct DqTensorMaps {
-  CUtensorMap q, d_o, k, v;
-};
-
 template <class Elem, int D>
 struct BwdDqWsSm90Traits {
   static constexpr int kBlockK = 64;
@@ -34,7 +29,7 @@ struct BwdDqWsSm90Traits {
 
 template <class Elem, int D>
 __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D>::kThreads, 1)
-    sla_bwd_dq_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ DqTensorMaps maps) {
+    sla_bwd_dq_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ BwdTensorMaps maps) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = BwdDqWsSm90Traits<Elem, D>;
   constexpr int BK = Tr::kBlockK, kRows = Tr::kRows, kS = Tr::kStages;

@@ -13,14 +13,19 @@ namespace sla::kernels {
 
 namespace {
 
+// The tensor maps both warp-specialised passes take (query blocks of q_rows rows, key blocks of
+// 64); false where the driver refuses one (the caller falls back to the cp.async pass).
+bool encode_bwd_maps(BwdTensorMaps* maps, const SlaParams& p, int q_rows) {
+  return encode_rows_map(&maps->q, p.q, p, q_rows) && encode_rows_map(&maps->d_o, p.d_o, p, q_rows) &&
+         encode_rows_map(&maps->k, p.k, p, 64) && encode_rows_map(&maps->v, p.v, p, 64);
+}
+
 template <class Elem, int D>
 bool launch_bwd_dq_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   using Tr = BwdDqWsSm90Traits<Elem, D>;
-  DqTensorMaps maps;
-  if (!encode_rows_map(&maps.q, p.q, p, Tr::kRows) || !encode_rows_map(&maps.d_o, p.d_o, p, Tr::kRows) ||
-      !encode_rows_map(&maps.k, p.k, p, Tr::kBlockK) || !encode_rows_map(&maps.v, p.v, p, Tr::kBlockK)) {
-    return false;
-  }
+  static_assert(Tr::kBlockK == 64, "the key boxes of encode_bwd_maps");
+  BwdTensorMaps maps;
+  if (!encode_bwd_maps(&maps, p, Tr::kRows)) return false;
   auto kernel = &sla_bwd_dq_ws_sm90_kernel<Elem, D>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
   kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
@@ -40,11 +45,9 @@ void launch_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream) {
 template <class Elem, int D>
 bool launch_bwd_dkdv_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   using Tr = BwdDkdvWsSm90Traits<Elem, D>;
-  DkdvTensorMaps maps;
-  if (!encode_rows_map(&maps.q, p.q, p, Tr::kRows) || !encode_rows_map(&maps.d_o, p.d_o, p, Tr::kRows) ||
-      !encode_rows_map(&maps.k, p.k, p, Tr::kBlockK) || !encode_rows_map(&maps.v, p.v, p, Tr::kBlockK)) {
-    return false;
-  }
+  static_assert(Tr::kBlockK == 64, "the key boxes of encode_bwd_maps");
+  BwdTensorMaps maps;
+  if (!encode_bwd_maps(&maps, p, Tr::kRows)) return false;
   auto kernel = &sla_bwd_dkdv_ws_sm90_kernel<Elem, D>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
   kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);

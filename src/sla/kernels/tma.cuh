@@ -15,6 +15,12 @@
 
 namespace sla::kernels {
 
+// The tensor maps of the backward's warp-specialised passes (dq and dk/dv): q and d_o in boxes of
+// 64 columns x a query block's rows, k and v in boxes of 64 x 64 (a key block).
+struct BwdTensorMaps {
+  CUtensorMap q, d_o, k, v;
+};
+
 __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 }
