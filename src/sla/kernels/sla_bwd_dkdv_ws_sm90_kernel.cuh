@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(BwdDkdvWsSm90Traits<Elem, D>::kThreads, 1)
   static_assert(Tr::kStageBytes + D * kSmemStride<D> * 2 + D * 4 <= kS * Tr::kStageBytes, "dS and dz fit");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  unsigned char* smem = align_sw128(smem_raw);
   Elem* sK = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][BK][64]
   Elem* sV = sK + BK * D;                     // sw128 [D / 64][BK][64]
   unsigned char* stages = smem + Tr::kKVBytes;

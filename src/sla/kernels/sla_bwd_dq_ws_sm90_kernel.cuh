@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D>::kThreads, 1)
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  unsigned char* smem = align_sw128(smem_raw);
   Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][128][64]
   Elem* sdO = sQ + kRows * D;                 // sw128 [D / 64][128][64]
   Elem* sK = sdO + kRows * D;                 // [kS] x sw128 [D / 64][BK][64]

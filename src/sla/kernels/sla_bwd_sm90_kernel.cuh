@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  unsigned char* smem = align_sw128(smem_raw);
   Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][BQ][64]
   Elem* sdO = sQ + BQ * D;                    // sw128 [D / 64][BQ][64]
   Elem* sK = sdO + BQ * D;                    // [kStages] x sw128 [D / 64][BK][64]
@@ -311,7 +311,7 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
   static_assert(Tr::kKVBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  unsigned char* smem = align_sw128(smem_raw);
   Elem* sK = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][BK][64]
   Elem* sV = sK + BK * D;                     // sw128 [D / 64][BK][64]
   unsigned char* stages = smem + Tr::kKVBytes;

@@ -41,8 +41,7 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  // Panels of sw128 tiles must start 1024-byte aligned (the swizzle reads address bits 7-9).
-  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  unsigned char* smem = align_sw128(smem_raw);
   Elem* sQ = reinterpret_cast<Elem*>(smem);     // sw128 [D / 64][BQ][64]
   Elem* sK = sQ + BQ * D;                        // [kStages] x sw128 [D / 64][BK][64]
   Elem* sV = sK + Tr::kStages * BK * D;          // [kStages] x sw128 [D / 64][BK][64]

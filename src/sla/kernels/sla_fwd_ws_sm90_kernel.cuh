@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kKBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  unsigned char* smem = align_sw128(smem_raw);
   constexpr int kRows = Tr::kRows, kQB = Tr::kQBlocks;
   Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][kRows][64]
   Elem* sK = sQ + kRows * D;                  // [kS][kQB] x sw128 [D / 64][BK][64]

@@ -54,6 +54,13 @@ __device__ __forceinline__ void load_a_frags_sw128(uint32_t (&a)[K / 16][4], con
   for (int kk = 0; kk < K / 16; ++kk) ldmatrix_x4(a[kk], tile + sw128_offset(row, kk * 16 + col, rows));
 }
 
+// The first 1024-byte-aligned address at or after `smem` (dynamic shared memory, which the launch
+// sizes with 1024 bytes of slack): panels of sw128 tiles must start there, since the swizzle reads
+// address bits 7-9.
+__device__ __forceinline__ unsigned char* align_sw128(unsigned char* smem) {
+  return smem + ((1024 - smem_addr(smem) % 1024) % 1024);
+}
+
 // Shared-memory matrix descriptor of a sw128 operand starting at `start` (16-byte units in the
 // fields): leading byte offset = stride between 64-column panels (used by MN-major operands),
 // stride byte offset = 1024 (between 8-row swizzle atoms), layout type 1 = 128-byte swizzle.
