@@ -42,13 +42,13 @@ void launch_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream) {
   SLA_CUDA_CHECK_LAUNCH();
 }
 
-template <class Elem, int D>
+template <class Elem, int D, int BQ>
 bool launch_bwd_dkdv_ws_sm90(const SlaParams& p, cudaStream_t stream) {
-  using Tr = BwdDkdvWsSm90Traits<Elem, D>;
+  using Tr = BwdDkdvWsSm90Traits<Elem, D, BQ>;
   static_assert(Tr::kBlockK == 64, "the key boxes of encode_bwd_maps");
   BwdTensorMaps maps;
   if (!encode_bwd_maps(&maps, p, Tr::kRows)) return false;
-  auto kernel = &sla_bwd_dkdv_ws_sm90_kernel<Elem, D>;
+  auto kernel = &sla_bwd_dkdv_ws_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
   kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
   SLA_CUDA_CHECK_LAUNCH();
@@ -90,7 +90,10 @@ void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       if constexpr (kD == 128) {
-        if (p.blkq == 128 && warp_specialised_enabled() && launch_bwd_dkdv_ws_sm90<Elem, kD>(p, stream)) return;
+        if (warp_specialised_enabled() && (p.blkq == 128 ? launch_bwd_dkdv_ws_sm90<Elem, kD, 128>(p, stream)
+                                                         : launch_bwd_dkdv_ws_sm90<Elem, kD, 64>(p, stream))) {
+          return;
+        }
       }
       if (p.blkq == 64) {
         launch_bwd_dkdv_sm90<Elem, kD, 64>(p, stream);

@@ -221,20 +221,20 @@ __device__ __forceinline__ void dkdv_sm90_step(float (&acc_dk)[D / 8][4], float 
 }
 
 // dk/dv pass, after the walk (every stage read): the linear branch's key side loaded into free
-// stage memory when fused (SlaParams::lin_ds), the second warpgroup's dK, dV partials added by the
+// stage memory when fused (SlaParams::lin_ds; dS at byte ds_offset of `stages`, after the
+// partials), the second warpgroup's dK, dV partials (64 KB at D 128, at `stages`) added by the
 // first in a fixed order (Warpgroups == 2), then dk, dv written once. Threads (tid 0..) share the
 // loads; `sync()` is a barrier among them, the dk/dv tiles sK, sV stay in place.
 template <class Elem, int D, int Warpgroups, int Threads, class Sync>
 __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&acc_dk)[D / 8][4],
                                                    float (&acc_dv)[D / 8][4], const Elem* sK, const Elem* sV,
-                                                   unsigned char* stages, int stage_bytes, int b, int h, int key0,
+                                                   unsigned char* stages, int ds_offset, int b, int h, int key0,
                                                    int warp, int tid, int lane, Sync&& sync) {
   constexpr int BK = 64;
   const int bh = b * p.heads + h;
   const int wg = warp / 4, wtid = tid % 128;
   const int wkey0 = key0 + (warp % 4) * 16;
-  // dS (padded rows) and dz into stage memory (the second stage when the first carries partials).
-  Elem* sDS = reinterpret_cast<Elem*>(stages + (Warpgroups == 2 ? stage_bytes : 0));  // [D][kS]
+  Elem* sDS = reinterpret_cast<Elem*>(stages + ds_offset);  // dS, padded [D][D + 8]
   float* sDz = reinterpret_cast<float*>(sDS + D * kSmemStride<D>);                   // [D]
   const bool lin = p.lin_ds != nullptr;
   if (lin) {
@@ -381,8 +381,9 @@ __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
   static_assert((Tr::kWarpgroups == 2 ? Tr::kStageBytes : 0) + D * kSmemStride<D> * 2 + D * 4 <=
                     Tr::kStages * Tr::kStageBytes,
                 "dS and dz fit the free stages");
-  dkdv_sm90_epilogue<Elem, D, Tr::kWarpgroups, Tr::kThreads>(p, acc_dk, acc_dv, sK, sV, stages, Tr::kStageBytes, b, h,
-                                                             key0, warp, tid, lane, [] { __syncthreads(); });
+  dkdv_sm90_epilogue<Elem, D, Tr::kWarpgroups, Tr::kThreads>(p, acc_dk, acc_dv, sK, sV, stages,
+                                                             Tr::kWarpgroups == 2 ? Tr::kStageBytes : 0, b, h, key0,
+                                                             warp, tid, lane, [] { __syncthreads(); });
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif
