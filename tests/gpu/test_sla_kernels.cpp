@@ -175,8 +175,9 @@ TEST_CASE("long lists of query blocks per key block (blkq 128)") {
   check_case({at::kHalf, 64, 128, 64, FeatureMap::kElu, Variant::kAll, false, 1.0, 12 * 128 + 45}, 3001);
 }
 
-// Long rows of the LUT over a long sequence: the Hopper forward's ring of K/V stages (5 at D 128,
-// 8 at D 64) wraps several times, and the selected blocks lie anywhere in the 130 key blocks.
+// Long rows of the LUT over a long sequence: the Hopper forward's ring of K/V stages (three at
+// D 128) wraps several times, and the selected blocks lie anywhere in the 130 key blocks. Rows of
+// 19 blocks: at blkq 128 a stage holds two, so the last step pads with a masked copy of the last.
 TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole sequence") {
   const int64_t L = 64 * 128 + 77;  // 65 query blocks of 128, 130 key blocks of 64, both partial
   check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.15, L}, 4000);

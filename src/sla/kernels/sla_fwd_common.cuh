@@ -19,33 +19,38 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Online softmax over one key block: masks keys past the sequence end (the last block only),
-// turns the raw scores S (16 x BK) into P = 2^(S·scale·log2(e) − max) in place, with the running
-// max in log2 units, and returns alpha = 2^(old max − new max) per half, the factor by which the
-// running O and row sums are rescaled (row_sum here, O by the caller: on Hopper the previous block's
-// O += P V may still be in flight). Rows g and g + 8 of the warp tile are the two halves.
-template <int BK>
-__device__ __forceinline__ void online_softmax_step(float (&acc_s)[BK / 8][4], float (&row_max)[2],
-                                                    float (&row_sum)[2], float (&alpha)[2], int key0,
-                                                    const SlaParams& p, int t) {
-  if (key0 + BK > p.seqlen) {
+// Scores of keys at or past the sequence end set to -inf: the BK columns from 8 j0 of a warp's
+// score tile hold the keys key0.. of one key block (a tile may hold several blocks).
+template <int BK, int N>
+__device__ __forceinline__ void mask_keys_past_end(float (&acc_s)[N][4], int j0, int key0, const SlaParams& p,
+                                                   int t) {
+  if (key0 + BK <= p.seqlen) return;
 #pragma unroll
-    for (int j = 0; j < BK / 8; ++j)
+  for (int j = 0; j < BK / 8; ++j)
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
-        if (key0 + 8 * j + 2 * t + (i & 1) >= p.seqlen) acc_s[j][i] = -INFINITY;
-  }
+    for (int i = 0; i < 4; ++i)
+      if (key0 + 8 * j + 2 * t + (i & 1) >= p.seqlen) acc_s[j0 + j][i] = -INFINITY;
+}
+
+// Online softmax over the BN columns of a (masked) score tile: turns the raw scores S (16 x BN)
+// into P = 2^(S·scale·log2(e) − max) in place, with the running max in log2 units, and returns
+// alpha = 2^(old max − new max) per half, the factor by which the running O and row sums are
+// rescaled (row_sum here, O by the caller: on Hopper the previous block's O += P V may still be in
+// flight). Rows g and g + 8 of the warp tile are the two halves.
+template <int BN>
+__device__ __forceinline__ void online_softmax_rows(float (&acc_s)[BN / 8][4], float (&row_max)[2],
+                                                    float (&row_sum)[2], float (&alpha)[2], const SlaParams& p) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float mx = -INFINITY;
 #pragma unroll
-    for (int j = 0; j < BK / 8; ++j) mx = fmaxf(mx, fmaxf(acc_s[j][2 * half], acc_s[j][2 * half + 1]));
-    mx = fmaxf(row_max[half], quad_max(mx) * p.scale_log2);  // every block holds a valid key: finite
+    for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(acc_s[j][2 * half], acc_s[j][2 * half + 1]));
+    mx = fmaxf(row_max[half], quad_max(mx) * p.scale_log2);  // every tile holds a valid key: finite
     alpha[half] = fast_exp2(row_max[half] - mx);
     row_max[half] = mx;
     float sum = 0.f;
 #pragma unroll
-    for (int j = 0; j < BK / 8; ++j) {
+    for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const float pr = fast_exp2(fmaf(acc_s[j][2 * half + e], p.scale_log2, -mx));
@@ -55,6 +60,15 @@ __device__ __forceinline__ void online_softmax_step(float (&acc_s)[BK / 8][4], f
     }
     row_sum[half] = row_sum[half] * alpha[half] + sum;
   }
+}
+
+// Online softmax over one key block of BK keys from key0 (masked past the sequence end).
+template <int BK>
+__device__ __forceinline__ void online_softmax_step(float (&acc_s)[BK / 8][4], float (&row_max)[2],
+                                                    float (&row_sum)[2], float (&alpha)[2], int key0,
+                                                    const SlaParams& p, int t) {
+  mask_keys_past_end<BK>(acc_s, 0, key0, p, t);
+  online_softmax_rows<BK>(acc_s, row_max, row_sum, alpha, p);
 }
 
 // O (16 x D) *= alpha per half; skipped when the warp's maxima did not move (most blocks after

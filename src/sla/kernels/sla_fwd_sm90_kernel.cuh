@@ -92,8 +92,9 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
     fence_proxy_async();
     __syncthreads();                   // everyone's have; everyone is done with block step - 2
     issue_kv(step + Tr::kStages - 2);
+    const int key0[1] = {lut[step] * BK};
     fwd_sm90_step<Elem, D, BK>(acc_o, row_max, row_sum, a_p, desc_q, BQ, desc_k(step % Tr::kStages),
-                               desc_v((step + Tr::kStages - 1) % Tr::kStages), step > 0, lut[step] * BK, p, t);
+                               desc_v((step + Tr::kStages - 1) % Tr::kStages), step > 0, key0, p, t);
   }
   fwd_sm90_finish<Elem, D, BK>(acc_o, a_p, desc_v((n - 1) % Tr::kStages));
   cp_async_wait<0>();  // the empty groups past the LUT's end

@@ -6,9 +6,10 @@
 // consumer warpgroup runs sla_fwd_sm90_kernel.cuh's loop (S = Q Kᵀ of block j issued ahead of
 // O += P V of block j - 1, the softmax of j overlapping the latter) without a CTA-wide barrier per
 // block: the warpgroups drift apart, so one's softmax overlaps the other's products. Query blocks
-// of 128 rows: both warpgroups walk one LUT row and share each stage. Query blocks of 64: each
-// warpgroup is one query block with its own LUT row, and a stage holds one K/V block for each.
-// Epilogue as sla_fwd_sm90_kernel.cuh's.
+// of 128 rows: both warpgroups walk one LUT row and share each stage, which holds two of its K/V
+// blocks side by side (a step's score tile is 64 x 128; an odd LUT row's last step repeats its
+// last block, masked). Query blocks of 64: each warpgroup is one query block with its own LUT
+// row, and a stage holds one K/V block for each. Epilogue as sla_fwd_sm90_kernel.cuh's.
 #pragma once
 
 #include "sla_fwd_common.cuh"
@@ -34,11 +35,13 @@ struct FwdWsSm90Traits {
   static constexpr int kConsumers = 2;                       // warpgroups of 64 query rows
   static constexpr int kThreads = 128 * (kConsumers + 1);    // + the producer warpgroup
   static constexpr int kConsumerThreads = 128 * kConsumers;
+  // Key blocks per step and stage (of each query block): two while the stages still hold three.
+  static constexpr int kStepBlocks = kQBlocks == 1 ? 2 : 1;
+  static constexpr int kStepKeys = kStepBlocks * kBlockK;
   static constexpr int kQBytes = kRows * D * 2;              // sw128 [D / 64][kRows][64]
-  static constexpr int kKBytes = kBlockK * D * 2;            // sw128 [D / 64][64][64]
+  static constexpr int kKBytes = kStepKeys * D * 2;          // sw128 [D / 64][kStepKeys][64]
   static constexpr int kStageBytes = kQBlocks * 2 * kKBytes; // K and V of each query block
-  // As many stages as fit beside the alignment slack and the barriers: 6 at D 128 with query
-  // blocks of 128, 3 with blocks of 64.
+  // As many stages as fit beside the alignment slack and the barriers: 3 at D 128.
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes) / kStageBytes;
   static constexpr int kBarrierBytes = 8 * (2 * kStages + 1);
   static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kBarrierBytes;
@@ -53,12 +56,12 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     sla_fwd_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ FwdTensorMaps maps) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = FwdWsSm90Traits<Elem, D, BQ>;
-  constexpr int BK = Tr::kBlockK;
+  constexpr int BK = Tr::kBlockK, NB = Tr::kStepBlocks, BN = Tr::kStepKeys;
   constexpr int kS = Tr::kStages;
   static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for O");
   static_assert(BQ == 64 || BQ == 128, "one or two query blocks per CTA");
   static_assert(kS >= 3, "a stage in use, the previous one's V, one in flight");
-  static_assert(kS * Tr::kQBlocks * BK * D >= 2 * D * kSmemStride<D>, "the K stages hold both M after the loop");
+  static_assert(kS * Tr::kQBlocks * BN * D >= 2 * D * kSmemStride<D>, "the K stages hold both M after the loop");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kKBytes % 1024 == 0, "every panel 1024-byte aligned");
 
@@ -66,10 +69,10 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   unsigned char* smem = align_sw128(smem_raw);
   constexpr int kRows = Tr::kRows, kQB = Tr::kQBlocks;
   Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][kRows][64]
-  Elem* sK = sQ + kRows * D;                  // [kS][kQB] x sw128 [D / 64][BK][64]
-  Elem* sV = sK + kS * kQB * BK * D;          // [kS][kQB] x sw128 [D / 64][BK][64]
+  Elem* sK = sQ + kRows * D;                  // [kS][kQB] x sw128 [D / 64][BN][64]
+  Elem* sV = sK + kS * kQB * BN * D;          // [kS][kQB] x sw128 [D / 64][BN][64]
   Elem* sM = sK;                              // [2] x padded [D][D + 8] after the loop: each warpgroup's M
-  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * kQB * BK * D);  // [kS]
+  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * kQB * BN * D);  // [kS]
   uint64_t* empty = full + kS;                                      // [kS]
   uint64_t* q_full = empty + kS;
 
@@ -78,12 +81,13 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int row0 = blockIdx.x * kRows;
   const int n = p.blocks_per_row;
+  const int steps = (n + NB - 1) / NB;
   // Query block j of this CTA (its LUT row and linear state); past the last one (an odd count of
   // 64-row blocks) it repeats the last block's work, and its rows, past L, are never written.
   auto q_block = [&](int j) { return min(blockIdx.x * kQB + j, p.num_q_blocks - 1); };
   auto lut_row = [&](int j) { return p.lut + (int64_t(bh) * p.num_q_blocks + q_block(j)) * n; };  // [n]
-  auto k_tile = [&](int stage, int j) { return sK + (stage * kQB + j) * BK * D; };
-  auto v_tile = [&](int stage, int j) { return sV + (stage * kQB + j) * BK * D; };
+  auto k_tile = [&](int stage, int j) { return sK + (stage * kQB + j) * BN * D; };
+  auto v_tile = [&](int stage, int j) { return sV + (stage * kQB + j) * BN * D; };
 
   init_ring_barriers(full, empty, kS, 1, Tr::kConsumers * 4, q_full);  // one producer thread; all consumer warps
 
@@ -98,17 +102,21 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
       const int32_t* luts[kQB];
 #pragma unroll
       for (int j = 0; j < kQB; ++j) luts[j] = lut_row(j);
-      for (int step = 0; step < n; ++step) {
+      for (int step = 0; step < steps; ++step) {
         const int stage = step % kS;
         mbar_wait(&empty[stage], ((step / kS) & 1) ^ 1);  // its previous blocks are consumed
         mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
 #pragma unroll
         for (int j = 0; j < kQB; ++j) {
-          const int key0 = luts[j][step] * BK;
 #pragma unroll
-          for (int c = 0; c < D / 64; ++c) {
-            tma_load_4d(k_tile(stage, j) + c * BK * 64, &maps.k, c * 64, key0, h, b, &full[stage]);
-            tma_load_4d(v_tile(stage, j) + c * BK * 64, &maps.v, c * 64, key0, h, b, &full[stage]);
+          for (int i = 0; i < NB; ++i) {
+            const int key0 = luts[j][min(step * NB + i, n - 1)] * BK;  // past the row: its last block again
+#pragma unroll
+            for (int c = 0; c < D / 64; ++c) {
+              const int at = c * BN * 64 + i * BK * 64;  // panel c, rows i·BK..
+              tma_load_4d(k_tile(stage, j) + at, &maps.k, c * 64, key0, h, b, &full[stage]);
+              tma_load_4d(v_tile(stage, j) + at, &maps.v, c * 64, key0, h, b, &full[stage]);
+            }
           }
         }
       }
@@ -122,23 +130,26 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   const int32_t* lut = lut_row(own);
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
-  auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BK * 64 * 2); };
+  auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BN * 64 * 2); };
 
   float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
   zero(acc_o);
   float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
   float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
-  uint32_t a_p[BK / 16][4];                   // P of the previous block: A of its O += P V
+  uint32_t a_p[BN / 16][4];                   // P of the previous step: A of its O += P V
 
   mbar_wait(q_full, 0);
-  for (int step = 0; step < n; ++step) {
+  for (int step = 0; step < steps; ++step) {
     const int stage = step % kS, prev = (step + kS - 1) % kS;
+    int key0[NB];
+#pragma unroll
+    for (int i = 0; i < NB; ++i) key0[i] = step * NB + i < n ? lut[step * NB + i] * BK : p.seqlen;  // padding: masked
     mbar_wait(&full[stage], (step / kS) & 1);
-    fwd_sm90_step<Elem, D, BK>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev), step > 0,
-                               lut[step] * BK, p, t);
-    if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous block
+    fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev), step > 0,
+                                   key0, p, t);
+    if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
   }
-  fwd_sm90_finish<Elem, D, BK>(acc_o, a_p, desc_v((n - 1) % kS));
+  fwd_sm90_finish<Elem, D, BN>(acc_o, a_p, desc_v((steps - 1) % kS));
   // Every consumer warpgroup is done with the stages before they hold M (barrier 1: the consumers
   // only; the producer has left). Each warpgroup loads its own query block's M (variant complement:
   // one per query block) and waits for it on its own barrier (2 + wg).

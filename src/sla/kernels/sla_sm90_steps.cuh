@@ -21,26 +21,30 @@ __device__ __forceinline__ uint64_t k16_step(int kk, int panel_rows) {
 // ... of an MN-major sw128 operand (rows = the reduction dimension): 16 rows further.
 __device__ __forceinline__ uint64_t mn_k16_step(int kk) { return uint64_t(kk * 16 * 64 * 2 / 16); }
 
-// Forward, key block `key0..`: S = Q Kᵀ (desc_q: this warpgroup's 64 rows of a Q tile of q_rows
-// rows per panel; dk: the block's K), issued ahead of O += P V of the previous block (P in a_p, V
-// at dv_prev; none at the first block); online softmax; a_p becomes this block's P.
-template <class Elem, int D, int BK>
+// Forward, NB key blocks of BK rows at once (NB = 2: a score tile of 128 columns, half the
+// per-step work of the softmax and the waits): S = Q Kᵀ (desc_q: this warpgroup's 64 rows of a Q
+// tile of q_rows rows per panel; dk: the step's K tile of NB·BK rows per panel), issued ahead of
+// O += P V of the previous step (P in a_p, V at dv_prev; none at the first step); online softmax,
+// block i's keys from key0[i] (key0[i] = seqlen: a padding block, masked whole); a_p becomes P.
+template <class Elem, int D, int BK, int NB = 1>
 __device__ __forceinline__ void fwd_sm90_step(float (&acc_o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2],
-                                              uint32_t (&a_p)[BK / 16][4], uint64_t desc_q, int q_rows, uint64_t dk,
-                                              uint64_t dv_prev, bool has_prev, int key0, const SlaParams& p, int t) {
-  float acc_s[BK / 8][4];  // S = Q Kᵀ (this warp's 16 rows x BK)
+                                              uint32_t (&a_p)[NB * BK / 16][4], uint64_t desc_q, int q_rows,
+                                              uint64_t dk, uint64_t dv_prev, bool has_prev, const int (&key0)[NB],
+                                              const SlaParams& p, int t) {
+  constexpr int BN = NB * BK;
+  float acc_s[BN / 8][4];  // S = Q Kᵀ (this warp's 16 rows x BN)
   zero(acc_s);
   fence_operand(acc_s);  // registers written before the fence, as wgmma requires
   fence_operand(acc_o);
   fence_operand(a_p);
   wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_ss<Elem>(acc_s, desc_q + k16_step(kk, q_rows), dk + k16_step(kk, BK));
+  for (int kk = 0; kk < D / 16; ++kk) wgmma_ss<BN, Elem>(acc_s, desc_q + k16_step(kk, q_rows), dk + k16_step(kk, BN));
   wgmma_commit();
   if (has_prev) {
     wgmma_fence();  // ptxas wants one in this branch too
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv_prev + mn_k16_step(kk));
+    for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv_prev + mn_k16_step(kk));
     wgmma_commit();
     wgmma_wait<1>();
   } else {
@@ -48,21 +52,23 @@ __device__ __forceinline__ void fwd_sm90_step(float (&acc_o)[D / 8][4], float (&
   }
   fence_operand(acc_s);
   float alpha[2];
-  online_softmax_step<BK>(acc_s, row_max, row_sum, alpha, key0, p, t);
+#pragma unroll
+  for (int i = 0; i < NB; ++i) mask_keys_past_end<BK>(acc_s, i * BK / 8, key0[i], p, t);
+  online_softmax_rows<BN>(acc_s, row_max, row_sum, alpha, p);
   wgmma_wait<0>();
   fence_operand(acc_o);
   rescale_rows<D>(acc_o, alpha);
-  c_to_a<BK, Elem>(a_p, acc_s);
+  c_to_a<BN, Elem>(a_p, acc_s);
 }
 
-// Forward, after the last block: its O += P V.
-template <class Elem, int D, int BK>
-__device__ __forceinline__ void fwd_sm90_finish(float (&acc_o)[D / 8][4], uint32_t (&a_p)[BK / 16][4], uint64_t dv) {
+// Forward, after the last step: its O += P V (BN keys).
+template <class Elem, int D, int BN>
+__device__ __forceinline__ void fwd_sm90_finish(float (&acc_o)[D / 8][4], uint32_t (&a_p)[BN / 16][4], uint64_t dv) {
   fence_operand(acc_o);
   fence_operand(a_p);
   wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + mn_k16_step(kk));
+  for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + mn_k16_step(kk));
   wgmma_commit();
   wgmma_wait<0>();
   fence_operand(acc_o);

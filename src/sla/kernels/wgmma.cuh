@@ -110,6 +110,9 @@ __device__ __forceinline__ void fence_operand(uint32_t (&a)[N][4]) {
 // D (64 x 64) += A (64 x 16) Bᵀ, A and B (64 x 16) K-major in shared memory.
 template <class Elem>
 __device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[8][4], uint64_t desc_a, uint64_t desc_b);
+// D (64 x 128) += A (64 x 16) Bᵀ, A and B (128 x 16) K-major in shared memory.
+template <class Elem>
+__device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[16][4], uint64_t desc_a, uint64_t desc_b);
 // D (64 x N) += A (64 x 16, registers: the A fragments of each warp's 16 rows) B, B (16 x N)
 // MN-major in shared memory.
 template <class Elem>
@@ -128,6 +131,15 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs_kmajor(float (&d)[8][4], cons
                  "}, %32, %33, p, 1, 1, 0, 0;\n}\n"                                                         \
                  : SLA_ACC32(d)                                                                              \
                  : "l"(desc_a), "l"(desc_b), "r"(1));                                                                \
+  }                                                                                                          \
+  template <>                                                                                                \
+  __device__ __forceinline__ void wgmma_m64n128k16_ss<ELEM>(float (&d)[16][4], uint64_t desc_a,               \
+                                                            uint64_t desc_b) {                                \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                            \
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" SLA_REGS64                    \
+                 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                                        \
+                 : SLA_ACC64(d)                                                                              \
+                 : "l"(desc_a), "l"(desc_b), "r"(1));                                                        \
   }                                                                                                          \
   template <>                                                                                                \
   __device__ __forceinline__ void wgmma_m64n64k16_rs<ELEM>(float (&d)[8][4], const uint32_t (&a)[4],          \
@@ -166,6 +178,17 @@ SLA_DEFINE_WGMMA(__half, "f16")
 #undef SLA_ACC64
 #undef SLA_ACC32
 #undef SLA_ACC8
+
+// S (64 x N) += A Bᵀ, A and B K-major in shared memory, the width picked by N (keys per step).
+template <int N, class Elem>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, uint64_t desc_b) {
+  if constexpr (N == 64) {
+    wgmma_m64n64k16_ss<Elem>(d, desc_a, desc_b);
+  } else {
+    static_assert(N == 128, "wgmma widths 64 and 128");
+    wgmma_m64n128k16_ss<Elem>(d, desc_a, desc_b);
+  }
+}
 
 // O (64 x N) += A B with B in shared memory, the width picked by N (D of the forward).
 template <int N, class Elem>
