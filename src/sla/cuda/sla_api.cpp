@@ -8,6 +8,7 @@
 #include "sla/kernels/sla_launch.h"
 
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <sstream>
 
 namespace sla {
@@ -134,6 +136,21 @@ at::Tensor selection_mask(const at::Tensor& lut, const at::Tensor& q, int64_t nk
   return mask.view({q.size(0), q.size(1), sizes[1], nk});
 }
 
+// A second stream of this thread on a device and its fork and join events, made once: a stream
+// and events per call cost the host more than the overlap saves at short sequences.
+struct SideStream {
+  at::cuda::CUDAStream stream;
+  at::cuda::CUDAEvent fork, join;
+};
+SideStream& side_stream(c10::DeviceIndex device) {
+  thread_local std::map<c10::DeviceIndex, SideStream> streams;
+  auto it = streams.find(device);
+  if (it == streams.end()) {
+    it = streams.emplace(device, SideStream{at::cuda::getStreamFromPool(false, device), {}, {}}).first;
+  }
+  return it->second;
+}
+
 struct ForwardState {
   at::Tensor o, lse;
   at::Tensor lut;                    // the block map (device_block_map)
@@ -147,12 +164,29 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
   SlaParams p = base_params(q, cfg, scale);
   // The linear branch is fused into the kernel's epilogue: variant all with one state per (b, h),
   // kept for the backward; complement with one per query block, which the backward does not need.
-  // Variant all's state pass goes first: the longest launch before the sparse kernel, it keeps the
-  // GPU busy while the host queues the block map.
+  // Variant all's state pass is queued first: the longest launch before the sparse kernel, it keeps
+  // the GPU busy while the host queues the block map.
   kernels::FusedLinearState complement;
   if (cfg.variant == Variant::kAll) {
+    // The block map runs on a side stream beside the state pass: that pass is latency-bound and
+    // leaves memory bandwidth for the block map's pooling. Forked from and joined into the current
+    // stream by events, so that a CUDA graph capture takes both streams in.
+    const at::cuda::CUDAStream main = at::cuda::getCurrentCUDAStream();
+    SideStream& side = side_stream(main.device_index());
+    side.fork.record(main);
+    side.fork.block(side.stream);
     st.fused = kernels::fused_linear_state(k, v, proj_w, cfg);
-    st.lut = device_block_map(q, k, cfg);
+    {
+      const c10::cuda::CUDAStreamGuard on_side(side.stream);
+      st.lut = device_block_map(q, k, cfg);
+      side.join.record(side.stream);
+    }
+    side.join.block(main);
+    // The allocator ties a block to the stream it was made on: the LUT, made on the side stream,
+    // is read on this one from now on; q and k, made on this one, were read on the side stream.
+    st.lut.record_stream(main);
+    q.record_stream(side.stream);
+    k.record_stream(side.stream);
   } else {
     st.lut = device_block_map(q, k, cfg);
     st.mask = selection_mask(st.lut, q, p.num_k_blocks);
