@@ -85,19 +85,11 @@ __device__ __forceinline__ void rescale_rows(float (&acc_o)[D / 8][4], const flo
   }
 }
 
-// Epilogue of a warp's 16 rows wrow0..: lse = ln(l) + max, o_s = O / l, then
-// o = o_s + linear branch, written once. The fused linear branch computes
-// φ(Q) M / (φ(Q)·z + ε) + bias from the warp's Q fragments a_q, with M = S Wᵀ (of the (b, h), or of
-// the query block qb: SlaParams::lin_per_q_block) loaded into sM (padded [D][D + 8], shared memory
-// no longer used by the main loop). The load of M is shared by Threads threads (tid 0..Threads - 1)
-// and ends in `sync()`, a barrier among all of them: every one of them must call this.
-template <class Elem, int D, int Threads, class Sync>
-__device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[D / 8][4], const float (&row_max)[2],
-                                             const float (&row_sum)[2], const uint32_t (&a_q)[D / 16][4], Elem* sM,
-                                             int b, int h, int qb, int wrow0, int tid, int lane, Sync&& sync) {
-  constexpr int kS = kSmemStride<D>;
+// Epilogue, first part, of a warp's 16 rows wrow0..: lse = ln(l) + max written, O /= l.
+template <int D>
+__device__ __forceinline__ void fwd_normalise(const SlaParams& p, float (&acc_o)[D / 8][4], const float (&row_max)[2],
+                                              const float (&row_sum)[2], int bh, int wrow0, int lane) {
   const int g = lane >> 2, t = lane & 3;
-  const int bh = b * p.heads + h;
   const int rows_valid = p.seqlen - wrow0;  // of this warp's 16 rows
   float inv_l[2];
 #pragma unroll
@@ -110,18 +102,73 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
     }
   }
   rescale_rows<D>(acc_o, inv_l);
+}
+
+// Which linear state (M and z) a query block reads: one per (b, h), or one per query block
+// (SlaParams::lin_per_q_block).
+__device__ __forceinline__ int64_t linear_state_index(const SlaParams& p, int bh, int qb) {
+  return p.lin_per_q_block ? int64_t(bh) * p.num_q_blocks + qb : bh;
+}
+
+// φ(Q) of a warp's 16 rows (from their Q fragments a_q) and 1 / (φ(Q)·z + ε) per half; the
+// denominator is 0 only where z is (complement, every key block selected): M is 0 too, and the
+// branch adds 0 there.
+template <class Elem, int D>
+__device__ __forceinline__ void linear_query_side(const SlaParams& p, const uint32_t (&a_q)[D / 16][4], int64_t state,
+                                                  uint32_t (&a_phi)[D / 16][4], float (&inv_den)[2], int lane) {
+  float den[2];
+  feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + state * D, p.lin_eps, lane);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) inv_den[half] = den[half] > 0.f ? 1.f / den[half] : 0.f;
+}
+
+// O += (φ(Q) M)[:, columns 8 j0 ..] / den + bias, for the N columns of acc_l.
+template <int D, int N>
+__device__ __forceinline__ void add_linear_columns(float (&acc_o)[D / 8][4], const float (&acc_l)[N / 8][4], int j0,
+                                                   const float (&inv_den)[2], const SlaParams& p, int lane) {
+  const int t = lane & 3;
+#pragma unroll
+  for (int jj = 0; jj < N / 8; ++jj) {
+    const int j = j0 + jj;
+    const float2 bias = *reinterpret_cast<const float2*>(p.lin_bias + 8 * j + 2 * t);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      acc_o[j][2 * half] += acc_l[jj][2 * half] * inv_den[half] + bias.x;
+      acc_o[j][2 * half + 1] += acc_l[jj][2 * half + 1] * inv_den[half] + bias.y;
+    }
+  }
+}
+
+// A warp's 16 rows of o, written once (rows past the end skipped).
+template <class Elem, int D>
+__device__ __forceinline__ void fwd_store_o(const SlaParams& p, const float (&acc_o)[D / 8][4], int b, int h,
+                                            int wrow0, int lane) {
+  Elem* o = static_cast<Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + wrow0 * p.o.row;
+  store_c_tile<D, Elem>(acc_o, 1.f, o, p.o.row, nullptr, 0, p.seqlen - wrow0, lane);
+}
+
+// Epilogue of a warp's 16 rows wrow0..: lse = ln(l) + max, o_s = O / l, then
+// o = o_s + linear branch, written once. The fused linear branch computes
+// φ(Q) M / (φ(Q)·z + ε) + bias from the warp's Q fragments a_q, with M = S Wᵀ (of the (b, h), or of
+// the query block qb: SlaParams::lin_per_q_block) loaded into sM (padded [D][D + 8], shared memory
+// no longer used by the main loop). The load of M is shared by Threads threads (tid 0..Threads - 1)
+// and ends in `sync()`, a barrier among all of them: every one of them must call this.
+template <class Elem, int D, int Threads, class Sync>
+__device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[D / 8][4], const float (&row_max)[2],
+                                             const float (&row_sum)[2], const uint32_t (&a_q)[D / 16][4], Elem* sM,
+                                             int b, int h, int qb, int wrow0, int tid, int lane, Sync&& sync) {
+  constexpr int kS = kSmemStride<D>;
+  const int bh = b * p.heads + h;
+  fwd_normalise<D>(p, acc_o, row_max, row_sum, bh, wrow0, lane);
   if (p.lin_state != nullptr) {
-    const int64_t state = p.lin_per_q_block ? int64_t(bh) * p.num_q_blocks + qb : bh;  // which M and z
+    const int64_t state = linear_state_index(p, bh, qb);
     load_tile_async<D, D, Threads>(sM, static_cast<const Elem*>(p.lin_state) + state * D * D, D, D, tid);
     cp_async_commit();
     cp_async_wait<0>();
     sync();
-    // O += φ(Q) M / (φ(Q)·z + ε) + bias, φ row-wise over D on the Q fragments.
-    float den[2];
     uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
-    feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + state * D, p.lin_eps, lane);
-    // den is 0 only where z is (complement, every key block selected): M is 0 too, the branch adds 0.
-    const float inv_den[2] = {den[0] > 0.f ? 1.f / den[0] : 0.f, den[1] > 0.f ? 1.f / den[1] : 0.f};
+    float inv_den[2];
+    linear_query_side<Elem, D>(p, a_q, state, a_phi, inv_den, lane);
     // φ(Q) M sixteen columns at a time, so that no second 16 x D accumulator is live beside O: the
     // epilogue then needs no more registers than the main loop.
 #pragma unroll
@@ -129,20 +176,10 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
       float acc_l[2][4];
       zero(acc_l);
       mma_a_b<16, D>(acc_l, a_phi, sM + 16 * jc, kS, lane);
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        const int j = 2 * jc + jj;
-        const float2 bias = *reinterpret_cast<const float2*>(p.lin_bias + 8 * j + 2 * t);
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          acc_o[j][2 * half] += acc_l[jj][2 * half] * inv_den[half] + bias.x;
-          acc_o[j][2 * half + 1] += acc_l[jj][2 * half + 1] * inv_den[half] + bias.y;
-        }
-      }
+      add_linear_columns<D, 16>(acc_o, acc_l, 2 * jc, inv_den, p, lane);
     }
   }
-  Elem* o = static_cast<Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + wrow0 * p.o.row;
-  store_c_tile<D, Elem>(acc_o, 1.f, o, p.o.row, nullptr, 0, rows_valid, lane);
+  fwd_store_o<Elem, D>(p, acc_o, b, h, wrow0, lane);
 }
 
 }  // namespace sla::kernels

@@ -9,7 +9,9 @@
 // of 128 rows: both warpgroups walk one LUT row and share each stage, which holds two of its K/V
 // blocks side by side (a step's score tile is 64 x 128; an odd LUT row's last step repeats its
 // last block, masked). Query blocks of 64: each warpgroup is one query block with its own LUT
-// row, and a stage holds one K/V block for each. Epilogue as sla_fwd_sm90_kernel.cuh's.
+// row, and a stage holds one K/V block for each. Epilogue as sla_fwd_sm90_kernel.cuh's, except
+// that at query blocks of 128 the linear state M comes through the ring as its last entry (the
+// producer loads it while the consumers finish their last blocks) and φ(Q) M runs on wgmma.
 #pragma once
 
 #include "sla_fwd_common.cuh"
@@ -22,9 +24,11 @@
 
 namespace sla::kernels {
 
-// The tensor maps of q, k, v (sla_fwd_sm90.cu): boxes of 64 columns x 128 rows (q) or 64 rows (k, v).
+// The tensor maps of q, k, v (sla_fwd_sm90.cu): boxes of 64 columns x 128 rows (q) or 64 rows (k,
+// v); m: the linear states, boxes of 64 columns x D rows (encoded only where FwdWsSm90Traits::
+// kStateInRing and the linear branch is on).
 struct FwdTensorMaps {
-  CUtensorMap q, k, v;
+  CUtensorMap q, k, v, m;
 };
 
 template <class Elem, int D, int BQ>
@@ -41,6 +45,9 @@ struct FwdWsSm90Traits {
   static constexpr int kQBytes = kRows * D * 2;              // sw128 [D / 64][kRows][64]
   static constexpr int kKBytes = kStepKeys * D * 2;          // sw128 [D / 64][kStepKeys][64]
   static constexpr int kStageBytes = kQBlocks * 2 * kKBytes; // K and V of each query block
+  // One query block per CTA: its linear state M (D x D) comes as the ring's last entry, in the K
+  // tile of that stage.
+  static constexpr bool kStateInRing = kQBlocks == 1;
   // As many stages as fit beside the alignment slack and the barriers: 3 at D 128.
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes) / kStageBytes;
   static constexpr int kBarrierBytes = 8 * (2 * kStages + 1);
@@ -64,6 +71,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   static_assert(kS * Tr::kQBlocks * BN * D >= 2 * D * kSmemStride<D>, "the K stages hold both M after the loop");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kKBytes % 1024 == 0, "every panel 1024-byte aligned");
+  static_assert(!Tr::kStateInRing || D <= BN, "M (D x D) fits a stage's K tile");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = align_sw128(smem_raw);
@@ -120,6 +128,16 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
           }
         }
       }
+      if (Tr::kStateInRing && p.lin_state != nullptr) {  // entry `steps`: M, panels of D rows
+        const int stage = steps % kS;
+        const int state = int(linear_state_index(p, bh, q_block(0)));
+        mbar_wait(&empty[stage], ((steps / kS) & 1) ^ 1);
+        mbar_arrive_expect_tx(&full[stage], D * D * 2);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) {
+          tma_load_4d(k_tile(stage, 0) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
+        }
+      }
     }
     return;
   }
@@ -128,6 +146,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   const int ctid = tid - 128, cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;  // ctid, cwarp: 0.. in the consumers
   const int own = kQB == 1 ? 0 : wg;  // this warpgroup's query block in the CTA
   const int32_t* lut = lut_row(own);
+  const bool linear = p.lin_state != nullptr;
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
   auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BN * 64 * 2); };
@@ -150,14 +169,39 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
   }
   fwd_sm90_finish<Elem, D, BN>(acc_o, a_p, desc_v((steps - 1) % kS));
-  // Every consumer warpgroup is done with the stages before they hold M (barrier 1: the consumers
-  // only; the producer has left). Each warpgroup loads its own query block's M (variant complement:
-  // one per query block) and waits for it on its own barrier (2 + wg).
-  named_barrier_sync(1, Tr::kConsumerThreads);
   uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
-  if (p.lin_state != nullptr) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
-  fwd_epilogue<Elem, D, 128>(p, acc_o, row_max, row_sum, a_q, sM + wg * D * kSmemStride<D>, b, h, q_block(own),
-                             row0 + cwarp * 16, ctid % 128, lane, [wg] { named_barrier_sync(2 + wg, 128); });
+  if (linear) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
+  const int wrow0 = row0 + cwarp * 16;
+  if constexpr (Tr::kStateInRing) {
+    fwd_normalise<D>(p, acc_o, row_max, row_sum, bh, wrow0, lane);
+    if (linear) {
+      uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
+      float inv_den[2];
+      linear_query_side<Elem, D>(p, a_q, linear_state_index(p, bh, q_block(0)), a_phi, inv_den, lane);
+      const int stage = steps % kS;
+      mbar_wait(&full[stage], (steps / kS) & 1);  // M has landed
+      const uint64_t desc_m = sw128_desc(k_tile(stage, 0), D * 64 * 2);  // MN-major, as V
+      float acc_l[D / 8][4];  // φ(Q) M
+      zero(acc_l);
+      fence_operand(acc_l);
+      fence_operand(a_phi);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) wgmma_rs<D, Elem>(acc_l, a_phi[kk], desc_m + mn_k16_step(kk));
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_operand(acc_l);
+      add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
+    }
+    fwd_store_o<Elem, D>(p, acc_o, b, h, wrow0, lane);
+  } else {
+    // Every consumer warpgroup is done with the stages before they hold M (barrier 1: the
+    // consumers only; the producer has left). Each warpgroup loads its own query block's M
+    // (variant complement: one per query block) and waits for it on its own barrier (2 + wg).
+    named_barrier_sync(1, Tr::kConsumerThreads);
+    fwd_epilogue<Elem, D, 128>(p, acc_o, row_max, row_sum, a_q, sM + wg * D * kSmemStride<D>, b, h, q_block(own),
+                               wrow0, ctid % 128, lane, [wg] { named_barrier_sync(2 + wg, 128); });
+  }
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif
