@@ -14,6 +14,26 @@
 namespace sla::kernels {
 
 namespace {
+// A nonzero property of the current device, computed by ask(device) once per device.
+class PerDevice {
+ public:
+  template <class Ask>
+  int get(Ask&& ask) {
+    int device = 0;
+    SLA_CUDA_CHECK(cudaGetDevice(&device));
+    if (device >= int(known_.size())) return ask(device);
+    int value = known_[device].load(std::memory_order_relaxed);
+    if (value == 0) {
+      value = ask(device);
+      known_[device].store(value, std::memory_order_relaxed);
+    }
+    return value;
+  }
+
+ private:
+  std::array<std::atomic<int>, 64> known_{};  // 0 until asked
+};
+
 // 32-key-block words of the transpose's bitmask per query block, 0 when one word per query block
 // exceeds the budget. More words: fewer CTAs reading the same LUT; the cap keeps the grid wide.
 // Nk <= 4 Nq (block sizes 32..128), so the chunks stay within grid.y's 65535 when Nq fits.
@@ -77,23 +97,28 @@ bool use_sm90_kernels(const SlaParams& p) {
     const char* env = std::getenv("SLA_KERNELS");
     return env != nullptr && std::strcmp(env, "mma") == 0;
   }();
-  // Compute capability per device (10 major + minor; 0 until asked), asked once.
-  static std::array<std::atomic<int>, 64> capability{};
-  int device = 0;
-  SLA_CUDA_CHECK(cudaGetDevice(&device));
-  int cc = device < int(capability.size()) ? capability[device].load(std::memory_order_relaxed) : 0;
-  if (cc == 0) {
+  // Compute capability (10 major + minor), asked once per device.
+  static PerDevice capability;
+  const int cc = capability.get([](int device) {
     int major = 0, minor = 0;
     SLA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
     SLA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    cc = 10 * major + minor;
-    if (device < int(capability.size())) capability[device].store(cc, std::memory_order_relaxed);
-  }
+    return 10 * major + minor;
+  });
   return !forced_mma && cc == 90 && p.blkk == 64 && (p.blkq == 64 || p.blkq == 128);
 #else
   (void)p;
   return false;
 #endif
+}
+
+int multiprocessor_count() {
+  static PerDevice sms;
+  return sms.get([](int device) {
+    int count = 0;
+    SLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  });
 }
 
 bool dkdv_fuses_linear(const SlaParams& p) {

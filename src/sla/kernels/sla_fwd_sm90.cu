@@ -8,6 +8,8 @@
 #include "static_switch.h"
 #include "tma_host.h"
 
+#include <algorithm>
+
 namespace sla::kernels {
 
 namespace {
@@ -26,8 +28,12 @@ bool launch_fwd_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   }
   auto kernel = &sla_fwd_ws_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
-  const dim3 grid((p.num_q_blocks + Tr::kQBlocks - 1) / Tr::kQBlocks, p.heads, p.batch);
-  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
+  // Tiles of kRows query rows per (b, h). Where the linear state comes through the ring, one CTA
+  // per SM walks several (its producer loads the next tile while the consumers finish the last);
+  // else one CTA per tile.
+  const int64_t tiles = int64_t((p.num_q_blocks + Tr::kQBlocks - 1) / Tr::kQBlocks) * p.heads * p.batch;
+  const int64_t grid = Tr::kStateInRing ? std::min<int64_t>(tiles, multiprocessor_count()) : tiles;
+  kernel<<<unsigned(grid), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
   SLA_CUDA_CHECK_LAUNCH();
   return true;
 }

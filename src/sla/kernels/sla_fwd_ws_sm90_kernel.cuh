@@ -50,7 +50,7 @@ struct FwdWsSm90Traits {
   static constexpr bool kStateInRing = kQBlocks == 1;
   // As many stages as fit beside the alignment slack and the barriers: 3 at D 128.
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes) / kStageBytes;
-  static constexpr int kBarrierBytes = 8 * (2 * kStages + 1);
+  static constexpr int kBarrierBytes = 8 * (2 * kStages + 2);  // full, empty; Q's full and empty
   static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kBarrierBytes;
   // Registers per thread after the reallocation (multiples of 8; the sum over the CTA stays within
   // the 64K the launch took: 168 per thread at 384 threads).
@@ -83,20 +83,39 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * kQB * BN * D);  // [kS]
   uint64_t* empty = full + kS;                                      // [kS]
   uint64_t* q_full = empty + kS;
+  uint64_t* q_empty = q_full + 1;
 
-  const int h = blockIdx.y, b = blockIdx.z;
-  const int bh = b * p.heads + h;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int row0 = blockIdx.x * kRows;
   const int n = p.blocks_per_row;
   const int steps = (n + NB - 1) / NB;
-  // Query block j of this CTA (its LUT row and linear state); past the last one (an odd count of
+  const bool linear = p.lin_state != nullptr;
+  const int entries = steps + (Tr::kStateInRing && linear ? 1 : 0);  // ring entries per tile
+  // Tiles (kRows query rows of one (b, h)) in the order of a (x, h, b) grid; this CTA takes
+  // blockIdx.x, + gridDim.x, ... (the launcher makes the grid persistent where kStateInRing).
+  const int nx = (p.num_q_blocks + kQB - 1) / kQB;
+  const int tiles = nx * p.heads * p.batch;
+  struct Tile {
+    int x, h, b, bh, row0;
+  };
+  auto tile_at = [&](int tile) {
+    Tile tl;
+    tl.x = tile % nx;
+    tl.h = (tile / nx) % p.heads;
+    tl.b = tile / (nx * p.heads);
+    tl.bh = tl.b * p.heads + tl.h;
+    tl.row0 = tl.x * kRows;
+    return tl;
+  };
+  // Query block j of a tile (its LUT row and linear state); past the last one (an odd count of
   // 64-row blocks) it repeats the last block's work, and its rows, past L, are never written.
-  auto q_block = [&](int j) { return min(blockIdx.x * kQB + j, p.num_q_blocks - 1); };
-  auto lut_row = [&](int j) { return p.lut + (int64_t(bh) * p.num_q_blocks + q_block(j)) * n; };  // [n]
+  auto q_block = [&](const Tile& tl, int j) { return min(tl.x * kQB + j, p.num_q_blocks - 1); };
+  auto lut_row = [&](const Tile& tl, int j) {
+    return p.lut + (int64_t(tl.bh) * p.num_q_blocks + q_block(tl, j)) * n;  // [n]
+  };
   auto k_tile = [&](int stage, int j) { return sK + (stage * kQB + j) * BN * D; };
   auto v_tile = [&](int stage, int j) { return sV + (stage * kQB + j) * BN * D; };
 
+  if (tid == 0) mbar_init(q_empty, Tr::kConsumers * 4);  // fenced and awaited by init_ring_barriers
   init_ring_barriers(full, empty, kS, 1, Tr::kConsumers * 4, q_full);  // one producer thread; all consumer warps
 
   if (warp < 4) {  // the producer warpgroup
@@ -104,38 +123,46 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     if (tid == 0) {
       tma_prefetch_map(&maps.k);
       tma_prefetch_map(&maps.v);
-      mbar_arrive_expect_tx(q_full, Tr::kQBytes);
+      int i = 0;  // this CTA's tiles so far
+      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) {
+        const Tile tl = tile_at(tile);
+        const int e0 = i * entries;  // ring entries of the earlier tiles
+        mbar_wait(q_empty, (i & 1) ^ 1);  // the previous tile's Q is read
+        mbar_arrive_expect_tx(q_full, Tr::kQBytes);
 #pragma unroll
-      for (int c = 0; c < D / 64; ++c) tma_load_4d(sQ + c * kRows * 64, &maps.q, c * 64, row0, h, b, q_full);
-      const int32_t* luts[kQB];
+        for (int c = 0; c < D / 64; ++c) {
+          tma_load_4d(sQ + c * kRows * 64, &maps.q, c * 64, tl.row0, tl.h, tl.b, q_full);
+        }
+        const int32_t* luts[kQB];
 #pragma unroll
-      for (int j = 0; j < kQB; ++j) luts[j] = lut_row(j);
-      for (int step = 0; step < steps; ++step) {
-        const int stage = step % kS;
-        mbar_wait(&empty[stage], ((step / kS) & 1) ^ 1);  // its previous blocks are consumed
-        mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
+        for (int j = 0; j < kQB; ++j) luts[j] = lut_row(tl, j);
+        for (int step = 0; step < steps; ++step) {
+          const int e = e0 + step, stage = e % kS;
+          mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);  // its previous blocks are consumed
+          mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
 #pragma unroll
-        for (int j = 0; j < kQB; ++j) {
+          for (int j = 0; j < kQB; ++j) {
 #pragma unroll
-          for (int i = 0; i < NB; ++i) {
-            const int key0 = luts[j][min(step * NB + i, n - 1)] * BK;  // past the row: its last block again
+            for (int bi = 0; bi < NB; ++bi) {
+              const int key0 = luts[j][min(step * NB + bi, n - 1)] * BK;  // past the row: its last block again
 #pragma unroll
-            for (int c = 0; c < D / 64; ++c) {
-              const int at = c * BN * 64 + i * BK * 64;  // panel c, rows i·BK..
-              tma_load_4d(k_tile(stage, j) + at, &maps.k, c * 64, key0, h, b, &full[stage]);
-              tma_load_4d(v_tile(stage, j) + at, &maps.v, c * 64, key0, h, b, &full[stage]);
+              for (int c = 0; c < D / 64; ++c) {
+                const int at = c * BN * 64 + bi * BK * 64;  // panel c, rows bi·BK..
+                tma_load_4d(k_tile(stage, j) + at, &maps.k, c * 64, key0, tl.h, tl.b, &full[stage]);
+                tma_load_4d(v_tile(stage, j) + at, &maps.v, c * 64, key0, tl.h, tl.b, &full[stage]);
+              }
             }
           }
         }
-      }
-      if (Tr::kStateInRing && p.lin_state != nullptr) {  // entry `steps`: M, panels of D rows
-        const int stage = steps % kS;
-        const int state = int(linear_state_index(p, bh, q_block(0)));
-        mbar_wait(&empty[stage], ((steps / kS) & 1) ^ 1);
-        mbar_arrive_expect_tx(&full[stage], D * D * 2);
+        if (entries > steps) {  // the last entry: M, panels of D rows
+          const int e = e0 + steps, stage = e % kS;
+          const int state = int(linear_state_index(p, tl.bh, q_block(tl, 0)));
+          mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);
+          mbar_arrive_expect_tx(&full[stage], D * D * 2);
 #pragma unroll
-        for (int c = 0; c < D / 64; ++c) {
-          tma_load_4d(k_tile(stage, 0) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
+          for (int c = 0; c < D / 64; ++c) {
+            tma_load_4d(k_tile(stage, 0) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
+          }
         }
       }
     }
@@ -144,63 +171,78 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
 
   warpgroup_reg_alloc<Tr::kConsumerRegs>();
   const int ctid = tid - 128, cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;  // ctid, cwarp: 0.. in the consumers
-  const int own = kQB == 1 ? 0 : wg;  // this warpgroup's query block in the CTA
-  const int32_t* lut = lut_row(own);
-  const bool linear = p.lin_state != nullptr;
+  const int own = kQB == 1 ? 0 : wg;  // this warpgroup's query block in the tile
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
   auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BN * 64 * 2); };
 
-  float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
-  zero(acc_o);
-  float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
-  float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
-  uint32_t a_p[BN / 16][4];                   // P of the previous step: A of its O += P V
+  // Tile `tile`, this CTA's i-th: the walk, then the epilogue.
+  auto consume = [&](int tile, int i) {
+    const int e0 = i * entries;
+    const int32_t* lut = lut_row(tile_at(tile), own);
+    float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
+    zero(acc_o);
+    float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
+    float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
+    uint32_t a_p[BN / 16][4];                   // P of the previous step: A of its O += P V
 
-  mbar_wait(q_full, 0);
-  for (int step = 0; step < steps; ++step) {
-    const int stage = step % kS, prev = (step + kS - 1) % kS;
-    int key0[NB];
+    mbar_wait(q_full, i & 1);
+    for (int step = 0; step < steps; ++step) {
+      const int e = e0 + step, stage = e % kS, prev = (e + kS - 1) % kS;
+      int key0[NB];
 #pragma unroll
-    for (int i = 0; i < NB; ++i) key0[i] = step * NB + i < n ? lut[step * NB + i] * BK : p.seqlen;  // padding: masked
-    mbar_wait(&full[stage], (step / kS) & 1);
-    fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev), step > 0,
-                                   key0, p, t);
-    if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
-  }
-  fwd_sm90_finish<Elem, D, BN>(acc_o, a_p, desc_v((steps - 1) % kS));
-  uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
-  if (linear) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
-  const int wrow0 = row0 + cwarp * 16;
-  if constexpr (Tr::kStateInRing) {
-    fwd_normalise<D>(p, acc_o, row_max, row_sum, bh, wrow0, lane);
-    if (linear) {
-      uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
-      float inv_den[2];
-      linear_query_side<Elem, D>(p, a_q, linear_state_index(p, bh, q_block(0)), a_phi, inv_den, lane);
-      const int stage = steps % kS;
-      mbar_wait(&full[stage], (steps / kS) & 1);  // M has landed
-      const uint64_t desc_m = sw128_desc(k_tile(stage, 0), D * 64 * 2);  // MN-major, as V
-      float acc_l[D / 8][4];  // φ(Q) M
-      zero(acc_l);
-      fence_operand(acc_l);
-      fence_operand(a_phi);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) wgmma_rs<D, Elem>(acc_l, a_phi[kk], desc_m + mn_k16_step(kk));
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_operand(acc_l);
-      add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
+      for (int bi = 0; bi < NB; ++bi) key0[bi] = step * NB + bi < n ? lut[step * NB + bi] * BK : p.seqlen;  // padding: masked
+      mbar_wait(&full[stage], (e / kS) & 1);
+      fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev),
+                                     step > 0, key0, p, t);
+      if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
     }
-    fwd_store_o<Elem, D>(p, acc_o, b, h, wrow0, lane);
+    const int last = (e0 + steps - 1) % kS;
+    fwd_sm90_finish<Elem, D, BN>(acc_o, a_p, desc_v(last));
+    uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
+    if (linear) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
+    if (lane == 0) mbar_arrive(q_empty);  // this warp is done with Q (its products have completed)
+    const Tile tl = tile_at(tile);  // recomputed: not kept live through the loop
+    const int wrow0 = tl.row0 + cwarp * 16;
+    if constexpr (Tr::kStateInRing) {
+      if (lane == 0) mbar_arrive(&empty[last]);  // and with the last step's blocks
+      fwd_normalise<D>(p, acc_o, row_max, row_sum, tl.bh, wrow0, lane);
+      if (linear) {
+        uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
+        float inv_den[2];
+        linear_query_side<Elem, D>(p, a_q, linear_state_index(p, tl.bh, q_block(tl, 0)), a_phi, inv_den, lane);
+        const int e = e0 + steps, stage = e % kS;
+        mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
+        const uint64_t desc_m = sw128_desc(k_tile(stage, 0), D * 64 * 2);  // MN-major, as V
+        float acc_l[D / 8][4];  // φ(Q) M
+        zero(acc_l);
+        fence_operand(acc_l);
+        fence_operand(a_phi);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) wgmma_rs<D, Elem>(acc_l, a_phi[kk], desc_m + mn_k16_step(kk));
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_operand(acc_l);
+        if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
+        add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
+      }
+      fwd_store_o<Elem, D>(p, acc_o, tl.b, tl.h, wrow0, lane);
+    } else {
+      // One tile per CTA here (the launcher's grid covers them all): the producer has nothing left
+      // to load. Every consumer warpgroup is done with the stages before they hold M (barrier 1:
+      // the consumers only). Each warpgroup loads its own query block's M (variant complement: one
+      // per query block) and waits for it on its own barrier (2 + wg).
+      named_barrier_sync(1, Tr::kConsumerThreads);
+      fwd_epilogue<Elem, D, 128>(p, acc_o, row_max, row_sum, a_q, sM + wg * D * kSmemStride<D>, tl.b, tl.h,
+                                 q_block(tl, own), wrow0, ctid % 128, lane, [wg] { named_barrier_sync(2 + wg, 128); });
+    }
+  };
+  if constexpr (Tr::kStateInRing) {
+    int i = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) consume(tile, i);
   } else {
-    // Every consumer warpgroup is done with the stages before they hold M (barrier 1: the
-    // consumers only; the producer has left). Each warpgroup loads its own query block's M
-    // (variant complement: one per query block) and waits for it on its own barrier (2 + wg).
-    named_barrier_sync(1, Tr::kConsumerThreads);
-    fwd_epilogue<Elem, D, 128>(p, acc_o, row_max, row_sum, a_q, sM + wg * D * kSmemStride<D>, b, h, q_block(own),
-                               wrow0, ctid % 128, lane, [wg] { named_barrier_sync(2 + wg, 128); });
+    consume(blockIdx.x, 0);  // no loop around it: ptxas spills 32 bytes with one
   }
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then

@@ -41,6 +41,8 @@ inline bool sm90_dkdv_pays(const SlaParams& p) {
 // (SlaParams::lin_ds): the wgmma pass does; the mma.sync pass reads dk_add, dv_add instead.
 // SLA_FUSED_KEY_SIDE=0 in the environment turns it off (for comparisons).
 bool dkdv_fuses_linear(const SlaParams& p);
+// SMs of the current device (asked once per device).
+int multiprocessor_count();
 // The wgmma forward (sla_fwd_sm90.cu) and backward passes (sla_bwd_sm90.cu), present with SLA_HAVE_SM90A.
 void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream);
 void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream);
