@@ -1,4 +1,4 @@
-// Forward on Hopper, warp-specialised (FlashAttention-3's structure): 128 query rows per CTA, one
+// Forward on Hopper, warp-specialised (FlashAttention-3's structure): tiles of 128 query rows, one
 // producer warpgroup and two consumer warpgroups of 64 rows each. The producer's first thread
 // issues TMA loads of Q and of the K/V blocks the LUT names into a ring of kStages stages, each
 // guarded by two mbarriers (full: the stage's bytes have landed; empty: every consumer warp is done
@@ -11,7 +11,9 @@
 // last block, masked). Query blocks of 64: each warpgroup is one query block with its own LUT
 // row, and a stage holds one K/V block for each. Epilogue as sla_fwd_sm90_kernel.cuh's, except
 // that at query blocks of 128 the linear state M comes through the ring as its last entry (the
-// producer loads it while the consumers finish their last blocks) and φ(Q) M runs on wgmma.
+// producer loads it while the consumers finish their last blocks) and φ(Q) M runs on wgmma; there
+// the kernel is persistent: one CTA per SM walks tiles, the ring and Q's barriers run on across
+// them, and the producer loads the next tile's Q and blocks while the consumers run the epilogue.
 #pragma once
 
 #include "sla_fwd_common.cuh"
