@@ -36,19 +36,26 @@ __device__ __forceinline__ void feature_map_rows(uint32_t (&a_phi)[D / 16][4], f
         for (int r = half; r < 4; r += 2) mx = fmaxf(mx, fmaxf(x[kk][r][0], x[kk][r][1]));
       mx = quad_max(mx);
     }
+    // φ elementwise, the choice of map made once per row half (not per element).
+    auto apply = [&](auto phi) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
+      for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
-      for (int r = half; r < 4; r += 2) {
+        for (int r = half; r < 4; r += 2) {
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float v = x[kk][r][e];
-          const float y = feature_map == 0 ? __expf(v - mx) : feature_map == 1 ? (v > 0.f ? v + 1.f : __expf(v))
-                                                                                 : fmaxf(v, 0.f);
-          x[kk][r][e] = y;
-          sum += y;
+          for (int e = 0; e < 2; ++e) {
+            x[kk][r][e] = phi(x[kk][r][e]);
+            sum += x[kk][r][e];
+          }
         }
       }
+    };
+    if (feature_map == 0) {
+      apply([mx](float v) { return __expf(v - mx); });
+    } else if (feature_map == 1) {
+      apply([](float v) { return v > 0.f ? v + 1.f : __expf(v); });
+    } else {
+      apply([](float v) { return fmaxf(v, 0.f); });
     }
     const float norm = feature_map == 0 ? 1.f / quad_sum(sum) : 1.f;
     float dot = 0.f;
@@ -97,20 +104,20 @@ __device__ __forceinline__ void feature_map_rows_in_place(uint32_t (&a)[D / 16][
       norm[half] = 1.f / quad_sum(sum);
     }
   }
+  // φ(v) of row half `half`, the choice of map made once (not per element).
+  auto apply = [&](auto phi) {
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
+    for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      float y[2];
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float v = elem(kk, r, e);
-        y[e] = feature_map == 0 ? __expf(v - mx[r & 1]) * norm[r & 1]
-               : feature_map == 1 ? (v > 0.f ? v + 1.f : __expf(v))
-                                  : fmaxf(v, 0.f);
-      }
-      a[kk][r] = pack2<Elem>(y[0], y[1]);
+      for (int r = 0; r < 4; ++r) a[kk][r] = pack2<Elem>(phi(elem(kk, r, 0), r & 1), phi(elem(kk, r, 1), r & 1));
     }
+  };
+  if (feature_map == 0) {
+    apply([&](float v, int half) { return __expf(v - mx[half]) * norm[half]; });
+  } else if (feature_map == 1) {
+    apply([](float v, int) { return v > 0.f ? v + 1.f : __expf(v); });
+  } else {
+    apply([](float v, int) { return fmaxf(v, 0.f); });
   }
 }
 
@@ -138,14 +145,23 @@ __device__ __forceinline__ void feature_map_backward_rows(float (&grad)[D / 8][4
         for (int e = 0; e < 2; ++e) rowdot += grad[j][2 * half + e] * a_frag_elem<D, Elem>(a_phi, j, half, e);
       rowdot = quad_sum(rowdot);
     }
+    // d ← dL/dx from d = dL/dφ and φ, the choice of map made once per row half.
+    auto apply = [&](auto dx) {
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
+      for (int j = 0; j < D / 8; ++j) {
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float phi = a_frag_elem<D, Elem>(a_phi, j, half, e);
-        float& d = grad[j][2 * half + e];
-        d = feature_map == 0 ? phi * (d - rowdot) : feature_map == 1 ? (phi > 1.f ? d : d * phi) : (phi > 0.f ? d : 0.f);
+        for (int e = 0; e < 2; ++e) {
+          float& d = grad[j][2 * half + e];
+          d = dx(d, a_frag_elem<D, Elem>(a_phi, j, half, e));
+        }
       }
+    };
+    if (feature_map == 0) {
+      apply([rowdot](float d, float phi) { return phi * (d - rowdot); });
+    } else if (feature_map == 1) {
+      apply([](float d, float phi) { return phi > 1.f ? d : d * phi; });
+    } else {
+      apply([](float d, float phi) { return phi > 0.f ? d : 0.f; });
     }
   }
 }
