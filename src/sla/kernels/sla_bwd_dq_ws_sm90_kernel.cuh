@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D>::kThreads, 1)
                               delta, lut[step] * BK, p, t);
     if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous block
   }
-  dq_sm90_finish<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % kS));
+  wgmma_rs_wait<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % kS));  // the last block's dQ += dS K
   store_rows<D, Elem>(acc_dq, p.scale, p.dq, p.dq_add, b, h, wrow0, p.seqlen, lane);  // written once
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then

@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
     dq_sm90_step<Elem, D, BK>(acc_dq, a_ds, a_q, a_do, desc_k(stage), desc_v(stage), desc_k_mn(prev), step > 0, lse2,
                               delta, lut[step] * BK, p, t);
   }
-  dq_sm90_finish<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % Tr::kStages));
+  wgmma_rs_wait<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % Tr::kStages));  // the last block's dQ += dS K
   cp_async_wait<0>();
   store_rows<D, Elem>(acc_dq, p.scale, p.dq, p.dq_add, b, h, wrow0, p.seqlen, lane);  // written once
 #else

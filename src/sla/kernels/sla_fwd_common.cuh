@@ -139,14 +139,6 @@ __device__ __forceinline__ void add_linear_columns(float (&acc_o)[D / 8][4], con
   }
 }
 
-// A warp's 16 rows of o, written once (rows past the end skipped).
-template <class Elem, int D>
-__device__ __forceinline__ void fwd_store_o(const SlaParams& p, const float (&acc_o)[D / 8][4], int b, int h,
-                                            int wrow0, int lane) {
-  Elem* o = static_cast<Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + wrow0 * p.o.row;
-  store_c_tile<D, Elem>(acc_o, 1.f, o, p.o.row, nullptr, 0, p.seqlen - wrow0, lane);
-}
-
 // Epilogue of a warp's 16 rows wrow0..: lse = ln(l) + max, o_s = O / l, then
 // o = o_s + linear branch, written once. The fused linear branch computes
 // φ(Q) M / (φ(Q)·z + ε) + bias from the warp's Q fragments a_q, with M = S Wᵀ (of the (b, h), or of
@@ -179,7 +171,7 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
       add_linear_columns<D, 16>(acc_o, acc_l, 2 * jc, inv_den, p, lane);
     }
   }
-  fwd_store_o<Elem, D>(p, acc_o, b, h, wrow0, lane);
+  store_rows<D, Elem>(acc_o, 1.f, p.o, TensorRef{}, b, h, wrow0, p.seqlen, lane);  // o, written once
 }
 
 }  // namespace sla::kernels

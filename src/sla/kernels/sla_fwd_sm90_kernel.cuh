@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
     fwd_sm90_step<Elem, D, BK>(acc_o, row_max, row_sum, a_p, desc_q, BQ, desc_k(step % Tr::kStages),
                                desc_v((step + Tr::kStages - 1) % Tr::kStages), step > 0, key0, p, t);
   }
-  fwd_sm90_finish<Elem, D, BK>(acc_o, a_p, desc_v((n - 1) % Tr::kStages));
+  wgmma_rs_wait<Elem, D, BK>(acc_o, a_p, desc_v((n - 1) % Tr::kStages));  // the last block's O += P V
   cp_async_wait<0>();  // the empty groups past the LUT's end
   __syncthreads();     // the K, V stages become M's
 

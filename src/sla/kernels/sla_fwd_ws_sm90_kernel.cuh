@@ -191,16 +191,16 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     mbar_wait(q_full, i & 1);
     for (int step = 0; step < steps; ++step) {
       const int e = e0 + step, stage = e % kS, prev = (e + kS - 1) % kS;
-      int key0[NB];
+      int key0[NB];  // past the row: seqlen, a padding block masked whole
 #pragma unroll
-      for (int bi = 0; bi < NB; ++bi) key0[bi] = step * NB + bi < n ? lut[step * NB + bi] * BK : p.seqlen;  // padding: masked
+      for (int bi = 0; bi < NB; ++bi) key0[bi] = step * NB + bi < n ? lut[step * NB + bi] * BK : p.seqlen;
       mbar_wait(&full[stage], (e / kS) & 1);
       fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev),
                                      step > 0, key0, p, t);
       if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
     }
     const int last = (e0 + steps - 1) % kS;
-    fwd_sm90_finish<Elem, D, BN>(acc_o, a_p, desc_v(last));
+    wgmma_rs_wait<Elem, D, BN>(acc_o, a_p, desc_v(last));  // the last step's O += P V
     uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
     if (linear) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
     if (lane == 0) mbar_arrive(q_empty);  // this warp is done with Q (its products have completed)
@@ -218,18 +218,11 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
         const uint64_t desc_m = sw128_desc(k_tile(stage, 0), D * 64 * 2);  // MN-major, as V
         float acc_l[D / 8][4];  // φ(Q) M
         zero(acc_l);
-        fence_operand(acc_l);
-        fence_operand(a_phi);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) wgmma_rs<D, Elem>(acc_l, a_phi[kk], desc_m + mn_k16_step(kk));
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_operand(acc_l);
+        wgmma_rs_wait<Elem, D, D>(acc_l, a_phi, desc_m);
         if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
         add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
       }
-      fwd_store_o<Elem, D>(p, acc_o, tl.b, tl.h, wrow0, lane);
+      store_rows<D, Elem>(acc_o, 1.f, p.o, TensorRef{}, tl.b, tl.h, wrow0, p.seqlen, lane);  // o, written once
     } else {
       // One tile per CTA here (the launcher's grid covers them all): the producer has nothing left
       // to load. Every consumer warpgroup is done with the stages before they hold M (barrier 1:

@@ -61,17 +61,19 @@ __device__ __forceinline__ void fwd_sm90_step(float (&acc_o)[D / 8][4], float (&
   c_to_a<BN, Elem>(a_p, acc_s);
 }
 
-// Forward, after the last step: its O += P V (BN keys).
-template <class Elem, int D, int BN>
-__device__ __forceinline__ void fwd_sm90_finish(float (&acc_o)[D / 8][4], uint32_t (&a_p)[BN / 16][4], uint64_t dv) {
-  fence_operand(acc_o);
-  fence_operand(a_p);
+// C (64 x N) += A B with A (64 x K) from registers and B (K x N) MN-major in shared memory at
+// desc_b, issued and waited for: the last block's product of the forward (O += P V) and of the dq
+// pass (dQ += dS K), and the forward epilogue's φ(Q) M.
+template <class Elem, int N, int K>
+__device__ __forceinline__ void wgmma_rs_wait(float (&c)[N / 8][4], uint32_t (&a)[K / 16][4], uint64_t desc_b) {
+  fence_operand(c);
+  fence_operand(a);
   wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv + mn_k16_step(kk));
+  for (int kk = 0; kk < K / 16; ++kk) wgmma_rs<N, Elem>(c, a[kk], desc_b + mn_k16_step(kk));
   wgmma_commit();
   wgmma_wait<0>();
-  fence_operand(acc_o);
+  fence_operand(c);
 }
 
 // dq pass, key block `key0..`: S = Q Kᵀ and dP = dO Vᵀ (Q, dO from registers; dk, dv K-major),
@@ -123,20 +125,6 @@ __device__ __forceinline__ void dq_sm90_step(float (&acc_dq)[D / 8][4], uint32_t
   wgmma_wait<0>();
   fence_operand(acc_dq);
   c_to_a<BK, Elem>(a_ds, acc_dp);
-}
-
-// dq pass, after the last block: its dQ += dS K.
-template <class Elem, int D, int BK>
-__device__ __forceinline__ void dq_sm90_finish(float (&acc_dq)[D / 8][4], uint32_t (&a_ds)[BK / 16][4],
-                                               uint64_t dk_mn) {
-  fence_operand(acc_dq);
-  fence_operand(a_ds);
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_dq, a_ds[kk], dk_mn + mn_k16_step(kk));
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_operand(acc_dq);
 }
 
 // dq pass: lse (log2 units) and delta of this lane's two rows (g, g + 8) of the warp's rows
