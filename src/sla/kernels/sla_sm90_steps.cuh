@@ -21,6 +21,23 @@ __device__ __forceinline__ uint64_t k16_step(int kk, int panel_rows) {
 // ... of an MN-major sw128 operand (rows = the reduction dimension): 16 rows further.
 __device__ __forceinline__ uint64_t mn_k16_step(int kk) { return uint64_t(kk * 16 * 64 * 2 / 16); }
 
+// The previous block's product C += A B (A from registers, B MN-major at desc_b) issued behind the
+// group just committed, where there is one (has_prev); then waits until that group alone has
+// completed, so that its results can be read while this product runs on.
+template <class Elem, int N, int K>
+__device__ __forceinline__ void wgmma_rs_behind(float (&c)[N / 8][4], uint32_t (&a)[K / 16][4], uint64_t desc_b,
+                                                bool has_prev) {
+  if (has_prev) {
+    wgmma_fence();  // ptxas wants one in this branch too
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) wgmma_rs<N, Elem>(c, a[kk], desc_b + mn_k16_step(kk));
+    wgmma_commit();
+    wgmma_wait<1>();
+  } else {
+    wgmma_wait<0>();
+  }
+}
+
 // Forward, NB key blocks of BK rows at once (NB = 2: a score tile of 128 columns, half the
 // per-step work of the softmax and the waits): S = Q Kᵀ (desc_q: this warpgroup's 64 rows of a Q
 // tile of q_rows rows per panel; dk: the step's K tile of NB·BK rows per panel), issued ahead of
@@ -41,15 +58,7 @@ __device__ __forceinline__ void fwd_sm90_step(float (&acc_o)[D / 8][4], float (&
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) wgmma_ss<BN, Elem>(acc_s, desc_q + k16_step(kk, q_rows), dk + k16_step(kk, BN));
   wgmma_commit();
-  if (has_prev) {
-    wgmma_fence();  // ptxas wants one in this branch too
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<D, Elem>(acc_o, a_p[kk], dv_prev + mn_k16_step(kk));
-    wgmma_commit();
-    wgmma_wait<1>();
-  } else {
-    wgmma_wait<0>();
-  }
+  wgmma_rs_behind<Elem, D, BN>(acc_o, a_p, dv_prev, has_prev);  // the previous step's O += P V
   fence_operand(acc_s);
   float alpha[2];
 #pragma unroll
@@ -100,15 +109,7 @@ __device__ __forceinline__ void dq_sm90_step(float (&acc_dq)[D / 8][4], uint32_t
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs_kmajor<Elem>(acc_dp, a_do[kk], dv + k16_step(kk, BK));
   wgmma_commit();
-  if (has_prev) {
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs<D, Elem>(acc_dq, a_ds[kk], dk_mn_prev + mn_k16_step(kk));
-    wgmma_commit();
-    wgmma_wait<1>();
-  } else {
-    wgmma_wait<0>();
-  }
+  wgmma_rs_behind<Elem, D, BK>(acc_dq, a_ds, dk_mn_prev, has_prev);  // the previous block's dQ += dS K
   fence_operand(acc_s);
   fence_operand(acc_dp);
   const bool partial = key0 + BK > p.seqlen;
