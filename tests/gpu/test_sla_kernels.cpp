@@ -178,6 +178,8 @@ TEST_CASE("long lists of query blocks per key block (blkq 128)") {
 // Long rows of the LUT over a long sequence: the Hopper forward's ring of K/V stages (three at
 // D 128) wraps several times, and the selected blocks lie anywhere in the 130 key blocks. Rows of
 // 19 blocks: at blkq 128 a stage holds two, so the last step pads with a masked copy of the last.
+// The first case has 260 tiles of 128 query rows (B = H = 2): more than an H100's or H200's 132
+// SMs, so CTAs of the persistent forward walk a second tile, its ring entries following the first's.
 TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole sequence") {
   const int64_t L = 64 * 128 + 77;  // 65 query blocks of 128, 130 key blocks of 64, both partial
   check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.15, L}, 4000);
