@@ -20,15 +20,16 @@ bool encode_bwd_maps(BwdTensorMaps* maps, const SlaParams& p, int q_rows) {
          encode_rows_map(&maps->k, p.k, p, 64) && encode_rows_map(&maps->v, p.v, p, 64);
 }
 
-template <class Elem, int D>
+template <class Elem, int D, int BQ>
 bool launch_bwd_dq_ws_sm90(const SlaParams& p, cudaStream_t stream) {
-  using Tr = BwdDqWsSm90Traits<Elem, D>;
+  using Tr = BwdDqWsSm90Traits<Elem, D, BQ>;
   static_assert(Tr::kBlockK == 64, "the key boxes of encode_bwd_maps");
   BwdTensorMaps maps;
   if (!encode_bwd_maps(&maps, p, Tr::kRows)) return false;
-  auto kernel = &sla_bwd_dq_ws_sm90_kernel<Elem, D>;
+  auto kernel = &sla_bwd_dq_ws_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
-  kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
+  const unsigned tiles = unsigned((p.num_q_blocks + Tr::kQBlocks - 1) / Tr::kQBlocks);  // of 128 query rows
+  kernel<<<dim3(tiles, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
   SLA_CUDA_CHECK_LAUNCH();
   return true;
 }
@@ -69,9 +70,12 @@ void launch_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream) {
 void run_sla_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      // Warp-specialised for query blocks of 128 at D 128 (the forward's choice).
+      // Warp-specialised at D 128 (the forward's choice).
       if constexpr (kD == 128) {
-        if (p.blkq == 128 && warp_specialised_enabled() && launch_bwd_dq_ws_sm90<Elem, kD>(p, stream)) return;
+        if (warp_specialised_enabled() && (p.blkq == 128 ? launch_bwd_dq_ws_sm90<Elem, kD, 128>(p, stream)
+                                                         : launch_bwd_dq_ws_sm90<Elem, kD, 64>(p, stream))) {
+          return;
+        }
       }
       if (p.blkq == 64) {
         launch_bwd_dq_sm90<Elem, kD, 64>(p, stream);

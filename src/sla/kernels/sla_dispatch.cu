@@ -4,6 +4,7 @@
 #include "cuda_check.h"
 #include "sla_launch.h"
 #include "static_switch.h"
+#include "tma_host.h"
 
 #include <algorithm>
 #include <array>
@@ -91,7 +92,7 @@ void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, 
   SLA_CUDA_CHECK_LAUNCH();
 }
 
-bool use_sm90_kernels(const SlaParams& p) {
+bool hopper_kernels_enabled() {
 #ifdef SLA_HAVE_SM90A
   static const bool forced_mma = [] {
     const char* env = std::getenv("SLA_KERNELS");
@@ -105,11 +106,14 @@ bool use_sm90_kernels(const SlaParams& p) {
     SLA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
     return 10 * major + minor;
   });
-  return !forced_mma && cc == 90 && p.blkk == 64 && (p.blkq == 64 || p.blkq == 128);
+  return !forced_mma && cc == 90;
 #else
-  (void)p;
   return false;
 #endif
+}
+
+bool use_sm90_kernels(const SlaParams& p) {
+  return hopper_kernels_enabled() && p.blkk == 64 && (p.blkq == 64 || p.blkq == 128);
 }
 
 int multiprocessor_count() {
@@ -119,6 +123,11 @@ int multiprocessor_count() {
     SLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
     return count;
   });
+}
+
+bool sm90_dkdv_pays(const SlaParams& p) {
+  return p.blkq == 64 || (p.head_dim == 128 && warp_specialised_enabled()) ||
+         int64_t(p.num_q_blocks) * p.blocks_per_row >= 12 * int64_t(p.num_k_blocks);
 }
 
 bool dkdv_fuses_linear(const SlaParams& p) {

@@ -23,20 +23,21 @@ bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, cud
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream);
 // Sparse forward: o, lse.
 void run_sla_fwd(const SlaParams& p, cudaStream_t stream);
-// Whether the Hopper kernels run: an sm_90 device, a build with sm_90a code (SLA_HAVE_SM90A), key
-// blocks of 64 and query blocks of 64 or 128, and SLA_KERNELS=mma not set in the environment (it
-// forces the mma.sync kernels, for comparisons).
+// Whether the Hopper kernels can run: an sm_90 device, a build with sm_90a code (SLA_HAVE_SM90A),
+// and SLA_KERNELS=mma not set in the environment (it forces the mma.sync kernels, for comparisons).
+bool hopper_kernels_enabled();
+// Whether the Hopper attention kernels run for p: hopper_kernels_enabled(), key blocks of 64 and
+// query blocks of 64 or 128.
 bool use_sm90_kernels(const SlaParams& p);
-// Whether the wgmma dk/dv pass beats the mma.sync one. With query blocks of 64 rows it does;
-// with 128 it walks them in 64-row halves and adds the halves' partials, which pays only on long
-// lists of query blocks per key block (the fan-in, Nq n / Nk). H200, dk/dv pass alone, wgmma
-// against mma.sync: 64/64: 0.39 vs 0.56 ms at (1,24,4608,128) topk 0.2 (fan-in 15), 1.83 vs 2.85
-// at (1,12,32760,128) topk 0.05 (26); 128/64: 0.59 vs 0.55 at 4608 topk 0.2 (7.5), 0.48 vs 0.37 at
-// topk 0.1 (4), 2.66 vs 2.67 at 32760 topk 0.05 (13). The whole backward at 32760 topk 0.2 128/64
-// (fan-in 51): 11.95 ms with the wgmma pass, 14.41 with the mma.sync one.
-inline bool sm90_dkdv_pays(const SlaParams& p) {
-  return p.blkq == 64 || int64_t(p.num_q_blocks) * p.blocks_per_row >= 12 * int64_t(p.num_k_blocks);
-}
+// Whether the wgmma dk/dv pass beats the mma.sync one. With query blocks of 64 rows it does; with
+// 128 the warp-specialised pass (D 128) does too (H100, whole backward, 128/64, warp-specialised
+// against mma.sync: 0.82 vs 1.14 ms at (1,24,4608,128) topk 0.2, a fan-in Nq n / Nk of 7; 4.95 vs
+// 5.13 ms at (1,12,32760,128) topk 0.1). The cp.async wgmma pass (D 64, or SLA_WS=0) walks the
+// query blocks in 64-row halves and adds the halves' partials, which pays only on long lists of
+// query blocks per key block: H200, that pass alone against mma.sync, 0.59 vs 0.55 ms at 4608 topk
+// 0.2 (fan-in 7.5), 2.66 vs 2.67 at 32760 topk 0.05 (13); the whole backward at 32760 topk 0.2
+// (fan-in 51): 11.95 ms with it, 14.41 with the mma.sync one.
+bool sm90_dkdv_pays(const SlaParams& p);
 // Whether the dk/dv pass that p selects takes the linear branch's key side in its epilogue
 // (SlaParams::lin_ds): the wgmma pass does; the mma.sync pass reads dk_add, dv_add instead.
 // SLA_FUSED_KEY_SIDE=0 in the environment turns it off (for comparisons).
@@ -55,6 +56,9 @@ void run_sla_bwd(const SlaParams& p, BwdStage stage, cudaStream_t stream);
 
 // The linear-branch passes of LinearParams (variant all).
 void run_linear_state(const LinearParams& p, cudaStream_t stream);
+// The state pass on Hopper (linear_sm90.cu, built with SLA_HAVE_SM90A): false where it does not
+// apply (D 64) or the driver refuses a tensor map; run_linear_state runs the mma.sync pass then.
+bool run_linear_state_sm90(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream);
 // The D x D algebra between them (LinearAlgebraParams): after the state pass, and between the
