@@ -5,6 +5,7 @@
 // reference block map; outputs land in NaN-poisoned memory and must come back finite.
 #include "catch.hpp"
 #include "gpu_skip.h"
+#include "sla/cuda/linear_branch.h"
 #include "sla/reference.h"
 #include "sla/sla_kernels.h"
 #include "sla/sparse_linear_attention.h"
@@ -16,9 +17,11 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -168,8 +171,9 @@ TEST_CASE("every block selected: complement's linear branch vanishes, all still 
   }
 }
 
-// On Hopper the dk/dv pass at blkq 128 takes the wgmma kernel only from 12 query blocks per key
-// block on average (sm90_dkdv_pays): L = 1581 gives 13 query blocks of 128, 25 key blocks of 64.
+// On Hopper the cp.async dk/dv pass (D 64) at blkq 128 takes the wgmma kernel only from 12 query
+// blocks per key block on average (sm90_dkdv_pays): L = 1581 gives 13 query blocks of 128, 25 key
+// blocks of 64.
 TEST_CASE("long lists of query blocks per key block (blkq 128)") {
   check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 1.0, 12 * 128 + 45}, 3000);
   check_case({at::kHalf, 64, 128, 64, FeatureMap::kElu, Variant::kAll, false, 1.0, 12 * 128 + 45}, 3001);
@@ -187,11 +191,42 @@ TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole se
   check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kRelu, Variant::kAll, false, 0.15, L}, 4002);
 }
 
-// The Hopper forward runs two query blocks of 64 per CTA: with an odd count the last CTA's second
-// warpgroup has no block of its own and must write nothing (5 query blocks of 64 here).
+// The Hopper forward and dq pass run two query blocks of 64 per CTA: with an odd count the last
+// CTA's second warpgroup has no block of its own and must write nothing (5 query blocks of 64 here).
 TEST_CASE("an odd count of 64-row query blocks") {
   for (Variant var : {Variant::kAll, Variant::kComplement}) {
     check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kSoftmax, var, true, 0.5, 4 * 64 + 17}, 5000 + int(var));
+  }
+}
+
+// The linear state pass alone (variant all's S = Σ φ(K)ᵀ V and z = Σ φ(K), divided by L): with
+// 264 (b, h) there is one CTA per (b, h), which walks all 8 row tiles of 128 (the last partial, its
+// padding rows masked though φ(0) ≠ 0), so the Hopper pass's ring of 3 stages wraps twice. Against
+// float64 sums of φ of the same inputs; the pass rounds φ(K) to the input dtype before the
+// product, hence a bound of a few of its roundings of the largest element.
+TEST_CASE("the linear state pass over many row tiles per CTA") {
+  const int64_t B = 2, H = 132, L = 7 * 128 + 104, D = 128;
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
+      at::manual_seed(6000 + int(f));
+      SlaConfig cfg;
+      cfg.feature_map = f;
+      const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+      const at::Tensor k = at::randn({B, H, L, D}, opts), v = at::randn({B, H, L, D}, opts);
+      const at::Tensor w = at::randn({D, D}, opts.dtype(at::kFloat)) * (1.0 / std::sqrt(double(D)));
+      const sla::kernels::FusedLinearState ours = sla::kernels::fused_linear_state(k, v, w, cfg);
+      const at::Tensor phi = sla::reference::feature_map(k.to(at::kDouble), f).flatten(0, 1);  // (BH, L, D)
+      const at::Tensor s = at::matmul(phi.transpose(1, 2), v.to(at::kDouble).flatten(0, 1)) / double(L);
+      const at::Tensor z = phi.sum(1) / double(L);
+      const double eps = dtype == at::kBFloat16 ? 1.0 / 256 : 1.0 / 2048;
+      for (const auto& [name, got, want] : {std::tuple<const char*, at::Tensor, at::Tensor>{"S", ours.s, s},
+                                           {"z", ours.z, z}}) {
+        const double scale = want.abs().max().item<double>();
+        const double err = (got.to(at::kDouble) - want).abs().max().item<double>();
+        INFO(c10::toString(dtype) << " feature map " << int(f) << " " << name << ": error " << err << ", max " << scale);
+        CHECK(err <= 4 * eps * scale);
+      }
+    }
   }
 }
 

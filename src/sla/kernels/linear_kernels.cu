@@ -5,6 +5,7 @@
 #include "linear_launch.h"
 #include "sla_launch.h"
 #include "static_switch.h"
+#include "tma_host.h"
 
 #include <algorithm>
 #include <map>
@@ -73,6 +74,9 @@ int linear_resident_ctas(const LinearParams& p, LinearPass pass) {
 }
 
 void run_linear_state(const LinearParams& p, cudaStream_t stream) {
+#ifdef SLA_HAVE_SM90A
+  if (hopper_kernels_enabled() && warp_specialised_enabled() && run_linear_state_sm90(p, stream)) return;
+#endif
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       using Tr = LinearTraits<kD>;

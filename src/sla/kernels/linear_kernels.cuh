@@ -77,20 +77,6 @@ __device__ __forceinline__ void warp_column_sums(const float (&c)[D / 8][4], int
   }
 }
 
-// A warp's 16 x D result rows m0.. of a D x D float32 matrix (row-major).
-template <int D>
-__device__ __forceinline__ void store_square_rows(const float (&c)[D / 8][4], float* out, int m0, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      *reinterpret_cast<float2*>(out + (m0 + g + 8 * half) * D + 8 * j + 2 * t) =
-          make_float2(c[j][2 * half], c[j][2 * half + 1]);
-    }
-  }
-}
-
 // C-layout tile (16 x D) of a warp's rows as A fragments packed back into shared memory.
 template <int D, class Elem>
 __device__ __forceinline__ void store_a_frags(Elem* tile, int stride, const uint32_t (&a)[D / 16][4], int lane) {

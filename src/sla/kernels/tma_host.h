@@ -30,28 +30,30 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
-// Tensor map of a 4-D array of p's element type (dims and byte strides innermost first) with
-// 128-byte-swizzled boxes of 64 columns x box_rows rows (rows past the end read as zeros). False
-// where the driver refuses it (a stride that is not a multiple of 16 bytes, a misaligned pointer):
-// the caller falls back to a cp.async kernel.
-inline bool encode_map(CUtensorMap* map, const SlaParams& p, const void* ptr, const cuuint64_t (&dims)[4],
+// Tensor map of a 4-D array of `elem` (dims and byte strides innermost first) with 128-byte-swizzled
+// boxes of 64 columns x box_rows rows (rows past the end read as zeros). False where the driver
+// refuses it (a stride that is not a multiple of 16 bytes, a misaligned pointer): the caller falls
+// back to a cp.async kernel.
+inline bool encode_map(CUtensorMap* map, ElemType elem, const void* ptr, const cuuint64_t (&dims)[4],
                        const cuuint64_t (&strides)[3], int box_rows) {
   const auto encode = tensor_map_encoder();
   if (encode == nullptr) return false;
   const cuuint32_t box[4] = {64, cuuint32_t(box_rows), 1, 1};
   const cuuint32_t unit[4] = {1, 1, 1, 1};
   const CUtensorMapDataType type =
-      p.elem == ElemType::kBf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+      elem == ElemType::kBf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   return encode(map, type, 4, const_cast<void*>(ptr), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
                 CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// Tensor map of a (B, H, L, D) input as {D, L, H, B}, boxes of 64 columns x box_rows rows.
-inline bool encode_rows_map(CUtensorMap* map, const TensorRef& x, const SlaParams& p, int box_rows) {
+// Tensor map of a (B, H, L, D) input x of p (SlaParams or LinearParams: the sizes and the element
+// type) as {D, L, H, B}, boxes of 64 columns x box_rows rows.
+template <class Params>
+bool encode_rows_map(CUtensorMap* map, const TensorRef& x, const Params& p, int box_rows) {
   const cuuint64_t dims[4] = {cuuint64_t(p.head_dim), cuuint64_t(p.seqlen), cuuint64_t(p.heads), cuuint64_t(p.batch)};
   const cuuint64_t strides[3] = {cuuint64_t(x.row) * 2, cuuint64_t(x.head) * 2, cuuint64_t(x.batch) * 2};  // bytes
-  return encode_map(map, p, x.ptr, dims, strides, box_rows);
+  return encode_map(map, p.elem, x.ptr, dims, strides, box_rows);
 }
 
 // Tensor map of the linear states M (SlaParams::lin_state: `states` contiguous D x D matrices) as
@@ -60,11 +62,11 @@ inline bool encode_state_map(CUtensorMap* map, const SlaParams& p, int64_t state
   const cuuint64_t d = cuuint64_t(p.head_dim);
   const cuuint64_t dims[4] = {d, d, cuuint64_t(states), 1};
   const cuuint64_t strides[3] = {d * 2, d * d * 2, cuuint64_t(states) * d * d * 2};  // bytes
-  return encode_map(map, p, p.lin_state, dims, strides, p.head_dim);
+  return encode_map(map, p.elem, p.lin_state, dims, strides, p.head_dim);
 }
 
-// SLA_WS=0 in the environment keeps the cp.async Hopper kernels instead of the warp-specialised
-// ones (for comparisons).
+// SLA_WS=0 in the environment keeps the cp.async Hopper kernels (and the mma.sync linear state
+// pass) instead of the warp-specialised ones (for comparisons).
 inline bool warp_specialised_enabled() {
   static const bool off = [] {
     const char* env = std::getenv("SLA_WS");

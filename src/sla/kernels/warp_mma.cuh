@@ -248,4 +248,18 @@ __device__ __forceinline__ void store_rows(const float (&c)[N / 8][4], float sca
   store_c_tile<N, Elem>(c, scale, o, out.row, a, add.row, seqlen - row0, lane);
 }
 
+// A warp's 16 x D result rows m0.. of a D x D float32 matrix (row-major).
+template <int D>
+__device__ __forceinline__ void store_square_rows(const float (&c)[D / 8][4], float* out, int m0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      *reinterpret_cast<float2*>(out + (m0 + g + 8 * half) * D + 8 * j + 2 * t) =
+          make_float2(c[j][2 * half], c[j][2 * half + 1]);
+    }
+  }
+}
+
 }  // namespace sla::kernels

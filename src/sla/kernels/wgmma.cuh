@@ -54,6 +54,20 @@ __device__ __forceinline__ void load_a_frags_sw128(uint32_t (&a)[K / 16][4], con
   for (int kk = 0; kk < K / 16; ++kk) ldmatrix_x4(a[kk], tile + sw128_offset(row, kk * 16 + col, rows));
 }
 
+// The inverse of load_a_frags_sw128: a warp's A fragments (rows row0.., all K columns) stored into
+// a sw128 tile (the swizzle spreads each store's 8 rows over all 32 banks).
+template <int K, class Elem>
+__device__ __forceinline__ void store_a_frags_sw128(Elem* tile, int rows, int row0, const uint32_t (&a)[K / 16][4],
+                                                    int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      *reinterpret_cast<uint32_t*>(tile + sw128_offset(row0 + g + 8 * (r & 1), 16 * kk + 8 * (r >> 1) + 2 * t, rows)) =
+          a[kk][r];
+}
+
 // The first 1024-byte-aligned address at or after `smem` (dynamic shared memory, which the launch
 // sizes with 1024 bytes of slack): panels of sw128 tiles must start there, since the swizzle reads
 // address bits 7-9.
@@ -113,6 +127,10 @@ __device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[8][4], uint64_t de
 // D (64 x 128) += A (64 x 16) Bᵀ, A and B (128 x 16) K-major in shared memory.
 template <class Elem>
 __device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[16][4], uint64_t desc_a, uint64_t desc_b);
+// D (64 x 128) += A B, A (64 x 16) and B (16 x 128) MN-major in shared memory (each stored as rows
+// of its reduction dimension: A as Aᵀ).
+template <class Elem>
+__device__ __forceinline__ void wgmma_m64n128k16_ss_mn(float (&d)[16][4], uint64_t desc_a, uint64_t desc_b);
 // D (64 x N) += A (64 x 16, registers: the A fragments of each warp's 16 rows) B, B (16 x N)
 // MN-major in shared memory.
 template <class Elem>
@@ -138,6 +156,15 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs_kmajor(float (&d)[8][4], cons
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                            \
                  "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" SLA_REGS64                    \
                  "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                                        \
+                 : SLA_ACC64(d)                                                                              \
+                 : "l"(desc_a), "l"(desc_b), "r"(1));                                                        \
+  }                                                                                                          \
+  template <>                                                                                                \
+  __device__ __forceinline__ void wgmma_m64n128k16_ss_mn<ELEM>(float (&d)[16][4], uint64_t desc_a,            \
+                                                               uint64_t desc_b) {                             \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                            \
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" SLA_REGS64                    \
+                 "}, %64, %65, p, 1, 1, 1, 1;\n}\n"                                                        \
                  : SLA_ACC64(d)                                                                              \
                  : "l"(desc_a), "l"(desc_b), "r"(1));                                                        \
   }                                                                                                          \
