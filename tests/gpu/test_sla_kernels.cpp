@@ -47,13 +47,14 @@ struct Case {
   bool bl_layout;  // (B, L, H, D) memory viewed as (B, H, L, D)
   double topk;
   int64_t seqlen = 0;  // 0: 3 max(blkq, blkk) + 17
+  int64_t heads = 2;   // B = 2
 };
 
 std::string describe(const Case& c) {
   return std::string(c10::toString(c.dtype)) + " D=" + std::to_string(c.head_dim) + " blk=" + std::to_string(c.blkq) +
          "/" + std::to_string(c.blkk) + " " + sla::to_string(c.feature_map) + " " + sla::to_string(c.variant) +
          (c.bl_layout ? " BLHD" : " BHLD") + " topk=" + std::to_string(c.topk) +
-         (c.seqlen > 0 ? " L=" + std::to_string(c.seqlen) : "");
+         (c.seqlen > 0 ? " L=" + std::to_string(c.seqlen) : "") + (c.heads != 2 ? " H=" + std::to_string(c.heads) : "");
 }
 
 at::Tensor random_input(int64_t B, int64_t H, int64_t L, int64_t D, at::ScalarType dtype, bool bl_layout) {
@@ -108,7 +109,7 @@ void check_case(const Case& c, uint64_t seed) {
   cfg.feature_map = c.feature_map;
   cfg.variant = c.variant;
   // Odd length: partial last blocks of both sizes.
-  const int64_t B = 2, H = 2, D = c.head_dim, L = c.seqlen > 0 ? c.seqlen : 3 * std::max(c.blkq, c.blkk) + 17;
+  const int64_t B = 2, H = c.heads, D = c.head_dim, L = c.seqlen > 0 ? c.seqlen : 3 * std::max(c.blkq, c.blkk) + 17;
   const at::Tensor q = random_input(B, H, L, D, c.dtype, c.bl_layout);
   const at::Tensor k = random_input(B, H, L, D, c.dtype, c.bl_layout);
   const at::Tensor v = random_input(B, H, L, D, c.dtype, c.bl_layout);
@@ -189,6 +190,13 @@ TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole se
   check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.15, L}, 4000);
   check_case({at::kHalf, 64, 128, 64, FeatureMap::kElu, Variant::kComplement, false, 0.2, L}, 4001);
   check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kRelu, Variant::kAll, false, 0.15, L}, 4002);
+}
+
+// Many (b, h): the linear passes' CTAs walk several row tiles of 128 each (40 (b, h), 8 tiles:
+// three CTAs per (b, h), so one walks three tiles and the query-side pass's double buffer wraps).
+TEST_CASE("many heads: the linear passes walk several row tiles per CTA") {
+  check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.2, 7 * 128 + 104, 20}, 7000);
+  check_case({at::kHalf, 128, 64, 64, FeatureMap::kElu, Variant::kAll, false, 0.2, 7 * 128 + 104, 20}, 7001);
 }
 
 // The Hopper forward and dq pass run two query blocks of 64 per CTA: with an odd count the last

@@ -87,6 +87,9 @@ void run_linear_state(const LinearParams& p, cudaStream_t stream) {
 }
 
 void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream) {
+#ifdef SLA_HAVE_SM90A
+  if (hopper_kernels_enabled() && warp_specialised_enabled() && run_linear_bwd_q_sm90(p, stream)) return;
+#endif
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       const auto [kernel, smem] = bwd_q_kernel<Elem, kD>(p);

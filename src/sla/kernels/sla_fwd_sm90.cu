@@ -24,7 +24,7 @@ bool launch_fwd_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   }
   if (Tr::kStateInRing && p.lin_state != nullptr) {
     const int64_t states = int64_t(p.batch) * p.heads * (p.lin_per_q_block ? p.num_q_blocks : 1);
-    if (!encode_state_map(&maps.m, p, states)) return false;
+    if (!encode_matrices_map(&maps.m, p.elem, p.lin_state, p.head_dim, states)) return false;
   }
   auto kernel = &sla_fwd_ws_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);

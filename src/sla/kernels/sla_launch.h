@@ -60,6 +60,8 @@ void run_linear_state(const LinearParams& p, cudaStream_t stream);
 // apply (D 64) or the driver refuses a tensor map; run_linear_state runs the mma.sync pass then.
 bool run_linear_state_sm90(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream);
+// The query-side pass of variant all on Hopper (linear_sm90.cu), as run_linear_state_sm90.
+bool run_linear_bwd_q_sm90(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream);
 // The D x D algebra between them (LinearAlgebraParams): after the state pass, and between the
 // backward passes (two launches).

@@ -56,13 +56,13 @@ bool encode_rows_map(CUtensorMap* map, const TensorRef& x, const Params& p, int 
   return encode_map(map, p.elem, x.ptr, dims, strides, box_rows);
 }
 
-// Tensor map of the linear states M (SlaParams::lin_state: `states` contiguous D x D matrices) as
-// {D, D, states, 1}, boxes of 64 columns x D rows: one matrix per panel pair.
-inline bool encode_state_map(CUtensorMap* map, const SlaParams& p, int64_t states) {
-  const cuuint64_t d = cuuint64_t(p.head_dim);
-  const cuuint64_t dims[4] = {d, d, cuuint64_t(states), 1};
-  const cuuint64_t strides[3] = {d * 2, d * d * 2, cuuint64_t(states) * d * d * 2};  // bytes
-  return encode_map(map, p.elem, p.lin_state, dims, strides, p.head_dim);
+// Tensor map of `count` contiguous D x D matrices at ptr as {D, D, count, 1}, boxes of 64 columns x
+// D rows: one matrix per panel pair (the linear states M of the forward, M' of the backward).
+inline bool encode_matrices_map(CUtensorMap* map, ElemType elem, const void* ptr, int head_dim, int64_t count) {
+  const cuuint64_t d = cuuint64_t(head_dim);
+  const cuuint64_t dims[4] = {d, d, cuuint64_t(count), 1};
+  const cuuint64_t strides[3] = {d * 2, d * d * 2, cuuint64_t(count) * d * d * 2};  // bytes
+  return encode_map(map, elem, ptr, dims, strides, head_dim);
 }
 
 // SLA_WS=0 in the environment keeps the cp.async Hopper kernels (and the mma.sync linear state

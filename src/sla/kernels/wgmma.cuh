@@ -137,9 +137,11 @@ template <class Elem>
 __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[8][4], const uint32_t (&a)[4], uint64_t desc_b);
 template <class Elem>
 __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[16][4], const uint32_t (&a)[4], uint64_t desc_b);
-// D (64 x 64) += A (64 x 16, registers) Bᵀ, B (64 x 16) K-major in shared memory.
+// D (64 x N) += A (64 x 16, registers) Bᵀ, B (N x 16) K-major in shared memory.
 template <class Elem>
 __device__ __forceinline__ void wgmma_m64n64k16_rs_kmajor(float (&d)[8][4], const uint32_t (&a)[4], uint64_t desc_b);
+template <class Elem>
+__device__ __forceinline__ void wgmma_m64n128k16_rs_kmajor(float (&d)[16][4], const uint32_t (&a)[4], uint64_t desc_b);
 
 #define SLA_DEFINE_WGMMA(ELEM, TY)                                                                           \
   template <>                                                                                                \
@@ -184,6 +186,15 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs_kmajor(float (&d)[8][4], cons
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" SLA_REGS32                     \
                  "}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"                                           \
                  : SLA_ACC32(d)                                                                              \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));                         \
+  }                                                                                                          \
+  template <>                                                                                                \
+  __device__ __forceinline__ void wgmma_m64n128k16_rs_kmajor<ELEM>(float (&d)[16][4], const uint32_t (&a)[4],  \
+                                                                   uint64_t desc_b) {                         \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                            \
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" SLA_REGS64                    \
+                 "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"                                           \
+                 : SLA_ACC64(d)                                                                              \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));                         \
   }                                                                                                          \
   template <>                                                                                                \
