@@ -10,6 +10,7 @@
 #pragma once
 
 #include "feature_map.cuh"
+#include "linear_kernels.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
 #include "tma.cuh"
@@ -69,21 +70,10 @@ __global__ void __launch_bounds__(LinearBwdQWsTraits<Elem, D>::kThreads, 1)
   if (warp < 4) {  // the producer warpgroup
     warpgroup_reg_dealloc<Tr::kProducerRegs>();
     if (tid == 0) {
-      tma_prefetch_map(&maps.q);
-      tma_prefetch_map(&maps.d_o);
       mbar_arrive_expect_tx(m_full, Tr::kMBytes);
 #pragma unroll
       for (int c = 0; c < D / 64; ++c) tma_load_4d(sM + c * D * 64, &maps.m, c * 64, 0, bh, 0, m_full);
-      for (int i = 0; i < count; ++i) {
-        const int stage = i % kS, row0 = (split + i * p.splits) * R;
-        mbar_wait(&empty[stage], ((i / kS) & 1) ^ 1);
-        mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
-#pragma unroll
-        for (int c = 0; c < D / 64; ++c) {
-          tma_load_4d(sQ + stage * R * D + c * R * 64, &maps.q, c * 64, row0, h, b, &full[stage]);
-          tma_load_4d(sG + stage * R * D + c * R * 64, &maps.d_o, c * 64, row0, h, b, &full[stage]);
-        }
-      }
+      produce_row_tiles<R, D, kS>(sQ, sG, &maps.q, &maps.d_o, split, p.splits, count, h, b, full, empty);
     }
     return;
   }
@@ -204,19 +194,7 @@ __global__ void __launch_bounds__(LinearBwdQWsTraits<Elem, D>::kThreads, 1)
           c[j][2 * half] = to_float(pair[0]);
           c[j][2 * half + 1] = to_float(pair[1]);
         }
-      // proj_l(o_l) = t / den' + bias, so rowsum(dO ∘ proj_l(o_l)) = dO·t / den' + dO·bias, with
-      // dO·t / den' = −dden' den'.
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        float dot_b = 0.f;  // dO·bias
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j) {
-          dot_b += c[j][2 * half] * sBias[8 * j + 2 * t] + c[j][2 * half + 1] * sBias[8 * j + 2 * t + 1];
-        }
-        dot_b = quad_sum(dot_b);
-        const int r = g + 8 * half;
-        if (t == 0 && r < rows_valid) p.delta_lin[int64_t(bh) * p.seqlen + wrow0 + r] = dot_b - dden[half] * den[half];
-      }
+      write_delta_lin<D>(c, sBias, dden, den, p.delta_lin + int64_t(bh) * p.seqlen + wrow0, rows_valid, lane_v);
       add_column_sums(c, sDb + cwarp * D, g, t);
 #pragma unroll
       for (int j = 0; j < D / 8; ++j)

@@ -88,6 +88,26 @@ __device__ __forceinline__ void store_a_frags(Elem* tile, int stride, const uint
       *reinterpret_cast<uint32_t*>(tile + (g + 8 * (r & 1)) * stride + 16 * kk + 8 * (r >> 1) + 2 * t) = a[kk][r];
 }
 
+// delta_lin = rowsum(dO ∘ proj_l(o_l)) of a warp's rows (out: its first row's entry; rows ≥
+// rows_valid left alone), from dO (C layout) and proj_l's bias: proj_l(o_l) = t / den' + bias, so
+// the sum is dO·t / den' + dO·bias, with dO·t / den' = −dden' den'.
+template <int D>
+__device__ __forceinline__ void write_delta_lin(const float (&g_c)[D / 8][4], const float* bias, const float (&dden)[2],
+                                                const float (&den)[2], float* out, int rows_valid, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float dot_b = 0.f;  // dO·bias
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      dot_b += g_c[j][2 * half] * bias[8 * j + 2 * t] + g_c[j][2 * half + 1] * bias[8 * j + 2 * t + 1];
+    }
+    dot_b = quad_sum(dot_b);
+    const int r = g + 8 * half;
+    if (t == 0 && r < rows_valid) out[r] = dot_b - dden[half] * den[half];
+  }
+}
+
 // Pass 1 (forward): S and z of one (b, h), partial over this CTA's tiles.
 template <class Elem, int D>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_kernel(const __grid_constant__ LinearParams p) {
@@ -268,21 +288,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
         for (int j = 0; j < D / 8; ++j)
 #pragma unroll
           for (int i = 0; i < 4; ++i) g_c[j][i] = to_float(gw[(g + 8 * (i / 2)) * kS + 8 * j + 2 * t + i % 2]);
-        // proj_l(o_l) = t / den' + bias, so rowsum(dO ∘ proj_l(o_l)) = dO·t / den' + dO·bias,
-        // with dO·t / den' = −dden' den'.
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          float dot_b = 0.f;  // dO·bias
-#pragma unroll
-          for (int j = 0; j < D / 8; ++j) {
-            dot_b += g_c[j][2 * half] * sB[8 * j + 2 * t] + g_c[j][2 * half + 1] * sB[8 * j + 2 * t + 1];
-          }
-          dot_b = quad_sum(dot_b);
-          const int r = g + 8 * half;
-          if (t == 0 && r < rows_valid) {
-            p.delta_lin[int64_t(bh) * p.seqlen + wrow0 + r] = dot_b - dden[half] * den[half];
-          }
-        }
+        write_delta_lin<D>(g_c, sB, dden, den, p.delta_lin + int64_t(bh) * p.seqlen + wrow0, rows_valid, lane);
         warp_column_sums<D>(g_c, rows_valid, sRed + (Tr::kWarps + warp) * D, lane);
       }
       uint32_t a_phi[D / 16][4];

@@ -63,18 +63,7 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
   if (warp < 4) {  // the producer warpgroup
     warpgroup_reg_dealloc<Tr::kProducerRegs>();
     if (tid == 0) {
-      tma_prefetch_map(&maps.k);
-      tma_prefetch_map(&maps.v);
-      for (int i = 0; i < count; ++i) {
-        const int stage = i % kS, row0 = (split + i * p.splits) * R;
-        mbar_wait(&empty[stage], ((i / kS) & 1) ^ 1);
-        mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
-#pragma unroll
-        for (int c = 0; c < D / 64; ++c) {
-          tma_load_4d(sK + stage * R * D + c * R * 64, &maps.k, c * 64, row0, h, b, &full[stage]);
-          tma_load_4d(sV + stage * R * D + c * R * 64, &maps.v, c * 64, row0, h, b, &full[stage]);
-        }
-      }
+      produce_row_tiles<R, D, kS>(sK, sV, &maps.k, &maps.v, split, p.splits, count, h, b, full, empty);
     }
     return;
   }

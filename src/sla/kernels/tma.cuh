@@ -89,6 +89,29 @@ __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
+// The producer of a ring of row tiles (the linear passes): the tiles first, first + step, ...
+// (count of them, Rows rows each) of two (B, H, L, D) tensors (maps x, y, boxes of 64 columns x
+// Rows rows) into x_stages, y_stages ([Stages] x sw128 [D / 64][Rows][64]), each stage's full
+// barrier expecting both tiles' bytes, each refill waiting for the stage's empty barrier. One
+// thread calls it.
+template <int Rows, int D, int Stages, class Elem>
+__device__ __forceinline__ void produce_row_tiles(Elem* x_stages, Elem* y_stages, const CUtensorMap* x,
+                                                  const CUtensorMap* y, int first, int step, int count, int h, int b,
+                                                  uint64_t* full, uint64_t* empty) {
+  tma_prefetch_map(x);
+  tma_prefetch_map(y);
+  for (int i = 0; i < count; ++i) {
+    const int stage = i % Stages, row0 = (first + i * step) * Rows;
+    mbar_wait(&empty[stage], ((i / Stages) & 1) ^ 1);
+    mbar_arrive_expect_tx(&full[stage], 2 * Rows * D * sizeof(Elem));
+#pragma unroll
+    for (int c = 0; c < D / 64; ++c) {
+      tma_load_4d(x_stages + stage * Rows * D + c * Rows * 64, x, c * 64, row0, h, b, &full[stage]);
+      tma_load_4d(y_stages + stage * Rows * D + c * Rows * 64, y, c * 64, row0, h, b, &full[stage]);
+    }
+  }
+}
+
 // Registers per thread of the calling warpgroup, given back to (dec) or taken from (inc) the SM's
 // pool; every warp of the warpgroup executes it.
 template <int kRegs>
