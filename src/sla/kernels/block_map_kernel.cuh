@@ -89,9 +89,13 @@ __global__ void __launch_bounds__(kSmoothThreads) sla_smooth_k_kernel(const __gr
 }
 
 // Scores of a row are kept in shared memory: rows_per_cta rows of num_k_blocks floats
-// (run_block_select); the LibTorch glue falls back to ATen (src/sla/cuda/sla_api.cpp) beyond it.
+// (block_select_smem_bytes); the LibTorch glue falls back to ATen (src/sla/cuda/sla_api.cpp) beyond it.
 inline constexpr int kSelectThreads = 256;
 inline constexpr int kSelectMaxRows = kSelectThreads / 32;  // one warp per query block when selecting
+inline constexpr int kSelectKeyChunk = 64;                  // key blocks scored per pass
+// Row stride (floats) of the pooled k chunk: 16-byte rows for float4 loads, 4 banks apart.
+template <int D>
+inline constexpr int kSelectPkStride = D + 4;
 
 // Orders floats as unsigned integers (larger float, larger key).
 __device__ __forceinline__ uint32_t order_key(float f) {
@@ -158,8 +162,10 @@ __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const 
                                                                           const float* sums, int max_blocks,
                                                                           int rows_per_cta) {
   extern __shared__ __align__(16) float select_smem[];
-  float* sPq = select_smem;                // [rows_per_cta][D]: pooled q
-  float* sScore = sPq + rows_per_cta * D;  // [rows_per_cta][Nk]
+  float* sPq = select_smem;                          // [rows_per_cta][D]: pooled q
+  float* sPk = sPq + rows_per_cta * D;               // [kSelectKeyChunk][D + 4]: pooled smooth k
+  float* sScore = sPk + kSelectKeyChunk * kSelectPkStride<D>;  // [rows_per_cta][Nk]
+  static_assert(kSelectThreads == 4 * kSelectKeyChunk && kSelectMaxRows == 8, "4 row groups of 2 rows");
   const int bh = blockIdx.y, qb0 = blockIdx.x * rows_per_cta;
   const int tid = threadIdx.x, nk = p.num_k_blocks, nq = p.num_q_blocks;
   const int64_t bhs = int64_t(p.batch) * p.heads;
@@ -171,31 +177,40 @@ __global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const 
     const float rows = float(min(p.blkq, p.seqlen - qb * p.blkq));
     sPq[i] = qb < nq ? q_sums[int64_t(qb) * D + i % D] / rows : 0.f;
   }
-  __syncthreads();
-  // Each thread scores key blocks tid, tid + kSelectThreads, ... against every row of the CTA,
-  // 4 dims per step: the key block's mean from L2 once per step, the q rows as float4 broadcasts
-  // from shared memory (one wavefront each), eight products per load.
-  for (int j = tid; j < nk; j += kSelectThreads) {
-    const float4* pk = reinterpret_cast<const float4*>(k_means + int64_t(j) * D);
-    float dot[kSelectMaxRows];
-#pragma unroll
-    for (int r = 0; r < kSelectMaxRows; ++r) dot[r] = 0.f;
-#pragma unroll 8
+  // Each thread scores one key block of the chunk against rows rg and rg + 4, 4 dims per step
+  // (float4 shared loads: the q rows are warp-wide broadcasts).
+  const int jj = tid % kSelectKeyChunk, rg = tid / kSelectKeyChunk;
+  for (int j0 = 0; j0 < nk; j0 += kSelectKeyChunk) {
+    __syncthreads();  // sPq written; the previous chunk's sPk read
+    for (int i = tid; i < kSelectKeyChunk * D / 4; i += kSelectThreads) {
+      const int jk = i / (D / 4), d4 = i % (D / 4), j = j0 + jk;
+      if (j < nk) {
+        reinterpret_cast<float4*>(sPk + jk * kSelectPkStride<D>)[d4] =
+            reinterpret_cast<const float4*>(k_means + int64_t(j) * D)[d4];
+      }
+    }
+    __syncthreads();
+    const int j = j0 + jj;
+    if (j >= nk) continue;
+    const float4* pk = reinterpret_cast<const float4*>(sPk + jj * kSelectPkStride<D>);
+    float dot[2] = {0.f, 0.f};
+#pragma unroll 4
     for (int d4 = 0; d4 < D / 4; ++d4) {
       const float4 kv = pk[d4];
 #pragma unroll
-      for (int r = 0; r < kSelectMaxRows; ++r) {
-        if (r >= rows_per_cta) break;
+      for (int i = 0; i < 2; ++i) {
+        const int r = rg + 4 * i;
+        if (r >= rows_per_cta) continue;
         const float4 qv = reinterpret_cast<const float4*>(sPq + r * D)[d4];
-        dot[r] = fmaf(qv.x, kv.x, dot[r]);
-        dot[r] = fmaf(qv.y, kv.y, dot[r]);
-        dot[r] = fmaf(qv.z, kv.z, dot[r]);
-        dot[r] = fmaf(qv.w, kv.w, dot[r]);
+        dot[i] = fmaf(qv.x, kv.x, dot[i]);
+        dot[i] = fmaf(qv.y, kv.y, dot[i]);
+        dot[i] = fmaf(qv.z, kv.z, dot[i]);
+        dot[i] = fmaf(qv.w, kv.w, dot[i]);
       }
     }
 #pragma unroll
-    for (int r = 0; r < kSelectMaxRows; ++r) {
-      if (r < rows_per_cta) sScore[r * nk + j] = dot[r];
+    for (int i = 0; i < 2; ++i) {
+      if (rg + 4 * i < rows_per_cta) sScore[(rg + 4 * i) * nk + j] = dot[i];
     }
   }
   __syncthreads();

@@ -68,7 +68,7 @@ bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, cud
   const int rows = int(std::min<int64_t>(kSelectMaxRows, kScoreBudget / row_bytes));
   return SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
     auto kernel = &sla_block_select_kernel<kD>;
-    const int smem = int(rows * kD * 4 + rows * row_bytes);
+    const int smem = int((rows * kD + kSelectKeyChunk * kSelectPkStride<kD>) * 4 + rows * row_bytes);
     set_dynamic_smem(kernel, smem);
     const dim3 grid(unsigned((p.num_q_blocks + rows - 1) / rows), unsigned(p.batch * p.heads));
     kernel<<<grid, kSelectThreads, smem, stream>>>(p, sums, max_blocks, rows);
