@@ -42,6 +42,8 @@ EXCEPTIONS = {
     ("src/sla/kernels/sla_fwd_ws_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
     ("src/sla/kernels/sla_bwd_dq_ws_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
     ("src/sla/kernels/sla_bwd_dkdv_ws_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
+    ("src/sla/kernels/linear_state_ws_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
+    ("src/sla/kernels/linear_bwd_q_ws_sm90_kernel.cuh", "__trap();"): _SM90_TRAP,
 }
 
 
