@@ -1,6 +1,6 @@
 // The Hopper dq and dk/dv passes (sla_bwd_sm90_kernel.cuh; warp-specialised at D 128 with query
-// blocks of 128: sla_bwd_dq_ws_sm90_kernel.cuh, sla_bwd_dkdv_ws_sm90_kernel.cuh), compiled for sm_90a
-// alone: their launchers and the instantiations (dtype x head_dim x blkq, key blocks of 64).
+// blocks of 64 or 128: sla_bwd_dq_ws_sm90_kernel.cuh, sla_bwd_dkdv_ws_sm90_kernel.cuh), compiled for
+// sm_90a alone: their launchers and the instantiations (dtype x head_dim x blkq, key blocks of 64).
 #include "cuda_check.h"
 #include "sla_bwd_dkdv_ws_sm90_kernel.cuh"
 #include "sla_bwd_dq_ws_sm90_kernel.cuh"

@@ -65,8 +65,8 @@ inline bool encode_matrices_map(CUtensorMap* map, ElemType elem, const void* ptr
   return encode_map(map, elem, ptr, dims, strides, head_dim);
 }
 
-// SLA_WS=0 in the environment keeps the cp.async Hopper kernels (and the mma.sync linear state
-// pass) instead of the warp-specialised ones (for comparisons).
+// SLA_WS=0 in the environment keeps the cp.async Hopper kernels (and the mma.sync linear state and
+// query-side passes) instead of the warp-specialised ones (for comparisons).
 inline bool warp_specialised_enabled() {
   static const bool off = [] {
     const char* env = std::getenv("SLA_WS");
