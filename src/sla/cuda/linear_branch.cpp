@@ -201,14 +201,15 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
 }
 
 LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& proj_b,
-                                    const FusedLinearState& fused, const SlaConfig& cfg) {
+                                    const FusedLinearState& fused, const SlaConfig& cfg, const at::Tensor& o,
+                                    const at::Tensor& delta) {
   at::NoGradGuard no_grad;
   LinearParams p = linear_params(q, cfg, LinearPass::kBwdQ);
   const int64_t BH = int64_t(p.batch) * p.heads, D = p.head_dim;
   const auto f32 = q.options().dtype(at::kFloat);
   LinearQSide out;
   out.dq = at::empty(q.sizes(), f32);
-  out.delta_lin = at::empty({BH, p.seqlen}, f32);
+  if (!o.defined()) out.delta_lin = at::empty({BH, p.seqlen}, f32);
   const at::Tensor bias = proj_b.to(at::kFloat).contiguous();
   out.a_part = at::empty({BH, p.splits, D, D}, f32);
   out.dz_part = at::empty({BH, p.splits, D}, f32);
@@ -222,7 +223,8 @@ LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& 
   p.dz_part = out.dz_part.data_ptr<float>();
   p.db_part = out.db_part.data_ptr<float>();
   p.bias = bias.data_ptr<float>();
-  p.delta_lin = out.delta_lin.data_ptr<float>();
+  p.o = tensor_ref(o);
+  p.delta_lin = o.defined() ? delta.data_ptr<float>() : out.delta_lin.data_ptr<float>();
   p.dq_add = tensor_ref(out.dq);
   run_linear_bwd_q(p, at::cuda::getCurrentCUDAStream());
   return out;

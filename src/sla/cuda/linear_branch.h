@@ -58,11 +58,14 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
 // the dk/dv pass's epilogue (SlaParams::lin_ds, kernels::dkdv_fuses_linear).
 struct LinearQSide {
   at::Tensor dq;                         // float32 (B, H, L, D)
-  at::Tensor delta_lin;                  // float32 (B*H, L): rowsum(dO ∘ proj_l(o_l))
+  at::Tensor delta_lin;                  // float32 (B*H, L): rowsum(dO ∘ proj_l(o_l)); undefined with o
   at::Tensor a_part, dz_part, db_part;  // per-CTA partial sums (see LinearParams)
 };
+// With o (the forward's output) and delta (float32 (B*H, L)): the sparse backward's delta =
+// rowsum(dO ∘ o) − rowsum(dO ∘ proj_l(o_l)) is written there instead of delta_lin.
 LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& proj_b,
-                                    const FusedLinearState& fused, const SlaConfig& cfg);
+                                    const FusedLinearState& fused, const SlaConfig& cfg, const at::Tensor& o = {},
+                                    const at::Tensor& delta = {});
 LinearGrads fused_linear_backward_k(const LinearQSide& q_side, const at::Tensor& k, const at::Tensor& v,
                                     const at::Tensor& proj_w, const FusedLinearState& fused, const SlaConfig& cfg,
                                     bool key_pass = true);

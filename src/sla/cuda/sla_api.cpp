@@ -247,12 +247,14 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
   if (st.fused.state.defined()) {
     // Variant all: the query side of the linear branch first (a long launch, which keeps the GPU
     // busy while the host queues the rest), then the sparse dq pass, then the key side.
-    kernels::LinearQSide q_side = kernels::fused_linear_backward_q(grad_o, q, proj_b, st.fused, cfg);
+    // It writes the sparse backward's delta too (rowsum(dO ∘ o) beside its own row sums), so the
+    // dq pass needs no preprocess.
+    kernels::LinearQSide q_side = kernels::fused_linear_backward_q(grad_o, q, proj_b, st.fused, cfg, st.o, delta);
     p.dq_add = ref(q_side.dq);
-    p.delta_lin = q_side.delta_lin.data_ptr<float>();
+    p.delta_ready = true;
     kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
+    p.delta_ready = false;
     q_side.dq.reset();
-    q_side.delta_lin.reset();
     // The key side in the dk/dv pass's epilogue where that pass is the wgmma one (no float32 dk,
     // dv addends), else as its own pass.
     const bool fuse_key_side = kernels::dkdv_fuses_linear(p);

@@ -194,7 +194,8 @@ __global__ void __launch_bounds__(LinearBwdQWsTraits<Elem, D>::kThreads, 1)
           c[j][2 * half] = to_float(pair[0]);
           c[j][2 * half + 1] = to_float(pair[1]);
         }
-      write_delta_lin<D>(c, sBias, dden, den, p.delta_lin + int64_t(bh) * p.seqlen + wrow0, rows_valid, lane_v);
+      write_delta_lin<D, Elem>(c, sBias, dden, den, o_rows<Elem>(p, b, h, wrow0), p.o.row,
+                               p.delta_lin + int64_t(bh) * p.seqlen + wrow0, rows_valid, lane_v);
       add_column_sums(c, sDb + cwarp * D, g, t);
 #pragma unroll
       for (int j = 0; j < D / 8; ++j)

@@ -90,22 +90,39 @@ __device__ __forceinline__ void store_a_frags(Elem* tile, int stride, const uint
 
 // delta_lin = rowsum(dO ∘ proj_l(o_l)) of a warp's rows (out: its first row's entry; rows ≥
 // rows_valid left alone), from dO (C layout) and proj_l's bias: proj_l(o_l) = t / den' + bias, so
-// the sum is dO·t / den' + dO·bias, with dO·t / den' = −dden' den'.
-template <int D>
+// the sum is dO·t / den' + dO·bias, with dO·t / den' = −dden' den'. With o (the warp's first row of
+// the forward's output, rows o_row apart) out gets rowsum(dO ∘ o) − delta_lin instead: the sparse
+// backward's delta.
+template <int D, class Elem>
 __device__ __forceinline__ void write_delta_lin(const float (&g_c)[D / 8][4], const float* bias, const float (&dden)[2],
-                                                const float (&den)[2], float* out, int rows_valid, int lane) {
+                                                const float (&den)[2], const Elem* o, int64_t o_row, float* out,
+                                                int rows_valid, int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
+    const int r = g + 8 * half;
     float dot_b = 0.f;  // dO·bias
+    float dot_o = 0.f;  // dO·o
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
       dot_b += g_c[j][2 * half] * bias[8 * j + 2 * t] + g_c[j][2 * half + 1] * bias[8 * j + 2 * t + 1];
+      if (o != nullptr && r < rows_valid) {
+        const Elem* pair = o + r * o_row + 8 * j + 2 * t;
+        dot_o += g_c[j][2 * half] * to_float(pair[0]) + g_c[j][2 * half + 1] * to_float(pair[1]);
+      }
     }
     dot_b = quad_sum(dot_b);
-    const int r = g + 8 * half;
-    if (t == 0 && r < rows_valid) out[r] = dot_b - dden[half] * den[half];
+    dot_o = quad_sum(dot_o);
+    const float lin = dot_b - dden[half] * den[half];
+    if (t == 0 && r < rows_valid) out[r] = o != nullptr ? dot_o - lin : lin;
   }
+}
+
+// The forward's output at a warp's first row wrow0 for write_delta_lin (nullptr where p.o is unset).
+template <class Elem>
+__device__ __forceinline__ const Elem* o_rows(const LinearParams& p, int b, int h, int wrow0) {
+  return p.o.ptr == nullptr ? nullptr
+                            : static_cast<const Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + int64_t(wrow0) * p.o.row;
 }
 
 // Pass 1 (forward): S and z of one (b, h), partial over this CTA's tiles.
@@ -288,7 +305,8 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
         for (int j = 0; j < D / 8; ++j)
 #pragma unroll
           for (int i = 0; i < 4; ++i) g_c[j][i] = to_float(gw[(g + 8 * (i / 2)) * kS + 8 * j + 2 * t + i % 2]);
-        write_delta_lin<D>(g_c, sB, dden, den, p.delta_lin + int64_t(bh) * p.seqlen + wrow0, rows_valid, lane);
+        write_delta_lin<D, Elem>(g_c, sB, dden, den, o_rows<Elem>(p, b, h, wrow0), p.o.row,
+                                 p.delta_lin + int64_t(bh) * p.seqlen + wrow0, rows_valid, lane);
         warp_column_sums<D>(g_c, rows_valid, sRed + (Tr::kWarps + warp) * D, lane);
       }
       uint32_t a_phi[D / 16][4];

@@ -36,10 +36,13 @@ void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream) {
     run_sla_bwd_dkdv_<Elem, D, BQ, BK>(p, stream);
     return;
   }
-  // 1. delta = rowsum(dO ∘ o_s) = rowsum(dO ∘ o) − delta_lin, 8 rows (warps) per CTA
-  const int64_t rows = int64_t(p.batch) * p.heads * p.seqlen;
-  sla_bwd_preprocess_kernel<Elem, D><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
-  SLA_CUDA_CHECK_LAUNCH();
+  // 1. delta = rowsum(dO ∘ o_s) = rowsum(dO ∘ o) − delta_lin, 8 rows (warps) per CTA, unless the
+  //    linear branch's query-side pass wrote it (delta_ready)
+  if (!p.delta_ready) {
+    const int64_t rows = int64_t(p.batch) * p.heads * p.seqlen;
+    sla_bwd_preprocess_kernel<Elem, D><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
+    SLA_CUDA_CHECK_LAUNCH();
+  }
 
   // 2. dq over each query block's LUT (on Hopper through wgmma)
 #ifdef SLA_HAVE_SM90A

@@ -61,6 +61,7 @@ struct SlaParams {
   TensorRef d_o, dq, dk, dv, dq_add, dk_add, dv_add;
   const float* delta_lin = nullptr;
   float* delta = nullptr;
+  bool delta_ready = false;  // delta already written (by the linear query-side pass): no preprocess
 
   // Variant all's key side of the linear branch fused into the dk/dv pass's epilogue instead of
   // dk_add, dv_add (lin_ds == nullptr: off; only where dkdv_fuses_linear(p), sla_launch.h):
@@ -82,6 +83,8 @@ struct SlaParams {
 //           dq_add = φ'ᵀ(dO M'ᵀ / den' + dden' z')                           (B, H, L, D) float32
 //           a_part = Σ dOᵀ φ(q) / den', dz_part = Σ dden' φ(q) / L, db_part = Σ dO
 //           delta_lin = (dO·t) / den' + dO·bias = rowsum(dO ∘ proj_l(o_l))   (B*H, L) float32
+//           (with o set: rowsum(dO ∘ o) − that, the sparse backward's delta, so that the
+//           preprocess pass is not needed)
 //   bwd k:  dk_add = φ'ᵀ(V dSᵀ + dz), dv_add = φ(K) dS                      (B, H, L, D) float32
 // where M' = S W_projᵀ / L, z' = z / L, eps' = ε / L as in the forward, and dS = ds_scale · ds / L.
 struct LinearParams {
@@ -92,6 +95,7 @@ struct LinearParams {
   float inv_len = 0.f;  // 1 / L
 
   TensorRef q, k, v, d_o;  // q dtype
+  TensorRef o;             // the forward's output (bwd q, optional: see delta_lin)
 
   float* state_part = nullptr;
   float* z_part = nullptr;
