@@ -22,17 +22,16 @@ bool launch_fwd_ws_sm90(const SlaParams& p, cudaStream_t stream) {
       !encode_rows_map(&maps.v, p.v, p, Tr::kBlockK)) {
     return false;
   }
-  if (Tr::kStateInRing && p.lin_state != nullptr) {
+  if (p.lin_state != nullptr) {
     const int64_t states = int64_t(p.batch) * p.heads * (p.lin_per_q_block ? p.num_q_blocks : 1);
     if (!encode_matrices_map(&maps.m, p.elem, p.lin_state, p.head_dim, states)) return false;
   }
   auto kernel = &sla_fwd_ws_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
-  // Tiles of kRows query rows per (b, h). Where the linear state comes through the ring, one CTA
-  // per SM walks several (its producer loads the next tile while the consumers finish the last);
-  // else one CTA per tile.
+  // Tiles of kRows query rows per (b, h): one CTA per SM walks several (its producer loads the
+  // next tile while the consumers finish the last).
   const int64_t tiles = int64_t((p.num_q_blocks + Tr::kQBlocks - 1) / Tr::kQBlocks) * p.heads * p.batch;
-  const int64_t grid = Tr::kStateInRing ? std::min<int64_t>(tiles, multiprocessor_count()) : tiles;
+  const int64_t grid = std::min<int64_t>(tiles, multiprocessor_count());
   kernel<<<unsigned(grid), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
   SLA_CUDA_CHECK_LAUNCH();
   return true;

@@ -10,10 +10,11 @@
 // blocks side by side (a step's score tile is 64 x 128; an odd LUT row's last step repeats its
 // last block, masked). Query blocks of 64: each warpgroup is one query block with its own LUT
 // row, and a stage holds one K/V block for each. Epilogue as sla_fwd_sm90_kernel.cuh's, except
-// that at query blocks of 128 the linear state M comes through the ring as its last entry (the
-// producer loads it while the consumers finish their last blocks) and φ(Q) M runs on wgmma; there
-// the kernel is persistent: one CTA per SM walks tiles, the ring and Q's barriers run on across
-// them, and the producer loads the next tile's Q and blocks while the consumers run the epilogue.
+// that the linear state M comes through the ring as a tile's last entry (the producer loads it
+// while the consumers finish their last blocks; with two query blocks of variant complement, two
+// states, the second in the stage's V tiles) and φ(Q) M runs on wgmma. The kernel is persistent:
+// one CTA per SM walks tiles, the ring and Q's barriers run on across them, and the producer loads
+// the next tile's Q and blocks while the consumers run the epilogue.
 #pragma once
 
 #include "sla_fwd_common.cuh"
@@ -27,8 +28,8 @@
 namespace sla::kernels {
 
 // The tensor maps of q, k, v (sla_fwd_sm90.cu): boxes of 64 columns x 128 rows (q) or 64 rows (k,
-// v); m: the linear states, boxes of 64 columns x D rows (encoded only where FwdWsSm90Traits::
-// kStateInRing and the linear branch is on).
+// v); m: the linear states, boxes of 64 columns x D rows (encoded only where the linear branch is
+// on).
 struct FwdTensorMaps {
   CUtensorMap q, k, v, m;
 };
@@ -40,16 +41,12 @@ struct FwdWsSm90Traits {
   static constexpr int kQBlocks = kRows / BQ;                // query blocks per CTA (LUT rows)
   static constexpr int kConsumers = 2;                       // warpgroups of 64 query rows
   static constexpr int kThreads = 128 * (kConsumers + 1);    // + the producer warpgroup
-  static constexpr int kConsumerThreads = 128 * kConsumers;
   // Key blocks per step and stage (of each query block): two while the stages still hold three.
   static constexpr int kStepBlocks = kQBlocks == 1 ? 2 : 1;
   static constexpr int kStepKeys = kStepBlocks * kBlockK;
   static constexpr int kQBytes = kRows * D * 2;              // sw128 [D / 64][kRows][64]
   static constexpr int kKBytes = kStepKeys * D * 2;          // sw128 [D / 64][kStepKeys][64]
   static constexpr int kStageBytes = kQBlocks * 2 * kKBytes; // K and V of each query block
-  // One query block per CTA: its linear state M (D x D) comes as the ring's last entry, in the K
-  // tile of that stage.
-  static constexpr bool kStateInRing = kQBlocks == 1;
   // As many stages as fit beside the alignment slack and the barriers: 3 at D 128.
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes) / kStageBytes;
   static constexpr int kBarrierBytes = 8 * (2 * kStages + 2);  // full, empty; Q's full and empty
@@ -70,10 +67,9 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for O");
   static_assert(BQ == 64 || BQ == 128, "one or two query blocks per CTA");
   static_assert(kS >= 3, "a stage in use, the previous one's V, one in flight");
-  static_assert(kS * Tr::kQBlocks * BN * D >= 2 * D * kSmemStride<D>, "the K stages hold both M after the loop");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kKBytes % 1024 == 0, "every panel 1024-byte aligned");
-  static_assert(!Tr::kStateInRing || D <= BN, "M (D x D) fits a stage's K tile");
+  static_assert(Tr::kQBlocks * BN >= D, "M (D x D) fits a stage's K tiles (and a second one its V tiles)");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = align_sw128(smem_raw);
@@ -81,7 +77,6 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][kRows][64]
   Elem* sK = sQ + kRows * D;                  // [kS][kQB] x sw128 [D / 64][BN][64]
   Elem* sV = sK + kS * kQB * BN * D;          // [kS][kQB] x sw128 [D / 64][BN][64]
-  Elem* sM = sK;                              // [2] x padded [D][D + 8] after the loop: each warpgroup's M
   uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * kQB * BN * D);  // [kS]
   uint64_t* empty = full + kS;                                      // [kS]
   uint64_t* q_full = empty + kS;
@@ -91,9 +86,9 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   const int n = p.blocks_per_row;
   const int steps = (n + NB - 1) / NB;
   const bool linear = p.lin_state != nullptr;
-  const int entries = steps + (Tr::kStateInRing && linear ? 1 : 0);  // ring entries per tile
+  const int entries = steps + (linear ? 1 : 0);  // ring entries per tile: the blocks' steps, then M
   // Tiles (kRows query rows of one (b, h)) in the order of a (x, h, b) grid; this CTA takes
-  // blockIdx.x, + gridDim.x, ... (the launcher makes the grid persistent where kStateInRing).
+  // blockIdx.x, + gridDim.x, ... (the launcher's grid is persistent: at most one CTA per SM).
   const int nx = (p.num_q_blocks + kQB - 1) / kQB;
   const int tiles = nx * p.heads * p.batch;
   struct Tile {
@@ -116,6 +111,10 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   };
   auto k_tile = [&](int stage, int j) { return sK + (stage * kQB + j) * BN * D; };
   auto v_tile = [&](int stage, int j) { return sV + (stage * kQB + j) * BN * D; };
+  // M of the tile's query block j after its walk (sw128 [D / 64][D][64]): the stage's K tiles, the
+  // second one's in its V tiles. States per tile: one, or one per query block (complement).
+  auto m_tile = [&](int stage, int j) { return j == 0 ? k_tile(stage, 0) : v_tile(stage, 0); };
+  const int states = kQB == 2 && p.lin_per_q_block ? 2 : 1;
 
   if (tid == 0) mbar_init(q_empty, Tr::kConsumers * 4);  // fenced and awaited by init_ring_barriers
   init_ring_barriers(full, empty, kS, 1, Tr::kConsumers * 4, q_full);  // one producer thread; all consumer warps
@@ -156,14 +155,16 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
             }
           }
         }
-        if (entries > steps) {  // the last entry: M, panels of D rows
+        if (entries > steps) {  // the last entry: M of each distinct state, panels of D rows
           const int e = e0 + steps, stage = e % kS;
-          const int state = int(linear_state_index(p, tl.bh, q_block(tl, 0)));
           mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);
-          mbar_arrive_expect_tx(&full[stage], D * D * 2);
+          mbar_arrive_expect_tx(&full[stage], states * D * D * 2);
+          for (int j = 0; j < states; ++j) {
+            const int state = int(linear_state_index(p, tl.bh, q_block(tl, j)));
 #pragma unroll
-          for (int c = 0; c < D / 64; ++c) {
-            tma_load_4d(k_tile(stage, 0) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
+            for (int c = 0; c < D / 64; ++c) {
+              tma_load_4d(m_tile(stage, j) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
+            }
           }
         }
       }
@@ -172,7 +173,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   }
 
   warpgroup_reg_alloc<Tr::kConsumerRegs>();
-  const int ctid = tid - 128, cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;  // ctid, cwarp: 0.. in the consumers
+  const int cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;  // cwarp: 0.. in the consumers
   const int own = kQB == 1 ? 0 : wg;  // this warpgroup's query block in the tile
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
@@ -206,39 +207,25 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     if (lane == 0) mbar_arrive(q_empty);  // this warp is done with Q (its products have completed)
     const Tile tl = tile_at(tile);  // recomputed: not kept live through the loop
     const int wrow0 = tl.row0 + cwarp * 16;
-    if constexpr (Tr::kStateInRing) {
-      if (lane == 0) mbar_arrive(&empty[last]);  // and with the last step's blocks
-      fwd_normalise<D>(p, acc_o, row_max, row_sum, tl.bh, wrow0, lane);
-      if (linear) {
-        uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
-        float inv_den[2];
-        linear_query_side<Elem, D>(p, a_q, linear_state_index(p, tl.bh, q_block(tl, 0)), a_phi, inv_den, lane);
-        const int e = e0 + steps, stage = e % kS;
-        mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
-        const uint64_t desc_m = sw128_desc(k_tile(stage, 0), D * 64 * 2);  // MN-major, as V
-        float acc_l[D / 8][4];  // φ(Q) M
-        zero(acc_l);
-        wgmma_rs_wait<Elem, D, D>(acc_l, a_phi, desc_m);
-        if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
-        add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
-      }
-      store_rows<D, Elem>(acc_o, 1.f, p.o, TensorRef{}, tl.b, tl.h, wrow0, p.seqlen, lane);  // o, written once
-    } else {
-      // One tile per CTA here (the launcher's grid covers them all): the producer has nothing left
-      // to load. Every consumer warpgroup is done with the stages before they hold M (barrier 1:
-      // the consumers only). Each warpgroup loads its own query block's M (variant complement: one
-      // per query block) and waits for it on its own barrier (2 + wg).
-      named_barrier_sync(1, Tr::kConsumerThreads);
-      fwd_epilogue<Elem, D, 128>(p, acc_o, row_max, row_sum, a_q, sM + wg * D * kSmemStride<D>, tl.b, tl.h,
-                                 q_block(tl, own), wrow0, ctid % 128, lane, [wg] { named_barrier_sync(2 + wg, 128); });
+    if (lane == 0) mbar_arrive(&empty[last]);  // and with the last step's blocks
+    fwd_normalise<D>(p, acc_o, row_max, row_sum, tl.bh, wrow0, lane);
+    if (linear) {
+      uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
+      float inv_den[2];
+      linear_query_side<Elem, D>(p, a_q, linear_state_index(p, tl.bh, q_block(tl, own)), a_phi, inv_den, lane);
+      const int e = e0 + steps, stage = e % kS;
+      mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
+      const uint64_t desc_m = sw128_desc(m_tile(stage, states == 2 ? own : 0), D * 64 * 2);  // MN-major, as V
+      float acc_l[D / 8][4];  // φ(Q) M
+      zero(acc_l);
+      wgmma_rs_wait<Elem, D, D>(acc_l, a_phi, desc_m);
+      if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
+      add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
     }
+    store_rows<D, Elem>(acc_o, 1.f, p.o, TensorRef{}, tl.b, tl.h, wrow0, p.seqlen, lane);  // o, written once
   };
-  if constexpr (Tr::kStateInRing) {
-    int i = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) consume(tile, i);
-  } else {
-    consume(blockIdx.x, 0);  // no loop around it: ptxas spills 32 bytes with one
-  }
+  int i = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) consume(tile, i);
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif
