@@ -3,7 +3,8 @@
 // CPU: o_l[r] = Σ_m φ(q_r)·φ(k_m) v_m / Σ_m φ(q_r)·φ(k_m) over the keys m of the blocks not
 // selected for r's query block (0 where none is left), y = o_l Wᵀ + b, loss = Σ dO ∘ y; the same
 // with the query side handed in (complement_backward_from_q_side, whose query side is a CUDA
-// kernel in the library: here its contract computed row by row in float64); and the forward's
+// kernel in the library: here its contract computed row by row in float64), and with its key
+// side left to the dk/dv pass (the pass's epilogue computed row by row); and the forward's
 // per-query-block states (complement_linear_state) against those sums written out.
 #include "catch.hpp"
 #include "sla/cuda/linear_branch.h"
@@ -122,6 +123,22 @@ void query_side_by_rows(const sla::kernels::ComplementQSideChunk& c, const SlaCo
   c.db_tile.index_add_(1, row_tile, d_o);
 }
 
+// The dk/dv pass's epilogue with the key side per key block (SlaParams::lin_per_k_block) row by
+// row in float64: dS_j = ds_scale_j ds_j / L, dφ(k) = v dS_jᵀ + dz_j, dv = φ(k) dS_j, dk through
+// autograd of φ.
+void key_side_by_rows(sla::kernels::LinearGrads& g, const Problem& p) {
+  const int64_t B = p.k.size(0), H = p.k.size(1), L = p.k.size(2), D = p.k.size(3), nk = p.mask.size(3);
+  const at::Tensor key_block = at::arange(L, at::kLong).div(p.cfg.blkk, "floor");
+  const at::Tensor ds = (g.ds * g.ds_scale.view({B * H, nk, 1, 1})).view({B, H, nk, D, D}) / double(L);
+  const at::Tensor ds_rows = ds.index_select(2, key_block);                      // (B, H, L, D, D)
+  const at::Tensor dz_rows = g.dz.view({B, H, nk, D}).index_select(2, key_block);  // (B, H, L, D)
+  const at::Tensor x = p.k.detach().requires_grad_(true);
+  const at::Tensor phi = sla::reference::feature_map(x, p.cfg.feature_map);
+  const at::Tensor d_phi = at::matmul(p.v.unsqueeze(-2), ds_rows.transpose(-1, -2)).squeeze(-2) + dz_rows;
+  g.dk = torch::autograd::grad({phi}, {x}, {d_phi})[0];
+  g.dv = at::matmul(phi.detach().unsqueeze(-2), ds_rows).squeeze(-2);
+}
+
 }  // namespace
 
 TEST_CASE("complement backward: the block-sum formulas equal autograd of the definition (float64)") {
@@ -142,6 +159,23 @@ TEST_CASE("complement backward from a given query side: per-tile partials, the k
                       p.d_o, p.q, p.k, p.v, p.w, p.b, p.mask, p.cfg, 8,
                       [&](const sla::kernels::ComplementQSideChunk& c) { query_side_by_rows(c, p.cfg); }),
                   p);
+    }
+  }
+}
+
+TEST_CASE("complement backward, key side left to the dk/dv pass: dS and dz per key block (float64)") {
+  for (FeatureMap f : {FeatureMap::kSoftmax, FeatureMap::kElu, FeatureMap::kRelu}) {
+    for (auto [blkq, blkk] : {std::pair<int64_t, int64_t>{8, 16}, {32, 8}}) {
+      const Problem p = problem(f, blkq, blkk, uint64_t(int(f) * 10 + blkq + 7000));
+      sla::kernels::LinearGrads g = sla::kernels::complement_backward_from_q_side(
+          p.d_o, p.q, p.k, p.v, p.w, p.b, p.mask, p.cfg, 8,
+          [&](const sla::kernels::ComplementQSideChunk& c) { query_side_by_rows(c, p.cfg); }, false);
+      REQUIRE_FALSE(g.dk.defined());
+      REQUIRE_FALSE(g.dv.defined());
+      const int64_t nk = p.mask.size(3);
+      REQUIRE(g.ds.sizes() == at::IntArrayRef{6, nk, 8, 8});
+      key_side_by_rows(g, p);
+      check_grads(g, p);
     }
   }
 }

@@ -334,20 +334,28 @@ void fused_q_side(const ComplementQSideChunk& chunk, const SlaConfig& cfg) {
 
 // The query side's per-tile partials make the rest linear: with A_j = Σ_i U_ij a_i, the key side
 // is dS_j = A_jᵀ W / L, so dφ(K_j) = (V_j Wᵀ) A_j / L + dz_j, dV_j = φ(K_j) A_jᵀ W / L, and
-// d proj_w = Σ_j A_j S_j / L with S_j = φ(K_j)ᵀ V_j (float32: d proj_w's precision).
+// d proj_w = Σ_j A_j S_j / L with S_j = φ(K_j)ᵀ V_j (float32: d proj_w's precision). Without the
+// key pass, dS_j L / ds_scale_j and dz_j go to the dk/dv pass instead (LinearGrads::ds).
 LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                             const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                             const at::Tensor& mask, const SlaConfig& cfg, int64_t tile_rows,
-                                            const ComplementQSide& q_side) {
+                                            const ComplementQSide& q_side, bool key_pass) {
   at::NoGradGuard no_grad;
-  const Precision prec(q.scalar_type());
+  const at::ScalarType dtype = q.scalar_type();
+  const Precision prec(dtype);
   const auto acc = q.options().dtype(prec.acc);
-  const int64_t H = q.size(1), L = q.size(2), D = q.size(3);
+  const int64_t B = q.size(0), H = q.size(1), L = q.size(2), D = q.size(3);
   const int64_t nq = mask.size(2), nk = mask.size(3);
   TORCH_CHECK(cfg.blkq % tile_rows == 0, "sla: the query side's row tiles must divide blkq");
   const int64_t block_tiles = cfg.blkq / tile_rows, tiles = (L + tile_rows - 1) / tile_rows;
   const double inv_len = 1.0 / double(L);
   LinearGrads g = complement_grads(q, k, v, acc);
+  if (!key_pass) {
+    g.dk = g.dv = at::Tensor();
+    g.ds = at::empty({B * H, nk, D, D}, q.options());
+    g.ds_scale = at::empty({B * H, nk}, acc);
+    g.dz = at::empty({B * H, nk, D}, acc);
+  }
   const at::Tensor w = proj_w.to(prec.acc), bias = proj_b.to(prec.acc).contiguous();
   const at::Tensor w_op_t = w.to(prec.operand).t();
   for_each_chunk(q, kChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
@@ -373,17 +381,46 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     // Key side: A_j, dz_j over the query blocks that did not select j.
     const at::Tensor u_t = chunk_of(mask, b, h0, h1).logical_not().transpose(1, 2);  // (c, Nk, Nq)
     const at::Tensor a_j = prec.bmm_exact_b(u_t.to(prec.operand), a_i).view({c * nk, D, D});
-    const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i).unsqueeze(2);               // (c, Nk, 1, D)
-    const at::Tensor xk = to_blocks(chunk_of(k, b, h0, h1).to(prec.acc), cfg.blkk);   // (c, Nk, blkk, D)
-    const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
-    zero_padding_rows(phi_k, L);
-    const at::Tensor phi_k_op = phi_k.to(prec.operand);
+    const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i);                          // (c, Nk, D)
     const at::Tensor vb_op = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(prec.operand);
+    // φ(K) by key block: in float32 where the key side's backward runs here, else straight in the
+    // GEMM operands' dtype (bf16: rounded once, as the kernels).
+    at::Tensor xk, phi_k, phi_k_op;
+    if (key_pass) {
+      xk = to_blocks(chunk_of(k, b, h0, h1).to(prec.acc), cfg.blkk);  // (c, Nk, blkk, D)
+      phi_k = feature_map(xk, cfg.feature_map);
+      zero_padding_rows(phi_k, L);
+      phi_k_op = phi_k.to(prec.operand);
+    } else {
+      const at::Tensor kb = to_blocks(chunk_of(k, b, h0, h1), cfg.blkk);
+      const bool widen = prec.operand != dtype || cfg.feature_map == FeatureMap::kElu;
+      phi_k_op = feature_map(widen ? kb.to(prec.acc) : kb, cfg.feature_map).to(prec.operand);
+      zero_padding_rows(phi_k_op, L);
+    }
     const at::Tensor block_s = prec.bmm(flat(phi_k_op).transpose(1, 2), flat(vb_op));  // S_j, float32
     g.dw.add_(at::bmm(a_j, block_s).sum(0), inv_len);
+    if (!key_pass) {
+      // dS_j L = A_jᵀ W as one GEMM over the stacked A_jᵀ, in q's dtype: bf16 keeps float32's range
+      // (scale 1, the GEMM writes bf16 itself); elsewhere the GEMM runs wider and each block is
+      // scaled by its largest element (fp16's range).
+      const at::Tensor a_jt = at::empty_like(a_j, a_j.options().dtype(prec.operand)).copy_(a_j.transpose(1, 2));
+      at::Tensor ds = g.ds.narrow(0, b * H + h0, c).view({c * nk * D, D});
+      const at::Tensor ds_scale = g.ds_scale.narrow(0, b * H + h0, c).view({c * nk});
+      if (prec.operand == dtype && dtype != prec.acc) {
+        at::mm_out(ds, a_jt.view({c * nk * D, D}), w.to(prec.operand));
+        ds_scale.fill_(1.0);
+      } else {
+        const at::Tensor raw = prec.mm(a_jt.view({c * nk * D, D}), w).view({c * nk, D, D});
+        ds_scale.copy_(raw.abs().amax(at::IntArrayRef{1, 2}).clamp_min(1e-30));
+        ds.view({c * nk, D, D}).copy_(raw / ds_scale.view({c * nk, 1, 1}));
+      }
+      g.dz.narrow(0, b * H + h0, c).copy_(dz_j);
+      return;
+    }
     const at::Tensor a_j_op = a_j.to(prec.operand);
     const at::Tensor vw = at::matmul(vb_op, w_op_t);                                   // V_j Wᵀ
-    const at::Tensor d_phi_k = prec.bmm(flat(vw), a_j_op).view(phi_k.sizes()).mul_(inv_len).add_(dz_j);
+    const at::Tensor d_phi_k =
+        prec.bmm(flat(vw), a_j_op).view(phi_k.sizes()).mul_(inv_len).add_(dz_j.unsqueeze(2));
     const at::Tensor dv =
         prec.mm(prec.bmm(flat(phi_k_op), a_j_op.transpose(1, 2)).view({-1, D}), w).view(phi_k.sizes()).mul_(inv_len);
     const auto unblock = [&](const at::Tensor& x) { return x.reshape({c, -1, D}).narrow(1, 0, L); };
@@ -395,11 +432,12 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
 
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
-                                   const at::Tensor& mask, const SlaConfig& cfg) {
+                                   const at::Tensor& mask, const SlaConfig& cfg, bool key_pass) {
   at::NoGradGuard no_grad;
   if (complement_fused_q_side(q, cfg)) {
     return complement_backward_from_q_side(grad_o, q, k, v, proj_w, proj_b, mask, cfg, linear_tile_rows(int(q.size(3))),
-                                           [&](const ComplementQSideChunk& chunk) { fused_q_side(chunk, cfg); });
+                                           [&](const ComplementQSideChunk& chunk) { fused_q_side(chunk, cfg); },
+                                           key_pass);
   }
   const Precision prec(q.scalar_type());
   const auto acc = q.options().dtype(prec.acc);

@@ -25,8 +25,9 @@ struct LinearGrads {
   at::Tensor dq, dk, dv;  // float32 (B, H, L, D), contiguous
   at::Tensor dw, db;      // float32 (D, D), (D)
   at::Tensor delta_lin;   // float32 (B*H, L): rowsum(dO ∘ proj_l(o_l)) (SlaParams::delta_lin)
-  // Variant all, key side left to the dk/dv pass (fused_linear_backward_k with key_pass false; dk,
-  // dv undefined then): dS L / ds_scale in q's dtype (B*H, D, D), ds_scale (B*H), dz (B*H, D).
+  // Key side left to the dk/dv pass (key_pass false; dk, dv undefined then): dS L / ds_scale in q's
+  // dtype, ds_scale and dz. Variant all (fused_linear_backward_k): (B*H, D, D), (B*H), (B*H, D);
+  // complement (linear_branch_backward), one per key block: (B*H, Nk, D, D), (B*H, Nk), (B*H, Nk, D).
   at::Tensor ds, ds_scale, dz;
 };
 
@@ -84,9 +85,11 @@ inline TensorRef tensor_ref(const at::Tensor& x) {
 // inputs: float64 throughout. 16-bit CUDA inputs with blkq a multiple of D take the query side on
 // sla_linear_bwd_q_kernel per query block (the forward's per-block states, recomputed), its
 // precision that of variant all's query side; the tests hold both paths to the same bounds.
+// There key_pass false leaves the key side to the dk/dv pass: dk, dv undefined, ds, ds_scale, dz
+// per key block instead (LinearGrads; the ATen query side ignores it and returns dk, dv).
 LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
-                                   const at::Tensor& mask, const SlaConfig& cfg);
+                                   const at::Tensor& mask, const SlaConfig& cfg, bool key_pass = true);
 
 // What the complement's query side computes for one chunk of c heads (sla_linear_bwd_q_kernel
 // per query block on CUDA; the tests hand in a float64 emulation): from q, grad_o (1, c, L, D),
@@ -106,10 +109,11 @@ struct ComplementQSideChunk {
 using ComplementQSide = std::function<void(const ComplementQSideChunk&)>;
 
 // linear_branch_backward with the query side given: the per-block sums and the key side in ATen
-// (linear_branch.cpp has the formulas); tile_rows must divide blkq.
+// (linear_branch.cpp has the formulas), or with key_pass false the key side's dS_j, dz_j per key
+// block (LinearGrads::ds); tile_rows must divide blkq.
 LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                             const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                             const at::Tensor& mask, const SlaConfig& cfg, int64_t tile_rows,
-                                            const ComplementQSide& q_side);
+                                            const ComplementQSide& q_side, bool key_pass = true);
 
 }  // namespace sla::kernels

@@ -213,6 +213,16 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
   return st;
 }
 
+// The linear branch's key side handed to the dk/dv pass's epilogue (SlaParams::lin_ds).
+void fuse_linear_key_side(SlaParams& p, const LinearGrads& lin, const SlaConfig& cfg, bool per_k_block) {
+  p.feature_map = int(cfg.feature_map);
+  p.lin_ds = lin.ds.data_ptr();
+  p.lin_ds_scale = lin.ds_scale.data_ptr<float>();
+  p.lin_dz = lin.dz.data_ptr<float>();
+  p.lin_inv_len = float(1.0 / double(p.seqlen));
+  p.lin_per_k_block = per_k_block;
+}
+
 std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tensor& q, const at::Tensor& k,
                                      const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                      const SlaConfig& cfg, double scale, const ForwardState& st) {
@@ -259,20 +269,17 @@ std::vector<at::Tensor> sla_backward(const at::Tensor& grad_o_in, const at::Tens
     // dv addends), else as its own pass.
     const bool fuse_key_side = kernels::dkdv_fuses_linear(p);
     lin = kernels::fused_linear_backward_k(q_side, k, v, proj_w, st.fused, cfg, !fuse_key_side);
-    if (fuse_key_side) {
-      p.feature_map = int(cfg.feature_map);
-      p.lin_ds = lin.ds.data_ptr();
-      p.lin_ds_scale = lin.ds_scale.data_ptr<float>();
-      p.lin_dz = lin.dz.data_ptr<float>();
-      p.lin_inv_len = float(1.0 / double(p.seqlen));
-    }
+    if (fuse_key_side) fuse_linear_key_side(p, lin, cfg, false);
   } else {
-    lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg);
+    // Variant complement: the key side in the dk/dv pass's epilogue too where it can (dS, dz per
+    // key block), else float32 dk, dv addends from ATen.
+    lin = linear_branch_backward(grad_o, q, k, v, proj_w, proj_b, st.mask, cfg, !kernels::dkdv_fuses_linear(p));
     p.dq_add = ref(lin.dq);
     p.delta_lin = lin.delta_lin.data_ptr<float>();
     kernels::run_sla_bwd(p, kernels::BwdStage::kDq, stream);
     lin.dq.reset();
     lin.delta_lin.reset();
+    if (lin.ds.defined()) fuse_linear_key_side(p, lin, cfg, true);
   }
   p.dq_add = {};
   p.delta_lin = nullptr;

@@ -67,11 +67,13 @@ struct SlaParams {
   // dk_add, dv_add (lin_ds == nullptr: off; only where dkdv_fuses_linear(p), sla_launch.h):
   //   dk += φ'ᵀ(V dSᵀ + dz), dv += φ(K) dS, dS = lin_ds_scale · lin_ds · lin_inv_len,
   // lin_ds (B*H, D, D) q dtype, lin_ds_scale (B*H), lin_dz (B*H, D) float32 as LinearParams's ds,
-  // ds_scale, dz; feature_map as above.
+  // ds_scale, dz; feature_map as above. lin_per_k_block (variant complement): one of each per key
+  // block instead, (B*H, Nk, D, D), (B*H, Nk), (B*H, Nk, D).
   const void* lin_ds = nullptr;
   const float* lin_ds_scale = nullptr;
   const float* lin_dz = nullptr;
   float lin_inv_len = 0.f;  // 1 / L
+  bool lin_per_k_block = false;
 };
 
 // The linear branch of variant all, in three passes over rows (linear_kernels.cuh). Each pass
