@@ -194,9 +194,14 @@ TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole se
 
 // Many (b, h): the linear passes' CTAs walk several row tiles of 128 each (40 (b, h), 8 tiles:
 // three CTAs per (b, h), so one walks three tiles and the query-side pass's double buffer wraps).
+// Complement with two query blocks per row tile (blkq = D / 2): each tile loads the next tile's
+// pair of states while its sums run; 15 query blocks, so the last tile has one block only.
 TEST_CASE("many heads: the linear passes walk several row tiles per CTA") {
   check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.2, 7 * 128 + 104, 20}, 7000);
   check_case({at::kHalf, 128, 64, 64, FeatureMap::kElu, Variant::kAll, false, 0.2, 7 * 128 + 104, 20}, 7001);
+  check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kSoftmax, Variant::kComplement, true, 0.2, 7 * 128 + 40, 20},
+             7002);
+  check_case({at::kHalf, 64, 32, 64, FeatureMap::kRelu, Variant::kComplement, false, 0.2, 7 * 64 + 20, 20}, 7003);
 }
 
 // The Hopper forward and dq pass run two query blocks of 64 per CTA: with an odd count the last

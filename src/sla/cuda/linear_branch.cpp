@@ -97,10 +97,13 @@ at::Tensor chunk_of(const at::Tensor& x, int64_t b, int64_t h0, int64_t h1) {
 }
 
 // Sizes of the linear-branch passes for x (B, H, L, D), splits for `pass` (linear_splits);
-// q_block_tiles > 0: the query-side pass per query block (LinearParams::q_block_tiles).
-LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg, LinearPass pass, int q_block_tiles = 0) {
+// q_block_tiles > 0: the query-side pass per query block, tile_q_blocks of them per row tile
+// (LinearParams::q_block_tiles, tile_q_blocks).
+LinearParams linear_params(const at::Tensor& x, const SlaConfig& cfg, LinearPass pass, int q_block_tiles = 0,
+                           int tile_q_blocks = 1) {
   LinearParams p;
   p.q_block_tiles = q_block_tiles;
+  p.tile_q_blocks = tile_q_blocks;
   p.elem = x.scalar_type() == at::kHalf ? ElemType::kFp16 : ElemType::kBf16;
   p.head_dim = int(x.size(3));
   p.batch = int(x.size(0));
@@ -303,18 +306,28 @@ LinearGrads complement_grads(const at::Tensor& q, const at::Tensor& k, const at:
 }
 
 // Whether the complement's query side runs on the fused pass: 16-bit CUDA inputs whose query
-// blocks are whole row tiles (blkq a multiple of D: 128 at D = 128; 64 or 128 at D = 64).
+// blocks are whole row tiles or halves of one (blkq a multiple of D or D / 2: 64 or 128 at D =
+// 128; 32, 64 or 128 at D = 64).
 bool complement_fused_q_side(const at::Tensor& q, const SlaConfig& cfg) {
   const at::ScalarType dtype = q.scalar_type();
+  const int64_t tile = linear_tile_rows(int(q.size(3)));
   return q.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf) &&
-         cfg.blkq % linear_tile_rows(int(q.size(3))) == 0;
+         (cfg.blkq % tile == 0 || 2 * cfg.blkq == tile);
 }
 
-// The query side on sla_linear_bwd_q_kernel, per query block (LinearParams::q_block_tiles).
+// Rows per query-side partial of the fused pass: a row tile, or a query block where two share one.
+int64_t fused_q_side_partial_rows(const at::Tensor& q, const SlaConfig& cfg) {
+  return std::min<int64_t>(cfg.blkq, linear_tile_rows(int(q.size(3))));
+}
+
+// The query side on sla_linear_bwd_q_kernel, per query block (LinearParams::q_block_tiles,
+// tile_q_blocks).
 void fused_q_side(const ComplementQSideChunk& chunk, const SlaConfig& cfg) {
-  TORCH_CHECK(chunk.tile_rows == linear_tile_rows(int(chunk.q.size(3))),
-              "sla: the query-side kernel's row tiles are D rows");
-  LinearParams p = linear_params(chunk.q, cfg, LinearPass::kBwdQ, int(cfg.blkq / chunk.tile_rows));
+  const int64_t tile = linear_tile_rows(int(chunk.q.size(3)));
+  TORCH_CHECK(chunk.tile_rows == fused_q_side_partial_rows(chunk.q, cfg),
+              "sla: the query-side kernel's partials are per row tile or per query block");
+  LinearParams p = linear_params(chunk.q, cfg, LinearPass::kBwdQ, int(std::max<int64_t>(1, cfg.blkq / tile)),
+                                 int(std::max<int64_t>(1, tile / cfg.blkq)));
   p.num_q_blocks = int(chunk.state.state.size(1));
   p.q = tensor_ref(chunk.q);
   p.d_o = tensor_ref(chunk.grad_o);
@@ -435,7 +448,7 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
                                    const at::Tensor& mask, const SlaConfig& cfg, bool key_pass) {
   at::NoGradGuard no_grad;
   if (complement_fused_q_side(q, cfg)) {
-    return complement_backward_from_q_side(grad_o, q, k, v, proj_w, proj_b, mask, cfg, linear_tile_rows(int(q.size(3))),
+    return complement_backward_from_q_side(grad_o, q, k, v, proj_w, proj_b, mask, cfg, fused_q_side_partial_rows(q, cfg),
                                            [&](const ComplementQSideChunk& chunk) { fused_q_side(chunk, cfg); },
                                            key_pass);
   }

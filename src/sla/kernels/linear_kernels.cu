@@ -46,10 +46,14 @@ int resident(Kernel kernel, int threads, int smem) {
 }
 
 // The query-side pass's kernel and dynamic shared memory for p: per query block (variant
-// complement, LinearParams::q_block_tiles > 0) or over each CTA's tiles (variant all).
+// complement, LinearParams::q_block_tiles > 0; two per tile with tile_q_blocks 2) or over each
+// CTA's tiles (variant all).
 template <class Elem, int kD>
 std::pair<void (*)(LinearParams), int> bwd_q_kernel(const LinearParams& p) {
   using Tr = LinearTraits<kD>;
+  if (p.q_block_tiles > 0 && p.tile_q_blocks == 2) {
+    return {&sla_linear_bwd_q_kernel<Elem, kD, true, 2>, Tr::kBwdQTwoBlockSmem};
+  }
   if (p.q_block_tiles > 0) return {&sla_linear_bwd_q_kernel<Elem, kD, true>, Tr::kBwdQPerBlockSmem};
   return {&sla_linear_bwd_q_kernel<Elem, kD, false>, Tr::kBwdQSmem};
 }

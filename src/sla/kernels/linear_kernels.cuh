@@ -29,10 +29,13 @@ struct LinearTraits {
   static constexpr int kBwdKSmem = (kStages * 2 + 1) * kTileBytes + D * 4;
   // Per query block (complement): M' and z' of each stage's tile beside it. D = 128: 213.5 KB.
   static constexpr int kBwdQPerBlockSmem = kStages * 3 * kTileBytes + (2 * kWarps + kStages + 1) * D * 4;
+  // Two query blocks per tile (complement, blkq = D / 2): one M', z' pair, loaded while the
+  // previous tile's sums run. D = 128: 213.5 KB.
+  static constexpr int kBwdQTwoBlockSmem = (kStages * 2 + 2) * kTileBytes + (2 * kWarps + 2 + 1) * D * 4;
   static_assert(kStages >= 2, "a tile loads while another one is computed");
   static_assert(kTileBytes % 16 == 0, "cp.async destinations stay 16-byte aligned from tile to tile");
   static_assert(kStateSmem <= 227 * 1024 && kBwdQSmem <= 227 * 1024 && kBwdKSmem <= 227 * 1024 &&
-                    kBwdQPerBlockSmem <= 227 * 1024,
+                    kBwdQPerBlockSmem <= 227 * 1024 && kBwdQTwoBlockSmem <= 227 * 1024,
                 "sm_90: at most 227 KB of shared memory per CTA");
 };
 
@@ -194,14 +197,19 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
 
 // Pass 2 (backward, query side): dq_add, delta_lin = rowsum(dO ∘ proj_l(o_l)) (what the sparse
 // preprocess subtracts from rowsum(dO ∘ o)), and partial sums of dOᵀ φ(q) / den', dden' φ(q), dO:
-// per CTA over its tiles (variant all), or per tile (kPerBlock, variant complement: each tile
-// lies in one query block, whose M' and z' it reads, LinearParams::q_block_tiles; den' is 0
-// where every key block is selected, and the row's linear branch is 0 there).
-template <class Elem, int D, bool kPerBlock>
+// per CTA over its tiles (variant all), or per query block (kPerBlock, variant complement: each
+// tile lies in one query block, whose M' and z' it reads, LinearParams::q_block_tiles, one partial
+// per tile; or kTileBlocks = 2 query blocks of D / 2 rows per tile, LinearParams::tile_q_blocks,
+// one partial per block; den' is 0 where every key block is selected, and the row's linear branch
+// is 0 there).
+template <class Elem, int D, bool kPerBlock, int kTileBlocks = 1>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_kernel(const __grid_constant__ LinearParams p) {
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
-  constexpr int kSlots = kPerBlock ? Tr::kStages : 1;   // M' and z' once, or per stage
+  static_assert(kTileBlocks == 1 || (kPerBlock && kTileBlocks == 2), "two query blocks per tile: complement");
+  // M' and z': once (variant all), per stage (one query block per tile), or per block of the tile.
+  constexpr int kSlots = !kPerBlock ? 1 : kTileBlocks > 1 ? kTileBlocks : Tr::kStages;
+  constexpr int kBlockWarps = Tr::kWarps / kTileBlocks;  // warps per query block of a tile
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Elem* sStages = reinterpret_cast<Elem*>(smem_raw);     // [kStages]: [R][kS] q rows, then φ(q) / den';
                                                          //            [R][kS] dO rows (0 past the end)
@@ -224,13 +232,28 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
   float acc_a[D / 8][4];  // Σ dOᵀ φ(q) / den', rows 16 warp..
   zero(acc_a);
   float dz = 0.f, db = 0.f;  // column tid < D
-  auto load = [&](int tile, int stage) {  // M' joins the first tile's group (or each tile's, kPerBlock)
+  // The M', z' pairs of a tile's two query blocks (kTileBlocks = 2; blocks past the last left out).
+  auto load_pair = [&](int tile) {
+#pragma unroll
+    for (int blk = 0; blk < kTileBlocks; ++blk) {
+      if (tile * kTileBlocks + blk >= p.num_q_blocks) break;
+      const int64_t block = int64_t(bh) * p.num_q_blocks + tile * kTileBlocks + blk;
+      load_tile_async<D, D, Tr::kThreads>(sM + blk * D * kS, static_cast<const Elem*>(p.m_scaled) + block * D * D, D,
+                                          D, tid);
+      if (tid < D / 4) cp_async_16(sZ + blk * D + 4 * tid, p.z_scaled + block * D + 4 * tid, true);
+    }
+  };
+  // M' joins the first tile's group (or each tile's, one query block per tile; or with two, the
+  // first tile's pair, then each next pair in its own group issued by the tile before).
+  auto load = [&](int tile, int stage) {
     const int row0 = tile * R;
     Elem* sQ = sStages + stage * Tr::kStageElems;
     load_tile_async<R, D, Tr::kThreads>(sQ, row_ptr<Elem>(p.q, b, h, row0), p.q.row, p.seqlen - row0, tid);
     load_tile_async<R, D, Tr::kThreads>(sQ + R * kS, row_ptr<Elem>(p.d_o, b, h, row0), p.d_o.row, p.seqlen - row0,
                                         tid);
-    if constexpr (kPerBlock) {
+    if constexpr (kTileBlocks > 1) {
+      if (tile == split) load_pair(tile);
+    } else if constexpr (kPerBlock) {
       const int64_t block = int64_t(bh) * p.num_q_blocks + tile / p.q_block_tiles;
       load_tile_async<D, D, Tr::kThreads>(sM + stage * D * kS, static_cast<const Elem*>(p.m_scaled) + block * D * D,
                                           D, D, tid);
@@ -242,8 +265,9 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
     const int wrow0 = row0 + warp * 16;
     const int rows_valid = p.seqlen - wrow0;
     Elem* sQ = sStages + stage * Tr::kStageElems;
-    const Elem* sMt = sM + (kPerBlock ? stage : 0) * D * kS;  // this tile's M', z'
-    const float* sZt = sZ + (kPerBlock ? stage : 0) * D;
+    const int slot = !kPerBlock ? 0 : kTileBlocks > 1 ? warp / kBlockWarps : stage;  // this warp's M', z'
+    const Elem* sMt = sM + slot * D * kS;
+    const float* sZt = sZ + slot * D;
     const Elem* sG = sQ + R * kS;
     const Elem* gw = sG + warp * 16 * kS;
     Elem* qw = sQ + warp * 16 * kS;  // this warp's rows: q, then φ(q), then φ(q) / den'
@@ -328,27 +352,38 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
         for (int i = 0; i < 4; ++i) phi_dden[j][i] = a_frag_elem<D, Elem>(a_phi, j, i / 2, i % 2) * dden[i / 2];
       warp_column_sums<D>(phi_dden, rows_valid, sRed + warp * D, lane);
     }
-    __syncthreads();
-    if (tid < D) {
-#pragma unroll
-      for (int w = 0; w < Tr::kWarps; ++w) {
-        dz += sRed[w * D + tid];
-        db += sRed[(Tr::kWarps + w) * D + tid];
-      }
+    __syncthreads();  // M', z' are no longer read: the next tile's pair may load (kTileBlocks = 2)
+    if constexpr (kTileBlocks > 1) {
+      if (tile + p.splits < tiles) load_pair(tile + p.splits);
+      cp_async_commit();
     }
+    // Sums over the rows of each query block of the tile (all of them: one block, kTileBlocks = 1).
 #pragma unroll
-    for (int kk = 0; kk < R / 16; ++kk) {  // dOᵀ rows 16 warp.., 16 tile rows at a time
-      uint32_t a_t[1][4];
-      load_a_frags_t<16>(a_t, sG + 16 * kk * kS, kS, 16 * warp, lane);
-      mma_a_b<D, 16>(acc_a, a_t, sQ + 16 * kk * kS, kS, lane);
-    }
-    if constexpr (kPerBlock) {  // this tile's partials
-      const int64_t part = int64_t(bh) * p.num_q_blocks * p.q_block_tiles + tile;
-      store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
-      zero(acc_a);
+    for (int blk = 0; blk < kTileBlocks; ++blk) {
       if (tid < D) {
-        p.dz_part[part * D + tid] = dz * p.inv_len;
-        p.db_part[part * D + tid] = db;
+#pragma unroll
+        for (int w = blk * kBlockWarps; w < (blk + 1) * kBlockWarps; ++w) {
+          dz += sRed[w * D + tid];
+          db += sRed[(Tr::kWarps + w) * D + tid];
+        }
+      }
+#pragma unroll
+      for (int kk = blk * R / 16 / kTileBlocks; kk < (blk + 1) * R / 16 / kTileBlocks; ++kk) {
+        uint32_t a_t[1][4];  // dOᵀ rows 16 warp.., 16 tile rows at a time
+        load_a_frags_t<16>(a_t, sG + 16 * kk * kS, kS, 16 * warp, lane);
+        mma_a_b<D, 16>(acc_a, a_t, sQ + 16 * kk * kS, kS, lane);
+      }
+      if constexpr (kPerBlock) {  // this tile's (or block's) partials
+        const int index = tile * kTileBlocks + blk;
+        if (kTileBlocks == 1 || index < p.num_q_blocks) {
+          const int64_t part = int64_t(bh) * p.num_q_blocks * p.q_block_tiles + index;
+          store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
+          if (tid < D) {
+            p.dz_part[part * D + tid] = dz * p.inv_len;
+            p.db_part[part * D + tid] = db;
+          }
+        }
+        zero(acc_a);
         dz = db = 0.f;
       }
     }

@@ -118,10 +118,10 @@ template <class Elem, int D>
 __device__ __forceinline__ void dkdv_linear_epilogue(const SlaParams& p, float (&acc_dk)[D / 8][4],
                                                      float (&acc_dv)[D / 8][4], const Elem* sK, const Elem* sV,
                                                      int rows, int row0, const Elem* sDS, const float* sDz,
-                                                     float ds_scale, Elem* dk, Elem* dv, int rows_valid, int lane) {
+                                                     int64_t ds_index, Elem* dk, Elem* dv, int rows_valid, int lane) {
   constexpr int kS = kSmemStride<D>;
   const int t = lane & 3;
-  const float lin_scale = ds_scale * p.lin_inv_len;
+  const float lin_scale = p.lin_ds_scale[ds_index] * p.lin_inv_len;
   uint32_t a_phi[D / 16][4];  // K, then φ(K) (16 x D) as A fragments
   load_a_frags_sw128<D>(a_phi, sK, rows, row0, lane);
   feature_map_rows_in_place<D, Elem>(a_phi, p.feature_map);
@@ -237,13 +237,14 @@ __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&a
   Elem* sDS = reinterpret_cast<Elem*>(stages + ds_offset);  // dS, padded [D][D + 8]
   float* sDz = reinterpret_cast<float*>(sDS + D * kSmemStride<D>);                   // [D]
   const bool lin = p.lin_ds != nullptr;
-  // The key side's dS, dz: the head's, or this key block's (lin_per_k_block).
-  const int64_t ds_index = p.lin_per_k_block ? int64_t(bh) * p.num_k_blocks + key0 / p.blkk : bh;
+  // The key side's dS, dz: the head's, or this key block's (lin_per_k_block); recomputed where
+  // used, so that nothing more stays live across the partials' reduction.
+  const auto ds_index = [&] { return p.lin_per_k_block ? int64_t(bh) * p.num_k_blocks + key0 / p.blkk : int64_t(bh); };
   if (lin) {
     sync();  // every warp is done with the stages
-    load_tile_async<D, D, Threads>(sDS, static_cast<const Elem*>(p.lin_ds) + ds_index * D * D, D, D, tid);
+    load_tile_async<D, D, Threads>(sDS, static_cast<const Elem*>(p.lin_ds) + ds_index() * D * D, D, D, tid);
     cp_async_commit();
-    if (tid < D) sDz[tid] = p.lin_dz[ds_index * D + tid];
+    if (tid < D) sDz[tid] = p.lin_dz[ds_index() * D + tid];
     cp_async_wait<0>();
     sync();
   }
@@ -273,7 +274,7 @@ __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&a
   if (lin) {
     Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
     Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
-    dkdv_linear_epilogue<Elem, D>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, p.lin_ds_scale[ds_index],
+    dkdv_linear_epilogue<Elem, D>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, ds_index(),
                                   dk, dv, p.seqlen - wkey0, lane);
     return;
   }

@@ -107,8 +107,10 @@ struct LinearParams {
   // Variant complement's query-side pass: row tiles per query block (blkq / D, at least 1; 0 for
   // variant all) and Nq. Then the state is the tile's query block's, and a_part, dz_part, db_part
   // hold one partial per tile, (B*H, Nq * q_block_tiles, ...) (tiles past the last one left
-  // alone), instead of one per split.
+  // alone), instead of one per split. tile_q_blocks 2 (blkq = D / 2, q_block_tiles 1): two query
+  // blocks per tile, each warp's rows reading their block's state, one partial per block (B*H, Nq, ...).
   int q_block_tiles = 0;
+  int tile_q_blocks = 1;
   int num_q_blocks = 0;
   float eps_scaled = 0.f;
   float* a_part = nullptr;
