@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <functional>
 #include <stdexcept>
+#include <tuple>
 
 namespace sla::kernels {
 
@@ -162,8 +163,45 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   return out;
 }
 
+namespace {
+
+// S_j = φ(K_j)ᵀ V_j in `dtype` and z_j = Σ φ(K_j) in float32 per key block of k, v (1, c, L, D) on
+// the block-sums kernel: (c, Nk, D, D), (c, Nk, D). The kernel sums groups of min(blkk, D) rows;
+// blocks of two groups (blkk 128 at D 64) are added here in float32.
+std::pair<at::Tensor, at::Tensor> kernel_block_sums(const at::Tensor& k, const at::Tensor& v, const SlaConfig& cfg,
+                                                    int64_t nk, at::ScalarType dtype) {
+  LinearParams p = linear_params(k, cfg, LinearPass::kState);
+  const int64_t c = k.size(1), D = k.size(3), rows = linear_tile_rows(int(D));
+  const int64_t group = std::min<int64_t>(cfg.blkk, rows), per_block = cfg.blkk / group;
+  const int64_t groups = (k.size(2) + rows - 1) / rows * (rows / group);
+  const at::ScalarType out_dtype = per_block > 1 ? at::kFloat : dtype;
+  at::Tensor s = at::empty({c, groups, D, D}, k.options().dtype(out_dtype));
+  at::Tensor z = at::empty({c, groups, D}, k.options().dtype(at::kFloat));
+  p.k = tensor_ref(k);
+  p.v = tensor_ref(v);
+  p.block_rows = int(group);
+  p.block_sums_f32 = out_dtype == at::kFloat;
+  p.block_sums = s.data_ptr();
+  p.block_z = z.data_ptr<float>();
+  run_linear_block_sums(p, at::cuda::getCurrentCUDAStream());
+  const int64_t need = nk * per_block;  // groups past the last row are zero
+  if (need > groups) {
+    s = at::constant_pad_nd(s, {0, 0, 0, 0, 0, need - groups});
+    z = at::constant_pad_nd(z, {0, 0, 0, need - groups});
+  }
+  s = s.narrow(1, 0, need);
+  z = z.narrow(1, 0, need);
+  if (per_block > 1) {
+    s = s.reshape({c, nk, per_block, D, D}).sum(2).to(dtype);
+    z = z.reshape({c, nk, per_block, D}).sum(2);
+  }
+  return {s, z};
+}
+
+}  // namespace
+
 FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
-                                         const at::Tensor& mask, const SlaConfig& cfg) {
+                                         const at::Tensor& mask, const SlaConfig& cfg, bool block_sums) {
   at::NoGradGuard no_grad;
   const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
   const int64_t nq = mask.size(2), nk = mask.size(3);
@@ -175,30 +213,40 @@ FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& 
   const Precision prec(dtype);
   out.z = at::empty({B * H, nq, D}, k.options().dtype(prec.acc));
   out.eps = 0.f;
-  const at::Tensor state = out.state.view({B, H, nq, D * D});
-  const at::Tensor z = out.z.view({B, H, nq, D});
+  if (block_sums) out.s = at::empty({B * H, nk, D, D}, k.options().dtype(prec.acc));
+  const bool on_kernel = k.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf);
   const at::ScalarType op = prec.operand;
-  const at::Tensor w_t = proj_w.to(op).t();
+  const at::Tensor w_op_t = proj_w.to(op).t();
   for_each_chunk(k, kChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
-    // φ(K) by key block, rounded to q's dtype once (softmax computes in float32 inside, relu is
-    // exact; elu + 1 would round twice in 16 bits).
-    const at::Tensor kb = to_blocks(chunk_of(k, b, h0, h1), cfg.blkk);  // (c, Nk, blkk, D)
-    const bool widen = cfg.feature_map == FeatureMap::kElu;
-    const at::Tensor phi = feature_map(widen ? kb.to(prec.acc) : kb, cfg.feature_map).to(dtype);
-    zero_padding_rows(phi, L);
-    const at::Tensor block_z = phi.sum(2, false, prec.acc);                    // z_j (c, Nk, D)
-    const at::Tensor vw = at::matmul(to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(op), w_t);  // V_j Wᵀ
-    const at::Tensor block_state = at::matmul(phi.to(op).transpose(2, 3), vw).view({c, nk, D * D});
-    // Σ over the blocks not selected, float32 accumulation, / c applied before the one rounding.
-    const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not().to(op);  // (c, Nq, Nk)
-    at::Tensor state_c = chunk_of(state, b, h0, h1), z_c = chunk_of(z, b, h0, h1);
-    if (op == dtype) {
-      at::baddbmm_out(state_c, state_c, unselected, block_state, 0, inv_len);
+    at::Tensor block_s, block_z;  // S_j (c, Nk, D, D), z_j (c, Nk, D)
+    if (on_kernel) {
+      const auto part = [&](const at::Tensor& x) { return chunk_of(x, b, h0, h1).unsqueeze(0); };
+      std::tie(block_s, block_z) = kernel_block_sums(part(k), part(v), cfg, nk, block_sums ? prec.acc : op);
     } else {
-      state_c.copy_(at::bmm(unselected, block_state).mul_(inv_len));
+      // φ(K) by key block, rounded to q's dtype once (softmax computes in float32 inside, relu is
+      // exact; elu + 1 would round twice in 16 bits).
+      const at::Tensor kb = to_blocks(chunk_of(k, b, h0, h1), cfg.blkk);  // (c, Nk, blkk, D)
+      const bool widen = cfg.feature_map == FeatureMap::kElu;
+      const at::Tensor phi = feature_map(widen ? kb.to(prec.acc) : kb, cfg.feature_map).to(dtype);
+      zero_padding_rows(phi, L);
+      block_z = phi.sum(2, false, prec.acc);
+      const at::Tensor vb = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(op);
+      block_s = prec.bmm(flat(phi.to(op)).transpose(1, 2), flat(vb)).view({c, nk, D, D});
     }
-    at::baddbmm_out(z_c, z_c, unselected.to(prec.acc), block_z, 0, inv_len);
+    if (block_sums) out.s.narrow(0, b * H + h0, c).copy_(block_s);
+    // Σ over the blocks not selected, float32 accumulation, / c applied before the rounding; then Wᵀ.
+    const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not().to(op);  // (c, Nq, Nk)
+    at::Tensor sums = at::empty({c, nq, D * D}, k.options().dtype(op));
+    at::baddbmm_out(sums, sums, unselected, block_s.to(op).reshape({c, nk, D * D}), 0, inv_len);
+    at::Tensor state_c = out.state.narrow(0, b * H + h0, c).view({c * nq * D, D});
+    if (op == dtype) {
+      at::mm_out(state_c, sums.view({c * nq * D, D}), w_op_t);
+    } else {
+      state_c.copy_(at::mm(sums.view({c * nq * D, D}), w_op_t));
+    }
+    at::Tensor z_c = out.z.narrow(0, b * H + h0, c);
+    at::baddbmm_out(z_c, z_c, unselected.to(prec.acc), block_z.reshape({c, nk, D}), 0, inv_len);
   });
   return out;
 }
@@ -374,7 +422,7 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
   for_each_chunk(q, kChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
     const auto part = [&](const at::Tensor& x) { return chunk_of(x, b, h0, h1).unsqueeze(0); };  // (1, c, ...)
-    const FusedLinearState st = complement_linear_state(part(k), part(v), proj_w, part(mask), cfg);
+    const FusedLinearState st = complement_linear_state(part(k), part(v), proj_w, part(mask), cfg, true);
 
     // Query side: per tile partials (tiles past the last stay 0 for the per-block sums).
     const at::Tensor a_tile = at::empty({c, nq * block_tiles, D, D}, acc);
@@ -395,22 +443,7 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     const at::Tensor u_t = chunk_of(mask, b, h0, h1).logical_not().transpose(1, 2);  // (c, Nk, Nq)
     const at::Tensor a_j = prec.bmm_exact_b(u_t.to(prec.operand), a_i).view({c * nk, D, D});
     const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i);                          // (c, Nk, D)
-    const at::Tensor vb_op = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(prec.operand);
-    // φ(K) by key block: in float32 where the key side's backward runs here, else straight in the
-    // GEMM operands' dtype (bf16: rounded once, as the kernels).
-    at::Tensor xk, phi_k, phi_k_op;
-    if (key_pass) {
-      xk = to_blocks(chunk_of(k, b, h0, h1).to(prec.acc), cfg.blkk);  // (c, Nk, blkk, D)
-      phi_k = feature_map(xk, cfg.feature_map);
-      zero_padding_rows(phi_k, L);
-      phi_k_op = phi_k.to(prec.operand);
-    } else {
-      const at::Tensor kb = to_blocks(chunk_of(k, b, h0, h1), cfg.blkk);
-      const bool widen = prec.operand != dtype || cfg.feature_map == FeatureMap::kElu;
-      phi_k_op = feature_map(widen ? kb.to(prec.acc) : kb, cfg.feature_map).to(prec.operand);
-      zero_padding_rows(phi_k_op, L);
-    }
-    const at::Tensor block_s = prec.bmm(flat(phi_k_op).transpose(1, 2), flat(vb_op));  // S_j, float32
+    const at::Tensor block_s = st.s.view({c * nk, D, D});  // S_j, float32
     g.dw.add_(at::bmm(a_j, block_s).sum(0), inv_len);
     if (!key_pass) {
       // dS_j L = A_jᵀ W as one GEMM over the stacked A_jᵀ, in q's dtype: bf16 keeps float32's range
@@ -430,7 +463,12 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
       g.dz.narrow(0, b * H + h0, c).copy_(dz_j);
       return;
     }
+    const at::Tensor xk = to_blocks(chunk_of(k, b, h0, h1).to(prec.acc), cfg.blkk);   // (c, Nk, blkk, D)
+    const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
+    zero_padding_rows(phi_k, L);
+    const at::Tensor phi_k_op = phi_k.to(prec.operand);
     const at::Tensor a_j_op = a_j.to(prec.operand);
+    const at::Tensor vb_op = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(prec.operand);
     const at::Tensor vw = at::matmul(vb_op, w_op_t);                                   // V_j Wᵀ
     const at::Tensor d_phi_k =
         prec.bmm(flat(vw), a_j_op).view(phi_k.sizes()).mul_(inv_len).add_(dz_j.unsqueeze(2));

@@ -44,12 +44,15 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
 
 // Variant complement's per-query-block states for the forward epilogue (SlaParams::lin_per_q_block),
 // divided by c = L: state (B*H, Nq, D, D) q dtype, M_i / c = Σ_{j not selected for i} φ(K_j)ᵀ V_j Wᵀ / c;
-// z (B*H, Nq, D) float32, z_i / c; eps 0. mask: bool (B, H, Nq, Nk) selected blocks. bf16: on
-// tensor cores with float32 accumulation, as the forward kernel's own φ(Q) M: φ(K) and V Wᵀ are
-// rounded to bf16 once each, the per-key-block products once, the sums over blocks once; fp16:
-// the products and sums in float32 (the unnormalised sums would leave fp16's range), M_i / c rounded once.
+// z (B*H, Nq, D) float32, z_i / c; eps 0. mask: bool (B, H, Nq, Nk) selected blocks. The block
+// sums S_j = φ(K_j)ᵀ V_j, z_j = Σ φ(K_j) on the block-sums kernel for 16-bit CUDA inputs (ATen
+// otherwise), then M_i = (Σ_j U_ij S_j / c) Wᵀ. bf16: on tensor cores with float32 accumulation,
+// as the forward kernel's own φ(Q) M: φ(K) rounded to bf16 once, S_j once, the sums over blocks
+// once, W and M once; fp16: S_j and the sums in float32 (the unnormalised sums would leave fp16's
+// range), M_i / c rounded once. block_sums: s = S_j (B*H, Nk, D, D) in float32 (float64 inputs:
+// float64), not divided, for the backward's d proj_w (the state the same as without).
 FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
-                                         const at::Tensor& mask, const SlaConfig& cfg);
+                                         const at::Tensor& mask, const SlaConfig& cfg, bool block_sums = false);
 
 // Variant all: the gradients of proj_l(linear branch) from the forward's state, in two halves
 // on the current stream. The query side (one pass over q, dO) gives dq, delta_lin and the sums

@@ -90,6 +90,20 @@ void run_linear_state(const LinearParams& p, cudaStream_t stream) {
   });
 }
 
+void run_linear_block_sums(const LinearParams& p, cudaStream_t stream) {
+  SLA_ELEM_SWITCH(p.elem, Elem, [&] {
+    SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      using Tr = LinearTraits<kD>;
+      const dim3 grid(p.splits, p.batch * p.heads);
+      if (p.block_sums_f32) {
+        launch(&sla_linear_state_kernel<Elem, kD, float>, grid, Tr::kThreads, Tr::kStateSmem, p, stream);
+      } else {
+        launch(&sla_linear_state_kernel<Elem, kD, Elem>, grid, Tr::kThreads, Tr::kStateSmem, p, stream);
+      }
+    });
+  });
+}
+
 void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream) {
 #ifdef SLA_HAVE_SM90A
   if (hopper_kernels_enabled() && warp_specialised_enabled() && run_linear_bwd_q_sm90(p, stream)) return;

@@ -11,6 +11,8 @@
 #include "sla_params.h"
 #include "warp_mma.cuh"
 
+#include <type_traits>
+
 namespace sla::kernels {
 
 template <int D>
@@ -128,9 +130,12 @@ __device__ __forceinline__ const Elem* o_rows(const LinearParams& p, int b, int 
                             : static_cast<const Elem*>(p.o.ptr) + b * p.o.batch + h * p.o.head + int64_t(wrow0) * p.o.row;
 }
 
-// Pass 1 (forward): S and z of one (b, h), partial over this CTA's tiles.
-template <class Elem, int D>
+// Pass 1 (forward): S and z of one (b, h), partial over this CTA's tiles; or with Out (variant
+// complement's block sums, LinearParams::block_rows) S and z of each group of block_rows rows,
+// written in Out.
+template <class Elem, int D, class Out = void>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_kernel(const __grid_constant__ LinearParams p) {
+  constexpr bool kBlockSums = !std::is_void_v<Out>;
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -177,15 +182,40 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
       warp_column_sums<D>(phi, rows_valid, sRed + warp * D, lane);
     }
     __syncthreads();
-    if (tid < D) {
+    if constexpr (kBlockSums) {
+      // Per group of G rows (G / 16 warps' column sums; 16 rows of the product at a time).
+      const int G = p.block_rows, groups_per_tile = R / G;
+      const int64_t group0 = int64_t(bh) * tiles * groups_per_tile + int64_t(tile) * groups_per_tile;
+      if (tid < D) {
+        for (int gi = 0; gi < groups_per_tile; ++gi) {
+          float zs = 0.f;
+          for (int w = gi * G / 16; w < (gi + 1) * G / 16; ++w) zs += sRed[w * D + tid];
+          p.block_z[(group0 + gi) * D + tid] = zs;
+        }
+      }
 #pragma unroll
-      for (int w = 0; w < Tr::kWarps; ++w) z += sRed[w * D + tid];
+      for (int kk = 0; kk < R / 16; ++kk) {
+        uint32_t a_t[1][4];  // φ(K)ᵀ rows 16 warp.., 16 tile rows at a time
+        load_a_frags_t<16>(a_t, sX + 16 * kk * kS, kS, 16 * warp, lane);
+        mma_a_b<D, 16>(acc, a_t, sV + 16 * kk * kS, kS, lane);
+        if ((16 * (kk + 1)) % G == 0) {  // the group's last rows
+          Out* out = static_cast<Out*>(p.block_sums) + ((group0 + 16 * kk / G) * D + 16 * warp) * D;
+          store_c_tile<D, Out>(acc, 1.f, out, D, nullptr, 0, 16, lane);
+          zero(acc);
+        }
+      }
+    } else {
+      if (tid < D) {
+#pragma unroll
+        for (int w = 0; w < Tr::kWarps; ++w) z += sRed[w * D + tid];
+      }
+      uint32_t a_t[R / 16][4];  // φ(K)ᵀ rows 16 warp.. of this tile
+      load_a_frags_t<R>(a_t, sX, kS, 16 * warp, lane);
+      mma_a_b<D, R>(acc, a_t, sV, kS, lane);  // S += φ(K)ᵀ V
     }
-    uint32_t a_t[R / 16][4];  // φ(K)ᵀ rows 16 warp.. of this tile
-    load_a_frags_t<R>(a_t, sX, kS, 16 * warp, lane);
-    mma_a_b<D, R>(acc, a_t, sV, kS, lane);  // S += φ(K)ᵀ V
   };
   pipelined_tiles<Tr::kStages>(split, p.splits, tiles, load, compute);
+  if constexpr (kBlockSums) return;
   const int64_t part = int64_t(bh) * p.splits + split;
 #pragma unroll
   for (int j = 0; j < D / 8; ++j)

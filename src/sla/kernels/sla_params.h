@@ -101,6 +101,14 @@ struct LinearParams {
 
   float* state_part = nullptr;
   float* z_part = nullptr;
+  // Variant complement's block sums (the state pass with block_rows > 0): per group of block_rows
+  // rows (a key block, or a row tile where blocks are longer), S_g = φ(K_g)ᵀ V_g in q's dtype or
+  // float32 (block_sums_f32) into block_sums (B*H, groups, D, D) and z_g = Σ φ(K_g) into block_z
+  // (B*H, groups, D) float32, groups = row tiles · D / block_rows; nothing divided by L.
+  int block_rows = 0;
+  bool block_sums_f32 = false;
+  void* block_sums = nullptr;
+  float* block_z = nullptr;
 
   const void* m_scaled = nullptr;  // M' (B*H, D, D) q dtype; per query block (B*H, Nq, D, D)
   const float* z_scaled = nullptr; // z' (B*H, D); per query block (B*H, Nq, D)
