@@ -4,8 +4,9 @@
 // (linear_kernels.cuh: one pass over K, V forward; one over q, dO and one over K, V backward);
 // variant complement's forward hands the epilogue one state per query block (complement_linear_state),
 // and its backward (linear_branch_backward) runs over chunks of heads so that its temporaries stay
-// small: the query side on the query-side kernel per query block where blkq is a multiple of D,
-// the block sums and the key side in ATen.
+// small: the block sums on the state pass's kernel, the query side on the query-side kernel per
+// query block where blkq is a multiple of D or D / 2, the sums over blocks in ATen GEMMs, and the
+// key side in the dk/dv pass's epilogue (or ATen).
 // ε = kLinearEps (kernels/support.h). LibTorch glue: lives in src/sla/cuda/, beside the module.
 //   variant all:        o_l = φ(q) S / (φ(q)·z + ε),  S = φ(K)ᵀ V, z = Σ_rows φ(K)
 //   variant complement: S, z summed over the key blocks NOT selected for the row's query block;
@@ -81,11 +82,11 @@ inline TensorRef tensor_ref(const at::Tensor& x) {
 }
 
 // Variant complement: the gradients of sum(grad_o ∘ proj_l(o_l)) for q, k, v, proj_w, proj_b, and
-// delta_lin, recomputing the forward's block sums over chunks of heads in ATen; the formulas are in
+// delta_lin, recomputing the forward's block sums over chunks of heads; the formulas are in
 // linear_branch.cpp. mask: bool (B, H, Nq, Nk) selected blocks. bf16: GEMM operands in bf16 with
 // float32 results, the rest float32, as the kernels, with o_l and d proj_w at float32 precision
 // but for φ(q), φ(K) (bf16, as the kernels); fp16: float32 throughout (fp16's range); float64
-// inputs: float64 throughout. 16-bit CUDA inputs with blkq a multiple of D take the query side on
+// inputs: float64 throughout. 16-bit CUDA inputs with blkq a multiple of D or D / 2 take the query side on
 // sla_linear_bwd_q_kernel per query block (the forward's per-block states, recomputed), its
 // precision that of variant all's query side; the tests hold both paths to the same bounds.
 // There key_pass false leaves the key side to the dk/dv pass: dk, dv undefined, ds, ds_scale, dz
