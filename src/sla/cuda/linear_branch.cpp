@@ -16,12 +16,11 @@ namespace sla::kernels {
 
 namespace {
 
-// Elements (L x D per head) of one chunk of heads, 16M: about 200 MB of mostly 16-bit temporaries in
-// the forward (φ(K), V Wᵀ, the key blocks' states), and the backward's float32 ones. Measured at 4M
-// against 16M: on an H200 the forward at (1, 12, 32760, 128) 2.8 -> 2.1 ms and at (1, 24, 4608, 128)
-// 0.93 -> 0.54 ms (one chunk); on an H100 the complement backward 2.51 -> 2.71x at the first shape,
-// 0.38 -> 0.42x at the second (fewer launches where the host is the bound), peak memory 2.385 ->
-// 2.322 GiB (bench/NOTES.md, session 12).
+// Elements (L x D per head) of one chunk of heads in the complement's backward, 16M: about 200 MB
+// of mostly float32 temporaries per chunk. Measured at 4M against 16M: on an H100 the complement
+// backward 2.51 -> 2.71x at (1, 12, 32760, 128), 0.38 -> 0.42x at (1, 24, 4608, 128) (fewer launches
+// where the host is the bound), peak memory 2.385 -> 2.322 GiB (bench/NOTES.md, session 12). The
+// forward's states take all heads at once (its temporaries are 16-bit and smaller).
 constexpr int64_t kChunkElements = int64_t(1) << 24;
 
 using reference::feature_map;
@@ -55,8 +54,10 @@ struct Precision {
   // that only a is rounded (the block sums and φ(q) S_i, on which o_l and d proj_w rest).
   at::Tensor bmm_exact_b(const at::Tensor& a, const at::Tensor& b) const {
     if (operand == acc) return at::bmm(a.to(acc), b.to(acc));
-    const at::Tensor a_op = a.to(operand), hi = b.to(operand), lo = (b - hi.to(acc)).to(operand);
-    return at::bmm(a_op, hi, acc).add_(at::bmm(a_op, lo, acc));
+    const at::Tensor a_op = a.to(operand), hi = b.to(operand);
+    at::Tensor lo = at::empty_like(hi);
+    at::sub_out(lo, b, hi);  // b − hi in `acc`, rounded to `operand`: one pass
+    return at::baddbmm(at::bmm(a_op, hi, acc), a_op, lo, acc);  // the second product added in the GEMM
   }
   // aᵀ b summed over many rows (d proj_w), likewise for 2-D a (exact in `operand`: dO) and b.
   at::Tensor mm_t_exact_b(const at::Tensor& a, const at::Tensor& b) const {
@@ -165,18 +166,18 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
 
 namespace {
 
-// S_j = φ(K_j)ᵀ V_j in `dtype` and z_j = Σ φ(K_j) in float32 per key block of k, v (1, c, L, D) on
-// the block-sums kernel: (c, Nk, D, D), (c, Nk, D). The kernel sums groups of min(blkk, D) rows;
-// blocks of two groups (blkk 128 at D 64) are added here in float32.
+// S_j = φ(K_j)ᵀ V_j in `dtype` and z_j = Σ φ(K_j) in float32 per key block of k, v (B, H, L, D) on
+// the block-sums kernel: (B*H, Nk, D, D), (B*H, Nk, D). The kernel sums groups of min(blkk, D)
+// rows; blocks of two groups (blkk 128 at D 64) are added here in float32.
 std::pair<at::Tensor, at::Tensor> kernel_block_sums(const at::Tensor& k, const at::Tensor& v, const SlaConfig& cfg,
                                                     int64_t nk, at::ScalarType dtype) {
   LinearParams p = linear_params(k, cfg, LinearPass::kState);
-  const int64_t c = k.size(1), D = k.size(3), rows = linear_tile_rows(int(D));
+  const int64_t bh = k.size(0) * k.size(1), D = k.size(3), rows = linear_tile_rows(int(D));
   const int64_t group = std::min<int64_t>(cfg.blkk, rows), per_block = cfg.blkk / group;
   const int64_t groups = (k.size(2) + rows - 1) / rows * (rows / group);
   const at::ScalarType out_dtype = per_block > 1 ? at::kFloat : dtype;
-  at::Tensor s = at::empty({c, groups, D, D}, k.options().dtype(out_dtype));
-  at::Tensor z = at::empty({c, groups, D}, k.options().dtype(at::kFloat));
+  at::Tensor s = at::empty({bh, groups, D, D}, k.options().dtype(out_dtype));
+  at::Tensor z = at::empty({bh, groups, D}, k.options().dtype(at::kFloat));
   p.k = tensor_ref(k);
   p.v = tensor_ref(v);
   p.block_rows = int(group);
@@ -192,63 +193,65 @@ std::pair<at::Tensor, at::Tensor> kernel_block_sums(const at::Tensor& k, const a
   s = s.narrow(1, 0, need);
   z = z.narrow(1, 0, need);
   if (per_block > 1) {
-    s = s.reshape({c, nk, per_block, D, D}).sum(2).to(dtype);
-    z = z.reshape({c, nk, per_block, D}).sum(2);
+    s = s.reshape({bh, nk, per_block, D, D}).sum(2).to(dtype);
+    z = z.reshape({bh, nk, per_block, D}).sum(2);
   }
   return {s, z};
 }
 
 }  // namespace
 
+ComplementBlockSums complement_block_sums(const at::Tensor& k, const at::Tensor& v, const SlaConfig& cfg, int64_t nk,
+                                          bool float32) {
+  at::NoGradGuard no_grad;
+  ComplementBlockSums sums;
+  sums.dtype = k.scalar_type();
+  const Precision prec(sums.dtype);
+  const at::ScalarType out = float32 ? prec.acc : prec.operand;
+  if (k.is_cuda() && (sums.dtype == at::kBFloat16 || sums.dtype == at::kHalf)) {
+    std::tie(sums.s, sums.z) = kernel_block_sums(k, v, cfg, nk, out);
+    return sums;
+  }
+  // φ(K) by key block, rounded to k's dtype once (softmax computes in float32 inside, relu is
+  // exact; elu + 1 would round twice in 16 bits).
+  const int64_t bh = k.size(0) * k.size(1), L = k.size(2), D = k.size(3);
+  const auto rows = [&](const at::Tensor& x) { return x.reshape({bh, L, D}); };
+  const at::Tensor kb = to_blocks(rows(k), cfg.blkk);  // (B*H, Nk, blkk, D)
+  const bool widen = cfg.feature_map == FeatureMap::kElu;
+  const at::Tensor phi = feature_map(widen ? kb.to(prec.acc) : kb, cfg.feature_map).to(sums.dtype);
+  zero_padding_rows(phi, L);
+  const at::Tensor vb = to_blocks(rows(v), cfg.blkk).to(prec.operand);
+  sums.z = phi.sum(2, false, prec.acc);
+  sums.s = prec.bmm(flat(phi.to(prec.operand)).transpose(1, 2), flat(vb)).view({bh, nk, D, D}).to(out);
+  return sums;
+}
+
+FusedLinearState complement_linear_state(const ComplementBlockSums& sums, const at::Tensor& proj_w,
+                                         const at::Tensor& mask, int64_t seqlen) {
+  at::NoGradGuard no_grad;
+  const int64_t bh = sums.s.size(0), nk = sums.s.size(1), D = sums.s.size(3), nq = mask.size(2);
+  // bf16: the block products and sums on tensor cores; fp16: in float32 (the range of the sums).
+  const Precision prec(sums.dtype);
+  const at::ScalarType op = prec.operand;
+  FusedLinearState out;
+  out.eps = 0.f;
+  if (sums.s.scalar_type() == prec.acc) out.s = sums.s;  // float32 S_j: the backward's d proj_w
+  // Σ over the blocks not selected, float32 accumulation, / L applied before the rounding; then Wᵀ.
+  const double inv_len = 1.0 / double(seqlen);
+  const at::Tensor unselected = mask.reshape({bh, nq, nk}).logical_not().to(op);  // U (B*H, Nq, Nk)
+  at::Tensor summed = at::empty({bh, nq, D * D}, sums.s.options().dtype(op));
+  at::baddbmm_out(summed, summed, unselected, sums.s.to(op).reshape({bh, nk, D * D}), 0, inv_len);
+  const at::Tensor state = at::mm(summed.view({bh * nq * D, D}), proj_w.to(op).t());
+  out.state = state.to(sums.dtype).view({bh, nq, D, D});
+  out.z = at::empty({bh, nq, D}, sums.z.options().dtype(prec.acc));
+  at::baddbmm_out(out.z, out.z, unselected.to(prec.acc), sums.z.reshape({bh, nk, D}), 0, inv_len);
+  return out;
+}
+
 FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                          const at::Tensor& mask, const SlaConfig& cfg, bool block_sums) {
-  at::NoGradGuard no_grad;
-  const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
-  const int64_t nq = mask.size(2), nk = mask.size(3);
-  const at::ScalarType dtype = k.scalar_type();
-  const double inv_len = 1.0 / double(L);
-  FusedLinearState out;
-  out.state = at::empty({B * H, nq, D, D}, k.options());
-  // bf16: the block products and sums on tensor cores; fp16: in float32 (the range of the sums).
-  const Precision prec(dtype);
-  out.z = at::empty({B * H, nq, D}, k.options().dtype(prec.acc));
-  out.eps = 0.f;
-  if (block_sums) out.s = at::empty({B * H, nk, D, D}, k.options().dtype(prec.acc));
-  const bool on_kernel = k.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf);
-  const at::ScalarType op = prec.operand;
-  const at::Tensor w_op_t = proj_w.to(op).t();
-  for_each_chunk(k, kChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
-    const int64_t c = h1 - h0;
-    at::Tensor block_s, block_z;  // S_j (c, Nk, D, D), z_j (c, Nk, D)
-    if (on_kernel) {
-      const auto part = [&](const at::Tensor& x) { return chunk_of(x, b, h0, h1).unsqueeze(0); };
-      std::tie(block_s, block_z) = kernel_block_sums(part(k), part(v), cfg, nk, block_sums ? prec.acc : op);
-    } else {
-      // φ(K) by key block, rounded to q's dtype once (softmax computes in float32 inside, relu is
-      // exact; elu + 1 would round twice in 16 bits).
-      const at::Tensor kb = to_blocks(chunk_of(k, b, h0, h1), cfg.blkk);  // (c, Nk, blkk, D)
-      const bool widen = cfg.feature_map == FeatureMap::kElu;
-      const at::Tensor phi = feature_map(widen ? kb.to(prec.acc) : kb, cfg.feature_map).to(dtype);
-      zero_padding_rows(phi, L);
-      block_z = phi.sum(2, false, prec.acc);
-      const at::Tensor vb = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(op);
-      block_s = prec.bmm(flat(phi.to(op)).transpose(1, 2), flat(vb)).view({c, nk, D, D});
-    }
-    if (block_sums) out.s.narrow(0, b * H + h0, c).copy_(block_s);
-    // Σ over the blocks not selected, float32 accumulation, / c applied before the rounding; then Wᵀ.
-    const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not().to(op);  // (c, Nq, Nk)
-    at::Tensor sums = at::empty({c, nq, D * D}, k.options().dtype(op));
-    at::baddbmm_out(sums, sums, unselected, block_s.to(op).reshape({c, nk, D * D}), 0, inv_len);
-    at::Tensor state_c = out.state.narrow(0, b * H + h0, c).view({c * nq * D, D});
-    if (op == dtype) {
-      at::mm_out(state_c, sums.view({c * nq * D, D}), w_op_t);
-    } else {
-      state_c.copy_(at::mm(sums.view({c * nq * D, D}), w_op_t));
-    }
-    at::Tensor z_c = out.z.narrow(0, b * H + h0, c);
-    at::baddbmm_out(z_c, z_c, unselected.to(prec.acc), block_z.reshape({c, nk, D}), 0, inv_len);
-  });
-  return out;
+  const ComplementBlockSums sums = complement_block_sums(k, v, cfg, mask.size(3), block_sums);
+  return complement_linear_state(sums, proj_w, mask, k.size(2));
 }
 
 LinearQSide fused_linear_backward_q(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& proj_b,
@@ -443,7 +446,7 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     const at::Tensor u_t = chunk_of(mask, b, h0, h1).logical_not().transpose(1, 2);  // (c, Nk, Nq)
     const at::Tensor a_j = prec.bmm_exact_b(u_t.to(prec.operand), a_i).view({c * nk, D, D});
     const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i);                          // (c, Nk, D)
-    const at::Tensor block_s = st.s.view({c * nk, D, D});  // S_j, float32
+    const at::Tensor block_s = st.s.reshape({c * nk, D, D});  // S_j, float32
     g.dw.add_(at::bmm(a_j, block_s).sum(0), inv_len);
     if (!key_pass) {
       // dS_j L = A_jᵀ W as one GEMM over the stacked A_jᵀ, in q's dtype: bf16 keeps float32's range

@@ -43,15 +43,27 @@ struct FusedLinearState {
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                     const SlaConfig& cfg);
 
+// Variant complement's block sums per key block of k, v (B, H, L, D): S_j = φ(K_j)ᵀ V_j
+// (B*H, Nk, D, D) and z_j = Σ φ(K_j) (B*H, Nk, D) float32, on the block-sums kernel for 16-bit
+// CUDA inputs (ATen otherwise). S_j in the state's GEMM operand dtype (bf16: bf16, rounded once;
+// fp16: float32, the unnormalised sums would leave fp16's range; float64: float64), or with
+// float32 in the accumulation dtype (float32; float64 inputs: float64) for the backward's d proj_w.
+struct ComplementBlockSums {
+  at::Tensor s, z;
+  at::ScalarType dtype = at::kBFloat16;  // k's
+};
+ComplementBlockSums complement_block_sums(const at::Tensor& k, const at::Tensor& v, const SlaConfig& cfg, int64_t nk,
+                                          bool float32 = false);
+
 // Variant complement's per-query-block states for the forward epilogue (SlaParams::lin_per_q_block),
-// divided by c = L: state (B*H, Nq, D, D) q dtype, M_i / c = Σ_{j not selected for i} φ(K_j)ᵀ V_j Wᵀ / c;
-// z (B*H, Nq, D) float32, z_i / c; eps 0. mask: bool (B, H, Nq, Nk) selected blocks. The block
-// sums S_j = φ(K_j)ᵀ V_j, z_j = Σ φ(K_j) on the block-sums kernel for 16-bit CUDA inputs (ATen
-// otherwise), then M_i = (Σ_j U_ij S_j / c) Wᵀ. bf16: on tensor cores with float32 accumulation,
-// as the forward kernel's own φ(Q) M: φ(K) rounded to bf16 once, S_j once, the sums over blocks
-// once, W and M once; fp16: S_j and the sums in float32 (the unnormalised sums would leave fp16's
-// range), M_i / c rounded once. block_sums: s = S_j (B*H, Nk, D, D) in float32 (float64 inputs:
-// float64), not divided, for the backward's d proj_w (the state the same as without).
+// divided by L (seqlen): state (B*H, Nq, D, D) in k's dtype, M_i / L = (Σ_{j not selected for i} S_j / L) Wᵀ;
+// z (B*H, Nq, D) float32, z_i / L; eps 0. mask: bool (B, H, Nq, Nk) selected blocks. bf16: on
+// tensor cores with float32 accumulation, as the forward kernel's own φ(Q) M: the sums over blocks
+// rounded once, M once; fp16: the sums in float32, M_i / L rounded once. With float32 block sums,
+// s = S_j (not divided) for the backward's d proj_w; the state is the same as without.
+FusedLinearState complement_linear_state(const ComplementBlockSums& sums, const at::Tensor& proj_w,
+                                         const at::Tensor& mask, int64_t seqlen);
+// Both steps for k, v (B, H, L, D); block_sums: the float32 S_j in `s`.
 FusedLinearState complement_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
                                          const at::Tensor& mask, const SlaConfig& cfg, bool block_sums = false);
 

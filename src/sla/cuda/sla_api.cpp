@@ -164,33 +164,38 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
   SlaParams p = base_params(q, cfg, scale);
   // The linear branch is fused into the kernel's epilogue: variant all with one state per (b, h),
   // kept for the backward; complement with one per query block, which the backward does not need.
-  // Variant all's state pass is queued first: the longest launch before the sparse kernel, it keeps
-  // the GPU busy while the host queues the block map.
-  kernels::FusedLinearState complement;
+  // The block map runs on a side stream beside the linear branch's pass over K, V (variant all's
+  // state pass, complement's block sums, which need no block map): those passes are latency-bound
+  // and leave memory bandwidth for the block map's pooling. Forked from and joined into the current
+  // stream by events, so that a CUDA graph capture takes both streams in. The pass over K, V is
+  // queued first: the longest launch before the sparse kernel, it keeps the GPU busy while the
+  // host queues the block map.
+  const at::cuda::CUDAStream main = at::cuda::getCurrentCUDAStream();
+  SideStream& side = side_stream(main.device_index());
+  side.fork.record(main);
+  side.fork.block(side.stream);
+  kernels::ComplementBlockSums block_sums;
   if (cfg.variant == Variant::kAll) {
-    // The block map runs on a side stream beside the state pass: that pass is latency-bound and
-    // leaves memory bandwidth for the block map's pooling. Forked from and joined into the current
-    // stream by events, so that a CUDA graph capture takes both streams in.
-    const at::cuda::CUDAStream main = at::cuda::getCurrentCUDAStream();
-    SideStream& side = side_stream(main.device_index());
-    side.fork.record(main);
-    side.fork.block(side.stream);
     st.fused = kernels::fused_linear_state(k, v, proj_w, cfg);
-    {
-      const c10::cuda::CUDAStreamGuard on_side(side.stream);
-      st.lut = device_block_map(q, k, cfg);
-      side.join.record(side.stream);
-    }
-    side.join.block(main);
-    // The allocator ties a block to the stream it was made on: the LUT, made on the side stream,
-    // is read on this one from now on; q and k, made on this one, were read on the side stream.
-    st.lut.record_stream(main);
-    q.record_stream(side.stream);
-    k.record_stream(side.stream);
   } else {
+    block_sums = kernels::complement_block_sums(k, v, cfg, p.num_k_blocks);
+  }
+  {
+    const c10::cuda::CUDAStreamGuard on_side(side.stream);
     st.lut = device_block_map(q, k, cfg);
-    st.mask = selection_mask(st.lut, q, p.num_k_blocks);
-    complement = kernels::complement_linear_state(k, v, proj_w, st.mask, cfg);
+    if (cfg.variant == Variant::kComplement) st.mask = selection_mask(st.lut, q, p.num_k_blocks);
+    side.join.record(side.stream);
+  }
+  side.join.block(main);
+  // The allocator ties a block to the stream it was made on: the LUT and mask, made on the side
+  // stream, are read on this one from now on; q and k, made on this one, were read on the side stream.
+  st.lut.record_stream(main);
+  if (st.mask.defined()) st.mask.record_stream(main);
+  q.record_stream(side.stream);
+  k.record_stream(side.stream);
+  kernels::FusedLinearState complement;
+  if (cfg.variant == Variant::kComplement) {
+    complement = kernels::complement_linear_state(block_sums, proj_w, st.mask, q.size(2));
   }
   const kernels::FusedLinearState& lin = cfg.variant == Variant::kAll ? st.fused : complement;
   const at::Tensor bias = proj_b.to(at::kFloat).contiguous();
