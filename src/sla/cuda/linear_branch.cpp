@@ -134,7 +134,7 @@ LinearAlgebraParams algebra_params(const LinearParams& p, int splits) {
 }  // namespace
 
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
-                                    const SlaConfig& cfg, KBlockSums* k_sums) {
+                                    const SlaConfig& cfg) {
   at::NoGradGuard no_grad;
   LinearParams p = linear_params(k, cfg, LinearPass::kState);
   const int64_t BH = int64_t(p.batch) * p.heads, D = p.head_dim;
@@ -145,14 +145,8 @@ FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, co
   p.v = tensor_ref(v);
   p.state_part = state_part.data_ptr<float>();
   p.z_part = z_part.data_ptr<float>();
-  if (k_sums != nullptr) {
-    p.k_block_sums = k_sums->sums;
-    p.k_block_rows = int(cfg.blkk);
-    p.k_sums_stride = k_sums->stride;
-  }
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const bool k_written = run_linear_state(p, stream);
-  if (k_sums != nullptr) k_sums->written = k_written;
+  run_linear_state(p, stream);
   const at::Tensor w = proj_w.to(at::kFloat).contiguous();
   FusedLinearState out;
   out.s = at::empty({BH, D, D}, f32);

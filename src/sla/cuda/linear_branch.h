@@ -40,16 +40,8 @@ struct FusedLinearState {
   at::Tensor s;      // S / c: (B*H, D, D) float32, for the backward's d proj_w
   float eps = 0.f;   // kLinearEps / c
 };
-// The block map's k block sums, written by the Hopper state pass beside the state where it runs
-// (LinearParams::k_block_sums): sums float32 (B*H, stride, D), Σ K over each key block of cfg.blkk
-// rows; written reports whether the pass did (else the block map must pool k itself).
-struct KBlockSums {
-  float* sums = nullptr;
-  int stride = 0;
-  bool written = false;
-};
 FusedLinearState fused_linear_state(const at::Tensor& k, const at::Tensor& v, const at::Tensor& proj_w,
-                                    const SlaConfig& cfg, KBlockSums* k_sums = nullptr);
+                                    const SlaConfig& cfg);
 
 // Variant complement's block sums per key block of k, v (B, H, L, D): S_j = φ(K_j)ᵀ V_j
 // (B*H, Nk, D, D) and z_j = Σ φ(K_j) (B*H, Nk, D) float32, on the block-sums kernel for 16-bit

@@ -92,24 +92,8 @@ at::Tensor block_rows(int64_t n, int64_t blk, int64_t L, const at::TensorOptions
   return (L - at::arange(n, opts) * blk).clamp_max(blk).unsqueeze(1);
 }
 
-// The block map's pooled sums: (2, B*H, max(Nq, Nk), D) float32, [0] of the q blocks, [1] of the k blocks.
-at::Tensor block_map_sums(const at::Tensor& q, const SlaParams& p) {
-  const int64_t max_blocks = std::max(p.num_q_blocks, p.num_k_blocks);
-  return at::empty({2, int64_t(p.batch) * p.heads, max_blocks, p.head_dim}, q.options().dtype(at::kFloat));
-}
-
-// The k blocks' sums made beside the block map: by variant all's Hopper state pass
-// (kernels::KBlockSums) into sums[1] of `sums` (block_map_sums), on another stream, done once
-// `ready` has passed.
-struct PooledK {
-  at::Tensor sums;
-  at::cuda::CUDAEvent* ready = nullptr;
-};
-
-// The block map in the kernels' format: the LUT, int32 (B*H, Nq, n) ascending. With pooled_k only
-// the q blocks are pooled here, and the smooth-k pass waits for pooled_k's event.
-at::Tensor device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg,
-                            const PooledK* pooled_k = nullptr) {
+// The block map in the kernels' format: the LUT, int32 (B*H, Nq, n) ascending.
+at::Tensor device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
   SlaParams p = base_params(q, cfg, 0.0);
   p.q = ref(q);
   p.k = ref(k);
@@ -119,9 +103,8 @@ at::Tensor device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaC
   const auto f32 = q.options().dtype(at::kFloat);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-  const at::Tensor sums = pooled_k != nullptr ? pooled_k->sums : block_map_sums(q, p);
-  kernels::run_block_pool(p, sums.data_ptr<float>(), max_blocks, pooled_k == nullptr, stream);
-  if (pooled_k != nullptr) pooled_k->ready->block(at::cuda::getCurrentCUDAStream());
+  at::Tensor sums = at::empty({2, bh, max_blocks, p.head_dim}, f32);  // block sums of q rows, k rows
+  kernels::run_block_pool(p, sums.data_ptr<float>(), max_blocks, stream);
   kernels::run_smooth_k(p, sums.data_ptr<float>(), max_blocks, stream);  // k rows: smooth-k block means
   at::Tensor lut = at::empty({bh, nq, p.blocks_per_row}, q.options().dtype(at::kInt));
   p.lut = lut.data_ptr<int32_t>();
@@ -158,13 +141,12 @@ at::Tensor selection_mask(const at::Tensor& lut, const at::Tensor& q, int64_t nk
 struct SideStream {
   at::cuda::CUDAStream stream;
   at::cuda::CUDAEvent fork, join;
-  at::cuda::CUDAEvent k_ready;  // PooledK's
 };
 SideStream& side_stream(c10::DeviceIndex device) {
   thread_local std::map<c10::DeviceIndex, SideStream> streams;
   auto it = streams.find(device);
   if (it == streams.end()) {
-    it = streams.emplace(device, SideStream{at::cuda::getStreamFromPool(false, device), {}, {}, {}}).first;
+    it = streams.emplace(device, SideStream{at::cuda::getStreamFromPool(false, device), {}, {}}).first;
   }
   return it->second;
 }
@@ -193,23 +175,14 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
   side.fork.record(main);
   side.fork.block(side.stream);
   kernels::ComplementBlockSums block_sums;
-  PooledK pooled_k;
   if (cfg.variant == Variant::kAll) {
-    // The Hopper state pass also sums the k blocks for the block map (K is read once for both).
-    const at::Tensor sums = block_map_sums(q, p);
-    kernels::KBlockSums k_sums{sums.select(0, 1).data_ptr<float>(), int(sums.size(2))};
-    st.fused = kernels::fused_linear_state(k, v, proj_w, cfg, &k_sums);
-    if (k_sums.written) {
-      side.k_ready.record(main);
-      pooled_k = {sums, &side.k_ready};
-      sums.record_stream(side.stream);
-    }
+    st.fused = kernels::fused_linear_state(k, v, proj_w, cfg);
   } else {
     block_sums = kernels::complement_block_sums(k, v, cfg, p.num_k_blocks);
   }
   {
     const c10::cuda::CUDAStreamGuard on_side(side.stream);
-    st.lut = device_block_map(q, k, cfg, pooled_k.sums.defined() ? &pooled_k : nullptr);
+    st.lut = device_block_map(q, k, cfg);
     if (cfg.variant == Variant::kComplement) st.mask = selection_mask(st.lut, q, p.num_k_blocks);
     side.join.record(side.stream);
   }

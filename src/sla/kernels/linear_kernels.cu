@@ -77,11 +77,9 @@ int linear_resident_ctas(const LinearParams& p, LinearPass pass) {
   });
 }
 
-bool run_linear_state(const LinearParams& p, cudaStream_t stream) {
+void run_linear_state(const LinearParams& p, cudaStream_t stream) {
 #ifdef SLA_HAVE_SM90A
-  if (hopper_kernels_enabled() && warp_specialised_enabled() && run_linear_state_sm90(p, stream)) {
-    return p.k_block_sums != nullptr;
-  }
+  if (hopper_kernels_enabled() && warp_specialised_enabled() && run_linear_state_sm90(p, stream)) return;
 #endif
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
@@ -90,7 +88,6 @@ bool run_linear_state(const LinearParams& p, cudaStream_t stream) {
              stream);
     });
   });
-  return false;
 }
 
 void run_linear_block_sums(const LinearParams& p, cudaStream_t stream) {

@@ -4,10 +4,8 @@
 // (each warp 16 rows, the row-wise map in registers), then each warpgroup adds its 64 rows of S
 // (features 64 wg..) over the whole tile on wgmma, φ(K)ᵀ and V read MN-major from shared memory.
 // The product of tile i runs while the warps map tile i + 1. One named barrier per tile joins the
-// warpgroups (each product reads the rows both mapped). Where LinearParams::k_block_sums is set,
-// the warps also sum their raw K rows by column (before the map) and, after that barrier, the
-// block map's k block sums are written from them (the block map then pools q alone). Include only
-// from sources compiled for sm_90a.
+// warpgroups (each product reads the rows both mapped). Include only from sources compiled for
+// sm_90a.
 #pragma once
 
 #include "feature_map.cuh"
@@ -30,50 +28,11 @@ struct LinearStateWsTraits {
   static constexpr int kTileBytes = kRows * D * 2;    // K or V, sw128 [D / 64][kRows][64]
   static constexpr int kStageBytes = 2 * kTileBytes;
   static constexpr int kSumBytes = 8 * D * 4;         // column sums of φ(K), one row per consumer warp
-  static constexpr int kKSumBytes = 2 * 8 * D * 4;    // column sums of raw K per warp, two tiles' worth
-  static constexpr int kStages = (227 * 1024 - 1024 - 256 - kSumBytes - kKSumBytes) / kStageBytes;  // 3 at D 128
-  static constexpr int kSmemBytes = 1024 + kStages * kStageBytes + kSumBytes + kKSumBytes + 8 * (2 * kStages + 1);
+  static constexpr int kStages = (227 * 1024 - 1024 - 256 - kSumBytes) / kStageBytes;  // 3 at D 128
+  static constexpr int kSmemBytes = 1024 + kStages * kStageBytes + kSumBytes + 8 * (2 * kStages + 1);
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
 };
-
-// Column sums of a warp's 16 raw K rows (A fragments, before the feature map) into dst[D]: each
-// lane adds its two rows, then the eight lanes of a column pair add theirs.
-template <int D, class Elem>
-__device__ __forceinline__ void warp_column_sums_raw(const uint32_t (&a)[D / 16][4], float* dst, int lane) {
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const Elem* top = reinterpret_cast<const Elem*>(&a[kk][2 * half]);
-      const Elem* bottom = reinterpret_cast<const Elem*>(&a[kk][2 * half + 1]);
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float s = to_float(top[e]) + to_float(bottom[e]);
-        s += __shfl_xor_sync(0xffffffff, s, 4);
-        s += __shfl_xor_sync(0xffffffff, s, 8);
-        s += __shfl_xor_sync(0xffffffff, s, 16);
-        if (lane < 4) dst[16 * kk + 8 * half + 2 * lane + e] = s;
-      }
-    }
-  }
-}
-
-// The k block sums of one 128-row tile from its eight warps' column sums (warp_sums [8][D], warp w
-// rows 16 w..): block first_block + b sums warps k_block_rows / 16 · b.. ; ctid < 256 consumer thread.
-template <int D>
-__device__ __forceinline__ void write_k_block_sums(const LinearParams& p, const float* warp_sums, int bh,
-                                                   int first_block, int ctid) {
-  const int warps_per_block = p.k_block_rows / 16, blocks = 8 / warps_per_block;
-  const int num_blocks = (p.seqlen + p.k_block_rows - 1) / p.k_block_rows;
-  for (int o = ctid; o < blocks * D; o += 2 * 128) {
-    const int b = o / D, d = o % D;
-    if (first_block + b >= num_blocks) break;
-    float s = 0.f;
-    for (int w = b * warps_per_block; w < (b + 1) * warps_per_block; ++w) s += warp_sums[w * D + d];
-    p.k_block_sums[(int64_t(bh) * p.k_sums_stride + first_block + b) * D + d] = s;
-  }
-}
 
 template <class Elem, int D>
 __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
@@ -91,8 +50,7 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
   Elem* sK = reinterpret_cast<Elem*>(smem);  // [kS] x sw128 [D / 64][R][64]: K rows, then φ(K) (0 past L)
   Elem* sV = sK + kS * R * D;                 // [kS] x sw128 [D / 64][R][64]
   float* sSum = reinterpret_cast<float*>(sV + kS * R * D);  // [8][D]
-  float* sKSum = sSum + 8 * D;                                // [2][8][D]: raw K column sums by tile parity
-  uint64_t* full = reinterpret_cast<uint64_t*>(sKSum + 2 * 8 * D);  // [kS]
+  uint64_t* full = reinterpret_cast<uint64_t*>(sSum + 8 * D);  // [kS]
   uint64_t* empty = full + kS;                                 // [kS]
 
   const int split = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -130,7 +88,6 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
     {
       uint32_t a[D / 16][4];  // K, then φ(K), of this warp's rows
       load_a_frags_sw128<D>(a, k_tile, R, cwarp * 16, lane);
-      if (p.k_block_sums != nullptr) warp_column_sums_raw<D, Elem>(a, sKSum + ((i & 1) * 8 + cwarp) * D, lane);
       feature_map_rows_in_place<D, Elem>(a, p.feature_map);
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
@@ -145,13 +102,7 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
       store_a_frags_sw128<D>(k_tile, R, cwarp * 16, a, lane);
     }
     fence_proxy_async();                   // φ(K), written through the generic proxy, is read by wgmma
-    named_barrier_sync(1, 2 * 128);        // every row of φ(K) is in place (and every warp's raw K sums)
-    if (p.k_block_sums != nullptr) {
-      // Rows past L came in as zeros (TMA), so partial blocks sum their valid rows alone. The sums
-      // of tile i are read before the barrier of tile i + 1, those of i + 2 written after it.
-      write_k_block_sums<D>(p, sKSum + (i & 1) * 8 * D, bh, (split + i * p.splits) * R / p.k_block_rows,
-                            tid - 128);
-    }
+    named_barrier_sync(1, 2 * 128);        // every row of φ(K) is in place
     wgmma_fence();
     const uint64_t desc_phi = sw128_desc(k_tile + wg * R * 64, R * 64 * 2);  // φ(K)ᵀ: this warpgroup's panel
     const uint64_t desc_v = sw128_desc(sV + stage * R * D, R * 64 * 2);

@@ -44,11 +44,10 @@ int lut_transpose_words(int num_q_blocks, int num_k_blocks) {
 }
 }  // namespace
 
-void run_block_pool(const SlaParams& p, float* sums, int max_blocks, bool k_too, cudaStream_t stream) {
+void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      const dim3 grid(max_blocks, p.batch * p.heads, k_too ? 2 : 1);
-      sla_pool_kernel<Elem, kD><<<grid, kPoolThreads, 0, stream>>>(p, sums, max_blocks);
+      sla_pool_kernel<Elem, kD><<<dim3(max_blocks, p.batch * p.heads, 2), kPoolThreads, 0, stream>>>(p, sums, max_blocks);
       SLA_CUDA_CHECK_LAUNCH();
     });
   });

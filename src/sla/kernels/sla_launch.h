@@ -12,9 +12,8 @@
 
 namespace sla::kernels {
 
-// Block sums of q and, with k_too, k rows: sums (2, B*H, max_blocks, D) float32 (sums[1] left
-// alone without k_too: variant all's Hopper state pass writes it, LinearParams::k_block_sums).
-void run_block_pool(const SlaParams& p, float* sums, int max_blocks, bool k_too, cudaStream_t stream);
+// Block sums of q and k rows: sums (2, B*H, max_blocks, D) float32.
+void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);
 // The k block sums of `sums` become smooth-k block means in place: block mean − mean of all k rows.
 void run_smooth_k(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);
 // The LUT (into p.lut, written) from the q block sums and the smooth-k block means (run_smooth_k);
@@ -55,9 +54,8 @@ void run_sla_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream);
 enum class BwdStage { kDq, kDkDv };
 void run_sla_bwd(const SlaParams& p, BwdStage stage, cudaStream_t stream);
 
-// The linear-branch passes of LinearParams (variant all). run_linear_state: true where the pass
-// also wrote the block map's k block sums (LinearParams::k_block_sums set and the Hopper pass ran).
-bool run_linear_state(const LinearParams& p, cudaStream_t stream);
+// The linear-branch passes of LinearParams (variant all).
+void run_linear_state(const LinearParams& p, cudaStream_t stream);
 // The state pass on Hopper (linear_sm90.cu, built with SLA_HAVE_SM90A): false where it does not
 // apply (D 64) or the driver refuses a tensor map; run_linear_state runs the mma.sync pass then.
 bool run_linear_state_sm90(const LinearParams& p, cudaStream_t stream);

@@ -110,13 +110,6 @@ struct LinearParams {
   void* block_sums = nullptr;
   float* block_z = nullptr;
 
-  // The block map's k block sums (the Hopper state pass, where set): Σ K over each key block of
-  // k_block_rows rows (a divisor of the pass's 128-row tile) into k_block_sums (B*H, k_sums_stride,
-  // D) float32, the layout of the block-map kernels' sums[1]; blocks past the last row untouched.
-  float* k_block_sums = nullptr;
-  int k_block_rows = 0;
-  int k_sums_stride = 0;
-
   const void* m_scaled = nullptr;  // M' (B*H, D, D) q dtype; per query block (B*H, Nq, D, D)
   const float* z_scaled = nullptr; // z' (B*H, D); per query block (B*H, Nq, D)
   // Variant complement's query-side pass: row tiles per query block (blkq / D, at least 1; 0 for
