@@ -91,18 +91,11 @@ __global__ void __launch_bounds__(kSmoothThreads) sla_smooth_k_kernel(const __gr
 // Scores of a row are kept in shared memory: rows_per_cta rows of num_k_blocks floats
 // (block_select_smem_bytes); the LibTorch glue falls back to ATen (src/sla/cuda/sla_api.cpp) beyond it.
 inline constexpr int kSelectThreads = 256;
-inline constexpr int kSelectWarps = kSelectThreads / 32;
-inline constexpr int kSelectMaxRows = 16;   // query blocks per CTA; each warp selects rows w, w + 8
-inline constexpr int kSelectKeyChunk = 64;  // key blocks scored per pass: 8 per warp
-// Row stride (floats) of the pooled rows in shared memory: 16-byte rows for float4 loads, 4 banks
-// apart, so that eight key rows (or four query rows) of one float4 load hit distinct banks.
+inline constexpr int kSelectMaxRows = kSelectThreads / 32;  // one warp per query block when selecting
+inline constexpr int kSelectKeyChunk = 64;                  // key blocks scored per pass
+// Row stride (floats) of the pooled k chunk: 16-byte rows for float4 loads, 4 banks apart.
 template <int D>
-inline constexpr int kSelectStride = D + 4;
-// Dynamic shared memory of the select kernel: pooled q (kSelectMaxRows rows), two key chunks, the scores.
-template <int D>
-constexpr int block_select_smem_bytes(int rows_per_cta, int num_k_blocks) {
-  return (kSelectMaxRows + 2 * kSelectKeyChunk) * kSelectStride<D> * 4 + rows_per_cta * num_k_blocks * 4;
-}
+inline constexpr int kSelectPkStride = D + 4;
 
 // Orders floats as unsigned integers (larger float, larger key).
 __device__ __forceinline__ uint32_t order_key(float f) {
@@ -162,79 +155,68 @@ __device__ __forceinline__ void select_top_n(const float* scores, int count, int
   }
 }
 
-// grid (ceil(Nq / rows_per_cta), B*H), rows_per_cta <= kSelectMaxRows. sums as sla_pool_kernel
-// after sla_smooth_k_kernel: q block sums, smooth-k block means. Scores: the key means come in
-// chunks of 64 through a cp.async double buffer (the next chunk lands while this one is scored);
-// lane l of warp w scores key 8 w + l % 8 of the chunk against rows l / 8 + 4 i, i < 4, a float4
-// of dims at a time: per step one key load (eight keys per warp: one wavefront) and four query-row
-// loads (four rows per warp: one wavefront each) feed 16 FMAs.
+// grid (ceil(Nq / rows_per_cta), B*H). sums as sla_pool_kernel after sla_smooth_k_kernel: q block
+// sums, smooth-k block means.
 template <int D>
-__global__ void __launch_bounds__(kSelectThreads, 2) sla_block_select_kernel(const __grid_constant__ SlaParams p,
+__global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const __grid_constant__ SlaParams p,
                                                                           const float* sums, int max_blocks,
                                                                           int rows_per_cta) {
-  constexpr int S = kSelectStride<D>, kChunk = kSelectKeyChunk;
-  constexpr int kRowsPerLane = kSelectMaxRows / 4;
-  static_assert(kSelectWarps * 8 == kChunk, "eight keys per warp");
   extern __shared__ __align__(16) float select_smem[];
-  float* sPq = select_smem;                    // [kSelectMaxRows][S]: pooled q, 0 past the CTA's rows
-  float* sPk = sPq + kSelectMaxRows * S;       // [2][kChunk][S]: smooth-k means
-  float* sScore = sPk + 2 * kChunk * S;        // [rows_per_cta][Nk]
+  float* sPq = select_smem;                          // [rows_per_cta][D]: pooled q
+  float* sPk = sPq + rows_per_cta * D;               // [kSelectKeyChunk][D + 4]: pooled smooth k
+  float* sScore = sPk + kSelectKeyChunk * kSelectPkStride<D>;  // [rows_per_cta][Nk]
+  static_assert(kSelectThreads == 4 * kSelectKeyChunk && kSelectMaxRows == 8, "4 row groups of 2 rows");
   const int bh = blockIdx.y, qb0 = blockIdx.x * rows_per_cta;
   const int tid = threadIdx.x, nk = p.num_k_blocks, nq = p.num_q_blocks;
   const int64_t bhs = int64_t(p.batch) * p.heads;
   const float* q_sums = sums + int64_t(bh) * max_blocks * D;
   const float* k_means = sums + (bhs + bh) * max_blocks * D;
 
-  auto load_chunk = [&](int chunk) {  // one cp.async group per chunk
-    float* dst = sPk + (chunk & 1) * kChunk * S;
-    for (int i = tid; i < kChunk * D / 4; i += kSelectThreads) {
-      const int jk = i / (D / 4), d4 = i % (D / 4), j = chunk * kChunk + jk;
-      if (j < nk) cp_async_16(dst + jk * S + 4 * d4, k_means + int64_t(j) * D + 4 * d4, true);
-    }
-    cp_async_commit();
-  };
-  load_chunk(0);
-  for (int i = tid; i < kSelectMaxRows * D; i += kSelectThreads) {
-    const int r = i / D, qb = qb0 + r;
+  for (int i = tid; i < rows_per_cta * D; i += kSelectThreads) {
+    const int qb = qb0 + i / D;
     const float rows = float(min(p.blkq, p.seqlen - qb * p.blkq));
-    sPq[r * S + i % D] = r < rows_per_cta && qb < nq ? q_sums[int64_t(qb) * D + i % D] / rows : 0.f;
+    sPq[i] = qb < nq ? q_sums[int64_t(qb) * D + i % D] / rows : 0.f;
   }
-  const int warp = tid / 32, lane = tid % 32;
-  const int jk = 8 * warp + lane % 8, r0 = lane / 8;  // this lane's key in the chunk, first row
-  const int chunks = (nk + kChunk - 1) / kChunk;
-  for (int c = 0; c < chunks; ++c) {
-    if (c + 1 < chunks) {
-      load_chunk(c + 1);  // into the buffer chunk c - 1 used: every thread passed this loop's last barrier
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
+  // Each thread scores one key block of the chunk against rows rg and rg + 4, 4 dims per step
+  // (float4 shared loads: the q rows are warp-wide broadcasts).
+  const int jj = tid % kSelectKeyChunk, rg = tid / kSelectKeyChunk;
+  for (int j0 = 0; j0 < nk; j0 += kSelectKeyChunk) {
+    __syncthreads();  // sPq written; the previous chunk's sPk read
+    for (int i = tid; i < kSelectKeyChunk * D / 4; i += kSelectThreads) {
+      const int jk = i / (D / 4), d4 = i % (D / 4), j = j0 + jk;
+      if (j < nk) {
+        reinterpret_cast<float4*>(sPk + jk * kSelectPkStride<D>)[d4] =
+            reinterpret_cast<const float4*>(k_means + int64_t(j) * D)[d4];
+      }
     }
-    __syncthreads();  // chunk c (and, the first time, sPq) written by every thread
-    const float4* pk = reinterpret_cast<const float4*>(sPk + ((c & 1) * kChunk + jk) * S);
-    float dot[kRowsPerLane] = {};
+    __syncthreads();
+    const int j = j0 + jj;
+    if (j >= nk) continue;
+    const float4* pk = reinterpret_cast<const float4*>(sPk + jj * kSelectPkStride<D>);
+    float dot[2] = {0.f, 0.f};
 #pragma unroll 4
     for (int d4 = 0; d4 < D / 4; ++d4) {
       const float4 kv = pk[d4];
 #pragma unroll
-      for (int i = 0; i < kRowsPerLane; ++i) {
-        const float4 qv = reinterpret_cast<const float4*>(sPq + (r0 + 4 * i) * S)[d4];
+      for (int i = 0; i < 2; ++i) {
+        const int r = rg + 4 * i;
+        if (r >= rows_per_cta) continue;
+        const float4 qv = reinterpret_cast<const float4*>(sPq + r * D)[d4];
         dot[i] = fmaf(qv.x, kv.x, dot[i]);
         dot[i] = fmaf(qv.y, kv.y, dot[i]);
         dot[i] = fmaf(qv.z, kv.z, dot[i]);
         dot[i] = fmaf(qv.w, kv.w, dot[i]);
       }
     }
-    const int j = c * kChunk + jk;
 #pragma unroll
-    for (int i = 0; i < kRowsPerLane; ++i) {
-      if (j < nk && r0 + 4 * i < rows_per_cta) sScore[(r0 + 4 * i) * nk + j] = dot[i];
+    for (int i = 0; i < 2; ++i) {
+      if (rg + 4 * i < rows_per_cta) sScore[(rg + 4 * i) * nk + j] = dot[i];
     }
-    __syncthreads();  // chunk c read: its buffer is free for chunk c + 2
   }
-  for (int r = warp; r < rows_per_cta; r += kSelectWarps) {
-    const int qb = qb0 + r;
-    if (qb >= nq) break;
-    const float* scores = sScore + r * nk;
+  __syncthreads();
+  const int warp = tid / 32, lane = tid % 32, qb = qb0 + warp;
+  if (warp < rows_per_cta && qb < nq) {
+    const float* scores = sScore + warp * nk;
     int32_t* out = const_cast<int32_t*>(p.lut) + (int64_t(bh) * nq + qb) * p.blocks_per_row;
     if (nk <= 32 * 16) {
       select_top_n<16>(scores, nk, p.blocks_per_row, out, lane);

@@ -65,13 +65,12 @@ bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, cud
   constexpr int kScoreBudget = 96 * 1024;  // bytes of scores per CTA
   const int64_t row_bytes = int64_t(p.num_k_blocks) * 4;
   if (row_bytes > kScoreBudget) return false;
-  const int64_t bh = int64_t(p.batch) * p.heads;
   const int rows = int(std::min<int64_t>(kSelectMaxRows, kScoreBudget / row_bytes));
   return SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
     auto kernel = &sla_block_select_kernel<kD>;
-    const int smem = block_select_smem_bytes<kD>(rows, p.num_k_blocks);
+    const int smem = int((rows * kD + kSelectKeyChunk * kSelectPkStride<kD>) * 4 + rows * row_bytes);
     set_dynamic_smem(kernel, smem);
-    const dim3 grid(unsigned((p.num_q_blocks + rows - 1) / rows), unsigned(bh));
+    const dim3 grid(unsigned((p.num_q_blocks + rows - 1) / rows), unsigned(p.batch * p.heads));
     kernel<<<grid, kSelectThreads, smem, stream>>>(p, sums, max_blocks, rows);
     SLA_CUDA_CHECK_LAUNCH();
     return true;
