@@ -288,12 +288,22 @@ TEST_CASE("the block map at growing, shrinking and again growing lengths") {
   }
 }
 
-TEST_CASE("long rows of key blocks: shared-memory select and its ATen fallback") {
+TEST_CASE("long rows of key blocks: the select kernel's three row lengths and its ATen fallback") {
   SlaConfig cfg;
   cfg.topk = 0.01;
   cfg.blkq = 128;
   cfg.blkk = 32;
-  SECTION("Nk = 1250 is scored in shared memory and equals the reference") {
+  SECTION("Nk = 625 (up to 32 scores per lane in registers) equals the reference") {
+    cfg.blkk = 64;
+    at::manual_seed(40001);
+    const at::Tensor q = random_input(1, 2, 40000, 128, at::kBFloat16, true);
+    const at::Tensor k = random_input(1, 2, 40000, 128, at::kBFloat16, true) + 0.5;
+    const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
+    const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
+    REQUIRE(ours.lut.sizes() == ref.lut.sizes());
+    CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
+  }
+  SECTION("Nk = 1250 (a row read from memory in every radix pass) equals the reference") {
     at::manual_seed(40000);
     const at::Tensor q = random_input(1, 1, 40000, 128, at::kBFloat16, true);
     const at::Tensor k = random_input(1, 1, 40000, 128, at::kBFloat16, true) + 0.5;

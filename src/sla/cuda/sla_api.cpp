@@ -92,6 +92,10 @@ at::Tensor block_rows(int64_t n, int64_t blk, int64_t L, const at::TensorOptions
   return (L - at::arange(n, opts) * blk).clamp_max(blk).unsqueeze(1);
 }
 
+// Rows of key blocks up to this long are selected by the select kernel (beyond 1024 it reads a row
+// from memory in each of its 32 radix passes); longer ones by ATen's topk.
+constexpr int64_t kKernelSelectMaxKeyBlocks = 24576;
+
 // The block map in the kernels' format: the LUT, int32 (B*H, Nq, n) ascending.
 at::Tensor device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
   SlaParams p = base_params(q, cfg, 0.0);
@@ -108,8 +112,16 @@ at::Tensor device_block_map(const at::Tensor& q, const at::Tensor& k, const SlaC
   kernels::run_smooth_k(p, sums.data_ptr<float>(), max_blocks, stream);  // k rows: smooth-k block means
   at::Tensor lut = at::empty({bh, nq, p.blocks_per_row}, q.options().dtype(at::kInt));
   p.lut = lut.data_ptr<int32_t>();
-  if (!kernels::run_block_select(p, sums.data_ptr<float>(), max_blocks, stream)) {
-    // Rows of scores too long for one CTA: pooled scores and top-k through ATen.
+  if (nk <= kKernelSelectMaxKeyBlocks) {
+    // Scores through a buffer, heads in chunks of at most 32 MB of it.
+    const int64_t per_head = nq * nk * 4, chunk = std::max<int64_t>(1, (int64_t(32) << 20) / per_head);
+    const at::Tensor scores = at::empty({std::min(bh, chunk), nq, nk}, f32);
+    for (int64_t bh0 = 0; bh0 < bh; bh0 += chunk) {
+      kernels::run_block_scores_select(p, sums.data_ptr<float>(), max_blocks, scores.data_ptr<float>(), int(bh0),
+                                       int(std::min(chunk, bh - bh0)), stream);
+    }
+  } else {
+    // Rows too long for the select kernel's radix passes over memory: top-k through ATen.
     const at::Tensor pq = sums[0].slice(1, 0, nq) / block_rows(nq, cfg.blkq, p.seqlen, f32);
     const at::Tensor pk = sums[1].slice(1, 0, nk);
     const at::Tensor score = at::bmm(pq, pk.transpose(1, 2));  // (B*H, Nq, Nk)

@@ -3,8 +3,10 @@
 //               straight from the strided inputs, float32 accumulation.
 //   smooth k:   the k block sums become smooth-k block means in place: block mean − mean of all
 //               k rows (the total summed in a fixed order).
-//   select:     per query block: pooled scores against every smooth-k block mean, the top n by a
-//               radix select over the float bits (ties: lowest index), written as the ascending LUT.
+//   scores:     pooled q against every smooth-k block mean, 64 x 64 (query block, key block) per
+//               CTA, into a float32 (heads, Nq, Nk) buffer.
+//   select:     per query block (one warp per row of scores): the top n by a radix select over the
+//               float bits (ties: lowest index), written as the ascending LUT.
 //   transpose:  LUT (B*H, Nq, n) -> per key block the ascending list of query blocks that selected
 //               it (kv_count, kv_list), the index the dk/dv pass walks. One CTA per (bh, chunk of
 //               key blocks) reads the bh's whole LUT into a shared bitmask (which query block
@@ -88,15 +90,6 @@ __global__ void __launch_bounds__(kSmoothThreads) sla_smooth_k_kernel(const __gr
   }
 }
 
-// Scores of a row are kept in shared memory: rows_per_cta rows of num_k_blocks floats
-// (block_select_smem_bytes); the LibTorch glue falls back to ATen (src/sla/cuda/sla_api.cpp) beyond it.
-inline constexpr int kSelectThreads = 256;
-inline constexpr int kSelectMaxRows = kSelectThreads / 32;  // one warp per query block when selecting
-inline constexpr int kSelectKeyChunk = 64;                  // key blocks scored per pass
-// Row stride (floats) of the pooled k chunk: 16-byte rows for float4 loads, 4 banks apart.
-template <int D>
-inline constexpr int kSelectPkStride = D + 4;
-
 // Orders floats as unsigned integers (larger float, larger key).
 __device__ __forceinline__ uint32_t order_key(float f) {
   const uint32_t u = __float_as_uint(f);
@@ -155,75 +148,95 @@ __device__ __forceinline__ void select_top_n(const float* scores, int count, int
   }
 }
 
-// grid (ceil(Nq / rows_per_cta), B*H). sums as sla_pool_kernel after sla_smooth_k_kernel: q block
-// sums, smooth-k block means.
+inline constexpr int kScoreThreads = 256;
+inline constexpr int kScoreTile = 64;  // query blocks x key blocks per CTA
+// Row stride (floats) of the pooled rows in shared memory: 16-byte rows for float4 loads, 4 banks apart.
 template <int D>
-__global__ void __launch_bounds__(kSelectThreads) sla_block_select_kernel(const __grid_constant__ SlaParams p,
-                                                                          const float* sums, int max_blocks,
-                                                                          int rows_per_cta) {
-  extern __shared__ __align__(16) float select_smem[];
-  float* sPq = select_smem;                          // [rows_per_cta][D]: pooled q
-  float* sPk = sPq + rows_per_cta * D;               // [kSelectKeyChunk][D + 4]: pooled smooth k
-  float* sScore = sPk + kSelectKeyChunk * kSelectPkStride<D>;  // [rows_per_cta][Nk]
-  static_assert(kSelectThreads == 4 * kSelectKeyChunk && kSelectMaxRows == 8, "4 row groups of 2 rows");
-  const int bh = blockIdx.y, qb0 = blockIdx.x * rows_per_cta;
+inline constexpr int kScoreStride = D + 4;
+// Dynamic shared memory of the scores kernel: the tile's pooled q and smooth-k rows.
+template <int D>
+constexpr int block_scores_smem_bytes() {
+  return 2 * kScoreTile * kScoreStride<D> * 4;
+}
+
+// grid (ceil(Nk / 64), ceil(Nq / 64), bh_count): scores (bh_count, Nq, Nk) of heads bh0.. =
+// pooled q · smooth-k mean, float32, the dims summed in order, four at a time. Each lane: query
+// rows ty + 16 i, key rows tx + 16 j (i, j < 4) of the tile, tx = tid % 16: per float4 of dims
+// four query loads (two rows per warp, one wavefront each) and four key loads (16 rows per warp,
+// two wavefronts each) feed 64 FMAs. (ncu, H100, (1,12,32760,128) 128/64: 21.6 us for the scores
+// and 14.8 for the select, against 47.5 for one kernel holding eight rows of scores in shared
+// memory per CTA, bound by its shared-memory loads: one key per lane against two rows.)
+template <int D>
+__global__ void __launch_bounds__(kScoreThreads) sla_block_scores_kernel(const __grid_constant__ SlaParams p,
+                                                                         const float* sums, int max_blocks, int bh0,
+                                                                         float* scores) {
+  constexpr int S = kScoreStride<D>, T = kScoreTile;
+  extern __shared__ __align__(16) float score_smem[];
+  float* sQ = score_smem;  // [T][S]: pooled q of the tile's query blocks, 0 past Nq
+  float* sK = sQ + T * S;  // [T][S]: smooth-k means of its key blocks, 0 past Nk
+  const int kb0 = blockIdx.x * T, qb0 = blockIdx.y * T, bh = bh0 + blockIdx.z;
   const int tid = threadIdx.x, nk = p.num_k_blocks, nq = p.num_q_blocks;
   const int64_t bhs = int64_t(p.batch) * p.heads;
   const float* q_sums = sums + int64_t(bh) * max_blocks * D;
   const float* k_means = sums + (bhs + bh) * max_blocks * D;
-
-  for (int i = tid; i < rows_per_cta * D; i += kSelectThreads) {
-    const int qb = qb0 + i / D;
-    const float rows = float(min(p.blkq, p.seqlen - qb * p.blkq));
-    sPq[i] = qb < nq ? q_sums[int64_t(qb) * D + i % D] / rows : 0.f;
-  }
-  // Each thread scores one key block of the chunk against rows rg and rg + 4, 4 dims per step
-  // (float4 shared loads: the q rows are warp-wide broadcasts).
-  const int jj = tid % kSelectKeyChunk, rg = tid / kSelectKeyChunk;
-  for (int j0 = 0; j0 < nk; j0 += kSelectKeyChunk) {
-    __syncthreads();  // sPq written; the previous chunk's sPk read
-    for (int i = tid; i < kSelectKeyChunk * D / 4; i += kSelectThreads) {
-      const int jk = i / (D / 4), d4 = i % (D / 4), j = j0 + jk;
-      if (j < nk) {
-        reinterpret_cast<float4*>(sPk + jk * kSelectPkStride<D>)[d4] =
-            reinterpret_cast<const float4*>(k_means + int64_t(j) * D)[d4];
-      }
+  for (int i = tid; i < T * D / 4; i += kScoreThreads) {
+    const int r = i / (D / 4), d4 = i % (D / 4), qb = qb0 + r, kb = kb0 + r;
+    float4 qv = make_float4(0.f, 0.f, 0.f, 0.f), kv = qv;
+    if (qb < nq) {
+      const float rows = float(min(p.blkq, p.seqlen - qb * p.blkq));
+      qv = reinterpret_cast<const float4*>(q_sums + int64_t(qb) * D)[d4];
+      qv = make_float4(qv.x / rows, qv.y / rows, qv.z / rows, qv.w / rows);
     }
-    __syncthreads();
-    const int j = j0 + jj;
-    if (j >= nk) continue;
-    const float4* pk = reinterpret_cast<const float4*>(sPk + jj * kSelectPkStride<D>);
-    float dot[2] = {0.f, 0.f};
-#pragma unroll 4
-    for (int d4 = 0; d4 < D / 4; ++d4) {
-      const float4 kv = pk[d4];
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int r = rg + 4 * i;
-        if (r >= rows_per_cta) continue;
-        const float4 qv = reinterpret_cast<const float4*>(sPq + r * D)[d4];
-        dot[i] = fmaf(qv.x, kv.x, dot[i]);
-        dot[i] = fmaf(qv.y, kv.y, dot[i]);
-        dot[i] = fmaf(qv.z, kv.z, dot[i]);
-        dot[i] = fmaf(qv.w, kv.w, dot[i]);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      if (rg + 4 * i < rows_per_cta) sScore[(rg + 4 * i) * nk + j] = dot[i];
-    }
+    if (kb < nk) kv = reinterpret_cast<const float4*>(k_means + int64_t(kb) * D)[d4];
+    reinterpret_cast<float4*>(sQ + r * S)[d4] = qv;
+    reinterpret_cast<float4*>(sK + r * S)[d4] = kv;
   }
   __syncthreads();
-  const int warp = tid / 32, lane = tid % 32, qb = qb0 + warp;
-  if (warp < rows_per_cta && qb < nq) {
-    const float* scores = sScore + warp * nk;
-    int32_t* out = const_cast<int32_t*>(p.lut) + (int64_t(bh) * nq + qb) * p.blocks_per_row;
-    if (nk <= 32 * 16) {
-      select_top_n<16>(scores, nk, p.blocks_per_row, out, lane);
-    } else {
-      select_top_n<0>(scores, nk, p.blocks_per_row, out, lane);
+  const int tx = tid % 16, ty = tid / 16;
+  float dot[4][4] = {};
+#pragma unroll 2
+  for (int d4 = 0; d4 < D / 4; ++d4) {
+    float4 qv[4], kv[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) qv[i] = reinterpret_cast<const float4*>(sQ + (ty + 16 * i) * S)[d4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) kv[j] = reinterpret_cast<const float4*>(sK + (tx + 16 * j) * S)[d4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        dot[i][j] = fmaf(qv[i].x, kv[j].x, dot[i][j]);
+        dot[i][j] = fmaf(qv[i].y, kv[j].y, dot[i][j]);
+        dot[i][j] = fmaf(qv[i].z, kv[j].z, dot[i][j]);
+        dot[i][j] = fmaf(qv[i].w, kv[j].w, dot[i][j]);
+      }
     }
   }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int qb = qb0 + ty + 16 * i;
+    if (qb >= nq) continue;
+    float* row = scores + (int64_t(blockIdx.z) * nq + qb) * nk;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int kb = kb0 + tx + 16 * j;
+      if (kb < nk) row[kb] = dot[i][j];
+    }
+  }
+}
+
+inline constexpr int kSelectThreads = 256;
+
+// grid ceil(bh_count Nq / 8) x 256 threads: one warp per row of scores (sla_block_scores_kernel's,
+// heads bh0..), its top blocks_per_row as the ascending LUT row.
+template <int kPerLane>
+__global__ void __launch_bounds__(kSelectThreads) sla_select_rows_kernel(const __grid_constant__ SlaParams p,
+                                                                         const float* scores, int bh0, int rows) {
+  const int row = blockIdx.x * (kSelectThreads / 32) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int nk = p.num_k_blocks;
+  int32_t* out = const_cast<int32_t*>(p.lut) + (int64_t(bh0) * p.num_q_blocks + row) * p.blocks_per_row;
+  select_top_n<kPerLane>(scores + int64_t(row) * nk, nk, p.blocks_per_row, out, threadIdx.x % 32);
 }
 
 inline constexpr int kTransposeThreads = 256;

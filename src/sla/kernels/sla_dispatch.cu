@@ -61,20 +61,27 @@ void run_smooth_k(const SlaParams& p, float* sums, int max_blocks, cudaStream_t 
   });
 }
 
-bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, cudaStream_t stream) {
-  constexpr int kScoreBudget = 96 * 1024;  // bytes of scores per CTA
-  const int64_t row_bytes = int64_t(p.num_k_blocks) * 4;
-  if (row_bytes > kScoreBudget) return false;
-  const int rows = int(std::min<int64_t>(kSelectMaxRows, kScoreBudget / row_bytes));
-  return SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-    auto kernel = &sla_block_select_kernel<kD>;
-    const int smem = int((rows * kD + kSelectKeyChunk * kSelectPkStride<kD>) * 4 + rows * row_bytes);
+void run_block_scores_select(const SlaParams& p, const float* sums, int max_blocks, float* scores, int bh0,
+                             int bh_count, cudaStream_t stream) {
+  SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+    auto kernel = &sla_block_scores_kernel<kD>;
+    constexpr int smem = block_scores_smem_bytes<kD>();
     set_dynamic_smem(kernel, smem);
-    const dim3 grid(unsigned((p.num_q_blocks + rows - 1) / rows), unsigned(p.batch * p.heads));
-    kernel<<<grid, kSelectThreads, smem, stream>>>(p, sums, max_blocks, rows);
+    const dim3 grid(unsigned((p.num_k_blocks + kScoreTile - 1) / kScoreTile),
+                    unsigned((p.num_q_blocks + kScoreTile - 1) / kScoreTile), unsigned(bh_count));
+    kernel<<<grid, kScoreThreads, smem, stream>>>(p, sums, max_blocks, bh0, scores);
     SLA_CUDA_CHECK_LAUNCH();
-    return true;
   });
+  const int rows = bh_count * p.num_q_blocks, warps = kSelectThreads / 32;
+  const dim3 grid(unsigned((rows + warps - 1) / warps));
+  if (p.num_k_blocks <= 32 * 16) {
+    sla_select_rows_kernel<16><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
+  } else if (p.num_k_blocks <= 32 * 32) {
+    sla_select_rows_kernel<32><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
+  } else {
+    sla_select_rows_kernel<0><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
+  }
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream) {

@@ -16,9 +16,11 @@ namespace sla::kernels {
 void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);
 // The k block sums of `sums` become smooth-k block means in place: block mean − mean of all k rows.
 void run_smooth_k(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream);
-// The LUT (into p.lut, written) from the q block sums and the smooth-k block means (run_smooth_k);
-// false (nothing launched) when a row of scores does not fit in shared memory.
-bool run_block_select(const SlaParams& p, const float* sums, int max_blocks, cudaStream_t stream);
+// The LUT (into p.lut) rows of heads bh0 .. bh0 + bh_count from the q block sums and the smooth-k
+// block means (run_smooth_k) in two passes: the scores of every (query block, key block) into
+// scores (bh_count, Nq, Nk) float32, then one warp per row selects.
+void run_block_scores_select(const SlaParams& p, const float* sums, int max_blocks, float* scores, int bh0,
+                             int bh_count, cudaStream_t stream);
 // kv_count (B*H, Nk) and kv_list (B*H, Nk, Nq) from p.lut.
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream);
 // Sparse forward: o, lse.
