@@ -270,6 +270,22 @@ TEST_CASE("the kernels' LUT equals the reference block map") {
   }
 }
 
+// The scores kernel takes 64 x 64 tiles where they fill the GPU (144 CTAs here, H100 and H200:
+// 132 SMs) and 32 x 32 tiles below (the case above).
+TEST_CASE("the kernels' LUT from 64 x 64 score tiles equals the reference block map") {
+  at::manual_seed(8192);
+  SlaConfig cfg;
+  cfg.topk = 0.1;
+  cfg.blkq = 32;
+  cfg.blkk = 32;
+  const at::Tensor q = random_input(1, 9, 8192, 64, at::kBFloat16, true);
+  const at::Tensor k = random_input(1, 9, 8192, 64, at::kBFloat16, true) + 0.5;
+  const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
+  const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
+  REQUIRE(ours.lut.sizes() == ref.lut.sizes());
+  CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
+}
+
 // A kernel's dynamic shared-memory limit is a per-kernel attribute: a smaller launch must not lower
 // it under a larger size that was set before and comes again (the select kernel's size grows with
 // Nk; this order once failed with "invalid argument": the second 20000 found the limit at 1000's).

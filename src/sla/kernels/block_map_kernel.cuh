@@ -149,28 +149,29 @@ __device__ __forceinline__ void select_top_n(const float* scores, int count, int
 }
 
 inline constexpr int kScoreThreads = 256;
-inline constexpr int kScoreTile = 64;  // query blocks x key blocks per CTA
 // Row stride (floats) of the pooled rows in shared memory: 16-byte rows for float4 loads, 4 banks apart.
 template <int D>
 inline constexpr int kScoreStride = D + 4;
-// Dynamic shared memory of the scores kernel: the tile's pooled q and smooth-k rows.
-template <int D>
+// Dynamic shared memory of the scores kernel with T x T tiles: the tile's pooled q and smooth-k rows.
+template <int D, int T>
 constexpr int block_scores_smem_bytes() {
-  return 2 * kScoreTile * kScoreStride<D> * 4;
+  return 2 * T * kScoreStride<D> * 4;
 }
 
-// grid (ceil(Nk / 64), ceil(Nq / 64), bh_count): scores (bh_count, Nq, Nk) of heads bh0.. =
-// pooled q · smooth-k mean, float32, the dims summed in order, four at a time. Each lane: query
-// rows ty + 16 i, key rows tx + 16 j (i, j < 4) of the tile, tx = tid % 16: per float4 of dims
-// four query loads (two rows per warp, one wavefront each) and four key loads (16 rows per warp,
-// two wavefronts each) feed 64 FMAs. (ncu, H100, (1,12,32760,128) 128/64: 21.6 us for the scores
-// and 14.8 for the select, against 47.5 for one kernel holding eight rows of scores in shared
-// memory per CTA, bound by its shared-memory loads: one key per lane against two rows.)
-template <int D>
+// grid (ceil(Nk / T), ceil(Nq / T), bh_count), T 64 or 32 query blocks x key blocks per CTA:
+// scores (bh_count, Nq, Nk) of heads bh0.. = pooled q · smooth-k mean, float32, the dims summed in
+// order, four at a time. Each lane: query rows ty + 16 i, key rows tx + 16 j (i, j < T / 16) of the
+// tile, tx = tid % 16: per float4 of dims T / 16 query loads (two rows per warp, one wavefront
+// each) and T / 16 key loads (16 rows per warp, two wavefronts each) feed (T / 16)² · 4 FMAs.
+// (ncu, H100, (1,12,32760,128) 128/64: 21.6 us for the scores and 14.8 for the select, against
+// 47.5 for one kernel holding eight rows of scores in shared memory per CTA, bound by its
+// shared-memory loads: one key per lane against two rows.)
+template <int D, int T>
 __global__ void __launch_bounds__(kScoreThreads) sla_block_scores_kernel(const __grid_constant__ SlaParams p,
                                                                          const float* sums, int max_blocks, int bh0,
                                                                          float* scores) {
-  constexpr int S = kScoreStride<D>, T = kScoreTile;
+  constexpr int S = kScoreStride<D>, kPerLane = T / 16;
+  static_assert(T % 16 == 0 && kScoreThreads == 16 * 16, "16 x 16 lanes over the tile");
   extern __shared__ __align__(16) float score_smem[];
   float* sQ = score_smem;  // [T][S]: pooled q of the tile's query blocks, 0 past Nq
   float* sK = sQ + T * S;  // [T][S]: smooth-k means of its key blocks, 0 past Nk
@@ -193,18 +194,18 @@ __global__ void __launch_bounds__(kScoreThreads) sla_block_scores_kernel(const _
   }
   __syncthreads();
   const int tx = tid % 16, ty = tid / 16;
-  float dot[4][4] = {};
+  float dot[kPerLane][kPerLane] = {};
 #pragma unroll 2
   for (int d4 = 0; d4 < D / 4; ++d4) {
-    float4 qv[4], kv[4];
+    float4 qv[kPerLane], kv[kPerLane];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) qv[i] = reinterpret_cast<const float4*>(sQ + (ty + 16 * i) * S)[d4];
+    for (int i = 0; i < kPerLane; ++i) qv[i] = reinterpret_cast<const float4*>(sQ + (ty + 16 * i) * S)[d4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) kv[j] = reinterpret_cast<const float4*>(sK + (tx + 16 * j) * S)[d4];
+    for (int j = 0; j < kPerLane; ++j) kv[j] = reinterpret_cast<const float4*>(sK + (tx + 16 * j) * S)[d4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kPerLane; ++i) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
+      for (int j = 0; j < kPerLane; ++j) {
         dot[i][j] = fmaf(qv[i].x, kv[j].x, dot[i][j]);
         dot[i][j] = fmaf(qv[i].y, kv[j].y, dot[i][j]);
         dot[i][j] = fmaf(qv[i].z, kv[j].z, dot[i][j]);
@@ -213,12 +214,12 @@ __global__ void __launch_bounds__(kScoreThreads) sla_block_scores_kernel(const _
     }
   }
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < kPerLane; ++i) {
     const int qb = qb0 + ty + 16 * i;
     if (qb >= nq) continue;
     float* row = scores + (int64_t(blockIdx.z) * nq + qb) * nk;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < kPerLane; ++j) {
       const int kb = kb0 + tx + 16 * j;
       if (kb < nk) row[kb] = dot[i][j];
     }

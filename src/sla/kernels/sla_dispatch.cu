@@ -63,14 +63,23 @@ void run_smooth_k(const SlaParams& p, float* sums, int max_blocks, cudaStream_t 
 
 void run_block_scores_select(const SlaParams& p, const float* sums, int max_blocks, float* scores, int bh0,
                              int bh_count, cudaStream_t stream) {
-  SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-    auto kernel = &sla_block_scores_kernel<kD>;
-    constexpr int smem = block_scores_smem_bytes<kD>();
+  // Tiles of 64 x 64 where they give every multiprocessor a CTA, else of 32 x 32 (four times the CTAs).
+  const auto tiles = [&](int t) {
+    return int64_t((p.num_k_blocks + t - 1) / t) * ((p.num_q_blocks + t - 1) / t) * bh_count;
+  };
+  const auto launch_scores = [&](auto kernel, int t, int smem) {
     set_dynamic_smem(kernel, smem);
-    const dim3 grid(unsigned((p.num_k_blocks + kScoreTile - 1) / kScoreTile),
-                    unsigned((p.num_q_blocks + kScoreTile - 1) / kScoreTile), unsigned(bh_count));
+    const dim3 grid(unsigned((p.num_k_blocks + t - 1) / t), unsigned((p.num_q_blocks + t - 1) / t),
+                    unsigned(bh_count));
     kernel<<<grid, kScoreThreads, smem, stream>>>(p, sums, max_blocks, bh0, scores);
     SLA_CUDA_CHECK_LAUNCH();
+  };
+  SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+    if (tiles(64) >= multiprocessor_count()) {
+      launch_scores(&sla_block_scores_kernel<kD, 64>, 64, block_scores_smem_bytes<kD, 64>());
+    } else {
+      launch_scores(&sla_block_scores_kernel<kD, 32>, 32, block_scores_smem_bytes<kD, 32>());
+    }
   });
   const int rows = bh_count * p.num_q_blocks, warps = kSelectThreads / 32;
   const dim3 grid(unsigned((rows + warps - 1) / warps));
