@@ -118,7 +118,7 @@ void query_side_by_rows(const sla::kernels::ComplementQSideChunk& c, const SlaCo
   const int64_t tiles = (L + c.tile_rows - 1) / c.tile_rows;
   for (const at::Tensor& t_ : {c.a_tile, c.dz_tile, c.db_tile}) t_.narrow(1, 0, tiles).zero_();
   c.a_tile.view({c.q.size(1), -1, D * D})
-      .index_add_(1, row_tile, (d_o.unsqueeze(-1) * phi_over.unsqueeze(-2)).flatten(2));
+      .index_add_(1, row_tile, (phi_over.unsqueeze(-1) * d_o.unsqueeze(-2)).flatten(2));  // aᵀ
   c.dz_tile.index_add_(1, row_tile, dden.unsqueeze(-1) * phi.detach() / double(L));
   c.db_tile.index_add_(1, row_tile, d_o);
 }

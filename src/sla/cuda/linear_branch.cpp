@@ -57,7 +57,11 @@ struct Precision {
     const at::Tensor a_op = a.to(operand), hi = b.to(operand);
     at::Tensor lo = at::empty_like(hi);
     at::sub_out(lo, b, hi);  // b − hi in `acc`, rounded to `operand`: one pass
-    return at::baddbmm(at::bmm(a_op, hi, acc), a_op, lo, acc);  // the second product added in the GEMM
+    // The second product added in the GEMM, into the first (baddbmm with a new result would copy
+    // the first product into it first).
+    at::Tensor out = at::bmm(a_op, hi, acc);
+    at::baddbmm_out(out, out, a_op, lo, acc);
+    return out;
   }
   // aᵀ b summed over many rows (d proj_w), likewise for 2-D a (exact in `operand`: dO) and b.
   at::Tensor mm_t_exact_b(const at::Tensor& a, const at::Tensor& b) const {
@@ -398,8 +402,9 @@ void fused_q_side(const ComplementQSideChunk& chunk, const SlaConfig& cfg) {
 
 // The query side's per-tile partials make the rest linear: with A_j = Σ_i U_ij a_i, the key side
 // is dS_j = A_jᵀ W / L, so dφ(K_j) = (V_j Wᵀ) A_j / L + dz_j, dV_j = φ(K_j) A_jᵀ W / L, and
-// d proj_w = Σ_j A_j S_j / L with S_j = φ(K_j)ᵀ V_j (float32: d proj_w's precision). Without the
-// key pass, dS_j L / ds_scale_j and dz_j go to the dk/dv pass instead (LinearGrads::ds).
+// d proj_w = Σ_j A_j S_j / L with S_j = φ(K_j)ᵀ V_j (float32: d proj_w's precision). The query
+// side hands over a_iᵀ, so that A_jᵀ, which dS_j needs, is one GEMM's output. Without the key
+// pass, dS_j L / ds_scale_j and dz_j go to the dk/dv pass instead (LinearGrads::ds).
 LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                             const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                             const at::Tensor& mask, const SlaConfig& cfg, int64_t tile_rows,
@@ -439,20 +444,28 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     const auto per_block = [&](const at::Tensor& x, int64_t n) {  // (c, Nq * block_tiles, ...) -> (c, Nq, n)
       return (block_tiles == 1 ? x : x.view({c, nq, block_tiles, n}).sum(2)).view({c, nq, n});
     };
-    const at::Tensor a_i = per_block(a_tile, D * D), dz_i = per_block(dz_tile, D);
+    const at::Tensor a_i_t = per_block(a_tile, D * D), dz_i = per_block(dz_tile, D);  // a_iᵀ
     g.db.add_(db_tile.sum(at::IntArrayRef{0, 1}));
 
-    // Key side: A_j, dz_j over the query blocks that did not select j.
+    // Key side: A_jᵀ, dz_j over the query blocks that did not select j.
     const at::Tensor u_t = chunk_of(mask, b, h0, h1).logical_not().transpose(1, 2);  // (c, Nk, Nq)
-    const at::Tensor a_j = prec.bmm_exact_b(u_t.to(prec.operand), a_i).view({c * nk, D, D});
+    const at::Tensor a_j_t = prec.bmm_exact_b(u_t.to(prec.operand), a_i_t).view({c * nk, D, D});
     const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i);                          // (c, Nk, D)
     const at::Tensor block_s = st.s.reshape({c * nk, D, D});  // S_j, float32
-    g.dw.add_(at::bmm(a_j, block_s).sum(0), inv_len);
+    {
+      // Σ_j A_j S_j in groups of key blocks: each group one GEMM over its stacked A_jᵀ and S_j
+      // (rows (j, d)), so that the products summed inside the GEMM need no float32 (c Nk, D, D) buffer.
+      int64_t per_group = 16;
+      while ((c * nk) % per_group != 0) per_group /= 2;
+      const int64_t groups = c * nk / per_group;
+      const at::Tensor a_g = a_j_t.view({groups, per_group * D, D}), s_g = block_s.view({groups, per_group * D, D});
+      g.dw.add_(at::bmm(a_g.transpose(1, 2), s_g).sum(0), inv_len);
+    }
     if (!key_pass) {
       // dS_j L = A_jᵀ W as one GEMM over the stacked A_jᵀ, in q's dtype: bf16 keeps float32's range
       // (scale 1, the GEMM writes bf16 itself); elsewhere the GEMM runs wider and each block is
       // scaled by its largest element (fp16's range).
-      const at::Tensor a_jt = at::empty_like(a_j, a_j.options().dtype(prec.operand)).copy_(a_j.transpose(1, 2));
+      const at::Tensor a_jt = a_j_t.to(prec.operand);
       at::Tensor ds = g.ds.narrow(0, b * H + h0, c).view({c * nk * D, D});
       const at::Tensor ds_scale = g.ds_scale.narrow(0, b * H + h0, c).view({c * nk});
       if (prec.operand == dtype && dtype != prec.acc) {
@@ -470,7 +483,7 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
     zero_padding_rows(phi_k, L);
     const at::Tensor phi_k_op = phi_k.to(prec.operand);
-    const at::Tensor a_j_op = a_j.to(prec.operand);
+    const at::Tensor a_j_op = a_j_t.transpose(1, 2).to(prec.operand);  // A_j
     const at::Tensor vb_op = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(prec.operand);
     const at::Tensor vw = at::matmul(vb_op, w_op_t);                                   // V_j Wᵀ
     const at::Tensor d_phi_k =

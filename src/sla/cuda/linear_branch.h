@@ -111,7 +111,7 @@ LinearGrads linear_branch_backward(const at::Tensor& grad_o, const at::Tensor& q
 // per query block on CUDA; the tests hand in a float64 emulation): from q, grad_o (1, c, L, D),
 // the chunk's per-block states (complement_linear_state: M_i / L, z_i / L) and proj_l's bias,
 // it writes dq (1, c, L, D) and delta_lin (c, L) in full, and per row tile of tile_rows rows
-// (tile t in query block t / (blkq / tile_rows)) a = Σ dOᵀ φ(q) / den', dz = Σ dden' φ(q) / L and
+// (tile t in query block t / (blkq / tile_rows)) aᵀ = Σ φ(q)ᵀ dO / den', dz = Σ dden' φ(q) / L and
 // db = Σ dO into a_tile (c, T, D, D), dz_tile, db_tile (c, T, D), T = Nq blkq / tile_rows, for
 // the tiles that hold rows (the others are 0). den' = φ(q)·z_i / L; where it is 0 (every key block
 // selected) the row's branch is 0. Accumulation dtype: float32 for 16-bit inputs.

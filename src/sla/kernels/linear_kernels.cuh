@@ -407,7 +407,7 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
         const int index = tile * kTileBlocks + blk;
         if (kTileBlocks == 1 || index < p.num_q_blocks) {
           const int64_t part = int64_t(bh) * p.num_q_blocks * p.q_block_tiles + index;
-          store_square_rows<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);
+          store_square_cols<D>(acc_a, p.a_part + part * D * D, 16 * warp, lane);  // aᵀ: LinearParams
           if (tid < D) {
             p.dz_part[part * D + tid] = dz * p.inv_len;
             p.db_part[part * D + tid] = db;

@@ -115,7 +115,8 @@ struct LinearParams {
   // Variant complement's query-side pass: row tiles per query block (blkq / D, at least 1; 0 for
   // variant all) and Nq. Then the state is the tile's query block's, and a_part, dz_part, db_part
   // hold one partial per tile, (B*H, Nq * q_block_tiles, ...) (tiles past the last one left
-  // alone), instead of one per split. tile_q_blocks 2 (blkq = D / 2, q_block_tiles 1): two query
+  // alone), instead of one per split, a_part transposed (Σ φ(q)ᵀ dO / den': the key side's
+  // A_jᵀ then comes out of one GEMM). tile_q_blocks 2 (blkq = D / 2, q_block_tiles 1): two query
   // blocks per tile, each warp's rows reading their block's state, one partial per block (B*H, Nq, ...).
   int q_block_tiles = 0;
   int tile_q_blocks = 1;

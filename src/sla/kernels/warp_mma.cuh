@@ -262,4 +262,19 @@ __device__ __forceinline__ void store_square_rows(const float (&c)[D / 8][4], fl
   }
 }
 
+// The transpose of store_square_rows: out[c][r] = C[r][c] for the warp's rows m0.. (each store
+// instruction fills 32-byte runs of eight rows).
+template <int D>
+__device__ __forceinline__ void store_square_cols(const float (&c)[D / 8][4], float* out, int m0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) out[(8 * j + 2 * t + e) * D + m0 + g + 8 * half] = c[j][2 * half + e];
+    }
+  }
+}
+
 }  // namespace sla::kernels
