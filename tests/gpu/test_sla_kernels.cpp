@@ -146,6 +146,16 @@ void check_case(const Case& c, uint64_t seed) {
   }
 }
 
+// The kernels' LUT and mask against the float64 reference block map. Both LUTs are ascending per
+// row, so equal sets are equal rows.
+void check_block_map(const at::Tensor& q, const at::Tensor& k, const SlaConfig& cfg) {
+  const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
+  const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
+  REQUIRE(ours.lut.sizes() == ref.lut.sizes());
+  CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
+  CHECK(ours.mask.cpu().equal(ref.mask.cpu()));
+}
+
 }  // namespace
 
 TEST_CASE("fused SLA matches the float64 reference across the support matrix") {
@@ -259,13 +269,8 @@ TEST_CASE("the kernels' LUT equals the reference block map") {
       const int64_t D = blkq == 64 ? 128 : 64;
       const at::Tensor q = random_input(2, 3, L, D, at::kBFloat16, true);
       const at::Tensor k = random_input(2, 3, L, D, at::kBFloat16, true) + 0.5;  // smooth-k must matter
-      const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
-      const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
       INFO("blk " << blkq << "/" << blkk);
-      REQUIRE(ours.lut.sizes() == ref.lut.sizes());
-      // Both are ascending per row, so equal sets are equal rows.
-      CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
-      CHECK(ours.mask.cpu().equal(ref.mask.cpu()));
+      check_block_map(q, k, cfg);
     }
   }
 }
@@ -280,10 +285,7 @@ TEST_CASE("the kernels' LUT from 64 x 64 score tiles equals the reference block 
   cfg.blkk = 32;
   const at::Tensor q = random_input(1, 9, 8192, 64, at::kBFloat16, true);
   const at::Tensor k = random_input(1, 9, 8192, 64, at::kBFloat16, true) + 0.5;
-  const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
-  const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
-  REQUIRE(ours.lut.sizes() == ref.lut.sizes());
-  CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
+  check_block_map(q, k, cfg);
 }
 
 // A kernel's dynamic shared-memory limit is a per-kernel attribute: a smaller launch must not lower
@@ -296,11 +298,8 @@ TEST_CASE("the block map at growing, shrinking and again growing lengths") {
     at::manual_seed(L);
     const at::Tensor q = random_input(1, 2, L, 64, at::kBFloat16, false);
     const at::Tensor k = random_input(1, 2, L, 64, at::kBFloat16, false) + 0.5;
-    const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
-    const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
     INFO("L " << L);
-    REQUIRE(ours.lut.sizes() == ref.lut.sizes());
-    CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
+    check_block_map(q, k, cfg);
   }
 }
 
@@ -314,19 +313,13 @@ TEST_CASE("long rows of key blocks: the select kernel's three row lengths and it
     at::manual_seed(40001);
     const at::Tensor q = random_input(1, 2, 40000, 128, at::kBFloat16, true);
     const at::Tensor k = random_input(1, 2, 40000, 128, at::kBFloat16, true) + 0.5;
-    const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
-    const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
-    REQUIRE(ours.lut.sizes() == ref.lut.sizes());
-    CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
+    check_block_map(q, k, cfg);
   }
   SECTION("Nk = 1250 (a row read from memory in every radix pass) equals the reference") {
     at::manual_seed(40000);
     const at::Tensor q = random_input(1, 1, 40000, 128, at::kBFloat16, true);
     const at::Tensor k = random_input(1, 1, 40000, 128, at::kBFloat16, true) + 0.5;
-    const sla::reference::BlockMap ours = sla::cuda_block_map(q, k, cfg);
-    const sla::reference::BlockMap ref = sla::reference::block_map(q.to(at::kDouble), k.to(at::kDouble), cfg);
-    REQUIRE(ours.lut.sizes() == ref.lut.sizes());
-    CHECK(ours.lut.cpu().equal(ref.lut.cpu()));
+    check_block_map(q, k, cfg);
   }
   SECTION("Nk = 25000 (100 KB of scores per row) takes the fallback and selects the top blocks") {
     // 6250 rows of 25000 scores: some row's 250th and 251st scores lie closer than float32 resolves,
