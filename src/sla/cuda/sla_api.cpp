@@ -177,8 +177,9 @@ ForwardState sla_forward(const at::Tensor& q, const at::Tensor& k, const at::Ten
   // The linear branch is fused into the kernel's epilogue: variant all with one state per (b, h),
   // kept for the backward; complement with one per query block, which the backward does not need.
   // The block map runs on a side stream beside the linear branch's pass over K, V (variant all's
-  // state pass, complement's block sums, which need no block map): those passes are latency-bound
-  // and leave memory bandwidth for the block map's pooling. Forked from and joined into the current
+  // state pass, complement's block sums, which need no block map): the state pass is latency-bound
+  // and leaves memory bandwidth for the block map's pooling; the block sums, memory-bound too,
+  // share it and still hide part of the block map. Forked from and joined into the current
   // stream by events, so that a CUDA graph capture takes both streams in. The pass over K, V is
   // queued first: the longest launch before the sparse kernel, it keeps the GPU busy while the
   // host queues the block map.
