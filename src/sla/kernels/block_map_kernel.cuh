@@ -3,8 +3,8 @@
 //               straight from the strided inputs, float32 accumulation.
 //   smooth k:   the k block sums become smooth-k block means in place: block mean − mean of all
 //               k rows (the total summed in a fixed order).
-//   scores:     pooled q against every smooth-k block mean, 64 x 64 (query block, key block) per
-//               CTA, into a float32 (heads, Nq, Nk) buffer.
+//   scores:     pooled q against every smooth-k block mean, 64 x 64 or 32 x 32 (query block, key
+//               block) pairs per CTA, into a float32 (heads, Nq, Nk) buffer.
 //   select:     per query block (one warp per row of scores): the top n by a radix select over the
 //               float bits (ties: lowest index), written as the ascending LUT.
 //   transpose:  LUT (B*H, Nq, n) -> per key block the ascending list of query blocks that selected
@@ -98,7 +98,7 @@ __device__ __forceinline__ uint32_t order_key(float f) {
 
 // One warp: the n largest of scores[0, count) as ascending indices into out. kPerLane > 0: the
 // row fits in registers (count <= 32 kPerLane) and every pass of the radix select reads them;
-// 0: every pass reads shared memory again.
+// 0: every pass reads the row from memory again.
 template <int kPerLane>
 __device__ __forceinline__ void select_top_n(const float* scores, int count, int n, int32_t* out, int lane) {
   const int per_lane = kPerLane > 0 ? kPerLane : (count + 31) / 32;
