@@ -461,11 +461,11 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
       const at::Tensor a_g = a_j_t.view({groups, per_group * D, D}), s_g = block_s.view({groups, per_group * D, D});
       g.dw.add_(at::bmm(a_g.transpose(1, 2), s_g).sum(0), inv_len);
     }
+    const at::Tensor a_jt = a_j_t.to(prec.operand);  // A_jᵀ, the GEMMs' operand
     if (!key_pass) {
       // dS_j L = A_jᵀ W as one GEMM over the stacked A_jᵀ, in q's dtype: bf16 keeps float32's range
       // (scale 1, the GEMM writes bf16 itself); elsewhere the GEMM runs wider and each block is
       // scaled by its largest element (fp16's range).
-      const at::Tensor a_jt = a_j_t.to(prec.operand);
       at::Tensor ds = g.ds.narrow(0, b * H + h0, c).view({c * nk * D, D});
       const at::Tensor ds_scale = g.ds_scale.narrow(0, b * H + h0, c).view({c * nk});
       if (prec.operand == dtype && dtype != prec.acc) {
@@ -483,13 +483,12 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
     zero_padding_rows(phi_k, L);
     const at::Tensor phi_k_op = phi_k.to(prec.operand);
-    const at::Tensor a_j_op = a_j_t.transpose(1, 2).to(prec.operand);  // A_j
     const at::Tensor vb_op = to_blocks(chunk_of(v, b, h0, h1), cfg.blkk).to(prec.operand);
     const at::Tensor vw = at::matmul(vb_op, w_op_t);                                   // V_j Wᵀ
     const at::Tensor d_phi_k =
-        prec.bmm(flat(vw), a_j_op).view(phi_k.sizes()).mul_(inv_len).add_(dz_j.unsqueeze(2));
+        prec.bmm(flat(vw), a_jt.transpose(1, 2)).view(phi_k.sizes()).mul_(inv_len).add_(dz_j.unsqueeze(2));
     const at::Tensor dv =
-        prec.mm(prec.bmm(flat(phi_k_op), a_j_op.transpose(1, 2)).view({-1, D}), w).view(phi_k.sizes()).mul_(inv_len);
+        prec.mm(prec.bmm(flat(phi_k_op), a_jt).view({-1, D}), w).view(phi_k.sizes()).mul_(inv_len);
     const auto unblock = [&](const at::Tensor& x) { return x.reshape({c, -1, D}).narrow(1, 0, L); };
     chunk_of(g.dk, b, h0, h1).copy_(unblock(feature_map_backward(xk, phi_k, d_phi_k, cfg.feature_map)));
     chunk_of(g.dv, b, h0, h1).copy_(unblock(dv));
