@@ -32,11 +32,18 @@ __device__ __forceinline__ void mask_keys_past_end(float (&acc_s)[N][4], int j0,
       if (key0 + 8 * j + 2 * t + (i & 1) >= p.seqlen) acc_s[j0 + j][i] = -INFINITY;
 }
 
+// How far (log2 units) a row's scores may exceed its running max before the max moves: below
+// that, P = 2^(S·scale·log2(e) − max) stays at most 2^8 and O and the row sums keep their scale
+// (FlashAttention-4's conditional rescaling). Exact either way: O, the sums and lse all refer to
+// the same max; what changes is how often O is rescaled (rarely at all once a row has a max).
+constexpr float kMaxSlackLog2 = 8.f;
+
 // Online softmax over the BN columns of a (masked) score tile: turns the raw scores S (16 x BN)
 // into P = 2^(S·scale·log2(e) − max) in place, with the running max in log2 units, and returns
 // alpha = 2^(old max − new max) per half, the factor by which the running O and row sums are
 // rescaled (row_sum here, O by the caller: on Hopper the previous block's O += P V may still be in
-// flight). Rows g and g + 8 of the warp tile are the two halves.
+// flight; 1 where the max stays, see kMaxSlackLog2). Rows g and g + 8 of the warp tile are the two
+// halves.
 template <int BN>
 __device__ __forceinline__ void online_softmax_rows(float (&acc_s)[BN / 8][4], float (&row_max)[2],
                                                     float (&row_sum)[2], float (&alpha)[2], const SlaParams& p) {
@@ -45,9 +52,11 @@ __device__ __forceinline__ void online_softmax_rows(float (&acc_s)[BN / 8][4], f
     float mx = -INFINITY;
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(acc_s[j][2 * half], acc_s[j][2 * half + 1]));
-    mx = fmaxf(row_max[half], quad_max(mx) * p.scale_log2);  // every tile holds a valid key: finite
-    alpha[half] = fast_exp2(row_max[half] - mx);
-    row_max[half] = mx;
+    mx = quad_max(mx) * p.scale_log2;  // the first tile of a row holds a valid key: finite
+    const bool moves = mx > row_max[half] + kMaxSlackLog2;  // always at the first tile (-inf)
+    alpha[half] = moves ? fast_exp2(row_max[half] - mx) : 1.f;
+    if (moves) row_max[half] = mx;
+    mx = row_max[half];
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
