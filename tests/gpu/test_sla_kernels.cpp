@@ -48,13 +48,15 @@ struct Case {
   double topk;
   int64_t seqlen = 0;  // 0: 3 max(blkq, blkk) + 17
   int64_t heads = 2;   // B = 2
+  double key_ramp = 0;  // k scaled by 1 + key_ramp · position / L: scores that grow along the keys
 };
 
 std::string describe(const Case& c) {
   return std::string(c10::toString(c.dtype)) + " D=" + std::to_string(c.head_dim) + " blk=" + std::to_string(c.blkq) +
          "/" + std::to_string(c.blkk) + " " + sla::to_string(c.feature_map) + " " + sla::to_string(c.variant) +
          (c.bl_layout ? " BLHD" : " BHLD") + " topk=" + std::to_string(c.topk) +
-         (c.seqlen > 0 ? " L=" + std::to_string(c.seqlen) : "") + (c.heads != 2 ? " H=" + std::to_string(c.heads) : "");
+         (c.seqlen > 0 ? " L=" + std::to_string(c.seqlen) : "") + (c.heads != 2 ? " H=" + std::to_string(c.heads) : "") +
+         (c.key_ramp > 0 ? " key ramp " + std::to_string(c.key_ramp) : "");
 }
 
 at::Tensor random_input(int64_t B, int64_t H, int64_t L, int64_t D, at::ScalarType dtype, bool bl_layout) {
@@ -111,7 +113,11 @@ void check_case(const Case& c, uint64_t seed) {
   // Odd length: partial last blocks of both sizes.
   const int64_t B = 2, H = c.heads, D = c.head_dim, L = c.seqlen > 0 ? c.seqlen : 3 * std::max(c.blkq, c.blkk) + 17;
   const at::Tensor q = random_input(B, H, L, D, c.dtype, c.bl_layout);
-  const at::Tensor k = random_input(B, H, L, D, c.dtype, c.bl_layout);
+  at::Tensor k = random_input(B, H, L, D, c.dtype, c.bl_layout);
+  if (c.key_ramp > 0) {
+    const at::Tensor ramp = 1 + c.key_ramp * at::arange(L, k.options().dtype(at::kFloat)) / double(L);
+    k = (k.to(at::kFloat) * ramp.view({L, 1})).to(c.dtype);
+  }
   const at::Tensor v = random_input(B, H, L, D, c.dtype, c.bl_layout);
   const auto f32 = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
   const at::Tensor w = at::randn({D, D}, f32) * (1.0 / std::sqrt(double(D)));  // nonzero proj_l
@@ -251,6 +257,18 @@ TEST_CASE("the linear state pass over many row tiles per CTA") {
       }
     }
   }
+}
+
+// The forward keeps a row's running max until a block's scores exceed it by 2^8 (kMaxSlackLog2):
+// with keys scaled up along the sequence (LUT rows ascend, so later blocks score higher) the max
+// moves by more than that after the first block, and O and the row sums are rescaled mid-row.
+// Every forward kernel: warp-specialised at 128 and 64 query rows, cp.async at D 64 and blkq 32.
+TEST_CASE("scores that grow along the keys move the running max by more than its slack") {
+  const int64_t L = 16 * 64 + 29;
+  check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, false, 0.5, L, 2, 8.0}, 8000);
+  check_case({at::kHalf, 128, 64, 64, FeatureMap::kElu, Variant::kComplement, false, 0.5, L, 2, 8.0}, 8001);
+  check_case({at::kBFloat16, 64, 64, 64, FeatureMap::kSoftmax, Variant::kAll, false, 0.5, L, 2, 8.0}, 8002);
+  check_case({at::kHalf, 128, 32, 64, FeatureMap::kRelu, Variant::kAll, false, 0.5, L, 2, 8.0}, 8003);
 }
 
 TEST_CASE("a tiny topk still selects one block per row") {
