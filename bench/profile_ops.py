@@ -1,6 +1,6 @@
 """Per-kernel GPU time of one SLA forward and backward (torch.profiler over sla_toolkit.sla_attention),
 to see where the time goes around the sparse kernels. Usage: SLA_OPS_LIB=.../libsla_ops.so
-python3 bench/profile_ops.py [--variant all|complement]"""
+python3 bench/profile_ops.py [--variant all|complement] [--cases flux,wan05,...]"""
 import argparse
 
 import torch
@@ -9,13 +9,15 @@ from torch.profiler import ProfilerActivity, profile
 from sla_case import import_sla_toolkit, make_inputs
 
 parser = argparse.ArgumentParser(description=__doc__)
+CASES = {"flux": ((1, 24, 4608, 128), 0.2, 128, 64), "wan05": ((1, 12, 32760, 128), 0.05, 128, 64),
+         "wan20": ((1, 12, 32760, 128), 0.2, 64, 64), "d64": ((1, 16, 16384, 64), 0.05, 64, 64)}
 parser.add_argument("--variant", choices=("all", "complement"), default="all", help="the linear branch's variant")
-variant = parser.parse_args().variant
+parser.add_argument("--cases", default="flux,wan05", help=f"comma-separated, of {', '.join(CASES)}")
+args = parser.parse_args()
+variant = args.variant
 sla = import_sla_toolkit()
 
-CASES = [((1, 24, 4608, 128), 0.2, 128, 64), ((1, 12, 32760, 128), 0.05, 128, 64)]
-
-for (B, H, L, D), topk, bq, bk in CASES:
+for (B, H, L, D), topk, bq, bk in (CASES[c] for c in args.cases.split(",")):
     q, k, v, g, w, b = make_inputs(B, H, L, D)
     for _ in range(3):
         sla.sla_attention(q, k, v, w, b, topk, blkq=bq, blkk=bk, variant=variant).backward(g)
