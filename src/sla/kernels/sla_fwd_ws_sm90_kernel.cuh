@@ -9,14 +9,12 @@
 // of 128 rows: both warpgroups walk one LUT row and share each stage, which holds two of its K/V
 // blocks side by side (a step's score tile is 64 x 128; an odd LUT row's last step repeats its
 // last block, masked). Query blocks of 64: each warpgroup is one query block with its own LUT
-// row; the producer merges the two rows, so a stage holds one K/V block, loaded once for both
-// warpgroups where both rows name it (a word beside the stage says which warpgroups read it), and
-// a warpgroup passes the blocks only the other one reads. Epilogue as sla_fwd_sm90_kernel.cuh's,
-// except that the linear state M comes through the ring after a tile's K/V entries (the producer
-// loads it while the consumers finish their last blocks; variant complement with two query blocks:
-// two states, one entry each) and φ(Q) M runs on wgmma. The kernel is persistent: one CTA per SM
-// walks tiles, the ring and Q's barriers run on across them, and the producer loads the next
-// tile's Q and blocks while the consumers run the epilogue.
+// row, and a stage holds one K/V block for each. Epilogue as sla_fwd_sm90_kernel.cuh's, except
+// that the linear state M comes through the ring as a tile's last entry (the producer loads it
+// while the consumers finish their last blocks; with two query blocks of variant complement, two
+// states, the second in the stage's V tiles) and φ(Q) M runs on wgmma. The kernel is persistent:
+// one CTA per SM walks tiles, the ring and Q's barriers run on across them, and the producer loads
+// the next tile's Q and blocks while the consumers run the epilogue.
 #pragma once
 
 #include "sla_fwd_common.cuh"
@@ -25,7 +23,6 @@
 #include "tma.cuh"
 #include "wgmma.cuh"
 
-#include <climits>
 #include <cmath>
 
 namespace sla::kernels {
@@ -37,12 +34,6 @@ struct FwdTensorMaps {
   CUtensorMap q, k, v, m;
 };
 
-// What a ring entry holds, written by the producer beside the stage before its bytes are announced
-// (the full barrier's phase publishes it): which consumer warpgroups read it (bit w: warpgroup w),
-// whether it is a linear state M rather than K/V blocks, whether it is the tile's last entry, and
-// the key block (K/V entries of 64-row query blocks).
-inline constexpr int kEntryBoth = 3, kEntryState = 4, kEntryLast = 8, kEntryBlockShift = 8;
-
 template <class Elem, int D, int BQ>
 struct FwdWsSm90Traits {
   static constexpr int kBlockK = 64;
@@ -50,18 +41,15 @@ struct FwdWsSm90Traits {
   static constexpr int kQBlocks = kRows / BQ;                // query blocks per CTA (LUT rows)
   static constexpr int kConsumers = 2;                       // warpgroups of 64 query rows
   static constexpr int kThreads = 128 * (kConsumers + 1);    // + the producer warpgroup
-  // Key blocks per stage: two of the one LUT row (128-row query blocks), or one that either or
-  // both of the two LUT rows name (64-row query blocks: the rows are merged, so that a block both
-  // select is loaded once).
+  // Key blocks per step and stage (of each query block): two while the stages still hold three.
   static constexpr int kStepBlocks = kQBlocks == 1 ? 2 : 1;
   static constexpr int kStepKeys = kStepBlocks * kBlockK;
-  static constexpr int kQBytes = kRows * D * 2;     // sw128 [D / 64][kRows][64]
-  static constexpr int kKBytes = kStepKeys * D * 2;  // sw128 [D / 64][kStepKeys][64]
-  static constexpr int kStageBytes = 2 * kKBytes;    // K tile, then V tile
-  // As many stages as fit beside the alignment slack, the barriers and entry words: 3 at D 128 and
-  // blkq 128, 6 at blkq 64.
+  static constexpr int kQBytes = kRows * D * 2;              // sw128 [D / 64][kRows][64]
+  static constexpr int kKBytes = kStepKeys * D * 2;          // sw128 [D / 64][kStepKeys][64]
+  static constexpr int kStageBytes = kQBlocks * 2 * kKBytes; // K and V of each query block
+  // As many stages as fit beside the alignment slack and the barriers: 3 at D 128.
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes) / kStageBytes;
-  static constexpr int kBarrierBytes = 8 * (2 * kStages + 2) + 4 * kStages;  // full, empty, Q's two; entry words
+  static constexpr int kBarrierBytes = 8 * (2 * kStages + 2);  // full, empty; Q's full and empty
   static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kBarrierBytes;
   // Registers per thread after the reallocation (multiples of 8; the sum over the CTA stays within
   // the 64K the launch took: 168 per thread at 384 threads).
@@ -81,23 +69,24 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   static_assert(kS >= 3, "a stage in use, the previous one's V, one in flight");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
   static_assert(Tr::kQBytes % 1024 == 0 && Tr::kKBytes % 1024 == 0, "every panel 1024-byte aligned");
-  static_assert(2 * BN >= D, "M (D x D) fits a stage");
+  static_assert(Tr::kQBlocks * BN >= D, "M (D x D) fits a stage's K tiles (and a second one its V tiles)");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = align_sw128(smem_raw);
   constexpr int kRows = Tr::kRows, kQB = Tr::kQBlocks;
   Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][kRows][64]
-  Elem* sStages = sQ + kRows * D;             // [kS] x (K, V: sw128 [D / 64][BN][64] each)
-  uint64_t* full = reinterpret_cast<uint64_t*>(sStages + kS * 2 * BN * D);  // [kS]
-  uint64_t* empty = full + kS;                                            // [kS]
+  Elem* sK = sQ + kRows * D;                  // [kS][kQB] x sw128 [D / 64][BN][64]
+  Elem* sV = sK + kS * kQB * BN * D;          // [kS][kQB] x sw128 [D / 64][BN][64]
+  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * kQB * BN * D);  // [kS]
+  uint64_t* empty = full + kS;                                      // [kS]
   uint64_t* q_full = empty + kS;
   uint64_t* q_empty = q_full + 1;
-  int* entry_word = reinterpret_cast<int*>(q_empty + 1);  // [kS]: what the stage holds (kEntry*)
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int n = p.blocks_per_row;
-  const int steps = (n + NB - 1) / NB;  // of a 128-row query block's walk
+  const int steps = (n + NB - 1) / NB;
   const bool linear = p.lin_state != nullptr;
+  const int entries = steps + (linear ? 1 : 0);  // ring entries per tile: the blocks' steps, then M
   // Tiles (kRows query rows of one (b, h)) in the order of a (x, h, b) grid; this CTA takes
   // blockIdx.x, + gridDim.x, ... (the launcher's grid is persistent: at most one CTA per SM).
   const int nx = (p.num_q_blocks + kQB - 1) / kQB;
@@ -120,11 +109,11 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   auto lut_row = [&](const Tile& tl, int j) {
     return p.lut + (int64_t(tl.bh) * p.num_q_blocks + q_block(tl, j)) * n;  // [n]
   };
-  auto k_tile = [&](int stage) { return sStages + stage * 2 * BN * D; };
-  auto v_tile = [&](int stage) { return k_tile(stage) + BN * D; };
-  // A linear state M (sw128 [D / 64][D][64]) fills a stage from its K tile on. States per tile: one,
-  // or one per query block (complement), each its own ring entry after the tile's K/V entries.
-  auto m_tile = [&](int stage) { return k_tile(stage); };
+  auto k_tile = [&](int stage, int j) { return sK + (stage * kQB + j) * BN * D; };
+  auto v_tile = [&](int stage, int j) { return sV + (stage * kQB + j) * BN * D; };
+  // M of the tile's query block j after its walk (sw128 [D / 64][D][64]): the stage's K tiles, the
+  // second one's in its V tiles. States per tile: one, or one per query block (complement).
+  auto m_tile = [&](int stage, int j) { return j == 0 ? k_tile(stage, 0) : v_tile(stage, 0); };
   const int states = kQB == 2 && p.lin_per_q_block ? 2 : 1;
 
   if (tid == 0) mbar_init(q_empty, Tr::kConsumers * 4);  // fenced and awaited by init_ring_barriers
@@ -135,59 +124,46 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     if (tid == 0) {
       tma_prefetch_map(&maps.k);
       tma_prefetch_map(&maps.v);
-      int e = 0;  // ring entries so far
-      // The next entry's stage, once its previous contents are consumed; `word` describes it.
-      auto next_entry = [&](int word, uint32_t bytes) {
-        const int stage = e % kS;
-        mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);
-        entry_word[stage] = word;
-        mbar_arrive_expect_tx(&full[stage], bytes);
-        ++e;
-        return stage;
-      };
-      auto load_kv = [&](int stage, int at, int key0, const Tile& tl) {  // one block's K and V, rows at..
-#pragma unroll
-        for (int c = 0; c < D / 64; ++c) {
-          tma_load_4d(k_tile(stage) + c * BN * 64 + at * 64, &maps.k, c * 64, key0, tl.h, tl.b, &full[stage]);
-          tma_load_4d(v_tile(stage) + c * BN * 64 + at * 64, &maps.v, c * 64, key0, tl.h, tl.b, &full[stage]);
-        }
-      };
       int i = 0;  // this CTA's tiles so far
       for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) {
         const Tile tl = tile_at(tile);
+        const int e0 = i * entries;  // ring entries of the earlier tiles
         mbar_wait(q_empty, (i & 1) ^ 1);  // the previous tile's Q is read
         mbar_arrive_expect_tx(q_full, Tr::kQBytes);
 #pragma unroll
         for (int c = 0; c < D / 64; ++c) {
           tma_load_4d(sQ + c * kRows * 64, &maps.q, c * 64, tl.row0, tl.h, tl.b, q_full);
         }
-        if constexpr (kQB == 1) {  // pairs of blocks of the one row; an odd row's last pair repeats its last
-          const int32_t* lut = lut_row(tl, 0);
-          for (int step = 0; step < steps; ++step) {
-            const int last = !linear && step == steps - 1 ? kEntryLast : 0;
-            const int stage = next_entry(kEntryBoth | last, Tr::kStageBytes);
+        const int32_t* luts[kQB];
 #pragma unroll
-            for (int bi = 0; bi < NB; ++bi) load_kv(stage, bi * BK, lut[min(step * NB + bi, n - 1)] * BK, tl);
-          }
-        } else {  // the two rows merged: each block once, read by the warpgroups whose rows name it
-          const int32_t* rows[2] = {lut_row(tl, 0), lut_row(tl, 1)};
-          for (int r0 = 0, r1 = 0; r0 < n || r1 < n;) {
-            const int a = r0 < n ? rows[0][r0] : INT_MAX, b = r1 < n ? rows[1][r1] : INT_MAX;
-            const int block = min(a, b), readers = (a == block ? 1 : 0) | (b == block ? 2 : 0);
-            r0 += readers & 1;
-            r1 += readers >> 1;
-            const int last = !linear && r0 == n && r1 == n ? kEntryLast : 0;
-            load_kv(next_entry(block << kEntryBlockShift | readers | last, Tr::kStageBytes), 0, block * BK, tl);
+        for (int j = 0; j < kQB; ++j) luts[j] = lut_row(tl, j);
+        for (int step = 0; step < steps; ++step) {
+          const int e = e0 + step, stage = e % kS;
+          mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);  // its previous blocks are consumed
+          mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
+#pragma unroll
+          for (int j = 0; j < kQB; ++j) {
+#pragma unroll
+            for (int bi = 0; bi < NB; ++bi) {
+              const int key0 = luts[j][min(step * NB + bi, n - 1)] * BK;  // past the row: its last block again
+#pragma unroll
+              for (int c = 0; c < D / 64; ++c) {
+                const int at = c * BN * 64 + bi * BK * 64;  // panel c, rows bi·BK..
+                tma_load_4d(k_tile(stage, j) + at, &maps.k, c * 64, key0, tl.h, tl.b, &full[stage]);
+                tma_load_4d(v_tile(stage, j) + at, &maps.v, c * 64, key0, tl.h, tl.b, &full[stage]);
+              }
+            }
           }
         }
-        if (linear) {  // M of each distinct state, panels of D rows
+        if (entries > steps) {  // the last entry: M of each distinct state, panels of D rows
+          const int e = e0 + steps, stage = e % kS;
+          mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);
+          mbar_arrive_expect_tx(&full[stage], states * D * D * 2);
           for (int j = 0; j < states; ++j) {
-            const int readers = states == 2 ? 1 << j : kEntryBoth, last = j == states - 1 ? kEntryLast : 0;
-            const int stage = next_entry(kEntryState | readers | last, D * D * 2);
             const int state = int(linear_state_index(p, tl.bh, q_block(tl, j)));
 #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
-              tma_load_4d(m_tile(stage) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
+              tma_load_4d(m_tile(stage, j) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
             }
           }
         }
@@ -199,91 +175,52 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   warpgroup_reg_alloc<Tr::kConsumerRegs>();
   const int cwarp = warp - 4, wg = cwarp / 4, t = lane & 3;  // cwarp: 0.. in the consumers
   const int own = kQB == 1 ? 0 : wg;  // this warpgroup's query block in the tile
-  const int reader_bit = 1 << wg;     // in the entry words
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
-  auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage), 0); };
-  auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage), BN * 64 * 2); };
-  auto release = [&](int stage) {  // this warp is done with the stage
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[stage]);
-  };
+  auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
+  auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BN * 64 * 2); };
 
-  // Tile `tile`, this CTA's i-th, from ring entry e on: the walk, then the epilogue.
-  int e = 0;
+  // Tile `tile`, this CTA's i-th: the walk, then the epilogue.
   auto consume = [&](int tile, int i) {
+    const int e0 = i * entries;
+    const int32_t* lut = lut_row(tile_at(tile), own);
     float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
     zero(acc_o);
     float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
     float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
-    uint32_t a_p[BN / 16][4];                   // P of the pending entry: A of its O += P V
-    int pending = -1;                           // the entry whose O += P V is not issued yet
-    auto step = [&](int stage, const int (&key0)[NB]) {
-      fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage),
-                                     desc_v(max(pending, 0) % kS), pending >= 0, key0, p, t);
-      if (pending >= 0) release(pending % kS);
-    };
+    uint32_t a_p[BN / 16][4];                   // P of the previous step: A of its O += P V
 
     mbar_wait(q_full, i & 1);
-    if constexpr (kQB == 1) {
-      const int32_t* lut = lut_row(tile_at(tile), 0);
-      for (int j = 0; j < steps; ++j, ++e) {
-        int key0[NB];  // past the row: seqlen, a padding block masked whole
+    for (int step = 0; step < steps; ++step) {
+      const int e = e0 + step, stage = e % kS, prev = (e + kS - 1) % kS;
+      int key0[NB];  // past the row: seqlen, a padding block masked whole
 #pragma unroll
-        for (int bi = 0; bi < NB; ++bi) key0[bi] = j * NB + bi < n ? lut[j * NB + bi] * BK : p.seqlen;
-        mbar_wait(&full[e % kS], (e / kS) & 1);
-        step(e % kS, key0);
-        pending = e;
-      }
-    } else {
-      // Every entry of the merged walk up to the tile's first state, or its last entry: a block
-      // this warpgroup's row names is a step, any other is passed. The pending product waits for
-      // the next step unless the producer needs its stage first (kS entries on).
-      for (;;) {
-        if (pending >= 0 && e - pending >= kS) {
-          wgmma_rs_wait<Elem, D, BN>(acc_o, a_p, desc_v(pending % kS));
-          release(pending % kS);
-          pending = -1;
-        }
-        const int stage = e % kS;
-        mbar_wait(&full[stage], (e / kS) & 1);
-        const int word = entry_word[stage];
-        if (word & kEntryState) break;
-        if (word & reader_bit) {
-          step(stage, {(word >> kEntryBlockShift) * BK});
-          pending = e;
-        } else {
-          release(stage);
-        }
-        ++e;
-        if (word & kEntryLast) break;
-      }
+      for (int bi = 0; bi < NB; ++bi) key0[bi] = step * NB + bi < n ? lut[step * NB + bi] * BK : p.seqlen;
+      mbar_wait(&full[stage], (e / kS) & 1);
+      fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev),
+                                     step > 0, key0, p, t);
+      if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
     }
-    if (pending >= 0) wgmma_rs_wait<Elem, D, BN>(acc_o, a_p, desc_v(pending % kS));  // the last O += P V
+    const int last = (e0 + steps - 1) % kS;
+    wgmma_rs_wait<Elem, D, BN>(acc_o, a_p, desc_v(last));  // the last step's O += P V
     uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
     if (linear) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
     if (lane == 0) mbar_arrive(q_empty);  // this warp is done with Q (its products have completed)
     const Tile tl = tile_at(tile);  // recomputed: not kept live through the loop
     const int wrow0 = tl.row0 + cwarp * 16;
-    if (pending >= 0) release(pending % kS);
+    if (lane == 0) mbar_arrive(&empty[last]);  // and with the last step's blocks
     fwd_normalise<D>(p, acc_o, row_max, row_sum, tl.bh, wrow0, lane);
     if (linear) {
       uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
       float inv_den[2];
       linear_query_side<Elem, D>(p, a_q, linear_state_index(p, tl.bh, q_block(tl, own)), a_phi, inv_den, lane);
-      for (int j = 0; j < states; ++j, ++e) {  // the states' entries: this warpgroup's M is one of them
-        const int stage = e % kS;
-        mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
-        if (entry_word[stage] & reader_bit) {
-          const uint64_t desc_m = sw128_desc(m_tile(stage), D * 64 * 2);  // MN-major, as V
-          float acc_l[D / 8][4];  // φ(Q) M
-          zero(acc_l);
-          wgmma_rs_wait<Elem, D, D>(acc_l, a_phi, desc_m);
-          release(stage);
-          add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
-        } else {
-          release(stage);
-        }
-      }
+      const int e = e0 + steps, stage = e % kS;
+      mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
+      const uint64_t desc_m = sw128_desc(m_tile(stage, states == 2 ? own : 0), D * 64 * 2);  // MN-major, as V
+      float acc_l[D / 8][4];  // φ(Q) M
+      zero(acc_l);
+      wgmma_rs_wait<Elem, D, D>(acc_l, a_phi, desc_m);
+      if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
+      add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
     }
     store_rows<D, Elem>(acc_o, 1.f, p.o, TensorRef{}, tl.b, tl.h, wrow0, p.seqlen, lane);  // o, written once
   };
