@@ -260,9 +260,10 @@ TEST_CASE("the linear state pass over many row tiles per CTA") {
 }
 
 // The forward keeps a row's running max until a block's scores exceed it by 2^8 (kMaxSlackLog2):
-// with keys scaled up along the sequence (LUT rows ascend, so later blocks score higher) the max
-// moves by more than that after the first block, and O and the row sums are rescaled mid-row.
-// Every forward kernel: warp-specialised at 128 and 64 query rows, cp.async at D 64 and blkq 32.
+// with keys scaled up ninefold along the sequence (LUT rows ascend, so later blocks score higher)
+// the max passes its slack several times within a row, and O and the row sums are rescaled
+// mid-row. Every forward kernel: warp-specialised at 128 and 64 query rows, the cp.async wgmma one
+// at D 64, the mma.sync one at blkq 32.
 TEST_CASE("scores that grow along the keys move the running max by more than its slack") {
   const int64_t L = 16 * 64 + 29;
   check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, false, 0.5, L, 2, 8.0}, 8000);
