@@ -6,10 +6,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from sla_case import import_sla_toolkit, make_inputs
-
-CASES = {"flux": ((1, 24, 4608, 128), 0.2, 128, 64), "wan05": ((1, 12, 32760, 128), 0.05, 128, 64),
-         "wan20": ((1, 12, 32760, 128), 0.2, 64, 64), "d64": ((1, 16, 16384, 64), 0.05, 64, 64)}
+from sla_case import CASES, import_sla_toolkit, make_inputs
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--variant", choices=("all", "complement"), default="all", help="the linear branch's variant")

@@ -1,6 +1,7 @@
 """Inputs of one benchmark case for the Python bench scripts: q, k, v and dO as (B, L, H, D) bf16
 memory viewed as (B, H, L, D) (the layout of the C++ benchmark), q, k, v requiring gradients, and
-a random nonzero proj_l (weight, bias) in float32; and the sla_toolkit package they time."""
+a random nonzero proj_l (weight, bias) in float32; the sla_toolkit package they time; the benchmark's
+rows by name."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -15,6 +16,11 @@ def import_sla_toolkit():
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
     import sla_toolkit
     return sla_toolkit
+
+
+# The issue-16 rows by name: ((B, H, L, D), topk, blkq, blkk).
+CASES = {"flux": ((1, 24, 4608, 128), 0.2, 128, 64), "wan05": ((1, 12, 32760, 128), 0.05, 128, 64),
+         "wan20": ((1, 12, 32760, 128), 0.2, 64, 64), "d64": ((1, 16, 16384, 64), 0.05, 64, 64)}
 
 
 def make_inputs(B, H, L, D, device="cuda", seed=0):
