@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -55,7 +56,8 @@ std::string describe(const Case& c) {
   return std::string(c10::toString(c.dtype)) + " D=" + std::to_string(c.head_dim) + " blk=" + std::to_string(c.blkq) +
          "/" + std::to_string(c.blkk) + " " + sla::to_string(c.feature_map) + " " + sla::to_string(c.variant) +
          (c.bl_layout ? " BLHD" : " BHLD") + " topk=" + std::to_string(c.topk) +
-         (c.seqlen > 0 ? " L=" + std::to_string(c.seqlen) : "") + (c.heads != 2 ? " H=" + std::to_string(c.heads) : "") +
+         (c.seqlen > 0 ? " L=" + std::to_string(c.seqlen) : "") +
+         (c.heads != 2 ? " H=" + std::to_string(c.heads) : "") +
          (c.key_ramp > 0 ? " key ramp " + std::to_string(c.key_ramp) : "");
 }
 
@@ -150,6 +152,12 @@ void check_case(const Case& c, uint64_t seed) {
     std::printf("%-60s %-9s err %.3e  ref-in-dtype %.3e  bound %.3e\n", describe(c).c_str(), names[i], err, err_low,
                 2 * err_low + atol);
   }
+}
+
+// Random bf16 q and k (B, H, L, D) for the block-map cases, q drawn first; k shifted by 0.5 so that
+// smooth-k (k minus its mean over the sequence) matters.
+std::pair<at::Tensor, at::Tensor> block_map_inputs(int64_t B, int64_t H, int64_t L, int64_t D, bool bl_layout) {
+  return {random_input(B, H, L, D, at::kBFloat16, bl_layout), random_input(B, H, L, D, at::kBFloat16, bl_layout) + 0.5};
 }
 
 // The kernels' LUT and mask against the float64 reference block map. Both LUTs are ascending per
@@ -286,8 +294,7 @@ TEST_CASE("the kernels' LUT equals the reference block map") {
       cfg.blkk = blkk;
       const int64_t L = 1000 + blkq + 3;
       const int64_t D = blkq == 64 ? 128 : 64;
-      const at::Tensor q = random_input(2, 3, L, D, at::kBFloat16, true);
-      const at::Tensor k = random_input(2, 3, L, D, at::kBFloat16, true) + 0.5;  // smooth-k must matter
+      const auto [q, k] = block_map_inputs(2, 3, L, D, true);
       INFO("blk " << blkq << "/" << blkk);
       check_block_map(q, k, cfg);
     }
@@ -302,21 +309,21 @@ TEST_CASE("the kernels' LUT from 64 x 64 score tiles equals the reference block 
   cfg.topk = 0.1;
   cfg.blkq = 32;
   cfg.blkk = 32;
-  const at::Tensor q = random_input(1, 9, 8192, 64, at::kBFloat16, true);
-  const at::Tensor k = random_input(1, 9, 8192, 64, at::kBFloat16, true) + 0.5;
+  const auto [q, k] = block_map_inputs(1, 9, 8192, 64, true);
   check_block_map(q, k, cfg);
 }
 
 // A kernel's dynamic shared-memory limit is a per-kernel attribute: a smaller launch must not lower
-// it under a larger size that was set before and comes again (the select kernel's size grows with
-// Nk; this order once failed with "invalid argument": the second 20000 found the limit at 1000's).
+// it under a larger size that was set before and comes again. This order once failed with "invalid
+// argument" (the second 20000 found the limit at 1000's) when one select kernel held a CTA's rows
+// of scores in shared memory, sized by Nk; the scores kernel that replaced it takes a fixed size
+// per tile shape, and the lengths stay as a check of the block map across calls.
 TEST_CASE("the block map at growing, shrinking and again growing lengths") {
   SlaConfig cfg;
   cfg.topk = 0.2;
   for (int64_t L : {20000, 1000, 20000, 3000}) {
     at::manual_seed(L);
-    const at::Tensor q = random_input(1, 2, L, 64, at::kBFloat16, false);
-    const at::Tensor k = random_input(1, 2, L, 64, at::kBFloat16, false) + 0.5;
+    const auto [q, k] = block_map_inputs(1, 2, L, 64, false);
     INFO("L " << L);
     check_block_map(q, k, cfg);
   }
@@ -330,14 +337,12 @@ TEST_CASE("long rows of key blocks: the select kernel's three row lengths and it
   SECTION("Nk = 625 (up to 32 scores per lane in registers) equals the reference") {
     cfg.blkk = 64;
     at::manual_seed(40001);
-    const at::Tensor q = random_input(1, 2, 40000, 128, at::kBFloat16, true);
-    const at::Tensor k = random_input(1, 2, 40000, 128, at::kBFloat16, true) + 0.5;
+    const auto [q, k] = block_map_inputs(1, 2, 40000, 128, true);
     check_block_map(q, k, cfg);
   }
   SECTION("Nk = 1250 (a row read from memory in every radix pass) equals the reference") {
     at::manual_seed(40000);
-    const at::Tensor q = random_input(1, 1, 40000, 128, at::kBFloat16, true);
-    const at::Tensor k = random_input(1, 1, 40000, 128, at::kBFloat16, true) + 0.5;
+    const auto [q, k] = block_map_inputs(1, 1, 40000, 128, true);
     check_block_map(q, k, cfg);
   }
   SECTION("Nk = 25000 (100 KB of scores per row) takes the fallback and selects the top blocks") {
@@ -347,8 +352,7 @@ TEST_CASE("long rows of key blocks: the select kernel's three row lengths and it
     const int64_t L = 800000, D = 64, nq = L / 128, nk = L / 32;
     const int64_t n = sla::reference::blocks_per_row(cfg.topk, nk);
     at::manual_seed(L);
-    const at::Tensor q = random_input(1, 1, L, D, at::kBFloat16, true);
-    const at::Tensor k = random_input(1, 1, L, D, at::kBFloat16, true) + 0.5;
+    const auto [q, k] = block_map_inputs(1, 1, L, D, true);
     const at::Tensor lut = sla::cuda_block_map(q, k, cfg).lut.reshape({nq, n});
     const at::Tensor qd = q.to(at::kDouble), kd = k.to(at::kDouble);
     const at::Tensor pq = qd.reshape({nq, 128, D}).mean(1);
