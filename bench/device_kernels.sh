@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One short call on the GPU machine for the kernels (issue 16): build only the kernel targets (hub
+# off), then, each step only while BUDGET seconds (default 580) of the call are left:
+#   sla-bench --variant both [SLA_BENCH_ARGS, e.g. --quick] -> $OUT/results.md, $OUT/bench.log
+#   test_sla_kernels, sla-train-bench -> $OUT/train.md, the GPU operator tests,
+#   profile_ops.py of the Flux and D 64 rows, ncu of their sparse passes, the --quick rows under
+#   both clocks (device idle / host ahead), profile_ops.py of variant complement.
+# The table comes first: it is what a short call must not lose. Set BUDGET to the call's limit
+# less a margin (the device's start counts against the session's time, not the call's).
+# Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT
+set -uo pipefail
+OUT=${OUT:-$PWD/device_out}
+mkdir -p "$OUT"
+commit=${1:-unknown}
+t0=$(date +%s)
+elapsed() { echo "[t+$(($(date +%s) - t0))s] $*"; }
+left() { echo $((${BUDGET:-580} - ($(date +%s) - t0))); }
+
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLA_WITH_HUB=OFF -DSLA_PYTHON="$(command -v python3)" \
+  -DCMAKE_CUDA_ARCHITECTURES=90 >/tmp/configure.log 2>&1 || { tail -40 /tmp/configure.log; exit 1; }
+cmake --build build -j16 --target test_sla_kernels sla-bench sla-train-bench sla_ops >/tmp/build.log 2>&1 ||
+  { grep -B2 -A12 -m5 "error" /tmp/build.log; exit 1; }
+elapsed build
+
+# shellcheck disable=SC2086 # word splitting of the arguments is intended
+timeout $(($(left) - 5)) ./build/bench/sla-bench --variant both ${SLA_BENCH_ARGS:-} --commit "$commit" \
+  --markdown "$OUT/results.md" >"$OUT/bench.log" 2>&1
+echo "sla-bench rc=$? ($(grep -c topk "$OUT/bench.log") rows)"; elapsed sla-bench
+
+timeout $(($(left) < 200 ? $(left) : 200)) ./build/tests/gpu/test_sla_kernels --durations no >/tmp/test.log 2>&1
+echo "test_sla_kernels rc=$?"; grep -E "FAILED|failed|passed|with expansion" /tmp/test.log | head -20; elapsed tests
+
+if [ "$(left)" -gt 120 ]; then
+  timeout $(($(left) - 5)) ./build/bench/sla-train-bench --commit "$commit" --markdown "$OUT/train.md" >/tmp/train.log 2>&1
+  echo "sla-train-bench rc=$?"; tail -4 /tmp/train.log; elapsed sla-train-bench
+fi
+
+export SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so
+if [ "$(left)" -gt 40 ]; then
+  timeout $(($(left) - 5)) python3 -m pytest -q -p no:cacheprovider tests/gpu/test_sla_ops_gpu.py >/tmp/pytest.log 2>&1
+  echo "GPU operator tests rc=$?"; tail -2 /tmp/pytest.log; elapsed pytest
+fi
+
+if [ "$(left)" -gt 60 ]; then
+  timeout 60 python3 bench/profile_ops.py --cases flux,d64 >"$OUT/profile.log" 2>&1
+  echo "profile_ops rc=$?"; elapsed profile_ops
+fi
+ncu_case() {  # one row of bench/sla_case.py: the second call's forward, dq and dk/dv passes
+  timeout $(($(left) - 5)) ncu --clock-control none -k regex:"sla_(fwd|bwd_dq|bwd_dkdv)" --launch-skip 3 \
+    --launch-count 3 --section SpeedOfLight --section Occupancy --section WarpStateStats \
+    --section MemoryWorkloadAnalysis --section LaunchStats python3 bench/ncu_case.py "$1" >"$OUT/ncu_$1.log" 2>&1
+  echo "ncu $1 rc=$?"
+  grep -E "  sla_|Duration|Throughput|Eligible|Achieved Occ|Registers Per|Grid Size|Issue Slots Busy|Waves" \
+    "$OUT/ncu_$1.log" | head -50
+  elapsed "ncu $1"
+}
+[ "$(left)" -gt 60 ] && ncu_case d64
+if [ "$(left)" -gt 60 ]; then
+  for clock in "" --host-ahead; do
+    echo "== sla-bench --quick $clock"
+    timeout 60 ./build/bench/sla-bench --quick $clock 2>&1 | grep topk | sed 's/dense fwd.*| sla/| sla/'
+  done
+  elapsed clocks
+fi
+if [ "$(left)" -gt 50 ]; then
+  timeout 50 python3 bench/profile_ops.py --variant complement --cases wan05,flux >"$OUT/profile_complement.log" 2>&1
+  echo "profile_ops complement rc=$?"; elapsed "profile_ops complement"
+fi
+[ "$(left)" -gt 50 ] && ncu_case flux
+elapsed end
