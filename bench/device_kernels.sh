@@ -9,6 +9,8 @@
 # less a margin (the device's start counts against the session's time, not the call's).
 # Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT
 set -uo pipefail
+# shellcheck source=bench/device_build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
 OUT=${OUT:-$PWD/device_out}
 mkdir -p "$OUT"
 commit=${1:-unknown}
@@ -17,8 +19,7 @@ elapsed() { echo "[t+$(($(date +%s) - t0))s] $*"; }
 left() { echo $((${BUDGET:-580} - ($(date +%s) - t0))); }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLA_WITH_HUB=OFF -DSLA_PYTHON="$(command -v python3)" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 >/tmp/configure.log 2>&1 || { tail -40 /tmp/configure.log; exit 1; }
+configure_device_build /tmp/configure.log || { tail -40 /tmp/configure.log; exit 1; }
 cmake --build build -j16 --target test_sla_kernels sla-bench sla-train-bench sla_ops >/tmp/build.log 2>&1 ||
   { grep -B2 -A12 -m5 "error" /tmp/build.log; exit 1; }
 elapsed build

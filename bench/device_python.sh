@@ -8,6 +8,8 @@
 # arguments of sla-bench --quick (e.g. --variant both).
 # .wheels/: pip download --no-deps --python-version 3.12 --only-binary=:all: <the pins of tools/setup.sh>
 set -uo pipefail
+# shellcheck source=bench/device_build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
 OUT=${OUT:-$PWD/device_out}
 mkdir -p "$OUT"
 commit=${1:-unknown}
@@ -29,8 +31,7 @@ if [ -d .wheels ]; then
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 start=$(date +%s)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLA_WITH_HUB=OFF -DSLA_PYTHON="$(command -v python3)" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1
+configure_device_build "$OUT/build.log"
 # What the Python tests and the benchmark run (BUILD_TARGETS=all: everything).
 targets=${BUILD_TARGETS:-sla_ops sla_dit_ops sla-dit-example sla-ckpt sla-ckpt-regenerate sla-bench}
 # shellcheck disable=SC2086 # one word per target

@@ -4,13 +4,14 @@
 # Usage: bench/device_run.sh [commit] [sla-bench args...]; TRAIN_BENCH_ARGS holds sla-train-bench's
 # arguments (TRAIN_BENCH_ARGS=skip: no training-step benchmark).
 set -uo pipefail
+# shellcheck source=bench/device_build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
 OUT=${OUT:-$PWD/device_out}
 mkdir -p "$OUT"
 commit=${1:-unknown}
 shift || true
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLA_WITH_HUB=OFF -DSLA_PYTHON="$(command -v python3)" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
+configure_device_build "$OUT/configure.log" || { tail -40 "$OUT/configure.log"; exit 1; }
 start=$(date +%s)
 # Keep going past targets that fail (the tree may hold other work in progress); the kernels' tests
 # and the benchmarks must build.

@@ -4,13 +4,14 @@
 # and the Python cells' distance from the C++ ones (bench/python_vs_cxx.py). Builds sla_ops and sla-bench (hub off) first.
 # Usage: bash bench/python_vs_cxx.sh COMMIT [ROUNDS]   (logs and tables under $OUT)
 set -uo pipefail
+# shellcheck source=bench/device_build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
 OUT=${OUT:-$PWD/device_out}
 mkdir -p "$OUT"
 commit=${1:-unknown}
 rounds=${2:-3}
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$OUT/summary.txt"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLA_WITH_HUB=OFF -DSLA_PYTHON="$(command -v python3)" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1
+configure_device_build "$OUT/build.log"
 cmake --build build -j16 --target sla_ops sla-bench >>"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
 export SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so
 # Two clocks (bench/cuda_timing.h): the device idle before each call (host time to the first kernel
