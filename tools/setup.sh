@@ -44,3 +44,17 @@ if [[ "$(cat "$st_stamp" 2>/dev/null)" != "${st_requirements[*]}" ]]; then
   .venv/bin/python -m pip install -q --no-deps "${st_requirements[@]}" >&2
   echo "${st_requirements[*]}" > "$st_stamp"
 fi
+
+# The newest huggingface_hub (2.x) beside the pinned 1.x, for the hub tests' second run
+# (py_*_hf2): its own folder put first on PYTHONPATH, every package pinned and --no-deps so .venv
+# stays as above. SimpleTuner's diffusers needs huggingface_hub < 2, hence two versions.
+hf2_requirements=(huggingface_hub==2.4.0 httpx2==2.17.0 httpcore2==2.17.0 anyio==4.16.0 h11==0.16.0 idna==3.21
+  click==8.5.1 filelock==4.3.2 fsspec==2026.9.0 hf-xet==1.8.0 packaging==26.4 pyyaml==6.0.4 tqdm==4.70.1
+  truststore==0.10.5 typing-extensions==4.16.0)
+hf2_stamp=.venv/.hf2
+if [[ "$(cat "$hf2_stamp" 2>/dev/null)" != "${hf2_requirements[*]}" ]]; then
+  echo "setup: installing into .venv/hf2 (no dependencies): ${hf2_requirements[*]}" >&2
+  rm -rf .venv/hf2
+  .venv/bin/python -m pip install -q --no-deps --target .venv/hf2 "${hf2_requirements[@]}" >&2
+  echo "${hf2_requirements[*]}" > "$hf2_stamp"
+fi

@@ -1,7 +1,7 @@
 """The huggingface_hub calls beyond upload/download against `sla-ckpt hub serve` (issue 17, part 3).
 
 The client is the oracle: refs, commits, tags, branch/tag/repo deletion, settings, listings and
-super-squash go through HfApi (and `hf repo tag create`), and what they report is checked against
+super-squash go through HfApi (and `hf repos tag create`), and what they report is checked against
 what the test made (commit ids from create_commit, file bytes it uploaded).
 """
 import os
@@ -138,7 +138,7 @@ def test_hf_cli_tag_create(srv):
     commit_file(api, repo, "a.txt", b"2")
     env = dict(os.environ, HF_ENDPOINT=srv.url, HF_TOKEN=TOKEN)
     hf = str(Path(sys.executable).with_name("hf"))
-    r = subprocess.run([hf, "repo", "tag", "create", repo, "release", "--revision", v1[:10], "-m", "cli tag"],
+    r = subprocess.run([hf, "repos", "tag", "create", repo, "release", "--revision", v1[:10], "-m", "cli tag"],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert {t.name: t.target_commit for t in api.list_repo_refs(repo).tags} == {"release": v1}

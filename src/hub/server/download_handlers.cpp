@@ -18,8 +18,17 @@ namespace {
 
 constexpr size_t kReadBlock = 1 << 20;
 
-std::string blob_signature(const ServerContext& ctx, const std::string& sha256) {
-  return hmac_hex(ctx.store.secret(), "blob " + sha256);
+// The blob URL names the object and the commit it was resolved at; the signature covers both.
+std::string blob_signature(const ServerContext& ctx, const std::string& sha256, const std::string& commit) {
+  return hmac_hex(ctx.store.secret(), "blob " + sha256 + " " + commit);
+}
+
+// The LFS identity a HEAD reports, on the resolve redirect and again on the blob URL (with the
+// commit): clients from huggingface_hub 2 on follow a redirect that stays on the same origin and
+// read the file's metadata from the last response.
+void set_lfs_identity(Call& call, const std::string& sha256, uint64_t size) {
+  call.res.set_header("X-Linked-Etag", "\"" + sha256 + "\"");
+  call.res.set_header("X-Linked-Size", std::to_string(size));
 }
 
 struct ByteRange {
@@ -122,10 +131,9 @@ void handle_resolve(ServerContext& ctx, Call& call, const RepoRef& repo, const s
     // Like the Hub's CDN redirect: an absolute URL, with the LFS identity in X-Linked-*.
     call.res.status = 302;
     call.res.set_header("Location", call.base_url + "/_blob/" + entry.sha256 + "/" + encode_path(path) +
-                                        "?sig=" + blob_signature(ctx, entry.sha256));
+                                        "?commit=" + commit->id + "&sig=" + blob_signature(ctx, entry.sha256, commit->id));
     call.res.set_header("ETag", "\"" + entry.git_sha1 + "\"");
-    call.res.set_header("X-Linked-Etag", "\"" + entry.sha256 + "\"");
-    call.res.set_header("X-Linked-Size", std::to_string(entry.size));
+    set_lfs_identity(call, entry.sha256, entry.size);
     return;
   }
   call.res.set_header("ETag", "\"" + entry.git_sha1 + "\"");
@@ -137,12 +145,15 @@ void handle_blob(ServerContext& ctx, Call& call) {
   const std::string& m = call.req.method;
   if (s.size() < 3 || !is_sha256_hex(s[1]) || (m != "GET" && m != "HEAD")) throw HttpError(404, "", "unknown blob URL");
   const std::string& sha256 = s[1];
-  if (!equal_constant_time(call.req.get_param_value("sig"), blob_signature(ctx, sha256))) {
+  const std::string commit = call.req.get_param_value("commit");
+  if (!equal_constant_time(call.req.get_param_value("sig"), blob_signature(ctx, sha256, commit))) {
     throw HttpError(403, "", "blob URL signature does not match (blob URLs come from resolve)");
   }
   int64_t size = ctx.store.object_size(sha256);
   if (size < 0) throw HttpError(404, "", "blob " + sha256 + " is not stored");
+  call.res.set_header("X-Repo-Commit", commit);
   call.res.set_header("ETag", "\"" + sha256 + "\"");
+  set_lfs_identity(call, sha256, static_cast<uint64_t>(size));
   serve_object(ctx, call, sha256, static_cast<uint64_t>(size), join_segments(s, 2));
 }
 
