@@ -118,6 +118,38 @@ def test_upload_folder_then_download_identical_bytes(server, tmp_path):
     assert again.oid == info.oid
 
 
+def test_blob_url_reports_the_file_and_xet_uploads_are_refused(server, tmp_path):
+    """The blob URL an LFS resolve redirects to answers the same identity (huggingface_hub 2 follows
+    same-origin redirects and reads it there), bound to its commit by the signature. A client with
+    hf_xet (its default, here without HF_HUB_DISABLE_XET) cannot upload LFS files: the refusal names
+    the fix, in the answer and in the server's log."""
+    srv = server()
+    api = api_for(srv)
+    api.create_repo("alice/blob")
+    data = os.urandom(11 * MiB)
+    commit = api.upload_file(path_or_fileobj=data, path_in_repo="w.safetensors", repo_id="alice/blob").oid
+    blob = srv.content_url("alice/blob", "w.safetensors")
+    assert blob.startswith("/_blob/")
+    status, headers, _ = srv.request("HEAD", blob, auth=False)
+    assert status == 200, headers
+    assert headers["x-repo-commit"] == commit
+    assert headers["x-linked-etag"] == headers["etag"] == f'"{sha256(data)}"'
+    assert headers["x-linked-size"] == headers["content-length"] == str(len(data))
+    other = blob.replace(f"commit={commit}", "commit=" + "0" * 40)
+    assert other != blob and srv.request("HEAD", other, auth=False)[0] == 403
+
+    status, headers, body = srv.request("GET", "/api/models/alice/blob/xet-write-token/main")
+    assert status == 501 and "HF_HUB_DISABLE_XET=1" in json.loads(body)["error"]
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
+    env.update(HF_ENDPOINT=srv.url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "home"))
+    script = ("from huggingface_hub import HfApi\n"
+              "HfApi().upload_file(path_or_fileobj=b'\\0' * (11 << 20), path_in_repo='x.bin', repo_id='alice/blob')\n")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "xet-write-token" in out.stderr, out.stderr[-2000:]
+    assert "set HF_HUB_DISABLE_XET=1" in srv.log_path.read_text()
+    assert api.list_repo_files("alice/blob") == [".gitattributes", "w.safetensors"]
+
+
 def test_pull_request_revision_by_commit_and_parent_check(server, tmp_path):
     srv = server()
     api = api_for(srv)

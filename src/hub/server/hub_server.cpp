@@ -83,6 +83,14 @@ bool is_repo_type(const std::string& s) { return s == "models" || s == "datasets
   throw HttpError(404, "", "Not found: " + call.req.method + " " + call.req.path);
 }
 
+// huggingface_hub with hf_xet installed (its default) uploads LFS files through Xet, with no
+// fallback to LFS; hf_xet reports only the status, so the fix goes to the server's log as well.
+[[noreturn]] void refuse_xet(ServerContext& ctx, const Call& call) {
+  const std::string message = "this server speaks Git LFS, not Xet: set HF_HUB_DISABLE_XET=1 for the client";
+  log_to(ctx.options.log, LogLevel::kWarning, fmt::format("{} {}: {}", call.req.method, call.req.path, message));
+  throw HttpError(501, "", message);
+}
+
 // /api/...
 void route_api(ServerContext& ctx, Call& call) {
   const auto& s = call.segments;
@@ -114,6 +122,7 @@ void route_api(ServerContext& ctx, Call& call) {
     if (action == "paths-info" && m == "POST") return handle_paths_info(ctx, call, repo, join_segments(s, 5));
     if (action == "preupload" && m == "POST") return handle_preupload(ctx, call, repo, join_segments(s, 5));
     if (action == "commit" && m == "POST") return handle_commit(ctx, call, repo, join_segments(s, 5));
+    if (action == "xet-write-token" || action == "xet-read-token") refuse_xet(ctx, call);
   }
   not_found(call);
 }
