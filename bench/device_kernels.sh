@@ -7,7 +7,7 @@
 #   both clocks (device idle / host ahead), profile_ops.py of variant complement.
 # The table comes first: it is what a short call must not lose. Set BUDGET to the call's limit
 # less a margin (the device's start counts against the session's time, not the call's).
-# Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT
+# Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT   (TARGETS=sla-bench builds the table's tool alone)
 set -uo pipefail
 # shellcheck source=bench/device_build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
@@ -20,7 +20,8 @@ left() { echo $((${BUDGET:-580} - ($(date +%s) - t0))); }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 configure_device_build /tmp/configure.log || { tail -40 /tmp/configure.log; exit 1; }
-cmake --build build -j16 --target test_sla_kernels sla-bench sla-train-bench sla_ops >/tmp/build.log 2>&1 ||
+# shellcheck disable=SC2086 # TARGETS is a list
+cmake --build build -j16 --target ${TARGETS:-test_sla_kernels sla-bench sla-train-bench sla_ops} >/tmp/build.log 2>&1 ||
   { grep -B2 -A12 -m5 "error" /tmp/build.log; exit 1; }
 elapsed build
 
