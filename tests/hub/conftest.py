@@ -15,14 +15,6 @@ SLA_CARD_LINE = "SLA: Enabled (you MUST use SLA for inference; sla_attention.pt 
 SETTINGS = {"topk": 0.2, "feature_map": "softmax", "blkq": 64, "blkk": 64, "tie_feature_map_qk": True}
 
 
-def pytest_sessionstart(session):
-    """The py_*_hf2 runs: fail at once unless the huggingface_hub imported is the one asked for."""
-    major = os.environ.get("SLA_HF_MAJOR")
-    if major:
-        import huggingface_hub
-        assert huggingface_hub.__version__.split(".")[0] == major, (huggingface_hub.__version__, huggingface_hub.__file__)
-
-
 def pytest_collection_modifyitems(items):
     if not CKPT:
         for item in items:
