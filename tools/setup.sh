@@ -32,29 +32,32 @@ if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "$want" > "$stamp"
 fi
 
+# install_pinned STAMP TARGET PACKAGE...: pip install --no-deps of the pinned PACKAGEs into .venv
+# (TARGET empty) or into the folder TARGET (replaced), unless STAMP already names exactly them.
+install_pinned() {
+  local stamp=$1 target=$2
+  shift 2
+  [[ "$(cat "$stamp" 2>/dev/null)" == "$*" ]] && return 0
+  echo "setup: installing into ${target:-.venv} (no dependencies): $*" >&2
+  if [[ -n "$target" ]]; then
+    rm -rf "$target"
+    .venv/bin/python -m pip install -q --no-deps --target "$target" "$@" >&2
+  else
+    .venv/bin/python -m pip install -q --no-deps "$@" >&2
+  fi
+  echo "$*" > "$stamp"
+}
+
 # SimpleTuner's real attention backend for tests/simpletuner (issue 17): the pinned package without
 # its training stack (--no-deps; the test imports only simpletuner.helpers.training.attention_backend),
 # plus what importing that module needs, each pinned and --no-deps so nothing above is replaced.
 # flit_core builds the drop-in python/dropin (pure Python) without network.
-st_requirements=(simpletuner==3.1.6 pillow==11.3.0 accelerate==1.16.0 diffusers==0.37.1 requests==2.34.2
-  urllib3==2.8.0 charset-normalizer==3.5.3 flit-core==4.2.0)
-st_stamp=.venv/.simpletuner
-if [[ "$(cat "$st_stamp" 2>/dev/null)" != "${st_requirements[*]}" ]]; then
-  echo "setup: installing into .venv (no dependencies): ${st_requirements[*]}" >&2
-  .venv/bin/python -m pip install -q --no-deps "${st_requirements[@]}" >&2
-  echo "${st_requirements[*]}" > "$st_stamp"
-fi
+install_pinned .venv/.simpletuner "" simpletuner==3.1.6 pillow==11.3.0 accelerate==1.16.0 diffusers==0.37.1 \
+  requests==2.34.2 urllib3==2.8.0 charset-normalizer==3.5.3 flit-core==4.2.0
 
 # The newest huggingface_hub (2.x) beside the pinned 1.x, for the hub tests' second run
-# (py_*_hf2): its own folder put first on PYTHONPATH, every package pinned and --no-deps so .venv
-# stays as above. SimpleTuner's diffusers needs huggingface_hub < 2, hence two versions.
-hf2_requirements=(huggingface_hub==2.4.0 httpx2==2.17.0 httpcore2==2.17.0 anyio==4.16.0 h11==0.16.0 idna==3.21
-  click==8.5.1 filelock==4.3.2 fsspec==2026.9.0 hf-xet==1.8.0 packaging==26.4 pyyaml==6.0.4 tqdm==4.70.1
-  truststore==0.10.5 typing-extensions==4.16.0)
-hf2_stamp=.venv/.hf2
-if [[ "$(cat "$hf2_stamp" 2>/dev/null)" != "${hf2_requirements[*]}" ]]; then
-  echo "setup: installing into .venv/hf2 (no dependencies): ${hf2_requirements[*]}" >&2
-  rm -rf .venv/hf2
-  .venv/bin/python -m pip install -q --no-deps --target .venv/hf2 "${hf2_requirements[@]}" >&2
-  echo "${hf2_requirements[*]}" > "$hf2_stamp"
-fi
+# (py_*_hf2): its own folder put first on PYTHONPATH, so .venv stays as above. SimpleTuner's
+# diffusers needs huggingface_hub < 2, hence two versions.
+install_pinned .venv/.hf2 .venv/hf2 huggingface_hub==2.4.0 httpx2==2.17.0 httpcore2==2.17.0 anyio==4.16.0 \
+  h11==0.16.0 idna==3.21 click==8.5.1 filelock==4.3.2 fsspec==2026.9.0 hf-xet==1.8.0 packaging==26.4 \
+  pyyaml==6.0.4 tqdm==4.70.1 truststore==0.10.5 typing-extensions==4.16.0
