@@ -17,6 +17,8 @@ commit=${1:-unknown}
 t0=$(date +%s)
 elapsed() { echo "[t+$(($(date +%s) - t0))s] $*"; }
 left() { echo $((${BUDGET:-580} - ($(date +%s) - t0))); }
+# A step's timeout: what is left less 5 s, at least 1 (timeout 0 would mean no limit at all).
+limit() { local l=$(($(left) - 5)); echo $((l > 1 ? l : 1)); }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 configure_device_build /tmp/configure.log || { tail -40 /tmp/configure.log; exit 1; }
@@ -26,21 +28,21 @@ cmake --build build -j16 --target ${TARGETS:-test_sla_kernels sla-bench sla-trai
 elapsed build
 
 # shellcheck disable=SC2086 # word splitting of the arguments is intended
-timeout $(($(left) - 5)) ./build/bench/sla-bench --variant both ${SLA_BENCH_ARGS:-} --commit "$commit" \
+timeout "$(limit)" ./build/bench/sla-bench --variant both ${SLA_BENCH_ARGS:-} --commit "$commit" \
   --markdown "$OUT/results.md" >"$OUT/bench.log" 2>&1
 echo "sla-bench rc=$? ($(grep -c topk "$OUT/bench.log") rows)"; elapsed sla-bench
 
-timeout $(($(left) < 200 ? $(left) : 200)) ./build/tests/gpu/test_sla_kernels --durations no >/tmp/test.log 2>&1
+timeout $(($(limit) < 200 ? $(limit) : 200)) ./build/tests/gpu/test_sla_kernels --durations no >/tmp/test.log 2>&1
 echo "test_sla_kernels rc=$?"; grep -E "FAILED|failed|passed|with expansion" /tmp/test.log | head -20; elapsed tests
 
 if [ "$(left)" -gt 120 ]; then
-  timeout $(($(left) - 5)) ./build/bench/sla-train-bench --commit "$commit" --markdown "$OUT/train.md" >/tmp/train.log 2>&1
+  timeout "$(limit)" ./build/bench/sla-train-bench --commit "$commit" --markdown "$OUT/train.md" >/tmp/train.log 2>&1
   echo "sla-train-bench rc=$?"; tail -4 /tmp/train.log; elapsed sla-train-bench
 fi
 
 export SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so
 if [ "$(left)" -gt 40 ]; then
-  timeout $(($(left) - 5)) python3 -m pytest -q -p no:cacheprovider tests/gpu/test_sla_ops_gpu.py >/tmp/pytest.log 2>&1
+  timeout "$(limit)" python3 -m pytest -q -p no:cacheprovider tests/gpu/test_sla_ops_gpu.py >/tmp/pytest.log 2>&1
   echo "GPU operator tests rc=$?"; tail -2 /tmp/pytest.log; elapsed pytest
 fi
 
@@ -49,7 +51,7 @@ if [ "$(left)" -gt 60 ]; then
   echo "profile_ops rc=$?"; elapsed profile_ops
 fi
 ncu_case() {  # one row of bench/sla_case.py: the second call's forward, dq and dk/dv passes
-  timeout $(($(left) - 5)) ncu --clock-control none -k regex:"sla_(fwd|bwd_dq|bwd_dkdv)" --launch-skip 3 \
+  timeout "$(limit)" ncu --clock-control none -k regex:"sla_(fwd|bwd_dq|bwd_dkdv)" --launch-skip 3 \
     --launch-count 3 --section SpeedOfLight --section Occupancy --section WarpStateStats \
     --section MemoryWorkloadAnalysis --section LaunchStats python3 bench/ncu_case.py "$1" >"$OUT/ncu_$1.log" 2>&1
   echo "ncu $1 rc=$?"
