@@ -204,9 +204,10 @@ TEST_CASE("long lists of query blocks per key block (blkq 128)") {
   check_case({at::kHalf, 64, 128, 64, FeatureMap::kElu, Variant::kAll, false, 1.0, 12 * 128 + 45}, 3001);
 }
 
-// Long rows of the LUT over a long sequence: the Hopper forward's ring of K/V stages (three at
-// D 128) wraps several times, and the selected blocks lie anywhere in the 130 key blocks. Rows of
-// 19 blocks: at blkq 128 a stage holds two, so the last step pads with a masked copy of the last.
+// Long rows of the LUT over a long sequence: the Hopper forward's rings of K and V stages (at D 64
+// and 64-row query blocks two K stages, three V stages) wrap several times, and the selected
+// blocks lie anywhere in the 130 key blocks. Rows of 19 blocks: at blkq 128 a stage holds two, so
+// the last step pads with a masked copy of the last.
 // The first case has 260 tiles of 128 query rows (B = H = 2): more than an H100's or H200's 132
 // SMs, so CTAs of the persistent forward walk a second tile, its ring entries following the first's.
 TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole sequence") {
@@ -214,6 +215,7 @@ TEST_CASE("long sequences: the K/V ring wraps, LUT rows gather from the whole se
   check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.15, L}, 4000);
   check_case({at::kHalf, 64, 128, 64, FeatureMap::kElu, Variant::kComplement, false, 0.2, L}, 4001);
   check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kRelu, Variant::kAll, false, 0.15, L}, 4002);
+  check_case({at::kBFloat16, 64, 64, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.15, L}, 4003);
 }
 
 // Many (b, h): the linear passes' CTAs walk several row tiles of 128 each (40 (b, h), 8 tiles:

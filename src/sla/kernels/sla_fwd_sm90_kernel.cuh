@@ -20,12 +20,14 @@ struct FwdSm90Traits {
   static constexpr int kBlockK = 64;                 // keys per LUT entry: the S tile is m64n64
   static constexpr int kWarpgroups = BQ / 64;        // 64 query rows each
   static constexpr int kThreads = 128 * kWarpgroups;
-  // K/V stages: the current block, the previous one (its O += P V) and kStages - 2 in flight.
-  // 128-row CTAs run one per SM, with three blocks in flight; 64-row ones two, with one.
+  // V stages: the current block, the previous one (its O += P V) and kStages - 2 in flight. K's
+  // ring is one stage shorter: the previous block's K is done with once its S is. 128-row CTAs
+  // run with three blocks in flight; 64-row ones with one, four CTAs per SM at D 64.
   static constexpr int kStages = BQ == 128 ? 5 : 3;
-  static constexpr int kQBytes = BQ * D * 2;                     // sw128 [D / 64][BQ][64]
-  static constexpr int kStageBytes = 2 * kBlockK * D * 2;        // K and V, sw128 [D / 64][64][64] each
-  static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes;  // + alignment of the panels
+  static constexpr int kKStages = kStages - 1;
+  static constexpr int kQBytes = BQ * D * 2;          // sw128 [D / 64][BQ][64]
+  static constexpr int kBlockBytes = kBlockK * D * 2;  // one K or V block, sw128 [D / 64][64][64]
+  static constexpr int kSmemBytes = 1024 + kQBytes + (kKStages + kStages) * kBlockBytes;  // + alignment of the panels
 };
 
 template <class Elem, int D, int BQ>
@@ -36,15 +38,16 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   constexpr int BK = Tr::kBlockK;
   static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for O");
   static_assert(BQ == 64 || BQ == 128, "one or two warpgroups");
-  static_assert(Tr::kStages * Tr::kStageBytes >= D * kSmemStride<D> * 2, "the K, V stages hold M after the loop");
+  static_assert((Tr::kKStages + Tr::kStages) * Tr::kBlockBytes >= D * kSmemStride<D> * 2,
+                "the K, V stages hold M after the loop");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
-  static_assert(Tr::kQBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
+  static_assert(Tr::kQBytes % 1024 == 0 && Tr::kBlockBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = align_sw128(smem_raw);
   Elem* sQ = reinterpret_cast<Elem*>(smem);     // sw128 [D / 64][BQ][64]
-  Elem* sK = sQ + BQ * D;                        // [kStages] x sw128 [D / 64][BK][64]
-  Elem* sV = sK + Tr::kStages * BK * D;          // [kStages] x sw128 [D / 64][BK][64]
+  Elem* sK = sQ + BQ * D;                        // [kKStages] x sw128 [D / 64][BK][64]
+  Elem* sV = sK + Tr::kKStages * BK * D;         // [kStages] x sw128 [D / 64][BK][64]
   Elem* sM = sK;                                 // padded [D][D + 8] after the loop: M = S Wᵀ
 
   const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -63,15 +66,14 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   auto issue_kv = [&](int step) {
     if (step < n) {
       const int key0 = lut[step] * BK;
-      const int stage = step % Tr::kStages;
-      load_tile_sw128_async<BK, D, Tr::kThreads>(sK + stage * BK * D, k + key0 * p.k.row, p.k.row, p.seqlen - key0,
-                                                 tid);
-      load_tile_sw128_async<BK, D, Tr::kThreads>(sV + stage * BK * D, v + key0 * p.v.row, p.v.row, p.seqlen - key0,
-                                                 tid);
+      load_tile_sw128_async<BK, D, Tr::kThreads>(sK + (step % Tr::kKStages) * BK * D, k + key0 * p.k.row, p.k.row,
+                                                 p.seqlen - key0, tid);
+      load_tile_sw128_async<BK, D, Tr::kThreads>(sV + (step % Tr::kStages) * BK * D, v + key0 * p.v.row, p.v.row,
+                                                 p.seqlen - key0, tid);
     }
     cp_async_commit();
   };
-  // Descriptors: Q of this warpgroup (its 64 rows of every panel), K and V of a stage.
+  // Descriptors: Q of this warpgroup (its 64 rows of every panel), K and V of a stage of their rings.
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(sK + stage * BK * D, 0); };
   auto desc_v = [&](int stage) { return sw128_desc(sV + stage * BK * D, BK * 64 * 2); };
@@ -86,14 +88,15 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
   uint32_t a_p[BK / 16][4];                   // P of the previous block: A of its O += P V
 
-  // A stage is refilled two blocks after its own: its V is read until the next block's step is done.
+  // A V stage is refilled two blocks after its own (its V is read until the next block's step is
+  // done), a K stage one block after (its K only by its own block's step).
   for (int step = 0; step < n; ++step) {
     cp_async_wait<Tr::kStages - 3>();  // this thread's copies of block `step` have landed
     fence_proxy_async();
     __syncthreads();                   // everyone's have; everyone is done with block step - 2
     issue_kv(step + Tr::kStages - 2);
     const int key0[1] = {lut[step] * BK};
-    fwd_sm90_step<Elem, D, BK>(acc_o, row_max, row_sum, a_p, desc_q, BQ, desc_k(step % Tr::kStages),
+    fwd_sm90_step<Elem, D, BK>(acc_o, row_max, row_sum, a_p, desc_q, BQ, desc_k(step % Tr::kKStages),
                                desc_v((step + Tr::kStages - 1) % Tr::kStages), step > 0, key0, p, t);
   }
   wgmma_rs_wait<Elem, D, BK>(acc_o, a_p, desc_v((n - 1) % Tr::kStages));  // the last block's O += P V
