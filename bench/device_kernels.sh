@@ -8,6 +8,10 @@
 # The table comes first: it is what a short call must not lose. Set BUDGET to the call's limit
 # less a margin (the device's start counts against the session's time, not the call's).
 # Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT   (TARGETS=sla-bench builds the table's tool alone)
+# A/B against another commit in the same call: AB_BASE=.baseline/base.tar (from `git archive -o
+# .baseline/base.tar BASE`, in an ignored folder passed to the device with carry) builds that
+# tree's sla-bench beside this one's, and after the tests runs AB_ROUNDS (2) rounds of `--quick`,
+# the base first, then this tree.
 set -uo pipefail
 # shellcheck source=bench/device_build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
@@ -21,10 +25,18 @@ left() { echo $((${BUDGET:-580} - ($(date +%s) - t0))); }
 limit() { local l=$(($(left) - 5)); echo $((l > 1 ? l : 1)); }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+jobs=16
+if [ -n "${AB_BASE:-}" ]; then  # the base's sla-bench, built beside this tree's
+  jobs=8
+  rm -rf /tmp/ab_base && mkdir -p /tmp/ab_base && tar -xf "$AB_BASE" -C /tmp/ab_base
+  (cd /tmp/ab_base && configure_device_build /tmp/ab_configure.log &&
+    cmake --build build -j8 --target sla-bench >/tmp/ab_build.log 2>&1) &
+fi
 configure_device_build /tmp/configure.log || { tail -40 /tmp/configure.log; exit 1; }
 # shellcheck disable=SC2086 # TARGETS is a list
-cmake --build build -j16 --target ${TARGETS:-test_sla_kernels sla-bench sla-train-bench sla_ops} >/tmp/build.log 2>&1 ||
+cmake --build build -j$jobs --target ${TARGETS:-test_sla_kernels sla-bench sla-train-bench sla_ops} >/tmp/build.log 2>&1 ||
   { grep -B2 -A12 -m5 "error" /tmp/build.log; exit 1; }
+wait  # the base's build, if any
 elapsed build
 
 # shellcheck disable=SC2086 # word splitting of the arguments is intended
@@ -34,6 +46,19 @@ echo "sla-bench rc=$? ($(grep -c topk "$OUT/bench.log") rows)"; elapsed sla-benc
 
 timeout $(($(limit) < 200 ? $(limit) : 200)) ./build/tests/gpu/test_sla_kernels --durations no >/tmp/test.log 2>&1
 echo "test_sla_kernels rc=$?"; grep -E "FAILED|failed|passed|with expansion" /tmp/test.log | head -20; elapsed tests
+
+if [ -n "${AB_BASE:-}" ] && [ -x /tmp/ab_base/build/bench/sla-bench ]; then
+  for round in $(seq "${AB_ROUNDS:-2}"); do
+    for tree in /tmp/ab_base .; do
+      [ "$(left)" -gt 30 ] || break 2
+      echo "== A/B round $round: $([ "$tree" = . ] && echo "this tree" || echo base)"
+      timeout 30 "$tree/build/bench/sla-bench" --quick 2>&1 | grep topk | sed 's/ | peak.*//; s/dense fwd.*| sla/| sla/'
+    done
+  done
+  elapsed "A/B"
+elif [ -n "${AB_BASE:-}" ]; then
+  echo "A/B: the base did not build"; tail -20 /tmp/ab_build.log
+fi
 
 if [ "$(left)" -gt 120 ]; then
   timeout "$(limit)" ./build/bench/sla-train-bench --commit "$commit" --markdown "$OUT/train.md" >/tmp/train.log 2>&1
