@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
   for (int step = 0; step < n; ++step) {
     cp_async_wait<Tr::kStages - 3>();  // this thread's copies of block `step` have landed
     fence_proxy_async();
-    __syncthreads();                   // everyone's have; everyone is done with block step - 2
+    __syncthreads();                   // everyone's have; done with K of step - 1, V of step - 2
     issue_kv(step + Tr::kStages - 2);
     const int key0[1] = {lut[step] * BK};
     fwd_sm90_step<Elem, D, BK>(acc_o, row_max, row_sum, a_p, desc_q, BQ, desc_k(step % Tr::kKStages),
