@@ -21,15 +21,19 @@ struct BwdDqSm90Traits {
   static constexpr int kBlockK = 64;
   static constexpr int kWarpgroups = BQ / 64;
   static constexpr int kThreads = 128 * kWarpgroups;
-  // K/V stages: the current block, the previous one (its dQ += dS K) and kStages - 2 in flight.
+  // K stages: the current block, the previous one (its dQ += dS K) and kStages - 2 in flight; V's
+  // ring is one stage shorter (a block's V is done with once its dP is).
   static constexpr int kStages = 4;
-  static constexpr int kQBytes = BQ * D * 2;               // Q and dO, each sw128 [D / 64][BQ][64]
-  static constexpr int kStageBytes = 2 * kBlockK * D * 2;  // K and V, each sw128 [D / 64][64][64]
-  static constexpr int kSmemBytes = 1024 + 2 * kQBytes + kStages * kStageBytes;  // + panel alignment
+  static constexpr int kVStages = kStages - 1;
+  static constexpr int kQBytes = BQ * D * 2;          // Q and dO, each sw128 [D / 64][BQ][64]
+  static constexpr int kBlockBytes = kBlockK * D * 2;  // one K or V block, sw128 [D / 64][64][64]
+  static constexpr int kSmemBytes = 1024 + 2 * kQBytes + (kStages + kVStages) * kBlockBytes;  // + panel alignment
+  // At D 64 and 64-row blocks three CTAs share an SM (shared memory 73 KB each; registers <= 168).
+  static constexpr int kMinBlocks = D == 64 && BQ == 64 ? 3 : 1;
 };
 
 template <class Elem, int D, int BQ>
-__global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
+__global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads, BwdDqSm90Traits<Elem, D, BQ>::kMinBlocks)
     sla_bwd_dq_sm90_kernel(const __grid_constant__ SlaParams p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = BwdDqSm90Traits<Elem, D, BQ>;
@@ -37,14 +41,14 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
   static_assert(D == 64 || D == 128, "wgmma widths 64 and 128 for dQ");
   static_assert(BQ == 64 || BQ == 128, "one or two warpgroups");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
-  static_assert(Tr::kQBytes % 1024 == 0 && Tr::kStageBytes % 1024 == 0, "every panel 1024-byte aligned");
+  static_assert(Tr::kQBytes % 1024 == 0 && Tr::kBlockBytes % 1024 == 0, "every panel 1024-byte aligned");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = align_sw128(smem_raw);
   Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][BQ][64]
   Elem* sdO = sQ + BQ * D;                    // sw128 [D / 64][BQ][64]
   Elem* sK = sdO + BQ * D;                    // [kStages] x sw128 [D / 64][BK][64]
-  Elem* sV = sK + Tr::kStages * BK * D;       // [kStages] x sw128 [D / 64][BK][64]
+  Elem* sV = sK + Tr::kStages * BK * D;       // [kVStages] x sw128 [D / 64][BK][64]
 
   const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int bh = b * p.heads + h;
@@ -63,11 +67,10 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
   auto issue_kv = [&](int step) {  // one cp.async group per call, empty past the LUT's end
     if (step < n) {
       const int key0 = lut[step] * BK;
-      const int stage = step % Tr::kStages;
-      load_tile_sw128_async<BK, D, Tr::kThreads>(sK + stage * BK * D, k + key0 * p.k.row, p.k.row, p.seqlen - key0,
-                                                 tid);
-      load_tile_sw128_async<BK, D, Tr::kThreads>(sV + stage * BK * D, v + key0 * p.v.row, p.v.row, p.seqlen - key0,
-                                                 tid);
+      load_tile_sw128_async<BK, D, Tr::kThreads>(sK + (step % Tr::kStages) * BK * D, k + key0 * p.k.row, p.k.row,
+                                                 p.seqlen - key0, tid);
+      load_tile_sw128_async<BK, D, Tr::kThreads>(sV + (step % Tr::kVStages) * BK * D, v + key0 * p.v.row, p.v.row,
+                                                 p.seqlen - key0, tid);
     }
     cp_async_commit();
   };
@@ -98,8 +101,8 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads)
       load_a_frags_sw128<D>(a_do, sdO, BQ, warp * 16, lane);
     }
     const int stage = step % Tr::kStages, prev = (step + Tr::kStages - 1) % Tr::kStages;
-    dq_sm90_step<Elem, D, BK>(acc_dq, a_ds, a_q, a_do, desc_k(stage), desc_v(stage), desc_k_mn(prev), step > 0, lse2,
-                              delta, lut[step] * BK, p, t);
+    dq_sm90_step<Elem, D, BK>(acc_dq, a_ds, a_q, a_do, desc_k(stage), desc_v(step % Tr::kVStages), desc_k_mn(prev),
+                              step > 0, lse2, delta, lut[step] * BK, p, t);
   }
   wgmma_rs_wait<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((n - 1) % Tr::kStages));  // the last block's dQ += dS K
   cp_async_wait<0>();
@@ -299,10 +302,12 @@ struct BwdDkdvSm90Traits {
   static constexpr int kSmemBytes = 1024 + kKVBytes + kStages * kStageBytes;
   // The second warpgroup's dK, dV partials (float32) go through the first stage at the end.
   static_assert(kWarpgroups == 1 || 2 * 128 * (D / 2) * 4 <= kStageBytes, "partials fit one stage");
+  // At D 64 and 64-row blocks three CTAs share an SM (registers <= 168).
+  static constexpr int kMinBlocks = D == 64 && BQ == 64 ? 3 : 1;
 };
 
 template <class Elem, int D, int BQ>
-__global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads)
+__global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads, BwdDkdvSm90Traits<Elem, D, BQ>::kMinBlocks)
     sla_bwd_dkdv_sm90_kernel(const __grid_constant__ SlaParams p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = BwdDkdvSm90Traits<Elem, D, BQ>;
