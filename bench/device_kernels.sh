@@ -4,7 +4,8 @@
 #   sla-bench --variant both [SLA_BENCH_ARGS, e.g. --quick] -> $OUT/results.md, $OUT/bench.log
 #   test_sla_kernels, sla-train-bench -> $OUT/train.md, the GPU operator tests,
 #   profile_ops.py of the Flux and D 64 rows, ncu of their sparse passes, the --quick rows under
-#   both clocks (device idle / host ahead), profile_ops.py of variant complement.
+#   both clocks (device idle / host ahead), profile_ops.py of variant complement, ncu of the Flux
+#   and Wan 0.2 rows; the profile and ncu logs come back as $OUT/logs.tgz.
 # The table comes first: it is what a short call must not lose. Set BUDGET to the call's limit
 # less a margin (the device's start counts against the session's time, not the call's).
 # Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT   (TARGETS=sla-bench builds the table's tool alone)
@@ -97,4 +98,7 @@ if [ "$(left)" -gt 50 ]; then
   echo "profile_ops complement rc=$?"; elapsed "profile_ops complement"
 fi
 [ "$(left)" -gt 50 ] && ncu_case flux
+[ "$(left)" -gt 70 ] && ncu_case wan20
+# The device returns at most 8 files: the logs of profile_ops and ncu travel as one archive.
+(cd "$OUT" && tar -czf logs.tgz profile*.log ncu_*.log 2>/dev/null && rm -f profile*.log ncu_*.log)
 elapsed end
