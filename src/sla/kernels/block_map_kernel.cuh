@@ -96,11 +96,13 @@ __device__ __forceinline__ uint32_t order_key(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// One warp: the n largest of scores[0, count) as ascending indices into out. kPerLane > 0: the
-// row fits in registers (count <= 32 kPerLane) and every pass of the radix select reads them;
-// 0: every pass reads the row from memory again.
+// One warp: the n largest of scores[0, count) as ascending indices into out (1 <= n <= count).
+// kPerLane > 0: the row fits in registers (count <= 32 kPerLane) and every pass of the radix
+// select reads them; 0: every pass reads the row from memory again. hist: the warp's 256 words of
+// shared memory, 16-byte aligned.
 template <int kPerLane>
-__device__ __forceinline__ void select_top_n(const float* scores, int count, int n, int32_t* out, int lane) {
+__device__ __forceinline__ void select_top_n(const float* scores, int count, int n, int32_t* out, int lane,
+                                             uint32_t* hist) {
   const int per_lane = kPerLane > 0 ? kPerLane : (count + 31) / 32;
   uint32_t regs[kPerLane > 0 ? kPerLane : 1];
   if constexpr (kPerLane > 0) {
@@ -119,14 +121,52 @@ __device__ __forceinline__ void select_top_n(const float* scores, int count, int
       return j < count ? order_key(scores[j]) : 0u;
     }
   };
-  // The n-th largest key, built bit by bit: the largest T with #{key >= T} >= n.
+  // The n-th largest key, one 8-bit digit per pass, the most significant first: a histogram of the
+  // digit over the keys that carry the digits found so far, and the digit at which the count from
+  // the top reaches `need` (the rank still wanted among those keys). Lane l owns bins 8 l .. 8 l + 7.
   uint32_t threshold = 0;
-  for (int bit = 31; bit >= 0; --bit) {
-    const uint32_t candidate = threshold | (1u << bit);
-    int hits = 0;
+  int need = n;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    const uint32_t high = shift == 24 ? 0u : ~0u << (shift + 8);  // the digits found so far
+    uint4* own_bins = reinterpret_cast<uint4*>(hist + 8 * lane);  // two 16-byte words: no bank conflicts
+    own_bins[0] = own_bins[1] = make_uint4(0u, 0u, 0u, 0u);
+    __syncwarp();
 #pragma unroll
-    for (int i = 0; i < per_lane; ++i) hits += key(i) >= candidate;
-    if (__reduce_add_sync(0xffffffffu, hits) >= n) threshold = candidate;
+    for (int i = 0; i < per_lane; ++i) {
+      const uint32_t k = key(i);
+      if (lane + 32 * i < count && (k & high) == threshold) atomicAdd(&hist[(k >> shift) & 255u], 1u);
+    }
+    __syncwarp();
+    const uint4 lo = own_bins[0], hi = own_bins[1];
+    const uint32_t bins[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    int own = 0;
+#pragma unroll
+    for (int b = 0; b < 8; ++b) own += int(bins[b]);
+    int from_here = own;  // keys in this lane's bins and every higher lane's
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+      const int above = __shfl_down_sync(0xffffffffu, from_here, offset);
+      if (lane + offset < 32) from_here += above;
+    }
+    int above = from_here - own;  // keys in higher lanes' bins
+    const bool crossing = above < need && from_here >= need;
+    const int owner = __ffs(__ballot_sync(0xffffffffu, crossing)) - 1;
+    int digit = 0;
+    if (crossing) {
+#pragma unroll
+      for (int b = 7; b >= 0; --b) {
+        if (above + int(bins[b]) >= need) {
+          digit = 8 * lane + b;
+          break;
+        }
+        above += int(bins[b]);
+      }
+      need -= above;
+    }
+    digit = __shfl_sync(0xffffffffu, digit, owner);
+    need = __shfl_sync(0xffffffffu, need, owner);
+    threshold |= uint32_t(digit) << shift;
+    __syncwarp();  // every lane has read its bins before the next pass clears them
   }
   int greater = 0;
 #pragma unroll
@@ -233,11 +273,12 @@ inline constexpr int kSelectThreads = 256;
 template <int kPerLane>
 __global__ void __launch_bounds__(kSelectThreads) sla_select_rows_kernel(const __grid_constant__ SlaParams p,
                                                                          const float* scores, int bh0, int rows) {
-  const int row = blockIdx.x * (kSelectThreads / 32) + threadIdx.x / 32;
+  __shared__ __align__(16) uint32_t hist[kSelectThreads / 32][256];  // each warp's digit histogram
+  const int warp = threadIdx.x / 32, row = blockIdx.x * (kSelectThreads / 32) + warp;
   if (row >= rows) return;
   const int nk = p.num_k_blocks;
   int32_t* out = const_cast<int32_t*>(p.lut) + (int64_t(bh0) * p.num_q_blocks + row) * p.blocks_per_row;
-  select_top_n<kPerLane>(scores + int64_t(row) * nk, nk, p.blocks_per_row, out, threadIdx.x % 32);
+  select_top_n<kPerLane>(scores + int64_t(row) * nk, nk, p.blocks_per_row, out, threadIdx.x % 32, hist[warp]);
 }
 
 inline constexpr int kTransposeThreads = 256;

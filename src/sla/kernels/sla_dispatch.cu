@@ -83,7 +83,11 @@ void run_block_scores_select(const SlaParams& p, const float* sums, int max_bloc
   });
   const int rows = bh_count * p.num_q_blocks, warps = kSelectThreads / 32;
   const dim3 grid(unsigned((rows + warps - 1) / warps));
-  if (p.num_k_blocks <= 32 * 16) {
+  if (p.num_k_blocks <= 32 * 4) {
+    sla_select_rows_kernel<4><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
+  } else if (p.num_k_blocks <= 32 * 8) {
+    sla_select_rows_kernel<8><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
+  } else if (p.num_k_blocks <= 32 * 16) {
     sla_select_rows_kernel<16><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
   } else if (p.num_k_blocks <= 32 * 32) {
     sla_select_rows_kernel<32><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
