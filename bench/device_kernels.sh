@@ -53,7 +53,7 @@ if [ -n "${AB_BASE:-}" ] && [ -x /tmp/ab_base/build/bench/sla-bench ]; then
     for tree in /tmp/ab_base .; do
       [ "$(left)" -gt 30 ] || break 2
       echo "== A/B round $round: $([ "$tree" = . ] && echo "this tree" || echo base)"
-      timeout 30 "$tree/build/bench/sla-bench" --quick 2>&1 | grep topk | sed 's/ | peak.*//; s/dense fwd.*| sla/| sla/'
+      timeout 30 "$tree/build/bench/sla-bench" --quick 2>&1 | grep topk | sed 's/ | peak[^|]*//; s/dense fwd.*| sla/| sla/'
     done
   done
   elapsed "A/B"
