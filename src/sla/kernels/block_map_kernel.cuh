@@ -124,9 +124,23 @@ __device__ __forceinline__ void select_top_n(const float* scores, int count, int
   // The n-th largest key, one 8-bit digit per pass, the most significant first: a histogram of the
   // digit over the keys that carry the digits found so far, and the digit at which the count from
   // the top reaches `need` (the rank still wanted among those keys). Lane l owns bins 8 l .. 8 l + 7.
-  uint32_t threshold = 0;
+  // The leading digits that every key of the row shares (scores of one sign and magnitude share
+  // their sign and exponent) take no pass: the histogram of such a digit is one bin of every key.
+  uint32_t all_and = ~0u, all_or = 0u;
+#pragma unroll
+  for (int i = 0; i < per_lane; ++i) {
+    if (lane + 32 * i < count) {
+      all_and &= key(i);
+      all_or |= key(i);
+    }
+  }
+  all_and = __reduce_and_sync(0xffffffffu, all_and);
+  const uint32_t differ = all_and ^ __reduce_or_sync(0xffffffffu, all_or);  // bits in which keys differ
+  int shift = 24;
+  while (shift > 0 && (differ >> shift) == 0u) shift -= 8;
+  uint32_t threshold = shift == 24 ? 0u : all_and & (~0u << (shift + 8));
   int need = n;
-  for (int shift = 24; shift >= 0; shift -= 8) {
+  for (; shift >= 0; shift -= 8) {
     const uint32_t high = shift == 24 ? 0u : ~0u << (shift + 8);  // the digits found so far
     uint4* own_bins = reinterpret_cast<uint4*>(hist + 8 * lane);  // two 16-byte words: no bank conflicts
     own_bins[0] = own_bins[1] = make_uint4(0u, 0u, 0u, 0u);
