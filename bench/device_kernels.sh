@@ -100,5 +100,7 @@ fi
 [ "$(left)" -gt 50 ] && ncu_case flux
 [ "$(left)" -gt 70 ] && ncu_case wan20
 # The device returns at most 8 files: the logs of profile_ops and ncu travel as one archive.
-(cd "$OUT" && tar -czf logs.tgz profile*.log ncu_*.log 2>/dev/null && rm -f profile*.log ncu_*.log)
+logs=$(cd "$OUT" && ls profile*.log ncu_*.log 2>/dev/null)
+# shellcheck disable=SC2086 # the names are plain words
+[ -n "$logs" ] && (cd "$OUT" && tar -czf logs.tgz $logs && rm -f $logs)
 elapsed end
