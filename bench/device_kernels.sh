@@ -8,7 +8,8 @@
 #   and Wan 0.2 rows; the profile and ncu logs come back as $OUT/logs.tgz.
 # The table comes first: it is what a short call must not lose. Set BUDGET to the call's limit
 # less a margin (the device's start counts against the session's time, not the call's).
-# Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT   (TARGETS=sla-bench builds the table's tool alone)
+# Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT   (TARGETS=sla-bench builds the table's tool alone;
+# a step runs only where this call built what it needs)
 # A/B against another commit in the same call: AB_BASE=.baseline/base.tar (from `git archive -o
 # .baseline/base.tar BASE`, in an ignored folder passed to the device with carry) builds that
 # tree's sla-bench beside this one's, and after the tests runs AB_ROUNDS (2) rounds of `--quick`,
@@ -33,22 +34,29 @@ if [ -n "${AB_BASE:-}" ]; then  # the base's sla-bench, built beside this tree's
   (cd /tmp/ab_base && configure_device_build /tmp/ab_configure.log &&
     cmake --build build -j8 --target sla-bench >/tmp/ab_build.log 2>&1) &
 fi
+targets=${TARGETS:-test_sla_kernels sla-bench sla-train-bench sla_ops}
+# built TARGET: whether this call built TARGET (no step runs what an earlier call left in build/).
+built() { [[ " $targets " == *" $1 "* ]]; }
 configure_device_build /tmp/configure.log || { tail -40 /tmp/configure.log; exit 1; }
-# shellcheck disable=SC2086 # TARGETS is a list
-cmake --build build -j$jobs --target ${TARGETS:-test_sla_kernels sla-bench sla-train-bench sla_ops} >/tmp/build.log 2>&1 ||
+# shellcheck disable=SC2086 # targets is a list
+cmake --build build -j$jobs --target $targets >/tmp/build.log 2>&1 ||
   { grep -B2 -A12 -m5 "error" /tmp/build.log; exit 1; }
 wait  # the base's build, if any
 elapsed build
 
-# shellcheck disable=SC2086 # word splitting of the arguments is intended
-timeout "$(limit)" ./build/bench/sla-bench --variant both ${SLA_BENCH_ARGS:-} --commit "$commit" \
-  --markdown "$OUT/results.md" >"$OUT/bench.log" 2>&1
-echo "sla-bench rc=$? ($(grep -c topk "$OUT/bench.log") rows)"; elapsed sla-bench
+if built sla-bench; then
+  # shellcheck disable=SC2086 # word splitting of the arguments is intended
+  timeout "$(limit)" ./build/bench/sla-bench --variant both ${SLA_BENCH_ARGS:-} --commit "$commit" \
+    --markdown "$OUT/results.md" >"$OUT/bench.log" 2>&1
+  echo "sla-bench rc=$? ($(grep -c topk "$OUT/bench.log") rows)"; elapsed sla-bench
+fi
 
-timeout $(($(limit) < 200 ? $(limit) : 200)) ./build/tests/gpu/test_sla_kernels --durations no >/tmp/test.log 2>&1
-echo "test_sla_kernels rc=$?"; grep -E "FAILED|failed|passed|with expansion" /tmp/test.log | head -20; elapsed tests
+if built test_sla_kernels; then
+  timeout $(($(limit) < 200 ? $(limit) : 200)) ./build/tests/gpu/test_sla_kernels --durations no >/tmp/test.log 2>&1
+  echo "test_sla_kernels rc=$?"; grep -E "FAILED|failed|passed|with expansion" /tmp/test.log | head -20; elapsed tests
+fi
 
-if [ -n "${AB_BASE:-}" ] && [ -x /tmp/ab_base/build/bench/sla-bench ]; then
+if [ -n "${AB_BASE:-}" ] && built sla-bench && [ -x /tmp/ab_base/build/bench/sla-bench ]; then
   for round in $(seq "${AB_ROUNDS:-2}"); do
     for tree in /tmp/ab_base .; do
       [ "$(left)" -gt 30 ] || break 2
@@ -61,18 +69,18 @@ elif [ -n "${AB_BASE:-}" ]; then
   echo "A/B: the base did not build"; tail -20 /tmp/ab_build.log
 fi
 
-if [ "$(left)" -gt 120 ]; then
+if built sla-train-bench && [ "$(left)" -gt 120 ]; then
   timeout "$(limit)" ./build/bench/sla-train-bench --commit "$commit" --markdown "$OUT/train.md" >/tmp/train.log 2>&1
   echo "sla-train-bench rc=$?"; tail -4 /tmp/train.log; elapsed sla-train-bench
 fi
 
-export SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so
-if [ "$(left)" -gt 40 ]; then
+export SLA_OPS_LIB=$PWD/build/src/sla/ops/libsla_ops.so  # the Python operators of the steps below
+if built sla_ops && [ "$(left)" -gt 40 ]; then
   timeout "$(limit)" python3 -m pytest -q -p no:cacheprovider tests/gpu/test_sla_ops_gpu.py >/tmp/pytest.log 2>&1
   echo "GPU operator tests rc=$?"; tail -2 /tmp/pytest.log; elapsed pytest
 fi
 
-if [ "$(left)" -gt 60 ]; then
+if built sla_ops && [ "$(left)" -gt 60 ]; then
   timeout 60 python3 bench/profile_ops.py --cases flux,d64 >"$OUT/profile.log" 2>&1
   echo "profile_ops rc=$?"; elapsed profile_ops
 fi
@@ -85,20 +93,20 @@ ncu_case() {  # one row of bench/sla_case.py: the second call's forward, dq and 
     "$OUT/ncu_$1.log" | head -50
   elapsed "ncu $1"
 }
-[ "$(left)" -gt 60 ] && ncu_case d64
-if [ "$(left)" -gt 60 ]; then
+built sla_ops && [ "$(left)" -gt 60 ] && ncu_case d64
+if built sla-bench && [ "$(left)" -gt 60 ]; then
   for clock in "" --host-ahead; do
     echo "== sla-bench --quick $clock"
     timeout 60 ./build/bench/sla-bench --quick $clock 2>&1 | grep topk | sed 's/dense fwd.*| sla/| sla/'
   done
   elapsed clocks
 fi
-if [ "$(left)" -gt 50 ]; then
+if built sla_ops && [ "$(left)" -gt 50 ]; then
   timeout 50 python3 bench/profile_ops.py --variant complement --cases wan05,flux >"$OUT/profile_complement.log" 2>&1
   echo "profile_ops complement rc=$?"; elapsed "profile_ops complement"
 fi
-[ "$(left)" -gt 50 ] && ncu_case flux
-[ "$(left)" -gt 70 ] && ncu_case wan20
+built sla_ops && [ "$(left)" -gt 50 ] && ncu_case flux
+built sla_ops && [ "$(left)" -gt 70 ] && ncu_case wan20
 # The device returns at most 8 files: the logs of profile_ops and ncu travel as one archive.
 logs=$(cd "$OUT" && ls profile*.log ncu_*.log 2>/dev/null)
 # shellcheck disable=SC2086 # the names are plain words
