@@ -182,10 +182,8 @@ __device__ __forceinline__ void select_top_n(const float* scores, int count, int
     threshold |= uint32_t(digit) << shift;
     __syncwarp();  // every lane has read its bins before the next pass clears them
   }
-  int greater = 0;
-#pragma unroll
-  for (int i = 0; i < per_lane; ++i) greater += key(i) > threshold;
-  int ties_left = n - __reduce_add_sync(0xffffffffu, greater);  // keys equal to the threshold still to take
+  // The last pass left in `need` the rank of the threshold among the keys equal to it: the ties to take.
+  int ties_left = need;
   const uint32_t lanes_below = (1u << lane) - 1u;
   int written = 0;
 #pragma unroll
