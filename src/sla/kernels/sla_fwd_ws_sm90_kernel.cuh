@@ -215,12 +215,16 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
       linear_query_side<Elem, D>(p, a_q, linear_state_index(p, tl.bh, q_block(tl, own)), a_phi, inv_den, lane);
       const int e = e0 + steps, stage = e % kS;
       mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
-      const uint64_t desc_m = sw128_desc(m_tile(stage, states == 2 ? own : 0), D * 64 * 2);  // MN-major, as V
-      float acc_l[D / 8][4];  // φ(Q) M
-      zero(acc_l);
-      wgmma_rs_wait<Elem, D, D>(acc_l, a_phi, desc_m);
+      const Elem* m = m_tile(stage, states == 2 ? own : 0);  // MN-major, as V: panels of 64 columns
+      // φ(Q) M one 64-column panel at a time: a 16 x 64 accumulator beside O, not a second 16 x D.
+#pragma unroll
+      for (int c = 0; c < D / 64; ++c) {
+        float acc_l[8][4];
+        zero(acc_l);
+        wgmma_rs_wait<Elem, 64, D>(acc_l, a_phi, sw128_desc(m + c * D * 64, D * 64 * 2));
+        add_linear_columns<D, 64>(acc_o, acc_l, 8 * c, inv_den, p, lane);
+      }
       if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
-      add_linear_columns<D, D>(acc_o, acc_l, 0, inv_den, p, lane);
     }
     store_rows<D, Elem>(acc_o, 1.f, p.o, TensorRef{}, tl.b, tl.h, wrow0, p.seqlen, lane);  // o, written once
   };
