@@ -84,10 +84,14 @@ if built sla_ops && [ "$(left)" -gt 60 ]; then
   timeout 60 python3 bench/profile_ops.py --cases flux,d64 >"$OUT/profile.log" 2>&1
   echo "profile_ops rc=$?"; elapsed profile_ops
 fi
+# The sections' bodies too (the warp states' stall reasons), where this ncu can print them.
+details=()
+[[ "$(ncu --help 2>/dev/null)" == *--print-details* ]] && details=(--print-details all)
 ncu_case() {  # one row of bench/sla_case.py: the second call's forward, dq and dk/dv passes
   timeout "$(limit)" ncu --clock-control none -k regex:"sla_(fwd|bwd_dq|bwd_dkdv)" --launch-skip 3 \
     --launch-count 3 --section SpeedOfLight --section Occupancy --section WarpStateStats \
-    --section MemoryWorkloadAnalysis --section LaunchStats python3 bench/ncu_case.py "$1" >"$OUT/ncu_$1.log" 2>&1
+    --section MemoryWorkloadAnalysis --section LaunchStats "${details[@]}" python3 bench/ncu_case.py "$1" \
+    >"$OUT/ncu_$1.log" 2>&1
   echo "ncu $1 rc=$?"
   grep -E "  sla_|Duration|Throughput|Eligible|Achieved Occ|Registers Per|Grid Size|Issue Slots Busy|Waves" \
     "$OUT/ncu_$1.log" | head -50
