@@ -9,10 +9,35 @@
 #include "tma_host.h"
 
 #include <algorithm>
+#ifdef SLA_FWD_TRACE
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#endif
 
 namespace sla::kernels {
 
 namespace {
+
+#ifdef SLA_FWD_TRACE
+// fwd_trace.cuh's buffer after a launch, appended to $SLA_FWD_TRACE_OUT (where set): a header of
+// eight int64 (grid, tiles, steps per tile, ring entries per tile, query blocks per tile, blocks
+// per LUT row, D, words per CTA), then the buffer. Synchronises the stream: measuring builds only.
+void dump_fwd_trace(cudaStream_t stream, int64_t grid, int64_t tiles, int64_t steps, int64_t entries, int64_t qblocks,
+                    int64_t n, int64_t d) {
+  const char* path = std::getenv("SLA_FWD_TRACE_OUT");
+  if (path == nullptr) return;
+  std::vector<long long> words(size_t(kTraceCtas) * kTraceCtaWords);
+  SLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  SLA_CUDA_CHECK(cudaMemcpyFromSymbol(words.data(), g_fwd_trace, words.size() * sizeof(long long)));
+  const long long header[8] = {grid, tiles, steps, entries, qblocks, n, d, kTraceCtaWords};
+  if (FILE* f = std::fopen(path, "ab")) {
+    std::fwrite(header, sizeof(header), 1, f);
+    std::fwrite(words.data(), sizeof(long long), words.size(), f);
+    std::fclose(f);
+  }
+}
+#endif
 
 template <class Elem, int D, int BQ>
 bool launch_fwd_ws_sm90(const SlaParams& p, cudaStream_t stream) {
@@ -32,8 +57,18 @@ bool launch_fwd_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   // next tile while the consumers finish the last).
   const int64_t tiles = int64_t((p.num_q_blocks + Tr::kQBlocks - 1) / Tr::kQBlocks) * p.heads * p.batch;
   const int64_t grid = std::min<int64_t>(tiles, multiprocessor_count());
+#ifdef SLA_FWD_TRACE
+  void* trace = nullptr;
+  SLA_CUDA_CHECK(cudaGetSymbolAddress(&trace, g_fwd_trace));
+  SLA_CUDA_CHECK(cudaMemsetAsync(trace, 0, sizeof(long long) * kTraceCtas * kTraceCtaWords, stream));
+#endif
   kernel<<<unsigned(grid), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
   SLA_CUDA_CHECK_LAUNCH();
+#ifdef SLA_FWD_TRACE
+  const int steps = (p.blocks_per_row + Tr::kStepBlocks - 1) / Tr::kStepBlocks;
+  dump_fwd_trace(stream, grid, tiles, steps, steps + (p.lin_state != nullptr ? 1 : 0), Tr::kQBlocks,
+                 p.blocks_per_row, D);
+#endif
   return true;
 }
 

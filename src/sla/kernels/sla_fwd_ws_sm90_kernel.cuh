@@ -17,6 +17,7 @@
 // the next tile's Q and blocks while the consumers run the epilogue.
 #pragma once
 
+#include "fwd_trace.cuh"
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
@@ -128,7 +129,9 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
       for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) {
         const Tile tl = tile_at(tile);
         const int e0 = i * entries;  // ring entries of the earlier tiles
+        SLA_TRACE(0, i, kTileStart);
         mbar_wait(q_empty, (i & 1) ^ 1);  // the previous tile's Q is read
+        SLA_TRACE(0, i, kQReady);
         mbar_arrive_expect_tx(q_full, Tr::kQBytes);
 #pragma unroll
         for (int c = 0; c < D / 64; ++c) {
@@ -140,6 +143,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
         for (int step = 0; step < steps; ++step) {
           const int e = e0 + step, stage = e % kS;
           mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);  // its previous blocks are consumed
+          if (step == 0) SLA_TRACE(0, i, kStage0);
           mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
 #pragma unroll
           for (int j = 0; j < kQB; ++j) {
@@ -155,6 +159,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
             }
           }
         }
+        SLA_TRACE(0, i, kProducerStepsIssued);
         if (entries > steps) {  // the last entry: M of each distinct state, panels of D rows
           const int e = e0 + steps, stage = e % kS;
           mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);
@@ -166,6 +171,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
               tma_load_4d(m_tile(stage, j) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
             }
           }
+          SLA_TRACE(0, i, kProducerMIssued);
         }
       }
     }
@@ -178,6 +184,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
   auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BN * 64 * 2); };
+  const int trace_role = cwarp % 4 == 0 && lane == 0 ? 1 + wg : -1;  // SLA_FWD_TRACE builds only
 
   // Tile `tile`, this CTA's i-th: the walk, then the epilogue.
   auto consume = [&](int tile, int i) {
@@ -189,19 +196,25 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     float row_sum[2] = {0.f, 0.f};              // this lane's share of the softmax denominators
     uint32_t a_p[BN / 16][4];                   // P of the previous step: A of its O += P V
 
+    if (trace_role >= 0) SLA_TRACE(trace_role, i, kTileStart);
     mbar_wait(q_full, i & 1);
+    if (trace_role >= 0) SLA_TRACE(trace_role, i, kQReady);
     for (int step = 0; step < steps; ++step) {
       const int e = e0 + step, stage = e % kS, prev = (e + kS - 1) % kS;
       int key0[NB];  // past the row: seqlen, a padding block masked whole
 #pragma unroll
       for (int bi = 0; bi < NB; ++bi) key0[bi] = step * NB + bi < n ? lut[step * NB + bi] * BK : p.seqlen;
       mbar_wait(&full[stage], (e / kS) & 1);
+      if (step == 0 && trace_role >= 0) SLA_TRACE(trace_role, i, kStage0);
       fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev),
                                      step > 0, key0, p, t);
       if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
+      if (step < 2 && trace_role >= 0) SLA_TRACE(trace_role, i, kStep0Done + step);
     }
+    if (trace_role >= 0) SLA_TRACE(trace_role, i, kStepsDone);
     const int last = (e0 + steps - 1) % kS;
     wgmma_rs_wait<Elem, D, BN>(acc_o, a_p, desc_v(last));  // the last step's O += P V
+    if (trace_role >= 0) SLA_TRACE(trace_role, i, kLastPvDone);
     uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
     if (linear) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
     if (lane == 0) mbar_arrive(q_empty);  // this warp is done with Q (its products have completed)
@@ -209,12 +222,14 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     const int wrow0 = tl.row0 + cwarp * 16;
     if (lane == 0) mbar_arrive(&empty[last]);  // and with the last step's blocks
     fwd_normalise<D>(p, acc_o, row_max, row_sum, tl.bh, wrow0, lane);
+    if (trace_role >= 0) SLA_TRACE(trace_role, i, kNormalised);
     if (linear) {
       uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
       float inv_den[2];
       linear_query_side<Elem, D>(p, a_q, linear_state_index(p, tl.bh, q_block(tl, own)), a_phi, inv_den, lane);
       const int e = e0 + steps, stage = e % kS;
       mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
+      if (trace_role >= 0) SLA_TRACE(trace_role, i, kMReady);
       const Elem* m = m_tile(stage, states == 2 ? own : 0);  // MN-major, as V: panels of 64 columns
       // φ(Q) M one 64-column panel at a time: a 16 x 64 accumulator beside O, not a second 16 x D.
 #pragma unroll
@@ -227,9 +242,12 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
       if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
     }
     store_rows<D, Elem>(acc_o, 1.f, p.o, TensorRef{}, tl.b, tl.h, wrow0, p.seqlen, lane);  // o, written once
+    if (trace_role >= 0) SLA_TRACE(trace_role, i, kStored);
   };
+  if (trace_role == 1) SLA_TRACE_CTA(false);
   int i = 0;
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) consume(tile, i);
+  if (trace_role == 1) SLA_TRACE_CTA(true);
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif
