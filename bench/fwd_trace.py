@@ -7,7 +7,7 @@ import statistics
 import struct
 from array import array
 
-CTAS, TILES, ROLES, POINTS = 144, 32, 3, 10  # fwd_trace.cuh
+CTAS, TILES, ROLES, POINTS = 144, 32, 3, 15  # fwd_trace.cuh
 HEADER = ("grid", "tiles", "steps", "entries", "qblocks", "n", "d", "cta_words")
 
 
@@ -32,9 +32,10 @@ def phases(header, words):
     """{phase: [ns per traced tile]} for the consumers and the producer, and the launch's span in ns."""
     grid, steps, linear = header["grid"], header["steps"], header["entries"] > header["steps"]
     cw = header["cta_words"]
-    consumer = {name: [] for name in ("wait Q", "wait step 0's stage", "step 0", "step 1", "a later step",
-                                      "last P V", "normalise", "phi(Q) + wait M", "phi(Q) M + store",
-                                      "tile", "between tiles", "outside the steps")}
+    consumer = {name: [] for name in ("wait Q", "wait step 0's stage", "step 0", "step 1", "wait step 2's stage",
+                                      "step 2", "a later step", "last P V", "normalise", "phi(Q)", "wait M",
+                                      "phi(Q) M panel 0", "phi(Q) M panel 1", "store", "tile", "between tiles",
+                                      "outside the steps")}
     producer = {name: [] for name in ("wait Q's slot", "wait step 0's slot", "issue the steps", "issue M",
                                       "tile")}
     starts, ends = [], []
@@ -55,15 +56,24 @@ def phases(header, words):
                 if steps > 1:
                     consumer["step 1"].append(t[4] - t[3])
                 if steps > 2:
-                    consumer["a later step"].append((t[5] - t[4]) / (steps - 2))
-                consumer["last P V"].append(t[6] - t[5])
-                consumer["normalise"].append(t[7] - t[6])
+                    consumer["wait step 2's stage"].append(t[5] - t[4])
+                    consumer["step 2"].append(t[6] - t[5])
+                if steps > 3:
+                    consumer["a later step"].append((t[7] - t[6]) / (steps - 3))
+                consumer["last P V"].append(t[8] - t[7])
+                consumer["normalise"].append(t[9] - t[8])
                 if linear:
-                    consumer["phi(Q) + wait M"].append(t[8] - t[7])
-                consumer["phi(Q) M + store"].append(t[9] - (t[8] if linear else t[7]))
-                consumer["tile"].append(t[9] - t[0])
+                    consumer["phi(Q)"].append(t[10] - t[9])
+                    consumer["wait M"].append(t[11] - t[10])
+                    consumer["phi(Q) M panel 0"].append(t[12] - t[11])
+                    if header["d"] > 64:
+                        consumer["phi(Q) M panel 1"].append(t[13] - t[12])
+                    consumer["store"].append(t[14] - t[13 if header["d"] > 64 else 12])
+                else:
+                    consumer["store"].append(t[14] - t[9])
+                consumer["tile"].append(t[14] - t[0])
                 if tile + 1 < own:
-                    consumer["between tiles"].append(point(words, cw, cta, tile + 1, role, 0) / per_ns - t[9])
+                    consumer["between tiles"].append(point(words, cw, cta, tile + 1, role, 0) / per_ns - t[14])
             t = [point(words, cw, cta, tile, 0, k) / per_ns for k in range(5)]
             producer["wait Q's slot"].append(t[1] - t[0])
             producer["wait step 0's slot"].append(t[2] - t[1])

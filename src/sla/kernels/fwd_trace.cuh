@@ -13,12 +13,13 @@ namespace sla::kernels {
 constexpr int kTraceCtas = 144;   // at least the SMs of an H100 / H200
 constexpr int kTraceTiles = 32;   // per CTA
 constexpr int kTraceRoles = 3;    // producer, consumer warpgroup 0, consumer warpgroup 1
-constexpr int kTracePoints = 10;
+constexpr int kTracePoints = 15;
 constexpr int kTraceCtaWords = kTraceTiles * kTraceRoles * kTracePoints + 4;  // + start / end clocks
 
 // The producer's points in a tile: start, Q's slot free, step 0's stage free, every step issued, M
-// issued. The consumers': start, Q landed, step 0's stage landed, step 0 done, step 1 done, every
-// step done, the last P V done, normalised, φ(Q) done and M landed, stored.
+// issued. The consumers': start, Q landed, step 0's stage landed, step 0 done, step 1 done, step 2's
+// stage landed, step 2 done, every step done, the last P V done, normalised, φ(Q) done, M landed,
+// φ(Q) M's first panel added, every panel added, stored.
 enum TracePoint : int {
   kTileStart = 0,
   kQReady = 1,
@@ -27,11 +28,16 @@ enum TracePoint : int {
   kProducerStepsIssued = 3,
   kStep1Done = 4,
   kProducerMIssued = 4,
-  kStepsDone = 5,
-  kLastPvDone = 6,
-  kNormalised = 7,
-  kMReady = 8,
-  kStored = 9,
+  kStage2 = 5,
+  kStep2Done = 6,
+  kStepsDone = 7,
+  kLastPvDone = 8,
+  kNormalised = 9,
+  kPhiDone = 10,
+  kMReady = 11,
+  kPanel0Done = 12,
+  kPanelsDone = 13,
+  kStored = 14,
 };
 
 #ifdef SLA_FWD_TRACE

@@ -205,11 +205,11 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
 #pragma unroll
       for (int bi = 0; bi < NB; ++bi) key0[bi] = step * NB + bi < n ? lut[step * NB + bi] * BK : p.seqlen;
       mbar_wait(&full[stage], (e / kS) & 1);
-      if (step == 0 && trace_role >= 0) SLA_TRACE(trace_role, i, kStage0);
+      if ((step == 0 || step == 2) && trace_role >= 0) SLA_TRACE(trace_role, i, step == 0 ? kStage0 : kStage2);
       fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev),
                                      step > 0, key0, p, t);
       if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
-      if (step < 2 && trace_role >= 0) SLA_TRACE(trace_role, i, kStep0Done + step);
+      if (step < 3 && trace_role >= 0) SLA_TRACE(trace_role, i, step == 0 ? kStep0Done : step == 1 ? kStep1Done : kStep2Done);
     }
     if (trace_role >= 0) SLA_TRACE(trace_role, i, kStepsDone);
     const int last = (e0 + steps - 1) % kS;
@@ -227,6 +227,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
       uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
       float inv_den[2];
       linear_query_side<Elem, D>(p, a_q, linear_state_index(p, tl.bh, q_block(tl, own)), a_phi, inv_den, lane);
+      if (trace_role >= 0) SLA_TRACE(trace_role, i, kPhiDone);
       const int e = e0 + steps, stage = e % kS;
       mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
       if (trace_role >= 0) SLA_TRACE(trace_role, i, kMReady);
@@ -238,6 +239,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
         zero(acc_l);
         wgmma_rs_wait<Elem, 64, D>(acc_l, a_phi, sw128_desc(m + c * D * 64, D * 64 * 2));
         add_linear_columns<D, 64>(acc_o, acc_l, 8 * c, inv_den, p, lane);
+        if (trace_role >= 0) SLA_TRACE(trace_role, i, c == 0 ? kPanel0Done : kPanelsDone);
       }
       if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
     }
