@@ -26,6 +26,7 @@ __device__ __forceinline__ void feature_map_rows(uint32_t (&a_phi)[D / 16][4], f
       x[kk][r][1] = to_float(pair[1]);
     }
   }
+  float norm[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float mx = -INFINITY, sum = 0.f;
@@ -57,22 +58,30 @@ __device__ __forceinline__ void feature_map_rows(uint32_t (&a_phi)[D / 16][4], f
     } else {
       apply([](float v) { return fmaxf(v, 0.f); });
     }
-    const float norm = feature_map == 0 ? 1.f / quad_sum(sum) : 1.f;
-    float dot = 0.f;
+    norm[half] = feature_map == 0 ? 1.f / quad_sum(sum) : 1.f;
+  }
+  // Normalised, and φ·z of both halves in one pass over the columns: each pair of z is loaded once
+  // (a float2) for both rows.
+  float dot[2] = {0.f, 0.f};
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
+  for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
-      for (int r = half; r < 4; r += 2) {
-        const int col = 16 * kk + 8 * (r >> 1) + 2 * t;
+    for (int c = 0; c < 2; ++c) {
+      const float2 zc = z != nullptr ? *reinterpret_cast<const float2*>(z + 16 * kk + 8 * c + 2 * t) : float2{};
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          x[kk][r][e] *= norm;
-          if (z != nullptr) dot += x[kk][r][e] * z[col + e];
+      for (int half = 0; half < 2; ++half) {
+        float(&xr)[2] = x[kk][half + 2 * c];
+        xr[0] *= norm[half];
+        xr[1] *= norm[half];
+        if (z != nullptr) {
+          dot[half] += xr[0] * zc.x;
+          dot[half] += xr[1] * zc.y;
         }
       }
     }
-    den[half] = quad_sum(dot) + eps;
   }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) den[half] = quad_sum(dot[half]) + eps;
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk)
 #pragma unroll

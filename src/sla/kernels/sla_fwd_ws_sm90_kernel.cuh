@@ -12,9 +12,10 @@
 // row, and a stage holds one K/V block for each. Epilogue as sla_fwd_sm90_kernel.cuh's, except
 // that the linear state M comes through the ring as a tile's last entry (the producer loads it
 // while the consumers finish their last blocks; with two query blocks of variant complement, two
-// states, the second in the stage's V tiles) and φ(Q) M runs on wgmma. The kernel is persistent:
-// one CTA per SM walks tiles, the ring and Q's barriers run on across them, and the producer loads
-// the next tile's Q and blocks while the consumers run the epilogue.
+// states, the second in the stage's V tiles) and φ(Q) M runs on wgmma; with one state, o leaves
+// through that stage's V tiles by TMA stores (a warpgroup's 64 rows each), else from registers.
+// The kernel is persistent: one CTA per SM walks tiles, the ring and Q's barriers run on across
+// them, and the producer loads the next tile's Q and blocks while the consumers run the epilogue.
 #pragma once
 
 #include "fwd_trace.cuh"
@@ -28,11 +29,11 @@
 
 namespace sla::kernels {
 
-// The tensor maps of q, k, v (sla_fwd_sm90.cu): boxes of 64 columns x 128 rows (q) or 64 rows (k,
-// v); m: the linear states, boxes of 64 columns x D rows (encoded only where the linear branch is
-// on).
+// The tensor maps of q, k, v, o (sla_fwd_sm90.cu): boxes of 64 columns x 128 rows (q) or 64 rows
+// (k, v, o: o is stored a warpgroup's 64 rows at a time); m: the linear states, boxes of 64 columns
+// x D rows (encoded only where the linear branch is on).
 struct FwdTensorMaps {
-  CUtensorMap q, k, v, m;
+  CUtensorMap q, k, v, m, o;
 };
 
 template <class Elem, int D, int BQ>
@@ -184,7 +185,8 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   const uint64_t desc_q = sw128_desc(sQ + wg * 64 * 64, 0);
   auto desc_k = [&](int stage) { return sw128_desc(k_tile(stage, own), 0); };
   auto desc_v = [&](int stage) { return sw128_desc(v_tile(stage, own), BN * 64 * 2); };
-  const int trace_role = cwarp % 4 == 0 && lane == 0 ? 1 + wg : -1;  // SLA_FWD_TRACE builds only
+  const bool o_store_thread = cwarp % 4 == 0 && lane == 0;  // issues its warpgroup's TMA stores of o
+  const int trace_role = o_store_thread ? 1 + wg : -1;     // SLA_FWD_TRACE builds only
 
   // Tile `tile`, this CTA's i-th: the walk, then the epilogue.
   auto consume = [&](int tile, int i) {
@@ -241,14 +243,39 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
         add_linear_columns<D, 64>(acc_o, acc_l, 8 * c, inv_den, p, lane);
         if (trace_role >= 0) SLA_TRACE(trace_role, i, c == 0 ? kPanel0Done : kPanelsDone);
       }
+      if (states == 1) {
+        // o, written once: through the stage's V tiles (M fills only its K tiles) and one TMA store
+        // of the warpgroup's 64 rows (rows past L are not written); the stage is released once
+        // the store has read them.
+        Elem* so = v_tile(stage, 0);  // sw128 [D / 64][kRows][64]
+        uint32_t a_o[D / 16][4];
+        c_to_a<D, Elem>(a_o, acc_o);
+        store_a_frags_sw128<D>(so, kRows, cwarp * 16, a_o, lane);
+        fence_proxy_async();
+        named_barrier_sync(1 + wg, 128);
+        if (o_store_thread) {
+#pragma unroll
+          for (int c = 0; c < D / 64; ++c) {
+            tma_store_4d(&maps.o, so + c * kRows * 64 + wg * 64 * 64, c * 64, tl.row0 + wg * 64, tl.h, tl.b);
+          }
+          tma_store_commit();
+          tma_store_wait<0, true>();
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M and the stage's V tiles
+        if (trace_role >= 0) SLA_TRACE(trace_role, i, kStored);
+        return;
+      }
       if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with M
     }
     store_rows<D, Elem>(acc_o, 1.f, p.o, TensorRef{}, tl.b, tl.h, wrow0, p.seqlen, lane);  // o, written once
     if (trace_role >= 0) SLA_TRACE(trace_role, i, kStored);
   };
   if (trace_role == 1) SLA_TRACE_CTA(false);
+  if (o_store_thread) tma_prefetch_map(&maps.o);
   int i = 0;
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) consume(tile, i);
+  if (o_store_thread) tma_store_wait<0, false>();  // o's stores are complete before the CTA exits
   if (trace_role == 1) SLA_TRACE_CTA(true);
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
