@@ -33,7 +33,7 @@ def phases(header, words):
     grid, steps, linear = header["grid"], header["steps"], header["entries"] > header["steps"]
     cw = header["cta_words"]
     consumer = {name: [] for name in ("wait Q", "wait step 0's stage", "step 0", "step 1", "wait step 2's stage",
-                                      "step 2", "a later step", "last P V", "normalise", "phi(Q)", "wait M",
+                                      "step 2", "a later step", "last P V", "normalise", "wait M", "phi(Q)",
                                       "phi(Q) M panel 0", "phi(Q) M panel 1", "store", "tile", "between tiles",
                                       "outside the steps")}
     producer = {name: [] for name in ("wait Q's slot", "wait step 0's slot", "issue the steps", "issue M",
@@ -63,8 +63,8 @@ def phases(header, words):
                 consumer["last P V"].append(t[8] - t[7])
                 consumer["normalise"].append(t[9] - t[8])
                 if linear:
-                    consumer["phi(Q)"].append(t[10] - t[9])
-                    consumer["wait M"].append(t[11] - t[10])
+                    consumer["wait M"].append(t[10] - t[9])
+                    consumer["phi(Q)"].append(t[11] - t[10])
                     consumer["phi(Q) M panel 0"].append(t[12] - t[11])
                     if header["d"] > 64:
                         consumer["phi(Q) M panel 1"].append(t[13] - t[12])

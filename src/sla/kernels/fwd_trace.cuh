@@ -18,8 +18,8 @@ constexpr int kTraceCtaWords = kTraceTiles * kTraceRoles * kTracePoints + 4;  //
 
 // The producer's points in a tile: start, Q's slot free, step 0's stage free, every step issued, M
 // issued. The consumers': start, Q landed, step 0's stage landed, step 0 done, step 1 done, step 2's
-// stage landed, step 2 done, every step done, the last P V done, normalised, φ(Q) done, M landed,
-// φ(Q) M's first panel added, every panel added, stored.
+// stage landed, step 2 done, every step done, the last P V done, normalised, M and z landed, φ(Q)
+// done, φ(Q) M's first panel added, every panel added, stored.
 enum TracePoint : int {
   kTileStart = 0,
   kQReady = 1,
@@ -33,8 +33,8 @@ enum TracePoint : int {
   kStepsDone = 7,
   kLastPvDone = 8,
   kNormalised = 9,
-  kPhiDone = 10,
-  kMReady = 11,
+  kMReady = 10,
+  kPhiDone = 11,
   kPanel0Done = 12,
   kPanelsDone = 13,
   kStored = 14,

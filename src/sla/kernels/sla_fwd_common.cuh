@@ -119,14 +119,14 @@ __device__ __forceinline__ int64_t linear_state_index(const SlaParams& p, int bh
   return p.lin_per_q_block ? int64_t(bh) * p.num_q_blocks + qb : bh;
 }
 
-// φ(Q) of a warp's 16 rows (from their Q fragments a_q) and 1 / (φ(Q)·z + ε) per half; the
-// denominator is 0 only where z is (complement, every key block selected): M is 0 too, and the
-// branch adds 0 there.
+// φ(Q) of a warp's 16 rows (from their Q fragments a_q) and 1 / (φ(Q)·z + ε) per half, z the
+// state's D floats (global or shared memory); the denominator is 0 only where z is (complement,
+// every key block selected): M is 0 too, and the branch adds 0 there.
 template <class Elem, int D>
-__device__ __forceinline__ void linear_query_side(const SlaParams& p, const uint32_t (&a_q)[D / 16][4], int64_t state,
+__device__ __forceinline__ void linear_query_side(const SlaParams& p, const float* z, const uint32_t (&a_q)[D / 16][4],
                                                   uint32_t (&a_phi)[D / 16][4], float (&inv_den)[2], int lane) {
   float den[2];
-  feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, p.lin_z + state * D, p.lin_eps, lane);
+  feature_map_rows<D, Elem>(a_phi, den, a_q, p.feature_map, z, p.lin_eps, lane);
 #pragma unroll
   for (int half = 0; half < 2; ++half) inv_den[half] = den[half] > 0.f ? 1.f / den[half] : 0.f;
 }
@@ -169,7 +169,7 @@ __device__ __forceinline__ void fwd_epilogue(const SlaParams& p, float (&acc_o)[
     sync();
     uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
     float inv_den[2];
-    linear_query_side<Elem, D>(p, a_q, state, a_phi, inv_den, lane);
+    linear_query_side<Elem, D>(p, p.lin_z + state * D, a_q, a_phi, inv_den, lane);
     // φ(Q) M sixteen columns at a time, so that no second 16 x D accumulator is live beside O: the
     // epilogue then needs no more registers than the main loop.
 #pragma unroll

@@ -9,6 +9,7 @@
 #include "tma_host.h"
 
 #include <algorithm>
+#include <cstdint>
 #ifdef SLA_FWD_TRACE
 #include <cstdio>
 #include <cstdlib>
@@ -48,6 +49,7 @@ bool launch_fwd_ws_sm90(const SlaParams& p, cudaStream_t stream) {
     return false;
   }
   if (p.lin_state != nullptr) {
+    if (reinterpret_cast<uintptr_t>(p.lin_z) % 16 != 0) return false;  // z travels by bulk copy
     const int64_t states = int64_t(p.batch) * p.heads * (p.lin_per_q_block ? p.num_q_blocks : 1);
     if (!encode_matrices_map(&maps.m, p.elem, p.lin_state, p.head_dim, states)) return false;
   }

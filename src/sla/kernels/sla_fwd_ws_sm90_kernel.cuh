@@ -12,8 +12,9 @@
 // row, and a stage holds one K/V block for each. Epilogue as sla_fwd_sm90_kernel.cuh's, except
 // that the linear state M comes through the ring as a tile's last entry (the producer loads it
 // while the consumers finish their last blocks; with two query blocks of variant complement, two
-// states, the second in the stage's V tiles) and φ(Q) M runs on wgmma; with one state, o leaves
-// through that stage's V tiles by TMA stores (a warpgroup's 64 rows each), else from registers.
+// states, the second in the stage's V tiles), z with it (into a buffer of its own), and φ(Q) M
+// runs on wgmma; with one state, o leaves through that stage's V tiles by TMA stores (a
+// warpgroup's 64 rows each), else from registers.
 // The kernel is persistent: one CTA per SM walks tiles, the ring and Q's barriers run on across
 // them, and the producer loads the next tile's Q and blocks while the consumers run the epilogue.
 #pragma once
@@ -49,10 +50,11 @@ struct FwdWsSm90Traits {
   static constexpr int kQBytes = kRows * D * 2;              // sw128 [D / 64][kRows][64]
   static constexpr int kKBytes = kStepKeys * D * 2;          // sw128 [D / 64][kStepKeys][64]
   static constexpr int kStageBytes = kQBlocks * 2 * kKBytes; // K and V of each query block
-  // As many stages as fit beside the alignment slack and the barriers: 3 at D 128.
-  static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes) / kStageBytes;
+  static constexpr int kZBytes = kConsumers * D * 4;  // z of each consumer warpgroup's query block
+  // As many stages as fit beside the alignment slack, z and the barriers: 3 at D 128.
+  static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes - kZBytes) / kStageBytes;
   static constexpr int kBarrierBytes = 8 * (2 * kStages + 2);  // full, empty; Q's full and empty
-  static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kBarrierBytes;
+  static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kZBytes + kBarrierBytes;
   // Registers per thread after the reallocation (multiples of 8; the sum over the CTA stays within
   // the 64K the launch took: 168 per thread at 384 threads).
   static constexpr int kProducerRegs = 24;
@@ -79,7 +81,8 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   Elem* sQ = reinterpret_cast<Elem*>(smem);  // sw128 [D / 64][kRows][64]
   Elem* sK = sQ + kRows * D;                  // [kS][kQB] x sw128 [D / 64][BN][64]
   Elem* sV = sK + kS * kQB * BN * D;          // [kS][kQB] x sw128 [D / 64][BN][64]
-  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kS * kQB * BN * D);  // [kS]
+  float* sZ = reinterpret_cast<float*>(sV + kS * kQB * BN * D);  // [kConsumers][D]: z of each state
+  uint64_t* full = reinterpret_cast<uint64_t*>(sZ + Tr::kConsumers * D);  // [kS]
   uint64_t* empty = full + kS;                                      // [kS]
   uint64_t* q_full = empty + kS;
   uint64_t* q_empty = q_full + 1;
@@ -161,16 +164,22 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
           }
         }
         SLA_TRACE(0, i, kProducerStepsIssued);
-        if (entries > steps) {  // the last entry: M of each distinct state, panels of D rows
+        if (entries > steps) {  // the last entry: M (panels of D rows) and z of each distinct state
           const int e = e0 + steps, stage = e % kS;
           mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);
-          mbar_arrive_expect_tx(&full[stage], states * D * D * 2);
+          if (i > 0 && steps < kS - 1) {
+            // z's buffer holds one tile's: the consumers are done with the previous tile's once
+            // they release its M, a release not yet awaited at so few steps per tile
+            mbar_wait(&empty[(e0 - 1) % kS], ((e0 - 1) / kS) & 1);
+          }
+          mbar_arrive_expect_tx(&full[stage], states * (D * D * 2 + D * 4));
           for (int j = 0; j < states; ++j) {
             const int state = int(linear_state_index(p, tl.bh, q_block(tl, j)));
 #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
               tma_load_4d(m_tile(stage, j) + c * D * 64, &maps.m, c * 64, 0, state, 0, &full[stage]);
             }
+            bulk_load(sZ + j * D, p.lin_z + int64_t(state) * D, D * 4, &full[stage]);
           }
           SLA_TRACE(0, i, kProducerMIssued);
         }
@@ -228,11 +237,11 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     if (linear) {
       uint32_t a_phi[D / 16][4];  // φ(Q) (16 x D) as A fragments
       float inv_den[2];
-      linear_query_side<Elem, D>(p, a_q, linear_state_index(p, tl.bh, q_block(tl, own)), a_phi, inv_den, lane);
-      if (trace_role >= 0) SLA_TRACE(trace_role, i, kPhiDone);
       const int e = e0 + steps, stage = e % kS;
-      mbar_wait(&full[stage], (e / kS) & 1);  // M has landed
+      mbar_wait(&full[stage], (e / kS) & 1);  // M and z have landed
       if (trace_role >= 0) SLA_TRACE(trace_role, i, kMReady);
+      linear_query_side<Elem, D>(p, sZ + (states == 2 ? own : 0) * D, a_q, a_phi, inv_den, lane);
+      if (trace_role >= 0) SLA_TRACE(trace_role, i, kPhiDone);
       const Elem* m = m_tile(stage, states == 2 ? own : 0);  // MN-major, as V: panels of 64 columns
       // φ(Q) M one 64-column panel at a time: a 16 x 64 accumulator beside O, not a second 16 x D.
 #pragma unroll
