@@ -90,7 +90,9 @@ void run_sla_fwd_sm90(const SlaParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       // D 64 keeps the cp.async kernels: at 64-row blocks three of their CTAs share an SM, and they
-      // are ahead (H100, (1,16,16384,64) topk 0.05 64/64: forward 6.9-7.1x against 5.5-5.9x).
+      // are ahead (H100, (1,16,16384,64) topk 0.05 64/64: forward 6.9-7.1x against 5.5-5.9x; again
+      // at 1a768cd, with the warp-specialised epilogue's TMA store and z in the ring: 0.284-0.291
+      // ms against 0.322-0.337, three rounds).
       if constexpr (kD == 128) {
         if (warp_specialised_enabled() && (p.blkq == 64 ? launch_fwd_ws_sm90<Elem, kD, 64>(p, stream)
                                                                 : launch_fwd_ws_sm90<Elem, kD, 128>(p, stream))) {
