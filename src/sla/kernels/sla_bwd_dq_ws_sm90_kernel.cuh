@@ -137,7 +137,8 @@ __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous block
   }
   wgmma_rs_wait<Elem, D, BK>(acc_dq, a_ds, desc_k_mn((kQE + n - 1) % kS));  // the last block's dQ += dS K
-  store_rows<D, Elem>(acc_dq, p.scale, p.dq, p.dq_add, b, h, wrow0, p.seqlen, lane);  // written once
+  // written once; the addend's row loaded whole before its stores (registers allow it here)
+  store_rows<D, Elem, D / 8>(acc_dq, p.scale, p.dq, p.dq_add, b, h, wrow0, p.seqlen, lane);
 #else
   __trap();  // built without sm_90a code: the launcher never selects this kernel then
 #endif

@@ -212,25 +212,37 @@ __device__ __forceinline__ void store2<float>(float* out, float x0, float x1) {
 
 // Writes a warp's 16 x N accumulator tile to a (B, H, L, D)-strided output at rows row0.., adding
 // an optional float32 addend of the same shape first: out = scale * c + add. Rows >= rows_valid
-// (past the sequence end) are skipped. Elem: the 16-bit input type, or float.
-template <int N, class Elem>
+// (past the sequence end) are skipped. Elem: the 16-bit input type, or float. kAddChunk addends are
+// loaded before their stores: for all the compiler knows `out` may alias `add`, so a load placed
+// after a store waits for it, and with kAddChunk 1 every addend is a round trip to L2 of its own
+// (ncu, the Hopper dq pass at the Flux row: about 30 % of its warp samples); larger chunks cost
+// registers, which the dk/dv epilogues lack.
+template <int N, class Elem, int kAddChunk = 1>
 __device__ __forceinline__ void store_c_tile(const float (&c)[N / 8][4], float scale, Elem* out, int64_t out_row,
                                              const float* add, int64_t add_row, int rows_valid, int lane) {
+  static_assert((N / 8) % kAddChunk == 0, "whole chunks of addends");
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = g + 8 * half;
     if (r >= rows_valid) continue;
 #pragma unroll
-    for (int j = 0; j < N / 8; ++j) {
-      const int col = 8 * j + 2 * t;
-      float x0 = c[j][2 * half] * scale, x1 = c[j][2 * half + 1] * scale;
-      if (add != nullptr) {
-        const float2 a = *reinterpret_cast<const float2*>(add + r * add_row + col);
-        x0 += a.x;
-        x1 += a.y;
+    for (int j0 = 0; j0 < N / 8; j0 += kAddChunk) {
+      float2 a[kAddChunk];
+#pragma unroll
+      for (int j = 0; j < kAddChunk; ++j) {
+        a[j] = add != nullptr ? *reinterpret_cast<const float2*>(add + r * add_row + 8 * (j0 + j) + 2 * t) : float2{};
       }
-      store2<Elem>(out + r * out_row + col, x0, x1);
+#pragma unroll
+      for (int j = 0; j < kAddChunk; ++j) {
+        const int col = 8 * (j0 + j) + 2 * t;
+        float x0 = c[j0 + j][2 * half] * scale, x1 = c[j0 + j][2 * half + 1] * scale;
+        if (add != nullptr) {
+          x0 += a[j].x;
+          x1 += a[j].y;
+        }
+        store2<Elem>(out + r * out_row + col, x0, x1);
+      }
     }
   }
 }
@@ -238,14 +250,14 @@ __device__ __forceinline__ void store_c_tile(const float (&c)[N / 8][4], float s
 // A warp's 16 x N tile into rows row0.. of head (b, h) of `out` (Elem, (B, H, L, D)-strided):
 // out = scale * c + add, `add` a float32 addend of the same layout (none where add.ptr is null);
 // rows past `seqlen` are skipped.
-template <int N, class Elem>
+template <int N, class Elem, int kAddChunk = 1>
 __device__ __forceinline__ void store_rows(const float (&c)[N / 8][4], float scale, const TensorRef& out,
                                            const TensorRef& add, int b, int h, int row0, int seqlen, int lane) {
   Elem* o = static_cast<Elem*>(out.ptr) + b * out.batch + h * out.head + row0 * out.row;
   const float* a = add.ptr == nullptr
                        ? nullptr
                        : static_cast<const float*>(add.ptr) + b * add.batch + h * add.head + row0 * add.row;
-  store_c_tile<N, Elem>(c, scale, o, out.row, a, add.row, seqlen - row0, lane);
+  store_c_tile<N, Elem, kAddChunk>(c, scale, o, out.row, a, add.row, seqlen - row0, lane);
 }
 
 // A warp's 16 x D result rows m0.. of a D x D float32 matrix (row-major).
