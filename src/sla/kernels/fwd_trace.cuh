@@ -58,7 +58,8 @@ __device__ __forceinline__ void trace_point(int role, int tile, int point) {
 // CTA start (end = false) or end: clock64 and %globaltimer side by side.
 __device__ __forceinline__ void trace_cta_clock(bool end) {
   if (blockIdx.x < kTraceCtas) {
-    long long* at = g_fwd_trace + blockIdx.x * kTraceCtaWords + kTraceTiles * kTraceRoles * kTracePoints + (end ? 2 : 0);
+    constexpr int kClocks = kTraceTiles * kTraceRoles * kTracePoints;  // the CTA's words before its clocks
+    long long* at = g_fwd_trace + blockIdx.x * kTraceCtaWords + kClocks + (end ? 2 : 0);
     at[0] = clock64();
     at[1] = trace_globaltimer();
   }

@@ -220,7 +220,9 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
       fwd_sm90_step<Elem, D, BK, NB>(acc_o, row_max, row_sum, a_p, desc_q, kRows, desc_k(stage), desc_v(prev),
                                      step > 0, key0, p, t);
       if (step > 0 && lane == 0) mbar_arrive(&empty[prev]);  // this warp is done with the previous step's blocks
-      if (step < 3 && trace_role >= 0) SLA_TRACE(trace_role, i, step == 0 ? kStep0Done : step == 1 ? kStep1Done : kStep2Done);
+      if (step < 3 && trace_role >= 0) {
+        SLA_TRACE(trace_role, i, step == 0 ? kStep0Done : step == 1 ? kStep1Done : kStep2Done);
+      }
     }
     if (trace_role >= 0) SLA_TRACE(trace_role, i, kStepsDone);
     const int last = (e0 + steps - 1) % kS;
