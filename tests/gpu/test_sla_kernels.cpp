@@ -282,6 +282,18 @@ TEST_CASE("scores that grow along the keys move the running max by more than its
   check_case({at::kHalf, 128, 32, 64, FeatureMap::kRelu, Variant::kAll, false, 0.5, L, 2, 8.0}, 8003);
 }
 
+// Rows of one key block over many tiles: each tile of the warp-specialised forward is one step, so
+// its producer brings the next tile's z (with M) into z's single buffer while the consumers may
+// still read the previous tile's, unless it first waits for them to release that tile's M (680
+// tiles: about five per CTA; the first case one query block per tile, the others two, complement's
+// with two states).
+TEST_CASE("one step per tile over many tiles: z's buffer waits for the previous tile") {
+  const int64_t L = 16 * 128 + 40;  // 33 key blocks of 64: topk 0.05 selects one
+  check_case({at::kBFloat16, 128, 128, 64, FeatureMap::kSoftmax, Variant::kAll, true, 0.05, L, 20}, 9000);
+  check_case({at::kHalf, 128, 64, 64, FeatureMap::kElu, Variant::kAll, false, 0.05, L, 20}, 9001);
+  check_case({at::kBFloat16, 128, 64, 64, FeatureMap::kSoftmax, Variant::kComplement, true, 0.05, L, 20}, 9002);
+}
+
 TEST_CASE("a tiny topk still selects one block per row") {
   check_case({at::kHalf, 128, 128, 64, FeatureMap::kElu, Variant::kAll, true, 0.01}, 2000);
 }
