@@ -6,13 +6,14 @@
 # split of a tile. The raw trace comes back as $OUT/fwd_trace.bin.
 # Usage: bash bench/device_trace.sh [CASES]
 set -euo pipefail
+# shellcheck source=bench/device_build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
 OUT=${OUT:-$PWD/device_out}
 mkdir -p "$OUT"
 cases=${1:-flux,wan05,wan20}
 t0=$(date +%s)
-cmake -S . -B build-trace -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLA_WITH_HUB=OFF -DSLA_PYTHON="$(command -v python3)" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DSLA_FWD_TRACE=ON -DSLA_KERNEL_HDIMS=128 -DSLA_KERNEL_DTYPES=bf16 \
-  -DSLA_BUILD_TESTS=OFF -DSLA_BUILD_BENCH=OFF >/tmp/trace_configure.log 2>&1 || { tail -40 /tmp/trace_configure.log; exit 1; }
+configure_device_build /tmp/trace_configure.log build-trace -DSLA_FWD_TRACE=ON -DSLA_KERNEL_HDIMS=128 \
+  -DSLA_KERNEL_DTYPES=bf16 -DSLA_BUILD_TESTS=OFF -DSLA_BUILD_BENCH=OFF || { tail -40 /tmp/trace_configure.log; exit 1; }
 cmake --build build-trace -j16 --target sla_ops >/tmp/trace_build.log 2>&1 ||
   { grep -B2 -A12 -m5 "error" /tmp/trace_build.log; exit 1; }
 echo "[t+$(($(date +%s) - t0))s] trace build"
