@@ -115,9 +115,11 @@ __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads, BwdDqS
 // The dk/dv pass's epilogue with the linear branch's key side (SlaParams::lin_ds) for a warp's
 // 16 keys, rows row0.. of the sw128 K and V tiles (panel rows `rows`): writes
 //   dk = scale · acc_dk + φ'ᵀ(V dSᵀ + dz),  dv = acc_dv + φ(K) dS,  dS = lin_ds_scale · ds / L
-// as the key-side pass (linear_kernels.cuh) computes them, in the same order of operations. dV
-// first and 16 of its columns at a time, so that no third 16 x D accumulator is live beside dK, dV.
-template <class Elem, int D>
+// as the key-side pass (linear_kernels.cuh) computes them, in the same order of operations: dv
+// where kDv (acc_dv), dk where kDk (acc_dk; the other accumulator is not read), so that two
+// warpgroups holding the same keys can write one each. dV first and 16 of its columns at a time,
+// so that no third 16 x D accumulator is live beside dK, dV.
+template <class Elem, int D, bool kDv, bool kDk>
 __device__ __forceinline__ void dkdv_linear_epilogue(const SlaParams& p, float (&acc_dk)[D / 8][4],
                                                      float (&acc_dv)[D / 8][4], const Elem* sK, const Elem* sV,
                                                      int rows, int row0, const Elem* sDS, const float* sDz,
@@ -128,39 +130,43 @@ __device__ __forceinline__ void dkdv_linear_epilogue(const SlaParams& p, float (
   uint32_t a_phi[D / 16][4];  // K, then φ(K) (16 x D) as A fragments
   load_a_frags_sw128<D>(a_phi, sK, rows, row0, lane);
   feature_map_rows_in_place<D, Elem>(a_phi, p.feature_map);
+  if constexpr (kDv) {
 #pragma unroll
-  for (int jc = 0; jc < D / 16; ++jc) {
-    float acc_l[2][4];  // φ(K) dS, columns 16 jc..
-    zero(acc_l);
-    mma_a_b<16, D>(acc_l, a_phi, sDS + 16 * jc, kS, lane);
+    for (int jc = 0; jc < D / 16; ++jc) {
+      float acc_l[2][4];  // φ(K) dS, columns 16 jc..
+      zero(acc_l);
+      mma_a_b<16, D>(acc_l, a_phi, sDS + 16 * jc, kS, lane);
 #pragma unroll
-    for (int jj = 0; jj < 2; ++jj)
+      for (int jj = 0; jj < 2; ++jj)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc_dv[2 * jc + jj][i] += acc_l[jj][i] * lin_scale;
-  }
-  store_c_tile<D, Elem>(acc_dv, 1.f, dv, p.dv.row, nullptr, 0, rows_valid, lane);
-  float acc[D / 8][4];  // V dSᵀ, then dL/dφ(K), then dL/dK
-  zero(acc);
-  {
-    // One 16-column slice of V at a time (load_a_frags_sw128's addressing): fewer live registers.
-    const int row = row0 + (lane & 7) + ((lane >> 3) & 1) * 8, col = (lane >> 4) * 8;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t a_v[1][4];
-      ldmatrix_x4(a_v[0], sV + sw128_offset(row, kk * 16 + col, rows));
-      mma_a_bt<D, 16>(acc, a_v, sDS + 16 * kk, kS, lane);
+        for (int i = 0; i < 4; ++i) acc_dv[2 * jc + jj][i] += acc_l[jj][i] * lin_scale;
     }
+    store_c_tile<D, Elem>(acc_dv, 1.f, dv, p.dv.row, nullptr, 0, rows_valid, lane);
   }
+  if constexpr (kDk) {
+    float acc[D / 8][4];  // V dSᵀ, then dL/dφ(K), then dL/dK
+    zero(acc);
+    {
+      // One 16-column slice of V at a time (load_a_frags_sw128's addressing): fewer live registers.
+      const int row = row0 + (lane & 7) + ((lane >> 3) & 1) * 8, col = (lane >> 4) * 8;
 #pragma unroll
-  for (int j = 0; j < D / 8; ++j)
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t a_v[1][4];
+        ldmatrix_x4(a_v[0], sV + sw128_offset(row, kk * 16 + col, rows));
+        mma_a_bt<D, 16>(acc, a_v, sDS + 16 * kk, kS, lane);
+      }
+    }
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[j][i] = acc[j][i] * lin_scale + sDz[8 * j + 2 * t + i % 2];
-  feature_map_backward_rows<D, Elem>(acc, a_phi, p.feature_map);
+    for (int j = 0; j < D / 8; ++j)
 #pragma unroll
-  for (int j = 0; j < D / 8; ++j)
+      for (int i = 0; i < 4; ++i) acc[j][i] = acc[j][i] * lin_scale + sDz[8 * j + 2 * t + i % 2];
+    feature_map_backward_rows<D, Elem>(acc, a_phi, p.feature_map);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[j][i] += acc_dk[j][i] * p.scale;
-  store_c_tile<D, Elem>(acc, 1.f, dk, p.dk.row, nullptr, 0, rows_valid, lane);
+    for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[j][i] += acc_dk[j][i] * p.scale;
+    store_c_tile<D, Elem>(acc, 1.f, dk, p.dk.row, nullptr, 0, rows_valid, lane);
+  }
 }
 
 // dk/dv pass, one 64-row half of a query block (q_half, do_half: its rows of the sw128 Q and dO
@@ -225,9 +231,11 @@ __device__ __forceinline__ void dkdv_sm90_step(float (&acc_dk)[D / 8][4], float 
 
 // dk/dv pass, after the walk (every stage read): the linear branch's key side loaded into free
 // stage memory when fused (SlaParams::lin_ds; dS at byte ds_offset of `stages`, after the
-// partials), the second warpgroup's dK, dV partials (64 KB at D 128, at `stages`) added by the
-// first in a fixed order (Warpgroups == 2), then dk, dv written once. Threads (tid 0..) share the
-// loads; `sync()` is a barrier among them, the dk/dv tiles sK, sV stay in place.
+// partials), then dk, dv written once. With two warpgroups (the same keys, two halves of the
+// query rows) the first writes dv and the second dk: each hands the other its partial of the one
+// it does not write (32 KB each at D 128, at `stages`) and adds the other's to its own (float
+// addition commutes: the sums are those of a fixed order). Threads (tid 0..) share the loads;
+// `sync()` is a barrier among them, the dk/dv tiles sK, sV stay in place.
 template <class Elem, int D, int Warpgroups, int Threads, class Sync>
 __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&acc_dk)[D / 8][4],
                                                    float (&acc_dv)[D / 8][4], const Elem* sK, const Elem* sV,
@@ -241,7 +249,7 @@ __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&a
   float* sDz = reinterpret_cast<float*>(sDS + D * kSmemStride<D>);                   // [D]
   const bool lin = p.lin_ds != nullptr;
   // The key side's dS, dz: the head's, or this key block's (lin_per_k_block); recomputed where
-  // used, so that nothing more stays live across the partials' reduction.
+  // used, so that nothing more stays live across the partials' exchange.
   const auto ds_index = [&] { return p.lin_per_k_block ? int64_t(bh) * p.num_k_blocks + key0 / p.blkk : int64_t(bh); };
   if (lin) {
     sync();  // every warp is done with the stages
@@ -251,34 +259,57 @@ __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&a
     cp_async_wait<0>();
     sync();
   }
+  Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
+  Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
   if constexpr (Warpgroups == 2) {
-    // The second warpgroup's partials through shared memory ([register][thread]: conflict-free).
-    float* sRed = reinterpret_cast<float*>(stages);  // [2][D / 2][128]
+    // Partials through shared memory ([register][thread]: conflict-free): dK's from the first
+    // warpgroup at [0, D / 2), dV's from the second at [D / 2, D).
+    float* sRed = reinterpret_cast<float*>(stages);  // [D][128]
     sync();
-    if (wg == 1) {
+    // (each call names its array: a reference chosen at run time would put both in local memory)
+    const auto put = [&](const float(&x)[D / 8][4], float* at) {
 #pragma unroll
       for (int j = 0; j < D / 8; ++j)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          sRed[(4 * j + i) * 128 + wtid] = acc_dk[j][i];
-          sRed[(D / 2 + 4 * j + i) * 128 + wtid] = acc_dv[j][i];
-        }
+        for (int i = 0; i < 4; ++i) at[(4 * j + i) * 128 + wtid] = x[j][i];
+    };
+    const auto add = [&](float(&x)[D / 8][4], const float* at) {
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) x[j][i] += at[(4 * j + i) * 128 + wtid];
+    };
+    if (wg == 0) {
+      put(acc_dk, sRed);
+    } else {
+      put(acc_dv, sRed + D / 2 * 128);
     }
     sync();
-    if (wg == 1) return;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        acc_dk[j][i] += sRed[(4 * j + i) * 128 + wtid];
-        acc_dv[j][i] += sRed[(D / 2 + 4 * j + i) * 128 + wtid];
+    if (wg == 0) {
+      add(acc_dv, sRed + D / 2 * 128);
+    } else {
+      add(acc_dk, sRed);
+    }
+    if (wg == 0) {
+      if (lin) {
+        dkdv_linear_epilogue<Elem, D, true, false>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz,
+                                                   ds_index(), dk, dv, p.seqlen - wkey0, lane);
+      } else {
+        store_rows<D, Elem>(acc_dv, 1.f, p.dv, p.dv_add, b, h, wkey0, p.seqlen, lane);
       }
+    } else {
+      if (lin) {
+        dkdv_linear_epilogue<Elem, D, false, true>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz,
+                                                   ds_index(), dk, dv, p.seqlen - wkey0, lane);
+      } else {
+        store_rows<D, Elem>(acc_dk, p.scale, p.dk, p.dk_add, b, h, wkey0, p.seqlen, lane);
+      }
+    }
+    return;
   }
   if (lin) {
-    Elem* dk = static_cast<Elem*>(p.dk.ptr) + b * p.dk.batch + h * p.dk.head + wkey0 * p.dk.row;
-    Elem* dv = static_cast<Elem*>(p.dv.ptr) + b * p.dv.batch + h * p.dv.head + wkey0 * p.dv.row;
-    dkdv_linear_epilogue<Elem, D>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, ds_index(),
-                                  dk, dv, p.seqlen - wkey0, lane);
+    dkdv_linear_epilogue<Elem, D, true, true>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz, ds_index(),
+                                              dk, dv, p.seqlen - wkey0, lane);
     return;
   }
   store_rows<D, Elem>(acc_dk, p.scale, p.dk, p.dk_add, b, h, wkey0, p.seqlen, lane);
