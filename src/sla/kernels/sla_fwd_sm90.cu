@@ -44,7 +44,7 @@ template <class Elem, int D, int BQ>
 bool launch_fwd_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   using Tr = FwdWsSm90Traits<Elem, D, BQ>;
   FwdTensorMaps maps;
-  if (!encode_rows_map(&maps.q, p.q, p, 64) || !encode_rows_map(&maps.k, p.k, p, Tr::kBlockK) ||
+  if (!encode_rows_map(&maps.q, p.q, p, Tr::kRows) || !encode_rows_map(&maps.k, p.k, p, Tr::kBlockK) ||
       !encode_rows_map(&maps.v, p.v, p, Tr::kBlockK) || !encode_rows_map(&maps.o, p.o, p, 64)) {
     return false;
   }

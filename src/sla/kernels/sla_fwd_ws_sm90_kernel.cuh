@@ -17,10 +17,6 @@
 // warpgroup's 64 rows each), else from registers.
 // The kernel is persistent: one CTA per SM walks tiles, the ring and Q's barriers run on across
 // them, and the producer loads the next tile's Q and blocks while the consumers run the epilogue.
-// With one query block per tile, Q's rows have a pair of barriers per warpgroup: a warpgroup done
-// with its epilogue starts the next tile without waiting for the other (the producer loads the
-// second warpgroup's rows after the tile's first step), so one's epilogue overlaps the other's
-// products.
 #pragma once
 
 #include "fwd_trace.cuh"
@@ -34,8 +30,8 @@
 
 namespace sla::kernels {
 
-// The tensor maps of q, k, v, o (sla_fwd_sm90.cu): boxes of 64 columns x 64 rows (q and o: a
-// warpgroup's rows at a time; k, v: a key block); m: the linear states, boxes of 64 columns
+// The tensor maps of q, k, v, o (sla_fwd_sm90.cu): boxes of 64 columns x 128 rows (q) or 64 rows
+// (k, v, o: o is stored a warpgroup's 64 rows at a time); m: the linear states, boxes of 64 columns
 // x D rows (encoded only where the linear branch is on).
 struct FwdTensorMaps {
   CUtensorMap q, k, v, m, o;
@@ -57,10 +53,7 @@ struct FwdWsSm90Traits {
   static constexpr int kZBytes = kConsumers * D * 4;  // z of each consumer warpgroup's query block
   // As many stages as fit beside the alignment slack, z and the barriers: 3 at D 128.
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kQBytes - kZBytes) / kStageBytes;
-  // Q's barrier pairs: one per warpgroup with one query block per tile; one for both with two
-  // (per warpgroup there the consumers spill: ptxas, 40 bytes).
-  static constexpr int kQBarriers = kQBlocks == 1 ? kConsumers : 1;
-  static constexpr int kBarrierBytes = 8 * (2 * kStages + 2 * kQBarriers);  // full, empty; Q's full, empty
+  static constexpr int kBarrierBytes = 8 * (2 * kStages + 2);  // full, empty; Q's full and empty
   static constexpr int kSmemBytes = 1024 + kQBytes + kStages * kStageBytes + kZBytes + kBarrierBytes;
   // Registers per thread after the reallocation (multiples of 8; the sum over the CTA stays within
   // the 64K the launch took: 168 per thread at 384 threads).
@@ -91,8 +84,8 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   float* sZ = reinterpret_cast<float*>(sV + kS * kQB * BN * D);  // [kConsumers][D]: z of each state
   uint64_t* full = reinterpret_cast<uint64_t*>(sZ + Tr::kConsumers * D);  // [kS]
   uint64_t* empty = full + kS;                                      // [kS]
-  uint64_t* q_full = empty + kS;                // [kQBarriers]
-  uint64_t* q_empty = q_full + Tr::kQBarriers;  // [kQBarriers]
+  uint64_t* q_full = empty + kS;
+  uint64_t* q_empty = q_full + 1;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int n = p.blocks_per_row;
@@ -128,11 +121,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   auto m_tile = [&](int stage, int j) { return j == 0 ? k_tile(stage, 0) : v_tile(stage, 0); };
   const int states = kQB == 2 && p.lin_per_q_block ? 2 : 1;
 
-  constexpr int kQRows = kRows / Tr::kQBarriers;  // Q's rows per barrier pair
-  if (tid == 0) {  // fenced and awaited by init_ring_barriers, which sets up q_full[0]
-    for (int w = 1; w < Tr::kQBarriers; ++w) mbar_init(&q_full[w], 1);
-    for (int w = 0; w < Tr::kQBarriers; ++w) mbar_init(&q_empty[w], kQRows / 16);  // the warps of its rows
-  }
+  if (tid == 0) mbar_init(q_empty, Tr::kConsumers * 4);  // fenced and awaited by init_ring_barriers
   init_ring_barriers(full, empty, kS, 1, Tr::kConsumers * 4, q_full);  // one producer thread; all consumer warps
 
   if (warp < 4) {  // the producer warpgroup
@@ -144,21 +133,14 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
       for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++i) {
         const Tile tl = tile_at(tile);
         const int e0 = i * entries;  // ring entries of the earlier tiles
-        // The rows of Q's w-th barrier pair (64 per load), once the previous tile's are read.
-        auto load_q = [&](int w) {
-          mbar_wait(&q_empty[w], (i & 1) ^ 1);
-          mbar_arrive_expect_tx(&q_full[w], kQRows * D * 2);
-#pragma unroll
-          for (int r = w * kQRows; r < (w + 1) * kQRows; r += 64) {
-#pragma unroll
-            for (int c = 0; c < D / 64; ++c) {
-              tma_load_4d(sQ + c * kRows * 64 + r * 64, &maps.q, c * 64, tl.row0 + r, tl.h, tl.b, &q_full[w]);
-            }
-          }
-        };
         SLA_TRACE(0, i, kTileStart);
-        load_q(0);
+        mbar_wait(q_empty, (i & 1) ^ 1);  // the previous tile's Q is read
         SLA_TRACE(0, i, kQReady);
+        mbar_arrive_expect_tx(q_full, Tr::kQBytes);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) {
+          tma_load_4d(sQ + c * kRows * 64, &maps.q, c * 64, tl.row0, tl.h, tl.b, q_full);
+        }
         const int32_t* luts[kQB];
 #pragma unroll
         for (int j = 0; j < kQB; ++j) luts[j] = lut_row(tl, j);
@@ -180,7 +162,6 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
               }
             }
           }
-          if (step == 0 && Tr::kQBarriers == 2) load_q(1);  // after the first step's blocks: the first warpgroup runs ahead
         }
         SLA_TRACE(0, i, kProducerStepsIssued);
         if (entries > steps) {  // the last entry: M (panels of D rows) and z of each distinct state
@@ -220,9 +201,6 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
   auto consume = [&](int tile, int i) {
     const int e0 = i * entries;
     const int32_t* lut = lut_row(tile_at(tile), own);
-    int q_bar = Tr::kQBarriers == 1 ? 0 : wg;  // this warpgroup's pair of Q's barriers
-    // hidden from ptxas' analyses: its address kept live beside the accumulators made them spill
-    if (Tr::kQBarriers > 1) asm volatile("" : "+r"(q_bar));
     float acc_o[D / 8][4];  // O (this warp's 16 rows x D), unnormalised
     zero(acc_o);
     float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, in log2 units
@@ -230,7 +208,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     uint32_t a_p[BN / 16][4];                   // P of the previous step: A of its O += P V
 
     if (trace_role >= 0) SLA_TRACE(trace_role, i, kTileStart);
-    mbar_wait(&q_full[q_bar], i & 1);
+    mbar_wait(q_full, i & 1);
     if (trace_role >= 0) SLA_TRACE(trace_role, i, kQReady);
     for (int step = 0; step < steps; ++step) {
       const int e = e0 + step, stage = e % kS, prev = (e + kS - 1) % kS;
@@ -252,7 +230,7 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     if (trace_role >= 0) SLA_TRACE(trace_role, i, kLastPvDone);
     uint32_t a_q[D / 16][4];  // this warp's Q rows as A fragments, for φ(Q) of the linear branch
     if (linear) load_a_frags_sw128<D>(a_q, sQ, kRows, cwarp * 16, lane);
-    if (lane == 0) mbar_arrive(&q_empty[q_bar]);  // this warp is done with its Q rows (its products have completed)
+    if (lane == 0) mbar_arrive(q_empty);  // this warp is done with Q (its products have completed)
     const Tile tl = tile_at(tile);  // recomputed: not kept live through the loop
     const int wrow0 = tl.row0 + cwarp * 16;
     if (lane == 0) mbar_arrive(&empty[last]);  // and with the last step's blocks
