@@ -5,7 +5,8 @@
 #   test_sla_kernels, sla-train-bench -> $OUT/train.md, the GPU operator tests,
 #   profile_ops.py of the Flux and D 64 rows, ncu of their sparse passes, the --quick rows under
 #   both clocks (device idle / host ahead), profile_ops.py of variant complement, ncu of the Flux
-#   and Wan 0.2 rows; the profile and ncu logs come back as $OUT/logs.tgz.
+#   and Wan 0.2 rows; the profile and ncu logs come back as $OUT/logs.tgz, the whole output as
+#   $OUT/run.log and test_sla_kernels' as $OUT/test.log.
 # The table comes first: it is what a short call must not lose. Set BUDGET to the call's limit
 # less a margin (the device's start counts against the session's time, not the call's).
 # Usage: BUDGET=480 bash bench/device_kernels.sh COMMIT   (TARGETS=sla-bench builds the table's tool alone;
@@ -19,6 +20,7 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
 OUT=${OUT:-$PWD/device_out}
 mkdir -p "$OUT"
+exec > >(tee "$OUT/run.log") 2>&1  # the whole log comes back, not only the call's tail
 commit=${1:-unknown}
 t0=$(date +%s)
 elapsed() { echo "[t+$(($(date +%s) - t0))s] $*"; }
@@ -54,6 +56,7 @@ fi
 if built test_sla_kernels; then
   timeout $(($(limit) < 200 ? $(limit) : 200)) ./build/tests/gpu/test_sla_kernels --durations no >/tmp/test.log 2>&1
   echo "test_sla_kernels rc=$?"; grep -E "FAILED|failed|passed|with expansion" /tmp/test.log | head -20; elapsed tests
+  tail -c 200000 /tmp/test.log >"$OUT/test.log"
 fi
 
 if [ -n "${AB_BASE:-}" ] && built sla-bench && [ -x /tmp/ab_base/build/bench/sla-bench ]; then
