@@ -35,6 +35,7 @@ if [ -n "${AB_BASE:-}" ]; then  # the base's sla-bench, built beside this tree's
   rm -rf /tmp/ab_base && mkdir -p /tmp/ab_base && tar -xf "$AB_BASE" -C /tmp/ab_base
   (cd /tmp/ab_base && configure_device_build /tmp/ab_configure.log &&
     cmake --build build -j8 --target sla-bench >/tmp/ab_build.log 2>&1) &
+  ab_pid=$!
 fi
 targets=${TARGETS:-test_sla_kernels sla-bench sla-train-bench sla_ops}
 # built TARGET: whether this call built TARGET (no step runs what an earlier call left in build/).
@@ -43,7 +44,8 @@ configure_device_build /tmp/configure.log || { tail -40 /tmp/configure.log; exit
 # shellcheck disable=SC2086 # targets is a list
 cmake --build build -j$jobs --target $targets >/tmp/build.log 2>&1 ||
   { grep -B2 -A12 -m5 "error" /tmp/build.log; exit 1; }
-wait  # the base's build, if any
+# the base's build, if any (a bare `wait` would also wait for the tee of run.log, which never ends)
+[ -n "${ab_pid:-}" ] && wait "$ab_pid"
 elapsed build
 
 if built sla-bench; then
