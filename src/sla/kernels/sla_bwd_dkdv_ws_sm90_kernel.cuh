@@ -5,7 +5,7 @@
 // bring Q and dO; the stage's full barrier completes with all 32 lanes' arrivals and the bytes.
 // Query blocks of 128: each consumer warpgroup takes one 64-row half of every block. Of 64: the
 // warpgroups take the blocks in turn (even and odd steps). Each hands a stage back per warp; the
-// two partials are added at the end as in the cp.async pass (dkdv_sm90_epilogue).
+// two warpgroups exchange their partials at the end as in the cp.async pass (dkdv_sm90_epilogue).
 #pragma once
 
 #include "sla_bwd_sm90_kernel.cuh"
@@ -31,7 +31,8 @@ struct BwdDkdvWsSm90Traits {
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kKVBytes) / kStageBytes;  // 2 (BQ 128), 5 (64) at D 128
   // Warps that read each stage: all eight (halves) or the four of the block's warpgroup.
   static constexpr int kReaders = BQ == 128 ? 8 : 4;
-  // The epilogue's second-warpgroup partials (float32 dK, dV: 64 KB at D 128), then dS and dz.
+  // The epilogue's exchanged partials (float32 dK of the first warpgroup, dV of the second: 64 KB
+  // at D 128), then dS and dz.
   static constexpr int kPartialBytes = 2 * 128 * (D / 2) * 4;
   static constexpr int kDsOffset = kPartialBytes > kStageBytes ? kPartialBytes : kStageBytes;
   static constexpr int kSmemBytes = 1024 + kKVBytes + kStages * kStageBytes + 8 * (2 * kStages + 1);

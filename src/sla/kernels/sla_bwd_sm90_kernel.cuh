@@ -318,8 +318,8 @@ __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&a
 
 // The dk/dv pass (sla_bwd_kernel.cuh, stage 3) on Hopper: one CTA per (key block of 64 rows,
 // b, h) over the query blocks that selected it, in 64-row halves (dkdv_sm90_step): with 128-row
-// query blocks two warpgroups take one half each and add their dK, dV partials at the end (in a
-// fixed order).
+// query blocks two warpgroups take one half each and exchange their dK, dV partials at the end
+// (dkdv_sm90_epilogue: the first writes dv, the second dk).
 template <class Elem, int D, int BQ>
 struct BwdDkdvSm90Traits {
   static constexpr int kBlockK = 64;
@@ -331,7 +331,7 @@ struct BwdDkdvSm90Traits {
   // 1024-byte aligned.
   static constexpr int kStageBytes = (2 * BQ * D * 2 + 2 * BQ * 4 + 1023) / 1024 * 1024;
   static constexpr int kSmemBytes = 1024 + kKVBytes + kStages * kStageBytes;
-  // The second warpgroup's dK, dV partials (float32) go through the first stage at the end.
+  // The warpgroups' exchanged dK, dV partials (float32) go through the first stage at the end.
   static_assert(kWarpgroups == 1 || 2 * 128 * (D / 2) * 4 <= kStageBytes, "partials fit one stage");
   // At D 64 and 64-row blocks three CTAs share an SM (registers <= 168).
   static constexpr int kMinBlocks = D == 64 && BQ == 64 ? 3 : 1;
