@@ -287,10 +287,6 @@ __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&a
     sync();
     if (wg == 0) {
       add(acc_dv, sRed + D / 2 * 128);
-    } else {
-      add(acc_dk, sRed);
-    }
-    if (wg == 0) {
       if (lin) {
         dkdv_linear_epilogue<Elem, D, true, false>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz,
                                                    ds_index(), dk, dv, p.seqlen - wkey0, lane);
@@ -298,6 +294,7 @@ __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&a
         store_rows<D, Elem>(acc_dv, 1.f, p.dv, p.dv_add, b, h, wkey0, p.seqlen, lane);
       }
     } else {
+      add(acc_dk, sRed);
       if (lin) {
         dkdv_linear_epilogue<Elem, D, false, true>(p, acc_dk, acc_dv, sK, sV, BK, (warp % 4) * 16, sDS, sDz,
                                                    ds_index(), dk, dv, p.seqlen - wkey0, lane);
