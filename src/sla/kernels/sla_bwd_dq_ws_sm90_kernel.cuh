@@ -120,8 +120,6 @@ __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D, BQ>::kThreads, 1)
 
   float lse2[2], delta[2];
   dq_row_stats(p, bh, wrow0, g, lse2, delta);
-  // the epilogue's addend rows (written by the query-side pass, mostly out of L2 by now) on their way
-  prefetch_rows_l2<D>(p.dq_add, b, h, wrow0, p.seqlen, lane);
   float acc_dq[D / 8][4];  // dQ / scale (this warp's 16 rows x D)
   zero(acc_dq);
   uint32_t a_ds[BK / 16][4];  // dS of the previous block: A of its dQ += dS K

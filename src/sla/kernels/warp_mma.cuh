@@ -260,21 +260,6 @@ __device__ __forceinline__ void store_rows(const float (&c)[N / 8][4], float sca
   store_c_tile<N, Elem, kAddChunk>(c, scale, o, out.row, a, add.row, seqlen - row0, lane);
 }
 
-// Asks L2 for rows row0.. (16, those before `seqlen`) of head (b, h) of a float32 (B, H, L, N)
-// tensor (none where t.ptr is null): a hint issued early, so that store_rows' reads of an addend
-// find it in L2 rather than in DRAM. Each lane takes 128-byte lines of the warp's rows.
-template <int N>
-__device__ __forceinline__ void prefetch_rows_l2(const TensorRef& t, int b, int h, int row0, int seqlen, int lane) {
-  if (t.ptr == nullptr) return;
-  constexpr int kLines = N * 4 / 128;  // per row
-  const float* base = static_cast<const float*>(t.ptr) + b * t.batch + h * t.head;
-#pragma unroll
-  for (int i = lane; i < 16 * kLines; i += 32) {
-    const int r = row0 + i / kLines;
-    if (r < seqlen) asm volatile("prefetch.global.L2 [%0];" ::"l"(base + r * t.row + (i % kLines) * 32));
-  }
-}
-
 // A warp's 16 x D result rows m0.. of a D x D float32 matrix (row-major).
 template <int D>
 __device__ __forceinline__ void store_square_rows(const float (&c)[D / 8][4], float* out, int m0, int lane) {
