@@ -13,8 +13,8 @@
 # a step runs only where this call built what it needs)
 # A/B against another commit in the same call: AB_BASE=.baseline/base.tar (from `git archive -o
 # .baseline/base.tar BASE`, in an ignored folder passed to the device with carry) builds that
-# tree's sla-bench beside this one's, and after the tests runs AB_ROUNDS (2) rounds of `--quick`,
-# the base first, then this tree.
+# tree's sla-bench beside this one's, and after the tests runs AB_ROUNDS (2) rounds of `--quick`
+# (AB_ARGS, e.g. "--quick --variant complement"), the base first, then this tree.
 set -uo pipefail
 # shellcheck source=bench/device_build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
@@ -66,7 +66,8 @@ if [ -n "${AB_BASE:-}" ] && built sla-bench && [ -x /tmp/ab_base/build/bench/sla
     for tree in /tmp/ab_base .; do
       [ "$(left)" -gt 30 ] || break 2
       echo "== A/B round $round: $([ "$tree" = . ] && echo "this tree" || echo base)"
-      timeout 30 "$tree/build/bench/sla-bench" --quick 2>&1 | grep topk | sed 's/ | peak[^|]*//; s/dense fwd.*| sla/| sla/'
+      # shellcheck disable=SC2086 # word splitting of the arguments is intended
+      timeout 60 "$tree/build/bench/sla-bench" ${AB_ARGS:---quick} 2>&1 | grep topk | sed 's/ | peak[^|]*//; s/dense fwd.*| sla/| sla/'
     done
   done
   elapsed "A/B"
