@@ -91,9 +91,6 @@ void run_linear_state(const LinearParams& p, cudaStream_t stream) {
 }
 
 void run_linear_block_sums(const LinearParams& p, cudaStream_t stream) {
-#ifdef SLA_HAVE_SM90A
-  if (hopper_kernels_enabled() && warp_specialised_enabled() && run_linear_block_sums_sm90(p, stream)) return;
-#endif
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       using Tr = LinearTraits<kD>;

@@ -1,6 +1,6 @@
 // The Hopper linear passes of variant all (linear_state_ws_sm90_kernel.cuh,
-// linear_bwd_q_ws_sm90_kernel.cuh) and variant complement's block sums (the state kernel's second
-// form), compiled for sm_90a alone: their launchers and instantiations (dtype, D 128).
+// linear_bwd_q_ws_sm90_kernel.cuh), compiled for sm_90a alone: their launchers and instantiations
+// (dtype, D 128).
 #include "cuda_check.h"
 #include "linear_bwd_q_ws_sm90_kernel.cuh"
 #include "linear_launch.h"
@@ -21,27 +21,6 @@ bool run_linear_state_sm90(const LinearParams& p, cudaStream_t stream) {
     set_dynamic_smem(kernel, Tr::kSmemBytes);
     kernel<<<dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
     SLA_CUDA_CHECK_LAUNCH();
-    return true;
-  });
-}
-
-bool run_linear_block_sums_sm90(const LinearParams& p, cudaStream_t stream) {
-  // Groups of 16-row multiples that divide the 128-row tile (as the mma.sync kernel's at D 128).
-  if (p.head_dim != 128 || p.block_rows % 16 != 0 || 128 % p.block_rows != 0) return false;
-  return SLA_ELEM_SWITCH(p.elem, Elem, [&] {
-    using Tr = LinearStateWsTraits<Elem, 128>;
-    LinearTensorMaps maps;
-    if (!encode_rows_map(&maps.k, p.k, p, Tr::kRows) || !encode_rows_map(&maps.v, p.v, p, Tr::kRows)) return false;
-    const auto launch = [&](auto kernel) {
-      set_dynamic_smem(kernel, Tr::kSmemBytes);
-      kernel<<<dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
-      SLA_CUDA_CHECK_LAUNCH();
-    };
-    if (p.block_sums_f32) {
-      launch(&sla_linear_state_ws_sm90_kernel<Elem, 128, float>);
-    } else {
-      launch(&sla_linear_state_ws_sm90_kernel<Elem, 128, Elem>);
-    }
     return true;
   });
 }

@@ -4,10 +4,8 @@
 // (each warp 16 rows, the row-wise map in registers), then each warpgroup adds its 64 rows of S
 // (features 64 wg..) over the whole tile on wgmma, φ(K)ᵀ and V read MN-major from shared memory.
 // The product of tile i runs while the warps map tile i + 1. One named barrier per tile joins the
-// warpgroups (each product reads the rows both mapped). With Out (variant complement's block sums,
-// LinearParams::block_rows), S and z of each group of block_rows rows of a tile, written in Out
-// and not divided by L: each group's product waited for and stored before the next. Include only
-// from sources compiled for sm_90a.
+// warpgroups (each product reads the rows both mapped). Include only from sources compiled for
+// sm_90a.
 #pragma once
 
 #include "feature_map.cuh"
@@ -29,38 +27,19 @@ struct LinearStateWsTraits {
   static constexpr int kThreads = 3 * 128;            // producer + two consumer warpgroups
   static constexpr int kTileBytes = kRows * D * 2;    // K or V, sw128 [D / 64][kRows][64]
   static constexpr int kStageBytes = 2 * kTileBytes;
-  static constexpr int kSumBytes = 2 * 8 * D * 4;     // column sums of φ(K), one row per consumer warp, two tiles
+  static constexpr int kSumBytes = 8 * D * 4;         // column sums of φ(K), one row per consumer warp
   static constexpr int kStages = (227 * 1024 - 1024 - 256 - kSumBytes) / kStageBytes;  // 3 at D 128
   static constexpr int kSmemBytes = 1024 + kStages * kStageBytes + kSumBytes + 8 * (2 * kStages + 1);
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
 };
 
-// A warp's column sums of φ(K) (sum[kk][hi][e]: this lane's rows, columns 16 kk + 8 hi + 2 t + e)
-// summed over its eight row pairs into row[D].
-template <int D>
-__device__ __forceinline__ void warp_column_sums_to(const float (&sum)[D / 16][2][2], float* row, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float s = sum[kk][i / 2][i % 2];
-      s += __shfl_xor_sync(0xffffffff, s, 4);
-      s += __shfl_xor_sync(0xffffffff, s, 8);
-      s += __shfl_xor_sync(0xffffffff, s, 16);
-      if (g == 0) row[16 * kk + 8 * (i / 2) + 2 * t + i % 2] = s;
-    }
-  }
-}
-
-template <class Elem, int D, class Out = void>
+template <class Elem, int D>
 __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
     sla_linear_state_ws_sm90_kernel(const __grid_constant__ LinearParams p, const __grid_constant__ LinearTensorMaps maps) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = LinearStateWsTraits<Elem, D>;
   constexpr int R = Tr::kRows, kS = Tr::kStages;
-  constexpr bool kBlockSums = !std::is_void_v<Out>;
   static_assert(D == 128, "each warpgroup's 64 features are one sw128 panel of φ(K)");
   static_assert(kS >= 2, "a tile mapped while the previous one's product runs");
   static_assert(Tr::kSmemBytes <= 227 * 1024, "shared memory per CTA");
@@ -70,8 +49,8 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
   unsigned char* smem = align_sw128(smem_raw);
   Elem* sK = reinterpret_cast<Elem*>(smem);  // [kS] x sw128 [D / 64][R][64]: K rows, then φ(K) (0 past L)
   Elem* sV = sK + kS * R * D;                 // [kS] x sw128 [D / 64][R][64]
-  float* sSum = reinterpret_cast<float*>(sV + kS * R * D);  // [2][8][D]: block sums by tile parity
-  uint64_t* full = reinterpret_cast<uint64_t*>(sSum + 2 * 8 * D);  // [kS]
+  float* sSum = reinterpret_cast<float*>(sV + kS * R * D);  // [8][D]
+  uint64_t* full = reinterpret_cast<uint64_t*>(sSum + 8 * D);  // [kS]
   uint64_t* empty = full + kS;                                 // [kS]
 
   const int split = blockIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -91,7 +70,7 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
 
   warpgroup_reg_alloc<Tr::kConsumerRegs>();
   const int cwarp = warp - 4, wg = cwarp / 4;  // rows 16 cwarp.. of each tile; features 64 wg.. of S
-  const int g = lane >> 2;
+  const int g = lane >> 2, t = lane & 3;
   float acc[D / 8][4];  // S rows (features) 64 wg + 16 (cwarp % 4).., all D columns
   zero(acc);
   fence_operand(acc);  // written before the first wgmma; inside the loop only wgmma touches it
@@ -103,62 +82,30 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
 
   for (int i = 0; i < count; ++i) {
     const int stage = i % kS;
-    const int tile = split + i * p.splits;
-    const int rows_valid = p.seqlen - tile * R - cwarp * 16;  // of this warp's 16
+    const int rows_valid = p.seqlen - (split + i * p.splits) * R - cwarp * 16;  // of this warp's 16
     Elem* k_tile = sK + stage * R * D;
     mbar_wait(&full[stage], (i / kS) & 1);
     {
       uint32_t a[D / 16][4];  // K, then φ(K), of this warp's rows
       load_a_frags_sw128<D>(a, k_tile, R, cwarp * 16, lane);
       feature_map_rows_in_place<D, Elem>(a, p.feature_map);
-      float tile_sum[D / 16][2][2] = {};  // block sums: this tile's own column sums
-      float(&sums)[D / 16][2][2] = kBlockSums ? tile_sum : col_sum;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           if (g + 8 * (r & 1) >= rows_valid) a[kk][r] = 0u;  // φ(0) ≠ 0: padding must not count
           const Elem* pair = reinterpret_cast<const Elem*>(&a[kk][r]);
-          sums[kk][r >> 1][0] += to_float(pair[0]);
-          sums[kk][r >> 1][1] += to_float(pair[1]);
+          col_sum[kk][r >> 1][0] += to_float(pair[0]);
+          col_sum[kk][r >> 1][1] += to_float(pair[1]);
         }
       }
-      if constexpr (kBlockSums) warp_column_sums_to<D>(tile_sum, sSum + ((i & 1) * 8 + cwarp) * D, lane);
       store_a_frags_sw128<D>(k_tile, R, cwarp * 16, a, lane);
     }
     fence_proxy_async();                   // φ(K), written through the generic proxy, is read by wgmma
     named_barrier_sync(1, 2 * 128);        // every row of φ(K) is in place
+    wgmma_fence();
     const uint64_t desc_phi = sw128_desc(k_tile + wg * R * 64, R * 64 * 2);  // φ(K)ᵀ: this warpgroup's panel
     const uint64_t desc_v = sw128_desc(sV + stage * R * D, R * 64 * 2);
-    if constexpr (kBlockSums) {
-      // Per group of G rows: z from the warps' column sums (sSum of this tile's parity, rewritten
-      // two tiles on, after the next tile's barrier), S on wgmma over the group's rows.
-      const int G = p.block_rows, groups = R / G, ctid = tid - 128;
-      const int64_t group0 = (int64_t(bh) * tiles + tile) * groups;
-      if (ctid < D) {
-        for (int gi = 0; gi < groups; ++gi) {
-          float zs = 0.f;
-          for (int w = gi * G / 16; w < (gi + 1) * G / 16; ++w) zs += sSum[((i & 1) * 8 + w) * D + ctid];
-          p.block_z[(group0 + gi) * D + ctid] = zs;
-        }
-      }
-      for (int gi = 0; gi < groups; ++gi) {
-        wgmma_fence();
-        for (int kk = gi * G / 16; kk < (gi + 1) * G / 16; ++kk) {
-          wgmma_m64n128k16_ss_mn<Elem>(acc, desc_phi + mn_k16_step(kk), desc_v + mn_k16_step(kk));
-        }
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_operand(acc);
-        Out* out = static_cast<Out*>(p.block_sums) + ((group0 + gi) * D + 64 * wg + 16 * (cwarp % 4)) * D;
-        store_c_tile<D, Out>(acc, 1.f, out, D, nullptr, 0, 16, lane);
-        zero(acc);
-        fence_operand(acc);
-      }
-      if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
-      continue;
-    }
-    wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < R / 16; ++kk) {
       wgmma_m64n128k16_ss_mn<Elem>(acc, desc_phi + mn_k16_step(kk), desc_v + mn_k16_step(kk));
@@ -167,7 +114,6 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
     wgmma_wait<1>();  // the previous tile's product has completed
     if (i > 0 && lane == 0) mbar_arrive(&empty[(i + kS - 1) % kS]);  // this warp is done with that stage
   }
-  if constexpr (kBlockSums) return;
   wgmma_wait<0>();
   fence_operand(acc);
 
@@ -178,7 +124,17 @@ __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
     for (int e = 0; e < 4; ++e) acc[j][e] *= p.inv_len;
   store_square_rows<D>(acc, p.state_part + part * D * D, 64 * wg + 16 * (cwarp % 4), lane);
   // z: this lane's two rows per tile summed over the warp's eight row pairs, then over the warps.
-  warp_column_sums_to<D>(col_sum, sSum + cwarp * D, lane);
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float s = col_sum[kk][i / 2][i % 2];
+      s += __shfl_xor_sync(0xffffffff, s, 4);
+      s += __shfl_xor_sync(0xffffffff, s, 8);
+      s += __shfl_xor_sync(0xffffffff, s, 16);
+      if (g == 0) sSum[cwarp * D + 16 * kk + 8 * (i / 2) + 2 * t + i % 2] = s;
+    }
+  }
   named_barrier_sync(1, 2 * 128);
   const int ctid = tid - 128;
   if (ctid < D) {

@@ -61,12 +61,9 @@ void run_linear_state(const LinearParams& p, cudaStream_t stream);
 // The state pass on Hopper (linear_sm90.cu, built with SLA_HAVE_SM90A): false where it does not
 // apply (D 64) or the driver refuses a tensor map; run_linear_state runs the mma.sync pass then.
 bool run_linear_state_sm90(const LinearParams& p, cudaStream_t stream);
-// Variant complement's block sums (LinearParams::block_rows): the state pass's kernel writing S and
-// z per group of rows (on Hopper its warp-specialised form where run_linear_block_sums_sm90 applies).
+// Variant complement's block sums (LinearParams::block_rows): the state pass's mma.sync kernel
+// writing S and z per group of rows.
 void run_linear_block_sums(const LinearParams& p, cudaStream_t stream);
-// That form (linear_sm90.cu): false where it does not apply (D 64, groups that do not divide the
-// 128-row tile) or the driver refuses a tensor map.
-bool run_linear_block_sums_sm90(const LinearParams& p, cudaStream_t stream);
 void run_linear_bwd_q(const LinearParams& p, cudaStream_t stream);
 // The query-side pass of variant all on Hopper (linear_sm90.cu), as run_linear_state_sm90.
 bool run_linear_bwd_q_sm90(const LinearParams& p, cudaStream_t stream);
