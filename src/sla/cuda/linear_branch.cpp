@@ -11,7 +11,6 @@
 #include <functional>
 #include <stdexcept>
 #include <tuple>
-#include <vector>
 
 namespace sla::kernels {
 
@@ -51,46 +50,18 @@ struct Precision {
     if (operand == acc) return at::mm(a.to(acc), b.to(acc));
     return at::mm(a.to(operand), b.to(operand), acc);
   }
-  // x as its two parts in `operand`, side by side along dim: hi = x rounded, lo = x − hi rounded
-  // (hi + lo keeps `acc`'s precision); x itself, in `acc`, where `operand` is `acc`.
-  at::Tensor split(const at::Tensor& x, int64_t dim) const {
-    if (operand == acc) return x.to(acc);
-    const int64_t n = x.size(dim);
-    std::vector<int64_t> sizes = x.sizes().vec();
-    sizes[dim] = 2 * n;
-    at::Tensor parts = at::empty(sizes, x.options().dtype(operand));
-    const at::Tensor hi = parts.narrow(dim, 0, n);
-    at::Tensor lo = parts.narrow(dim, n, n);
-    hi.copy_(x);
-    at::sub_out(lo, x, hi);  // x − hi in `acc`, rounded to `operand`: one pass
-    return parts;
-  }
-  // The hi part of split(x, dim), n = x.size(dim): x rounded to `operand` (x where `operand` is `acc`).
-  static at::Tensor high(const at::Tensor& parts, int64_t dim, int64_t n) { return parts.narrow(dim, 0, n); }
-  // a @ b (3-D) with b given as split(b, 1): a meets both parts in one GEMM (a beside itself along
-  // the inner dimension), so that only a is rounded. The result in `acc`, or written into out (in
-  // `acc` or `operand`: then rounded once, from the float32 sum).
-  at::Tensor bmm_split_b(const at::Tensor& a, const at::Tensor& b_parts) const {
-    if (operand == acc) return at::bmm(a.to(acc), b_parts);
-    const at::Tensor a_op = a.to(operand);
-    return at::bmm(at::cat({a_op, a_op}, 2), b_parts, acc);
-  }
-  void bmm_split_b_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b_parts) const {
-    if (operand == acc || out.scalar_type() == acc) {
-      out.copy_(bmm_split_b(a, b_parts));
-      return;
-    }
-    const at::Tensor a_op = a.to(operand);
-    at::bmm_out(out, at::cat({a_op, a_op}, 2), b_parts);
-  }
-  // a @ b (3-D) with b kept at `acc`'s precision (the block sums and φ(q) S_i, on which o_l and
-  // d proj_w rest).
-  at::Tensor bmm_exact_b(const at::Tensor& a, const at::Tensor& b) const { return bmm_split_b(a, split(b, 1)); }
-  // a @ b (2-D) with a kept at `acc`'s precision (its parts side by side meet b twice), b rounded.
-  at::Tensor mm_exact_a(const at::Tensor& a, const at::Tensor& b) const {
-    if (operand == acc) return at::mm(a.to(acc), b.to(acc));
-    const at::Tensor b_op = b.to(operand);
-    return at::mm(split(a, 1), at::cat({b_op, b_op}, 0), acc);
+  // a @ b (3-D) with b kept at `acc`'s precision: b goes in as two operand-dtype parts, hi + lo, so
+  // that only a is rounded (the block sums and φ(q) S_i, on which o_l and d proj_w rest).
+  at::Tensor bmm_exact_b(const at::Tensor& a, const at::Tensor& b) const {
+    if (operand == acc) return at::bmm(a.to(acc), b.to(acc));
+    const at::Tensor a_op = a.to(operand), hi = b.to(operand);
+    at::Tensor lo = at::empty_like(hi);
+    at::sub_out(lo, b, hi);  // b − hi in `acc`, rounded to `operand`: one pass
+    // The second product added in the GEMM, into the first (baddbmm with a new result would copy
+    // the first product into it first).
+    at::Tensor out = at::bmm(a_op, hi, acc);
+    at::baddbmm_out(out, out, a_op, lo, acc);
+    return out;
   }
   // aᵀ b summed over many rows (d proj_w), likewise for 2-D a (exact in `operand`: dO) and b.
   at::Tensor mm_t_exact_b(const at::Tensor& a, const at::Tensor& b) const {
@@ -431,11 +402,9 @@ void fused_q_side(const ComplementQSideChunk& chunk, const SlaConfig& cfg) {
 
 // The query side's per-tile partials make the rest linear: with A_j = Σ_i U_ij a_i, the key side
 // is dS_j = A_jᵀ W / L, so dφ(K_j) = (V_j Wᵀ) A_j / L + dz_j, dV_j = φ(K_j) A_jᵀ W / L, and
-// d proj_w = Σ_j A_j S_j / L = Σ_i a_i S̃_i / L with S_j = φ(K_j)ᵀ V_j and S̃_i = Σ_j U_ij S_j
-// (float32: d proj_w's precision; summed over the query blocks, half as many as the key blocks).
-// The query side hands over a_iᵀ. Without the key pass, dS_j L / ds_scale_j and dz_j go to the
-// dk/dv pass instead (LinearGrads::ds): dS_j L = Σ_i U_ij (a_iᵀ W), one GEMM over the blocks'
-// products a_iᵀ W, kept in float32 as two parts.
+// d proj_w = Σ_j A_j S_j / L with S_j = φ(K_j)ᵀ V_j (float32: d proj_w's precision). The query
+// side hands over a_iᵀ, so that A_jᵀ, which dS_j needs, is one GEMM's output. Without the key
+// pass, dS_j L / ds_scale_j and dz_j go to the dk/dv pass instead (LinearGrads::ds).
 LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::Tensor& q, const at::Tensor& k,
                                             const at::Tensor& v, const at::Tensor& proj_w, const at::Tensor& proj_b,
                                             const at::Tensor& mask, const SlaConfig& cfg, int64_t tile_rows,
@@ -461,16 +430,7 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
   for_each_chunk(q, kChunkElements, [&](int64_t b, int64_t h0, int64_t h1) {
     const int64_t c = h1 - h0;
     const auto part = [&](const at::Tensor& x) { return chunk_of(x, b, h0, h1).unsqueeze(0); };  // (1, c, ...)
-    const at::Tensor unselected = chunk_of(mask, b, h0, h1).logical_not();                       // U (c, Nq, Nk)
-    const at::Tensor u_t = unselected.transpose(1, 2);                                          // (c, Nk, Nq)
-
-    // S_j in float32 as its two parts (hi: the forward's S_j, rounded once), stacked along the key
-    // blocks: the forward's state from the hi part, S̃_i from both.
-    const ComplementBlockSums sums = complement_block_sums(part(k), part(v), cfg, nk, true);
-    const at::Tensor s_parts = prec.split(sums.s.reshape({c, nk, D * D}), 1);
-    const FusedLinearState st = complement_linear_state(
-        {Precision::high(s_parts, 1, nk).view({c, nk, D, D}), sums.z, sums.dtype}, proj_w, part(mask), L);
-    const at::Tensor s_i = prec.bmm_split_b(unselected, s_parts);  // S̃_i (c, Nq, D²), float32
+    const FusedLinearState st = complement_linear_state(part(k), part(v), proj_w, part(mask), cfg, true);
 
     // Query side: per tile partials (tiles past the last stay 0 for the per-block sums).
     const at::Tensor a_tile = at::empty({c, nq * block_tiles, D, D}, acc);
@@ -486,35 +446,39 @@ LinearGrads complement_backward_from_q_side(const at::Tensor& grad_o, const at::
     };
     const at::Tensor a_i_t = per_block(a_tile, D * D), dz_i = per_block(dz_tile, D);  // a_iᵀ
     g.db.add_(db_tile.sum(at::IntArrayRef{0, 1}));
-    const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i);  // (c, Nk, D)
+
+    // Key side: A_jᵀ, dz_j over the query blocks that did not select j.
+    const at::Tensor u_t = chunk_of(mask, b, h0, h1).logical_not().transpose(1, 2);  // (c, Nk, Nq)
+    const at::Tensor a_j_t = prec.bmm_exact_b(u_t.to(prec.operand), a_i_t).view({c * nk, D, D});
+    const at::Tensor dz_j = at::bmm(u_t.to(prec.acc), dz_i);                          // (c, Nk, D)
+    const at::Tensor block_s = st.s.reshape({c * nk, D, D});  // S_j, float32
     {
-      // Σ_i a_i S̃_i in groups of query blocks: each group one GEMM over its stacked a_iᵀ and S̃_i
-      // (rows (i, d)), so that the products summed inside the GEMM need no float32 (c Nq, D, D) buffer.
+      // Σ_j A_j S_j in groups of key blocks: each group one GEMM over its stacked A_jᵀ and S_j
+      // (rows (j, d)), so that the products summed inside the GEMM need no float32 (c Nk, D, D) buffer.
       int64_t per_group = 16;
-      while ((c * nq) % per_group != 0) per_group /= 2;
-      const int64_t groups = c * nq / per_group;
-      const at::Tensor a_g = a_i_t.view({groups, per_group * D, D}), s_g = s_i.view({groups, per_group * D, D});
+      while ((c * nk) % per_group != 0) per_group /= 2;
+      const int64_t groups = c * nk / per_group;
+      const at::Tensor a_g = a_j_t.view({groups, per_group * D, D}), s_g = block_s.view({groups, per_group * D, D});
       g.dw.add_(at::bmm(a_g.transpose(1, 2), s_g).sum(0), inv_len);
     }
+    const at::Tensor a_jt = a_j_t.to(prec.operand);  // A_jᵀ, the GEMMs' operand
     if (!key_pass) {
-      // dS_j L = Σ_i U_ij (a_iᵀ W) in q's dtype: bf16 keeps float32's range (scale 1, the GEMM writes
-      // bf16 itself); elsewhere the GEMM runs wider and each block is scaled by its largest element
-      // (fp16's range).
-      const at::Tensor a_w = prec.mm_exact_a(a_i_t.view({c * nq * D, D}), w).view({c, nq, D * D});  // a_iᵀ W
-      at::Tensor ds = g.ds.narrow(0, b * H + h0, c).view({c, nk, D * D});
+      // dS_j L = A_jᵀ W as one GEMM over the stacked A_jᵀ, in q's dtype: bf16 keeps float32's range
+      // (scale 1, the GEMM writes bf16 itself); elsewhere the GEMM runs wider and each block is
+      // scaled by its largest element (fp16's range).
+      at::Tensor ds = g.ds.narrow(0, b * H + h0, c).view({c * nk * D, D});
       const at::Tensor ds_scale = g.ds_scale.narrow(0, b * H + h0, c).view({c * nk});
       if (prec.operand == dtype && dtype != prec.acc) {
-        prec.bmm_split_b_out(ds, u_t, prec.split(a_w, 1));
+        at::mm_out(ds, a_jt.view({c * nk * D, D}), w.to(prec.operand));
         ds_scale.fill_(1.0);
       } else {
-        const at::Tensor raw = prec.bmm_exact_b(u_t, a_w).view({c * nk, D, D});
+        const at::Tensor raw = prec.mm(a_jt.view({c * nk * D, D}), w).view({c * nk, D, D});
         ds_scale.copy_(raw.abs().amax(at::IntArrayRef{1, 2}).clamp_min(1e-30));
         ds.view({c * nk, D, D}).copy_(raw / ds_scale.view({c * nk, 1, 1}));
       }
       g.dz.narrow(0, b * H + h0, c).copy_(dz_j);
       return;
     }
-    const at::Tensor a_jt = prec.bmm_exact_b(u_t, a_i_t).view({c * nk, D, D}).to(prec.operand);  // A_jᵀ
     const at::Tensor xk = to_blocks(chunk_of(k, b, h0, h1).to(prec.acc), cfg.blkk);   // (c, Nk, blkk, D)
     const at::Tensor phi_k = feature_map(xk, cfg.feature_map);
     zero_padding_rows(phi_k, L);
