@@ -94,15 +94,8 @@ __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D, BQ>::kThreads, 1)
         const int e = kQE + step, stage = e % kS;
         mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);
         mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
-#pragma unroll
-        for (int j = 0; j < kQB; ++j) {
-          const int key0 = luts[j][step] * BK;
-#pragma unroll
-          for (int c = 0; c < D / 64; ++c) {
-            tma_load_4d(k_tile(stage, j) + c * BK * 64, &maps.k, c * 64, key0, h, b, &full[stage]);
-            tma_load_4d(v_tile(stage, j) + c * BK * 64, &maps.v, c * 64, key0, h, b, &full[stage]);
-          }
-        }
+        load_lut_step<kQB, 1, BK, D>(k_tile(stage, 0), v_tile(stage, 0), luts, step, n, &maps.k, &maps.v, h, b,
+                                     &full[stage]);
       }
     }
     return;

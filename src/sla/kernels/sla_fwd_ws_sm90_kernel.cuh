@@ -149,19 +149,8 @@ __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
           mbar_wait(&empty[stage], ((e / kS) & 1) ^ 1);  // its previous blocks are consumed
           if (step == 0) SLA_TRACE(0, i, kStage0);
           mbar_arrive_expect_tx(&full[stage], Tr::kStageBytes);
-#pragma unroll
-          for (int j = 0; j < kQB; ++j) {
-#pragma unroll
-            for (int bi = 0; bi < NB; ++bi) {
-              const int key0 = luts[j][min(step * NB + bi, n - 1)] * BK;  // past the row: its last block again
-#pragma unroll
-              for (int c = 0; c < D / 64; ++c) {
-                const int at = c * BN * 64 + bi * BK * 64;  // panel c, rows bi·BK..
-                tma_load_4d(k_tile(stage, j) + at, &maps.k, c * 64, key0, tl.h, tl.b, &full[stage]);
-                tma_load_4d(v_tile(stage, j) + at, &maps.v, c * 64, key0, tl.h, tl.b, &full[stage]);
-              }
-            }
-          }
+          load_lut_step<kQB, NB, BK, D>(k_tile(stage, 0), v_tile(stage, 0), luts, step, n, &maps.k, &maps.v, tl.h,
+                                        tl.b, &full[stage]);
         }
         SLA_TRACE(0, i, kProducerStepsIssued);
         if (entries > steps) {  // the last entry: M (panels of D rows) and z of each distinct state

@@ -144,6 +144,29 @@ __device__ __forceinline__ void produce_row_tiles(Elem* x_stages, Elem* y_stages
   }
 }
 
+// One step of a sparse pass's producer (the forward's, the dq pass's): for each of the CTA's kQB
+// LUT rows j, the K and V blocks (BK rows each) at its entries step·NB, ..., step·NB + NB − 1 (past
+// its n entries: its last block again, masked by the consumers) into tile j of the stage, k_stage
+// and v_stage each [kQB] x sw128 [D / 64][NB·BK][64], all announced on `full`. One thread calls it.
+template <int kQB, int NB, int BK, int D, class Elem>
+__device__ __forceinline__ void load_lut_step(Elem* k_stage, Elem* v_stage, const int32_t* const (&luts)[kQB],
+                                              int step, int n, const CUtensorMap* k, const CUtensorMap* v, int h,
+                                              int b, uint64_t* full) {
+#pragma unroll
+  for (int j = 0; j < kQB; ++j) {
+#pragma unroll
+    for (int bi = 0; bi < NB; ++bi) {
+      const int key0 = luts[j][min(step * NB + bi, n - 1)] * BK;
+#pragma unroll
+      for (int c = 0; c < D / 64; ++c) {
+        const int at = (j * D + c * 64) * NB * BK + bi * BK * 64;  // tile j, panel c, rows bi·BK..
+        tma_load_4d(k_stage + at, k, c * 64, key0, h, b, full);
+        tma_load_4d(v_stage + at, v, c * 64, key0, h, b, full);
+      }
+    }
+  }
+}
+
 // Registers per thread of the calling warpgroup, given back to (dec) or taken from (inc) the SM's
 // pool; every warp of the warpgroup executes it.
 template <int kRegs>
