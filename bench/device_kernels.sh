@@ -14,7 +14,9 @@
 # A/B against another commit in the same call: AB_BASE=.baseline/base.tar (from `git archive -o
 # .baseline/base.tar BASE`, in an ignored folder passed to the device with carry) builds that
 # tree's sla-bench beside this one's, and after the tests runs AB_ROUNDS (2) rounds of `--quick`
-# (AB_ARGS, e.g. "--quick --variant complement"), the base first, then this tree.
+# (AB_ARGS, e.g. "--quick --variant complement"), the base first, then this tree. Without AB_BASE,
+# AB_ENVS="SLA_PDL=0 SLA_PDL=1" runs this tree's rounds under each environment in turn (commas
+# within one entry separate several variables).
 set -uo pipefail
 # shellcheck source=bench/device_build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/device_build.sh"
@@ -73,6 +75,17 @@ if [ -n "${AB_BASE:-}" ] && built sla-bench && [ -x /tmp/ab_base/build/bench/sla
   elapsed "A/B"
 elif [ -n "${AB_BASE:-}" ]; then
   echo "A/B: the base did not build"; tail -20 /tmp/ab_build.log
+elif [ -n "${AB_ENVS:-}" ] && built sla-bench; then  # this tree's sla-bench under each environment in turn
+  for round in $(seq "${AB_ROUNDS:-2}"); do
+    for vars in $AB_ENVS; do
+      [ "$(left)" -gt 30 ] || break 2
+      echo "== A/B round $round: $vars"
+      # shellcheck disable=SC2086 # word splitting of the arguments is intended
+      env ${vars//,/ } timeout 60 ./build/bench/sla-bench ${AB_ARGS:---quick} 2>&1 | grep topk |
+        sed 's/ | peak[^|]*//; s/dense fwd.*| sla/| sla/'
+    done
+  done
+  elapsed "A/B"
 fi
 
 if built sla-train-bench && [ "$(left)" -gt 120 ]; then

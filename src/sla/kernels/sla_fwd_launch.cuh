@@ -2,6 +2,7 @@
 #pragma once
 
 #include "cuda_check.h"
+#include "launch.cuh"
 #include "sla_fwd_kernel.cuh"
 #include "sla_launch.h"
 
@@ -13,8 +14,7 @@ void run_sla_fwd_(const SlaParams& p, cudaStream_t stream) {
   auto kernel = &sla_fwd_kernel<Elem, D, BQ, BK>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
   const dim3 grid(p.num_q_blocks, p.heads, p.batch);
-  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
-  SLA_CUDA_CHECK_LAUNCH();
+  launch_kernel(kernel, grid, Tr::kThreads, Tr::kSmemBytes, stream, p);
 }
 
 }  // namespace sla::kernels
