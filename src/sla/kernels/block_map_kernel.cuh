@@ -16,7 +16,6 @@
 //               runs one thread per (bh, key block) that binary-searches every LUT row.
 #pragma once
 
-#include "launch.cuh"
 #include "sla_params.h"
 #include "warp_mma.cuh"
 
@@ -29,7 +28,6 @@ inline constexpr int kPoolThreads = 128;
 template <class Elem, int D>
 __global__ void __launch_bounds__(kPoolThreads) sla_pool_kernel(const __grid_constant__ SlaParams p, float* sums,
                                                                 int max_blocks) {
-  begin_after_previous_grid();
   constexpr int kChunks = D / 8;
   constexpr int kRowGroups = kPoolThreads / kChunks;
   static_assert(kPoolThreads % kChunks == 0, "whole rows per pass");
@@ -73,7 +71,6 @@ inline constexpr int kSmoothGroups = kSmoothThreads / kSmoothDims;
 template <int D>
 __global__ void __launch_bounds__(kSmoothThreads) sla_smooth_k_kernel(const __grid_constant__ SlaParams p, float* sums,
                                                                       int max_blocks) {
-  begin_after_previous_grid();
   static_assert(D % kSmoothDims == 0, "whole lanes of dims");
   __shared__ float partial[kSmoothGroups][kSmoothDims];
   const int bh = blockIdx.x, lane = threadIdx.x % kSmoothDims, group = threadIdx.x / kSmoothDims;
@@ -225,7 +222,6 @@ template <int D, int T>
 __global__ void __launch_bounds__(kScoreThreads) sla_block_scores_kernel(const __grid_constant__ SlaParams p,
                                                                          const float* sums, int max_blocks, int bh0,
                                                                          float* scores) {
-  begin_after_previous_grid();
   constexpr int S = kScoreStride<D>, kPerLane = T / 16;
   static_assert(T % 16 == 0 && kScoreThreads == 16 * 16, "16 x 16 lanes over the tile");
   extern __shared__ __align__(16) float score_smem[];
@@ -289,7 +285,6 @@ inline constexpr int kSelectThreads = 256;
 template <int kPerLane>
 __global__ void __launch_bounds__(kSelectThreads) sla_select_rows_kernel(const __grid_constant__ SlaParams p,
                                                                          const float* scores, int bh0, int rows) {
-  begin_after_previous_grid();
   __shared__ __align__(16) uint32_t hist[kSelectThreads / 32][256];  // each warp's digit histogram
   const int warp = threadIdx.x / 32, row = blockIdx.x * (kSelectThreads / 32) + warp;
   if (row >= rows) return;
@@ -305,7 +300,6 @@ inline constexpr int kTransposeSmemBudget = 48 * 1024;  // bytes of bitmask: no 
 // grid (B*H, ceil(Nk / (32 words))); dynamic smem words * Nq * 4 bytes (lut_transpose_words).
 __global__ void __launch_bounds__(kTransposeThreads) sla_lut_transpose_bitmask_kernel(
     const __grid_constant__ SlaParams p, int32_t* kv_count, int32_t* kv_list, int words) {
-  begin_after_previous_grid();
   static_assert(kTransposeThreads % 32 == 0, "whole warps");
   extern __shared__ uint32_t selected[];  // [words][Nq]: bit kb % 32 of word kb / 32 = (qb, kb0 + kb) selected
   const int nq = p.num_q_blocks, nk = p.num_k_blocks, n = p.blocks_per_row;
@@ -344,7 +338,6 @@ __global__ void __launch_bounds__(kTransposeThreads) sla_lut_transpose_bitmask_k
 // Fallback: one thread per (bh, key block), binary search in every LUT row (rows ascending).
 __global__ void sla_lut_transpose_kernel(const __grid_constant__ SlaParams p, int32_t* kv_count,
                                          int32_t* kv_list) {
-  begin_after_previous_grid();
   const int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // over B*H*Nk
   if (id >= int64_t(p.batch) * p.heads * p.num_k_blocks) return;
   const int kb = int(id % p.num_k_blocks);

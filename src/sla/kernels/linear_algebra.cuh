@@ -7,7 +7,6 @@
 // Every CTA owns 16 rows of a (b, h)'s D x D result; all sums run in a fixed order.
 #pragma once
 
-#include "launch.cuh"
 #include "sla_params.h"
 #include "warp_mma.cuh"
 
@@ -120,7 +119,6 @@ inline constexpr int kElemsPerThread = kAlgebraRows * D / kAlgebraThreads;
 template <class Elem, int D>
 __global__ void __launch_bounds__(kAlgebraThreads) sla_linear_state_algebra_kernel(
     const __grid_constant__ LinearAlgebraParams p) {
-  begin_after_previous_grid();
   using Tile = AlgebraTile<D>;
   __shared__ __align__(16) LeftT<D> sRowsT;  // rows row0.. of s, transposed
   __shared__ __align__(16) float sStage[kAlgebraChunk][D + 2];
@@ -154,7 +152,6 @@ __global__ void __launch_bounds__(kAlgebraThreads) sla_linear_state_algebra_kern
 template <int D>
 __global__ void __launch_bounds__(kAlgebraThreads) sla_linear_grad_algebra_kernel(
     const __grid_constant__ LinearAlgebraParams p) {
-  begin_after_previous_grid();
   using Tile = AlgebraTile<D>;
   __shared__ __align__(16) LeftT<D> sAT;  // rows row0.. of A, then of Aᵀ, transposed
   __shared__ __align__(16) float sStage[kAlgebraChunk][D + 2];
@@ -215,7 +212,6 @@ __global__ void __launch_bounds__(kAlgebraThreads) sla_linear_grad_algebra_kerne
 template <class Elem, int D>
 __global__ void __launch_bounds__(kAlgebraThreads) sla_linear_grad_normalise_kernel(
     const __grid_constant__ LinearAlgebraParams p) {
-  begin_after_previous_grid();
   const int bh = blockIdx.x, row0 = blockIdx.y * kAlgebraRows, tid = threadIdx.x;
   const int64_t dd = int64_t(D) * D;
   float scale = 1e-30f;  // an all-zero dS stays zero

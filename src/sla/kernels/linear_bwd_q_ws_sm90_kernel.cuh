@@ -10,7 +10,6 @@
 #pragma once
 
 #include "feature_map.cuh"
-#include "launch.cuh"
 #include "linear_kernels.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
@@ -41,7 +40,6 @@ struct LinearBwdQWsTraits {
 template <class Elem, int D>
 __global__ void __launch_bounds__(LinearBwdQWsTraits<Elem, D>::kThreads, 1)
     sla_linear_bwd_q_ws_sm90_kernel(const __grid_constant__ LinearParams p, const __grid_constant__ LinearBwdQMaps maps) {
-  begin_after_previous_grid();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = LinearBwdQWsTraits<Elem, D>;
   constexpr int R = Tr::kRows, kS = Tr::kStages;

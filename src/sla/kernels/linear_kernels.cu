@@ -1,6 +1,5 @@
 // Launchers of the linear-branch passes (linear_kernels.cuh), one instantiation per dtype and head_dim.
 #include "cuda_check.h"
-#include "launch.cuh"
 #include "linear_algebra.cuh"
 #include "linear_kernels.cuh"
 #include "linear_launch.h"
@@ -20,7 +19,8 @@ namespace {
 template <class Kernel>
 void launch(Kernel kernel, dim3 grid, int threads, int smem, const LinearParams& p, cudaStream_t stream) {
   set_dynamic_smem(kernel, smem);
-  launch_kernel(kernel, grid, threads, smem, stream, p);
+  kernel<<<grid, threads, smem, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 // Asked once per kernel and device: every forward and backward sizes its passes with it.
@@ -129,8 +129,8 @@ void run_linear_bwd_k(const LinearParams& p, cudaStream_t stream) {
 void run_linear_state_algebra(const LinearAlgebraParams& p, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      launch_kernel(&sla_linear_state_algebra_kernel<Elem, kD>, dim3(p.bh, kD / kAlgebraRows), kAlgebraThreads, 0,
-                    stream, p);
+      sla_linear_state_algebra_kernel<Elem, kD><<<dim3(p.bh, kD / kAlgebraRows), kAlgebraThreads, 0, stream>>>(p);
+      SLA_CUDA_CHECK_LAUNCH();
     });
   });
 }
@@ -139,8 +139,10 @@ void run_linear_grad_algebra(const LinearAlgebraParams& p, cudaStream_t stream) 
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       const dim3 grid(p.bh, kD / kAlgebraRows);
-      launch_kernel(&sla_linear_grad_algebra_kernel<kD>, grid, kAlgebraThreads, 0, stream, p);
-      launch_kernel(&sla_linear_grad_normalise_kernel<Elem, kD>, grid, kAlgebraThreads, 0, stream, p);
+      sla_linear_grad_algebra_kernel<kD><<<grid, kAlgebraThreads, 0, stream>>>(p);
+      SLA_CUDA_CHECK_LAUNCH();
+      sla_linear_grad_normalise_kernel<Elem, kD><<<grid, kAlgebraThreads, 0, stream>>>(p);
+      SLA_CUDA_CHECK_LAUNCH();
     });
   });
 }

@@ -8,7 +8,6 @@
 #pragma once
 
 #include "feature_map.cuh"
-#include "launch.cuh"
 #include "sla_params.h"
 #include "warp_mma.cuh"
 
@@ -136,7 +135,6 @@ __device__ __forceinline__ const Elem* o_rows(const LinearParams& p, int b, int 
 // written in Out.
 template <class Elem, int D, class Out = void>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_kernel(const __grid_constant__ LinearParams p) {
-  begin_after_previous_grid();
   constexpr bool kBlockSums = !std::is_void_v<Out>;
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
@@ -236,7 +234,6 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_state_ke
 // is 0 there).
 template <class Elem, int D, bool kPerBlock, int kTileBlocks = 1>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_kernel(const __grid_constant__ LinearParams p) {
-  begin_after_previous_grid();
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
   static_assert(kTileBlocks == 1 || (kPerBlock && kTileBlocks == 2), "two query blocks per tile: complement");
@@ -435,7 +432,6 @@ __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_q_ke
 // Pass 3 (backward, key side): dk_add and dv_add of the CTA's tiles.
 template <class Elem, int D>
 __global__ void __launch_bounds__(LinearTraits<D>::kThreads) sla_linear_bwd_k_kernel(const __grid_constant__ LinearParams p) {
-  begin_after_previous_grid();
   using Tr = LinearTraits<D>;
   constexpr int R = Tr::kRows, kS = Tr::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];

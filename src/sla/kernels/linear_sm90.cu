@@ -2,7 +2,6 @@
 // linear_bwd_q_ws_sm90_kernel.cuh), compiled for sm_90a alone: their launchers and instantiations
 // (dtype, D 128).
 #include "cuda_check.h"
-#include "launch.cuh"
 #include "linear_bwd_q_ws_sm90_kernel.cuh"
 #include "linear_launch.h"
 #include "linear_state_ws_sm90_kernel.cuh"
@@ -20,7 +19,8 @@ bool run_linear_state_sm90(const LinearParams& p, cudaStream_t stream) {
     if (!encode_rows_map(&maps.k, p.k, p, Tr::kRows) || !encode_rows_map(&maps.v, p.v, p, Tr::kRows)) return false;
     auto kernel = &sla_linear_state_ws_sm90_kernel<Elem, 128>;
     set_dynamic_smem(kernel, Tr::kSmemBytes);
-    launch_kernel(kernel, dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kSmemBytes, stream, p, maps);
+    kernel<<<dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
+    SLA_CUDA_CHECK_LAUNCH();
     return true;
   });
 }
@@ -36,7 +36,8 @@ bool run_linear_bwd_q_sm90(const LinearParams& p, cudaStream_t stream) {
     }
     auto kernel = &sla_linear_bwd_q_ws_sm90_kernel<Elem, 128>;
     set_dynamic_smem(kernel, Tr::kSmemBytes);
-    launch_kernel(kernel, dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kSmemBytes, stream, p, maps);
+    kernel<<<dim3(p.splits, p.batch * p.heads), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
+    SLA_CUDA_CHECK_LAUNCH();
     return true;
   });
 }

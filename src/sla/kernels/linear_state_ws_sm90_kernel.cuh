@@ -9,7 +9,6 @@
 #pragma once
 
 #include "feature_map.cuh"
-#include "launch.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
 #include "tma.cuh"
@@ -38,7 +37,6 @@ struct LinearStateWsTraits {
 template <class Elem, int D>
 __global__ void __launch_bounds__(LinearStateWsTraits<Elem, D>::kThreads, 1)
     sla_linear_state_ws_sm90_kernel(const __grid_constant__ LinearParams p, const __grid_constant__ LinearTensorMaps maps) {
-  begin_after_previous_grid();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = LinearStateWsTraits<Elem, D>;
   constexpr int R = Tr::kRows, kS = Tr::kStages;

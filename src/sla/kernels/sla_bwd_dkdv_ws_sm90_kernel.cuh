@@ -8,7 +8,6 @@
 // two warpgroups exchange their partials at the end as in the cp.async pass (dkdv_sm90_epilogue).
 #pragma once
 
-#include "launch.cuh"
 #include "sla_bwd_sm90_kernel.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
@@ -44,7 +43,6 @@ struct BwdDkdvWsSm90Traits {
 template <class Elem, int D, int BQ>
 __global__ void __launch_bounds__(BwdDkdvWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     sla_bwd_dkdv_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ BwdTensorMaps maps) {
-  begin_after_previous_grid();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = BwdDkdvWsSm90Traits<Elem, D, BQ>;
   constexpr int BK = Tr::kBlockK, kRows = Tr::kRows, kS = Tr::kStages;

@@ -8,7 +8,6 @@
 // the ring's first entry, so that their 64 KB serve as a third stage afterwards.
 #pragma once
 
-#include "launch.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
 #include "tma.cuh"
@@ -40,7 +39,6 @@ struct BwdDqWsSm90Traits {
 template <class Elem, int D, int BQ>
 __global__ void __launch_bounds__(BwdDqWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     sla_bwd_dq_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ BwdTensorMaps maps) {
-  begin_after_previous_grid();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = BwdDqWsSm90Traits<Elem, D, BQ>;
   constexpr int BK = Tr::kBlockK, kRows = Tr::kRows, kQB = Tr::kQBlocks, kS = Tr::kStages;

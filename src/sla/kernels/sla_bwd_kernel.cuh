@@ -9,7 +9,6 @@
 // The linear-branch gradients arrive as float32 addends and are folded into the single write.
 #pragma once
 
-#include "launch.cuh"
 #include "sla_params.h"
 #include "tile_config.h"
 #include "warp_mma.cuh"
@@ -24,7 +23,6 @@ inline constexpr float kLog2e = 1.4426950408889634f;
 // comes from o and the linear branch's row sums (delta_lin) without storing o_s.
 template <class Elem, int D>
 __global__ void __launch_bounds__(256) sla_bwd_preprocess_kernel(const __grid_constant__ SlaParams p) {
-  begin_after_previous_grid();
   static_assert(D % 32 == 0, "whole lanes per row");
   const int64_t row_id = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;  // over B*H*L
   const int lane = threadIdx.x % 32;
@@ -55,7 +53,6 @@ struct BwdDqTraits {
 template <class Elem, int D, int BQ, int BK>
 __global__ void __launch_bounds__(BwdDqTraits<Elem, D, BQ, BK>::kThreads)
     sla_bwd_dq_kernel(const __grid_constant__ SlaParams p) {
-  begin_after_previous_grid();
   using Tr = BwdDqTraits<Elem, D, BQ, BK>;
   static_assert(D % 16 == 0 && BQ % 16 == 0 && Tr::kSub % 16 == 0 && BK % Tr::kSub == 0, "whole fragments");
   static_assert(Tr::kSmemBytes <= kSmemBudgetBytes, "shared-memory budget");
@@ -169,7 +166,6 @@ struct BwdDkdvTraits {
 template <class Elem, int D, int BQ, int BK>
 __global__ void __launch_bounds__(BwdDkdvTraits<Elem, D, BQ, BK>::kThreads)
     sla_bwd_dkdv_kernel(const __grid_constant__ SlaParams p) {
-  begin_after_previous_grid();
   using Tr = BwdDkdvTraits<Elem, D, BQ, BK>;
   static_assert(D % 16 == 0 && BK % 16 == 0 && Tr::kSub % 16 == 0 && BQ % Tr::kSub == 0, "whole fragments");
   static_assert(Tr::kSmemBytes <= kSmemBudgetBytes, "shared-memory budget");

@@ -3,7 +3,6 @@
 #pragma once
 
 #include "cuda_check.h"
-#include "launch.cuh"
 #include "sla_bwd_kernel.cuh"
 #include "sla_launch.h"
 
@@ -27,7 +26,8 @@ void run_sla_bwd_dkdv_(const SlaParams& p, cudaStream_t stream) {
   using Dkdv = BwdDkdvTraits<Elem, D, BQ, BK>;
   auto dkdv_kernel = &sla_bwd_dkdv_kernel<Elem, D, BQ, BK>;
   set_dynamic_smem(dkdv_kernel, Dkdv::kSmemBytes);
-  launch_kernel(dkdv_kernel, dim3(p.num_k_blocks, p.heads, p.batch), Dkdv::kThreads, Dkdv::kSmemBytes, stream, p);
+  dkdv_kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Dkdv::kThreads, Dkdv::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 template <class Elem, int D, int BQ, int BK>
@@ -40,7 +40,8 @@ void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream) {
   //    linear branch's query-side pass wrote it (delta_ready)
   if (!p.delta_ready) {
     const int64_t rows = int64_t(p.batch) * p.heads * p.seqlen;
-    launch_kernel(&sla_bwd_preprocess_kernel<Elem, D>, unsigned((rows + 7) / 8), 256, 0, stream, p);
+    sla_bwd_preprocess_kernel<Elem, D><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
+    SLA_CUDA_CHECK_LAUNCH();
   }
 
   // 2. dq over each query block's LUT (on Hopper through wgmma)
@@ -53,7 +54,8 @@ void run_sla_bwd_(const SlaParams& p, BwdStage stage, cudaStream_t stream) {
     using Dq = BwdDqTraits<Elem, D, BQ, BK>;
     auto dq_kernel = &sla_bwd_dq_kernel<Elem, D, BQ, BK>;
     set_dynamic_smem(dq_kernel, Dq::kSmemBytes);
-    launch_kernel(dq_kernel, dim3(p.num_q_blocks, p.heads, p.batch), Dq::kThreads, Dq::kSmemBytes, stream, p);
+    dq_kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Dq::kThreads, Dq::kSmemBytes, stream>>>(p);
+    SLA_CUDA_CHECK_LAUNCH();
   }
 }
 

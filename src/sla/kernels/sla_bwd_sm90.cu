@@ -2,7 +2,6 @@
 // blocks of 64 or 128: sla_bwd_dq_ws_sm90_kernel.cuh, sla_bwd_dkdv_ws_sm90_kernel.cuh), compiled for
 // sm_90a alone: their launchers and the instantiations (dtype x head_dim x blkq, key blocks of 64).
 #include "cuda_check.h"
-#include "launch.cuh"
 #include "sla_bwd_dkdv_ws_sm90_kernel.cuh"
 #include "sla_bwd_dq_ws_sm90_kernel.cuh"
 #include "sla_bwd_sm90_kernel.cuh"
@@ -30,7 +29,8 @@ bool launch_bwd_dq_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   auto kernel = &sla_bwd_dq_ws_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
   const unsigned tiles = unsigned((p.num_q_blocks + Tr::kQBlocks - 1) / Tr::kQBlocks);  // of 128 query rows
-  launch_kernel(kernel, dim3(tiles, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream, p, maps);
+  kernel<<<dim3(tiles, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
+  SLA_CUDA_CHECK_LAUNCH();
   return true;
 }
 
@@ -39,7 +39,8 @@ void launch_bwd_dq_sm90(const SlaParams& p, cudaStream_t stream) {
   using Tr = BwdDqSm90Traits<Elem, D, BQ>;
   auto kernel = &sla_bwd_dq_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
-  launch_kernel(kernel, dim3(p.num_q_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream, p);
+  kernel<<<dim3(p.num_q_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 template <class Elem, int D, int BQ>
@@ -50,7 +51,8 @@ bool launch_bwd_dkdv_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   if (!encode_bwd_maps(&maps, p, Tr::kRows)) return false;
   auto kernel = &sla_bwd_dkdv_ws_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
-  launch_kernel(kernel, dim3(p.num_k_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream, p, maps);
+  kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
+  SLA_CUDA_CHECK_LAUNCH();
   return true;
 }
 
@@ -59,7 +61,8 @@ void launch_bwd_dkdv_sm90(const SlaParams& p, cudaStream_t stream) {
   using Tr = BwdDkdvSm90Traits<Elem, D, BQ>;
   auto kernel = &sla_bwd_dkdv_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
-  launch_kernel(kernel, dim3(p.num_k_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream, p);
+  kernel<<<dim3(p.num_k_blocks, p.heads, p.batch), Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

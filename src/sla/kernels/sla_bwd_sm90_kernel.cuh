@@ -7,7 +7,6 @@
 #pragma once
 
 #include "feature_map.cuh"
-#include "launch.cuh"
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
@@ -36,7 +35,6 @@ struct BwdDqSm90Traits {
 template <class Elem, int D, int BQ>
 __global__ void __launch_bounds__(BwdDqSm90Traits<Elem, D, BQ>::kThreads, BwdDqSm90Traits<Elem, D, BQ>::kMinBlocks)
     sla_bwd_dq_sm90_kernel(const __grid_constant__ SlaParams p) {
-  begin_after_previous_grid();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = BwdDqSm90Traits<Elem, D, BQ>;
   constexpr int BK = Tr::kBlockK;
@@ -339,7 +337,6 @@ struct BwdDkdvSm90Traits {
 template <class Elem, int D, int BQ>
 __global__ void __launch_bounds__(BwdDkdvSm90Traits<Elem, D, BQ>::kThreads, BwdDkdvSm90Traits<Elem, D, BQ>::kMinBlocks)
     sla_bwd_dkdv_sm90_kernel(const __grid_constant__ SlaParams p) {
-  begin_after_previous_grid();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = BwdDkdvSm90Traits<Elem, D, BQ>;
   constexpr int BK = Tr::kBlockK;

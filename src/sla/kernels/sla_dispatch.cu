@@ -2,7 +2,6 @@
 // the block-map launches. The precondition check is can_implement (support.cpp).
 #include "block_map_kernel.cuh"
 #include "cuda_check.h"
-#include "launch.cuh"
 #include "sla_launch.h"
 #include "static_switch.h"
 #include "tma_host.h"
@@ -48,8 +47,8 @@ int lut_transpose_words(int num_q_blocks, int num_k_blocks) {
 void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream) {
   SLA_ELEM_SWITCH(p.elem, Elem, [&] {
     SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      launch_kernel(&sla_pool_kernel<Elem, kD>, dim3(max_blocks, p.batch * p.heads, 2), kPoolThreads, 0, stream, p, sums,
-                    max_blocks);
+      sla_pool_kernel<Elem, kD><<<dim3(max_blocks, p.batch * p.heads, 2), kPoolThreads, 0, stream>>>(p, sums, max_blocks);
+      SLA_CUDA_CHECK_LAUNCH();
     });
   });
 }
@@ -57,7 +56,8 @@ void run_block_pool(const SlaParams& p, float* sums, int max_blocks, cudaStream_
 void run_smooth_k(const SlaParams& p, float* sums, int max_blocks, cudaStream_t stream) {
   SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
     const dim3 grid(unsigned(p.batch * p.heads), unsigned(kD / kSmoothDims));
-    launch_kernel(&sla_smooth_k_kernel<kD>, grid, kSmoothThreads, 0, stream, p, sums, max_blocks);
+    sla_smooth_k_kernel<kD><<<grid, kSmoothThreads, 0, stream>>>(p, sums, max_blocks);
+    SLA_CUDA_CHECK_LAUNCH();
   });
 }
 
@@ -71,7 +71,8 @@ void run_block_scores_select(const SlaParams& p, const float* sums, int max_bloc
     set_dynamic_smem(kernel, smem);
     const dim3 grid(unsigned((p.num_k_blocks + t - 1) / t), unsigned((p.num_q_blocks + t - 1) / t),
                     unsigned(bh_count));
-    launch_kernel(kernel, grid, kScoreThreads, smem, stream, p, sums, max_blocks, bh0, scores);
+    kernel<<<grid, kScoreThreads, smem, stream>>>(p, sums, max_blocks, bh0, scores);
+    SLA_CUDA_CHECK_LAUNCH();
   };
   SLA_HEADDIM_SWITCH(p.head_dim, kD, [&] {
     if (tiles(64) >= multiprocessor_count()) {
@@ -82,19 +83,18 @@ void run_block_scores_select(const SlaParams& p, const float* sums, int max_bloc
   });
   const int rows = bh_count * p.num_q_blocks, warps = kSelectThreads / 32;
   const dim3 grid(unsigned((rows + warps - 1) / warps));
-  // One warp per row; a row of up to 32 x W key blocks in registers (W = 0: longer rows).
-  const auto select = [&](auto kernel) { launch_kernel(kernel, grid, kSelectThreads, 0, stream, p, scores, bh0, rows); };
   if (p.num_k_blocks <= 32 * 4) {
-    select(&sla_select_rows_kernel<4>);
+    sla_select_rows_kernel<4><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
   } else if (p.num_k_blocks <= 32 * 8) {
-    select(&sla_select_rows_kernel<8>);
+    sla_select_rows_kernel<8><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
   } else if (p.num_k_blocks <= 32 * 16) {
-    select(&sla_select_rows_kernel<16>);
+    sla_select_rows_kernel<16><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
   } else if (p.num_k_blocks <= 32 * 32) {
-    select(&sla_select_rows_kernel<32>);
+    sla_select_rows_kernel<32><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
   } else {
-    select(&sla_select_rows_kernel<0>);
+    sla_select_rows_kernel<0><<<grid, kSelectThreads, 0, stream>>>(p, scores, bh0, rows);
   }
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, cudaStream_t stream) {
@@ -103,12 +103,13 @@ void run_lut_transpose(const SlaParams& p, int32_t* kv_count, int32_t* kv_list, 
   if (words > 0) {
     const int chunks = (p.num_k_blocks + 32 * words - 1) / (32 * words);
     const int smem = words * p.num_q_blocks * 4;
-    launch_kernel(&sla_lut_transpose_bitmask_kernel, dim3(unsigned(bh), unsigned(chunks)), kTransposeThreads, smem,
-                  stream, p, kv_count, kv_list, words);
+    sla_lut_transpose_bitmask_kernel<<<dim3(unsigned(bh), unsigned(chunks)), kTransposeThreads, smem, stream>>>(
+        p, kv_count, kv_list, words);
   } else {
     const int64_t threads = bh * p.num_k_blocks;
-    launch_kernel(&sla_lut_transpose_kernel, unsigned((threads + 127) / 128), 128, 0, stream, p, kv_count, kv_list);
+    sla_lut_transpose_kernel<<<unsigned((threads + 127) / 128), 128, 0, stream>>>(p, kv_count, kv_list);
   }
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 bool hopper_kernels_enabled() {
@@ -129,14 +130,6 @@ bool hopper_kernels_enabled() {
 #else
   return false;
 #endif
-}
-
-bool programmatic_launch_enabled() {
-  static const bool off = [] {
-    const char* env = std::getenv("SLA_PDL");
-    return env != nullptr && std::strcmp(env, "0") == 0;
-  }();
-  return !off && hopper_kernels_enabled();
 }
 
 bool use_sm90_kernels(const SlaParams& p) {

@@ -5,7 +5,6 @@
 // The backward needs no o_s: it gets rowsum(dO ∘ o_s) from o and the linear branch.
 #pragma once
 
-#include "launch.cuh"
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
 #include "tile_config.h"
@@ -27,7 +26,6 @@ struct FwdTraits {
 template <class Elem, int D, int BQ, int BK>
 __global__ void __launch_bounds__(FwdTraits<Elem, D, BQ, BK>::kThreads)
     sla_fwd_kernel(const __grid_constant__ SlaParams p) {
-  begin_after_previous_grid();
   using Tr = FwdTraits<Elem, D, BQ, BK>;
   static_assert(D % 16 == 0 && BQ % 16 == 0 && BK % 16 == 0, "tiles are whole mma fragments");
   static_assert(Tr::kSmemBytes <= kSmemBudgetBytes, "shared-memory budget");

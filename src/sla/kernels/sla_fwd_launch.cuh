@@ -2,7 +2,6 @@
 #pragma once
 
 #include "cuda_check.h"
-#include "launch.cuh"
 #include "sla_fwd_kernel.cuh"
 #include "sla_launch.h"
 
@@ -14,7 +13,8 @@ void run_sla_fwd_(const SlaParams& p, cudaStream_t stream) {
   auto kernel = &sla_fwd_kernel<Elem, D, BQ, BK>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
   const dim3 grid(p.num_q_blocks, p.heads, p.batch);
-  launch_kernel(kernel, grid, Tr::kThreads, Tr::kSmemBytes, stream, p);
+  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace sla::kernels

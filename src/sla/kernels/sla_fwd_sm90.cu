@@ -2,7 +2,6 @@
 // alone: their launchers, the tensor maps of the warp-specialised one, and the instantiations
 // (dtype x head_dim x blkq, key blocks of 64).
 #include "cuda_check.h"
-#include "launch.cuh"
 #include "sla_fwd_sm90_kernel.cuh"
 #include "sla_fwd_ws_sm90_kernel.cuh"
 #include "sla_launch.h"
@@ -65,7 +64,8 @@ bool launch_fwd_ws_sm90(const SlaParams& p, cudaStream_t stream) {
   SLA_CUDA_CHECK(cudaGetSymbolAddress(&trace, g_fwd_trace));
   SLA_CUDA_CHECK(cudaMemsetAsync(trace, 0, sizeof(long long) * kTraceCtas * kTraceCtaWords, stream));
 #endif
-  launch_kernel(kernel, unsigned(grid), Tr::kThreads, Tr::kSmemBytes, stream, p, maps);
+  kernel<<<unsigned(grid), Tr::kThreads, Tr::kSmemBytes, stream>>>(p, maps);
+  SLA_CUDA_CHECK_LAUNCH();
 #ifdef SLA_FWD_TRACE
   const int steps = (p.blocks_per_row + Tr::kStepBlocks - 1) / Tr::kStepBlocks;
   dump_fwd_trace(stream, grid, tiles, steps, steps + (p.lin_state != nullptr ? 1 : 0), Tr::kQBlocks,
@@ -80,7 +80,8 @@ void launch_fwd_sm90(const SlaParams& p, cudaStream_t stream) {
   auto kernel = &sla_fwd_sm90_kernel<Elem, D, BQ>;
   set_dynamic_smem(kernel, Tr::kSmemBytes);
   const dim3 grid(p.num_q_blocks, p.heads, p.batch);
-  launch_kernel(kernel, grid, Tr::kThreads, Tr::kSmemBytes, stream, p);
+  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+  SLA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

@@ -6,7 +6,6 @@
 // Compiled for sm_90a only (sla_fwd_sm90.cu); key blocks of 64 rows.
 #pragma once
 
-#include "launch.cuh"
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
@@ -34,7 +33,6 @@ struct FwdSm90Traits {
 template <class Elem, int D, int BQ>
 __global__ void __launch_bounds__(FwdSm90Traits<Elem, D, BQ>::kThreads)
     sla_fwd_sm90_kernel(const __grid_constant__ SlaParams p) {
-  begin_after_previous_grid();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = FwdSm90Traits<Elem, D, BQ>;
   constexpr int BK = Tr::kBlockK;

@@ -20,7 +20,6 @@
 #pragma once
 
 #include "fwd_trace.cuh"
-#include "launch.cuh"
 #include "sla_fwd_common.cuh"
 #include "sla_params.h"
 #include "sla_sm90_steps.cuh"
@@ -65,7 +64,6 @@ struct FwdWsSm90Traits {
 template <class Elem, int D, int BQ>
 __global__ void __launch_bounds__(FwdWsSm90Traits<Elem, D, BQ>::kThreads, 1)
     sla_fwd_ws_sm90_kernel(const __grid_constant__ SlaParams p, const __grid_constant__ FwdTensorMaps maps) {
-  begin_after_previous_grid();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tr = FwdWsSm90Traits<Elem, D, BQ>;
   constexpr int BK = Tr::kBlockK, NB = Tr::kStepBlocks, BN = Tr::kStepKeys;
