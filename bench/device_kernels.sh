@@ -15,7 +15,7 @@
 # .baseline/base.tar BASE`, in an ignored folder passed to the device with carry) builds that
 # tree's sla-bench beside this one's, and after the tests runs AB_ROUNDS (2) rounds of `--quick`
 # (AB_ARGS, e.g. "--quick --variant complement"), the base first, then this tree. Without AB_BASE,
-# AB_ENVS="SLA_PDL=0 SLA_PDL=1" runs this tree's rounds under each environment in turn (commas
+# AB_ENVS="SLA_WS=0 SLA_WS=1" runs this tree's rounds under each environment in turn (commas
 # within one entry separate several variables).
 set -uo pipefail
 # shellcheck source=bench/device_build.sh
