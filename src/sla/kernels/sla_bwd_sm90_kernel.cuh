@@ -234,8 +234,9 @@ __device__ __forceinline__ void dkdv_sm90_step(float (&acc_dk)[D / 8][4], float 
 // partials), then dk, dv written once. With two warpgroups (the same keys, two halves of the
 // query rows) the first writes dv and the second dk: each hands the other its partial of the one
 // it does not write (32 KB each at D 128, at `stages`) and adds the other's to its own (float
-// addition commutes: the same sums as before). Threads (tid 0..) share the loads;
-// `sync()` is a barrier among them, the dk/dv tiles sK, sV stay in place.
+// addition commutes, so each output is one fixed sum whichever warpgroup finishes first: the pass
+// stays deterministic). Threads (tid 0..) share the loads; `sync()` is a barrier among them, the
+// dk/dv tiles sK, sV stay in place.
 template <class Elem, int D, int Warpgroups, int Threads, class Sync>
 __device__ __forceinline__ void dkdv_sm90_epilogue(const SlaParams& p, float (&acc_dk)[D / 8][4],
                                                    float (&acc_dv)[D / 8][4], const Elem* sK, const Elem* sV,
