@@ -63,13 +63,18 @@ if built test_sla_kernels; then
   tail -c 200000 /tmp/test.log >"$OUT/test.log"
 fi
 
+# ab_bench [VAR=value ...] SLA_BENCH: one A/B run of SLA_BENCH (AB_ARGS) under those settings,
+# its rows without the peak and dense columns.
+ab_bench() {
+  # shellcheck disable=SC2086 # word splitting of the arguments is intended
+  env "$@" ${AB_ARGS:---quick} 2>&1 | grep topk | sed 's/ | peak[^|]*//; s/dense fwd.*| sla/| sla/'
+}
 if [ -n "${AB_BASE:-}" ] && built sla-bench && [ -x /tmp/ab_base/build/bench/sla-bench ]; then
   for round in $(seq "${AB_ROUNDS:-2}"); do
     for tree in /tmp/ab_base .; do
       [ "$(left)" -gt 30 ] || break 2
       echo "== A/B round $round: $([ "$tree" = . ] && echo "this tree" || echo base)"
-      # shellcheck disable=SC2086 # word splitting of the arguments is intended
-      timeout 60 "$tree/build/bench/sla-bench" ${AB_ARGS:---quick} 2>&1 | grep topk | sed 's/ | peak[^|]*//; s/dense fwd.*| sla/| sla/'
+      ab_bench timeout 60 "$tree/build/bench/sla-bench"
     done
   done
   elapsed "A/B"
@@ -80,9 +85,8 @@ elif [ -n "${AB_ENVS:-}" ] && built sla-bench; then  # this tree's sla-bench und
     for vars in $AB_ENVS; do
       [ "$(left)" -gt 30 ] || break 2
       echo "== A/B round $round: $vars"
-      # shellcheck disable=SC2086 # word splitting of the arguments is intended
-      env ${vars//,/ } timeout 60 ./build/bench/sla-bench ${AB_ARGS:---quick} 2>&1 | grep topk |
-        sed 's/ | peak[^|]*//; s/dense fwd.*| sla/| sla/'
+      # shellcheck disable=SC2086 # the settings are words
+      ab_bench ${vars//,/ } timeout 60 ./build/bench/sla-bench
     done
   done
   elapsed "A/B"
