@@ -58,6 +58,6 @@ install_pinned .venv/.simpletuner "" simpletuner==3.1.6 pillow==11.3.0 accelerat
 # The newest huggingface_hub (2.x) beside the pinned 1.x, for the hub tests' second run
 # (py_*_hf2): its own folder put first on PYTHONPATH, so .venv stays as above. SimpleTuner's
 # diffusers needs huggingface_hub < 2, hence two versions.
-install_pinned .venv/.hf2 .venv/hf2 huggingface_hub==2.4.0 httpx2==2.17.0 httpcore2==2.17.0 anyio==4.16.0 \
+install_pinned .venv/.hf2 .venv/hf2 huggingface_hub==2.5.0 httpx2==2.17.0 httpcore2==2.17.0 anyio==4.16.0 \
   h11==0.16.0 idna==3.21 click==8.5.1 filelock==4.3.2 fsspec==2026.9.0 hf-xet==1.8.0 packaging==26.4 \
   pyyaml==6.0.4 tqdm==4.70.1 truststore==0.10.5 typing-extensions==4.16.0
