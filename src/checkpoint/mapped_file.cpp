@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <filesystem>
 #include <mutex>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -107,7 +108,16 @@ void unregister_mapping(int slot) {
 int open_regular_file(const std::string& path, uint64_t* size) {
   // stat first: open() itself blocks on a FIFO without a writer, and fails oddly on a socket.
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) io_error("cannot open", path);
+  if (::stat(path.c_str(), &st) != 0) {
+    const int saved = errno;
+    std::error_code ec;  // a dangling link (a snapshot whose blob is missing) says where it points
+    if (saved == ENOENT && std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec))) {
+      const std::string target = std::filesystem::read_symlink(path, ec).string();
+      throw CheckpointError("E_IO", "is a symbolic link to a missing file (" + target + ")", path);
+    }
+    errno = saved;
+    io_error("cannot open", path);
+  }
   if (!S_ISREG(st.st_mode)) throw CheckpointError("E_IO", std::string("is ") + file_type(st.st_mode) + ", not a regular file", path);
   // O_NONBLOCK: should the path be swapped for a FIFO after the stat, open still returns at once.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
@@ -124,6 +134,11 @@ int open_regular_file(const std::string& path, uint64_t* size) {
   }
   *size = static_cast<uint64_t>(st.st_size);
   return fd;
+}
+
+bool entry_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(std::filesystem::symlink_status(path, ec));
 }
 
 void throw_file_changed(const std::string& path) {

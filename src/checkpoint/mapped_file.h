@@ -23,6 +23,10 @@ namespace sla::checkpoint {
 // instead ("a FIFO", "a socket", "a character device", ...) or why it cannot be opened.
 int open_regular_file(const std::string& path, uint64_t* size);
 
+// Whether the folder holds an entry of that name, whatever it is: a dangling symbolic link, a
+// FIFO, a folder: where a file is expected, these are broken files, not absent ones.
+bool entry_exists(const std::string& path);
+
 // The error every reader reports when the bytes it read were not the file's bytes throughout.
 [[noreturn]] void throw_file_changed(const std::string& path);
 

@@ -74,9 +74,12 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
   report.kind = classify(path, folder, path_is_file);
   Verifier v(report);
 
-  // The file to verify: the one named, else the .pt of the folder, else its twin.
+  // The file to verify: the one named, else the .pt of the folder, else its twin. An entry of
+  // that name that is no regular file (a dangling link, a FIFO, a folder) is a broken file: read
+  // and reported as such, never taken for a missing one.
   const fs::path pt_path = folder / kSlaFileName, twin_path = folder / kSlaTwinName;
-  fs::path target = path_is_file ? path : (is_file(pt_path) ? pt_path : (is_file(twin_path) ? twin_path : fs::path()));
+  const bool pt_present = entry_exists(pt_path.string());
+  fs::path target = path_is_file ? path : pt_present ? pt_path : entry_exists(twin_path.string()) ? twin_path : fs::path();
 
   const ModelShape model = find_model_shape(folder.string(), options.model_config);
   const Evidence evidence = gather_evidence(folder, !target.empty(), options);
@@ -99,8 +102,18 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
                                 pt_path.string() + ", or run `sla-ckpt regenerate " + folder.string() + "`";
     v.add("file", CheckStatus::kFail, "SLA expected but sla_attention.pt is missing: the model would run untrained; fix: " + fix,
           pt_path.string());
+  } else if (!is_file(target)) {  // a dangling link, a FIFO, a folder: open's refusal says which
+    std::string why;
+    try {
+      uint64_t size = 0;
+      ::close(open_regular_file(target.string(), &size));
+      why = "changed while verifying";  // a regular file by now (replaced meanwhile)
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    v.add("file", CheckStatus::kFail, "present but not a readable file: " + why, target.string());
   } else {
-    const bool only_twin = target.extension() == ".safetensors" && !is_file(pt_path);
+    const bool only_twin = target.extension() == ".safetensors" && !pt_present;
     if (only_twin)
       v.add("file", CheckStatus::kWarn,
             "only the safetensors twin is present; SimpleTuner reads sla_attention.pt: run `sla-ckpt convert " +
@@ -126,7 +139,7 @@ VerifyReport verify_path(const std::string& path_text, const VerifyOptions& opti
       v.check_values(sla->file, where);
       v.check_provenance(sla->file, lineage, where);
       const fs::path other = target.extension() == ".safetensors" ? pt_path : twin_path;
-      if (is_file(other) && !(target.extension() == ".safetensors" && only_twin)) {
+      if (entry_exists(other.string()) && !(target.extension() == ".safetensors" && only_twin)) {
         if (target.extension() == ".safetensors") {
           try {
             v.check_twin(load_any(other).file, target);

@@ -1,5 +1,6 @@
 #include "sla_source.h"
 
+#include "sla/checkpoint/mapped_file.h"
 #include "sla/checkpoint/sla_state.h"
 
 #include <filesystem>
@@ -31,8 +32,9 @@ std::optional<std::string> newest_checkpoint_sla_file(const std::string& folder)
 std::optional<SlaSource> find_sla_source(const std::string& folder, const std::string& sla_from) {
   if (!sla_from.empty()) return SlaSource{sla_from, "--sla-from", true};
   const fs::path own = fs::path(folder) / sla::checkpoint::kSlaFileName;
-  std::error_code ec;
-  if (fs::is_regular_file(own, ec)) return SlaSource{own.string(), "the folder's own", false};
+  // Any entry of that name is the folder's own, a broken one (a dangling link) too: verify refuses
+  // it, rather than a checkpoint's file standing in for it unnoticed.
+  if (sla::checkpoint::entry_exists(own.string())) return SlaSource{own.string(), "the folder's own", false};
   if (auto newest = newest_checkpoint_sla_file(folder))
     return SlaSource{*newest, "the newest checkpoint's (" + fs::path(*newest).parent_path().filename().string() + ")", true};
   return std::nullopt;

@@ -1,6 +1,7 @@
 #include "hooks.h"
 
 #include "sla_kernels.h"
+#include "sla/checkpoint/mapped_file.h"
 #include "sla/checkpoint/sla_state.h"
 #include "sla_state_torch.h"
 
@@ -300,7 +301,7 @@ LoadReport AttentionBackend::on_load_checkpoint(const std::string& dir) {
 LoadReport AttentionBackend::load_file(const std::string& dir) {
   LoadReport report;
   const fs::path path = fs::path(dir) / sla::checkpoint::kSlaFileName;
-  if (!fs::exists(path)) {
+  if (!sla::checkpoint::entry_exists(path.string())) {  // a dangling link is a broken file: read, and refused
     emit("no " + path.string() + "; SLA projections start from zero");
     return report;
   }

@@ -3,6 +3,7 @@ both exit codes (and 2 for unusable input), the JSON shape. SLA files are writte
 torch.save, so the reader is checked against PyTorch's own writer."""
 import json
 import math
+import os
 import shutil
 
 import pytest
@@ -303,6 +304,31 @@ def test_truncated_file_fails_the_read_check(tmp_path):
     code, report = verify_json(ck)
     assert code == 1 and statuses(report, "read") == ["fail"]
     assert "E_" in messages(report, "read")
+
+
+BROKEN_ENTRIES = [
+    ("dangling-link", lambda p: p.symlink_to(p.parent / "blobs" / "missing"), "symbolic link to a missing file"),
+    ("fifo", lambda p: os.mkfifo(p), "FIFO"),
+    ("folder", lambda p: p.mkdir(), "folder"),
+    ("link-to-device", lambda p: p.symlink_to("/dev/zero"), "character device"),
+]
+
+
+@pytest.mark.parametrize("name,make,words", BROKEN_ENTRIES, ids=[c[0] for c in BROKEN_ENTRIES])
+def test_broken_sla_entry_in_a_folder_fails_not_missing(tmp_path, name, make, words):
+    # A snapshot whose blob is missing (a dangling link), a FIFO, a folder or a device named
+    # sla_attention.pt: a broken file, never "no SLA evidence" and never waiting on the FIFO.
+    make(tmp_path / "sla_attention.pt")
+    code, report = verify_json(tmp_path)
+    assert code == 1 and report["sla_expected"] is True, report
+    assert statuses(report, "file") == ["fail"] and words in messages(report, "file"), report
+    # Beside a sound twin, the broken .pt is still what fails (SimpleTuner reads the .pt).
+    ck = simpletuner_checkpoint(tmp_path / "with_twin", 5)
+    run_ckpt("convert", ck / "sla_attention.pt", ck / "sla_attention.safetensors")
+    (ck / "sla_attention.pt").unlink()
+    make(ck / "sla_attention.pt")
+    code, report = verify_json(ck)
+    assert code == 1 and statuses(report, "file") == ["fail"], report
 
 
 def test_simpletuner_state_dict_payload(tmp_path):

@@ -50,6 +50,26 @@ def test_push_leaves_checkpoints_out_unless_asked(server, tmp_path):
     assert {"checkpoint-100/optimizer.bin", "checkpoint-200/optimizer.bin", "checkpoint-200/sla_attention.pt"} <= files
 
 
+def test_push_refuses_a_broken_sla_file_and_names_entries_left_out(server, tmp_path):
+    out = simpletuner_output(tmp_path / "output")
+    env = hub_env(server, tmp_path / "hf")
+    # The folder's own file a dangling link (a copy whose blob is missing): refused, not replaced
+    # unnoticed by the newest checkpoint's file.
+    (out / "sla_attention.pt").symlink_to(out / "blobs" / "missing")
+    r = run_ckpt("push", out, "alice/broken", env=env)
+    assert r.returncode != 0 and "symbolic link to a missing file" in r.stderr, r.stderr
+    # Other entries that are not regular files go unuploaded with a note naming them.
+    (out / "sla_attention.pt").unlink()
+    (out / "weights.safetensors").symlink_to(out / "blobs" / "gone")
+    r = run_ckpt("push", out, "alice/noted", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "left out 1 entry that is not a regular file (weights.safetensors)" in r.stderr, r.stderr
+    assert "weights.safetensors" not in remote_files(server, tmp_path, "alice/noted")
+    assert run_python("import json; from huggingface_hub import HfApi; "
+                      "print(json.dumps([HfApi().repo_exists(r) for r in ('alice/broken', 'alice/noted')]))",
+                      hub_env(server, tmp_path / "hf_oracle")) == [False, True]
+
+
 # ---- push --revision on a new branch; --create-pr with no changes -------------------------------
 
 def test_push_to_a_new_branch_creates_it(server, tmp_path):

@@ -222,6 +222,16 @@ TEST_CASE("nothing is written without a module or off the main process", "[hooks
   CHECK_FALSE(reader.backend->on_load_checkpoint(dir.path.string()).found);
 }
 
+TEST_CASE("a dangling sla_attention.pt link is refused, not taken for a missing file", "[hooks]") {
+  // A checkpoint whose file is a link to a missing blob: training must not resume from zero.
+  TempDir dir;
+  fs::create_symlink(dir.path / "blobs" / "missing", dir.path / "sla_attention.pt");
+  Captured reader;
+  CHECK_THROWS_WITH(reader.backend->on_load_checkpoint(dir.path.string()),
+                    sla::test::contains_text("symbolic link to a missing file"));
+  CHECK(reader.count("start from zero") == 0);
+}
+
 TEST_CASE("settings mismatch: warning names the differing keys, the trained projection is kept", "[hooks]") {
   TempDir dir;
   Captured writer("{'topk': 0.5, 'blkq': 32, 'blkk': 32}");

@@ -11,6 +11,7 @@
 #include "sla/checkpoint/errors.h"
 #include "sla/hub/hub_client.h"
 #include "sla/hub/model_card.h"
+#include "printable.h"
 #include "progress_bar.h"
 #include "sla/hub/sla_source.h"
 #include "sla/checkpoint/sla_state.h"
@@ -99,11 +100,17 @@ bool is_training_checkpoint(const fs::path& rel) {
   return name.rfind("checkpoint-", 0) == 0 && name.find('/') == std::string::npos;
 }
 
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
+  return printable(out);  // names of the user's files, escaped for the terminal like a file's strings
+}
+
 // Files of the folder as the Hub will see them; .git and .cache/huggingface are never uploaded,
 // checkpoint-*/ folders only with --include-checkpoints (a note on stderr says what was left out).
 std::vector<sla::hub::UploadItem> collect_files(const PushArgs& args) {
   std::vector<sla::hub::UploadItem> items;
-  std::vector<std::string> left_out;
+  std::vector<std::string> left_out, not_files;
   const fs::path root(args.folder);
   for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
     const std::string rel = fs::relative(it->path(), root).generic_string();
@@ -116,18 +123,26 @@ std::vector<sla::hub::UploadItem> collect_files(const PushArgs& args) {
       it.disable_recursion_pending();
       continue;
     }
-    if (!it->is_regular_file()) continue;
+    const bool real_folder = it->is_directory() && !it->is_symlink();
+    if (real_folder) continue;
     if (!args.include.empty() && !sla::hub::matches_any_glob(rel, args.include)) continue;
     if (sla::hub::matches_any_glob(rel, args.exclude)) continue;
+    if (!it->is_regular_file()) {  // a dangling link, a linked folder (not walked), a FIFO, a device
+      not_files.push_back(rel);
+      continue;
+    }
     items.push_back({rel, it->path().string(), std::nullopt});
+  }
+  if (!not_files.empty()) {
+    std::sort(not_files.begin(), not_files.end());
+    fmt::print(stderr, "sla-ckpt push: left out {} entr{} that {} not a regular file ({})\n", not_files.size(),
+               not_files.size() == 1 ? "y" : "ies", not_files.size() == 1 ? "is" : "are", join_names(not_files));
   }
   std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.path_in_repo < b.path_in_repo; });
   if (!left_out.empty()) {
     std::sort(left_out.begin(), left_out.end());
-    std::string names;
-    for (const auto& name : left_out) names += (names.empty() ? "" : ", ") + name;
     fmt::print(stderr, "sla-ckpt push: left out {} training checkpoint folder(s) ({}); pass --include-checkpoints to upload them\n",
-               left_out.size(), names);
+               left_out.size(), join_names(left_out));
   }
   return items;
 }
