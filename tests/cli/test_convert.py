@@ -3,12 +3,14 @@
 only with --force."""
 import hashlib
 import json
+import resource
+import subprocess
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import DEFAULT_SETTINGS, run_ckpt, trained_entry, write_sla_pt
+from conftest import CKPT, DEFAULT_SETTINGS, run_ckpt, trained_entry, write_sla_pt
 
 
 def digest(path):
@@ -102,3 +104,21 @@ def test_bad_inputs_and_arguments(tmp_path):
 def test_help_has_an_example():
     r = run_ckpt("convert", "--help")
     assert r.returncode == 0 and "Example:" in r.stdout
+
+
+def test_write_past_the_file_size_limit_fails_cleanly(tmp_path):
+    # Under `ulimit -f` the kernel sends SIGXFSZ, whose default action would kill the tool with
+    # its temp file left in OUT's folder: the write must fail with E_WRITE and leave nothing.
+    state = {"128:bf16": trained_entry(128)}
+    write_sla_pt(tmp_path / "sla_attention.pt", state=state)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    r = subprocess.run([CKPT, "convert", tmp_path / "sla_attention.pt", out / "sla_attention.safetensors"],
+                       capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size)  # SIGXFSZ default
+    assert r.returncode == 2 and "E_WRITE" in r.stderr and "File too large" in r.stderr, (r.returncode, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert list(out.iterdir()) == []

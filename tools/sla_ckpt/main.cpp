@@ -13,6 +13,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <csignal>
 #include <exception>
 #include <optional>
 #include <sstream>
@@ -131,6 +132,10 @@ int main(int argc, char** argv) {
   app.footer("Exit codes: 0 ok, 1 a check failed or the file has problems, 2 unreadable input or bad arguments.");
 
   g_command_line.assign(argv, argv + argc);
+  // Past a file-size limit (ulimit -f) a write then fails with EFBIG, and the durable write
+  // removes its temp file and reports E_WRITE, where the default action would kill the process
+  // and leave the temp file behind.
+  std::signal(SIGXFSZ, SIG_IGN);
   std::vector<Subcommand> subcommands = {
 #ifdef SLA_REGENERATE_IN_PROCESS  // sla-ckpt-regenerate: the regenerate subcommand alone, with LibTorch
       register_regenerate(app),
