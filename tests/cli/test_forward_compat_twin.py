@@ -131,4 +131,6 @@ def test_convert_still_refuses_a_real_problem_beside_a_warning(tmp_path):
     out = tmp_path / "sla_attention.safetensors"
     r = run_ckpt("convert", src, out)
     assert r.returncode == 1 and "refusing to convert" in r.stderr and "proj_l.bias" in r.stderr
+    # one line: the real problem, and how many more (the version warning) verify lists
+    assert len(r.stderr.strip().splitlines()) == 1 and "(1 more problem: sla-ckpt verify" in r.stderr, r.stderr
     assert not out.exists()

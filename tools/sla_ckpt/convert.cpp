@@ -46,16 +46,21 @@ Exit run_convert(const ConvertArgs& args) {
     throw CliError(kUnusable, fmt::format("{} exists; pass --force to replace it", args.out));
   }
   SlaLoadResult input = load_input(args.in);  // CheckpointError: unreadable (exit 2)
-  const bool refused = std::any_of(input.problems.begin(), input.problems.end(), [](const Problem& p) { return !is_warning(p); });
+  const auto first_error =
+      std::find_if(input.problems.begin(), input.problems.end(), [](const Problem& p) { return !is_warning(p); });
+  if (first_error != input.problems.end()) {  // one line: the first problem, and how many more verify lists
+    const Problem& p = *first_error;
+    const size_t more = input.problems.size() - 1;
+    say(stderr, fmt::format("sla-ckpt convert: refusing to convert {}: {}: {}{}{}", args.in, p.code, p.message,
+                            p.where.empty() ? "" : " at " + p.where,
+                            more == 0 ? "" : fmt::format(" ({} more problem{}: sla-ckpt verify {})", more, more == 1 ? "" : "s", args.in)));
+    return kFailed;
+  }
   // A forward-compatibility warning does not stop the conversion: OUT holds what this toolkit reads
   // (format version 1, known settings and tensors), and each warning says what was not carried.
   for (const auto& p : input.problems)
-    say(stderr, fmt::format("sla-ckpt convert: {}: {} in {}{}{}", p.code, p.message, args.in, p.where.empty() ? "" : ": " + p.where,
-                            refused || !is_warning(p) ? "" : " (written to OUT as read: version 1, only what this toolkit knows)"));
-  if (refused) {
-    say(stderr, "sla-ckpt convert: refusing to convert a file with problems (see sla-ckpt verify)");
-    return kFailed;
-  }
+    say(stderr, fmt::format("sla-ckpt convert: {}: {} in {}{} (written to OUT as read: version 1, only what this toolkit knows)",
+                            p.code, p.message, args.in, p.where.empty() ? "" : ": " + p.where));
   nlohmann::json warnings = nlohmann::json::array();
   for (const auto& p : input.problems) warnings.push_back({{"code", p.code}, {"message", p.message}, {"where", p.where}});
   input.file.version = kSlaFormatVersion;
