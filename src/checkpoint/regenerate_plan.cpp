@@ -1,6 +1,7 @@
 #include "regenerate_plan.h"
 
 #include "errors.h"
+#include "mapped_file.h"
 #include "safetensors.h"
 #include "settings_literal.h"
 #include "sla_state.h"
@@ -166,8 +167,7 @@ RegeneratePlan make_regenerate_plan(const RegenerateRequest& request) {
   }
   plan.entries_source = dims_source + (request.dtype.empty() && !hints.dtype_token.empty() ? " + weights dtype" : "");
 
-  std::error_code ec;
-  if (fs::exists(plan.output, ec)) {
+  if (entry_exists(plan.output)) {  // a dangling link too: the plan says it replaces a broken file
     plan.existing_valid = valid_sla_file_at(plan.output);
     plan.replaces = plan.existing_valid ? "a valid sla_attention.pt" : "an unreadable or invalid sla_attention.pt";
   }

@@ -56,6 +56,13 @@ def test_plan_flags_and_training_config(tmp_path):
     assert p["settings_source"] == str(tmp_path / "config.json")
 
 
+def test_plan_names_a_dangling_link_it_replaces(tmp_path):
+    out = foreign_model(tmp_path)
+    assert "replaces" not in plan(out)
+    (out / "sla_attention.pt").symlink_to(out / "blobs" / "missing")
+    assert plan(out)["replaces"] == "an unreadable or invalid sla_attention.pt"
+
+
 def test_plan_errors_exit_2(tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
