@@ -12,6 +12,8 @@ blocks the sparse branch left out). Differences, each deliberate:
 - inputs the fused kernels do not run (head dim, dtype, block sizes, sizes) run the reference on
   the same device, with a warning naming the reason once per reason: never a silent wrong answer;
 - at least one key block is selected per query block (the public module allows zero);
+- q, k, v of different shapes (cross-attention, grouped-query attention), which the public module
+  does not run, run dense SDPA, with a warning once per reason;
 - ``proj_l`` is read at call time (SimpleTuner reassigns the attribute) and applied in float32.
 """
 from __future__ import annotations
@@ -87,14 +89,18 @@ class SparseLinearAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, return_sparsity: bool = False):
         """
         Args:
-            q, k, v: (B, H, L, D), one shape (self-attention), any strides.
-            return_sparsity: also return the fraction of key blocks each query block attends to.
+            q, k, v: (B, H, L, D), one shape (self-attention), any strides; other shapes
+                (cross-attention, grouped-query attention) run dense SDPA with a warning.
+            return_sparsity: also return the fraction of key blocks each query block attends to
+                (1.0 for dense SDPA).
         """
-        if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
-            raise ValueError("SparseLinearAttention: expected q, k, v of one shape (B, H, L, D), got "
+        if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+            raise ValueError("SparseLinearAttention: expected q, k, v of shape (B, H, L, D), got "
                              f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
         if q.shape[-1] != self.proj_l.in_features:
             raise ValueError(f"SparseLinearAttention: expected head_dim {self.proj_l.in_features}, got {q.shape[-1]}")
+        if q.shape != k.shape or q.shape != v.shape:
+            return self._dense(q, k, v, return_sparsity)
         dtype = q.dtype
         if q.device.type == "cuda":
             q, k, v = q.to(self.dtype), k.to(self.dtype), v.to(self.dtype)
@@ -110,6 +116,26 @@ class SparseLinearAttention(nn.Module):
             num_key_blocks = -(-q.shape[2] // self.BLKK)
             return o, ops.blocks_per_row(self.topk, num_key_blocks) / num_key_blocks
         return o
+
+    def _dense(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, return_sparsity: bool):
+        """Attention that SLA does not define (cross-attention, grouped-query attention, a value head
+        dim of its own): plain SDPA, as the C++ trainer hooks fall back, with a warning once per
+        reason. Raising instead would hand the call to SimpleTuner's own fallback, which fails on
+        torch >= 2.1 (it passes `scale` and `enable_gqa` by position; README, SimpleTuner)."""
+        if k.shape[:3] != v.shape[:3] or q.shape[0] != k.shape[0] or k.shape[-1] != q.shape[-1]:
+            raise ValueError("SparseLinearAttention: q, k, v do not make attention: "
+                             f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        why = ("query length != key length" if q.shape[2] != k.shape[2] else
+               "query heads != key/value heads" if q.shape[1] != k.shape[1] else
+               "value head_dim != query head_dim")
+        if why not in _warned_reasons and not torch.compiler.is_compiling():
+            _warned_reasons.add(why)
+            warnings.warn(f"SparseLinearAttention: SLA is self-attention of one shape ({why}); running dense SDPA",
+                          stacklevel=3)
+        # aten's op, not torch.nn.functional's name, which a trainer may have replaced by a wrapper
+        # that calls this module again (SimpleTuner does).
+        o = torch.ops.aten.scaled_dot_product_attention.default(q, k, v, enable_gqa=q.shape[1] != k.shape[1])
+        return (o, 1.0) if return_sparsity else o
 
     def _warn_if_reference(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         why = ops.kernels_why_not(q, k, v, self.topk, self.BLKQ, self.BLKK)

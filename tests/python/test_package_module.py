@@ -1,5 +1,6 @@
 """sla_toolkit.SparseLinearAttention against the public module's API and the float64 definition."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -40,10 +41,39 @@ def test_constructor_refuses_what_it_cannot_run():
 def test_forward_refuses_inputs_it_cannot_run():
     m = SparseLinearAttention(32, 0.5)
     q, k, v = qkv()
-    with pytest.raises(ValueError, match=r"one shape \(B, H, L, D\), got \(2, 3, 130, 32\), \(2, 3, 129, 32\)"):
+    with pytest.raises(ValueError, match=r"do not make attention: \(2, 3, 130, 32\), \(2, 3, 129, 32\)"):
         m(q, k[:, :, 1:], v)
     with pytest.raises(ValueError, match="expected head_dim 32, got 16"):
         m(*(t[..., :16] for t in (q, k, v)))
+    with pytest.raises(ValueError, match=r"shape \(B, H, L, D\), got \(3, 130, 32\)"):
+        m(q[0], k[0], v[0])
+
+
+def test_shapes_sla_does_not_define_run_dense_sdpa_with_one_warning():
+    # Cross-attention (Wan's text tokens), grouped-query attention and a value head dim of its own
+    # reach the module through SimpleTuner's wrapper: dense SDPA (the oracle), never an exception,
+    # and never the trainer's replaced torch.nn.functional name (which would call the module again).
+    m = SparseLinearAttention(32, 0.5)
+    q, k, v = qkv()
+    g = torch.Generator().manual_seed(5)
+    cases = {
+        "query length != key length": (q, k[:, :, :77], v[:, :, :77]),
+        "query heads != key/value heads": (q, k[:, :1], v[:, :1]),
+        "value head_dim != query head_dim": (q, k, torch.randn(2, 3, 130, 16, dtype=q.dtype, generator=g)),
+    }
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    try:
+        torch.nn.functional.scaled_dot_product_attention = lambda *a, **kw: pytest.fail("the replaced name was called")
+        for why, (a, b, c) in cases.items():
+            with pytest.warns(UserWarning, match=f"{why}.*dense SDPA"):
+                o, sparsity = m(a, b, c, return_sparsity=True)
+            expected = sdpa(a, b, c, enable_gqa=a.shape[1] != b.shape[1])
+            assert sparsity == 1.0 and torch.equal(o, expected), why
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # once per reason
+                m(a, b, c)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = sdpa
 
 
 @pytest.mark.parametrize("feature_map,variant,blkq,blkk", [("softmax", "all", 64, 64), ("relu", "complement", 32, 64),

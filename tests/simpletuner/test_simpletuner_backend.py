@@ -155,6 +155,42 @@ def test_dropin_serves_the_public_import_name(dropin):
     assert r.stdout.strip().startswith(str(dropin))
 
 
+# SimpleTuner's wrapper on CPU with its device check stood in, as in simpletuner_step.py.
+CROSS_ATTENTION = """
+import types, warnings, torch
+from simpletuner.helpers.training.attention_backend import AttentionBackendController as c, AttentionPhase
+check = c._sla_should_fallback.__func__
+stand_in = lambda q: types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"), ndim=q.ndim, dtype=q.dtype)
+c._sla_should_fallback = classmethod(lambda cls, q, *rest: check(cls, stand_in(q), *rest))
+sdpa = torch.nn.functional.scaled_dot_product_attention
+c.apply(types.SimpleNamespace(attention_mechanism="sla", sla_config={"topk": 0.5}), AttentionPhase.TRAIN)
+g = torch.Generator().manual_seed(0)
+q = torch.randn(1, 2, 192, 64, generator=g).bfloat16()
+text = torch.randn(1, 2, 77, 64, generator=g).bfloat16()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    o = torch.nn.functional.scaled_dot_product_attention(q, text, text)  # cross-attention: reaches the module
+assert torch.equal(o, sdpa(q, text, text)), "not dense SDPA"
+assert any("query length != key length" in str(w.message) for w in caught), [str(w.message) for w in caught]
+try:  # SimpleTuner's own fallback (a mask, fp32, CPU, ...) on this torch
+    torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(192, 192, dtype=torch.bool))
+    print("fallback ok")
+except TypeError as e:
+    print("fallback TypeError:", e)
+"""
+
+
+def test_cross_attention_through_simpletuner_runs_dense_and_its_own_fallback_fails(dropin):
+    # Wan's cross-attention to its text tokens goes through SimpleTuner's wrapper into the module;
+    # the module runs it as dense SDPA itself, because SimpleTuner's fallback (for any exception
+    # too) passes `scale` and `enable_gqa` by position, which torch's SDPA takes only by keyword.
+    # The second half pins that bug of SimpleTuner 3.1.6 (README, SimpleTuner): it fails here
+    # once SimpleTuner fixes it, and the README's note goes.
+    r = run([sys.executable, "-c", CROSS_ATTENTION], env=step_env(dropin))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "fallback TypeError: scaled_dot_product_attention() takes from 3 to 6 positional arguments" in r.stdout, r.stdout
+
+
 def test_example_checkpoint_resumed_trained_and_saved_by_simpletuner(dropin, example_run, tmp_path):
     source_path = example_run / "checkpoint-2" / "sla_attention.pt"
     dims, source = needed_head_dims(source_path)
