@@ -142,4 +142,5 @@ class SparseLinearAttention(nn.Module):
         if why and why not in _warned_reasons:
             _warned_reasons.add(why)
             warnings.warn(f"SparseLinearAttention: the fused kernels do not run these inputs ({why}); "
-                          "running the reference on the same device (exact, slower)", stacklevel=3)
+                          "running the reference on the same device (exact, slower, and it holds the (L, L) scores)",
+                          stacklevel=3)
