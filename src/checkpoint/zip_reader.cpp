@@ -269,6 +269,8 @@ std::vector<Extent> read_local_records(const uint8_t* data, size_t size, const D
                                        const std::vector<uint16_t>& cd_flags, const ZipOptions& options,
                                        ZipArchive& archive) {
   std::vector<Extent> extents;
+  size_t unaligned = 0;
+  std::string first_unaligned;
   for (size_t i = 0; i < archive.entries.size(); ++i) {
     ZipEntry& e = archive.entries[i];
     if (e.header_offset >= size) throw CheckpointError("E_RECORD_OOB", "local header offset " + std::to_string(e.header_offset) + " is past the end of the file", e.name);
@@ -315,10 +317,13 @@ std::vector<Extent> read_local_records(const uint8_t* data, size_t size, const D
     if (e.data_offset % kRecordAlignment != 0 || !fb) {
       std::string why = "data at offset " + std::to_string(e.data_offset) + " is not 64-byte aligned by an FB extra field";
       if (options.canonical) throw CheckpointError("E_ALIGN", why, e.name);
-      if (e.data_offset % kRecordAlignment != 0) archive.warnings.push_back(e.name + ": " + why);
+      if (e.data_offset % kRecordAlignment != 0 && unaligned++ == 0) first_unaligned = e.name + ": " + why;
     }
     extents.push_back({e.header_offset, entry_end, i});
   }
+  if (unaligned > 0)  // one warning for the archive (Python's zipfile aligns none), not one per record
+    archive.warnings.push_back(first_unaligned +
+                               (unaligned > 1 ? " (and " + std::to_string(unaligned - 1) + " more records)" : ""));
   return extents;
 }
 

@@ -172,6 +172,7 @@ def test_reader_accepts_files_without_the_newer_records(tmp_path):
     out = subprocess.run([SLA_CKPT, "inspect", str(old)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "not 64-byte aligned" in out.stderr
+    assert out.stderr.count("not 64-byte aligned") == 1 and "more records)" in out.stderr, out.stderr  # one line
 
 
 # ---- sla-ckpt inspect ------------------------------------------------------------------------------
