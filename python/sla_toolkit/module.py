@@ -121,7 +121,7 @@ class SparseLinearAttention(nn.Module):
         """Attention that SLA does not define (cross-attention, grouped-query attention, a value head
         dim of its own): plain SDPA, as the C++ trainer hooks fall back, with a warning once per
         reason. Raising instead would hand the call to SimpleTuner's own fallback, which fails on
-        torch >= 2.1 (it passes `scale` and `enable_gqa` by position; README, SimpleTuner)."""
+        torch 2.11 (3.1.6 passes `scale` and `enable_gqa` by position; README, SimpleTuner)."""
         if k.shape[:3] != v.shape[:3] or q.shape[0] != k.shape[0] or k.shape[-1] != q.shape[-1]:
             raise ValueError("SparseLinearAttention: q, k, v do not make attention: "
                              f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
