@@ -63,6 +63,14 @@ def test_plan_names_a_dangling_link_it_replaces(tmp_path):
     assert plan(out)["replaces"] == "an unreadable or invalid sla_attention.pt"
 
 
+def test_plan_json_of_a_folder_whose_name_is_not_utf8(tmp_path):
+    # Linux names are bytes: the JSON shows U+FFFD for what is not UTF-8, it does not fail.
+    out = foreign_model(tmp_path)
+    odd = os.path.join(os.fsencode(tmp_path), b"run\xff")
+    os.rename(os.fsencode(out), odd)
+    assert plan(os.fsdecode(odd))["checkpoint_dir"].endswith("run\ufffd")
+
+
 def test_plan_errors_exit_2(tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()

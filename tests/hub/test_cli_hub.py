@@ -1,6 +1,7 @@
 """The Hub commands as a user meets them (issue 17, part 4), against `sla-ckpt hub serve` on loopback
 with the real huggingface_hub client as the oracle of what the server holds."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,16 @@ def test_push_refuses_a_broken_sla_file_and_names_entries_left_out(server, tmp_p
     assert r.returncode == 0, r.stderr
     assert "left out 1 entry that is not a regular file (weights.safetensors)" in r.stderr, r.stderr
     assert "weights.safetensors" not in remote_files(server, tmp_path, "alice/noted")
-    assert run_python("import json; from huggingface_hub import HfApi; "
-                      "print(json.dumps([HfApi().repo_exists(r) for r in ('alice/broken', 'alice/noted')]))",
-                      hub_env(server, tmp_path / "hf_oracle")) == [False, True]
+    # A file name that is not UTF-8 (the Hub's paths are): refused before the repo is created.
+    (out / "weights.safetensors").unlink()
+    with open(os.path.join(os.fsencode(out), b"bad\xff.txt"), "wb") as f:
+        f.write(b"x")
+    r = run_ckpt("push", out, "alice/not-utf8", "--json", env=env)
+    assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout)
+    assert r.stderr.strip().splitlines()[-1] == "sla-ckpt push: file name is not UTF-8, which the Hub's paths must be: bad\\xff.txt", r.stderr
+    assert run_python("import json; from huggingface_hub import HfApi; print(json.dumps("
+                      "[HfApi().repo_exists(r) for r in ('alice/broken', 'alice/not-utf8', 'alice/noted')]))",
+                      hub_env(server, tmp_path / "hf_oracle")) == [False, False, True]
 
 
 # ---- push --revision on a new branch; --create-pr with no changes -------------------------------

@@ -111,7 +111,7 @@ Exit run_pull(const PullArgs& args) {
     fmt::print("{}\n", nlohmann::json{{"repo", repo.id}, {"revision", args.revision}, {"commit", result.commit}, {"path", result.path},
                                       {"files", files}, {"downloaded_files", fetched}, {"downloaded_bytes", fetched_bytes},
                                       {"reused_files", result.files.size() - fetched}, {"verify", report.to_json()}}
-                           .dump(2));
+                           .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
     fmt::print(stderr, "sla-ckpt pull: {} files ({} downloaded, {} reused) at commit {}\n", result.files.size(), fetched,
                result.files.size() - fetched, result.commit);

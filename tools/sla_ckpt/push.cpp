@@ -15,6 +15,7 @@
 #include "progress_bar.h"
 #include "sla/hub/sla_source.h"
 #include "sla/checkpoint/sla_state.h"
+#include "sla/checkpoint/utf8.h"
 #include "sla/hub/upload.h"
 #include "sla/checkpoint/verify.h"
 
@@ -131,6 +132,8 @@ std::vector<sla::hub::UploadItem> collect_files(const PushArgs& args) {
       not_files.push_back(rel);
       continue;
     }
+    if (!is_valid_utf8(rel))  // before anything is created on the Hub, whose paths are UTF-8
+      throw CliError(kUnusable, "file name is not UTF-8, which the Hub's paths must be: " + rel);
     items.push_back({rel, it->path().string(), std::nullopt});
   }
   if (!not_files.empty()) {
@@ -245,7 +248,7 @@ Exit print_dry_run(sla::hub::HubClient& client, const sla::hub::RepoRef& repo, c
   if (args.json)
     fmt::print("{}\n", nlohmann::json{{"dry_run", true}, {"repo", repo.id}, {"revision", args.revision}, {"files", plan_json(plan)},
                                       {"sla_file", sla.source ? sla.source->path : ""}, {"note", note}}
-                           .dump(2));
+                           .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   else
     print_plan(plan, note);
   return kOk;
@@ -284,7 +287,7 @@ void print_result(const sla::hub::CommitResult& result, const sla::hub::RepoRef&
                                       {"no_op", result.no_op}, {"branch_created", result.branch_created},
                                       {"pull_request_opened", !result.pull_request_url.empty()}, {"files", plan_json(result.files)},
                                       {"sla_file", sla.source ? sla.source->path : ""}}
-                           .dump(2));
+                           .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return;
   }
   size_t lfs = 0, sent = 0;
