@@ -1,5 +1,6 @@
 #include "upload.h"
 
+#include "sla/checkpoint/utf8.h"
 #include "sla/hub/common/hashing.h"
 #include "untrusted.h"
 
@@ -14,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 namespace sla::hub {
@@ -81,6 +83,8 @@ void parallel_for(size_t count, int threads, Fn fn) {
 std::vector<Staged> stage(const std::vector<UploadItem>& items) {
   std::vector<Staged> staged(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
+    if (!sla::checkpoint::is_valid_utf8(items[i].path_in_repo))  // a Linux name is bytes; the Hub's paths are UTF-8
+      throw std::invalid_argument("file name is not UTF-8, which the Hub's paths must be: " + items[i].path_in_repo);
     Staged& s = staged[i];
     s.item = &items[i];
     s.size = size_of(items[i]);
@@ -356,8 +360,8 @@ std::vector<PlannedFile> plan_upload(HubClient& client, const RepoRef& repo, con
 
 CommitResult upload_commit(HubClient& client, const RepoRef& repo, const std::vector<UploadItem>& items,
                            const CommitOptions& options) {
+  std::vector<Staged> staged = stage(items);  // first: items that cannot go up leave no repo behind
   if (options.create_repo) client.create_repo(repo, options.private_repo);
-  std::vector<Staged> staged = stage(items);
   CommitResult result;
   std::string parent;
   try {

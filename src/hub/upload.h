@@ -15,7 +15,7 @@
 namespace sla::hub {
 
 struct UploadItem {
-  std::string path_in_repo;
+  std::string path_in_repo;            // UTF-8, as the Hub's paths are (else std::invalid_argument, before any request)
   std::string local_path;              // read from disk, or
   std::optional<std::string> content;  // uploaded from memory (a generated model card)
 };

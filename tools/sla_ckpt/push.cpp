@@ -15,7 +15,6 @@
 #include "progress_bar.h"
 #include "sla/hub/sla_source.h"
 #include "sla/checkpoint/sla_state.h"
-#include "sla/checkpoint/utf8.h"
 #include "sla/hub/upload.h"
 #include "sla/checkpoint/verify.h"
 
@@ -132,8 +131,6 @@ std::vector<sla::hub::UploadItem> collect_files(const PushArgs& args) {
       not_files.push_back(rel);
       continue;
     }
-    if (!is_valid_utf8(rel))  // before anything is created on the Hub, whose paths are UTF-8
-      throw CliError(kUnusable, "file name is not UTF-8, which the Hub's paths must be: " + rel);
     items.push_back({rel, it->path().string(), std::nullopt});
   }
   if (!not_files.empty()) {
