@@ -30,6 +30,13 @@ BLOCK_SIZES = (32, 64, 128)  # src/checkpoint/sla_settings.h kBlockSizes
 _warned_reasons: set[str] = set()
 
 
+def _warn_once(why: str, message: str) -> None:
+    """Warns with message the first time the reason why comes up in this process."""
+    if why not in _warned_reasons:
+        _warned_reasons.add(why)
+        warnings.warn(f"SparseLinearAttention: {message}", stacklevel=4)  # the caller of the module's forward
+
+
 def _softmax_feature_map(x: torch.Tensor) -> torch.Tensor:
     return F.softmax(x, dim=-1)
 
@@ -128,10 +135,8 @@ class SparseLinearAttention(nn.Module):
         why = ("query length != key length" if q.shape[2] != k.shape[2] else
                "query heads != key/value heads" if q.shape[1] != k.shape[1] else
                "value head_dim != query head_dim")
-        if why not in _warned_reasons and not torch.compiler.is_compiling():
-            _warned_reasons.add(why)
-            warnings.warn(f"SparseLinearAttention: SLA is self-attention of one shape ({why}); running dense SDPA",
-                          stacklevel=3)
+        if not torch.compiler.is_compiling():
+            _warn_once(why, f"SLA is self-attention of one shape ({why}); running dense SDPA")
         # aten's op, not torch.nn.functional's name, which a trainer may have replaced by a wrapper
         # that calls this module again (SimpleTuner does).
         o = torch.ops.aten.scaled_dot_product_attention.default(q, k, v, enable_gqa=q.shape[1] != k.shape[1])
@@ -139,8 +144,6 @@ class SparseLinearAttention(nn.Module):
 
     def _warn_if_reference(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         why = ops.kernels_why_not(q, k, v, self.topk, self.BLKQ, self.BLKK)
-        if why and why not in _warned_reasons:
-            _warned_reasons.add(why)
-            warnings.warn(f"SparseLinearAttention: the fused kernels do not run these inputs ({why}); "
-                          "running the reference on the same device (exact, slower, and it holds the (L, L) scores)",
-                          stacklevel=3)
+        if why:
+            _warn_once(why, f"the fused kernels do not run these inputs ({why}); running the reference on the same "
+                            "device (exact, slower, and it holds the (L, L) scores)")
