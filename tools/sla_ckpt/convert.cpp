@@ -72,14 +72,13 @@ Exit run_convert(const ConvertArgs& args) {
   nlohmann::json keys = nlohmann::json::array();
   for (const auto& e : input.file.entries) keys.push_back(e.key);
   if (args.json) {
-    fmt::print("{}\n", nlohmann::json{{"in", args.in},
+    fmt::print("{}\n", json_text(nlohmann::json{{"in", args.in},
                                       {"out", args.out},
                                       {"format", is_twin_path(args.out) ? "safetensors" : "pt"},
                                       {"entries", keys},
                                       {"version", input.file.version},
                                       {"has_extension", input.file.has_extension},
-                                      {"warnings", warnings}}
-                           .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+                                      {"warnings", warnings}}));
   } else {
     say(stdout, fmt::format("converted {} -> {} ({} state entries: {})", args.in, args.out, input.file.entries.size(),
                             keys.dump()));

@@ -95,8 +95,7 @@ Exit run_inspect(const InspectOptions& opts) {
   // CheckpointError: unreadable (exit 2). A .safetensors name is the twin, anything else a torch.save file.
   const bool twin = opts.file.size() >= 12 && opts.file.compare(opts.file.size() - 12, 12, ".safetensors") == 0;
   const SlaInspection result = twin ? safetensors::inspect_sla_twin(opts.file) : inspect_sla_file(opts.file);
-  // replace: a path given on the command line need not be UTF-8
-  if (opts.json) fmt::print("{}\n", to_json(result, opts.file).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  if (opts.json) fmt::print("{}\n", json_text(to_json(result, opts.file), -1));
   else print_human(result, opts.file);
   return result.problems.empty() ? kOk : kFailed;
 }

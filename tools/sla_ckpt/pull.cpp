@@ -13,6 +13,7 @@
 #include "sla/hub/download.h"
 #include "sla/checkpoint/errors.h"
 #include "sla/hub/hub_client.h"
+#include "printable.h"
 #include "progress_bar.h"
 #include "sla/hub/untrusted.h"
 #include "sla/checkpoint/verify.h"
@@ -108,10 +109,9 @@ Exit run_pull(const PullArgs& args) {
   if (args.json) {
     nlohmann::json files = nlohmann::json::array();
     for (const auto& f : result.files) files.push_back({{"path", f.path}, {"size", f.size}, {"etag", f.etag}, {"downloaded", f.downloaded}});
-    fmt::print("{}\n", nlohmann::json{{"repo", repo.id}, {"revision", args.revision}, {"commit", result.commit}, {"path", result.path},
+    fmt::print("{}\n", json_text(nlohmann::json{{"repo", repo.id}, {"revision", args.revision}, {"commit", result.commit}, {"path", result.path},
                                       {"files", files}, {"downloaded_files", fetched}, {"downloaded_bytes", fetched_bytes},
-                                      {"reused_files", result.files.size() - fetched}, {"verify", report.to_json()}}
-                           .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+                                      {"reused_files", result.files.size() - fetched}, {"verify", report.to_json()}}));
   } else {
     fmt::print(stderr, "sla-ckpt pull: {} files ({} downloaded, {} reused) at commit {}\n", result.files.size(), fetched,
                result.files.size() - fetched, result.commit);

@@ -243,9 +243,8 @@ Exit print_dry_run(sla::hub::HubClient& client, const sla::hub::RepoRef& repo, c
       plan.push_back({item.path_in_repo, item.content ? item.content->size() : fs::file_size(item.local_path), "unknown"});
   }
   if (args.json)
-    fmt::print("{}\n", nlohmann::json{{"dry_run", true}, {"repo", repo.id}, {"revision", args.revision}, {"files", plan_json(plan)},
-                                      {"sla_file", sla.source ? sla.source->path : ""}, {"note", note}}
-                           .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    fmt::print("{}\n", json_text(nlohmann::json{{"dry_run", true}, {"repo", repo.id}, {"revision", args.revision}, {"files", plan_json(plan)},
+                                      {"sla_file", sla.source ? sla.source->path : ""}, {"note", note}}));
   else
     print_plan(plan, note);
   return kOk;
@@ -279,12 +278,11 @@ void print_result(const sla::hub::CommitResult& result, const sla::hub::RepoRef&
                   const SlaDecision& sla) {
   if (result.branch_created) fmt::print(stderr, "sla-ckpt push: created branch {} of {} from its default branch\n", args.revision, repo.id);
   if (args.json) {
-    fmt::print("{}\n", nlohmann::json{{"repo", repo.id}, {"revision", result.revision}, {"commit", result.commit_oid},
+    fmt::print("{}\n", json_text(nlohmann::json{{"repo", repo.id}, {"revision", result.revision}, {"commit", result.commit_oid},
                                       {"commit_url", result.commit_url}, {"pull_request_url", result.pull_request_url},
                                       {"no_op", result.no_op}, {"branch_created", result.branch_created},
                                       {"pull_request_opened", !result.pull_request_url.empty()}, {"files", plan_json(result.files)},
-                                      {"sla_file", sla.source ? sla.source->path : ""}}
-                           .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+                                      {"sla_file", sla.source ? sla.source->path : ""}}));
     return;
   }
   size_t lfs = 0, sent = 0;

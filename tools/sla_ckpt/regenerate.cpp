@@ -63,9 +63,8 @@ int run_plan(const sla::checkpoint::RegeneratePlan& plan, bool as_json) {
     for (const auto& e : report.entries)
       entries.push_back({{"key", e.key}, {"error_before", e.error_before}, {"error_after", e.error_after},
                          {"learning_rate", e.learning_rate}});
-    fmt::print("{}\n", json{{"output", report.output}, {"device", report.device},
-                             {"regenerated_from", report.regenerated_from}, {"entries", entries}}
-                               .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    fmt::print("{}\n", json_text(json{{"output", report.output}, {"device", report.device},
+                             {"regenerated_from", report.regenerated_from}, {"entries", entries}}));
   } else {
     fmt::print("wrote {} ({} entries, regenerated from {}, not trained with the model)\n", printable(report.output),
                report.entries.size(), printable(report.regenerated_from));
@@ -102,7 +101,7 @@ int run_regenerate(const RegenerateArgs& args) {
     shown["note"] = "a checkpoint of the example DiT: `sla-dit-example --regenerate " + args.request.folder +
                     "` takes one step of its own objective instead";
   if (args.dry_run) {
-    const std::string text = shown.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);  // paths need not be UTF-8
+    const std::string text = json_text(shown);
     fmt::print("{}\n", args.json ? text : "plan (dry run, nothing written):\n" + text);
     return kOk;
   }

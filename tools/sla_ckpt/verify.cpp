@@ -31,7 +31,7 @@ void print_human(const VerifyReport& report) {
 Exit run_verify(const VerifyArgs& args) {
   const VerifyReport report = verify_path(args.path, args.options);  // CheckpointError: unreadable (exit 2)
   if (args.json)
-    fmt::print("{}\n", report.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    fmt::print("{}\n", json_text(report.to_json()));
   else
     print_human(report);
   return report.ok ? kOk : kFailed;
