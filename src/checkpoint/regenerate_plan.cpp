@@ -7,6 +7,9 @@
 #include "sla_state.h"
 #include "verify.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -106,7 +109,10 @@ int64_t calibration_head_dim(const std::string& path) {
     }
   if (shapes.size() != 3 || shapes["q"].size() != 4 || shapes["k"] != shapes["q"] || shapes["v"] != shapes["q"])
     throw CheckpointError("E_CONFIG", "calibration needs tensors q, k, v of one shape (B, H, L, D)", path);
-  return shapes["q"][3];
+  const auto& shape = shapes["q"];
+  if (std::any_of(shape.begin(), shape.end(), [](int64_t n) { return n <= 0; }))
+    throw CheckpointError("E_CONFIG", fmt::format("calibration q, k, v are empty (shape [{}])", fmt::join(shape, ", ")), path);
+  return shape[3];
 }
 
 FoundSettings found(const json& resolved, std::string source) {

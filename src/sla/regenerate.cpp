@@ -14,7 +14,10 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <fstream>
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 #ifndef SLA_TOOLKIT_VERSION
 #define SLA_TOOLKIT_VERSION "0.0.0"
@@ -54,6 +57,9 @@ std::array<at::Tensor, 3> calibration_inputs(const RegeneratePlan& plan, int64_t
       out[i] = at::from_blob(const_cast<uint8_t*>(t->bytes.data()), t->shape,
                              at::TensorOptions().dtype(scalar_type_of(t->dtype)))
                    .to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+      if (!at::isfinite(out[i]).all().item<bool>())
+        throw CheckpointError("E_CONFIG", std::string("calibration tensor ") + names[i] + " holds NaN or infinite values",
+                              plan.calibration);
     }
     return out;
   }
@@ -61,6 +67,42 @@ std::array<at::Tensor, 3> calibration_inputs(const RegeneratePlan& plan, int64_t
   const int64_t len = 8 * std::max(cfg.blkq, cfg.blkk);
   auto sample = [&] { return at::randn({kSampleBatch, kSampleHeads, len, head_dim}, at::kFloat); };
   return {sample(), sample(), sample()};
+}
+
+// The reference step holds the (L, L) scores of every (batch, head) in float32, about three
+// copies of them at its peak (2.5 measured on the CPU for (1, 4, 8192, 64), besides LibTorch's own).
+constexpr double kReferenceScoreCopies = 3.0;
+
+double reference_step_bytes(const at::Tensor& q) {
+  const double len = double(q.size(2));
+  return kReferenceScoreCopies * double(q.size(0)) * double(q.size(1)) * len * len * sizeof(float);
+}
+
+// What the system can still give this process (Linux: MemAvailable), or nothing where unknown.
+std::optional<double> available_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  while (std::getline(meminfo, line)) {
+    unsigned long long kib = 0;
+    if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kib) == 1) return double(kib) * 1024;
+  }
+  return std::nullopt;
+}
+
+// A calibration too long for the reference step on the CPU is refused before it is run, rather
+// than left to the kernel's out-of-memory killer (which would end the process without a word).
+void check_reference_fits(const at::Tensor& q, const std::string& calibration) {
+  const double need = reference_step_bytes(q);
+  const std::optional<double> have = available_bytes();
+  if (!have || need <= *have) return;
+  constexpr double kGiB = 1024.0 * 1024 * 1024;
+  char message[320];
+  std::snprintf(message, sizeof message,
+                "calibration of shape [%lld, %lld, %lld, %lld] needs about %.1f GiB for the one-step reference's "
+                "(L, L) scores, %.1f GiB available; keep fewer heads or tokens (e.g. q[:, :2, :8192])",
+                static_cast<long long>(q.size(0)), static_cast<long long>(q.size(1)), static_cast<long long>(q.size(2)),
+                static_cast<long long>(q.size(3)), need / kGiB, *have / kGiB);
+  throw CheckpointError("E_CONFIG", message, calibration);
 }
 
 // The device the plan asks for; auto takes CUDA when there is one.
@@ -92,6 +134,7 @@ std::pair<RegeneratedEntry, sla::checkpoint::SlaEntry> regenerate_entry(const Re
   auto [q32, k32, v32] = calibration_inputs(plan, head_dim, cfg);
   if (q32.size(3) != head_dim)
     throw CheckpointError("E_CONFIG", "calibration head_dim differs from entry " + planned.key, plan.calibration);
+  if (device.is_cpu() && !plan.calibration.empty()) check_reference_fits(q32, plan.calibration);
   const at::Tensor q = q32.to(device, dtype), k = k32.to(device, dtype), v = v32.to(device, dtype);
   const at::Tensor dense = at::scaled_dot_product_attention(q32.to(device), k32.to(device), v32.to(device));
 
@@ -110,6 +153,21 @@ std::pair<RegeneratedEntry, sla::checkpoint::SlaEntry> regenerate_entry(const Re
   entry.weight = to_float32(w);
   entry.bias = to_float32(b);
   return {report, entry};
+}
+
+// regenerate_entry, with LibTorch's own errors (an allocation that failed: a GPU out of memory, an
+// address-space limit) said in one line naming the entry, without their C++ backtrace.
+std::pair<RegeneratedEntry, sla::checkpoint::SlaEntry> run_entry(const RegenerateEntry& planned,
+                                                                 const RegeneratePlan& plan, const SlaConfig& cfg,
+                                                                 const at::Device& device) {
+  try {
+    return regenerate_entry(planned, plan, cfg, device);
+  } catch (const c10::Error& e) {
+    std::string message = e.what_without_backtrace();
+    message = message.substr(0, message.find('\n'));
+    const std::string advice = plan.calibration.empty() ? "" : " (a shorter calibration needs less memory)";
+    throw CheckpointError("E_REGENERATE", "the one-step run failed: " + message + advice, planned.key);
+  }
 }
 
 }  // namespace
@@ -131,7 +189,7 @@ RegenerateReport regenerate(const RegeneratePlan& plan, const sla::checkpoint::L
   report.device = device.is_cuda() ? "cuda" : "cpu";
   report.regenerated_from = plan.inputs;
   for (const auto& planned : plan.entries) {
-    auto [entry_report, entry] = regenerate_entry(planned, plan, cfg, device);
+    auto [entry_report, entry] = run_entry(planned, plan, cfg, device);
     char line[256];
     std::snprintf(line, sizeof line, "%s: mse vs dense attention before %.6g, after %.6g (one SGD step, lr %.4g, %s)",
                   entry_report.key.c_str(), entry_report.error_before, entry_report.error_after,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import run_ckpt, simpletuner_checkpoint, statuses, verify_json, write_sla_pt, write_transformer
+from conftest import CKPT, run_ckpt, simpletuner_checkpoint, statuses, verify_json, write_sla_pt, write_transformer
 
 REGEN = os.environ.get("SLA_CKPT_REGENERATE", "")
 needs_torch_exe = pytest.mark.skipif(not REGEN, reason="sla-ckpt-regenerate not built (SLA_WITH_TORCH=OFF)")
@@ -153,6 +153,70 @@ def test_calibration_lowers_the_error_checked_in_python(tmp_path):
     after = ((o_s + o_l @ w.T + b - dense) ** 2).mean()
     assert after < before
     assert abs(before.item() - entry["error_before"]) < 0.05 * before.item()
+
+
+def refused_in_one_line(r, code):
+    assert r.returncode == 2 and code in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "frame #" not in r.stderr
+
+
+def test_empty_calibration_is_refused_by_the_plan(tmp_path):
+    out = foreign_model(tmp_path)
+    save_file({n: torch.zeros(1, 2, 0, 32) for n in "qkv"}, str(tmp_path / "empty.safetensors"))
+    r = run_ckpt("regenerate", out, "--dry-run", "--calibration", tmp_path / "empty.safetensors")
+    refused_in_one_line(r, "E_CONFIG")
+    assert "empty (shape [1, 2, 0, 32])" in r.stderr and "empty.safetensors" in r.stderr
+
+
+@needs_torch_exe
+def test_calibration_with_nan_is_refused_before_the_step(tmp_path):
+    out = foreign_model(tmp_path)
+    qkv = {n: torch.randn(1, 2, 128, 32) for n in "qkv"}
+    qkv["k"][0, 1, 5, 7] = float("inf")
+    save_file(qkv, str(tmp_path / "inf.safetensors"))
+    r = run_ckpt("regenerate", out, "--device", "cpu", "--calibration", tmp_path / "inf.safetensors")
+    refused_in_one_line(r, "E_CONFIG")
+    assert "tensor k holds NaN or infinite values" in r.stderr
+    assert not (out / "sla_attention.pt").exists()
+
+
+def mem_available():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@needs_torch_exe
+def test_calibration_too_long_for_the_reference_is_refused_before_it_runs(tmp_path):
+    # (1, 1, 524288, 8): the reference's float32 (L, L) scores alone are 1 TiB, about 3 TiB at its peak;
+    # the refusal names the shape and both sizes instead of the process dying to the OOM killer.
+    out = foreign_model(tmp_path, head_dim=8)
+    save_file({n: torch.randn(1, 1, 524288, 8, dtype=torch.float16) for n in "qkv"}, str(tmp_path / "long.safetensors"))
+    r = run_ckpt("regenerate", out, "--device", "cpu", "--calibration", tmp_path / "long.safetensors")
+    refused_in_one_line(r, "E_CONFIG")
+    assert "[1, 1, 524288, 8] needs about 3072.0 GiB" in r.stderr and "GiB available" in r.stderr
+    assert "long.safetensors" in r.stderr
+    assert not (out / "sla_attention.pt").exists()
+
+
+@needs_torch_exe
+@pytest.mark.skipif(mem_available() < 8 << 30, reason="needs 8 GiB available, so the size check lets the step start")
+def test_failed_allocation_is_one_line_naming_the_entry(tmp_path):
+    # Under a 4 GiB address-space limit the reference's scores of (1, 2, 16384, 8) (2 GiB a copy) cannot
+    # be allocated although the machine has the memory: LibTorch's error, in one line, without its backtrace.
+    import resource
+
+    def limit_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    out = foreign_model(tmp_path, head_dim=8)
+    save_file({n: torch.randn(1, 2, 16384, 8) for n in "qkv"}, str(tmp_path / "mid.safetensors"))
+    r = subprocess.run([CKPT, "regenerate", str(out), "--device", "cpu", "--calibration", str(tmp_path / "mid.safetensors")],
+                       capture_output=True, text=True, timeout=300, preexec_fn=limit_address_space)
+    refused_in_one_line(r, "E_REGENERATE")
+    assert "the one-step run failed" in r.stderr and "allocate" in r.stderr and r.stderr.rstrip().endswith("in 8:fp16")
+    assert not (out / "sla_attention.pt").exists()
 
 
 def run_dit_example(*args):
