@@ -130,3 +130,18 @@ def test_bad_sla_config_is_one_line_error(tmp_path):
     assert out.returncode != 0
     assert "blkq must be one of 32, 64, 128, got 16" in out.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_failed_allocation_is_one_line_error(tmp_path):
+    # A batch that cannot be allocated under a 4 GiB address-space limit: LibTorch's error in one line,
+    # without its C++ backtrace.
+    import resource
+
+    def limit_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    out = subprocess.run([EXE, "--output-dir", str(tmp_path), "--steps", "1", "--device", "cpu", "--batch-size", "1000000"],
+                         capture_output=True, text=True, timeout=120, preexec_fn=limit_address_space)
+    assert out.returncode == 1
+    assert out.stderr.startswith("sla-dit-example: error: ") and "allocate" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "frame #" not in out.stderr
