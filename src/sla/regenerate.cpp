@@ -165,7 +165,8 @@ std::pair<RegeneratedEntry, sla::checkpoint::SlaEntry> run_entry(const Regenerat
   } catch (const c10::Error& e) {
     std::string message = e.what_without_backtrace();
     message = message.substr(0, message.find('\n'));
-    const std::string advice = plan.calibration.empty() ? "" : " (a shorter calibration needs less memory)";
+    const bool memory = message.find("memory") != std::string::npos;
+    const std::string advice = memory && !plan.calibration.empty() ? " (a shorter calibration needs less)" : "";
     throw CheckpointError("E_REGENERATE", "the one-step run failed: " + message + advice, planned.key);
   }
 }
